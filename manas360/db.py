@@ -1,0 +1,115 @@
+"""PostgreSQL: the Tortoise configuration, database creation and migrations.
+
+The same settings feed the app (per-worker pool), aerich's CLI (`TORTOISE_ORM`) and
+`manas360 migrate`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from loguru import logger
+
+from manas360.settings import Settings
+
+MODELS_APP = "models"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Any constant works; it only has to be the same for every instance of this service.
+MIGRATION_LOCK_KEY = 0x6D333630  # "m360"
+
+
+def tortoise_config(settings: Settings, *, pool_min: int | None = None, pool_max: int | None = None) -> dict[str, Any]:
+    """Tortoise config for `settings`; statement timeout and pool sizes per worker."""
+    url = urlsplit(settings.database_url)
+    return {
+        "connections": {
+            "default": {
+                "engine": "tortoise.backends.asyncpg",
+                "credentials": {
+                    "host": url.hostname or "127.0.0.1",
+                    "port": url.port or 5432,
+                    "user": url.username or "postgres",
+                    "password": url.password or "",
+                    "database": database_name(settings),
+                    "minsize": pool_min or settings.db_pool_min,
+                    "maxsize": pool_max or settings.db_pool_max,
+                    "application_name": "manas360",
+                    "server_settings": {"statement_timeout": str(settings.db_statement_timeout)},
+                },
+            }
+        },
+        "apps": {MODELS_APP: {"models": ["manas360.models", "aerich.models"], "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def database_name(settings: Settings) -> str:
+    return urlsplit(settings.database_url).path.lstrip("/") or "manas360"
+
+
+def _admin_dsn(settings: Settings) -> str:
+    """The same server, database `postgres`: where CREATE DATABASE is issued."""
+    url = urlsplit(settings.database_url)
+    return urlunsplit(("postgresql", url.netloc, "/postgres", url.query, ""))
+
+
+def _dsn(settings: Settings) -> str:
+    url = urlsplit(settings.database_url)
+    return urlunsplit(("postgresql", url.netloc, url.path, url.query, ""))
+
+
+async def create_database_if_missing(settings: Settings) -> bool:
+    """Create the configured database when it does not exist. Returns True if created."""
+    name = database_name(settings)
+    conn = await asyncpg.connect(_admin_dsn(settings), timeout=5)
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        quoted = '"' + name.replace('"', '""') + '"'
+        try:
+            await conn.execute(f"CREATE DATABASE {quoted}")
+        except asyncpg.DuplicateDatabaseError:  # another instance won the race
+            return False
+        logger.info("created database {}", name)
+        return True
+    finally:
+        await conn.close()
+
+
+async def migrate(settings: Settings) -> list[str]:
+    """Apply pending aerich migrations; returns the files applied (empty when up to date).
+
+    Two instances migrating at once would collide (aerich takes no lock), so the upgrade
+    runs under a PostgreSQL advisory lock held on a separate connection.
+    """
+    from aerich import Command
+
+    await create_database_if_missing(settings)
+    lock_conn = await asyncpg.connect(_dsn(settings), timeout=5)
+    try:
+        await lock_conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        async with Command(
+            tortoise_config=tortoise_config(settings, pool_min=1, pool_max=2),
+            app=MODELS_APP,
+            location=str(MIGRATIONS_DIR),
+        ) as command:
+            applied = await command.upgrade(run_in_transaction=True)
+        return applied
+    finally:
+        try:
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        finally:
+            await lock_conn.close()
+
+
+def __getattr__(name: str) -> Any:
+    # aerich's CLI reads `manas360.db.TORTOISE_ORM` ([tool.aerich] in pyproject.toml).
+    if name == "TORTOISE_ORM":
+        from manas360.settings import load_settings
+
+        return tortoise_config(load_settings())
+    raise AttributeError(name)

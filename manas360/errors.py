@@ -1,0 +1,116 @@
+"""One error base, one mapping: every failure leaves as the API.md envelope.
+
+`AppError` carries the HTTP status, the machine `code` from API.md and a client-safe
+message; `extra` holds client-safe keys (`fields`, `upgrade`, `retry_after`). Internal
+detail goes to the log, never into these objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    status = 500
+    code = "InternalError"
+    message = "Internal server error"
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.extra = extra
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "request_id": request_id, **self.extra}
+
+
+class BadRequest(AppError):
+    status, code, message = 400, "BadRequest", "Malformed request"
+
+
+class Unauthorized(AppError):
+    status, code, message = 401, "Unauthorized", "Authentication required"
+
+
+class TokenExpired(AppError):
+    status, code, message = 401, "TokenExpired", "Token has expired"
+
+
+class TokenRevoked(AppError):
+    status, code, message = 401, "TokenRevoked", "Token has been revoked"
+
+
+class InvalidToken(AppError):
+    status, code, message = 401, "InvalidToken", "Token is invalid"
+
+
+class InvalidCredentials(AppError):
+    status, code, message = 401, "InvalidCredentials", "Invalid email or password"
+
+
+class TokenReuseDetected(AppError):
+    status, code, message = 401, "TokenReuseDetected", "Refresh token reuse detected; session revoked"
+
+
+class PermissionDenied(AppError):
+    status, code, message = 403, "PermissionDenied", "Permission denied"
+
+
+class FeatureNotAvailable(AppError):
+    status, code, message = 403, "FeatureNotAvailable", "Your plan does not include this feature"
+
+
+class InsufficientPrivileges(AppError):
+    status, code, message = 403, "InsufficientPrivileges", "Insufficient privileges"
+
+
+class PrivilegeEscalationPrevented(AppError):
+    status, code, message = 403, "PrivilegeEscalationPrevented", "Privilege escalation prevented"
+
+
+class NotFound(AppError):
+    status, code, message = 404, "NotFound", "Not found"
+
+
+class MethodNotAllowed(AppError):
+    status, code, message = 405, "MethodNotAllowed", "Method not allowed"
+
+
+class EmailTaken(AppError):
+    status, code, message = 409, "EmailTaken", "Email is already registered"
+
+
+class PayloadTooLarge(AppError):
+    status, code, message = 413, "PayloadTooLarge", "Request body too large"
+
+
+class ValidationError(AppError):
+    status, code, message = 422, "ValidationError", "Request validation failed"
+
+    def __init__(self, fields: dict[str, str], message: str | None = None) -> None:
+        super().__init__(message, fields=fields)
+
+
+class AccountLocked(AppError):
+    status, code, message = 423, "AccountLocked", "Account temporarily locked"
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, retry_after=max(1, int(retry_after)))
+
+
+class RateLimited(AppError):
+    status, code, message = 429, "RateLimited", "Too many requests"
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, retry_after=max(1, int(retry_after)))
+
+
+class ServiceUnavailable(AppError):
+    status, code, message = 503, "ServiceUnavailable", "A backing service is unavailable"
+
+    def __init__(self, message: str | None = None, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)
+
+
+class InternalError(AppError):
+    pass

@@ -1,0 +1,249 @@
+"""Typed settings: defaults from config/defaults.toml, overridden by environment variables.
+
+Loaded and validated once at start (`load_settings()`); the same object feeds the app,
+Tortoise/aerich and the scripts. An invalid value raises `SettingsError` with a one-line,
+human-readable message that the CLI prints before exiting non-zero.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+ENVIRONMENTS = ("development", "test", "production")
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or unsafe for the chosen environment."""
+
+
+@dataclass(frozen=True, slots=True)
+class RatePolicy:
+    """A sliding-window limit: `limit` requests per `window_s` seconds."""
+
+    name: str
+    limit: int
+    window_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+
+    database_url: str = "postgres://root@127.0.0.1:5432/manas360"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    redis_prefix: str = "m360:"
+    redis_socket_timeout_s: float = 1.0
+    redis_connect_timeout_s: float = 1.0
+    redis_max_connections: int = 256
+
+    jwt_secret: str = ""
+    jwt_key_id: str = "k1"
+    jwt_previous_keys: str = ""
+    jwt_issuer: str = "manas360"
+    jwt_audience: str = "manas360-api"
+    jwt_access_ttl: int = 900
+    jwt_refresh_ttl: int = 604800
+
+    bcrypt_cost: int = 12
+    refresh_reuse_grace_s: int = 10
+    max_body_bytes: int = 65536
+    hsts: bool = False
+
+    lockout_threshold: int = 5
+    lockout_window_s: int = 900
+    lockout_duration_s: int = 900
+
+    rate_limit_global: str = "100/900"
+    rate_limit_auth: str = "5/900"
+    rate_limit_api: str = "1000/3600"
+
+    allowed_origins: str = ""
+    trusted_proxies: str = ""
+
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+    db_statement_timeout: int = 30000
+
+    request_timeout_s: int = 30
+    keep_alive_timeout_s: int = 5
+    graceful_shutdown_timeout_s: int = 15
+
+    superadmin_email: str = ""
+    superadmin_password: str = ""
+
+    log_level: str = "INFO"
+    log_json: str = "auto"
+
+    # Derived once in __post_init__-free style by load_settings(); see properties below.
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        return _split_csv(self.allowed_origins)
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return self._derived["proxy_networks"]
+
+    @property
+    def verification_keys(self) -> dict[str, str]:
+        """kid -> secret for every key a token may be verified with (current first)."""
+        return self._derived["verification_keys"]
+
+    @property
+    def rate_policies(self) -> dict[str, RatePolicy]:
+        return self._derived["rate_policies"]
+
+    def __repr__(self) -> str:  # never print secrets
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        for name in ("jwt_secret", "jwt_previous_keys", "superadmin_password"):
+            shown[name] = "***" if shown[name] else ""
+        return f"Settings({shown})"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build and validate settings from config/defaults.toml and `environ` (default os.environ).
+
+    Outside production an empty JWT_SECRET becomes a random secret, exported to os.environ
+    so that worker processes spawned later verify each other's tokens.
+    """
+    env_vars = os.environ if environ is None else environ
+    values = _read_defaults()
+    for f in fields(Settings):
+        if f.name.startswith("_"):
+            continue
+        raw = env_vars.get(f.name.upper())
+        if raw is not None:
+            values[f.name] = _coerce(f.name, f.type, raw)
+    unknown = set(values) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise SettingsError(f"unknown settings in config/defaults.toml: {', '.join(sorted(unknown))}")
+    if not values.get("jwt_secret") and values.get("env") != "production":
+        values["jwt_secret"] = secrets.token_urlsafe(48)
+        if environ is None:
+            os.environ["JWT_SECRET"] = values["jwt_secret"]
+    settings = Settings(**values)
+    _validate(settings)
+    settings._derived.update(
+        proxy_networks=_parse_networks(settings.trusted_proxies),
+        verification_keys=_parse_keys(settings),
+        rate_policies={
+            name: _parse_policy(name, getattr(settings, f"rate_limit_{name}"))
+            for name in ("global", "auth", "api")
+        },
+    )
+    return settings
+
+
+def _read_defaults() -> dict[str, Any]:
+    text = resources.files("config").joinpath("defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _coerce(name: str, kind: Any, raw: str) -> Any:
+    kind = kind if isinstance(kind, str) else kind.__name__
+    raw = raw.strip()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise SettingsError(f"{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def _validate(s: Settings) -> None:
+    if s.env not in ENVIRONMENTS:
+        raise SettingsError(f"ENV must be one of {', '.join(ENVIRONMENTS)}, not {s.env!r}")
+    _require(1 <= s.port <= 65535, f"PORT must be 1..65535, not {s.port}")
+    _require(1 <= s.workers <= 256, f"WORKERS must be 1..256, not {s.workers}")
+    _require(urlsplit(s.database_url).scheme in ("postgres", "postgresql"),
+             "DATABASE_URL must be a postgres:// URL")
+    _require(bool(s.redis_url.strip()), "REDIS_URL must not be empty")
+    _require(bool(s.redis_prefix), "REDIS_PREFIX must not be empty")
+    _require(4 <= s.bcrypt_cost <= 31, f"BCRYPT_COST must be 4..31, not {s.bcrypt_cost}")
+    _require(s.jwt_access_ttl > 0 and s.jwt_refresh_ttl > 0, "JWT_ACCESS_TTL and JWT_REFRESH_TTL must be positive")
+    _require(s.refresh_reuse_grace_s >= 0, "REFRESH_REUSE_GRACE_S must be >= 0")
+    _require(1024 <= s.max_body_bytes <= 64 * 1024 * 1024, "MAX_BODY_BYTES must be 1024..67108864")
+    _require(s.lockout_threshold >= 1 and s.lockout_window_s >= 1 and s.lockout_duration_s >= 1,
+             "LOCKOUT_THRESHOLD, LOCKOUT_WINDOW_S and LOCKOUT_DURATION_S must be positive")
+    _require(1 <= s.db_pool_min <= s.db_pool_max, "DB_POOL_MIN must be >= 1 and <= DB_POOL_MAX")
+    _require(s.db_statement_timeout >= 0, "DB_STATEMENT_TIMEOUT must be >= 0")
+    _require(s.log_level.upper() in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"),
+             f"LOG_LEVEL {s.log_level!r} is not a log level")
+    _require(bool(s.jwt_key_id) and ":" not in s.jwt_key_id and "," not in s.jwt_key_id,
+             "JWT_KEY_ID must be non-empty and contain no ':' or ','")
+    if s.is_production:
+        _require(len(s.jwt_secret.encode()) >= MIN_SECRET_BYTES,
+                 f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production")
+        _require("*" not in s.origins, "ALLOWED_ORIGINS must list origins, not '*', in production")
+    for origin in s.origins:
+        _require(origin == "*" or urlsplit(origin).scheme in ("http", "https"),
+                 f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin")
+
+
+def _parse_keys(s: Settings) -> dict[str, str]:
+    keys = {s.jwt_key_id: s.jwt_secret}
+    for entry in _split_csv(s.jwt_previous_keys):
+        kid, sep, secret = entry.partition(":")
+        _require(bool(sep and kid and secret), "JWT_PREVIOUS_KEYS must be 'kid:secret,...'")
+        _require(kid not in keys, f"JWT_PREVIOUS_KEYS repeats key id {kid!r}")
+        if s.is_production:
+            _require(len(secret.encode()) >= MIN_SECRET_BYTES,
+                     f"JWT_PREVIOUS_KEYS secret for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
+        keys[kid] = secret
+    return keys
+
+
+def _parse_networks(value: str):
+    networks = []
+    for entry in _split_csv(value):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise SettingsError(f"TRUSTED_PROXIES entry {entry!r} is not an IP network") from None
+    return tuple(networks)
+
+
+def _parse_policy(name: str, value: str) -> RatePolicy:
+    limit, sep, window = value.partition("/")
+    try:
+        policy = RatePolicy(name=name, limit=int(limit), window_s=int(window))
+    except ValueError:
+        raise SettingsError(f"RATE_LIMIT_{name.upper()}={value!r} must be '<requests>/<window seconds>'") from None
+    _require(bool(sep) and policy.limit >= 1 and policy.window_s >= 1,
+             f"RATE_LIMIT_{name.upper()}={value!r} must be '<requests>/<window seconds>', both positive")
+    return policy
+
+
+def _split_csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SettingsError(message)

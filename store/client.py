@@ -1,0 +1,106 @@
+"""The Redis connection handle: one pool per worker, short timeouts, a deliberate retry.
+
+redis-py's defaults (5 s timeouts, 10 retries) hold a request for seconds when Redis is
+gone; an auth service must fail fast and answer 503 instead, so timeouts are short and a
+command is retried once at most (enough to ride over a reconnect after a restart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from store.keys import Keys
+
+StoreUnavailable = RedisError
+"""Any failure talking to Redis. The HTTP layer maps it to 503 ServiceUnavailable."""
+
+_SCRIPT_DIR = Path(__file__).parent
+
+
+@dataclass(slots=True)
+class Store:
+    redis: Redis | RedisCluster
+    keys: Keys
+    cluster: bool = False
+    _scripts: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    async def run_script(self, name: str, *, keys: list[str], args: list) -> object:
+        """EVALSHA the Lua script `<name>.lua` beside this package; load it on NOSCRIPT."""
+        source, sha = self._scripts.get(name) or self._load_source(name)
+        try:
+            return await self.redis.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.redis.eval(source, len(keys), *keys, *args)
+
+    def _load_source(self, name: str) -> tuple[str, str]:
+        import hashlib
+
+        source = (_SCRIPT_DIR / f"{name}.lua").read_text(encoding="utf-8")
+        entry = (source, hashlib.sha1(source.encode()).hexdigest())
+        self._scripts[name] = entry
+        return entry
+
+
+def is_cluster_url(url: str, *, cluster_flag: bool = False) -> bool:
+    return cluster_flag or url.startswith("redis+cluster://") or "," in url
+
+
+def open_store(
+    *,
+    url: str,
+    prefix: str,
+    cluster: bool = False,
+    socket_timeout_s: float = 1.0,
+    connect_timeout_s: float = 1.0,
+    max_connections: int = 256,
+) -> Store:
+    """Create the client (no I/O yet: connections open lazily on first command)."""
+    retry = Retry(NoBackoff(), retries=1)
+    common = dict(
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        retry=retry,
+        decode_responses=True,
+        health_check_interval=0,
+    )
+    if is_cluster_url(url, cluster_flag=cluster):
+        nodes = [_cluster_node(part) for part in url.replace("redis+cluster://", "").split(",") if part.strip()]
+        client = RedisCluster(startup_nodes=nodes, max_connections=max_connections, **common)
+        return Store(redis=client, keys=Keys(prefix), cluster=True)
+    pool = ConnectionPool.from_url(url, max_connections=max_connections, **common)
+    return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix))
+
+
+def _cluster_node(part: str) -> ClusterNode:
+    part = part.strip()
+    parsed = urlsplit(part if "://" in part else f"redis://{part}")
+    return ClusterNode(parsed.hostname or "127.0.0.1", parsed.port or 6379)
+
+
+async def close_store(store: Store) -> None:
+    await store.redis.aclose()
+
+
+async def ping(store: Store) -> bool:
+    """Round-trip to Redis (raises StoreUnavailable when it does not answer)."""
+    return bool(await store.redis.ping())
+
+
+def pool_stats(store: Store) -> dict[str, int]:
+    if store.cluster:
+        return {"nodes": len(store.redis.get_nodes())}
+    pool = store.redis.connection_pool
+    return {
+        "max": pool.max_connections,
+        "in_use": len(pool._in_use_connections),
+        "idle": len(pool._available_connections),
+    }

@@ -1,0 +1,59 @@
+"""Every Redis key name, built in one place.
+
+Per-user keys carry the hash tag `{u:<id>}` so a script touching several of them hits one
+slot (and works unchanged on Redis Cluster); per-IP keys carry `{ip:<addr>}`; per-account
+login keys carry `{login:<sha256(email)>}`. Everything lives under the deployment prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+class Keys:
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    # per user ------------------------------------------------------------------------
+    def user_tag(self, user_id: str) -> str:
+        return f"{self.prefix}{{u:{user_id}}}"
+
+    def user_context(self, user_id: str) -> str:
+        return f"{self.user_tag(user_id)}:ctx"
+
+    def user_epoch(self, user_id: str) -> str:
+        return f"{self.user_tag(user_id)}:epoch"
+
+    def revoked_jti(self, user_id: str, jti: str) -> str:
+        return f"{self.user_tag(user_id)}:rev:{jti}"
+
+    def user_rate(self, user_id: str, policy: str) -> str:
+        return f"{self.user_tag(user_id)}:rl:{policy}"
+
+    # per client address ----------------------------------------------------------------
+    def ip_rate(self, ip: str, policy: str, route: str = "") -> str:
+        suffix = f":{route}" if route else ""
+        return f"{self.prefix}{{ip:{ip}}}:rl:{policy}{suffix}"
+
+    # per login identity (email, known or not) -------------------------------------------
+    def login_tag(self, email: str) -> str:
+        digest = hashlib.sha256(email.encode("utf-8")).hexdigest()
+        return f"{self.prefix}{{login:{digest}}}"
+
+    def login_failures(self, email: str) -> str:
+        return f"{self.login_tag(email)}:fail"
+
+    def login_lock(self, email: str) -> str:
+        return f"{self.login_tag(email)}:lock"
+
+    # reference data ---------------------------------------------------------------------
+    def reference_version(self) -> str:
+        return f"{self.prefix}ref:version"
+
+    def reference_channel(self) -> str:
+        return f"{self.prefix}ref:changed"
+
+    def health_probe(self) -> str:
+        return f"{self.prefix}health"
