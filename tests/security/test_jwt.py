@@ -1,0 +1,232 @@
+import base64
+import hashlib
+import hmac
+import json
+
+import jwt
+import pytest
+
+from manas360.errors import InvalidToken, TokenExpired
+from manas360.security.jwt import AccessTokenCodec, KeySet
+
+SECRET_1 = "s1-" + "x" * 64
+SECRET_2 = "s2-" + "y" * 64
+NOW = 1_800_000_000.0
+TTL = 900
+
+
+def make_codec(keyset: KeySet | None = None, **overrides) -> AccessTokenCodec:
+    options = {"issuer": "manas360", "audience": "manas360-api", "ttl_s": TTL}
+    options.update(overrides)
+    return AccessTokenCodec(keyset=keyset or KeySet(current_kid="k1", keys={"k1": SECRET_1}), **options)
+
+
+def b64(obj) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def claims(**overrides) -> dict:
+    base = {
+        "iss": "manas360", "aud": "manas360-api", "sub": "u1", "sid": "s1", "jti": "j1",
+        "iat": int(NOW), "nbf": int(NOW), "exp": int(NOW) + TTL,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def hand_sign(header: dict, payload: dict, *, digest=hashlib.sha256) -> str:
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    mac = hmac.new(SECRET_1.encode(), signing_input.encode(), digest).digest()
+    return signing_input + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def sign(payload: dict, *, secret: str = SECRET_1, algorithm: str = "HS256", headers=None) -> str:
+    headers = {"kid": "k1"} if headers is None else headers
+    return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)
+
+
+def test_round_trip_returns_claims():
+    codec = make_codec()
+    token, issued = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    decoded = codec.decode(token, now=NOW + 1)
+    assert decoded == issued
+    assert decoded["sub"] == "u1" and decoded["sid"] == "s1"
+    assert decoded["iss"] == "manas360" and decoded["aud"] == "manas360-api"
+    assert decoded["iat"] == decoded["nbf"] == int(NOW) and decoded["exp"] == int(NOW) + TTL
+    assert len(decoded["jti"]) == 36
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
+
+
+def test_each_token_gets_a_fresh_jti_unless_given():
+    codec = make_codec()
+    _, first = codec.encode(user_id="u1", session_id="s1")
+    _, second = codec.encode(user_id="u1", session_id="s1")
+    _, fixed = codec.encode(user_id="u1", session_id="s1", jti="chosen")
+    assert first["jti"] != second["jti"] and fixed["jti"] == "chosen"
+
+
+def test_extra_claims_cannot_override_registered_ones():
+    codec = make_codec()
+    _, issued = codec.encode(user_id="u1", session_id="s1", extra={"scope": "x"})
+    assert issued["scope"] == "x"
+    with pytest.raises(ValueError):
+        codec.encode(user_id="u1", session_id="s1", extra={"sub": "admin"})
+
+
+def test_hand_signed_token_verifies():
+    assert make_codec().decode(hand_sign({"alg": "HS256", "kid": "k1"}, claims()), now=NOW)["sub"] == "u1"
+
+
+def test_alg_none_token_is_rejected():
+    token = b64({"alg": "none", "typ": "JWT", "kid": "k1"}) + "." + b64(claims()) + "."
+    with pytest.raises(InvalidToken):
+        make_codec().decode(token, now=NOW)
+
+
+@pytest.mark.parametrize("algorithm", ["HS384", "HS512"])
+def test_other_hmac_algorithm_with_right_secret_is_rejected(algorithm):
+    token = sign(claims(), algorithm=algorithm)
+    with pytest.raises(InvalidToken):
+        make_codec().decode(token, now=NOW)
+
+
+def test_header_claiming_hs256_over_hs512_signature_is_rejected():
+    token = hand_sign({"alg": "HS256", "typ": "JWT", "kid": "k1"}, claims(), digest=hashlib.sha512)
+    with pytest.raises(InvalidToken):
+        make_codec().decode(token, now=NOW)
+
+
+def test_unknown_kid_is_rejected():
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(), headers={"kid": "k9"}), now=NOW)
+
+
+def test_missing_kid_is_rejected():
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(), headers={}), now=NOW)
+
+
+def test_non_string_kid_is_rejected():
+    with pytest.raises(InvalidToken):
+        make_codec().decode(hand_sign({"alg": "HS256", "kid": ["k1"]}, claims()), now=NOW)
+
+
+def test_wrong_audience_is_rejected():
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(aud="someone-else")), now=NOW)
+
+
+def test_audience_list_is_rejected():
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(aud=["manas360-api", "other"])), now=NOW)
+
+
+def test_wrong_issuer_is_rejected():
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(iss="evil")), now=NOW)
+
+
+@pytest.mark.parametrize("name", ["iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp"])
+def test_missing_required_claim_is_rejected(name):
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(**{name: None})), now=NOW)
+
+
+@pytest.mark.parametrize("bad", [{"exp": "later"}, {"exp": True}, {"sub": 42}, {"sid": ""}])
+def test_badly_typed_claim_is_rejected(bad):
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(**bad)), now=NOW)
+
+
+def test_expired_token_raises_token_expired():
+    codec = make_codec()
+    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    with pytest.raises(TokenExpired):
+        codec.decode(token, now=NOW + TTL)
+
+
+def test_not_yet_valid_token_is_invalid():
+    token = sign(claims(nbf=int(NOW) + 60))
+    with pytest.raises(InvalidToken):
+        make_codec().decode(token, now=NOW)
+
+
+def test_small_clock_skew_on_nbf_is_tolerated():
+    token = sign(claims(iat=int(NOW) + 3, nbf=int(NOW) + 3))
+    assert make_codec().decode(token, now=NOW)["sub"] == "u1"
+
+
+def test_tampered_payload_is_rejected():
+    codec = make_codec()
+    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    header, _, signature = token.split(".")
+    forged = f"{header}.{b64(claims(sub='admin'))}.{signature}"
+    with pytest.raises(InvalidToken):
+        codec.decode(forged, now=NOW)
+
+
+def test_token_signed_with_another_key_is_rejected():
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(), secret=SECRET_2), now=NOW)
+
+
+def test_previous_key_still_verifies_after_rotation():
+    old_token, _ = make_codec().encode(user_id="u1", session_id="s1", now=NOW)
+    rotated = make_codec(KeySet(current_kid="k2", keys={"k2": SECRET_2, "k1": SECRET_1}))
+    new_token, _ = rotated.encode(user_id="u2", session_id="s2", now=NOW)
+    assert jwt.get_unverified_header(new_token)["kid"] == "k2"
+    assert rotated.decode(old_token, now=NOW)["sub"] == "u1"
+    assert rotated.decode(new_token, now=NOW)["sub"] == "u2"
+
+
+def test_dropped_key_no_longer_verifies_in_a_new_codec():
+    old_token, _ = make_codec().encode(user_id="u1", session_id="s1", now=NOW)
+    dropped = make_codec(KeySet(current_kid="k2", keys={"k2": SECRET_2}))
+    with pytest.raises(InvalidToken):
+        dropped.decode(old_token, now=NOW)
+
+
+def test_cache_hit_still_rejects_after_expiry():
+    codec = make_codec()
+    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    assert codec.decode(token, now=NOW)["sub"] == "u1"
+    assert token in codec._cache
+    with pytest.raises(TokenExpired):
+        codec.decode(token, now=NOW + TTL + 1)
+    assert token not in codec._cache
+
+
+def test_cache_hit_returns_a_copy():
+    codec = make_codec()
+    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    codec.decode(token, now=NOW)["sub"] = "admin"
+    assert codec.decode(token, now=NOW)["sub"] == "u1"
+
+
+def test_cache_is_bounded_and_keeps_only_verified_tokens():
+    codec = make_codec(cache_size=2)
+    tokens = [codec.encode(user_id=f"u{i}", session_id="s", now=NOW)[0] for i in range(3)]
+    for token in tokens:
+        codec.decode(token, now=NOW)
+    assert list(codec._cache) == tokens[1:]
+    with pytest.raises(InvalidToken):
+        codec.decode(sign(claims(), secret=SECRET_2), now=NOW)
+    assert len(codec._cache) == 2
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "a.b", "x" * 5000, "x" * 9000, "é.é.é", "\ud800", "a.b.c", "...", "e30.e30.", "\x00.\x00.\x00",
+     b64([]) + ".e30.sig", b64({"alg": "HS256", "kid": "k1"}) + "." + b64([1]) + ".sig"],
+)
+def test_garbage_is_invalid_token(garbage):
+    with pytest.raises(InvalidToken):
+        make_codec().decode(garbage, now=NOW)
+
+
+def test_keyset_refuses_unknown_current_kid_and_short_secrets():
+    with pytest.raises(ValueError):
+        KeySet(current_kid="k2", keys={"k1": SECRET_1})
+    with pytest.raises(ValueError):
+        KeySet(current_kid="k1", keys={"k1": "short"})
+    assert SECRET_1 not in repr(KeySet(current_kid="k1", keys={"k1": SECRET_1}))
