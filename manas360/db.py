@@ -6,6 +6,8 @@ The same settings feed the app (per-worker pool), aerich's CLI (`TORTOISE_ORM`) 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -72,7 +74,7 @@ async def create_database_if_missing(settings: Settings) -> bool:
         quoted = '"' + name.replace('"', '""') + '"'
         try:
             await conn.execute(f"CREATE DATABASE {quoted}")
-        except asyncpg.DuplicateDatabaseError:  # another instance won the race
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):  # another instance won the race
             return False
         logger.info("created database {}", name)
         return True
@@ -86,9 +88,15 @@ async def migrate(settings: Settings) -> list[str]:
     Two instances migrating at once would collide (aerich takes no lock), so the upgrade
     runs under a PostgreSQL advisory lock held on a separate connection.
     """
+    await create_database_if_missing(settings)
+    # aerich leaves its (closed) Tortoise context in the caller's contextvars; a fresh
+    # context per run keeps a second migrate() in the same task, or the app, unaffected.
+    return await asyncio.create_task(_upgrade_locked(settings), context=contextvars.Context())
+
+
+async def _upgrade_locked(settings: Settings) -> list[str]:
     from aerich import Command
 
-    await create_database_if_missing(settings)
     lock_conn = await asyncpg.connect(_dsn(settings), timeout=5)
     try:
         await lock_conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)

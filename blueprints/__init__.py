@@ -1,0 +1,1 @@
+"""HTTP only: one blueprint per resource. Parse -> call a service -> render."""

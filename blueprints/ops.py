@@ -1,0 +1,46 @@
+"""Operations endpoints (no /api/v1 prefix, under no rate-limit policy)."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic_ext import openapi
+
+from manas360.errors import ServiceUnavailable
+from manas360.services import health
+from manas360.web import json_response
+
+bp = Blueprint("ops")
+
+
+@bp.get("/health/live")
+@openapi.summary("Liveness: 200 while the process serves")
+@openapi.tag("operations")
+async def live(request: Request):
+    return json_response({"status": "ok"})
+
+
+@bp.get("/health/ready")
+@openapi.summary("Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component")
+@openapi.tag("operations")
+async def ready(request: Request):
+    checks = await health.readiness(request.app.ctx.store)
+    _raise_if_down(checks, checks)
+    return json_response({"status": "ok", **checks})
+
+
+@bp.get("/health")
+@openapi.summary("Health report: stores, pools, memory, uptime and version")
+@openapi.tag("operations")
+async def report(request: Request):
+    body = await health.report(request.app.ctx.store)
+    _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
+    return json_response(body)
+
+
+def _raise_if_down(body: dict, checks: dict[str, str]) -> None:
+    """A failed check leaves as the 503 envelope, naming the component(s) down."""
+    down = [name for name, value in checks.items() if value != "ok"]
+    if down:
+        details = {key: value for key, value in body.items() if key != "status"}
+        raise ServiceUnavailable(f"{' and '.join(down)} unavailable", component=",".join(down),
+                                 status="unavailable", **details)

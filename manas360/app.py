@@ -1,0 +1,107 @@
+"""The one app factory: settings, listeners, middleware, blueprints, error handling."""
+
+from __future__ import annotations
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+from tortoise import Tortoise
+
+from manas360 import __version__
+from manas360.db import tortoise_config
+from manas360.logs import configure_logging, request_id_var
+from manas360.settings import Settings, load_settings
+from manas360.web import EnvelopeErrorHandler, request_id
+from store import close_store, open_store
+
+# A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
+# styles from its CDN, so it gets its own policy.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+_DOCS_CDNS = "https://cdnjs.cloudflare.com https://cdn.redoc.ly"
+DOCS_CSP = (f"default-src 'none'; script-src 'self' 'unsafe-inline' {_DOCS_CDNS}; "
+            f"style-src 'self' 'unsafe-inline' {_DOCS_CDNS} https://fonts.googleapis.com; "
+            "font-src https://fonts.gstatic.com; img-src 'self' data: https:; connect-src 'self'; "
+            "worker-src blob:; frame-ancestors 'none'; base-uri 'none'")
+API_DESCRIPTION = """Authentication, authorization and subscription core of MANAS360.
+
+Every error, from every layer, is the JSON envelope `{"error", "message", "request_id"}`
+with `fields`, `upgrade` or `retry_after` where they help. Every response carries
+`X-Request-ID`. Access tokens are sent as `Authorization: Bearer <token>`."""
+
+
+def create_app(settings: Settings | None = None, *, name: str = "manas360") -> Sanic:
+    """Build the Sanic app. Nothing connects here: pools open in the server listeners."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+    app = Sanic(name, configure_logging=False, error_handler=EnvelopeErrorHandler())
+    app.config.update(
+        REQUEST_MAX_SIZE=settings.max_body_bytes,
+        REQUEST_MAX_HEADER_SIZE=8192,
+        REQUEST_TIMEOUT=settings.request_timeout_s,
+        RESPONSE_TIMEOUT=settings.request_timeout_s,
+        KEEP_ALIVE_TIMEOUT=settings.keep_alive_timeout_s,
+        GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_shutdown_timeout_s,
+        ACCESS_LOG=False,
+        MOTD=False,
+        NOISY_EXCEPTIONS=False,
+        FALLBACK_ERROR_FORMAT="json",
+        OAS_UI_DEFAULT="swagger",
+        CORS=False,
+        HEALTH=False,
+    )
+    app.ctx.settings = settings
+    _add_listeners(app, settings)
+    _add_middleware(app, settings)
+    _add_blueprints(app)
+    app.ext.openapi.describe("MANAS360 API", version=__version__, description=API_DESCRIPTION)
+    return app
+
+
+def _add_listeners(app: Sanic, settings: Settings) -> None:
+    @app.before_server_start
+    async def open_database(app: Sanic) -> None:
+        # Tortoise 1.x keeps its state in a ContextVar; the global fallback makes the
+        # connections visible to every handler task (STACK-NOTES.md).
+        await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
+
+    @app.after_server_stop
+    async def close_database(app: Sanic) -> None:
+        await Tortoise.close_connections()
+
+    @app.before_server_start
+    async def open_redis(app: Sanic) -> None:
+        app.ctx.store = open_store(
+            url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
+            socket_timeout_s=settings.redis_socket_timeout_s,
+            connect_timeout_s=settings.redis_connect_timeout_s,
+            max_connections=settings.redis_max_connections,
+        )
+
+    @app.after_server_stop
+    async def close_redis(app: Sanic) -> None:
+        await close_store(app.ctx.store)
+
+
+def _add_middleware(app: Sanic, settings: Settings) -> None:
+    hsts = "max-age=63072000; includeSubDomains" if settings.hsts else None
+
+    @app.on_request(priority=100)
+    async def assign_request_id(request: Request) -> None:
+        request_id_var.set(request_id(request))
+
+    @app.on_response(priority=100)
+    async def add_response_headers(request: Request, response: HTTPResponse) -> None:
+        headers = response.headers
+        headers["X-Request-ID"] = request_id(request)
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        headers["Content-Security-Policy"] = DOCS_CSP if request.path.startswith("/docs") else API_CSP
+        if hsts:
+            headers["Strict-Transport-Security"] = hsts
+
+
+def _add_blueprints(app: Sanic) -> None:
+    from blueprints import ops
+
+    app.blueprint(ops.bp)

@@ -1,0 +1,74 @@
+"""Liveness and readiness: PostgreSQL and Redis actually queried, with pool and memory stats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+
+from tortoise import connections
+
+from manas360 import __version__
+from store import Store
+from store.client import ping, pool_stats
+
+CHECK_TIMEOUT_S = 2.0
+_STARTED = time.monotonic()
+
+
+async def check_database() -> str:
+    """'ok' when PostgreSQL answers SELECT 1 within the timeout, else a short reason."""
+    try:
+        await asyncio.wait_for(connections.get("default").execute_query("SELECT 1"), CHECK_TIMEOUT_S)
+        return "ok"
+    except asyncio.TimeoutError:
+        return "timeout"
+    except Exception as exc:  # any failure means "not ready"; the reason is reported, not raised
+        return f"error: {type(exc).__name__}"
+
+
+async def check_redis(store: Store) -> str:
+    try:
+        await asyncio.wait_for(ping(store), CHECK_TIMEOUT_S)
+        return "ok"
+    except asyncio.TimeoutError:
+        return "timeout"
+    except Exception as exc:  # as above
+        return f"error: {type(exc).__name__}"
+
+
+def database_pool_stats() -> dict[str, int]:
+    pool = getattr(connections.get("default"), "_pool", None)
+    if pool is None:
+        return {"size": 0, "idle": 0, "max": 0}
+    return {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size(),
+            "in_use": pool.get_size() - pool.get_idle_size()}
+
+
+def memory_stats() -> dict[str, int]:
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as statm:
+        rss_pages = int(statm.read().split()[1])
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rss_bytes": rss_pages * page, "peak_rss_bytes": peak_kib * 1024}
+
+
+async def readiness(store: Store) -> dict[str, str]:
+    database, redis = await asyncio.gather(check_database(), check_redis(store))
+    return {"database": database, "redis": redis}
+
+
+async def report(store: Store) -> dict:
+    """The full /health body; `status` is 'ok' only when both stores answer."""
+    checks = await readiness(store)
+    healthy = all(value == "ok" for value in checks.values())
+    return {
+        "status": "ok" if healthy else "degraded",
+        **checks,
+        "pool": {"database": database_pool_stats(), "redis": pool_stats(store)},
+        "uptime_s": round(time.monotonic() - _STARTED, 3),
+        "memory": memory_stats(),
+        "version": __version__,
+        "pid": os.getpid(),
+    }

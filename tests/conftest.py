@@ -1,0 +1,55 @@
+"""Session fixtures: one fresh database built by the real migrations, one Redis prefix,
+one in-process app. Every resource is removed at the end of the run."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from manas360.db import migrate
+from manas360.services.orm import orm
+from manas360.services.seeding import seed_reference_data
+from manas360.settings import load_settings
+from tests.fixtures.app import client_for, running_app
+from tests.fixtures.environment import REDIS_URL, delete_prefixed_keys, drop_database, test_environ
+
+
+@pytest.fixture(scope="session")
+def environ() -> dict[str, str]:
+    return test_environ()
+
+
+@pytest.fixture(scope="session")
+def settings(environ):
+    return load_settings(environ)
+
+
+@pytest.fixture(scope="session")
+async def database(settings):
+    """The run's database: created, migrated exactly as `manas360 migrate` does, seeded."""
+    await migrate(settings)
+    async with orm(settings):
+        await seed_reference_data()
+    yield settings.database_url
+    await drop_database(settings.database_url)
+
+
+@pytest.fixture(scope="session")
+async def redis_raw(settings):
+    """A plain client on the test Redis, for assertions and for cleaning the run's keys."""
+    client = Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    await delete_prefixed_keys(client, settings.redis_prefix)
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings, database, redis_raw):
+    async with running_app(settings) as app:
+        yield app
+
+
+@pytest.fixture
+async def client(app):
+    async with client_for(app) as client:
+        yield client

@@ -1,0 +1,91 @@
+"""Settings: defaults, environment overrides, and refusals of unsafe production values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from manas360.settings import SettingsError, load_settings
+
+STRONG = "s" * 40
+
+
+def test_defaults_match_the_configuration_contract():
+    s = load_settings({})
+    assert (s.env, s.host, s.port, s.workers) == ("development", "127.0.0.1", 8000, 2)
+    assert s.database_url == "postgres://root@127.0.0.1:5432/manas360"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.redis_prefix == "m360:"
+    assert (s.jwt_key_id, s.jwt_access_ttl, s.jwt_refresh_ttl) == ("k1", 900, 604800)
+    assert (s.bcrypt_cost, s.refresh_reuse_grace_s, s.max_body_bytes, s.hsts) == (12, 10, 65536, False)
+    assert (s.lockout_threshold, s.lockout_window_s, s.lockout_duration_s) == (5, 900, 900)
+    assert {n: (p.limit, p.window_s) for n, p in s.rate_policies.items()} == {
+        "global": (100, 900), "auth": (5, 900), "api": (1000, 3600)}
+    assert (s.db_pool_min, s.db_pool_max, s.db_statement_timeout) == (2, 20, 30000)
+    assert s.log_level == "INFO"
+
+
+def test_development_gets_a_random_secret_long_enough_to_sign():
+    a, b = load_settings({}), load_settings({})
+    assert len(a.jwt_secret) >= 32 and a.jwt_secret != b.jwt_secret
+
+
+def test_environment_overrides_every_kind_of_value():
+    s = load_settings({"PORT": "9001", "HSTS": "1", "REDIS_SOCKET_TIMEOUT_S": "0.25", "ALLOWED_ORIGINS": "https://a.example, https://b.example",
+                       "TRUSTED_PROXIES": "10.0.0.0/8,::1", "JWT_PREVIOUS_KEYS": "k0:old-secret", "RATE_LIMIT_AUTH": "7/60"})
+    assert s.port == 9001 and s.hsts is True and s.redis_socket_timeout_s == 0.25
+    assert s.origins == ("https://a.example", "https://b.example")
+    assert [str(n) for n in s.proxy_networks] == ["10.0.0.0/8", "::1/128"]
+    assert list(s.verification_keys) == ["k1", "k0"] and s.verification_keys["k0"] == "old-secret"
+    assert s.rate_policies["auth"].limit == 7 and s.rate_policies["auth"].window_s == 60
+
+
+@pytest.mark.parametrize("environ, fragment", [
+    ({"ENV": "production"}, "JWT_SECRET"),
+    ({"ENV": "production", "JWT_SECRET": "short"}, "JWT_SECRET"),
+    ({"ENV": "production", "JWT_SECRET": STRONG, "ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS"),
+    ({"ENV": "production", "JWT_SECRET": STRONG, "JWT_PREVIOUS_KEYS": "k0:weak"}, "JWT_PREVIOUS_KEYS"),
+    ({"ENV": "staging"}, "ENV"),
+    ({"PORT": "eighty"}, "PORT"),
+    ({"PORT": "70000"}, "PORT"),
+    ({"HSTS": "maybe"}, "HSTS"),
+    ({"RATE_LIMIT_API": "1000"}, "RATE_LIMIT_API"),
+    ({"RATE_LIMIT_API": "0/60"}, "RATE_LIMIT_API"),
+    ({"TRUSTED_PROXIES": "not-a-cidr"}, "TRUSTED_PROXIES"),
+    ({"JWT_PREVIOUS_KEYS": "no-colon"}, "JWT_PREVIOUS_KEYS"),
+    ({"DB_POOL_MIN": "30", "DB_POOL_MAX": "20"}, "DB_POOL_MIN"),
+    ({"BCRYPT_COST": "3"}, "BCRYPT_COST"),
+    ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+    ({"ALLOWED_ORIGINS": "ftp://x"}, "ALLOWED_ORIGINS"),
+])
+def test_invalid_or_unsafe_values_are_refused(environ, fragment):
+    with pytest.raises(SettingsError, match=fragment):
+        load_settings(environ)
+
+
+def test_production_accepts_safe_values():
+    s = load_settings({"ENV": "production", "JWT_SECRET": STRONG, "ALLOWED_ORIGINS": "https://app.example"})
+    assert s.is_production and "s" * 40 not in repr(s)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "manas360.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_production_start_with_weak_secret_is_one_line_and_exit_2():
+    result = _cli("serve", env={"ENV": "production", "JWT_SECRET": "weak", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "JWT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_start_with_unreachable_store_is_one_line_and_exit_1(environ):
+    env = {**environ, "ENV": "production", "JWT_SECRET": STRONG, "REDIS_URL": "redis://127.0.0.1:1/0",
+           "PATH": "/usr/bin:/bin"}
+    result = _cli("serve", "--port", "1", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Redis" in result.stderr.strip().splitlines()[-1]
