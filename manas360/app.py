@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
-from tortoise import Tortoise
 
 from manas360 import __version__
-from manas360.db import tortoise_config
+from manas360.db import activate, close_orm, open_orm
 from manas360.logs import configure_logging, request_id_var
 from manas360.settings import Settings, load_settings
 from manas360.web import EnvelopeErrorHandler, request_id
@@ -59,13 +58,13 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> S
 def _add_listeners(app: Sanic, settings: Settings) -> None:
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
-        # Tortoise 1.x keeps its state in a ContextVar; the global fallback makes the
-        # connections visible to every handler task (STACK-NOTES.md).
-        await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
+        # The pool is lazy: a database that is down at start does not stop the worker;
+        # requests that need it answer 503 until it is back.
+        app.ctx.orm = await open_orm(settings)
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
-        await Tortoise.close_connections()
+        await close_orm(app.ctx.orm)
 
     @app.before_server_start
     async def open_redis(app: Sanic) -> None:
@@ -87,6 +86,7 @@ def _add_middleware(app: Sanic, settings: Settings) -> None:
     @app.on_request(priority=100)
     async def assign_request_id(request: Request) -> None:
         request_id_var.set(request_id(request))
+        activate(request.app.ctx.orm)
 
     @app.on_response(priority=100)
     async def add_response_headers(request: Request, response: HTTPResponse) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from manas360.db import migrate
+from manas360.db import activate, migrate
 from manas360.services.orm import orm
 from manas360.services.seeding import seed_reference_data
 from manas360.settings import load_settings
@@ -53,3 +53,10 @@ async def app(settings, database, redis_raw):
 async def client(app):
     async with client_for(app) as client:
         yield client
+
+
+@pytest.fixture
+async def db(app):
+    """For tests that call services directly: the app's Tortoise context, made current."""
+    activate(app.ctx.orm)
+    yield app.ctx.orm

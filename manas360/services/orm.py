@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from tortoise import Tortoise
-
-from manas360.db import tortoise_config
+from manas360.db import close_orm, open_orm
 from manas360.settings import Settings
 
 
 @asynccontextmanager
 async def orm(settings: Settings, *, pool_max: int = 4):
-    await Tortoise.init(config=tortoise_config(settings, pool_min=1, pool_max=pool_max), _enable_global_fallback=True)
+    ctx = await open_orm(settings, pool_min=1, pool_max=pool_max)
     try:
-        yield
+        yield ctx
     finally:
-        await Tortoise.close_connections()
+        await close_orm(ctx)

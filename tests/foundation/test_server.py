@@ -1,0 +1,79 @@
+"""A real server process: several workers, HTTP-level limits, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.fixtures.server import start_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(environ, database, tmp_path_factory):
+    server = start_server(environ, workers=2, factory="tests.fixtures.slow_app:create_slow_app",
+                          tmp_dir=tmp_path_factory.mktemp("server"))
+    yield server
+    server.stop()
+
+
+def test_two_workers_serve_and_report_health(server):
+    pids = set()
+    with httpx.Client(base_url=server.url) as client:
+        for _ in range(60):
+            with httpx.Client(base_url=server.url) as fresh:  # new connection: any worker may take it
+                body = fresh.get("/health").json()
+            assert body["database"] == "ok" and body["redis"] == "ok"
+            assert {"uptime_s", "memory", "version", "pool"} <= set(body)
+            pids.add(body["pid"])
+            if len(pids) == 2:
+                break
+        assert client.get("/health/ready").status_code == 200
+    assert len(pids) == 2
+
+
+def test_oversized_body_is_413_envelope(server):
+    response = httpx.post(server.url + "/probe/slow", content=b"x" * 70_000,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"] == "PayloadTooLarge"
+
+
+def test_logs_are_json_lines_carrying_the_request_id(server):
+    response = httpx.get(server.url + "/probe/crash", headers={"x-request-id": "trace-me-123"})
+    assert response.status_code == 500 and "boom" not in response.text
+    deadline = time.monotonic() + 5
+    while "trace-me-123" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    crash = [line for line in lines if line["request_id"] == "trace-me-123"]
+    assert crash and crash[0]["level"] == "ERROR" and "boom" in crash[0]["exception"]
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(environ, database, tmp_path):
+    server = start_server(environ, workers=2, factory="tests.fixtures.slow_app:create_slow_app", tmp_dir=tmp_path)
+
+    async def in_flight():
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            return await asyncio.gather(*(client.get("/probe/slow", params={"s": "1.5"}) for _ in range(4)))
+
+    async def scenario():
+        task = asyncio.create_task(in_flight())
+        await asyncio.sleep(0.5)  # the requests are now inside the handler's sleep
+        started = time.monotonic()
+        server.process.send_signal(15)
+        responses = await task
+        code = await asyncio.to_thread(server.process.wait, 20)
+        return responses, code, time.monotonic() - started
+
+    responses, code, elapsed = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * 4, server.log()
+    assert code == 0, server.log()
+    assert elapsed < 15
+    with pytest.raises(httpx.TransportError):
+        httpx.get(server.url + "/health/live", timeout=1)
