@@ -1,0 +1,93 @@
+"""The reference catalog each worker holds in memory: role -> (level, permissions),
+plan -> (tier, price, features). A gate check is a set lookup here, never a query.
+
+Freshness: a change bumps a version in Redis and publishes it; `CatalogHolder` reloads on
+the message, compares versions on a timer (safety net), and the request guard compares
+the version it reads in its Redis round trip, so a change applies to the very next
+request on every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from loguru import logger
+from tortoise import connections
+
+from manas360 import reference
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    display_name: str
+    tier: int
+    price_cents: int
+    features: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    version: int = -1
+    role_levels: dict[str, int] = field(default_factory=dict)
+    role_permissions: dict[str, frozenset[str]] = field(default_factory=dict)
+    plans: dict[str, Plan] = field(default_factory=dict)  # in tier order
+
+    def permissions_of(self, role: str) -> frozenset[str]:
+        return self.role_permissions.get(role, frozenset())
+
+    def level_of(self, role: str) -> int:
+        return self.role_levels.get(role, 0)
+
+    def features_of(self, plan: str) -> frozenset[str]:
+        found = self.plans.get(plan)
+        return found.features if found else frozenset()
+
+    def cheapest_plan_with(self, features: frozenset[str] | set[str]) -> Plan | None:
+        """The lowest-tier plan that includes every one of `features`."""
+        for plan in self.plans.values():
+            if features <= plan.features:
+                return plan
+        return None
+
+
+async def load_catalog(*, version: int) -> Catalog:
+    """Read the whole catalog from PostgreSQL (three small queries)."""
+    conn = connections.get("default")
+    roles = await conn.execute_query_dict(
+        'SELECT r."name", r."privilege_level", array_remove(array_agg(p."name"), NULL) AS "permissions" '
+        'FROM "roles" r LEFT JOIN "role_permissions" rp ON rp."role_id" = r."id" '
+        'LEFT JOIN "permissions" p ON p."id" = rp."permission_id" GROUP BY r."id"')
+    plans = await conn.execute_query_dict(
+        'SELECT s."name", s."display_name", s."tier", s."price_cents", '
+        'array_remove(array_agg(f."name"), NULL) AS "features" '
+        'FROM "subscription_plans" s LEFT JOIN "plan_features" pf ON pf."plan_id" = s."id" '
+        'LEFT JOIN "features" f ON f."id" = pf."feature_id" GROUP BY s."id" ORDER BY s."tier"')
+    return Catalog(
+        version=version,
+        role_levels={r["name"]: r["privilege_level"] for r in roles},
+        role_permissions={r["name"]: frozenset(r["permissions"]) for r in roles},
+        plans={p["name"]: Plan(p["name"], p["display_name"], p["tier"], p["price_cents"], frozenset(p["features"]))
+               for p in plans},
+    )
+
+
+class CatalogHolder:
+    """One per worker: the current catalog and the single-flight reload around it."""
+
+    def __init__(self) -> None:
+        self.catalog = Catalog()
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, *, version: int) -> Catalog:
+        """The catalog at `version` or newer, reloading from PostgreSQL if behind."""
+        if self.catalog.version != version:
+            async with self._lock:  # concurrent requests wait for one reload
+                if self.catalog.version != version:
+                    self.catalog = await load_catalog(version=version)
+                    logger.debug("reference catalog reloaded at version {}", version)
+        return self.catalog
+
+
+FREE_PLAN = reference.FREE_PLAN

@@ -1,0 +1,48 @@
+"""The reference-data version: a counter every worker compares with the catalog it holds.
+
+A change to roles, permissions, plans or features bumps the version and publishes it on a
+channel; workers reload on the message and, as a safety net, compare versions on a timer.
+These two keys are the only ones without a TTL (they are tiny and must not vanish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from store.client import Store
+
+
+async def get_reference_version(store: Store) -> int:
+    """The current version (0 when never bumped, e.g. after a Redis flush)."""
+    return int(await store.redis.get(store.keys.reference_version()) or 0)
+
+
+async def bump_reference_version(store: Store) -> int:
+    """Increment the version and tell every worker. Returns the new version."""
+    version = int(await store.redis.incr(store.keys.reference_version()))
+    await store.redis.publish(store.keys.reference_channel(), str(version))
+    return version
+
+
+async def listen_reference_changes(store: Store, on_change: Callable[[int], Awaitable[None]]) -> None:
+    """Call `on_change(version)` for every published bump until cancelled.
+
+    Reconnects after Redis errors (the periodic version poll covers the gap).
+    """
+    while True:
+        pubsub = store.redis.pubsub()
+        try:
+            await pubsub.subscribe(store.keys.reference_channel())
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    await on_change(int(message["data"]))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # Redis gone or restarted: back off, then subscribe again
+            await asyncio.sleep(1.0)
+        finally:
+            try:
+                await pubsub.aclose()
+            except Exception:  # the connection may already be dead
+                pass
