@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from store.keys import Keys
+from store.pipelined import PipelinedRedis
 
 StoreUnavailable = RedisError
 """Any failure talking to Redis. The HTTP layer maps it to 503 ServiceUnavailable."""
@@ -31,11 +32,18 @@ class Store:
     redis: Redis | RedisCluster
     keys: Keys
     cluster: bool = False
+    # Single node: per-request scripts go through one auto-pipelined connection per worker.
+    fast: PipelinedRedis | None = None
     _scripts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     async def run_script(self, name: str, *, keys: list[str], args: list) -> object:
         """EVALSHA the Lua script `<name>.lua` beside this package; load it on NOSCRIPT."""
         source, sha = self._scripts.get(name) or self._load_source(name)
+        if self.fast is not None:
+            try:
+                return await self.fast.execute("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await self.fast.execute("EVAL", source, len(keys), *keys, *args)
         try:
             return await self.redis.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -77,7 +85,8 @@ def open_store(
         client = RedisCluster(startup_nodes=nodes, max_connections=max_connections, **common)
         return Store(redis=client, keys=Keys(prefix), cluster=True)
     pool = ConnectionPool.from_url(url, max_connections=max_connections, **common)
-    return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix))
+    fast = PipelinedRedis(url=url, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
+    return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix), fast=fast)
 
 
 def _cluster_node(part: str) -> ClusterNode:
@@ -87,6 +96,8 @@ def _cluster_node(part: str) -> ClusterNode:
 
 
 async def close_store(store: Store) -> None:
+    if store.fast is not None:
+        await store.fast.aclose()
     await store.redis.aclose()
 
 

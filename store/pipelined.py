@@ -1,0 +1,161 @@
+"""An auto-pipelining Redis connection for the hot path: one TCP connection per worker.
+
+Every command issued during one event-loop tick is written in a single `write()` and the
+replies are matched in order (Redis answers a connection's commands FIFO). Concurrent
+requests therefore share round trips and syscalls instead of each paying redis-py's
+per-command Python cost; STACK-NOTES.md ("The hot path") measured this as the biggest
+lever on the gated GET. Only the per-request scripts use it; everything else stays on
+redis-py.
+
+Failure model: a connection that errors, closes, or leaves a command unanswered past
+`timeout_s` is dropped and every waiting command fails with `ConnectionError`/`TimeoutError`
+(both `redis.exceptions`, so the HTTP layer answers 503). The next command reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+
+
+class PipelinedRedis:
+    def __init__(self, *, url: str, timeout_s: float = 1.0, connect_timeout_s: float = 1.0) -> None:
+        parts = urlsplit(url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 6379
+        self._db = int((parts.path or "/0").lstrip("/") or 0)
+        self._password = unquote(parts.password) if parts.password else None
+        self._username = unquote(parts.username) if parts.username else None
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Future | None = None
+
+    async def execute(self, *args) -> object:
+        """Send one command (coalesced with others of this tick) and await its reply."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connect()
+        return await protocol.send(hiredis.pack_command(args))
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        finally:
+            if self._connecting is connecting and connecting.done():
+                self._connecting = None
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: _Protocol(self._timeout_s), self._host, self._port),
+                self._connect_timeout_s)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to Redis at {self._host}:{self._port}: {exc!r}") from None
+        if self._password:
+            auth = ("AUTH", self._username, self._password) if self._username else ("AUTH", self._password)
+            await protocol.send(hiredis.pack_command(auth))
+        if self._db:
+            await protocol.send(hiredis.pack_command(("SELECT", self._db)))
+        self._protocol = protocol
+        return protocol
+
+    async def aclose(self) -> None:
+        if self._protocol is not None:
+            self._protocol.abort(ConnectionError("connection closed"))
+            self._protocol = None
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
+        self._waiting: deque[asyncio.Future] = deque()
+        self._outbox: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+
+    def send(self, packed: bytes) -> asyncio.Future:
+        if self.closed:
+            raise ConnectionError("Redis connection is closed")
+        future = self._loop.create_future()
+        self._waiting.append(future)
+        self._outbox.append(packed)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.closed or not self._outbox:
+            return
+        self._transport.write(b"".join(self._outbox))
+        self._outbox.clear()
+        if self._watchdog is None:
+            self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        # One timer per connection, not per command: if the oldest command is still
+        # unanswered when it fires, the server is stalled and the connection is dropped.
+        oldest = self._waiting[0] if self._waiting else None
+        self._watchdog = self._loop.call_later(self._timeout_s, self._check_stalled, oldest)
+
+    def _check_stalled(self, oldest: asyncio.Future | None) -> None:
+        self._watchdog = None
+        if oldest is not None and self._waiting and self._waiting[0] is oldest:
+            self.abort(TimeoutError(f"Redis did not answer within {self._timeout_s}s"))
+        elif self._waiting:
+            self._arm_watchdog()
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError as exc:
+                self.abort(ConnectionError(f"Redis protocol error: {exc}"))
+                return
+            if reply is False:
+                return
+            future = self._waiting.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                message = str(reply)
+                error = NoScriptError if message.startswith("NOSCRIPT") else ResponseError
+                future.set_exception(error(message))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail_all(ConnectionError(f"Redis connection lost: {exc!r}" if exc else "Redis closed the connection"))
+
+    def abort(self, error: Exception) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+        self._fail_all(error)
+
+    def _fail_all(self, error: Exception) -> None:
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
