@@ -8,6 +8,7 @@ from sanic.response import HTTPResponse
 from manas360 import __version__
 from manas360.db import activate, close_orm, open_orm
 from manas360.logs import configure_logging, request_id_var
+from manas360.metrics import install_metrics
 from manas360.settings import Settings, load_settings
 from manas360.web import EnvelopeErrorHandler, request_id
 from store import close_store, open_store
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> S
     app.ctx.settings = settings
     _add_listeners(app, settings)
     _add_middleware(app, settings)
+    install_metrics(app)
     _add_blueprints(app)
     app.ext.openapi.describe("MANAS360 API", version=__version__, description=API_DESCRIPTION)
     return app

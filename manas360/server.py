@@ -9,11 +9,14 @@ GRACEFUL_SHUTDOWN_TIMEOUT, runs the stop listeners (pools close) and exits 0.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import tempfile
 
 from loguru import logger
 
 from manas360.logs import configure_logging
+from manas360.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from manas360.settings import Settings
 
 EXIT_UNAVAILABLE = 1
@@ -65,6 +68,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             return EXIT_UNAVAILABLE
         logger.warning("{}; serving anyway (requests that need it answer 503)", message)
 
+    # Shared memory-mapped files for prometheus-client, set before any worker imports it.
+    prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV) or
+                             os.path.join(tempfile.gettempdir(), f"manas360-metrics-{settings.port}-{os.getpid()}"))
     loader = AppLoader(factory=factory)
     app = loader.load()
     app.prepare(

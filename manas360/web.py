@@ -99,6 +99,8 @@ class EnvelopeErrorHandler(ErrorHandler):
         if error.status >= 500:
             path = request.path if request is not None else "-"
             if isinstance(error, errors.ServiceUnavailable):
+                if request is not None:
+                    request.ctx.unavailable = error.extra.get("component")
                 logger.warning("{} unavailable on {}: {!r}", error.extra.get("component"), path, exception)
             else:
                 logger.opt(exception=exception).error("unhandled error on {}", path)

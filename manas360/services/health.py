@@ -42,8 +42,10 @@ def database_pool_stats() -> dict[str, int]:
     pool = getattr(connections.get("default"), "_pool", None)
     if pool is None:
         return {"size": 0, "idle": 0, "max": 0}
+    queue = getattr(pool, "_queue", None)  # asyncpg exposes no public waiter count
+    waiting = len(getattr(queue, "_getters", ()) or ())
     return {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size(),
-            "in_use": pool.get_size() - pool.get_idle_size()}
+            "in_use": pool.get_size() - pool.get_idle_size(), "waiting": waiting}
 
 
 def memory_stats() -> dict[str, int]:

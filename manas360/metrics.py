@@ -1,0 +1,125 @@
+"""Prometheus metrics, correct across worker processes.
+
+`manas360 serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before the workers
+start, so every worker writes its samples to shared memory-mapped files and `/metrics`
+(on any worker) reports the sum over all of them. Without that variable (in-process tests,
+scripts) the ordinary per-process registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+HTTP_REQUESTS = Counter("manas360_http_requests_total", "HTTP requests answered",
+                        ["route", "method", "status"])
+HTTP_LATENCY = Histogram("manas360_http_request_duration_seconds", "Time from request to response",
+                         ["route", "method"], buckets=LATENCY_BUCKETS)
+LOGINS = Counter("manas360_logins_total", "Login attempts by outcome", ["outcome"])
+LOCKOUTS = Counter("manas360_lockouts_total", "Accounts (or unknown emails) locked after repeated failures")
+REFRESH_REUSE = Counter("manas360_refresh_reuse_detected_total", "Rotated refresh tokens presented again")
+RATE_LIMIT_BLOCKS = Counter("manas360_rate_limit_blocks_total", "Requests refused by a rate limit", ["policy"])
+RATE_LIMIT_FAIL_OPEN = Counter("manas360_rate_limit_fail_open_total",
+                               "Public requests let through because Redis failed during the limit check")
+ENTITLEMENT_CACHE = Counter("manas360_entitlement_cache_total", "User-context lookups in Redis", ["result"])
+STORE_ERRORS = Counter("manas360_store_errors_total", "Requests failed by a backing store", ["store"])
+DB_POOL = Gauge("manas360_db_pool_connections", "PostgreSQL pool connections per state",
+                ["state"], multiprocess_mode="livesum")
+WORKER_MEMORY = Gauge("manas360_worker_memory_bytes", "Resident memory of each worker", ["pid"],
+                      multiprocess_mode="liveall")
+WORKER_MEMORY_LIMIT = Gauge("manas360_worker_memory_limit_bytes", "Memory limit applying to a worker",
+                            multiprocess_mode="liveall")
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for every worker (multiprocess) or this process."""
+    refresh_gauges()
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def refresh_gauges() -> None:
+    """Sample this worker's pool and memory (called at scrape time and periodically)."""
+    from manas360.services.health import database_pool_stats, memory_stats
+
+    try:
+        pool = database_pool_stats()
+    except Exception:  # no ORM context in this process (e.g. a script): nothing to report
+        pool = {}
+    for state in ("size", "in_use", "idle", "max", "waiting"):
+        DB_POOL.labels(state).set(pool.get(state, 0))
+    WORKER_MEMORY.labels(str(os.getpid())).set(memory_stats()["rss_bytes"])
+    WORKER_MEMORY_LIMIT.set(memory_limit_bytes())
+
+
+def memory_limit_bytes() -> int:
+    """The cgroup memory limit if there is one, else the machine's memory."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            value = open(path).read().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < 1 << 60:
+            return int(value)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def prepare_multiprocess_dir(path: str) -> None:
+    """Empty (or create) the shared metrics directory before workers start."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(path, name))
+    os.environ[MULTIPROC_ENV] = path
+
+
+def worker_stopped(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)
+
+
+class Timer:
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def install_metrics(app) -> None:
+    """Count and time every request by route template (not raw path: bounded cardinality)."""
+
+    @app.on_request(priority=99)
+    async def start_timer(request) -> None:
+        request.ctx.metrics_timer = Timer()
+
+    @app.on_response(priority=99)
+    async def observe(request, response) -> None:
+        timer = getattr(request.ctx, "metrics_timer", None)
+        route = request.route.path if request.route is not None else "unmatched"
+        route = "/" + route.lstrip("/")
+        HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
+        if timer is not None:
+            HTTP_LATENCY.labels(route, request.method).observe(timer.elapsed())
+        if response.status == 503:
+            component = getattr(request.ctx, "unavailable", None)
+            if component:
+                STORE_ERRORS.labels(component).inc()
+
+    @app.after_server_stop
+    async def forget_worker_gauges(app) -> None:
+        worker_stopped(os.getpid())
