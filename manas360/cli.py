@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 from manas360.settings import Settings, SettingsError, load_settings
 
 EXIT_UNAVAILABLE = 1
+EXIT_FAILED = 1  # a job failed (maintenance, synthetic seeding)
 EXIT_CONFIG = 2
 
 
@@ -42,8 +44,41 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_migrate)
 
     seed = sub.add_parser("seed", help="seed reference data and the superadmin (idempotent)")
+    seed.add_argument("--users", type=_count, default=0, metavar="N",
+                      help="also make sure synthetic users 1..N exist (staging and load tests)")
+    seed.add_argument("--batch-size", type=_positive, metavar="B",
+                      help="synthetic users per transaction (default 10000)")
     seed.set_defaults(func=_seed)
+
+    maintenance = sub.add_parser("maintenance", help="run a maintenance job (idempotent; for cron)")
+    jobs = maintenance.add_subparsers(dest="job", required=True, metavar="<job>")
+    jobs.add_parser("refresh-views", help="refresh the materialized views concurrently")
+    jobs.add_parser("cleanup-tokens", help="delete expired refresh tokens, sessions and revoked-jti rows")
+    archive = jobs.add_parser("archive-audit", help="move audit rows older than --days to audit_logs_archive")
+    archive.add_argument("--days", dest="audit_days", type=_count, help="default 90")
+    prune = jobs.add_parser("prune-login-attempts", help="delete login attempts older than --days")
+    prune.add_argument("--days", dest="login_attempt_days", type=_count, help="default 30")
+    every = jobs.add_parser("all", help="every job above, with their defaults")
+    every.add_argument("--audit-days", dest="audit_days", type=_count, help="default 90")
+    every.add_argument("--login-attempt-days", dest="login_attempt_days", type=_count, help="default 30")
+    for job in (archive, prune, every):
+        job.add_argument("--batch-size", type=_positive, help="rows per transaction (default 5000)")
+    maintenance.set_defaults(func=_maintenance)
     return parser
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {number}")
+    return number
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {number}")
+    return number
 
 
 def _run(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
@@ -94,7 +129,103 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
             elif settings.superadmin_email or settings.superadmin_password:
                 print("superadmin: not configured (set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD)", file=sys.stderr)
                 return EXIT_CONFIG
+        if args.users:
+            return await _seed_users(settings, users=args.users, batch_size=args.batch_size)
         return 0
+
+    return _run(settings, work)
+
+
+async def _seed_users(settings: Settings, *, users: int, batch_size: int | None) -> int:
+    import asyncpg
+
+    from manas360.services.synthetic import SYNTHETIC_PASSWORD, seed_synthetic_users
+
+    progress = _Progress(total=users, unit="users")
+    try:
+        report = await seed_synthetic_users(settings=settings, count=users, batch_size=batch_size,
+                                            on_batch=lambda r: progress.update(r.processed))
+    except asyncio.CancelledError:
+        progress.close()
+        print(f"synthetic users: interrupted after {progress.done} of {users} (whole batches only); "
+              "run again to finish", file=sys.stderr)
+        raise
+    except (asyncpg.PostgresError, LookupError) as exc:
+        progress.close()
+        print(f"manas360: seeding users failed: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    progress.close()
+    print(f"synthetic users: {report.created} created, {report.skipped} already existed, "
+          f"{report.subscriptions} subscriptions, {report.elapsed_s:.1f}s ({report.rate:,.0f} users/s); "
+          f"password {SYNTHETIC_PASSWORD!r}")
+    return 0
+
+
+class _Progress:
+    """A progress bar on a terminal (stderr), one plain line per update otherwise."""
+
+    def __init__(self, *, total: int, unit: str, stream=None) -> None:
+        self.total, self.unit, self.done = total, unit, 0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.monotonic()
+
+    def update(self, done: int) -> None:
+        self.done = done
+        elapsed = time.monotonic() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        share = done / self.total if self.total else 1.0
+        if self.tty:
+            eta = (self.total - done) / rate if rate else 0.0
+            bar = "#" * int(share * 30)
+            self.stream.write(f"\r[{bar:<30}] {done:,}/{self.total:,} {self.unit} {share:4.0%} "
+                              f"{rate:,.0f}/s ETA {eta:.0f}s ")
+        else:
+            self.stream.write(f"{done}/{self.total} {self.unit} ({share:.0%}) {elapsed:.1f}s {rate:.0f}/s\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.done:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from manas360.services import maintenance
+
+    names = maintenance.JOBS if args.job == "all" else (args.job,)
+    options = {name: value for name in ("audit_days", "login_attempt_days", "batch_size")
+               if (value := getattr(args, name, None)) is not None}
+
+    def on_batch(job: str):
+        return lambda rows, total: print(f"{job}: batch of {rows}, {total} so far", flush=True)
+
+    async def work() -> int:
+        failed = 0
+        try:
+            async with maintenance.connect(settings) as conn:
+                for job in names:
+                    try:
+                        result = await maintenance.run_job(conn=conn, job=job, on_batch=on_batch(job), **options)
+                    except asyncpg.PostgresError as exc:
+                        print(f"manas360: maintenance {job} failed: {_one_line(exc)}", file=sys.stderr)
+                        failed += 1
+                        continue
+                    if result.skipped:
+                        print(f"{job}: skipped, another run of it is in progress")
+                    else:
+                        done = ", ".join(f"{n} {what}" for what, n in result.counts.items())
+                        print(f"{job}: {done} ({result.elapsed_s:.2f}s)")
+        except asyncpg.PostgresError as exc:  # e.g. the database does not exist
+            print(f"manas360: maintenance failed: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_FAILED if failed else 0
 
     return _run(settings, work)
 
