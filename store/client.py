@@ -7,6 +7,7 @@ command is retried once at most (enough to ride over a reconnect after a restart
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,13 +50,38 @@ class Store:
         except NoScriptError:
             return await self.redis.eval(source, len(keys), *keys, *args)
 
-    def _load_source(self, name: str) -> tuple[str, str]:
-        import hashlib
+    async def run_script_and_get(self, name: str, *, keys: list[str], args: list, get: str) -> tuple[object, object]:
+        """Run a script and GET one more key in the same round trip (single node), e.g. a
+        version that lives outside the script's hash slot."""
+        source, sha = self._scripts.get(name) or self._load_source(name)
+        if self.fast is None:
+            return await self.run_script(name, keys=keys, args=args), await self.redis.get(get)
+        try:
+            reply, value = await self.fast.execute_many(("EVALSHA", sha, len(keys), *keys, *args), ("GET", get))
+        except NoScriptError:
+            reply, value = await self.fast.execute_many(("EVAL", source, len(keys), *keys, *args), ("GET", get))
+        return reply, value
 
-        source = (_SCRIPT_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    def _load_source(self, name: str) -> tuple[str, str]:
+        source = script_source(name)
         entry = (source, hashlib.sha1(source.encode()).hexdigest())
         self._scripts[name] = entry
         return entry
+
+
+def script_source(name: str) -> str:
+    """The Lua of `<name>.lua`, with each `--#include <other>` line replaced by the part of
+    `<other>.lua` between its `-- BEGIN <other> core` and `-- END <other> core` markers, so
+    one per-request script can reuse the checks of smaller ones."""
+    lines = []
+    for line in (_SCRIPT_DIR / f"{name}.lua").read_text(encoding="utf-8").splitlines():
+        if line.startswith("--#include "):
+            other = line.split(maxsplit=1)[1].strip()
+            text = (_SCRIPT_DIR / f"{other}.lua").read_text(encoding="utf-8")
+            begin, end = f"-- BEGIN {other} core", f"-- END {other} core"
+            line = text[text.index(begin):text.index(end) + len(end)]
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def is_cluster_url(url: str, *, cluster_flag: bool = False) -> bool:

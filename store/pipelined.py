@@ -42,6 +42,22 @@ class PipelinedRedis:
             protocol = await self._connect()
         return await protocol.send(hiredis.pack_command(args))
 
+    async def execute_many(self, *commands: tuple) -> list:
+        """Send several commands in the same write; their replies (or errors) in order."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connect()
+        futures = [protocol.send(hiredis.pack_command(args)) for args in commands]
+        replies, first_error = [], None
+        for future in futures:  # collect every outcome, so no failure goes unretrieved
+            try:
+                replies.append(await future)
+            except Exception as exc:  # re-raised below, after the others are collected
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return replies
+
     async def _connect(self) -> _Protocol:
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._open())

@@ -74,3 +74,10 @@ async def test_a_killed_connection_is_replaced_on_the_next_command(fast, redis_r
             break
         await asyncio.sleep(0.01)
     assert await fast.execute("PING") == "PONG"
+
+
+async def test_execute_many_shares_a_write_and_raises_the_first_error(fast):
+    assert await fast.execute_many(("PING",), ("ECHO", "x")) == ["PONG", "x"]
+    with pytest.raises(NoScriptError):
+        await fast.execute_many(("EVALSHA", "0" * 40, 0), ("PING",))
+    assert await fast.execute("PING") == "PONG"
