@@ -76,12 +76,20 @@ class MethodNotAllowed(AppError):
     status, code, message = 405, "MethodNotAllowed", "Method not allowed"
 
 
+class RequestTimeout(AppError):
+    status, code, message = 408, "RequestTimeout", "The request was not received in time"
+
+
 class EmailTaken(AppError):
     status, code, message = 409, "EmailTaken", "Email is already registered"
 
 
 class PayloadTooLarge(AppError):
     status, code, message = 413, "PayloadTooLarge", "Request body too large"
+
+
+class RequestHeaderFieldsTooLarge(AppError):
+    status, code, message = 431, "RequestHeaderFieldsTooLarge", "Request headers too large or too many"
 
 
 class ValidationError(AppError):

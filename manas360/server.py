@@ -59,6 +59,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from manas360.edge.protocol import EdgeHttpProtocol
+
     configure_logging(settings)
     down = asyncio.run(_preflight(settings))
     if down:
@@ -79,6 +81,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         workers=workers or settings.workers,
         access_log=False,
         motd=False,
+        protocol=EdgeHttpProtocol,  # request deadlines a slow client cannot stretch
     )
     logger.info("serving on http://{}:{} with {} worker(s)", host or settings.host, port or settings.port,
                 workers or settings.workers)

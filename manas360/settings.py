@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -24,13 +25,29 @@ class SettingsError(ValueError):
     """A setting is missing, malformed or unsafe for the chosen environment."""
 
 
+RATE_KEYS = ("ip", "user", "ip+route")
+RATE_SCOPES = ("every-request", "routes", "authenticated")
+REQUIRED_POLICIES = ("global", "auth", "api")
+_POLICY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_ROUTE_SPEC = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[^\s]*)$")
+
+
 @dataclass(frozen=True, slots=True)
 class RatePolicy:
-    """A sliding-window limit: `limit` requests per `window_s` seconds."""
+    """A sliding-window limit: `limit` requests per `window_s` seconds.
+
+    The rest comes from the policy table (config/ratelimits.toml): what a request is
+    counted under (`key`), which requests the policy applies to (`applies`, `routes`) and
+    whether a Redis failure during the check lets the request through (`fail_open`).
+    """
 
     name: str
     limit: int
     window_s: int
+    key: str = "ip"
+    applies: str = "routes"
+    routes: tuple[tuple[str, str], ...] = ()
+    fail_open: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +82,12 @@ class Settings:
     lockout_window_s: int = 900
     lockout_duration_s: int = 900
 
-    rate_limit_global: str = "100/900"
-    rate_limit_auth: str = "5/900"
-    rate_limit_api: str = "1000/3600"
+    # "<requests>/<window seconds>"; empty: the limit and window of the policy table.
+    rate_limit_global: str = ""
+    rate_limit_auth: str = ""
+    rate_limit_api: str = ""
+    # The policy table; empty: config/ratelimits.toml shipped with the package.
+    rate_limits_file: str = ""
 
     allowed_origins: str = ""
     trusted_proxies: str = ""
@@ -110,6 +130,11 @@ class Settings:
     def rate_policies(self) -> dict[str, RatePolicy]:
         return self._derived["rate_policies"]
 
+    @property
+    def rate_exempt_paths(self) -> tuple[str, ...]:
+        """Paths under no rate-limit policy: each one and everything below it."""
+        return self._derived["rate_exempt_paths"]
+
     def __repr__(self) -> str:  # never print secrets
         shown = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         for name in ("jwt_secret", "jwt_previous_keys", "superadmin_password"):
@@ -140,13 +165,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             os.environ["JWT_SECRET"] = values["jwt_secret"]
     settings = Settings(**values)
     _validate(settings)
+    policies, exempt = _read_rate_table(settings, env_vars)
     settings._derived.update(
         proxy_networks=_parse_networks(settings.trusted_proxies),
         verification_keys=_parse_keys(settings),
-        rate_policies={
-            name: _parse_policy(name, getattr(settings, f"rate_limit_{name}"))
-            for name in ("global", "auth", "api")
-        },
+        rate_policies=policies,
+        rate_exempt_paths=exempt,
     )
     return settings
 
@@ -202,8 +226,11 @@ def _validate(s: Settings) -> None:
                  f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production")
         _require("*" not in s.origins, "ALLOWED_ORIGINS must list origins, not '*', in production")
     for origin in s.origins:
-        _require(origin == "*" or urlsplit(origin).scheme in ("http", "https"),
-                 f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin")
+        parts = urlsplit(origin)
+        # An origin is scheme://host[:port] exactly: a browser's Origin never has a path.
+        _require(origin == "*" or (parts.scheme in ("http", "https") and bool(parts.netloc)
+                                   and not parts.path and not parts.query and not parts.fragment),
+                 f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])")
 
 
 def _parse_keys(s: Settings) -> dict[str, str]:
@@ -229,15 +256,83 @@ def _parse_networks(value: str):
     return tuple(networks)
 
 
-def _parse_policy(name: str, value: str) -> RatePolicy:
-    limit, sep, window = value.partition("/")
+def _read_rate_table(s: Settings, env_vars) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
+    """The policy table, each policy's limit/window overridden by RATE_LIMIT_<NAME>."""
+    where = s.rate_limits_file or "config/ratelimits.toml"
     try:
-        policy = RatePolicy(name=name, limit=int(limit), window_s=int(window))
+        if s.rate_limits_file:
+            with open(s.rate_limits_file, "rb") as table_file:
+                table = tomllib.load(table_file)
+        else:
+            table = tomllib.loads(resources.files("config").joinpath("ratelimits.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"rate-limit policy table {where}: {exc}") from None
+    unknown = set(table) - {"exempt", "policies"}
+    _require(not unknown, f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    exempt = table.get("exempt", [])
+    _require(isinstance(exempt, list) and all(isinstance(p, str) and p.startswith("/") for p in exempt),
+             f"{where}: exempt must be a list of paths starting with '/'")
+    entries = table.get("policies", {})
+    _require(isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()),
+             f"{where}: policies must be tables ([policies.<name>])")
+    missing = [name for name in REQUIRED_POLICIES if name not in entries]
+    _require(not missing, f"{where}: missing policies {', '.join(missing)}")
+    policies = {}
+    for name, entry in entries.items():
+        override = (getattr(s, f"rate_limit_{name}") if name in REQUIRED_POLICIES
+                    else env_vars.get(f"RATE_LIMIT_{name.upper()}", ""))
+        policies[name] = _parse_policy(name, entry, override=override, where=where)
+    return policies, tuple(p.rstrip("/") or "/" for p in exempt)
+
+
+def _parse_policy(name: str, entry: dict[str, Any], *, override: str, where: str) -> RatePolicy:
+    context = f"{where}: policy {name!r}"
+    _require(bool(_POLICY_NAME.match(name)), f"{context}: names are lower-case letters, digits and '_', 32 at most")
+    known = {"key", "applies", "routes", "limit", "window_s", "fail_open"}
+    _require(set(entry) <= known, f"{context}: unknown keys {', '.join(sorted(set(entry) - known))}")
+    if override:
+        limit, window_s = _parse_override(f"RATE_LIMIT_{name.upper()}", override)
+    else:
+        limit, window_s = entry.get("limit"), entry.get("window_s")
+    _require(isinstance(limit, int) and isinstance(window_s, int) and limit >= 1 and window_s >= 1,
+             f"{context}: limit and window_s must be positive integers")
+    # The limiter's Lua arithmetic is exact only while limit * window in ms fits a double.
+    _require(limit * window_s * 1000 < 2**53, f"{context}: limit * window_s is too large")
+    key, applies = entry.get("key", "ip"), entry.get("applies", "routes")
+    _require(key in RATE_KEYS, f"{context}: key must be one of {', '.join(RATE_KEYS)}")
+    _require(applies in RATE_SCOPES, f"{context}: applies must be one of {', '.join(RATE_SCOPES)}")
+    _require((key == "user") == (applies == "authenticated"),
+             f"{context}: key 'user' goes with applies 'authenticated', and only with it")
+    _require(not (applies == "every-request" and key == "ip+route"),
+             f"{context}: an every-request policy is keyed by ip")
+    routes = _parse_routes(context, entry.get("routes", []))
+    _require(not routes or applies == "routes", f"{context}: routes are listed only when applies = 'routes'")
+    fail_open = entry.get("fail_open", key != "user")
+    _require(isinstance(fail_open, bool), f"{context}: fail_open must be true or false")
+    return RatePolicy(name=name, limit=limit, window_s=window_s, key=key, applies=applies,
+                      routes=routes, fail_open=fail_open)
+
+
+def _parse_override(env_name: str, value: str) -> tuple[int, int]:
+    count, sep, window = value.partition("/")
+    try:
+        limit, window_s = int(count), int(window)
     except ValueError:
-        raise SettingsError(f"RATE_LIMIT_{name.upper()}={value!r} must be '<requests>/<window seconds>'") from None
-    _require(bool(sep) and policy.limit >= 1 and policy.window_s >= 1,
-             f"RATE_LIMIT_{name.upper()}={value!r} must be '<requests>/<window seconds>', both positive")
-    return policy
+        raise SettingsError(f"{env_name}={value!r} must be '<requests>/<window seconds>'") from None
+    _require(bool(sep) and limit >= 1 and window_s >= 1,
+             f"{env_name}={value!r} must be '<requests>/<window seconds>', both positive")
+    return limit, window_s
+
+
+def _parse_routes(context: str, specs: Any) -> tuple[tuple[str, str], ...]:
+    """("POST", "/api/v1/auth/login") pairs from "METHOD /path" strings (no trailing slash)."""
+    _require(isinstance(specs, list), f"{context}: routes must be a list of 'METHOD /path'")
+    routes = []
+    for spec in specs:
+        match = _ROUTE_SPEC.match(spec) if isinstance(spec, str) else None
+        _require(match is not None, f"{context}: route {spec!r} must be 'METHOD /path'")
+        routes.append((match.group(1), match.group(2).rstrip("/") or "/"))
+    return tuple(routes)
 
 
 def _split_csv(value: str) -> tuple[str, ...]:

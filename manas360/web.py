@@ -3,6 +3,7 @@ headers and JSON body parsing. Services never see any of this."""
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from typing import Any, TypeVar
@@ -11,7 +12,7 @@ import orjson
 import pydantic
 from loguru import logger
 from sanic import Request
-from sanic.exceptions import SanicException
+from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
@@ -25,10 +26,21 @@ _SANIC_STATUS_TO_ERROR: dict[int, type[errors.AppError]] = {
     403: errors.PermissionDenied,
     404: errors.NotFound,
     405: errors.MethodNotAllowed,
+    408: errors.RequestTimeout,
     413: errors.PayloadTooLarge,
     503: errors.ServiceUnavailable,
 }
 Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+MAX_JSON_DEPTH = 32
+"""Objects and arrays nested deeper than this are refused (400) before any model sees them."""
+DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT = 20, 100
+MAX_CURSOR_CHARS = 512
+_NUL_ESCAPE = b"\\u0000"  # JSON can carry NUL only as this escape (raw control bytes are invalid)
+NUL_ALLOWED_KEYS = frozenset({"password", "current_password", "new_password"})
+"""Keys whose string values may hold NUL: secrets that are only ever hashed, never stored
+or passed on as text (a password may contain any character)."""
+_PAGE_LIMIT_TEXT = re.compile(r"^[0-9]{1,6}$")
 
 
 def request_id(request: Request | None) -> str:
@@ -61,6 +73,9 @@ def to_app_error(exception: BaseException) -> errors.AppError:
     """Map any exception to the API error it must leave as (unknown ones are 500s)."""
     if isinstance(exception, errors.AppError):
         return exception
+    if isinstance(exception, PayloadTooLarge) and str(exception).startswith("Request header"):
+        # Sanic reports a request head over REQUEST_MAX_HEADER_SIZE as a 413 "payload".
+        return errors.RequestHeaderFieldsTooLarge()
     if isinstance(exception, SanicException):
         error_type = _SANIC_STATUS_TO_ERROR.get(exception.status_code)
         if error_type is errors.MethodNotAllowed:
@@ -117,17 +132,41 @@ class EnvelopeErrorHandler(ErrorHandler):
 
 
 def read_json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; 400 for a wrong content type, bad JSON or a non-object."""
+    """The body as a JSON object; 400 for a wrong content type, bad JSON, a non-object or
+    nesting deeper than MAX_JSON_DEPTH; 422 for a NUL character in any key or string
+    (except the values of NUL_ALLOWED_KEYS)."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise errors.BadRequest("Content-Type must be application/json")
+    raw = request.body or b""
     try:
-        body = orjson.loads(request.body or b"")
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise errors.BadRequest("Body is not valid JSON") from None
     if not isinstance(body, dict):
         raise errors.BadRequest("Body must be a JSON object")
+    # Both checks walk the document only when the raw bytes say they might fail.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH or _NUL_ESCAPE in raw:
+        _check_json_document(body)
     return body
+
+
+def _check_json_document(body: dict[str, Any]) -> None:
+    # PostgreSQL text cannot hold NUL (asyncpg would fail the query: a 500), and deep
+    # nesting only costs recursion somewhere downstream; refuse both at the edge.
+    pending: list[tuple[Any, int, str]] = [(body, 1, "")]
+    while pending:
+        value, depth, where = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise errors.BadRequest(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            path = f"{where}.{key}" if where else str(key)
+            nul_key = isinstance(key, str) and "\x00" in key
+            if nul_key or (isinstance(item, str) and "\x00" in item and key not in NUL_ALLOWED_KEYS):
+                raise errors.ValidationError({path: "Must not contain NUL characters"})
+            if isinstance(item, (dict, list)):
+                pending.append((item, depth + 1, path))
 
 
 def parse_body(request: Request, model: type[Model]) -> Model:
@@ -144,3 +183,40 @@ def validate(model: type[Model], data: dict[str, Any]) -> Model:
             where = ".".join(str(part) for part in problem["loc"]) or "body"
             fields.setdefault(where, problem["msg"])
         raise errors.ValidationError(fields) from None
+
+
+class Page(pydantic.BaseModel):
+    """Query parameters of a paginated list: `limit` 1..100 (default 20), an opaque `cursor`."""
+
+    model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
+
+    limit: int = pydantic.Field(DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+    cursor: str | None = pydantic.Field(None, min_length=1, max_length=MAX_CURSOR_CHARS,
+                                        pattern=r"^[A-Za-z0-9_-]+$")
+
+    @pydantic.field_validator("limit", mode="before")
+    @classmethod
+    def _plain_digits(cls, value: Any) -> Any:
+        # pydantic alone would take "5_0", " 5 " or "5.0"; a query parameter is digits.
+        if isinstance(value, str) and not _PAGE_LIMIT_TEXT.match(value):
+            raise ValueError(f"Must be an integer from 1 to {MAX_PAGE_LIMIT}")
+        return value
+
+
+def parse_page(request: Request) -> Page:
+    """`limit` and `cursor` from the query string; 422 with `fields` when out of range."""
+    args = request.args
+    return validate(Page, {name: args.get(name) for name in ("limit", "cursor") if name in args})
+
+
+def encode_cursor(position: Any) -> str:
+    """An opaque, URL-safe cursor for a JSON-serialisable position (e.g. [created_at, id])."""
+    return base64.urlsafe_b64encode(orjson.dumps(position)).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> Any:
+    """The position inside a cursor from `encode_cursor`; 422 on anything else."""
+    try:
+        return orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:  # binascii.Error and orjson.JSONDecodeError are both ValueErrors
+        raise errors.ValidationError({"cursor": "Invalid cursor"}) from None

@@ -1,0 +1,106 @@
+"""Blocked requests, aggregated into rate_limit_logs: one row per (policy, key, window).
+
+A blocked request only bumps a counter in this worker's memory. Every FLUSH_INTERVAL_S the
+buffer is written in one statement that inserts new rows and adds to existing ones, so a
+flood of 429s costs PostgreSQL one upsert per key and flush, never one insert per request.
+A flush that fails keeps its counts for the next one; the buffer is bounded (MAX_KEYS), and
+what does not fit is counted as dropped rather than held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+from loguru import logger
+from tortoise import connections
+from tortoise.exceptions import BaseORMException
+
+from manas360.db import activate
+from manas360.edge.stats import count
+
+FLUSH_INTERVAL_S = 2.0
+MAX_KEYS = 10_000
+MAX_KEY_CHARS = 200  # rate_limit_logs.key is VARCHAR(200)
+
+# Sorted rows give every worker the same lock order: concurrent flushes cannot deadlock.
+_UPSERT = """
+INSERT INTO rate_limit_logs AS l (policy, key, window_start, blocked_count, first_blocked_at, last_blocked_at)
+SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::int[], $5::timestamptz[],
+                     $6::timestamptz[])
+ON CONFLICT (policy, key, window_start) DO UPDATE
+SET blocked_count = l.blocked_count + EXCLUDED.blocked_count,
+    last_blocked_at = GREATEST(l.last_blocked_at, EXCLUDED.last_blocked_at)
+"""
+
+Slot = tuple[str, str, datetime]
+# What a flush may meet when PostgreSQL is down, slow or refuses: logged, never raised.
+DATABASE_ERRORS = (BaseORMException, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class BlockLog:
+    """This worker's buffer of blocked requests, flushed to PostgreSQL."""
+
+    def __init__(self, *, max_keys: int = MAX_KEYS) -> None:
+        self.max_keys = max_keys
+        self._pending: dict[Slot, list] = {}  # slot -> [count, first_at, last_at]
+
+    def record(self, *, policy: str, key: str, window_s: int, now: float | None = None) -> None:
+        """Count one blocked request of `key` under `policy` in the window it fell in."""
+        now = time.time() if now is None else now
+        # Windows are aligned on the epoch like the limiter's (which reads Redis's clock;
+        # a skew between the two only moves a block near an edge into the next row).
+        window_start = datetime.fromtimestamp(now - now % window_s, UTC)
+        at = datetime.fromtimestamp(now, UTC)
+        self._add((policy, key[:MAX_KEY_CHARS], window_start), 1, at, at)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> int:
+        """Write the buffer (one statement); the number of rows written, 0 if it failed."""
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, {}
+        rows = sorted(batch.items())
+        columns = [[slot[0] for slot, _ in rows], [slot[1] for slot, _ in rows], [slot[2] for slot, _ in rows],
+                   [entry[0] for _, entry in rows], [entry[1] for _, entry in rows], [entry[2] for _, entry in rows]]
+        try:
+            await connections.get("default").execute_query(_UPSERT, columns)
+        except DATABASE_ERRORS as exc:
+            count("block_log_flush_errors")
+            logger.warning("rate_limit_logs flush of {} rows failed ({}); kept for the next flush",
+                           len(rows), type(exc).__name__)
+            for slot, (blocked, first_at, last_at) in rows:
+                self._add(slot, blocked, first_at, last_at)
+            return 0
+        count("block_log_rows", len(rows))
+        return len(rows)
+
+    def _add(self, slot: Slot, blocked: int, first_at: datetime, last_at: datetime) -> None:
+        entry = self._pending.get(slot)
+        if entry is not None:
+            entry[0] += blocked
+            entry[1] = min(entry[1], first_at)
+            entry[2] = max(entry[2], last_at)
+        elif len(self._pending) < self.max_keys:
+            self._pending[slot] = [blocked, first_at, last_at]
+        else:
+            count("block_log_dropped", blocked)
+
+
+async def run_flusher(block_log: BlockLog, *, orm, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    """Flush every `interval_s` until cancelled (the app's Tortoise context made current)."""
+    activate(orm)
+    while True:
+        await asyncio.sleep(interval_s)
+        await block_log.flush()
+
+
+async def flush_block_log(app) -> int:
+    """Write the app's buffered blocks now (tests, shutdown); rows written."""
+    activate(app.ctx.orm)
+    return await app.ctx.edge.block_log.flush()

@@ -1,0 +1,94 @@
+"""Which rate-limit policies a request is under.
+
+Every request gets the table's `every-request` policies (unless its path is exempt); a
+route adds the policies it declares with `@rate_limited(...)` and those whose `routes` in
+config/ratelimits.toml name it. Resolved once per route, then read from the route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from loguru import logger
+from sanic import Request
+
+from manas360.settings import RatePolicy, Settings
+
+_DECLARED = "__rate_policies__"
+
+
+def rate_limited(*names: str):
+    """Put a route handler under the named policies (besides the every-request ones).
+
+    The names are checked against the policy table when the server starts: an unknown
+    name, or one that is not a per-route policy, stops the start.
+    """
+
+    def decorator(handler):
+        setattr(handler, _DECLARED, tuple(dict.fromkeys((*getattr(handler, _DECLARED, ()), *names))))
+        return handler
+
+    return decorator
+
+
+def route_path(route) -> str:
+    """The route's path as written in the table: "/api/v1/auth/login", params included."""
+    return "/" + route.path.strip("/")
+
+
+def _declared(route) -> tuple[str, ...]:
+    # sanic-ext's automatic HEAD route wraps the GET handler and keeps it here.
+    handler = getattr(route.handler, "__route_handler__", route.handler)
+    return getattr(handler, _DECLARED, ())
+
+
+def _table_method(method: str) -> str:
+    # HEAD does the work of GET: it must not be a second budget for the same route.
+    return "GET" if method == "HEAD" else method
+
+
+class PolicyMap:
+    def __init__(self, settings: Settings) -> None:
+        self._policies = settings.rate_policies
+        self._exempt = settings.rate_exempt_paths
+        self.every_request = tuple(p for p in self._policies.values() if p.applies == "every-request")
+        self._listed: dict[tuple[str, str], list[RatePolicy]] = {}
+        for policy in self._policies.values():
+            for spec in policy.routes:
+                self._listed.setdefault(spec, []).append(policy)
+
+    def is_exempt(self, path: str) -> bool:
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self._exempt)
+
+    def for_request(self, request: Request) -> tuple[RatePolicy, ...]:
+        route = request.route
+        if route is None:
+            return self.every_request
+        by_method = getattr(route.ctx, "rate_policies", None)
+        if by_method is None:
+            by_method = route.ctx.rate_policies = self._resolve(route)
+        return by_method.get(request.method, self.every_request)
+
+    def _resolve(self, route) -> dict[str, tuple[RatePolicy, ...]]:
+        path, declared = route_path(route), _declared(route)
+        resolved = {}
+        for method in route.methods:
+            listed = [p.name for p in self._listed.get((_table_method(method), path), ())]
+            names = dict.fromkeys((*declared, *listed))
+            resolved[method] = self.every_request + tuple(self._policies[name] for name in names)
+        return resolved
+
+    def check_routes(self, routes: Iterable) -> None:
+        """Refuse declarations naming no per-route policy; warn of table routes that match nothing."""
+        seen = set()
+        for route in routes:
+            for name in _declared(route):
+                policy = self._policies.get(name)
+                if policy is None or policy.applies != "routes":
+                    raise ValueError(f"route {route_path(route)} declares rate-limit policy {name!r}, "
+                                     "which is not a per-route policy of the policy table")
+            seen.update((_table_method(method), route_path(route)) for method in route.methods)
+        for method, path in self._listed:
+            if (method, path) not in seen:
+                # A typo here would leave a route (say, login) without its limit: say so loudly.
+                logger.warning("rate-limit policy table names {} {}, which is not a route of this app", method, path)

@@ -1,0 +1,119 @@
+"""Security headers on every response, errors and refusals included; HSTS when configured;
+a docs CSP that admits exactly what sanic-ext's Swagger UI and Redoc pages load."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.edge.conftest import fresh_ip
+from tests.fixtures.app import client_for
+
+HSTS = "max-age=63072000; includeSubDomains"
+LIMIT = 3  # ping, not found, crash; then refused
+
+
+@pytest.fixture(scope="module")
+async def app(edge_app):
+    async with edge_app(HSTS="1", RATE_LIMIT_GLOBAL=f"{LIMIT}/3600") as app:
+        yield app
+
+
+async def _responses(app):
+    async with client_for(app, client_ip=fresh_ip()) as client:
+        yield "ok", await client.get("/probe/ping")
+        yield "not found", await client.get("/no/such/route")
+        yield "crash", await client.get("/probe/crash")
+        yield "preflight", await client.options("/probe/echo", headers={
+            "origin": "https://x.example", "access-control-request-method": "POST"})
+        yield "too many headers", await client.get("/health/live", headers={f"x-h{i}": "1" for i in range(120)})
+        yield "rate limited", await client.get("/probe/ping")
+        yield "probe", await client.get("/health/live")
+
+
+async def test_every_response_carries_every_security_header(app):
+    seen = []
+    async for kind, response in _responses(app):
+        seen.append((kind, response.status_code))
+        headers = response.headers
+        assert headers["x-content-type-options"] == "nosniff", kind
+        assert headers["x-frame-options"] == "DENY", kind
+        assert headers["referrer-policy"] == "no-referrer", kind
+        assert headers["cross-origin-resource-policy"] == "same-origin", kind
+        assert headers["content-security-policy"].startswith("default-src 'none'"), kind
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], kind
+        assert headers["strict-transport-security"] == HSTS, kind
+        assert headers["x-request-id"], kind
+        assert "server" not in headers and "x-powered-by" not in headers, kind
+    assert [status for _, status in seen] == [200, 404, 500, 204, 431, 429, 200]
+
+
+async def test_the_api_csp_allows_nothing_to_load(app):
+    async with client_for(app, client_ip=fresh_ip()) as client:
+        csp = (await client.get("/probe/ping")).headers["content-security-policy"]
+    assert csp == "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self.styles: list[str] = []
+        self.inline_scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            if attrs.get("src"):
+                self.scripts.append(attrs["src"])
+            else:
+                self.inline_scripts += 1
+        elif tag == "link" and "stylesheet" in (attrs.get("rel") or ""):
+            self.styles.append(attrs["href"])
+
+
+def _directive(csp: str, name: str) -> list[str]:
+    for part in csp.split(";"):
+        words = part.split()
+        if words and words[0] == name:
+            return words[1:]
+    return []
+
+
+def _allowed(url: str, sources: list[str]) -> bool:
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return "'self'" in sources
+    return f"{parts.scheme}://{parts.netloc}" in sources or f"{parts.scheme}:" in sources
+
+
+@pytest.mark.parametrize("path", ["/docs", "/docs/swagger", "/docs/redoc"])
+async def test_the_docs_csp_admits_what_the_docs_page_loads(app, path):
+    async with client_for(app, client_ip=fresh_ip()) as client:
+        response = await client.get(path)
+    assert response.status_code == 200
+    csp = response.headers["content-security-policy"]
+    page = _Assets()
+    page.feed(response.text)
+    assert page.scripts, "the page loads its UI from a CDN"
+    for url in page.scripts:
+        assert _allowed(url, _directive(csp, "script-src")), (url, csp)
+    for url in page.styles:
+        assert _allowed(url, _directive(csp, "style-src")), (url, csp)
+    if page.inline_scripts or re.search(r"<style", response.text):
+        assert "'unsafe-inline'" in _directive(csp, "script-src") + _directive(csp, "style-src")
+    if "fonts.googleapis.com" in response.text:  # its stylesheet pulls fonts from gstatic
+        assert "https://fonts.gstatic.com" in _directive(csp, "font-src")
+    assert "blob:" in _directive(csp, "worker-src")  # Redoc runs its search in a blob worker
+    assert "'self'" in _directive(csp, "connect-src")  # the UI fetches /docs/openapi.json
+    assert _directive(csp, "frame-ancestors") == ["'none'"]
+
+
+async def test_the_oauth2_redirect_page_is_not_served(app):
+    # sanic-ext would fetch it from a CDN with a blocking call on the event loop, per request.
+    async with client_for(app, client_ip=fresh_ip()) as client:
+        response = await client.get("/docs/oauth2-redirect.html")
+    assert response.status_code == 404 and response.json()["error"] == "NotFound"
