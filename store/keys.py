@@ -29,6 +29,13 @@ class Keys:
     def revoked_jti(self, user_id: str, jti: str) -> str:
         return f"{self.user_tag(user_id)}:rev:{jti}"
 
+    def revoked_session(self, user_id: str, session_id: str) -> str:
+        return f"{self.user_tag(user_id)}:srev:{session_id}"
+
+    def revocations_loaded(self, user_id: str) -> str:
+        """Present while the user's revocations in Redis are a complete copy of PostgreSQL's."""
+        return f"{self.user_tag(user_id)}:revloaded"
+
     def user_rate(self, user_id: str, policy: str) -> str:
         return f"{self.user_tag(user_id)}:rl:{policy}"
 

@@ -3,6 +3,7 @@ one in-process app. Every resource is removed at the end of the run."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis
 
@@ -60,3 +61,11 @@ async def db(app):
     """For tests that call services directly: the app's Tortoise context, made current."""
     activate(app.ctx.orm)
     yield app.ctx.orm
+
+
+@pytest.fixture(scope="session")
+async def pg(database):
+    """A plain asyncpg connection to the run's database, for assertions and time travel."""
+    conn = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
+    yield conn
+    await conn.close()

@@ -1,0 +1,148 @@
+"""/api/v1/auth: register, login, refresh, logout, logout-all, password, sessions.
+
+Bodies refuse unknown fields (422): a `role`, `privilege_level` or `plan` sent by a
+client never reaches a service, let alone the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+from sanic_ext import openapi
+
+from blueprints.bodies import DisplayName, Email, NewEmail, NewPassword, Password, StrictBody
+from blueprints.guard import authenticated, client
+from manas360.errors import NotFound
+from manas360.services import auth, login, refresh, sessions
+from manas360.web import json_response, parse_body
+
+bp = Blueprint("auth", url_prefix="/auth")
+_TOKEN_PAIR = "A token pair: `access_token`, `refresh_token`, `token_type`, `expires_in` and `user`."
+
+
+class RegisterBody(StrictBody):
+    email: NewEmail
+    password: NewPassword
+    display_name: DisplayName = ""
+
+
+class LoginBody(StrictBody):
+    email: Email
+    password: Password
+
+
+class RefreshBody(StrictBody):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class PasswordBody(StrictBody):
+    current_password: Password
+    new_password: NewPassword
+
+
+@bp.post("/register")
+@openapi.definition(
+    summary="Create an account",
+    description="Opens an account with role `user` on the free plan and signs it in. Emails are "
+                "NFKC-normalised, trimmed and lower-cased, and must be ASCII; passwords are 10 to 128 "
+                "characters. Unknown fields are refused with 422. 409 `EmailTaken` when the address is in "
+                f"use. {_TOKEN_PAIR}",
+    tag="auth", body={"application/json": RegisterBody.model_json_schema()})
+async def register(request: Request) -> HTTPResponse:
+    body = parse_body(request, RegisterBody)
+    pair = await auth.register(request.app.ctx, email=body.email, password=body.password,
+                               display_name=body.display_name, client=client(request))
+    return json_response(pair.as_dict(), status=201)
+
+
+@bp.post("/login")
+@openapi.definition(
+    summary="Sign in with email and password",
+    description="Opens a new session. A wrong password and an unknown email get the same 401 "
+                "`InvalidCredentials`. Five failures within 15 minutes lock the address for 15 minutes: "
+                f"423 `AccountLocked` with `retry_after`, even with the right password. {_TOKEN_PAIR}",
+    tag="auth", body={"application/json": LoginBody.model_json_schema()})
+async def sign_in(request: Request) -> HTTPResponse:
+    body = parse_body(request, LoginBody)
+    pair = await login.login(request.app.ctx, email=body.email, password=body.password, client=client(request))
+    return json_response(pair.as_dict())
+
+
+@bp.post("/refresh")
+@openapi.definition(
+    summary="Trade a refresh token for a new pair",
+    description="Refresh tokens are single use: each call returns a successor. Presenting the same token "
+                "again within the reuse grace returns the same successor; any later reuse revokes the whole "
+                f"session and answers 401 `TokenReuseDetected`. {_TOKEN_PAIR}",
+    tag="auth", body={"application/json": RefreshBody.model_json_schema()})
+async def rotate(request: Request) -> HTTPResponse:
+    body = parse_body(request, RefreshBody)
+    pair = await refresh.refresh(request.app.ctx, refresh_token=body.refresh_token, client=client(request))
+    return json_response(pair.as_dict())
+
+
+@bp.post("/logout")
+@openapi.definition(summary="Sign out of this session",
+                    description="Revokes the caller's session: its access and refresh tokens stop working at once.",
+                    tag="auth", secured="bearer")
+@authenticated()
+async def logout(request: Request) -> HTTPResponse:
+    await auth.logout(request.app.ctx, principal=request.ctx.principal, client=client(request))
+    return HTTPResponse(status=204)
+
+
+@bp.post("/logout-all")
+@openapi.definition(summary="Sign out everywhere",
+                    description="Revokes every session of the caller, on every device, at once.",
+                    tag="auth", secured="bearer")
+@authenticated()
+async def logout_all(request: Request) -> HTTPResponse:
+    await auth.logout_all(request.app.ctx, principal=request.ctx.principal, client=client(request))
+    return HTTPResponse(status=204)
+
+
+@bp.post("/password")
+@openapi.definition(
+    summary="Change the password",
+    description="Needs the current password (401 `InvalidCredentials` otherwise). Revokes every session, "
+                f"this one included, and returns the pair of a new session, the only live one. {_TOKEN_PAIR}",
+    tag="auth", body={"application/json": PasswordBody.model_json_schema()}, secured="bearer")
+@authenticated()
+async def change_password(request: Request) -> HTTPResponse:
+    body = parse_body(request, PasswordBody)
+    pair = await auth.change_password(request.app.ctx, principal=request.ctx.principal,
+                                      current_password=body.current_password, new_password=body.new_password,
+                                      client=client(request))
+    return json_response(pair.as_dict())
+
+
+@bp.get("/sessions")
+@openapi.definition(summary="List my sessions",
+                    description="The caller's live sessions, newest first, with `current` marking this one.",
+                    tag="auth", secured="bearer")
+@authenticated()
+async def list_sessions(request: Request) -> HTTPResponse:
+    principal = request.ctx.principal
+    items = await sessions.list_sessions(user_id=principal.user_id, current_session_id=principal.session_id)
+    return json_response({"items": [item.as_dict() for item in items]})
+
+
+@bp.delete("/sessions/<session_id:str>")
+@openapi.definition(summary="End one of my sessions",
+                    description="Revokes the session and its tokens. 404 for an unknown id or someone else's.",
+                    tag="auth", secured="bearer")
+@authenticated()
+async def delete_session(request: Request, session_id: str) -> HTTPResponse:
+    await auth.delete_session(request.app.ctx, principal=request.ctx.principal,
+                              session_id=_uuid_or_404(session_id), client=client(request))
+    return HTTPResponse(status=204)
+
+
+def _uuid_or_404(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound() from None

@@ -1,0 +1,50 @@
+"""Request-body building blocks shared by the blueprints.
+
+Mass assignment: every body refuses unknown fields (422 `ValidationError` naming them), so
+a `role`, `privilege_level` or `plan` sent by a client never reaches a service.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from manas360.security.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
+from manas360.services import users
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _new_email(value: str) -> str:
+    value = users.normalize_email(value)
+    problem = users.email_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _any_email(value: str) -> str:
+    # Login accepts anything an account could be found under; no syntax check to leak.
+    value = users.normalize_email(value)
+    # PostgreSQL text cannot hold NUL, and no address holds a control character.
+    if not value or len(value) > 320 or not value.isprintable():
+        raise ValueError("is not a valid email address")
+    return value
+
+
+def _display_name(value: str) -> str:
+    problem = users.display_name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value.strip()
+
+
+NewEmail = Annotated[str, Field(max_length=320), AfterValidator(_new_email)]
+Email = Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_any_email)]
+# Length is checked before any hashing, so a long password costs no bcrypt time.
+NewPassword = Annotated[str, Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)]
+Password = Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_CHARS)]
+DisplayName = Annotated[str, Field(max_length=users.MAX_DISPLAY_NAME_CHARS), AfterValidator(_display_name)]

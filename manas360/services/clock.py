@@ -1,0 +1,26 @@
+"""One clock for the auth services: aware UTC datetimes and integer milliseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch (the precision of token epochs and `iat_ms`)."""
+    return (moment - _EPOCH) // _MS  # integer arithmetic: no float rounding
+
+
+def from_ms(ms: int) -> datetime:
+    return _EPOCH + ms * _MS
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO-8601 with an explicit UTC offset, as API.md requires."""
+    return moment.astimezone(UTC).isoformat() if moment is not None else None

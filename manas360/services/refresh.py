@@ -1,0 +1,129 @@
+"""Refresh-token rotation: single use, atomic in PostgreSQL, with a grace for racing tabs.
+
+Every presentation locks its session row (FOR UPDATE) before reading the token, so all
+refreshes, logouts and revocations of one session run one after another: fifty concurrent
+refreshes of one token rotate it exactly once, and a logout racing a refresh either sees
+the rotation (and revokes its successor too) or is seen by it (and the refresh fails).
+
+A token already rotated is answered by the grace rule, else treated as reuse:
+- within REFRESH_REUSE_GRACE_S of its rotation, while its child is still the live token,
+  the same successor is returned again (reproduced, see manas360.services.tokens);
+- otherwise (older ancestor, grace over, grace 0) the whole session is revoked, its
+  refresh tokens and its access tokens, and the answer is 401 TokenReuseDetected.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from manas360.errors import InvalidToken, TokenReuseDetected
+from manas360.services import audit, revocation, sessions, users
+from manas360.services.clock import to_ms, utcnow
+from manas360.services.sessions import Client
+from manas360.services.tokens import (TokenPair, derive_successor, hash_refresh_token, issue_pair,
+                                      successor_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class _Presented:
+    token_id: uuid.UUID
+    session_id: str
+    user_id: str
+    expires_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def refresh(ctx: SimpleNamespace, *, refresh_token: str, client: Client) -> TokenPair:
+    """Exchange a refresh token for a new pair (rotation), or its grace successor again."""
+    now = utcnow()
+    async with in_transaction() as conn:
+        token = await _lock_and_read(conn, token_hash=hash_refresh_token(refresh_token))
+        if token is None or token.revoked_at is not None or token.expires_at <= now:
+            raise InvalidToken()
+        if token.rotated_at is None:
+            successor = await _rotate(conn, ctx, token=token, parent=refresh_token, now=now)
+        else:
+            successor = await _grace_successor(conn, ctx, token=token, parent=refresh_token, now=now)
+        if successor is not None:
+            await conn.execute_query('UPDATE "sessions" SET "last_used_at" = $2 WHERE "id" = $1',
+                                     [token.session_id, now])
+            user = await users.get_user(user_id=token.user_id, conn=conn)
+        else:
+            await _revoke_for_reuse(conn, token=token, client=client, now=now)
+    if successor is None:
+        await revocation.publish(ctx.store, settings=ctx.settings, user_id=token.user_id, now_ms=to_ms(now),
+                                 session_ids=[token.session_id])
+        raise TokenReuseDetected()
+    return issue_pair(ctx, user=user, session_id=token.session_id, refresh_token=successor)
+
+
+async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presented | None:
+    """Lock the token's live session, then read the token (after the lock: its latest state)."""
+    rows = await conn.execute_query_dict('SELECT "session_id" FROM "tokens" WHERE "token_hash" = $1', [token_hash])
+    if not rows:
+        return None
+    locked = await conn.execute_query_dict(
+        'SELECT 1 FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
+        'WHERE s."id" = $1 AND s."revoked_at" IS NULL AND u."deleted_at" IS NULL FOR UPDATE OF s',
+        [rows[0]["session_id"]])
+    if not locked:
+        return None
+    rows = await conn.execute_query_dict(
+        'SELECT "id", "session_id", "user_id", "expires_at", "rotated_at", "revoked_at" FROM "tokens" '
+        'WHERE "token_hash" = $1', [token_hash])
+    return _presented(rows[0]) if rows else None
+
+
+def _presented(row: dict[str, Any]) -> _Presented:
+    return _Presented(token_id=row["id"], session_id=str(row["session_id"]), user_id=str(row["user_id"]),
+                      expires_at=row["expires_at"], rotated_at=row["rotated_at"], revoked_at=row["revoked_at"])
+
+
+async def _rotate(conn: BaseDBAsyncClient, ctx: SimpleNamespace, *, token: _Presented, parent: str,
+                  now: datetime) -> str:
+    """Mark the token rotated and store its one successor; return the successor."""
+    child_id = uuid.uuid4()
+    successor = derive_successor(key=successor_keys(ctx.settings)[0], parent=parent, child_id=child_id)
+    expires_at = now + timedelta(seconds=ctx.settings.jwt_refresh_ttl)
+    await conn.execute_query('UPDATE "tokens" SET "rotated_at" = $2 WHERE "id" = $1', [token.token_id, now])
+    await conn.execute_query(
+        'INSERT INTO "tokens" ("id", "session_id", "user_id", "token_hash", "parent_id", "created_at", "expires_at") '
+        'VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        [str(child_id), token.session_id, token.user_id, hash_refresh_token(successor), token.token_id, now,
+         expires_at])
+    await conn.execute_query('UPDATE "sessions" SET "expires_at" = $2 WHERE "id" = $1', [token.session_id, expires_at])
+    return successor
+
+
+async def _grace_successor(conn: BaseDBAsyncClient, ctx: SimpleNamespace, *, token: _Presented, parent: str,
+                           now: datetime) -> str | None:
+    """The successor again, if within the grace and it is still the live token; else None (reuse)."""
+    grace_s = ctx.settings.refresh_reuse_grace_s
+    if grace_s <= 0 or (now - token.rotated_at).total_seconds() > grace_s:
+        return None
+    rows = await conn.execute_query_dict(
+        'SELECT "id", "token_hash" FROM "tokens" WHERE "parent_id" = $1 AND "rotated_at" IS NULL '
+        'AND "revoked_at" IS NULL AND "expires_at" > $2', [token.token_id, now])
+    if len(rows) != 1:
+        return None
+    for key in successor_keys(ctx.settings):
+        successor = derive_successor(key=key, parent=parent, child_id=rows[0]["id"])
+        if hmac.compare_digest(hash_refresh_token(successor), rows[0]["token_hash"]):
+            return successor
+    return None
+
+
+async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, token: _Presented, client: Client, now: datetime) -> None:
+    """Revoke the whole session: refresh tokens now, access tokens via the session denylist."""
+    await sessions.revoke_session(conn, session_id=token.session_id, user_id=token.user_id, reason="reuse", now=now)
+    await audit.record(conn, action=audit.REFRESH_REUSE, actor_id=None, target_user_id=token.user_id, ip=client.ip,
+                       after={"session_id": token.session_id, "token_id": str(token.token_id)})

@@ -1,0 +1,104 @@
+"""Token material: opaque refresh tokens, their reproducible successors, access tokens.
+
+Refresh tokens are 256 random bits, base64url (43 characters), stored only as SHA-256 hex.
+
+Successors. A rotation's successor is not random but derived:
+
+    successor = base64url(HMAC-SHA256(successor_key, child_id.bytes + parent))
+
+where `child_id` is the new token row's random UUID and `successor_key` is derived from the
+current JWT secret (a grace retry also tries the previous JWT keys, so a key rotation
+during a tab race does not look like reuse). Only hashes are stored, yet a second presentation of the immediate
+parent within REFRESH_REUSE_GRACE_S reproduces the same successor (same parent, same
+child row, same key), so racing tabs both end up holding the one live token. Without the
+server-side key, or without the child's id (which lives only in the database), a stolen
+parent does not yield its successor.
+
+Access tokens carry, besides the registered claims, `iat_ms`: the issue time in
+milliseconds. Token epochs (logout-all, password change) are milliseconds too, and a
+token is dead when `iat_ms <= epoch`; whole seconds would kill a token issued later in the
+same second as the epoch. A token without a plausible `iat_ms` falls back to `iat * 1000`,
+the earliest it can have been issued, so imprecision only ever errs towards "revoked".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from manas360.security.jwt import AccessTokenCodec, KeySet
+from manas360.services.clock import to_ms, utcnow
+from manas360.services.users import User
+from manas360.settings import Settings
+
+REFRESH_TOKEN_BYTES = 32
+_SUCCESSOR_CONTEXT = b"manas360 refresh-token successor v1"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"access_token": self.access_token, "refresh_token": self.refresh_token, "token_type": "Bearer",
+                "expires_in": self.expires_in, "user": self.user.as_dict()}
+
+
+def build_codec(settings: Settings) -> AccessTokenCodec:
+    """The worker's access-token codec: current key signs, every configured key verifies."""
+    keyset = KeySet(current_kid=settings.jwt_key_id, keys=settings.verification_keys)
+    return AccessTokenCodec(keyset=keyset, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                            ttl_s=settings.jwt_access_ttl)
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def successor_keys(settings: Settings) -> list[bytes]:
+    """Successor keys, current first; previous JWT keys keep a grace retry working across a key rotation."""
+    return [hmac.new(secret.encode("utf-8"), _SUCCESSOR_CONTEXT, hashlib.sha256).digest()
+            for secret in settings.verification_keys.values()]
+
+
+def derive_successor(*, key: bytes, parent: str, child_id: uuid.UUID) -> str:
+    """The successor of `parent` stored as row `child_id` (reproducible, see module doc)."""
+    digest = hmac.new(key, child_id.bytes + parent.encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def mint_access_token(codec: AccessTokenCodec, *, user_id: str, session_id: str, not_before_ms: int = 0) -> str:
+    """Sign an access token issued now, or at `not_before_ms` if the clock is behind it."""
+    issued_ms = max(to_ms(utcnow()), not_before_ms)
+    token, _ = codec.encode(user_id=user_id, session_id=session_id, now=issued_ms / 1000,
+                            extra={"iat_ms": issued_ms})
+    return token
+
+
+def issued_ms(claims: dict[str, Any]) -> int:
+    """The token's issue time in ms: `iat_ms` when consistent with `iat`, else `iat * 1000`."""
+    floor_ms = int(claims["iat"]) * 1000
+    value = claims.get("iat_ms")
+    if isinstance(value, int) and not isinstance(value, bool) and floor_ms <= value < floor_ms + 1000:
+        return value
+    return floor_ms
+
+
+def issue_pair(ctx: Any, *, user: User, session_id: str, refresh_token: str, not_before_ms: int = 0) -> TokenPair:
+    """A fresh access token for the session, with the given refresh token and user."""
+    access_token = mint_access_token(ctx.token_codec, user_id=user.id, session_id=session_id,
+                                     not_before_ms=not_before_ms)
+    return TokenPair(access_token=access_token, refresh_token=refresh_token,
+                     expires_in=ctx.settings.jwt_access_ttl, user=user)

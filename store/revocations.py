@@ -1,0 +1,51 @@
+"""Revoked access tokens in Redis: per-jti and per-session denylist entries and a per-user
+token epoch, each with a TTL no longer than the tokens it kills can live.
+
+PostgreSQL holds the same facts (revoked_access_tokens, sessions.revoked_at,
+user_accounts.tokens_valid_after); Redis is their cache, so writing here only ever adds
+revocations or moves the epoch forward, never removes one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from store.client import Store
+
+_SCRIPT = "revocations"
+
+
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """One user's revocations with their remaining lifetimes (ms)."""
+
+    epoch_ms: int = 0
+    epoch_ttl_ms: int = 0
+    jtis: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, int] = field(default_factory=dict)
+
+
+async def record_revocations(store: Store, *, user_id: str, revocations: Revocations) -> None:
+    """Add revocations (the epoch only moves forward); the loaded marker is left as it is."""
+    await _write(store, user_id=user_id, revocations=revocations, loaded_ttl_ms=0)
+
+
+async def fill_revocations(store: Store, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int) -> None:
+    """Write back a complete copy read from PostgreSQL and mark it loaded for `loaded_ttl_ms`."""
+    await _write(store, user_id=user_id, revocations=revocations, loaded_ttl_ms=loaded_ttl_ms)
+
+
+async def forget_loaded(store: Store, *, user_id: str) -> None:
+    """Drop the loaded marker so the next check re-reads PostgreSQL."""
+    await store.redis.delete(store.keys.revocations_loaded(user_id))
+
+
+async def _write(store: Store, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int) -> None:
+    keys = store.keys
+    entries = [(keys.revoked_jti(user_id, jti), ttl) for jti, ttl in revocations.jtis.items()]
+    entries += [(keys.revoked_session(user_id, sid), ttl) for sid, ttl in revocations.sessions.items()]
+    await store.run_script(
+        _SCRIPT,
+        keys=[keys.user_epoch(user_id), keys.revocations_loaded(user_id), *(key for key, _ in entries)],
+        args=[revocations.epoch_ms, revocations.epoch_ttl_ms, loaded_ttl_ms, *(ttl for _, ttl in entries)],
+    )
