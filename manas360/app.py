@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from manas360 import __version__
 from manas360.db import activate, close_orm, open_orm
+from manas360.edge import install_edge
+from manas360.edge.cors import cors_config
 from manas360.logs import configure_logging, request_id_var
 from manas360.metrics import install_metrics
+from manas360.security.passwords import verify_dummy
+from manas360.services.catalog import CatalogHolder, watch_reference
+from manas360.services.tokens import build_codec
 from manas360.settings import Settings, load_settings
 from manas360.web import EnvelopeErrorHandler, request_id
 from store import close_store, open_store
@@ -45,12 +51,18 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> S
         NOISY_EXCEPTIONS=False,
         FALLBACK_ERROR_FORMAT="json",
         OAS_UI_DEFAULT="swagger",
-        CORS=False,
         HEALTH=False,
+        # request.ip stays the socket peer: the client's address behind TRUSTED_PROXIES is
+        # decided in one place (manas360.edge.request_client_ip), never by Sanic itself.
+        PROXIES_COUNT=None,
+        REAL_IP_HEADER=None,
+        FORWARDED_SECRET=None,
+        **cors_config(settings),
     )
     app.ctx.settings = settings
     _add_listeners(app, settings)
     _add_middleware(app, settings)
+    install_edge(app, settings)
     install_metrics(app)
     _add_blueprints(app)
     app.ext.openapi.describe("MANAS360 API", version=__version__, description=API_DESCRIPTION)
@@ -81,6 +93,25 @@ def _add_listeners(app: Sanic, settings: Settings) -> None:
     async def close_redis(app: Sanic) -> None:
         await close_store(app.ctx.store)
 
+    @app.before_server_start
+    async def prepare_auth(app: Sanic) -> None:
+        # Once per worker: the token codec (key set from settings) and the dummy hash that
+        # unknown-email logins verify against, so no login pays for creating it.
+        app.ctx.token_codec = build_codec(settings)
+        await verify_dummy(password="warm-up", cost=settings.bcrypt_cost)
+
+    @app.before_server_start
+    async def open_catalog(app: Sanic) -> None:
+        # Role/plan tables live in each worker's memory; loaded lazily at the version the
+        # first request reads, then kept current by pub/sub and a version poll.
+        app.ctx.catalog = CatalogHolder()
+        app.ctx.catalog_watch = asyncio.get_running_loop().create_task(
+            watch_reference(app.ctx.catalog, app.ctx.store))
+
+    @app.after_server_stop
+    async def close_catalog(app: Sanic) -> None:
+        app.ctx.catalog_watch.cancel()
+
 
 def _add_middleware(app: Sanic, settings: Settings) -> None:
     hsts = "max-age=63072000; includeSubDomains" if settings.hsts else None
@@ -104,6 +135,11 @@ def _add_middleware(app: Sanic, settings: Settings) -> None:
 
 
 def _add_blueprints(app: Sanic) -> None:
-    from blueprints import ops
+    from sanic import Blueprint
+
+    from blueprints import admin, auth, me, ops, plans, product
 
     app.blueprint(ops.bp)
+    app.blueprint(Blueprint.group(auth.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
+                                  version_prefix="/api/v"))
+    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")

@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     for job in (archive, prune, every):
         job.add_argument("--batch-size", type=_positive, help="rows per transaction (default 5000)")
     maintenance.set_defaults(func=_maintenance)
+
+    warm = sub.add_parser("warm-cache", help="load active users' contexts into Redis (safe while serving)")
+    warm.add_argument("--active-days", type=_count, default=None,
+                      help="only users who logged in within this many days (default: every active user)")
+    warm.add_argument("--batch-size", type=_positive, default=2000)
+    warm.set_defaults(func=_warm_cache)
     return parser
 
 
@@ -192,6 +198,31 @@ class _Progress:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
+    from manas360.services.orm import orm
+    from manas360.services.warmup import count_candidates, warm_cache
+    from store import close_store, open_store
+
+    async def work() -> int:
+        store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
+                           socket_timeout_s=max(settings.redis_socket_timeout_s, 5.0),
+                           connect_timeout_s=settings.redis_connect_timeout_s)
+        try:
+            async with orm(settings):
+                total = await count_candidates(active_days=args.active_days)
+                progress = _Progress(total=total, unit="users")
+                report = await warm_cache(settings=settings, store=store, active_days=args.active_days,
+                                          batch_size=args.batch_size, on_batch=progress.update)
+                progress.close()
+        finally:
+            await close_store(store)
+        print(f"warm-cache: {report.users} users in {report.batches} batches, {report.elapsed_s:.1f}s "
+              f"({report.rate:,.0f} users/s)")
+        return 0
+
+    return _run(settings, work)
 
 
 def _maintenance(settings: Settings, args: argparse.Namespace) -> int:

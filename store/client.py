@@ -62,6 +62,10 @@ class Store:
             reply, value = await self.fast.execute_many(("EVAL", source, len(keys), *keys, *args), ("GET", get))
         return reply, value
 
+    def script(self, name: str) -> tuple[str, str]:
+        """(source, sha1) of a script, for callers that batch it in a pipeline."""
+        return self._scripts.get(name) or self._load_source(name)
+
     def _load_source(self, name: str) -> tuple[str, str]:
         source = script_source(name)
         entry = (source, hashlib.sha1(source.encode()).hexdigest())

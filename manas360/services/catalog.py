@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from loguru import logger
 from tortoise import connections
 
-from manas360 import reference
+from store import Store
+from store.reference import get_reference_version, listen_reference_changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,5 +90,27 @@ class CatalogHolder:
                     logger.debug("reference catalog reloaded at version {}", version)
         return self.catalog
 
+    async def reload(self) -> Catalog:
+        """Re-read PostgreSQL now, keeping the version label (after a local change)."""
+        async with self._lock:
+            self.catalog = await load_catalog(version=self.catalog.version)
+        return self.catalog
 
-FREE_PLAN = reference.FREE_PLAN
+
+async def watch_reference(holder: CatalogHolder, store: Store, *, poll_s: float = 5.0) -> None:
+    """Keep `holder` current: reload on every published bump, and poll the version every
+    `poll_s` seconds in case a message was missed (Redis restarted, connection dropped)."""
+
+    async def on_change(version: int) -> None:
+        await holder.ensure(version=version)
+
+    listener = asyncio.get_running_loop().create_task(listen_reference_changes(store, on_change))
+    try:
+        while True:
+            await asyncio.sleep(poll_s)
+            try:
+                await holder.ensure(version=await get_reference_version(store))
+            except Exception as exc:  # Redis or PostgreSQL down: the next poll tries again
+                logger.debug("reference version poll failed: {!r}", exc)
+    finally:
+        listener.cancel()

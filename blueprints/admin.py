@@ -1,0 +1,188 @@
+"""/api/v1/admin: user, role, plan and audit administration.
+
+Every route needs privilege level 90 or more (else 403 `InsufficientPrivileges`) and its
+own permission (else 403 `PermissionDenied`). Writes follow the escalation rule and are
+audited; see manas360.services.admin.
+"""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+from sanic_ext import openapi
+
+from blueprints.bodies import StrictBody
+from blueprints.guard import client, guarded
+from manas360 import reference
+from manas360.errors import ValidationError
+from manas360.services import admin, audit_log, entitlements, lockout, rbac
+from manas360.services.auth import revoke_all_sessions
+from manas360.web import json_response, parse_body, validate
+
+bp = Blueprint("admin", url_prefix="/admin")
+ADMIN = reference.ADMIN_PRIVILEGE
+_Name = Field(min_length=1, max_length=64)
+
+
+class UserQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512)
+    q: str | None = Field(default=None, max_length=100)
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512)
+    user_id: str | None = Field(default=None, max_length=64)
+    action: str | None = Field(default=None, max_length=64)
+
+
+class RoleBody(StrictBody):
+    role: str = _Name
+
+
+class SubscriptionBody(StrictBody):
+    plan: str = _Name
+    ends_at: AwareDatetime | None = None
+
+
+class PermissionsBody(StrictBody):
+    permissions: list[str] = Field(max_length=200)
+
+
+class FeaturesBody(StrictBody):
+    features: list[str] = Field(max_length=200)
+
+
+def _query(request: Request, model: type[BaseModel]):
+    return validate(model, {name: values[0] for name, values in request.args.items()})
+
+
+def _actor(request: Request) -> admin.Actor:
+    access = request.ctx.access
+    return admin.Actor(user_id=access.user_id, privilege_level=access.privilege_level, ip=client(request).ip)
+
+
+@bp.get("/users")
+@openapi.definition(summary="List users", tag="admin", secured="bearer",
+                    description="Newest first, `limit` 1..100 (default 20), `q` a case-insensitive substring of "
+                                "email or display name, `cursor` the `next_cursor` of the previous page (stable "
+                                "while users are being added). Needs `users.read`.")
+@guarded(min_privilege=ADMIN, permissions=("users.read",))
+async def list_users(request: Request) -> HTTPResponse:
+    query = _query(request, UserQuery)
+    page = await admin.list_users(limit=query.limit, cursor=query.cursor, q=query.q)
+    return json_response(page.as_dict())
+
+
+@bp.get("/users/<user_id:str>")
+@openapi.definition(summary="Show a user", tag="admin", secured="bearer",
+                    description="The user with `locked_until` and `subscription`. Needs `users.read`.")
+@guarded(min_privilege=ADMIN, permissions=("users.read",))
+async def show_user(request: Request, user_id: str) -> HTTPResponse:
+    return json_response(await admin.get_user_detail(user_id=user_id))
+
+
+@bp.put("/users/<user_id:str>/role")
+@openapi.definition(summary="Change a user's role", tag="admin", secured="bearer",
+                    body={"application/json": RoleBody.model_json_schema()},
+                    description="Only on users below you, only to roles below you (a superadmin may assign any "
+                                "role to a user below 100); never your own role. Refusals are 403 "
+                                "`PrivilegeEscalationPrevented`. Needs `roles.assign`.")
+@guarded(min_privilege=ADMIN, permissions=("roles.assign",))
+async def change_role(request: Request, user_id: str) -> HTTPResponse:
+    body = parse_body(request, RoleBody)
+    catalog = request.ctx.access.catalog
+    user = await admin.change_role(actor=_actor(request), user_id=user_id, role=body.role,
+                                   role_levels=catalog.role_levels)
+    await entitlements.forget_user(request.app.ctx, user_id=user.id)
+    return json_response(user.as_dict())
+
+
+@bp.put("/users/<user_id:str>/subscription")
+@openapi.definition(summary="Change a user's subscription", tag="admin", secured="bearer",
+                    body={"application/json": SubscriptionBody.model_json_schema()},
+                    description="Puts the user on `plan` from now until `ends_at` (ISO-8601 with an explicit UTC "
+                                "offset; open-ended when absent). `free` ends the current subscription. Needs "
+                                "`subscriptions.manage`.")
+@guarded(min_privilege=ADMIN, permissions=("subscriptions.manage",))
+async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
+    body = parse_body(request, SubscriptionBody)
+    if body.plan not in request.ctx.access.catalog.plans:
+        raise ValidationError({"plan": f"unknown plan {body.plan!r}"})
+    user = await admin.change_subscription(actor=_actor(request), user_id=user_id, plan=body.plan,
+                                           ends_at=body.ends_at)
+    await entitlements.forget_user(request.app.ctx, user_id=user.id)
+    return json_response(user.as_dict())
+
+
+@bp.post("/users/<user_id:str>/unlock")
+@openapi.definition(summary="Unlock a user", tag="admin", secured="bearer",
+                    description="Lifts a lockout at once and clears the failure count. Needs `users.write`.")
+@guarded(min_privilege=ADMIN, permissions=("users.write",))
+async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
+    actor = _actor(request)
+    target = await admin.require_acts_below(actor=actor, user_id=user_id)
+    await lockout.unlock_account(request.app.ctx, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+    return HTTPResponse(status=204)
+
+
+@bp.post("/users/<user_id:str>/revoke-sessions")
+@openapi.definition(summary="Revoke a user's sessions", tag="admin", secured="bearer",
+                    description="Every session, refresh token and access token of the user stops working on its "
+                                "next use, on every worker. Needs `users.write`.")
+@guarded(min_privilege=ADMIN, permissions=("users.write",))
+async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
+    actor = _actor(request)
+    target = await admin.require_acts_below(actor=actor, user_id=user_id)
+    await revoke_all_sessions(request.app.ctx, user_id=target.id, actor_id=actor.user_id, client=client(request))
+    return HTTPResponse(status=204)
+
+
+@bp.get("/roles")
+@openapi.definition(summary="List roles", tag="admin", secured="bearer",
+                    description="Every role with its privilege level and permissions. Needs `roles.read`.")
+@guarded(min_privilege=ADMIN, permissions=("roles.read",))
+async def list_roles(request: Request) -> HTTPResponse:
+    return json_response({"items": rbac.roles_view(request.ctx.access.catalog)})
+
+
+@bp.put("/roles/<name:str>/permissions")
+@openapi.definition(summary="Set a role's permissions", tag="admin", secured="bearer",
+                    body={"application/json": PermissionsBody.model_json_schema()},
+                    description="Replaces the role's permissions; applies to every holder's next request. Needs "
+                                "`roles.manage`.")
+@guarded(min_privilege=ADMIN, permissions=("roles.manage",))
+async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
+    body = parse_body(request, PermissionsBody)
+    await rbac.set_role_permissions(actor=_actor(request), role=name, permissions=body.permissions)
+    catalog = await entitlements.reference_changed(request.app.ctx)
+    return json_response(rbac.role_view(catalog, name))
+
+
+@bp.put("/plans/<name:str>/features")
+@openapi.definition(summary="Set a plan's features", tag="admin", secured="bearer",
+                    body={"application/json": FeaturesBody.model_json_schema()},
+                    description="Replaces the plan's features; applies to every subscriber's next request. Needs "
+                                "`plans.manage`.")
+@guarded(min_privilege=ADMIN, permissions=("plans.manage",))
+async def set_plan_features(request: Request, name: str) -> HTTPResponse:
+    body = parse_body(request, FeaturesBody)
+    await rbac.set_plan_features(actor=_actor(request), plan=name, features=body.features)
+    catalog = await entitlements.reference_changed(request.app.ctx)
+    return json_response(rbac.plan_view(catalog, name))
+
+
+@bp.get("/audit-logs")
+@openapi.definition(summary="Read the audit log", tag="admin", secured="bearer",
+                    description="Newest first; filter by `user_id` (target) and `action`; `limit` 1..100, "
+                                "`cursor` from the previous page. Needs `audit.read`.")
+@guarded(min_privilege=ADMIN, permissions=("audit.read",))
+async def list_audit_logs(request: Request) -> HTTPResponse:
+    query = _query(request, AuditQuery)
+    page = await audit_log.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
+                                        action=query.action)
+    return json_response(page.as_dict())

@@ -1,0 +1,55 @@
+"""Reading the audit trail (writing is manas360.services.audit)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from tortoise import connections
+
+from manas360.errors import ValidationError
+from manas360.services.admin import Page, decode_cursor, encode_cursor
+from manas360.services.clock import iso
+
+
+async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Page:
+    """Entries newest first, optionally for one target user and/or one action; the cursor
+    is the last entry's id, so entries written while paging never shift a page."""
+    filters, values = [], []
+    if cursor:
+        (last_id,) = decode_cursor(cursor, arity=1)
+        if not isinstance(last_id, int):
+            raise ValidationError({"cursor": "is not a valid cursor"})
+        values.append(last_id)
+        filters.append(f'"id" < ${len(values)}')
+    if user_id:
+        try:
+            values.append(str(uuid.UUID(user_id)))
+        except ValueError:
+            raise ValidationError({"user_id": "must be a UUID"}) from None
+        filters.append(f'"target_user_id" = ${len(values)}')
+    if action:
+        values.append(action)
+        filters.append(f'"action" = ${len(values)}')
+    where = " AND ".join(filters) or "TRUE"
+    rows = await connections.get("default").execute_query_dict(
+        f'SELECT "id", "actor_id", "target_user_id", "action", "before", "after", "ip", "request_id", "created_at" '
+        f'FROM "audit_logs" WHERE {where} ORDER BY "id" DESC LIMIT {int(limit) + 1}', values)
+    items = [_entry(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "actor_id": _str(row["actor_id"]), "target_user_id": _str(row["target_user_id"]),
+            "action": row["action"], "before": _json(row["before"]), "after": _json(row["after"]), "ip": row["ip"],
+            "request_id": row["request_id"], "created_at": iso(row["created_at"])}
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value

@@ -1,0 +1,257 @@
+"""The hot path: who is calling and what they may do, decided with one Redis round trip.
+
+`authorize` verifies the bearer token (CPU only; any failure is a 401 before Redis is
+touched), then runs ONE script on the user's hash-tagged keys that answers together: is
+the token revoked (jti, session, epoch), the user's context (role, plan, plan end,
+status) and the `api` rate-limit verdict; the reference-catalog version rides in the
+same write. A warm request runs no SQL. On a miss (cold cache, eviction, Redis restarted)
+the context and the revocations are read from PostgreSQL in one query, written back
+with TTLs, and the decision is taken from what was read, so losing Redis never grants
+what PostgreSQL would refuse.
+
+Plan expiry needs no job: the context carries the subscription's end and a plan whose
+end has passed counts as free at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from loguru import logger
+from tortoise import connections
+
+from manas360 import metrics, reference
+from manas360.errors import FeatureNotAvailable, InsufficientPrivileges, PermissionDenied, TokenRevoked
+from manas360.services.access import Principal, bearer_token
+from manas360.services.catalog import Catalog
+from manas360.services.clock import to_ms, utcnow
+from manas360.services.repair import retry_in_background
+from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
+from manas360.services.tokens import issued_ms
+from store import StoreUnavailable
+from store.entitlements import UserContext, check_request, forget_user_context, store_user_context
+from store.ratelimit import Verdict
+from store.reference import bump_reference_version, get_reference_version
+from store.revocations import Revocations, fill_revocations
+
+CONTEXT_TTL_S = LOADED_TTL_S
+"""How long a cached user context lives; also the bound on staleness when Redis was
+unreachable while a write tried to delete it (the write itself still commits)."""
+
+# One query on a miss: the user's context (role, effective subscription) and revocations.
+# ($2: how far back a revoked session can still have a live access token, in seconds.)
+USER_STATE_SQL = """
+    SELECT u."id", u."deleted_at" IS NOT NULL AS "deleted", u."status", r."name" AS "role",
+           COALESCE(p."name", 'free') AS "plan",
+           (EXTRACT(EPOCH FROM s."ends_at") * 1000)::bigint AS "plan_end_ms",
+           (EXTRACT(EPOCH FROM u."tokens_valid_after") * 1000)::bigint AS "epoch_ms",
+           j."jtis", j."exp_ms", x."sids", x."revoked_ms"
+    FROM "user_accounts" u
+    JOIN "roles" r ON r."id" = u."role_id"
+    LEFT JOIN LATERAL (
+        SELECT us."plan_id", us."ends_at" FROM "user_subscriptions" us
+        WHERE us."user_id" = u."id" AND us."status" = 'active'
+          AND us."starts_at" <= now() AND (us."ends_at" IS NULL OR us."ends_at" > now())
+        ORDER BY us."starts_at" DESC LIMIT 1
+    ) s ON TRUE
+    LEFT JOIN "subscription_plans" p ON p."id" = s."plan_id"
+    LEFT JOIN LATERAL (
+        SELECT array_agg(t."jti"::text) AS "jtis",
+               array_agg((EXTRACT(EPOCH FROM t."expires_at") * 1000)::bigint) AS "exp_ms"
+        FROM "revoked_access_tokens" t WHERE t."user_id" = u."id" AND t."expires_at" > now()
+    ) j ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT array_agg(z."id"::text) AS "sids",
+               array_agg((EXTRACT(EPOCH FROM z."revoked_at") * 1000)::bigint) AS "revoked_ms"
+        FROM "sessions" z WHERE z."user_id" = u."id" AND z."revoked_at" > now() - make_interval(secs => $2)
+    ) x ON TRUE
+    WHERE {where}"""
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a route requires: permissions (any of), features (all of), a minimum level."""
+
+    permissions: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset()
+    min_privilege: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The authorized caller with live entitlements (never read from the token)."""
+
+    principal: Principal
+    role: str
+    privilege_level: int
+    plan: str
+    catalog: Catalog
+    rate: Verdict
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return self.catalog.permissions_of(self.role)
+
+    @property
+    def features(self) -> frozenset[str]:
+        return self.catalog.features_of(self.plan)
+
+
+async def authorize(ctx: SimpleNamespace, *, authorization_header: str | None, needs: Needs,
+                    on_rate: Callable[[Principal, Verdict], None]) -> Access:
+    """Authenticate, load live entitlements in one round trip, gate; raise the API error.
+
+    `on_rate` receives the `api` verdict before the gate is applied (it renders the
+    RateLimit headers and raises 429 on a denial: a throttled caller learns nothing more).
+    """
+    claims = ctx.token_codec.decode(bearer_token(authorization_header))
+    principal = Principal(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"], claims=claims)
+    policy = ctx.settings.rate_policies["api"]
+    issued = issued_ms(claims)
+    check, version = await check_request(
+        ctx.store, user_id=principal.user_id, session_id=principal.session_id, jti=principal.jti,
+        issued_ms=issued, api_limit=policy.limit, api_window_s=policy.window_s)
+    if check.revoked:
+        raise TokenRevoked()
+    context = check.context
+    if check.loaded and context is not None:
+        metrics.ENTITLEMENT_CACHE.labels("hit").inc()
+    else:
+        metrics.ENTITLEMENT_CACHE.labels("miss").inc()
+        context = await _load_user_state(ctx, principal=principal, issued=issued)
+    rate = Verdict(policy="api", allowed=check.allowed, limit=policy.limit, remaining=check.remaining,
+                   reset_s=check.reset_s, window_s=policy.window_s)
+    on_rate(principal, rate)
+    catalog = await ctx.catalog.ensure(version=version)
+    access = Access(principal=principal, role=context.role, privilege_level=catalog.level_of(context.role),
+                    plan=_effective_plan(context), catalog=catalog, rate=rate)
+    _gate(access, needs)
+    return access
+
+
+def _effective_plan(context: UserContext) -> str:
+    if context.plan_end_ms and context.plan_end_ms <= to_ms(utcnow()):
+        return reference.FREE_PLAN
+    return context.plan
+
+
+def _gate(access: Access, needs: Needs) -> None:
+    if access.privilege_level < needs.min_privilege:
+        raise InsufficientPrivileges()
+    if needs.permissions and not (needs.permissions & access.permissions):
+        raise PermissionDenied()
+    missing = needs.features - access.features
+    if missing:
+        plan = access.catalog.cheapest_plan_with(missing)
+        upgrade = {"plan": plan.name, "price_cents": plan.price_cents} if plan else None
+        raise FeatureNotAvailable(upgrade=upgrade)
+
+
+_loading: dict[str, asyncio.Future] = {}
+
+
+async def _load_user_state(ctx: SimpleNamespace, *, principal: Principal, issued: int) -> UserContext:
+    """Cold cache: one query for context and revocations, written back; single-flight per
+    worker, so a burst of requests for one cold user costs one query."""
+    user_id = principal.user_id
+    pending = _loading.get(user_id)
+    if pending is None:
+        pending = asyncio.get_running_loop().create_task(_read_and_fill(ctx, user_id=user_id))
+        _loading[user_id] = pending
+        pending.add_done_callback(lambda _: _loading.pop(user_id, None))
+    state = await asyncio.shield(pending)
+    if state is None:
+        raise TokenRevoked()
+    context, epoch_ms, jtis, sessions = state
+    if issued <= epoch_ms or principal.jti in jtis or principal.session_id in sessions:
+        raise TokenRevoked()
+    return context
+
+
+async def _read_and_fill(ctx: SimpleNamespace, *, user_id: str):
+    settings = ctx.settings
+    rows = await connections.get("default").execute_query_dict(
+        USER_STATE_SQL.format(where='u."id" = $1'), [user_id, revocation_horizon_s(settings)])
+    if not rows or rows[0]["deleted"] or rows[0]["status"] != "active":
+        return None
+    state = state_from_row(rows[0], settings=settings)
+    await store_user_context(ctx.store, user_id=user_id, context=state.context, ttl_s=CONTEXT_TTL_S)
+    await fill_revocations(ctx.store, user_id=user_id, revocations=state.revocations,
+                           loaded_ttl_ms=loaded_ttl_ms(settings))
+    return state.context, state.epoch_ms, state.jtis, state.sessions
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What PostgreSQL says about a user, in the shape the cache holds it."""
+
+    user_id: str
+    context: UserContext
+    epoch_ms: int
+    jtis: dict[str, int]
+    sessions: dict[str, int]
+    revocations: Revocations
+
+
+def state_from_row(row: dict, *, settings) -> UserState:
+    epoch_ms = row["epoch_ms"] or 0
+    jtis = dict(zip(row["jtis"] or [], row["exp_ms"] or []))
+    sessions = dict(zip(row["sids"] or [], row["revoked_ms"] or []))
+    return UserState(
+        user_id=str(row["id"]),
+        context=UserContext(role=row["role"], plan=row["plan"], plan_end_ms=row["plan_end_ms"] or 0,
+                            status=row["status"]),
+        epoch_ms=epoch_ms, jtis=jtis, sessions=sessions,
+        revocations=revocations_at(settings=settings, now_ms=to_ms(utcnow()), epoch_ms=epoch_ms,
+                                   sessions=sessions, jtis=jtis))
+
+
+def revocation_horizon_s(settings) -> int:
+    """How long after a session's revocation an access token of it can still be alive."""
+    return settings.jwt_access_ttl + SKEW_MARGIN_S
+
+
+def loaded_ttl_ms(settings) -> int:
+    return min(LOADED_TTL_S, settings.jwt_access_ttl) * 1000
+
+
+async def forget_user(ctx: SimpleNamespace, *, user_id: str) -> None:
+    """After a committed change to a user's role or plan: drop the cached context so their
+    next request reads PostgreSQL. If Redis fails, the entry expires within CONTEXT_TTL_S."""
+    try:
+        await forget_user_context(ctx.store, user_id=user_id)
+    except StoreUnavailable as exc:
+        logger.warning("could not drop the cached context of user {} ({!r}); retrying, and it expires "
+                       "within {} s regardless", user_id, exc, CONTEXT_TTL_S)
+        retry_in_background(lambda: forget_user_context(ctx.store, user_id=user_id),
+                            what=f"dropping the context of user {user_id}", for_s=CONTEXT_TTL_S)
+
+
+async def reference_changed(ctx: SimpleNamespace) -> Catalog:
+    """After a committed change to roles/plans: bump the version (every worker reloads on
+    its next request) and return this worker's reloaded catalog."""
+    try:
+        await bump_reference_version(ctx.store)
+    except StoreUnavailable as exc:
+        logger.warning("could not publish a reference change ({!r}); retrying in the background", exc)
+        retry_in_background(lambda: bump_reference_version(ctx.store), what="a reference-version bump",
+                            for_s=24 * 3600)
+    return await ctx.catalog.reload()
+
+
+async def current_catalog(ctx: SimpleNamespace) -> Catalog:
+    """The catalog at the version Redis holds (for public reads such as /plans)."""
+    try:
+        version = await get_reference_version(ctx.store)
+    except StoreUnavailable:
+        version = ctx.catalog.catalog.version  # public route: serve what we hold
+        if version < 0:
+            version = 0
+    return await ctx.catalog.ensure(version=version)

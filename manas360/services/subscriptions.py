@@ -1,0 +1,35 @@
+"""Subscriptions: a user's plan is their active subscription's plan, else free.
+
+"Active" is evaluated at read time (`status = 'active'`, started, `ends_at` absent or in
+the future), so a subscription that ends downgrades its user at once with no job running;
+the cached user context carries `ends_at` and the request guard compares it with now.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from manas360 import reference
+from manas360.errors import ValidationError
+from manas360.services.clock import utcnow
+
+
+async def set_plan(conn: BaseDBAsyncClient, *, user_id: str, plan: str, ends_at: datetime | None) -> None:
+    """End the user's current subscription and, unless `plan` is free, start a new one now."""
+    now = utcnow()
+    if ends_at is not None and ends_at <= now:
+        raise ValidationError({"ends_at": "must be in the future"})
+    await conn.execute_query(
+        'UPDATE "user_subscriptions" SET "status" = \'cancelled\', "ends_at" = LEAST(COALESCE("ends_at", $2), $2) '
+        'WHERE "user_id" = $1 AND "status" = \'active\' AND ("ends_at" IS NULL OR "ends_at" > $2)',
+        [user_id, now])
+    if plan == reference.FREE_PLAN:
+        return
+    rows = await conn.execute_query_dict(
+        'INSERT INTO "user_subscriptions" ("id", "user_id", "plan_id", "status", "starts_at", "ends_at") '
+        'SELECT gen_random_uuid(), $1, "id", \'active\', $2, $3 FROM "subscription_plans" WHERE "name" = $4 '
+        'RETURNING "id"', [user_id, now, ends_at, plan])
+    if not rows:
+        raise ValidationError({"plan": f"unknown plan {plan!r}"})
