@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from manas360.errors import ServiceUnavailable
+from manas360 import metrics
+from manas360.edge import request_client_ip
+from manas360.errors import PermissionDenied, ServiceUnavailable
 from manas360.services import health
 from manas360.web import json_response
 
@@ -35,6 +38,20 @@ async def report(request: Request):
     body = await health.report(request.app.ctx.store)
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return json_response(body)
+
+
+@bp.get("/metrics")
+@openapi.summary("Prometheus metrics of every worker (text exposition format)")
+@openapi.description("Open to METRICS_ALLOWED_CIDRS (loopback by default) and to `Authorization: Bearer "
+                     "<METRICS_TOKEN>` when a token is configured; 403 `PermissionDenied` otherwise.")
+@openapi.tag("operations")
+async def prometheus(request: Request):
+    settings = request.app.ctx.settings
+    if not metrics.scrape_allowed(client_ip=request_client_ip(request), networks=settings.metrics_networks,
+                                  token=settings.metrics_token, authorization=request.headers.get("authorization")):
+        raise PermissionDenied("Metrics are not open to this client")
+    body, content_type = metrics.render()
+    return HTTPResponse(body, content_type=content_type)
 
 
 def _raise_if_down(body: dict, checks: dict[str, str]) -> None:

@@ -8,6 +8,8 @@ scripts) the ordinary per-process registry is used.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import os
 import time
 
@@ -36,6 +38,21 @@ WORKER_MEMORY = Gauge("manas360_worker_memory_bytes", "Resident memory of each w
                       multiprocess_mode="liveall")
 WORKER_MEMORY_LIMIT = Gauge("manas360_worker_memory_limit_bytes", "Memory limit applying to a worker",
                             multiprocess_mode="liveall")
+
+
+def scrape_allowed(*, client_ip: str, networks, token: str, authorization: str | None) -> bool:
+    """A scraper from an allowed network, or one presenting the configured token."""
+    if token:
+        scheme, _, presented = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):
+            return True
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def render() -> tuple[bytes, str]:

@@ -91,6 +91,8 @@ class Settings:
 
     allowed_origins: str = ""
     trusted_proxies: str = ""
+    metrics_allowed_cidrs: str = "127.0.0.0/8,::1/128"
+    metrics_token: str = ""
 
     db_pool_min: int = 2
     db_pool_max: int = 20
@@ -122,6 +124,10 @@ class Settings:
         return self._derived["proxy_networks"]
 
     @property
+    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return self._derived["metrics_networks"]
+
+    @property
     def verification_keys(self) -> dict[str, str]:
         """kid -> secret for every key a token may be verified with (current first)."""
         return self._derived["verification_keys"]
@@ -137,7 +143,7 @@ class Settings:
 
     def __repr__(self) -> str:  # never print secrets
         shown = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-        for name in ("jwt_secret", "jwt_previous_keys", "superadmin_password"):
+        for name in ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token"):
             shown[name] = "***" if shown[name] else ""
         return f"Settings({shown})"
 
@@ -167,7 +173,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     _validate(settings)
     policies, exempt = _read_rate_table(settings, env_vars)
     settings._derived.update(
-        proxy_networks=_parse_networks(settings.trusted_proxies),
+        proxy_networks=_parse_networks(settings.trusted_proxies, name="TRUSTED_PROXIES"),
+        metrics_networks=_parse_networks(settings.metrics_allowed_cidrs, name="METRICS_ALLOWED_CIDRS"),
         verification_keys=_parse_keys(settings),
         rate_policies=policies,
         rate_exempt_paths=exempt,
@@ -246,13 +253,13 @@ def _parse_keys(s: Settings) -> dict[str, str]:
     return keys
 
 
-def _parse_networks(value: str):
+def _parse_networks(value: str, *, name: str):
     networks = []
     for entry in _split_csv(value):
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
-            raise SettingsError(f"TRUSTED_PROXIES entry {entry!r} is not an IP network") from None
+            raise SettingsError(f"{name} entry {entry!r} is not an IP network") from None
     return tuple(networks)
 
 

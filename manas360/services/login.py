@@ -15,6 +15,7 @@ from typing import NoReturn
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from manas360 import metrics
 from manas360.errors import AccountLocked, InvalidCredentials
 from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from manas360.services import audit, lockout, sessions, users
@@ -63,6 +64,9 @@ async def _fail(ctx: SimpleNamespace, *, email: str, account: Credentials | None
                 await lockout.set_database_lock(user_id=account.user_id, until=until, conn=conn)
             await audit.record(conn, action=audit.ACCOUNT_LOCKED, actor_id=None, target_user_id=user_id,
                                ip=client.ip, after={"email": email, "locked_until": iso(until)})
+    metrics.LOGINS.labels("failure").inc()
+    if verdict.locked_now:
+        metrics.LOCKOUTS.inc()
     if verdict.already_locked:
         raise AccountLocked(math.ceil(verdict.lock_ms / 1000))
     raise InvalidCredentials()
@@ -86,6 +90,7 @@ async def _succeed(ctx: SimpleNamespace, *, account: Credentials, password: str,
         await audit.record(conn, action=audit.LOGIN, actor_id=account.user_id, target_user_id=account.user_id,
                            ip=client.ip, after={"session_id": session_id})
         user = await users.get_user(user_id=account.user_id, conn=conn)
+    metrics.LOGINS.labels("success").inc()
     return issue_pair(ctx, user=user, session_id=session_id, refresh_token=refresh_token)
 
 

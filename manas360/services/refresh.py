@@ -24,6 +24,7 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from manas360 import metrics
 from manas360.errors import InvalidToken, TokenReuseDetected
 from manas360.services import audit, revocation, sessions, users
 from manas360.services.clock import to_ms, utcnow
@@ -127,3 +128,4 @@ async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, token: _Presented, clien
     await sessions.revoke_session(conn, session_id=token.session_id, user_id=token.user_id, reason="reuse", now=now)
     await audit.record(conn, action=audit.REFRESH_REUSE, actor_id=None, target_user_id=token.user_id, ip=client.ip,
                        after={"session_id": token.session_id, "token_id": str(token.token_id)})
+    metrics.REFRESH_REUSE.inc()

@@ -11,7 +11,7 @@ import pytest
 
 from manas360.services.seeding import seed_superadmin
 from tests.fixtures.accounts import PASSWORD, unique_email
-from tests.fixtures.server import start_server
+from tests.fixtures.server import clients_per_worker, start_server
 
 pytestmark = pytest.mark.slow
 API = "/api/v1"
@@ -32,24 +32,9 @@ def _token(url: str, email: str, *, register: bool) -> dict[str, str]:
     return {"authorization": f"Bearer {response.json()['access_token']}"}, response.json()["user"]["id"]
 
 
-def _clients_per_worker(url: str, workers: int = 2) -> list[httpx.Client]:
-    """One keep-alive connection pinned to each worker (found by the pid /health reports)."""
-    clients: dict[int, httpx.Client] = {}
-    for _ in range(200):
-        client = httpx.Client(base_url=url)
-        pid = client.get("/health").json()["pid"]
-        if pid in clients:
-            client.close()
-        else:
-            clients[pid] = client
-        if len(clients) == workers:
-            return list(clients.values())
-    raise AssertionError(f"reached only {len(clients)} of {workers} workers")
-
-
 @pytest.fixture(scope="module")
 def pinned(server):
-    clients = _clients_per_worker(server.url)
+    clients = clients_per_worker(server.url)
     yield clients
     for client in clients:
         client.close()

@@ -1,0 +1,92 @@
+"""/metrics: Prometheus text summed over every worker, restricted to allowed scrapers, and
+every metric the shipped alerting rules use is exported."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fixtures.accounts import PASSWORD, unique_email
+from tests.fixtures.server import clients_per_worker, start_server
+
+pytestmark = pytest.mark.slow
+RULES = Path(__file__).resolve().parents[2] / "config" / "alerts.yml"
+TOKEN = "scrape-token-for-tests-0123456789"
+
+
+@pytest.fixture(scope="module")
+def server(environ, database, tmp_path_factory):
+    process = start_server({**environ, "METRICS_TOKEN": TOKEN}, workers=2,
+                           tmp_dir=tmp_path_factory.mktemp("metrics-server"))
+    yield process
+    process.stop()
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _value(samples, name: str, **labels) -> float:
+    return sum(value for (sample, found), value in samples.items()
+               if sample == name and all(dict(found).get(k) == v for k, v in labels.items()))
+
+
+def test_counts_after_known_traffic_are_summed_over_both_workers(server):
+    clients = clients_per_worker(server.url)
+    before = _samples(clients[0].get("/metrics").text)
+    for client in clients:
+        for _ in range(5):
+            assert client.get("/api/v1/plans").status_code == 200
+    email = unique_email("metrics")
+    assert clients[0].post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+    assert clients[1].post("/api/v1/auth/login", json={"email": email, "password": "wrong password!"}).status_code == 401
+    assert clients[1].post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
+    after = _samples(clients[1].get("/metrics").text)
+
+    def delta(name, **labels):
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("manas360_http_requests_total", route="/api/v1/plans", method="GET", status="200") == 10
+    assert delta("manas360_http_request_duration_seconds_count", route="/api/v1/plans", method="GET") == 10
+    assert delta("manas360_logins_total", outcome="failure") == 1
+    assert delta("manas360_logins_total", outcome="success") == 1
+    assert _value(after, "manas360_db_pool_connections", state="max") == 2 * 20  # two workers' pools
+    assert len({dict(labels)["pid"] for (name, labels) in after if name == "manas360_worker_memory_bytes"}) >= 2
+    for client in clients:
+        client.close()
+
+
+def test_every_metric_in_the_alerting_rules_is_exported(server):
+    rules = yaml.safe_load(RULES.read_text())
+    alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+    assert {"Manas360HighErrorRate", "Manas360HighLatencyP95", "Manas360DatabasePoolSaturated",
+            "Manas360FailedLoginSurge", "Manas360WorkerMemoryHigh"} <= set(alerts)
+    exported = httpx.get(server.url + "/metrics").text
+    names = {sample for (sample, _) in _samples(exported)}
+    for alert, rule in alerts.items():
+        assert rule["for"] and rule["labels"]["severity"]
+        for metric in set(re.findall(r"manas360_[a-z0-9_]+", rule["expr"])):
+            assert metric in names, f"{alert} uses {metric}, which /metrics does not export"
+
+
+async def test_metrics_refuse_other_networks_without_the_token(environ, database):
+    from manas360.settings import load_settings
+    from tests.fixtures.app import client_for, running_app
+
+    settings = load_settings({**environ, "METRICS_ALLOWED_CIDRS": "10.0.0.0/8", "METRICS_TOKEN": TOKEN})
+    async with running_app(settings) as app, client_for(app, client_ip="192.0.2.7") as client:
+        refused = await client.get("/metrics")
+        assert refused.status_code == 403 and refused.json()["error"] == "PermissionDenied"
+        wrong = await client.get("/metrics", headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 403
+        allowed = await client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
+        assert allowed.status_code == 200 and "manas360_http_requests_total" in allowed.text
