@@ -16,6 +16,8 @@ from loguru import logger
 
 from manas360.settings import Settings
 
+_STD_LEVELS = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "SUCCESS": 25,
+               "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 _STD_LOGGERS = ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "sanic.websockets",
@@ -84,7 +86,9 @@ def configure_logging(settings: Settings) -> None:
             diagnose=False,
         )
     handler = _InterceptHandler()
-    logging.basicConfig(handlers=[handler], level=0, force=True)
+    # The standard loggers filter at the same level, so a disabled debug line (Sanic logs
+    # one per signal dispatch) is dropped before a record is even built.
+    logging.basicConfig(handlers=[handler], level=_STD_LEVELS.get(level, logging.INFO), force=True)
     for name in _STD_LOGGERS:
         std = logging.getLogger(name)
         std.handlers = []

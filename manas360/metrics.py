@@ -93,45 +93,36 @@ def memory_limit_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def prepare_multiprocess_dir(path: str) -> None:
-    """Empty (or create) the shared metrics directory before workers start."""
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):
-        if name.endswith(".db"):
-            os.unlink(os.path.join(path, name))
-    os.environ[MULTIPROC_ENV] = path
-
-
 def worker_stopped(pid: int) -> None:
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(pid)
 
 
-class Timer:
-    __slots__ = ("started",)
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-
 def install_metrics(app) -> None:
     """Count and time every request by route template (not raw path: bounded cardinality)."""
 
+    # labels() hashes and locks on every call; the label sets are few, so keep the children.
+    counters: dict[tuple[str, str, int], Counter] = {}
+    histograms: dict[tuple[str, str], Histogram] = {}
+
     @app.on_request(priority=99)
     async def start_timer(request) -> None:
-        request.ctx.metrics_timer = Timer()
+        request.ctx.metrics_started = time.perf_counter()
 
     @app.on_response(priority=99)
     async def observe(request, response) -> None:
-        timer = getattr(request.ctx, "metrics_timer", None)
-        route = request.route.path if request.route is not None else "unmatched"
-        route = "/" + route.lstrip("/")
-        HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
-        if timer is not None:
-            HTTP_LATENCY.labels(route, request.method).observe(timer.elapsed())
+        started = getattr(request.ctx, "metrics_started", None)
+        route = "/" + request.route.path.lstrip("/") if request.route is not None else "unmatched"
+        key = (route, request.method, response.status)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = HTTP_REQUESTS.labels(route, request.method, str(response.status))
+        counter.inc()
+        if started is not None:
+            histogram = histograms.get(key[:2])
+            if histogram is None:
+                histogram = histograms[key[:2]] = HTTP_LATENCY.labels(route, request.method)
+            histogram.observe(time.perf_counter() - started)
         if response.status == 503:
             component = getattr(request.ctx, "unavailable", None)
             if component:

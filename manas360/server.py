@@ -16,10 +16,22 @@ import tempfile
 from loguru import logger
 
 from manas360.logs import configure_logging
-from manas360.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from manas360.settings import Settings
 
 EXIT_UNAVAILABLE = 1
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_metrics_dir(path: str) -> None:
+    """Create or empty prometheus-client's shared directory, before anything imports it
+    (prometheus-client picks its storage at import time)."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(path, name))
+    os.environ[MULTIPROC_ENV] = path
 
 
 def create_app_from_environment():
@@ -56,6 +68,10 @@ async def _preflight(settings: Settings) -> list[str]:
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
           factory=create_app_from_environment) -> int:
     """Serve until SIGTERM/SIGINT. `factory` builds the app in each worker (module level)."""
+    # Shared memory-mapped files for prometheus-client: every worker sums into them. Must
+    # exist before anything (here or in a worker) imports prometheus-client.
+    prepare_metrics_dir(os.environ.get(MULTIPROC_ENV) or
+                        os.path.join(tempfile.gettempdir(), f"manas360-metrics-{port or settings.port}-{os.getpid()}"))
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
@@ -70,9 +86,6 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             return EXIT_UNAVAILABLE
         logger.warning("{}; serving anyway (requests that need it answer 503)", message)
 
-    # Shared memory-mapped files for prometheus-client, set before any worker imports it.
-    prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV) or
-                             os.path.join(tempfile.gettempdir(), f"manas360-metrics-{settings.port}-{os.getpid()}"))
     loader = AppLoader(factory=factory)
     app = loader.load()
     app.prepare(

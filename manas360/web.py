@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid
+import secrets
 from typing import Any, TypeVar
 
 import orjson
@@ -46,11 +46,11 @@ _PAGE_LIMIT_TEXT = re.compile(r"^[0-9]{1,6}$")
 def request_id(request: Request | None) -> str:
     """The request's id: the client's X-Request-ID when sane, else a new one (once)."""
     if request is None:
-        return request_id_var.get() if request_id_var.get() != "-" else uuid.uuid4().hex
+        return request_id_var.get() if request_id_var.get() != "-" else secrets.token_hex(16)
     rid = getattr(request.ctx, "request_id", None)
     if rid is None:
         sent = request.headers.get("x-request-id", "")
-        rid = sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        rid = sent if _SANE_REQUEST_ID.match(sent) else secrets.token_hex(16)
         request.ctx.request_id = rid
     return rid
 

@@ -1,0 +1,380 @@
+"""scripts/bench: measure the hot path, logins and scaling against DESIGN.md's targets.
+
+One run, on this machine: a private Redis (so command counts are ours alone), a fresh
+PostgreSQL database, the real `manas360 serve` with the configured workers and rate limits
+raised so they count but never block, the bare Sanic baseline with the same workers, and
+wrk on loopback as the load generator. Results are printed and appended to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SYNTHETIC_PASSWORD = "manas360-load-test"
+UNLIMITED = "1000000000/60"
+
+GATED_LUA = """
+local tokens = {}
+for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
+local i = math.random(#tokens)
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[i]})
+end
+"""
+LOGIN_LUA = """
+local emails = {}
+for line in io.lines(os.getenv("BENCH_EMAILS")) do emails[#emails + 1] = line end
+local i = math.random(#emails)
+request = function()
+  i = i % #emails + 1
+  return wrk.format("POST", "/api/v1/auth/login", {["Content-Type"] = "application/json"},
+    '{"email":"' .. emails[i] .. '","password":"PASSWORD"}')
+end
+""".replace("PASSWORD", SYNTHETIC_PASSWORD)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+class Processes:
+    """Everything this run starts, stopped at the end whatever happens."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, command: list[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+        with open(log_path, "wb") as out:
+            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                       start_new_session=True)
+        self.running.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.running):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.running:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_http(url: str, *, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"bench: {url} did not come up:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def run_cli(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run([PY, "-m", "manas360.cli", *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode:
+        raise SystemExit(f"bench: manas360 {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout.strip()
+
+
+def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None,
+        env: dict[str, str] | None = None) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        command[1:1] = ["-s", str(script)]
+    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": rps, "requests": total, "non2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+            "p50": _latency(out, "50%"), "p99": _latency(out, "99%")}
+
+
+def _latency(out: str, label: str) -> float:
+    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def pg_counter(dsn: str, database: str) -> int:
+    """Committed + rolled-back transactions of the database (each autocommit statement is one)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await asyncio.sleep(1.2)  # cumulative statistics are flushed at most once a second
+        return await conn.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
+                                   database)
+    finally:
+        await conn.close()
+
+
+def redis_calls(port: int) -> tuple[int, int]:
+    """(commands sent by clients, commands executed including those inside scripts).
+
+    The hot path sends EVALSHA and GET only (no script calls GET), so those are the
+    client-side commands; everything else ran inside a script."""
+    info = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True,
+                          text=True).stdout
+    calls = {name: int(n) for name, n in re.findall(r"cmdstat_(\w+):calls=(\d+)", info)}
+    sent = sum(calls.get(name, 0) for name in ("evalsha", "eval", "get"))
+    return sent, sum(calls.values())
+
+
+def redis_memory(port: int) -> int:
+    info = subprocess.run(["redis-cli", "-p", str(port), "info", "memory"], capture_output=True, text=True).stdout
+    return int(re.search(r"used_memory:(\d+)", info).group(1))
+
+
+def worker_peak_rss_mib(serve: subprocess.Popen) -> list[float]:
+    children = subprocess.run(["pgrep", "-P", str(serve.pid)], capture_output=True, text=True).stdout.split()
+    peaks = []
+    for pid in children:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        if match and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():  # the workers
+            peaks.append(int(match.group(1)) / 1024)
+    return sorted(peaks)
+
+
+def bcrypt_verify_s(cost: int) -> float:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"x" * 44, bcrypt.gensalt(cost))
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        bcrypt.checkpw(b"x" * 44, hashed)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def log_in(url: str, emails: list[str]) -> list[str]:
+    async def one(client, email):
+        response = await client.post("/api/v1/auth/login", json={"email": email, "password": SYNTHETIC_PASSWORD})
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    async def all_of_them():
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(*(one(client, email) for email in emails))
+
+    return asyncio.run(all_of_them())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--small-users", type=int, default=1_000)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated bare/gated rounds")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
+    parser.add_argument("--no-append", action="store_true", help="print, do not append to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    base_url = os.environ.get("TEST_DATABASE_URL", "postgres://root@127.0.0.1:5432")
+    database = "manas360_bench"
+    admin_dsn = base_url.replace("postgres://", "postgresql://", 1) + "/postgres"
+    tmp = Path(tempfile.mkdtemp(prefix="manas360-bench-"))
+    procs = Processes()
+    redis_port, app_port, bare_port = free_port(), free_port(), free_port()
+    env = {**os.environ, "ENV": "development", "DATABASE_URL": f"{base_url}/{database}",
+           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REDIS_PREFIX": "bench:",
+           "JWT_SECRET": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING", "LOG_JSON": "1",
+           "WORKERS": str(args.workers), "PORT": str(app_port), "PYTHONPATH": str(ROOT),
+           "RATE_LIMIT_GLOBAL": UNLIMITED, "RATE_LIMIT_AUTH": UNLIMITED, "RATE_LIMIT_API": UNLIMITED,
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
+    cost = int(env.get("BCRYPT_COST", "12"))
+    results: dict[str, object] = {}
+    try:
+        asyncio.run(_recreate(admin_dsn, database))
+        procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                     "no", "--dir", str(tmp)], env=env, log_path=tmp / "redis.log")
+        while subprocess.run(["redis-cli", "-p", str(redis_port), "ping"], capture_output=True).returncode:
+            time.sleep(0.05)
+        log("migrating and seeding")
+        run_cli("migrate", env=env)
+        run_cli("seed", env=env)
+        run_cli("seed", "--users", str(args.small_users), env=env)
+        serve = procs.start([PY, "-m", "manas360.cli", "serve"], env=env, log_path=tmp / "serve.log")
+        procs.start([PY, "-m", "sanic", "scripts.bench_bare:create_app", "--factory", "--host", "127.0.0.1",
+                     "--port", str(bare_port), "--workers", str(args.workers), "--no-access-logs", "--no-motd"],
+                    env=env, log_path=tmp / "bare.log")
+        app_url, bare_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{bare_port}/"
+        wait_http(app_url + "/health/ready", log_path=tmp / "serve.log")
+        wait_http(bare_url, log_path=tmp / "bare.log")
+
+        emails = asyncio.run(_premium_emails(f"{base_url.replace('postgres://', 'postgresql://', 1)}/{database}"))
+        log(f"logging in {len(emails)} premium users")
+        tokens = log_in(app_url, emails)
+        (tmp / "tokens").write_text("\n".join(tokens) + "\n")
+        (tmp / "emails").write_text("\n".join(emails) + "\n")
+        gated_lua, login_lua = tmp / "gated.lua", tmp / "login.lua"
+        gated_lua.write_text(GATED_LUA)
+        login_lua.write_text(LOGIN_LUA)
+        gated_url = app_url + "/api/v1/premium/dashboard"
+        lua_env = {"BENCH_TOKENS": str(tmp / "tokens"), "BENCH_EMAILS": str(tmp / "emails")}
+
+        def gated(connections=args.connections, seconds=args.duration):
+            return wrk(gated_url, seconds=seconds, connections=connections, script=gated_lua, env=lua_env)
+
+        log(f"warming {args.small_users} users; gated GET at {args.small_users} users")
+        run_cli("warm-cache", env=env)
+        gated(seconds=2)
+        results["small"] = statistics.median(gated()["rps"] for _ in range(2))
+
+        log(f"seeding to {args.users} users and warming")
+        run_cli("seed", "--users", str(args.users), env=env)
+        subprocess.run(["redis-cli", "-p", str(redis_port), "flushdb"], capture_output=True)
+        flushed = redis_memory(redis_port)
+        warm_started = time.monotonic()
+        warm_out = run_cli("warm-cache", env=env)
+        results["warm_s"] = time.monotonic() - warm_started
+        warmed = int(re.search(r"warm-cache: (\d+) users", warm_out).group(1))
+        results["redis_bytes_per_user"] = (redis_memory(redis_port) - flushed) / warmed
+        results["warmed"] = warmed
+        gated(seconds=2)
+        results["large"] = statistics.median(gated()["rps"] for _ in range(2))
+
+        log(f"gated vs bare, {args.rounds} alternated rounds of {args.duration}s, -c{args.connections}")
+        bare_runs, gated_runs = [], []
+        pg_dsn = admin_dsn
+        sql_before, redis_before = asyncio.run(pg_counter(pg_dsn, database)), redis_calls(redis_port)
+        gated_requests = 0
+        for _ in range(args.rounds):
+            bare_runs.append(wrk(bare_url, seconds=args.duration, connections=args.connections))
+            run = gated()
+            gated_runs.append(run)
+            gated_requests += run["requests"]
+        sql_after, redis_after = asyncio.run(pg_counter(pg_dsn, database)), redis_calls(redis_port)
+        results["bare"] = _median_run(bare_runs)
+        results["gated"] = _median_run(gated_runs)
+        results["non2xx"] = sum(r["non2xx"] + r["socket_errors"] for r in gated_runs)
+        results["sql_per_request"] = (sql_after - sql_before) / gated_requests
+        results["redis_sent"] = (redis_after[0] - redis_before[0]) / gated_requests
+        results["redis_executed"] = (redis_after[1] - redis_before[1]) / gated_requests
+
+        log("logins")
+        results["verify_s"] = bcrypt_verify_s(cost)
+        results["logins"] = wrk(app_url, seconds=args.duration, connections=8, script=login_lua, env=lua_env)
+        log("gated GET alone and beside a login storm (-c32)")
+        results["gated_c32"] = gated(connections=32)
+        with tempfile.TemporaryFile() as sink:
+            storm = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{args.duration + 2}s", "-s", str(login_lua), app_url],
+                                     env={**os.environ, **lua_env}, stdout=sink, stderr=sink)
+            time.sleep(1)
+            results["gated_storm"] = gated(connections=32)
+            storm.wait()
+        results["rss"] = worker_peak_rss_mib(serve)
+    finally:
+        procs.stop_all()
+        asyncio.run(_drop(admin_dsn, database))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    table = render(results, args=args, cost=cost)
+    print(table)
+    if not args.no_append:
+        with open(ROOT / "BENCHMARKS.md", "a") as out:
+            out.write("\n" + table + "\n")
+        log("appended to BENCHMARKS.md")
+    return 0
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in ("rps", "p50", "p99")}
+
+
+async def _premium_emails(dsn: str, limit: int = 64) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT u.email FROM user_accounts u JOIN user_subscriptions s ON s.user_id = u.id "
+            "JOIN subscription_plans p ON p.id = s.plan_id WHERE s.status = 'active' AND p.tier >= 2 "
+            "AND (s.ends_at IS NULL OR s.ends_at > now() + interval '1 hour') ORDER BY u.email LIMIT $1", limit)
+        return [row["email"] for row in rows]
+    finally:
+        await conn.close()
+
+
+async def _recreate(admin_dsn: str, database: str) -> None:
+    await _drop(admin_dsn, database)
+
+
+async def _drop(admin_dsn: str, database: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def render(r: dict, *, args, cost: int) -> str:
+    bare, gated = r["bare"], r["gated"]
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    cores = os.cpu_count() or 1
+    bound = cores / r["verify_s"]
+    logins = r["logins"]["rps"]
+    rows = [
+        ("bare Sanic JSON, req/s · p50 · p99", f"{bare['rps']:,.0f} · {bare['p50']:.2f} ms · {bare['p99']:.2f} ms"),
+        ("gated GET /api/v1/premium/dashboard, req/s · p50 · p99",
+         f"{gated['rps']:,.0f} · {gated['p50']:.2f} ms · {gated['p99']:.2f} ms"),
+        ("gated / bare: req/s ratio · p99 ratio", f"**{gated['rps'] / bare['rps']:.2f}** · "
+                                                  f"**{gated['p99'] / bare['p99']:.2f}**"),
+        ("gated non-2xx or socket errors", f"{r['non2xx']}"),
+        ("SQL statements per gated request", f"{r['sql_per_request']:.4f}"),
+        ("Redis commands per gated request: sent by the service · executed incl. inside scripts",
+         f"{r['redis_sent']:.2f} · {r['redis_executed']:.2f}"),
+        (f"logins/s (BCRYPT_COST={cost}, wrk -c8) vs bound {cores} cores / {r['verify_s'] * 1000:.0f} ms verify",
+         f"{logins:.1f} vs {bound:.1f} = **{logins / bound:.0%}**"),
+        ("gated p99 alone · beside a login storm (-c32)",
+         f"{r['gated_c32']['p99']:.2f} ms · {r['gated_storm']['p99']:.2f} ms "
+         f"({r['gated_storm']['rps']:,.0f} req/s beside the storm)"),
+        (f"gated req/s at {args.small_users:,} · at {args.users:,} users",
+         f"{r['small']:,.0f} · {r['large']:,.0f} ({r['large'] / r['small'] - 1:+.0%})"),
+        (f"warm-cache of {r['warmed']:,} users · Redis memory per warmed user",
+         f"{r['warm_s']:.1f} s · {r['redis_bytes_per_user']:.0f} bytes"),
+        ("peak RSS per worker", " · ".join(f"{mib:.0f} MiB" for mib in r["rss"])),
+    ]
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    head = (f"### {now} — {cores} cores ({cpu}), Python {platform.python_version()}, "
+            f"{args.workers} workers, wrk -t2 -c{args.connections}, {args.rounds}×{args.duration}s rounds\n\n"
+            "| measure | result |\n|---|---|\n")
+    return head + "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
