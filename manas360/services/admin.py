@@ -97,11 +97,8 @@ async def get_user_detail(*, user_id: str) -> dict[str, Any]:
     """A user as administrators see them: <User> plus locked_until and subscription."""
     user = await _require_user(user_id)
     rows = await connections.get("default").execute_query_dict(
-        'SELECT u."locked_until", s."status", s."ends_at", s."starts_at" FROM "user_accounts" u '
-        'LEFT JOIN LATERAL (SELECT us."status", us."ends_at", us."starts_at" FROM "user_subscriptions" us '
-        '  WHERE us."user_id" = u."id" AND us."status" = \'active\' AND us."starts_at" <= now() '
-        '  AND (us."ends_at" IS NULL OR us."ends_at" > now()) ORDER BY us."starts_at" DESC LIMIT 1) s ON TRUE '
-        'WHERE u."id" = $1', [user_id])
+        f'SELECT u."locked_until", s."status", s."ends_at", s."starts_at" FROM "user_accounts" u '
+        f'{subscriptions.ACTIVE_PLAN_JOIN} WHERE u."id" = $1', [user_id])
     row = rows[0]
     subscription = {"plan": user.plan, "status": row["status"] or "active", "starts_at": iso(row["starts_at"]),
                     "ends_at": iso(row["ends_at"])}

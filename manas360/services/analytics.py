@@ -7,6 +7,7 @@ from typing import Any
 from tortoise import connections
 
 from manas360.services import audit
+from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 
 
 async def summary() -> dict[str, Any]:
@@ -17,12 +18,8 @@ async def summary() -> dict[str, Any]:
         'LEFT JOIN "user_accounts" u ON u."role_id" = r."id" AND u."deleted_at" IS NULL '
         'GROUP BY r."name", r."privilege_level" ORDER BY r."privilege_level"')
     by_plan = await conn.execute_query_dict(
-        'SELECT COALESCE(p."name", \'free\') AS "name", count(*) AS "n" FROM "user_accounts" u '
-        'LEFT JOIN LATERAL (SELECT us."plan_id" FROM "user_subscriptions" us WHERE us."user_id" = u."id" '
-        '  AND us."status" = \'active\' AND us."starts_at" <= now() AND (us."ends_at" IS NULL OR us."ends_at" > now()) '
-        '  ORDER BY us."starts_at" DESC LIMIT 1) s ON TRUE '
-        'LEFT JOIN "subscription_plans" p ON p."id" = s."plan_id" '
-        'WHERE u."deleted_at" IS NULL GROUP BY 1')
+        f'SELECT COALESCE(p."name", \'free\') AS "name", count(*) AS "n" FROM "user_accounts" u '
+        f'{ACTIVE_PLAN_JOIN} WHERE u."deleted_at" IS NULL GROUP BY 1')
     activity = await conn.execute_query_dict(
         'SELECT count(*) FILTER (WHERE "success") AS "logins", count(*) FILTER (WHERE NOT "success") AS "failed" '
         'FROM "login_attempts" WHERE "created_at" > now() - interval \'24 hours\'')

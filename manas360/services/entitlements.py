@@ -29,6 +29,7 @@ from manas360.services.access import Principal, bearer_token
 from manas360.services.catalog import Catalog
 from manas360.services.clock import to_ms, utcnow
 from manas360.services.repair import retry_in_background
+from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
 from manas360.services.tokens import issued_ms
 from store import StoreUnavailable
@@ -43,7 +44,7 @@ unreachable while a write tried to delete it (the write itself still commits).""
 
 # One query on a miss: the user's context (role, effective subscription) and revocations.
 # ($2: how far back a revoked session can still have a live access token, in seconds.)
-USER_STATE_SQL = """
+USER_STATE_SQL = f"""
     SELECT u."id", u."deleted_at" IS NOT NULL AS "deleted", u."status", r."name" AS "role",
            COALESCE(p."name", 'free') AS "plan",
            (EXTRACT(EPOCH FROM s."ends_at") * 1000)::bigint AS "plan_end_ms",
@@ -51,13 +52,7 @@ USER_STATE_SQL = """
            j."jtis", j."exp_ms", x."sids", x."revoked_ms"
     FROM "user_accounts" u
     JOIN "roles" r ON r."id" = u."role_id"
-    LEFT JOIN LATERAL (
-        SELECT us."plan_id", us."ends_at" FROM "user_subscriptions" us
-        WHERE us."user_id" = u."id" AND us."status" = 'active'
-          AND us."starts_at" <= now() AND (us."ends_at" IS NULL OR us."ends_at" > now())
-        ORDER BY us."starts_at" DESC LIMIT 1
-    ) s ON TRUE
-    LEFT JOIN "subscription_plans" p ON p."id" = s."plan_id"
+    {ACTIVE_PLAN_JOIN}
     LEFT JOIN LATERAL (
         SELECT array_agg(t."jti"::text) AS "jtis",
                array_agg((EXTRACT(EPOCH FROM t."expires_at") * 1000)::bigint) AS "exp_ms"
@@ -68,7 +63,7 @@ USER_STATE_SQL = """
                array_agg((EXTRACT(EPOCH FROM z."revoked_at") * 1000)::bigint) AS "revoked_ms"
         FROM "sessions" z WHERE z."user_id" = u."id" AND z."revoked_at" > now() - make_interval(secs => $2)
     ) x ON TRUE
-    WHERE {where}"""
+    WHERE {{where}}"""
 
 
 @dataclass(frozen=True, slots=True)

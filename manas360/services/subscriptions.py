@@ -15,6 +15,19 @@ from manas360 import reference
 from manas360.errors import ValidationError
 from manas360.services.clock import utcnow
 
+# The user's current subscription (alias s: plan_id, status, starts_at, ends_at) and its plan
+# (alias p, NULL when free), for any query over "user_accounts" u: one definition of
+# "active" for every reader.
+ACTIVE_PLAN_JOIN = """
+    LEFT JOIN LATERAL (
+        SELECT us."plan_id", us."status", us."starts_at", us."ends_at" FROM "user_subscriptions" us
+        WHERE us."user_id" = u."id" AND us."status" = 'active'
+          AND us."starts_at" <= now() AND (us."ends_at" IS NULL OR us."ends_at" > now())
+        ORDER BY us."starts_at" DESC LIMIT 1
+    ) s ON TRUE
+    LEFT JOIN "subscription_plans" p ON p."id" = s."plan_id"
+"""
+
 
 async def set_plan(conn: BaseDBAsyncClient, *, user_id: str, plan: str, ends_at: datetime | None) -> None:
     """End the user's current subscription and, unless `plan` is free, start a new one now."""

@@ -24,6 +24,7 @@ from tortoise.exceptions import IntegrityError
 from manas360 import reference
 from manas360.errors import EmailTaken, NotFound
 from manas360.services.clock import iso
+from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 
 MAX_EMAIL_CHARS = 254
 MAX_DISPLAY_NAME_CHARS = 100
@@ -33,19 +34,13 @@ _EMAIL = re.compile(rf"[a-z0-9!#$%&'*+/=?^_`{{|}}~.-]{{1,64}}@{_LABEL}(?:\.{_LAB
 
 # The user, their role and their effective plan: the active subscription's plan, or free
 # when there is none or it has ended (`ends_at` past), at once and with no job running.
-USER_SQL = """
+USER_SQL = f"""
     SELECT u."id", u."email", u."display_name", u."created_at", r."name" AS "role", r."privilege_level",
            COALESCE(p."name", 'free') AS "plan", s."status" AS "subscription_status", s."ends_at"
     FROM "user_accounts" u
     JOIN "roles" r ON r."id" = u."role_id"
-    LEFT JOIN LATERAL (
-        SELECT us."plan_id", us."status", us."ends_at" FROM "user_subscriptions" us
-        WHERE us."user_id" = u."id" AND us."status" = 'active'
-          AND us."starts_at" <= now() AND (us."ends_at" IS NULL OR us."ends_at" > now())
-        ORDER BY us."starts_at" DESC LIMIT 1
-    ) s ON TRUE
-    LEFT JOIN "subscription_plans" p ON p."id" = s."plan_id"
-    WHERE u."deleted_at" IS NULL AND {where}"""
+    {ACTIVE_PLAN_JOIN}
+    WHERE u."deleted_at" IS NULL AND {{where}}"""
 
 
 @dataclass(frozen=True, slots=True)
