@@ -7,10 +7,11 @@ command is retried once at most (enough to ride over a reconnect after a restart
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -19,11 +20,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from store.cluster import ServiceCluster
 from store.keys import Keys
 from store.pipelined import PipelinedRedis
 
 StoreUnavailable = RedisError
 """Any failure talking to Redis. The HTTP layer maps it to 503 ServiceUnavailable."""
+
 
 _SCRIPT_DIR = Path(__file__).parent
 
@@ -51,20 +54,48 @@ class Store:
             return await self.redis.eval(source, len(keys), *keys, *args)
 
     async def run_script_and_get(self, name: str, *, keys: list[str], args: list, get: str) -> tuple[object, object]:
-        """Run a script and GET one more key in the same round trip (single node), e.g. a
-        version that lives outside the script's hash slot."""
+        """Run a script and GET one more key, e.g. a version that lives outside the script's
+        hash slot: one round trip on a single node; on a cluster two commands, sent at once,
+        to the nodes owning each slot (possibly two different nodes)."""
         source, sha = self._scripts.get(name) or self._load_source(name)
         if self.fast is None:
-            return await self.run_script(name, keys=keys, args=args), await self.redis.get(get)
+            reply, value = await asyncio.gather(self.run_script(name, keys=keys, args=args), self.redis.get(get))
+            return reply, value
         try:
             reply, value = await self.fast.execute_many(("EVALSHA", sha, len(keys), *keys, *args), ("GET", get))
         except NoScriptError:
             reply, value = await self.fast.execute_many(("EVAL", source, len(keys), *keys, *args), ("GET", get))
         return reply, value
 
+    async def pubsub(self):
+        """A pub/sub handle, ready to subscribe. A cluster client picks the node for a
+        channel from its slot map, which it only loads on its first command: without this,
+        a listener started before any other command fails its first subscribe."""
+        if self.cluster:
+            await self.redis.initialize()  # a no-op once the map is loaded
+        return self.redis.pubsub()
+
     def script(self, name: str) -> tuple[str, str]:
-        """(source, sha1) of a script, for callers that batch it in a pipeline."""
+        """(source, sha1) of a script."""
         return self._scripts.get(name) or self._load_source(name)
+
+    async def load_script(self, name: str) -> None:
+        """SCRIPT LOAD a script before `queue_script` batches it (nothing to do on a cluster)."""
+        if not self.cluster:
+            await self.redis.script_load(self.script(name)[0])
+
+    def queue_script(self, pipe, name: str, *, keys: list[str], args: list) -> None:
+        """Add the script to a pipeline: EVALSHA on a single node (after `load_script`).
+
+        On a cluster, EVAL with the source: redis-py refuses EVALSHA in a cluster pipeline,
+        and with reason: a node without the script in its cache (restarted, or a replica
+        promoted on failover) would fail its part of the batch with NOSCRIPT.
+        """
+        source, sha = self.script(name)
+        if self.cluster:
+            pipe.eval(source, len(keys), *keys, *args)
+        else:
+            pipe.evalsha(sha, len(keys), *keys, *args)
 
     def _load_source(self, name: str) -> tuple[str, str]:
         source = script_source(name)
@@ -111,18 +142,31 @@ def open_store(
         health_check_interval=0,
     )
     if is_cluster_url(url, cluster_flag=cluster):
-        nodes = [_cluster_node(part) for part in url.replace("redis+cluster://", "").split(",") if part.strip()]
-        client = RedisCluster(startup_nodes=nodes, max_connections=max_connections, **common)
+        nodes, credentials = cluster_seeds(url)
+        client = ServiceCluster(startup_nodes=nodes, max_connections=max_connections,
+                                queue_timeout_s=socket_timeout_s, **credentials, **common)
         return Store(redis=client, keys=Keys(prefix), cluster=True)
     pool = ConnectionPool.from_url(url, max_connections=max_connections, **common)
     fast = PipelinedRedis(url=url, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
     return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix), fast=fast)
 
 
-def _cluster_node(part: str) -> ClusterNode:
-    part = part.strip()
-    parsed = urlsplit(part if "://" in part else f"redis://{part}")
-    return ClusterNode(parsed.hostname or "127.0.0.1", parsed.port or 6379)
+def cluster_seeds(url: str) -> tuple[list[ClusterNode], dict[str, str]]:
+    """Seed nodes and credentials of `redis+cluster://[user:password@]host:port,host:port`
+    or of a comma-separated list of redis:// URLs (credentials: the first ones given).
+    The client learns the other nodes, and the slots, from any seed that answers."""
+    nodes, credentials = [], {}
+    for part in url.removeprefix("redis+cluster://").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        parsed = urlsplit(part if "://" in part else f"redis://{part}")
+        nodes.append(ClusterNode(parsed.hostname or "127.0.0.1", parsed.port or 6379))
+        if parsed.password and not credentials:
+            credentials["password"] = unquote(parsed.password)
+            if parsed.username:
+                credentials["username"] = unquote(parsed.username)
+    return nodes, credentials
 
 
 async def close_store(store: Store) -> None:
@@ -132,13 +176,22 @@ async def close_store(store: Store) -> None:
 
 
 async def ping(store: Store) -> bool:
-    """Round-trip to Redis (raises StoreUnavailable when it does not answer)."""
+    """Round-trip to Redis (raises StoreUnavailable when it does not answer); on a cluster,
+    to every primary, since each one owns a share of the users."""
+    if store.cluster:
+        return bool(await store.redis.ping(target_nodes=RedisCluster.PRIMARIES))
     return bool(await store.redis.ping())
 
 
 def pool_stats(store: Store) -> dict[str, int]:
+    """Connections of this worker's redis-py pool(s); on a cluster, summed over the nodes
+    (each node has its own pool of up to `max_connections`)."""
     if store.cluster:
-        return {"nodes": len(store.redis.get_nodes())}
+        nodes = store.redis.get_nodes()
+        idle = sum(len(node._free) for node in nodes)  # redis-py exposes no public counters
+        return {"nodes": len(nodes), "max": sum(node.max_connections for node in nodes),
+                "in_use": sum(len(node._connections) for node in nodes) - idle, "idle": idle,
+                "waiting": store.redis.waiting}
     pool = store.redis.connection_pool
     return {
         "max": pool.max_connections,

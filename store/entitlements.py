@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from store.client import Store
+from store.revocations import SCRIPT as REVOCATIONS_SCRIPT, script_call as revocations_call
 
 CONTEXT_FIELDS = ("role", "plan", "plan_end_ms", "status")
 
@@ -86,8 +87,8 @@ async def warm_users(store: Store, *, states: list, context_ttl_s: int, loaded_t
     script a cache miss uses.
     """
     keys = store.keys
-    source, sha = store.script("revocations")
-    await store.redis.script_load(source)
+    await store.load_script(REVOCATIONS_SCRIPT)
+    # On a cluster, redis-py splits the pipeline by node and sends the parts concurrently.
     async with store.redis.pipeline(transaction=False) as pipe:
         for user_id, context, revocations in states:
             ctx_key = keys.user_context(user_id)
@@ -96,9 +97,7 @@ async def warm_users(store: Store, *, states: list, context_ttl_s: int, loaded_t
             if not (revocations.epoch_ms or revocations.jtis or revocations.sessions):
                 pipe.set(keys.revocations_loaded(user_id), "1", px=loaded_ttl_ms)
                 continue
-            entries = [(keys.revoked_jti(user_id, j), ttl) for j, ttl in revocations.jtis.items()]
-            entries += [(keys.revoked_session(user_id, s), ttl) for s, ttl in revocations.sessions.items()]
-            pipe.evalsha(sha, 2 + len(entries), keys.user_epoch(user_id), keys.revocations_loaded(user_id),
-                         *(key for key, _ in entries), revocations.epoch_ms, revocations.epoch_ttl_ms,
-                         loaded_ttl_ms, *(ttl for _, ttl in entries))
+            script_keys, args = revocations_call(keys, user_id=user_id, revocations=revocations,
+                                                 loaded_ttl_ms=loaded_ttl_ms)
+            store.queue_script(pipe, REVOCATIONS_SCRIPT, keys=script_keys, args=args)
         await pipe.execute()

@@ -31,8 +31,9 @@ async def listen_reference_changes(store: Store, on_change: Callable[[int], Awai
     Reconnects after Redis errors (the periodic version poll covers the gap).
     """
     while True:
-        pubsub = store.redis.pubsub()
+        pubsub = None
         try:
+            pubsub = await store.pubsub()
             await pubsub.subscribe(store.keys.reference_channel())
             async for message in pubsub.listen():
                 if message.get("type") == "message":
@@ -43,6 +44,7 @@ async def listen_reference_changes(store: Store, on_change: Callable[[int], Awai
             await asyncio.sleep(1.0)
         finally:
             try:
-                await pubsub.aclose()
+                if pubsub is not None:
+                    await pubsub.aclose()
             except Exception:  # the connection may already be dead
                 pass

@@ -1,4 +1,5 @@
-"""The sliding-window limiter against real Redis, and the headers built from its verdicts."""
+"""The sliding-window limiter against real Redis (single node and cluster), and the headers built
+from its verdicts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 
 from manas360.ratelimit_headers import format_headers
 from store.ratelimit import Verdict, hit, lua_core, verdict_from_reply
-from tests.fixtures.environment import REDIS_URL
 
 HOUR = 3600
 
@@ -151,12 +151,12 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sy
 """
 
 
-async def test_two_processes_share_one_limit(store):
+async def test_two_processes_share_one_limit(store, store_url):
     key = _key(store)
     start_ms = await _server_ms(store) + 1500  # both processes start hitting at the same moment
     workers = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _WORKER, REDIS_URL, store.keys.prefix, key, str(start_ms), "150",
+            sys.executable, "-c", _WORKER, store_url, store.keys.prefix, key, str(start_ms), "150",
             stdout=asyncio.subprocess.PIPE,
         )
         for _ in range(2)

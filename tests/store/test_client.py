@@ -1,0 +1,128 @@
+"""The Store handle on both backends: every script on one slot, NOSCRIPT recovered on each
+node, a GET from another slot beside the per-request script, and the health probes."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from uuid import uuid4
+
+from redis.crc import key_slot
+
+from store.client import cluster_seeds, close_store, open_store, ping, pool_stats, script_source
+from store.entitlements import UserContext, check_request, warm_users
+from store.lockout import record_failure
+from store.ratelimit import hit
+from store.reference import bump_reference_version
+from store.revocations import Revocations, fill_revocations, record_revocations
+from tests.store.helpers import node_of, user_ids_on_every_node
+
+SCRIPTS = ("request", "revocations", "lockout", "ratelimit")
+
+
+@contextmanager
+def recorded_scripts(store, monkeypatch):
+    """Every EVAL/EVALSHA leaving the client, on any path (auto-pipelined connection,
+    plain client, pipeline), as (script name, KEYS)."""
+    names = {store.script(name)[1]: name for name in SCRIPTS}
+    calls: list[tuple[str, list[str]]] = []
+
+    def record(args) -> None:
+        if str(args[0]).upper() in ("EVAL", "EVALSHA"):
+            body = str(args[1])
+            sha = hashlib.sha1(body.encode()).hexdigest() if args[0].upper() == "EVAL" else body
+            calls.append((names.get(sha, sha), [str(key) for key in args[3:3 + int(args[2])]]))
+
+    def spy(cls, method: str, commands_of) -> None:
+        original = getattr(cls, method)
+
+        def wrapper(self, *args, **kwargs):
+            for command in commands_of(args):
+                record(command)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, wrapper)
+
+    spy(type(store.redis), "execute_command", lambda args: [args])
+    spy(type(store.redis.pipeline()), "execute_command", lambda args: [args])
+    if store.fast is not None:
+        spy(type(store.fast), "execute", lambda args: [args])
+        spy(type(store.fast), "execute_many", lambda args: args)
+    yield calls
+
+
+async def test_every_script_touches_exactly_one_slot(store, monkeypatch):
+    user, other = str(uuid4()), str(uuid4())
+    revocations = Revocations(epoch_ms=1_000, epoch_ttl_ms=60_000, jtis={"j1": 60_000, "j2": 60_000},
+                              sessions={"s1": 60_000})
+    context = UserContext(role="subscriber", plan="free", plan_end_ms=0, status="active")
+    with recorded_scripts(store, monkeypatch) as calls:
+        await check_request(store, user_id=user, session_id="s1", jti="j1", issued_ms=2_000,
+                            api_limit=100, api_window_s=60)
+        await record_revocations(store, user_id=user, revocations=revocations)
+        await fill_revocations(store, user_id=user, revocations=revocations, loaded_ttl_ms=60_000)
+        await warm_users(store, states=[(user, context, revocations), (other, context, revocations)],
+                         context_ttl_s=60, loaded_ttl_ms=60_000)
+        await record_failure(store, email=f"{uuid4().hex}@example.com", threshold=5, window_s=60, lock_s=60)
+        await hit(store, policy="global", key=store.keys.ip_rate("192.0.2.1", "global"), limit=10, window_s=60)
+        await hit(store, policy="api", key=store.keys.user_rate(user, "api"), limit=10, window_s=60)
+    assert {name for name, _ in calls} == set(SCRIPTS)
+    for name, keys in calls:
+        assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)
+
+
+async def test_a_script_no_node_has_seen_is_loaded_on_each_node_at_first_use(store, store_url):
+    # A variant of the limiter under a new sha: every node answers the first EVALSHA with
+    # NOSCRIPT, each on its own, and the Store falls back to EVAL there.
+    fresh = open_store(url=store_url, prefix=store.keys.prefix)
+    source = script_source("ratelimit") + f"-- {uuid4().hex}\n"
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    fresh._scripts["ratelimit"] = (source, sha)
+    try:
+        keys = [store.keys.user_rate(user, "api") for user in await user_ids_on_every_node(store)]
+        for _ in range(2):  # first EVALSHA fails over to EVAL, then EVALSHA finds it
+            verdicts = [await hit(fresh, policy="api", key=key, limit=5, window_s=60) for key in keys]
+            assert all(verdict.allowed for verdict in verdicts)
+        assert [v.remaining for v in verdicts] == [3] * len(keys)
+        assert await store.redis.script_exists(sha) == [True]  # on a cluster: on every primary
+    finally:
+        await close_store(fresh)
+
+
+async def test_the_per_request_check_reads_a_version_kept_on_another_node(store):
+    version_node = await node_of(store, store.keys.reference_version())
+    users = await user_ids_on_every_node(store)
+    nodes = [await node_of(store, store.keys.user_context(user)) for user in users]
+    user = users[-1] if len(users) == 1 else next(u for u, node in zip(users, nodes) if node != version_node)
+    version = await bump_reference_version(store)
+    _, seen = await check_request(store, user_id=user, session_id="s", jti="j", issued_ms=1,
+                                  api_limit=100, api_window_s=60)
+    assert seen == version
+
+
+async def test_ping_and_pool_stats_answer(store):
+    assert await ping(store) is True
+    stats = pool_stats(store)
+    assert stats["max"] > 0 and stats["in_use"] >= 0 and stats["idle"] >= 0
+    if store.cluster:
+        assert stats["nodes"] == 3
+
+
+def test_cluster_seeds_and_credentials_come_from_either_url_form():
+    for url in ("redis+cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2:7001",
+                "redis://app:p%40ss@10.0.0.1:7000/0,redis://10.0.0.2:7001/0"):
+        nodes, credentials = cluster_seeds(url)
+        assert [(node.host, node.port) for node in nodes] == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+        assert credentials == {"username": "app", "password": "p@ss"}
+    assert cluster_seeds("redis+cluster://10.0.0.1:7000")[1] == {}
+
+
+async def test_the_cluster_switch_makes_one_seed_url_a_cluster_client(redis_cluster):
+    # REDIS_CLUSTER=1 with a plain redis:// URL: the client finds the other nodes itself.
+    seed = f"redis://:{redis_cluster.password}@127.0.0.1:{redis_cluster.ports[0]}/0"
+    handle = open_store(url=seed, prefix=f"test-{uuid4().hex[:8]}:", cluster=True)
+    try:
+        assert handle.cluster and await ping(handle)
+        assert len(handle.redis.get_primaries()) == 3
+    finally:
+        await close_store(handle)

@@ -1,0 +1,50 @@
+"""The reference-data version and its change channel, on both backends (on a cluster the
+version key lives in a slot of its own and PUBLISH reaches subscribers on any node)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.asyncio.cluster import RedisCluster
+
+from store.client import close_store, open_store
+from store.reference import bump_reference_version, get_reference_version, listen_reference_changes
+
+
+async def _subscribers(store) -> int:
+    channel = store.keys.reference_channel()
+    # On a cluster, PUBSUB NUMSUB counts one node's subscribers: ask them all.
+    where = {"target_nodes": RedisCluster.ALL_NODES} if store.cluster else {}
+    return dict(await store.redis.pubsub_numsub(channel, **where)).get(channel, 0)
+
+
+async def test_a_bump_increments_the_version_and_reaches_a_listener(store):
+    received: asyncio.Queue[int] = asyncio.Queue()
+    listener = asyncio.create_task(listen_reference_changes(store, received.put))
+    try:
+        while not await _subscribers(store):
+            await asyncio.sleep(0.01)
+        start = await get_reference_version(store)
+        version = await bump_reference_version(store)
+        assert version == start + 1 == await get_reference_version(store)
+        assert await asyncio.wait_for(received.get(), 2) == version
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_a_listener_started_before_any_other_command_subscribes_at_once(store, store_url):
+    # A worker starts its listener first thing; a failed first subscribe would leave it
+    # deaf for the 1 s back-off (on a cluster: the slot map was not loaded yet).
+    fresh = open_store(url=store_url, prefix=store.keys.prefix)
+    listener = asyncio.create_task(listen_reference_changes(fresh, lambda version: asyncio.sleep(0)))
+    started = time.monotonic()
+    try:
+        while not await _subscribers(store):
+            assert time.monotonic() - started < 0.5, "the listener did not subscribe at its first attempt"
+            await asyncio.sleep(0.01)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await close_store(fresh)
