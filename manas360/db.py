@@ -21,6 +21,14 @@ MODELS_APP = "models"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works; it only has to be the same for every instance of this service.
 MIGRATION_LOCK_KEY = 0x6D333630  # "m360"
+CONNECT_TIMEOUT_S = 5.0
+"""Longest opening a pooled connection may take (asyncpg's default is 60 s)."""
+COMMAND_TIMEOUT_MARGIN_S = 2.0
+"""The client's own deadline per statement is the server's statement_timeout plus this.
+A slow statement is still cancelled by the server first; a server that stopped answering
+(frozen, partitioned) fails the call instead of holding the request forever. Nothing else
+bounds it: asyncpg does not let a cancelled call (asyncio.wait_for, Sanic's response
+timeout) return before the statement is over or this deadline has passed."""
 
 
 def tortoise_config(settings: Settings, *, pool_min: int | None = None, pool_max: int | None = None) -> dict[str, Any]:
@@ -40,6 +48,8 @@ def tortoise_config(settings: Settings, *, pool_min: int | None = None, pool_max
                     "maxsize": pool_max or settings.db_pool_max,
                     "application_name": "manas360",
                     "server_settings": {"statement_timeout": str(settings.db_statement_timeout)},
+                    "timeout": CONNECT_TIMEOUT_S,
+                    "command_timeout": command_timeout_s(settings),
                 },
             }
         },
@@ -47,6 +57,13 @@ def tortoise_config(settings: Settings, *, pool_min: int | None = None, pool_max
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def command_timeout_s(settings: Settings) -> float | None:
+    """asyncpg's per-statement deadline; none when the statement timeout is disabled (0)."""
+    if settings.db_statement_timeout <= 0:
+        return None
+    return settings.db_statement_timeout / 1000 + COMMAND_TIMEOUT_MARGIN_S
 
 
 async def open_orm(settings: Settings, *, pool_min: int | None = None, pool_max: int | None = None):

@@ -2,16 +2,27 @@
 
 Each worker process re-runs the app factory (settings come from the environment, which
 the workers inherit), opens its own PostgreSQL and Redis pools, and closes them on stop.
-SIGTERM/SIGINT: Sanic stops accepting, lets in-flight requests finish within
-GRACEFUL_SHUTDOWN_TIMEOUT, runs the stop listeners (pools close) and exits 0.
+SIGTERM/SIGINT: the listening socket is shut at once (`GracefulStop`), the workers answer
+what is in flight and close each connection after its response (`DrainingHttpProtocol`)
+within GRACEFUL_SHUTDOWN_TIMEOUT, run the stop listeners (pools close), and the process
+exits 0. A worker that dies (SIGKILL, the OOM killer, a crash) is started again by
+`WorkerWatchdog`. tests/drills prove each of these under load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -19,6 +30,9 @@ from manas360.logs import configure_logging
 from manas360.settings import Settings
 
 EXIT_UNAVAILABLE = 1
+RESTARTS_PER_WINDOW, RESTART_WINDOW_S = 3, 30.0
+"""At most this many restarts of one worker per window: a worker that dies on start
+waits out the window instead of spinning."""
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -70,12 +84,13 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     """Serve until SIGTERM/SIGINT. `factory` builds the app in each worker (module level)."""
     # Shared memory-mapped files for prometheus-client: every worker sums into them. Must
     # exist before anything (here or in a worker) imports prometheus-client.
-    prepare_metrics_dir(os.environ.get(MULTIPROC_ENV) or
-                        os.path.join(tempfile.gettempdir(), f"manas360-metrics-{port or settings.port}-{os.getpid()}"))
+    own_metrics_dir = not os.environ.get(MULTIPROC_ENV)
+    metrics_dir = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="manas360-metrics-")
+    prepare_metrics_dir(metrics_dir)
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from manas360.edge.protocol import EdgeHttpProtocol
+    from manas360.drain import DrainingHttpProtocol
 
     configure_logging(settings)
     down = asyncio.run(_preflight(settings))
@@ -94,9 +109,106 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         workers=workers or settings.workers,
         access_log=False,
         motd=False,
-        protocol=EdgeHttpProtocol,  # request deadlines a slow client cannot stretch
+        protocol=DrainingHttpProtocol,
     )
+    watchdog = WorkerWatchdog()
+    app.register_listener(watchdog.start, "main_process_ready")
+    app.register_listener(GracefulStop(on_stop=watchdog.halt).install, "main_process_ready")
+    app.register_listener(lambda app: watchdog.halt(), "main_process_stop")
     logger.info("serving on http://{}:{} with {} worker(s)", host or settings.host, port or settings.port,
                 workers or settings.workers)
-    Sanic.serve(primary=app, app_loader=loader)
+    try:
+        Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        if own_metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+class GracefulStop:
+    """The main process's SIGTERM/SIGINT handler (the first signal; a second one goes to
+    Sanic's, which kills the workers). Sanic's own handler has two faults, both seen in the
+    SIGTERM drill:
+
+    - The workers close their listeners as they start draining, but the main process holds
+      the shared socket until every worker has exited; meanwhile the kernel keeps
+      completing connections nobody accepts, which hang and are then reset. Here the
+      socket is shut down first, so new connections are refused at once.
+    - It stops the workers from inside the handler, through the worker-state manager
+      connection that the interrupted monitor loop may be halfway through using; the
+      replies then go to the wrong caller, the main process dies with a traceback (exit 1)
+      and the workers are killed undrained. Here the handler only posts `__TERMINATE__`,
+      which the monitor loop itself handles exactly like Sanic's shutdown.
+    """
+
+    def __init__(self, *, on_stop: Callable[[], None]) -> None:
+        self._on_stop = on_stop
+        self._stopping = False
+
+    def install(self, app) -> None:
+        manager = app.manager
+        sockets = [info.settings["sock"] for info in app.state.server_info if info.settings.get("sock")]
+        sanic_handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+        def handle(signum, frame) -> None:
+            # Signal context: no logging here (the logger's lock may be held by this thread).
+            if self._stopping:
+                sanic_handlers[signum](signum, frame)
+                return
+            self._stopping = True
+            self._on_stop()
+            for sock in sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
+            manager.monitor_publisher.send("__TERMINATE__")
+
+        for signum in sanic_handlers:
+            signal.signal(signum, handle)
+
+
+class WorkerWatchdog:
+    """Restarts server workers that died. Sanic's manager only marks such a worker FAILED
+    and serves on with one fewer; this thread in the main process asks the manager to
+    restart it, with the message `app.m.restart(name)` sends (processed by the manager's
+    own monitor loop, so no process is touched from this thread)."""
+
+    def __init__(self, *, interval_s: float = 0.1) -> None:
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self._restarts: dict[str, deque[float]] = {}
+        self._asked: dict[str, tuple[int, float]] = {}  # name -> (its start count, when we asked)
+
+    def start(self, app) -> None:
+        threading.Thread(target=self._run, args=(app.manager,), name="worker-watchdog", daemon=True).start()
+
+    def halt(self) -> None:
+        """Restart nothing more (the service is stopping)."""
+        self._stopping.set()
+
+    def _run(self, manager) -> None:
+        while not self._stopping.wait(self._interval_s):
+            try:
+                self._restart_dead_workers(manager)
+            except (OSError, EOFError):  # the state manager or the pipe is gone: Sanic is stopping
+                return
+
+    def _restart_dead_workers(self, manager) -> None:
+        for name, state in dict(manager.worker_state).items():
+            if state.get("server") and state.get("state") == "FAILED" and self._may_restart(name, state):
+                logger.warning("worker {} (pid {}) died; restarting it", name, state.get("pid"))
+                manager.monitor_publisher.send(f"{name}:")
+
+    def _may_restart(self, name: str, state: dict) -> bool:
+        now = time.monotonic()
+        starts = state.get("starts", 0)
+        asked = self._asked.get(name)
+        if asked and asked[0] == starts and now - asked[1] < RESTART_WINDOW_S:
+            return False  # our request is still pending (the start count moves once it ran)
+        recent = self._restarts.setdefault(name, deque())
+        while recent and now - recent[0] > RESTART_WINDOW_S:
+            recent.popleft()
+        if len(recent) >= RESTARTS_PER_WINDOW:
+            return False
+        recent.append(now)
+        self._asked[name] = (starts, now)
+        return True

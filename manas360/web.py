@@ -12,7 +12,7 @@ import orjson
 import pydantic
 from loguru import logger
 from sanic import Request
-from sanic.exceptions import PayloadTooLarge, SanicException
+from sanic.exceptions import PayloadTooLarge, RequestCancelled, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
@@ -80,7 +80,9 @@ def to_app_error(exception: BaseException) -> errors.AppError:
         error_type = _SANIC_STATUS_TO_ERROR.get(exception.status_code)
         if error_type is errors.MethodNotAllowed:
             return errors.MethodNotAllowed()
-        if error_type is not None and error_type is not errors.ServiceUnavailable:
+        if error_type is errors.ServiceUnavailable:  # Sanic's response timeout: a store stalled
+            return errors.ServiceUnavailable("The service could not answer in time")
+        if error_type is not None:
             return error_type()
         if 400 <= exception.status_code < 500:
             return errors.BadRequest()
@@ -111,7 +113,9 @@ class EnvelopeErrorHandler(ErrorHandler):
 
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         error = to_app_error(exception)
-        if error.status >= 500:
+        if isinstance(exception, RequestCancelled):  # the client went away: nothing to answer
+            logger.debug("request cancelled by the client on {}", request.path if request is not None else "-")
+        elif error.status >= 500:
             path = request.path if request is not None else "-"
             if isinstance(error, errors.ServiceUnavailable):
                 if request is not None:
