@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
@@ -12,7 +13,7 @@ from manas360.edge import install_edge
 from manas360.edge.cors import cors_config
 from manas360.logs import configure_logging, request_id_var
 from manas360.metrics import install_metrics
-from manas360.security.passwords import verify_dummy
+from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.catalog import CatalogHolder, watch_reference
 from manas360.services.tokens import build_codec
 from manas360.settings import Settings, load_settings
@@ -98,6 +99,7 @@ def _add_listeners(app: Sanic, settings: Settings) -> None:
         # Once per worker: the token codec (key set from settings) and the dummy hash that
         # unknown-email logins verify against, so no login pays for creating it.
         app.ctx.token_codec = build_codec(settings)
+        set_hashing_threads((os.cpu_count() or 1) // settings.workers)
         await verify_dummy(password="warm-up", cost=settings.bcrypt_cost)
 
     @app.before_server_start

@@ -17,13 +17,14 @@ plain bcrypt hash of the raw password) is recognisable: `verify_password` reject
 `needs_rehash` reports it. Length limits are the validator's job (`MIN_PASSWORD_CHARS`,
 `MAX_PASSWORD_CHARS`); these functions hash whatever they are given.
 
-bcrypt runs in a worker thread (`asyncio.to_thread`): it releases the GIL and takes
+bcrypt runs in a worker thread (one per process, see `_off_loop`): it releases the GIL and takes
 ~50-200 ms, which would otherwise stall every request on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import base64
 import hashlib
 import hmac
@@ -71,7 +72,7 @@ def _check_sync(password: str, hashed: bytes) -> bool:
 
 async def hash_password(*, password: str, cost: int) -> str:
     """Hash a password with the current scheme at the given bcrypt cost."""
-    return await asyncio.to_thread(_hash_sync, password, cost)
+    return await _off_loop(_hash_sync, password, cost)
 
 
 async def verify_password(*, password: str, password_hash: str) -> bool:
@@ -79,7 +80,7 @@ async def verify_password(*, password: str, password_hash: str) -> bool:
     hashed = _bcrypt_part(password_hash)
     if hashed is None:
         return False
-    return await asyncio.to_thread(_check_sync, password, hashed)
+    return await _off_loop(_check_sync, password, hashed)
 
 
 def needs_rehash(*, password_hash: str, cost: int) -> bool:
@@ -104,3 +105,21 @@ async def verify_dummy(*, password: str, cost: int) -> None:
         dummy = await hash_password(password=secrets.token_urlsafe(32), cost=cost)
         _dummy_hashes[cost] = dummy
     await verify_password(password=password, password_hash=dummy)
+
+
+# A few bcrypt threads per process (cores / workers, set by the app at start): a login
+# storm keeps every core busy hashing yet leaves each worker's event loop its share of
+# CPU, so gated requests stay fast beside it (with the default pool, six threads per worker
+# hashed at once and starved the loops). Logins queue instead; throughput is cores-bound
+# either way.
+_bcrypt_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcrypt")
+
+
+def set_hashing_threads(count: int) -> None:
+    """Size this process's bcrypt pool (call once, at start)."""
+    global _bcrypt_threads
+    _bcrypt_threads = ThreadPoolExecutor(max_workers=max(1, count), thread_name_prefix="bcrypt")
+
+
+async def _off_loop(function, *args):
+    return await asyncio.get_running_loop().run_in_executor(_bcrypt_threads, function, *args)
