@@ -7,7 +7,7 @@ audited; see manas360.services.admin.
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
@@ -18,24 +18,18 @@ from manas360 import reference
 from manas360.errors import ValidationError
 from manas360.services import admin, audit_log, entitlements, lockout, rbac
 from manas360.services.auth import revoke_all_sessions
-from manas360.web import json_response, parse_body, validate
+from manas360.web import Page, json_response, parse_body, parse_page
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE
 _Name = Field(min_length=1, max_length=64)
 
 
-class UserQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=512)
+class UserQuery(Page):
     q: str | None = Field(default=None, max_length=100)
 
 
-class AuditQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=512)
+class AuditQuery(Page):
     user_id: str | None = Field(default=None, max_length=64)
     action: str | None = Field(default=None, max_length=64)
 
@@ -57,10 +51,6 @@ class FeaturesBody(StrictBody):
     features: list[str] = Field(max_length=200)
 
 
-def _query(request: Request, model: type[BaseModel]):
-    return validate(model, {name: values[0] for name, values in request.args.items()})
-
-
 def _actor(request: Request) -> admin.Actor:
     access = request.ctx.access
     return admin.Actor(user_id=access.user_id, privilege_level=access.privilege_level, ip=client(request).ip)
@@ -73,7 +63,7 @@ def _actor(request: Request) -> admin.Actor:
                                 "while users are being added). Needs `users.read`.")
 @guarded(min_privilege=ADMIN, permissions=("users.read",))
 async def list_users(request: Request) -> HTTPResponse:
-    query = _query(request, UserQuery)
+    query = parse_page(request, UserQuery)
     page = await admin.list_users(limit=query.limit, cursor=query.cursor, q=query.q)
     return json_response(page.as_dict())
 
@@ -182,7 +172,7 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
                                 "`cursor` from the previous page. Needs `audit.read`.")
 @guarded(min_privilege=ADMIN, permissions=("audit.read",))
 async def list_audit_logs(request: Request) -> HTTPResponse:
-    query = _query(request, AuditQuery)
+    query = parse_page(request, AuditQuery)
     page = await audit_log.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
                                         action=query.action)
     return json_response(page.as_dict())

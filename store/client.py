@@ -42,7 +42,7 @@ class Store:
 
     async def run_script(self, name: str, *, keys: list[str], args: list) -> object:
         """EVALSHA the Lua script `<name>.lua` beside this package; load it on NOSCRIPT."""
-        source, sha = self._scripts.get(name) or self._load_source(name)
+        source, sha = self.script(name)
         if self.fast is not None:
             try:
                 return await self.fast.execute("EVALSHA", sha, len(keys), *keys, *args)
@@ -57,7 +57,7 @@ class Store:
         """Run a script and GET one more key, e.g. a version that lives outside the script's
         hash slot: one round trip on a single node; on a cluster two commands, sent at once,
         to the nodes owning each slot (possibly two different nodes)."""
-        source, sha = self._scripts.get(name) or self._load_source(name)
+        source, sha = self.script(name)
         if self.fast is None:
             reply, value = await asyncio.gather(self.run_script(name, keys=keys, args=args), self.redis.get(get))
             return reply, value

@@ -34,14 +34,6 @@ def context_from_reply(values: list) -> UserContext | None:
     return UserContext(role=role, plan=plan, plan_end_ms=int(plan_end_ms or 0), status=status or "active")
 
 
-async def store_user_context(store: Store, *, user_id: str, context: UserContext, ttl_s: int) -> None:
-    key = store.keys.user_context(user_id)
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping=context.as_mapping())
-        pipe.expire(key, ttl_s)
-        await pipe.execute()
-
-
 async def forget_user_context(store: Store, *, user_id: str) -> None:
     await store.redis.delete(store.keys.user_context(user_id))
 
@@ -79,25 +71,31 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
                         remaining=int(remaining), reset_s=int(reset_s)), version
 
 
-async def warm_users(store: Store, *, states: list, context_ttl_s: int, loaded_ttl_ms: int) -> None:
-    """Write many users' contexts and complete revocation copies in one pipeline.
+async def store_user_states(store: Store, *, states: list, context_ttl_s: int, loaded_ttl_ms: int) -> None:
+    """Write users' contexts and complete revocation copies in one pipeline: one user on a
+    cache miss, a batch when warming.
 
     `states` holds (user_id, UserContext, Revocations) triples; most users have no
-    revocations, so their "loaded" marker is a plain SET; the rest go through the same
-    script a cache miss uses.
+    revocations, so their "loaded" marker is a plain SET; the rest go through
+    revocations.lua (loaded into Redis first, only when some user needs it).
     """
     keys = store.keys
-    await store.load_script(REVOCATIONS_SCRIPT)
+    if any(_has_revocations(revocations) for _, _, revocations in states):
+        await store.load_script(REVOCATIONS_SCRIPT)
     # On a cluster, redis-py splits the pipeline by node and sends the parts concurrently.
     async with store.redis.pipeline(transaction=False) as pipe:
         for user_id, context, revocations in states:
             ctx_key = keys.user_context(user_id)
             pipe.hset(ctx_key, mapping=context.as_mapping())
             pipe.expire(ctx_key, context_ttl_s)
-            if not (revocations.epoch_ms or revocations.jtis or revocations.sessions):
+            if not _has_revocations(revocations):
                 pipe.set(keys.revocations_loaded(user_id), "1", px=loaded_ttl_ms)
                 continue
             script_keys, args = revocations_call(keys, user_id=user_id, revocations=revocations,
                                                  loaded_ttl_ms=loaded_ttl_ms)
             store.queue_script(pipe, REVOCATIONS_SCRIPT, keys=script_keys, args=args)
         await pipe.execute()
+
+
+def _has_revocations(revocations) -> bool:
+    return bool(revocations.epoch_ms or revocations.jtis or revocations.sessions)

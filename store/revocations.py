@@ -31,16 +31,6 @@ async def record_revocations(store: Store, *, user_id: str, revocations: Revocat
     await _write(store, user_id=user_id, revocations=revocations, loaded_ttl_ms=0)
 
 
-async def fill_revocations(store: Store, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int) -> None:
-    """Write back a complete copy read from PostgreSQL and mark it loaded for `loaded_ttl_ms`."""
-    await _write(store, user_id=user_id, revocations=revocations, loaded_ttl_ms=loaded_ttl_ms)
-
-
-async def forget_loaded(store: Store, *, user_id: str) -> None:
-    """Drop the loaded marker so the next check re-reads PostgreSQL."""
-    await store.redis.delete(store.keys.revocations_loaded(user_id))
-
-
 async def _write(store: Store, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int) -> None:
     keys, args = script_call(store.keys, user_id=user_id, revocations=revocations, loaded_ttl_ms=loaded_ttl_ms)
     await store.run_script(SCRIPT, keys=keys, args=args)

@@ -16,18 +16,16 @@ one refresh interval stale for no measurable gain at this volume.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
+from manas360.cursors import decode_position, encode_cursor
 from manas360.errors import NotFound, PrivilegeEscalationPrevented, ValidationError
 from manas360.services import audit, subscriptions, users
 from manas360.services.clock import iso
@@ -44,7 +42,7 @@ class Actor:
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
+class Listing:
     items: list[dict[str, Any]]
     next_cursor: str | None
 
@@ -52,27 +50,12 @@ class Page:
         return {"items": self.items, "next_cursor": self.next_cursor}
 
 
-def encode_cursor(*values: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
-    """The values inside an opaque cursor; 422 for anything we did not produce."""
-    try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise ValidationError({"cursor": "is not a valid cursor"}) from None
-    if not isinstance(values, list) or len(values) != arity:
-        raise ValidationError({"cursor": "is not a valid cursor"})
-    return values
-
-
-async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Page:
+async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listing:
     """Users newest first; the cursor is the last row's (created_at, id), so rows inserted
     while paging never shift or repeat a page."""
     filters, values = [], []
     if cursor:
-        created_at, user_id = decode_cursor(cursor, arity=2)
+        created_at, user_id = decode_position(cursor, arity=2)
         try:
             values += [datetime.fromisoformat(created_at), str(uuid.UUID(user_id))]
         except (TypeError, ValueError):
@@ -89,8 +72,8 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Page:
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor(last["created_at"].isoformat(), str(last["id"]))
-    return Page(items=[user.as_dict() for user in page], next_cursor=next_cursor)
+        next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
+    return Listing(items=[user.as_dict() for user in page], next_cursor=next_cursor)
 
 
 async def get_user_detail(*, user_id: str) -> dict[str, Any]:
@@ -139,29 +122,26 @@ async def require_acts_below(*, actor: Actor, user_id: str) -> User:
     return target
 
 
-async def _require_user(user_id: str) -> User:
+def _as_user_id(raw: str) -> str:
     try:
-        user_id = str(uuid.UUID(user_id))
+        return str(uuid.UUID(raw))
     except ValueError:
-        raise NotFound() from None
-    user = await get_user(user_id=user_id)
+        raise NotFound() from None  # not an id we could have issued
+
+
+async def _require_user(user_id: str, *, conn=None) -> User:
+    user = await get_user(user_id=_as_user_id(user_id), conn=conn)
     if user is None:
         raise NotFound()
     return user
 
 
 async def _lock_target(conn, *, user_id: str) -> User:
-    try:
-        user_id = str(uuid.UUID(user_id))
-    except ValueError:
-        raise NotFound() from None
-    # Serialises concurrent administrative writes on one user.
-    locked = await conn.execute_query_dict(
-        'SELECT "id" FROM "user_accounts" WHERE "id" = $1 AND "deleted_at" IS NULL FOR UPDATE', [user_id])
-    user = await get_user(user_id=user_id, conn=conn) if locked else None
-    if user is None:
-        raise NotFound()
-    return user
+    """The target user, read after locking their row: concurrent administrative writes on
+    one user are serialised and each sees the previous one's result."""
+    user_id = _as_user_id(user_id)
+    await conn.execute_query('SELECT 1 FROM "user_accounts" WHERE "id" = $1 FOR UPDATE', [user_id])
+    return await _require_user(user_id, conn=conn)
 
 
 def _check_escalation(*, actor: Actor, target: User, new_level: int) -> None:

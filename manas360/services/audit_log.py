@@ -9,16 +9,17 @@ import orjson
 from tortoise import connections
 
 from manas360.errors import ValidationError
-from manas360.services.admin import Page, decode_cursor, encode_cursor
+from manas360.cursors import decode_position, encode_cursor
+from manas360.services.admin import Listing
 from manas360.services.clock import iso
 
 
-async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Page:
+async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
     """Entries newest first, optionally for one target user and/or one action; the cursor
     is the last entry's id, so entries written while paging never shift a page."""
     filters, values = [], []
     if cursor:
-        (last_id,) = decode_cursor(cursor, arity=1)
+        (last_id,) = decode_position(cursor, arity=1)
         if not isinstance(last_id, int):
             raise ValidationError({"cursor": "is not a valid cursor"})
         values.append(last_id)
@@ -37,8 +38,8 @@ async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, a
         f'SELECT "id", "actor_id", "target_user_id", "action", "before", "after", "ip", "request_id", "created_at" '
         f'FROM "audit_logs" WHERE {where} ORDER BY "id" DESC LIMIT {int(limit) + 1}', values)
     items = [_entry(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
-    return Page(items=items, next_cursor=next_cursor)
+    next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    return Listing(items=items, next_cursor=next_cursor)
 
 
 def _entry(row: dict[str, Any]) -> dict[str, Any]:

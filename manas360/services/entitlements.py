@@ -33,10 +33,10 @@ from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
 from manas360.services.tokens import issued_ms
 from store import StoreUnavailable
-from store.entitlements import UserContext, check_request, forget_user_context, store_user_context
+from store.entitlements import UserContext, check_request, forget_user_context, store_user_states
 from store.ratelimit import Verdict
 from store.reference import bump_reference_version, get_reference_version
-from store.revocations import Revocations, fill_revocations
+from store.revocations import Revocations
 
 CONTEXT_TTL_S = LOADED_TTL_S
 """How long a cached user context lives; also the bound on staleness when Redis was
@@ -177,9 +177,8 @@ async def _read_and_fill(ctx: SimpleNamespace, *, user_id: str):
     if not rows or rows[0]["deleted"] or rows[0]["status"] != "active":
         return None
     state = state_from_row(rows[0], settings=settings)
-    await store_user_context(ctx.store, user_id=user_id, context=state.context, ttl_s=CONTEXT_TTL_S)
-    await fill_revocations(ctx.store, user_id=user_id, revocations=state.revocations,
-                           loaded_ttl_ms=loaded_ttl_ms(settings))
+    await store_user_states(ctx.store, states=[(user_id, state.context, state.revocations)],
+                            context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
     return state.context, state.epoch_ms, state.jtis, state.sessions
 
 

@@ -19,7 +19,7 @@ from manas360.services.entitlements import (CONTEXT_TTL_S, USER_STATE_SQL, loade
                                             state_from_row)
 from manas360.settings import Settings
 from store import Store
-from store.entitlements import warm_users
+from store.entitlements import store_user_states
 from store.reference import get_reference_version
 
 
@@ -55,7 +55,7 @@ async def warm_cache(*, settings: Settings, store: Store, active_days: int | Non
         if not rows:
             break
         states = [state_from_row(row, settings=settings) for row in rows]
-        await warm_users(store, states=[(s.user_id, s.context, s.revocations) for s in states],
+        await store_user_states(store, states=[(s.user_id, s.context, s.revocations) for s in states],
                          context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
         last_id = str(rows[-1]["id"])
         report.users += len(rows)

@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from store.entitlements import check_request
+from store.entitlements import UserContext, check_request, store_user_states
 from store.lockout import lock_remaining_ms, record_failure
-from store.revocations import Revocations, fill_revocations, record_revocations
+from store.revocations import Revocations, record_revocations
+
+
+CONTEXT = UserContext(role="user", plan="free", plan_end_ms=0, status="active")
+
+
+async def fill_revocations(store, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int) -> None:
+    """A complete copy written back as a cache miss does (context and revocations)."""
+    await store_user_states(store, states=[(user_id, CONTEXT, revocations)], context_ttl_s=60,
+                            loaded_ttl_ms=loaded_ttl_ms)
 
 
 def _ids():

@@ -10,11 +10,11 @@ from uuid import uuid4
 from redis.crc import key_slot
 
 from store.client import cluster_seeds, close_store, open_store, ping, pool_stats, script_source
-from store.entitlements import UserContext, check_request, warm_users
+from store.entitlements import UserContext, check_request, store_user_states
 from store.lockout import record_failure
 from store.ratelimit import hit
 from store.reference import bump_reference_version
-from store.revocations import Revocations, fill_revocations, record_revocations
+from store.revocations import Revocations, record_revocations
 from tests.store.helpers import node_of, user_ids_on_every_node
 
 SCRIPTS = ("request", "revocations", "lockout", "ratelimit")
@@ -60,8 +60,7 @@ async def test_every_script_touches_exactly_one_slot(store, monkeypatch):
         await check_request(store, user_id=user, session_id="s1", jti="j1", issued_ms=2_000,
                             api_limit=100, api_window_s=60)
         await record_revocations(store, user_id=user, revocations=revocations)
-        await fill_revocations(store, user_id=user, revocations=revocations, loaded_ttl_ms=60_000)
-        await warm_users(store, states=[(user, context, revocations), (other, context, revocations)],
+        await store_user_states(store, states=[(user, context, revocations), (other, context, revocations)],
                          context_ttl_s=60, loaded_ttl_ms=60_000)
         await record_failure(store, email=f"{uuid4().hex}@example.com", threshold=5, window_s=60, lock_s=60)
         await hit(store, policy="global", key=store.keys.ip_rate("192.0.2.1", "global"), limit=10, window_s=60)
