@@ -68,6 +68,10 @@ class PrivilegeEscalationPrevented(AppError):
     status, code, message = 403, "PrivilegeEscalationPrevented", "Privilege escalation prevented"
 
 
+class AccountDisabled(AppError):
+    status, code, message = 403, "AccountDisabled", "This account has been disabled"
+
+
 class NotFound(AppError):
     status, code, message = 404, "NotFound", "Not found"
 

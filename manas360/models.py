@@ -77,7 +77,10 @@ class UserAccount(Model):
     password_hash = fields.CharField(max_length=128)
     display_name = fields.CharField(max_length=100, default="")
     role = fields.ForeignKeyField("models.Role", related_name="users", on_delete=fields.RESTRICT)
-    status = fields.CharField(max_length=16, default="active")
+    status = fields.CharField(max_length=16, default="active")  # active | disabled
+    # Set when the owner proved the address (the verification mail's link).
+    email_verified_at = fields.DatetimeField(null=True)
+    mfa_enabled = fields.BooleanField(default=False)
     locked_until = fields.DatetimeField(null=True)
     # Access tokens issued before this instant are dead (logout-all, password change, admin
     # revoke). Kept here so a Redis flush cannot bring them back.

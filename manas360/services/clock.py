@@ -12,6 +12,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def db_now(conn) -> datetime:
+    """PostgreSQL's clock now (not the transaction's start): the clock that decides validity
+    (subscription start and end, token expiry, token epochs), the same for every worker."""
+    rows = await conn.execute_query_dict("SELECT clock_timestamp() AS now")
+    return rows[0]["now"]
+
+
 def to_ms(moment: datetime) -> int:
     """Milliseconds since the epoch (the precision of token epochs and `iat_ms`)."""
     return (moment - _EPOCH) // _MS  # integer arithmetic: no float rounding

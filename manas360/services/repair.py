@@ -1,14 +1,19 @@
-"""Retrying a Redis write in the background after PostgreSQL has committed.
+"""The Redis step after a PostgreSQL commit: run to completion, retried in the background.
 
-Used where a committed change must reach Redis (a revocation, a reference-version bump)
-but Redis failed at that moment: the request has its answer; this keeps trying, backing
-off from 0.5 s to 60 s, for at most `for_s` seconds.
+`run_to_completion` protects the step from the request's cancellation: a client that
+disconnects after the commit cancels its handler, and without this the revocation or
+invalidation that must follow the commit would be skipped.
+
+`retry_in_background` is used where a committed change must reach Redis (a revocation, a
+reference-version bump) but Redis failed at that moment: the request has its answer; this
+keeps trying, backing off from 0.5 s to 60 s, for at most `for_s` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from loguru import logger
 
@@ -16,7 +21,25 @@ from store import StoreUnavailable
 
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 60.0
-_tasks: set[asyncio.Task] = set()
+_tasks: set[asyncio.Future] = set()
+T = TypeVar("T")
+
+
+async def run_to_completion(step: Awaitable[T]) -> T:
+    """Await `step` in a task of its own that the caller's cancellation cannot stop (the
+    caller still sees CancelledError; the step goes on and its outcome is logged)."""
+    task = asyncio.ensure_future(step)
+    _tasks.add(task)
+    task.add_done_callback(_finished)
+    return await asyncio.shield(task)
+
+
+def _finished(task: asyncio.Future) -> None:
+    _tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # Retrieved here so a step whose awaiting caller was cancelled is not reported as
+        # "never retrieved"; the caller (if still there) saw the same exception.
+        logger.debug("post-commit step failed: {!r}", task.exception())
 
 
 def retry_in_background(action: Callable[[], Awaitable[object]], *, what: str, for_s: float) -> None:

@@ -36,7 +36,9 @@ _EMAIL = re.compile(rf"[a-z0-9!#$%&'*+/=?^_`{{|}}~.-]{{1,64}}@{_LABEL}(?:\.{_LAB
 # when there is none or it has ended (`ends_at` past), at once and with no job running.
 USER_SQL = f"""
     SELECT u."id", u."email", u."display_name", u."created_at", r."name" AS "role", r."privilege_level",
-           COALESCE(p."name", 'free') AS "plan", s."status" AS "subscription_status", s."ends_at"
+           COALESCE(p."name", 'free') AS "plan", s."status" AS "subscription_status", s."ends_at",
+           u."status", u."email_verified_at" IS NOT NULL AS "email_verified", u."mfa_enabled",
+           u."tokens_valid_after"
     FROM "user_accounts" u
     JOIN "roles" r ON r."id" = u."role_id"
     {ACTIVE_PLAN_JOIN}
@@ -52,10 +54,16 @@ class User:
     privilege_level: int
     plan: str
     created_at: datetime
+    status: str = "active"
+    email_verified: bool = False
+    mfa_enabled: bool = False
+    tokens_valid_after: datetime | None = None
+    """Access tokens issued at or before this instant are dead (not part of the view)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "email": self.email, "display_name": self.display_name, "role": self.role,
-                "privilege_level": self.privilege_level, "plan": self.plan, "created_at": iso(self.created_at)}
+                "privilege_level": self.privilege_level, "plan": self.plan, "created_at": iso(self.created_at),
+                "status": self.status, "email_verified": self.email_verified, "mfa_enabled": self.mfa_enabled}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +115,9 @@ def _db(conn: BaseDBAsyncClient | None) -> BaseDBAsyncClient:
 
 def user_from_row(row: dict[str, Any]) -> User:
     return User(id=str(row["id"]), email=row["email"], display_name=row["display_name"], role=row["role"],
-                privilege_level=row["privilege_level"], plan=row["plan"], created_at=row["created_at"])
+                privilege_level=row["privilege_level"], plan=row["plan"], created_at=row["created_at"],
+                status=row["status"], email_verified=row["email_verified"], mfa_enabled=row["mfa_enabled"],
+                tokens_valid_after=row["tokens_valid_after"])
 
 
 async def get_user(*, user_id: str, conn: BaseDBAsyncClient | None = None) -> User | None:

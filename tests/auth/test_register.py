@@ -21,7 +21,9 @@ async def test_register_returns_201_with_a_token_pair_for_a_free_user(client):
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
     assert len(body["refresh_token"]) >= 43
     user = body["user"]
-    assert set(user) == {"id", "email", "display_name", "role", "privilege_level", "plan", "created_at"}
+    assert set(user) == {"id", "email", "display_name", "role", "privilege_level", "plan", "created_at", "status",
+                         "email_verified", "mfa_enabled"}
+    assert (user["status"], user["email_verified"], user["mfa_enabled"]) == ("active", False, False)
     assert (user["email"], user["display_name"], user["role"], user["privilege_level"], user["plan"]) == \
         (email, "Asha", "user", 10, "free")
     assert datetime.fromisoformat(user["created_at"]).utcoffset().total_seconds() == 0
