@@ -7,6 +7,8 @@ audited; see manas360.services.admin.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AwareDatetime, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
@@ -15,9 +17,7 @@ from sanic_ext import openapi
 from blueprints.bodies import StrictBody
 from blueprints.guard import client, guarded
 from manas360 import reference
-from manas360.errors import ValidationError
-from manas360.services import admin, audit_log, entitlements, lockout, rbac
-from manas360.services.auth import revoke_all_sessions
+from manas360.services import admin, audit_log, rbac
 from manas360.web import Page, json_response, parse_body, parse_page
 
 bp = Blueprint("admin", url_prefix="/admin")
@@ -43,6 +43,10 @@ class SubscriptionBody(StrictBody):
     ends_at: AwareDatetime | None = None
 
 
+class StatusBody(StrictBody):
+    status: Literal["active", "disabled"]
+
+
 class PermissionsBody(StrictBody):
     permissions: list[str] = Field(max_length=200)
 
@@ -52,8 +56,7 @@ class FeaturesBody(StrictBody):
 
 
 def _actor(request: Request) -> admin.Actor:
-    access = request.ctx.access
-    return admin.Actor(user_id=access.user_id, privilege_level=access.privilege_level, ip=client(request).ip)
+    return admin.Actor(user_id=request.ctx.access.user_id, ip=client(request).ip)
 
 
 @bp.get("/users")
@@ -85,10 +88,7 @@ async def show_user(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, permissions=("roles.assign",))
 async def change_role(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, RoleBody)
-    catalog = request.ctx.access.catalog
-    user = await admin.change_role(actor=_actor(request), user_id=user_id, role=body.role,
-                                   role_levels=catalog.role_levels)
-    await entitlements.forget_user(request.app.ctx, user_id=user.id)
+    user = await admin.change_role(request.app.ctx, actor=_actor(request), user_id=user_id, role=body.role)
     return json_response(user.as_dict())
 
 
@@ -101,11 +101,23 @@ async def change_role(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, permissions=("subscriptions.manage",))
 async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, SubscriptionBody)
-    if body.plan not in request.ctx.access.catalog.plans:
-        raise ValidationError({"plan": f"unknown plan {body.plan!r}"})
-    user = await admin.change_subscription(actor=_actor(request), user_id=user_id, plan=body.plan,
+    user = await admin.change_subscription(request.app.ctx, actor=_actor(request), user_id=user_id, plan=body.plan,
                                            ends_at=body.ends_at)
-    await entitlements.forget_user(request.app.ctx, user_id=user.id)
+    return json_response(user.as_dict())
+
+
+@bp.put("/users/<user_id:str>/status")
+@openapi.definition(summary="Enable or disable an account", tag="admin", secured="bearer",
+                    body={"application/json": StatusBody.model_json_schema()},
+                    description="`disabled` revokes every session of the user at once; their login with the right "
+                                "password, any refresh and any authenticated request then answer 403 "
+                                "`AccountDisabled`. `active` lets them log in again (old tokens stay revoked). "
+                                "Only on users below your level (403 `PrivilegeEscalationPrevented`). Needs "
+                                "`users.write`.")
+@guarded(min_privilege=ADMIN, permissions=("users.write",))
+async def set_status(request: Request, user_id: str) -> HTTPResponse:
+    body = parse_body(request, StatusBody)
+    user = await admin.set_status(request.app.ctx, actor=_actor(request), user_id=user_id, status=body.status)
     return json_response(user.as_dict())
 
 
@@ -114,9 +126,7 @@ async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
                     description="Lifts a lockout at once and clears the failure count. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
-    actor = _actor(request)
-    target = await admin.require_acts_below(actor=actor, user_id=user_id)
-    await lockout.unlock_account(request.app.ctx, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+    await admin.unlock(request.app.ctx, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -126,9 +136,7 @@ async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
                                 "next use, on every worker. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
-    actor = _actor(request)
-    target = await admin.require_acts_below(actor=actor, user_id=user_id)
-    await revoke_all_sessions(request.app.ctx, user_id=target.id, actor_id=actor.user_id, client=client(request))
+    await admin.revoke_sessions(request.app.ctx, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -143,14 +151,15 @@ async def list_roles(request: Request) -> HTTPResponse:
 @bp.put("/roles/<name:str>/permissions")
 @openapi.definition(summary="Set a role's permissions", tag="admin", secured="bearer",
                     body={"application/json": PermissionsBody.model_json_schema()},
-                    description="Replaces the role's permissions; applies to every holder's next request. Needs "
-                                "`roles.manage`.")
+                    description="Replaces the role's permissions; applies to every holder's next request. Only "
+                                "for roles below your level, and only granting permissions you hold yourself "
+                                "(403 `PrivilegeEscalationPrevented`). Needs `roles.manage`.")
 @guarded(min_privilege=ADMIN, permissions=("roles.manage",))
 async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
     body = parse_body(request, PermissionsBody)
-    await rbac.set_role_permissions(actor=_actor(request), role=name, permissions=body.permissions)
-    catalog = await entitlements.reference_changed(request.app.ctx)
-    return json_response(rbac.role_view(catalog, name))
+    role = await rbac.set_role_permissions(request.app.ctx, actor=_actor(request), role=name,
+                                           permissions=body.permissions)
+    return json_response(role)
 
 
 @bp.put("/plans/<name:str>/features")
@@ -161,9 +170,8 @@ async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, permissions=("plans.manage",))
 async def set_plan_features(request: Request, name: str) -> HTTPResponse:
     body = parse_body(request, FeaturesBody)
-    await rbac.set_plan_features(actor=_actor(request), plan=name, features=body.features)
-    catalog = await entitlements.reference_changed(request.app.ctx)
-    return json_response(rbac.plan_view(catalog, name))
+    plan = await rbac.set_plan_features(request.app.ctx, actor=_actor(request), plan=name, features=body.features)
+    return json_response(plan)
 
 
 @bp.get("/audit-logs")

@@ -1,8 +1,14 @@
 """The cached user context: role, plan, plan end and status, one small hash per user.
 
-Written after a PostgreSQL read (cache miss) with a TTL, deleted after any write that
-changes it (role, subscription). The TTL bounds how long an entry can be stale if Redis
-was unreachable when a write tried to delete it.
+Written after a PostgreSQL read (cache miss, warm-cache) with a TTL, dropped after any
+write that changes it (role, subscription, status). The TTL bounds how long an entry can
+be stale if Redis was unreachable when a write tried to drop it.
+
+Fills never overwrite a newer invalidation: every invalidation bumps the user's cache
+generation (store/forget.lua), a writer reads the generation BEFORE it reads PostgreSQL,
+and the write (store/fill.lua) only lands if the generation is still the same. A fill
+that read PostgreSQL before a demotion committed therefore cannot resurrect the old role
+after the demotion dropped the entry.
 """
 
 from __future__ import annotations
@@ -10,9 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from store.client import Store
-from store.revocations import SCRIPT as REVOCATIONS_SCRIPT, script_call as revocations_call
+from store.revocations import SCRIPT as REVOCATIONS_SCRIPT, Revocations, script_call as revocations_call
 
 CONTEXT_FIELDS = ("role", "plan", "plan_end_ms", "status")
+GENERATION_TTL_S = 86_400
+"""How long a bumped generation is remembered: far longer than any fill can take."""
+NO_GENERATION = "0"
+"""The generation of a user whose context was never invalidated (or forgotten by Redis)."""
+_FILL, _FORGET = "fill", "forget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +45,32 @@ def context_from_reply(values: list) -> UserContext | None:
     return UserContext(role=role, plan=plan, plan_end_ms=int(plan_end_ms or 0), status=status or "active")
 
 
+@dataclass(frozen=True, slots=True)
+class UserFill:
+    """What a writer read from PostgreSQL about one user, and the generation it saw before."""
+
+    user_id: str
+    context: UserContext
+    revocations: Revocations
+    generation: str = NO_GENERATION
+
+
 async def forget_user_context(store: Store, *, user_id: str) -> None:
-    await store.redis.delete(store.keys.user_context(user_id))
+    """Drop the user's cached context and bump their generation (one atomic script)."""
+    keys = store.keys
+    await store.run_script(_FORGET, keys=[keys.user_context(user_id), keys.user_generation(user_id)],
+                           args=[GENERATION_TTL_S])
+
+
+async def read_generations(store: Store, *, user_ids: list[str]) -> dict[str, str]:
+    """Each user's cache generation, read before their state is read from PostgreSQL."""
+    if not user_ids:
+        return {}
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for user_id in user_ids:
+            pipe.get(store.keys.user_generation(user_id))
+        values = await pipe.execute()
+    return {user_id: value or NO_GENERATION for user_id, value in zip(user_ids, values)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +83,8 @@ class RequestCheck:
     allowed: bool = True
     remaining: int = 0
     reset_s: int = 0
+    generation: str = NO_GENERATION
+    """The user's cache generation, read in the same round trip when the context missed."""
 
 
 async def check_request(store: Store, *, user_id: str, session_id: str, jti: str, issued_ms: int,
@@ -58,36 +95,41 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
     reply, version = await store.run_script_and_get(
         "request",
         keys=[keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),
-              keys.revoked_session(user_id, session_id), keys.user_context(user_id), keys.user_rate(user_id, "api")],
+              keys.revoked_session(user_id, session_id), keys.user_context(user_id), keys.user_rate(user_id, "api"),
+              keys.user_generation(user_id)],
         args=[issued_ms, api_limit, api_window_s],
         get=keys.reference_version(),
     )
     version = int(version or 0)
-    if reply[1]:
-        return RequestCheck(loaded=bool(reply[0]), revoked=True, context=None), version
-    loaded, _, role, plan, plan_end_ms, status, allowed, remaining, reset_s = reply
+    loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation = reply
     context = context_from_reply([role, plan, plan_end_ms, status])
-    return RequestCheck(loaded=bool(loaded), revoked=False, context=context, allowed=bool(allowed),
-                        remaining=int(remaining), reset_s=int(reset_s)), version
+    return RequestCheck(loaded=bool(loaded), revoked=bool(revoked), context=context, allowed=bool(allowed),
+                        remaining=int(remaining), reset_s=int(reset_s),
+                        generation=generation or NO_GENERATION), version
 
 
-async def store_user_states(store: Store, *, states: list, context_ttl_s: int, loaded_ttl_ms: int) -> None:
+async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int,
+                            loaded_ttl_ms: int) -> None:
     """Write users' contexts and complete revocation copies in one pipeline: one user on a
     cache miss, a batch when warming.
 
-    `states` holds (user_id, UserContext, Revocations) triples; most users have no
-    revocations, so their "loaded" marker is a plain SET; the rest go through
-    revocations.lua (loaded into Redis first, only when some user needs it).
+    Each context goes through fill.lua (written only if the user's generation is still the
+    one the writer saw before reading PostgreSQL). Most users have no revocations, so their
+    "loaded" marker is a plain SET; the rest go through revocations.lua (loaded into Redis
+    first, only when some user needs it). Revocations are only ever added, so writing them
+    from an older read is harmless.
     """
     keys = store.keys
-    if any(_has_revocations(revocations) for _, _, revocations in states):
+    await store.load_script(_FILL)
+    if any(_has_revocations(state.revocations) for state in states):
         await store.load_script(REVOCATIONS_SCRIPT)
     # On a cluster, redis-py splits the pipeline by node and sends the parts concurrently.
     async with store.redis.pipeline(transaction=False) as pipe:
-        for user_id, context, revocations in states:
-            ctx_key = keys.user_context(user_id)
-            pipe.hset(ctx_key, mapping=context.as_mapping())
-            pipe.expire(ctx_key, context_ttl_s)
+        for state in states:
+            user_id, context, revocations = state.user_id, state.context, state.revocations
+            store.queue_script(pipe, _FILL, keys=[keys.user_context(user_id), keys.user_generation(user_id)],
+                               args=[state.generation, context_ttl_s, context.role, context.plan,
+                                     context.plan_end_ms, context.status])
             if not _has_revocations(revocations):
                 pipe.set(keys.revocations_loaded(user_id), "1", px=loaded_ttl_ms)
                 continue

@@ -23,6 +23,10 @@ class Keys:
     def user_context(self, user_id: str) -> str:
         return f"{self.user_tag(user_id)}:ctx"
 
+    def user_generation(self, user_id: str) -> str:
+        """Bumped by every invalidation of the user's context; a fill must find it unchanged."""
+        return f"{self.user_tag(user_id)}:gen"
+
     def user_epoch(self, user_id: str) -> str:
         return f"{self.user_tag(user_id)}:epoch"
 

@@ -5,8 +5,13 @@ Escalation rule (API.md): an actor may change a user's role only if the actor's 
 above the target's current level and above the new role's level; a superadmin (100) may
 assign any role, superadmin included, to a user below 100. Nobody changes their own role
 and no superadmin's role changes through the API. Every refusal is
-PrivilegeEscalationPrevented. The other writes on a user (subscription, unlock, revoke)
-follow the same "only on users below you" rule.
+PrivilegeEscalationPrevented. The other writes on a user (subscription, status, unlock,
+revoke) follow the same "only on users below you" rule.
+
+Every rule is checked inside the write's transaction, with the actor's and the target's
+rows locked and the actor's level and permissions re-read from PostgreSQL: the level the
+request's guard saw may be older than a demotion that committed since. Each service
+commits first, then tells Redis (the target's cached context is dropped).
 
 Listing reads the live tables, not mv_users_with_subscription: an administrator who has
 just changed a role must see it in the list, and the keyset query on
@@ -26,19 +31,39 @@ from tortoise.transactions import in_transaction
 
 from manas360 import reference
 from manas360.cursors import decode_position, encode_cursor
-from manas360.errors import NotFound, PrivilegeEscalationPrevented, ValidationError
+from manas360.errors import (AccountDisabled, InsufficientPrivileges, NotFound, PermissionDenied,
+                             PrivilegeEscalationPrevented, ValidationError)
 from manas360.services import audit, subscriptions, users
+from manas360.services.auth import revoke_all_sessions
 from manas360.services.clock import iso
+from manas360.services.entitlements import forget_user
+from manas360.services.lockout import unlock_account
+from manas360.services.sessions import Client
 from manas360.services.users import User, get_user
 
 ROLE_CHANGED = "admin.role_changed"
 SUBSCRIPTION_CHANGED = "admin.subscription_changed"
+STATUS_CHANGED = "admin.status_changed"
+
+ACTIVE, DISABLED = "active", "disabled"
+ACCOUNT_STATUSES = (ACTIVE, DISABLED)
+
 
 @dataclass(frozen=True, slots=True)
 class Actor:
+    """Who asks for an administrative write (their level is re-read when it is checked)."""
+
+    user_id: str
+    ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Acting:
+    """The actor as PostgreSQL has them inside the write's transaction."""
+
     user_id: str
     privilege_level: int
-    ip: str = ""
+    permissions: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,37 +113,82 @@ async def get_user_detail(*, user_id: str) -> dict[str, Any]:
     return {**user.as_dict(), "locked_until": iso(row["locked_until"]), "subscription": subscription}
 
 
-async def change_role(*, actor: Actor, user_id: str, role: str, role_levels: dict[str, int]) -> User:
-    """Assign `role` under the escalation rule; audited; returns the updated user."""
-    if role not in role_levels:
-        raise ValidationError({"role": f"unknown role {role!r}"})
+async def change_role(ctx: Any, *, actor: Actor, user_id: str, role: str) -> User:
+    """Assign `role` under the escalation rule, checked against the actor's level as it is
+    now (re-read under lock); audited; the user's cached context is dropped after commit."""
     async with in_transaction() as conn:
-        target = await _lock_target(conn, user_id=user_id)
-        _check_escalation(actor=actor, target=target, new_level=role_levels[role])
+        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id,
+                                                      permission="roles.assign")
+        new_level = await _role_level(conn, role)
+        _check_escalation(actor=acting, target=target, new_level=new_level)
         await conn.execute_query(
             'UPDATE "user_accounts" SET "role_id" = (SELECT "id" FROM "roles" WHERE "name" = $2), '
-            '"updated_at" = now() WHERE "id" = $1', [user_id, role])
-        await audit.record(conn, action=ROLE_CHANGED, actor_id=actor.user_id, target_user_id=user_id, ip=actor.ip,
+            '"updated_at" = now() WHERE "id" = $1', [target.id, role])
+        await audit.record(conn, action=ROLE_CHANGED, actor_id=actor.user_id, target_user_id=target.id, ip=actor.ip,
                            before={"role": target.role}, after={"role": role})
-        return await get_user(user_id=user_id, conn=conn)
+        user = await _require_user(target.id, conn=conn)
+    await forget_user(ctx, user_id=user.id)
+    return user
 
 
-async def change_subscription(*, actor: Actor, user_id: str, plan: str, ends_at: datetime | None) -> User:
-    """Put the user on `plan` from now until `ends_at` (open-ended when None); audited."""
+async def change_subscription(ctx: Any, *, actor: Actor, user_id: str, plan: str, ends_at: datetime | None) -> User:
+    """Put the user on `plan` from now (PostgreSQL's clock) until `ends_at` (open-ended when
+    None); audited; returns the user as they are after the change."""
     async with in_transaction() as conn:
-        target = await _lock_target(conn, user_id=user_id)
-        _check_acts_below(actor=actor, target=target)
-        await subscriptions.set_plan(conn, user_id=user_id, plan=plan, ends_at=ends_at)
-        await audit.record(conn, action=SUBSCRIPTION_CHANGED, actor_id=actor.user_id, target_user_id=user_id,
+        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id,
+                                                      permission="subscriptions.manage")
+        _check_acts_below(actor=acting, target=target)
+        await subscriptions.set_plan(conn, user_id=target.id, plan=plan, ends_at=ends_at)
+        await audit.record(conn, action=SUBSCRIPTION_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                            ip=actor.ip, before={"plan": target.plan},
                            after={"plan": plan, "ends_at": iso(ends_at)})
-        return await get_user(user_id=user_id, conn=conn)
+        # Read in the same transaction: the new subscription starts at the transaction's
+        # now() (set_plan), which is also the now() this read compares with.
+        user = await _require_user(target.id, conn=conn)
+    await forget_user(ctx, user_id=user.id)
+    return user
 
 
-async def require_acts_below(*, actor: Actor, user_id: str) -> User:
-    """The target user, after checking `actor` may act on them (unlock, revoke)."""
-    target = await _require_user(user_id)
-    _check_acts_below(actor=actor, target=target)
+async def set_status(ctx: Any, *, actor: Actor, user_id: str, status: str) -> User:
+    """Enable or disable an account (only below the actor's level). Disabling drops the
+    cached context at once (the next request of any token answers AccountDisabled) and
+    revokes every session and access token of the user."""
+    if status not in ACCOUNT_STATUSES:
+        raise ValidationError({"status": f"must be one of {', '.join(ACCOUNT_STATUSES)}"})
+    async with in_transaction() as conn:
+        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
+        _check_acts_below(actor=acting, target=target)
+        if target.status != status:
+            await conn.execute_query('UPDATE "user_accounts" SET "status" = $2, "updated_at" = now() WHERE "id" = $1',
+                                     [target.id, status])
+            await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
+                               ip=actor.ip, before={"status": target.status}, after={"status": status})
+        user = await _require_user(target.id, conn=conn)
+    await forget_user(ctx, user_id=user.id)
+    if status == DISABLED:
+        await revoke_all_sessions(ctx, user_id=user.id, actor_id=actor.user_id, client=Client(ip=actor.ip),
+                                  reason="disabled")
+    return user
+
+
+async def unlock(ctx: Any, *, actor: Actor, user_id: str) -> None:
+    """Lift the user's lockout at once (only below the actor's level)."""
+    target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
+    await unlock_account(ctx, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+
+
+async def revoke_sessions(ctx: Any, *, actor: Actor, user_id: str) -> None:
+    """Revoke every session and token of the user (only below the actor's level)."""
+    target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
+    await revoke_all_sessions(ctx, user_id=target.id, actor_id=actor.user_id, client=Client(ip=actor.ip))
+
+
+async def _authorize_on_target(*, actor: Actor, user_id: str, permission: str) -> User:
+    """Check the rule under both rows' locks, against the actor's level as it is now: a
+    write that starts after the actor's demotion committed is refused."""
+    async with in_transaction() as conn:
+        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission=permission)
+        _check_acts_below(actor=acting, target=target)
     return target
 
 
@@ -136,15 +206,46 @@ async def _require_user(user_id: str, *, conn=None) -> User:
     return user
 
 
-async def _lock_target(conn, *, user_id: str) -> User:
-    """The target user, read after locking their row: concurrent administrative writes on
-    one user are serialised and each sees the previous one's result."""
-    user_id = _as_user_id(user_id)
-    await conn.execute_query('SELECT 1 FROM "user_accounts" WHERE "id" = $1 FOR UPDATE', [user_id])
-    return await _require_user(user_id, conn=conn)
+async def lock_actor_and_target(conn, *, actor: Actor, user_id: str, permission: str) -> tuple[Acting, User]:
+    """Lock the actor's and the target's rows (in id order, as every writer does, so two
+    administrators acting on each other queue instead of deadlocking), then read both.
+
+    The actor's level and permission come from PostgreSQL now, not from the request's
+    cached context: an administrator demoted a moment ago cannot still act as one.
+    """
+    target_id = _as_user_id(user_id)
+    await conn.execute_query(
+        'SELECT 1 FROM "user_accounts" WHERE "id" = ANY($1::uuid[]) ORDER BY "id" FOR UPDATE',
+        [sorted({actor.user_id, target_id})])
+    rows = await conn.execute_query_dict(
+        'SELECT r."privilege_level", u."status", u."deleted_at" IS NULL AS "live", '
+        'array_remove(array_agg(pm."name"), NULL) AS "permissions" FROM "user_accounts" u '
+        'JOIN "roles" r ON r."id" = u."role_id" '
+        'LEFT JOIN "role_permissions" rp ON rp."role_id" = r."id" '
+        'LEFT JOIN "permissions" pm ON pm."id" = rp."permission_id" '
+        'WHERE u."id" = $1 GROUP BY r."privilege_level", u."status", u."deleted_at"', [actor.user_id])
+    if not rows or not rows[0]["live"]:
+        raise InsufficientPrivileges()
+    row = rows[0]
+    if row["status"] != ACTIVE:
+        raise AccountDisabled()
+    acting = Acting(user_id=actor.user_id, privilege_level=row["privilege_level"],
+                    permissions=frozenset(row["permissions"]))
+    if acting.privilege_level < reference.ADMIN_PRIVILEGE:
+        raise InsufficientPrivileges()
+    if permission not in acting.permissions:
+        raise PermissionDenied()
+    return acting, await _require_user(target_id, conn=conn)
 
 
-def _check_escalation(*, actor: Actor, target: User, new_level: int) -> None:
+async def _role_level(conn, role: str) -> int:
+    rows = await conn.execute_query_dict('SELECT "privilege_level" FROM "roles" WHERE "name" = $1', [role])
+    if not rows:
+        raise ValidationError({"role": f"unknown role {role!r}"})
+    return rows[0]["privilege_level"]
+
+
+def _check_escalation(*, actor: Acting, target: User, new_level: int) -> None:
     if actor.user_id == target.id:
         raise PrivilegeEscalationPrevented("You cannot change your own role")
     if target.privilege_level >= reference.ROLES[reference.SUPERADMIN_ROLE]:
@@ -155,7 +256,7 @@ def _check_escalation(*, actor: Actor, target: User, new_level: int) -> None:
         raise PrivilegeEscalationPrevented("You can only assign roles below your own to users below you")
 
 
-def _check_acts_below(*, actor: Actor, target: User) -> None:
+def _check_acts_below(*, actor: Acting, target: User) -> None:
     if actor.user_id != target.id and actor.privilege_level > target.privilege_level:
         return
     raise PrivilegeEscalationPrevented("You can only act on users below your own privilege level")

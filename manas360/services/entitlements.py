@@ -24,16 +24,18 @@ from loguru import logger
 from tortoise import connections
 
 from manas360 import metrics, reference
-from manas360.errors import FeatureNotAvailable, InsufficientPrivileges, PermissionDenied, TokenRevoked
+from manas360.errors import (AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied,
+                             TokenRevoked)
 from manas360.services.access import Principal, bearer_token
 from manas360.services.catalog import Catalog
 from manas360.services.clock import to_ms, utcnow
-from manas360.services.repair import retry_in_background
+from manas360.services.repair import retry_in_background, run_to_completion
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
 from manas360.services.tokens import issued_ms
 from store import StoreUnavailable
-from store.entitlements import UserContext, check_request, forget_user_context, store_user_states
+from store.entitlements import (NO_GENERATION, UserContext, UserFill, check_request, forget_user_context,
+                                store_user_states)
 from store.ratelimit import Verdict
 from store.reference import bump_reference_version, get_reference_version
 from store.revocations import Revocations
@@ -113,14 +115,19 @@ async def authorize(ctx: SimpleNamespace, *, authorization_header: str | None, n
     check, version = await check_request(
         ctx.store, user_id=principal.user_id, session_id=principal.session_id, jti=principal.jti,
         issued_ms=issued, api_limit=policy.limit, api_window_s=policy.window_s)
-    if check.revoked:
-        raise TokenRevoked()
-    context = check.context
-    if check.loaded and context is not None:
+    context, revoked = check.context, check.revoked
+    if context is not None and (check.loaded or revoked):
         metrics.ENTITLEMENT_CACHE.labels("hit").inc()
     else:
         metrics.ENTITLEMENT_CACHE.labels("miss").inc()
-        context = await _load_user_state(ctx, principal=principal, issued=issued)
+        state = await _load_user_state(ctx, user_id=principal.user_id, generation=check.generation)
+        context = state.context
+        revoked = revoked or state.revokes(principal, issued_ms=issued)
+    # A disabled account is told so even with a token that disabling revoked.
+    if context.status != ACTIVE:
+        raise AccountDisabled()
+    if revoked:
+        raise TokenRevoked()
     rate = Verdict(policy="api", allowed=check.allowed, limit=policy.limit, remaining=check.remaining,
                    reset_s=check.reset_s, window_s=policy.window_s)
     on_rate(principal, rate)
@@ -150,36 +157,36 @@ def _gate(access: Access, needs: Needs) -> None:
 
 
 _loading: dict[str, asyncio.Future] = {}
+ACTIVE = "active"
 
 
-async def _load_user_state(ctx: SimpleNamespace, *, principal: Principal, issued: int) -> UserContext:
-    """Cold cache: one query for context and revocations, written back; single-flight per
-    worker, so a burst of requests for one cold user costs one query."""
-    user_id = principal.user_id
+async def _load_user_state(ctx: SimpleNamespace, *, user_id: str, generation: str = NO_GENERATION) -> UserState:
+    """Cold cache: one query for context and revocations, written back (unless invalidated
+    meanwhile: `generation` was read in the request's round trip, before PostgreSQL);
+    single-flight per worker, so a burst of requests for one cold user costs one query.
+    TokenRevoked when the user no longer exists."""
     pending = _loading.get(user_id)
     if pending is None:
-        pending = asyncio.get_running_loop().create_task(_read_and_fill(ctx, user_id=user_id))
+        pending = asyncio.get_running_loop().create_task(
+            _read_and_fill(ctx, user_id=user_id, generation=generation))
         _loading[user_id] = pending
         pending.add_done_callback(lambda _: _loading.pop(user_id, None))
     state = await asyncio.shield(pending)
     if state is None:
         raise TokenRevoked()
-    context, epoch_ms, jtis, sessions = state
-    if issued <= epoch_ms or principal.jti in jtis or principal.session_id in sessions:
-        raise TokenRevoked()
-    return context
+    return state
 
 
-async def _read_and_fill(ctx: SimpleNamespace, *, user_id: str):
+async def _read_and_fill(ctx: SimpleNamespace, *, user_id: str, generation: str = NO_GENERATION):
     settings = ctx.settings
     rows = await connections.get("default").execute_query_dict(
         USER_STATE_SQL.format(where='u."id" = $1'), [user_id, revocation_horizon_s(settings)])
-    if not rows or rows[0]["deleted"] or rows[0]["status"] != "active":
+    if not rows or rows[0]["deleted"]:
         return None
     state = state_from_row(rows[0], settings=settings)
-    await store_user_states(ctx.store, states=[(user_id, state.context, state.revocations)],
-                            context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
-    return state.context, state.epoch_ms, state.jtis, state.sessions
+    await store_user_states(ctx.store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S,
+                            loaded_ttl_ms=loaded_ttl_ms(settings))
+    return state
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +199,16 @@ class UserState:
     jtis: dict[str, int]
     sessions: dict[str, int]
     revocations: Revocations
+
+    def revokes(self, principal: Principal, *, issued_ms: int) -> bool:
+        """Whether PostgreSQL's revocations kill this token (epoch, jti or session)."""
+        return (issued_ms <= self.epoch_ms or principal.jti in self.jtis
+                or principal.session_id in self.sessions)
+
+    def fill(self, generation: str) -> UserFill:
+        """This state as a cache write that lands only if `generation` is still current."""
+        return UserFill(user_id=self.user_id, context=self.context, revocations=self.revocations,
+                        generation=generation)
 
 
 def state_from_row(row: dict, *, settings) -> UserState:
@@ -217,10 +234,11 @@ def loaded_ttl_ms(settings) -> int:
 
 
 async def forget_user(ctx: SimpleNamespace, *, user_id: str) -> None:
-    """After a committed change to a user's role or plan: drop the cached context so their
-    next request reads PostgreSQL. If Redis fails, the entry expires within CONTEXT_TTL_S."""
+    """After a committed change to a user's role, plan or status: drop the cached context so
+    their next request reads PostgreSQL (run to completion even if the request is cancelled).
+    If Redis fails, the entry expires within CONTEXT_TTL_S."""
     try:
-        await forget_user_context(ctx.store, user_id=user_id)
+        await run_to_completion(forget_user_context(ctx.store, user_id=user_id))
     except StoreUnavailable as exc:
         logger.warning("could not drop the cached context of user {} ({!r}); retrying, and it expires "
                        "within {} s regardless", user_id, exc, CONTEXT_TTL_S)
@@ -232,7 +250,7 @@ async def reference_changed(ctx: SimpleNamespace) -> Catalog:
     """After a committed change to roles/plans: bump the version (every worker reloads on
     its next request) and return this worker's reloaded catalog."""
     try:
-        await bump_reference_version(ctx.store)
+        await run_to_completion(bump_reference_version(ctx.store))
     except StoreUnavailable as exc:
         logger.warning("could not publish a reference change ({!r}); retrying in the background", exc)
         retry_in_background(lambda: bump_reference_version(ctx.store), what="a reference-version bump",

@@ -1,7 +1,7 @@
 """Roles, permissions, plans and features: reading them and changing the mappings.
 
-A mapping change commits in PostgreSQL (audited), then bumps the reference version in
-Redis, which every worker sees on its next request (the guard reads the version in its
+A mapping change commits in PostgreSQL (audited, under the escalation rule for roles),
+then bumps the reference version in Redis, which every worker sees on its next request (the guard reads the version in its
 round trip) and on the change channel. If Redis is down at that moment the change still
 commits; workers pick it up on their periodic version poll once Redis answers, or at
 once if Redis lost its data (the version then reads 0, which differs from theirs).
@@ -13,10 +13,11 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from manas360.errors import NotFound, ValidationError
+from manas360.errors import NotFound, PrivilegeEscalationPrevented, ValidationError
 from manas360.services import audit
-from manas360.services.admin import Actor
+from manas360.services.admin import Actor, lock_actor_and_target
 from manas360.services.catalog import Catalog
+from manas360.services.entitlements import reference_changed
 
 ROLE_PERMISSIONS_CHANGED = "admin.role_permissions_changed"
 PLAN_FEATURES_CHANGED = "admin.plan_features_changed"
@@ -41,41 +42,70 @@ def plan_view(catalog: Catalog, name: str) -> dict[str, Any]:
             "price_cents": plan.price_cents, "features": sorted(plan.features)}
 
 
-async def set_role_permissions(*, actor: Actor, role: str, permissions: list[str]) -> None:
-    """Replace the permissions of `role` (audited). The caller bumps the reference version."""
-    await _replace_mapping(actor=actor, owner_table="roles", owner=role, link_table="role_permissions",
-                           owner_col="role_id", item_table="permissions", item_col="permission_id",
-                           items=permissions, field="permissions", action=ROLE_PERMISSIONS_CHANGED)
+async def set_role_permissions(ctx: Any, *, actor: Actor, role: str, permissions: list[str]) -> dict[str, Any]:
+    """Replace the permissions of `role` under the escalation rule (audited), then tell
+    every worker; returns the role as it is now.
 
-
-async def set_plan_features(*, actor: Actor, plan: str, features: list[str]) -> None:
-    """Replace the features of `plan` (audited). The caller bumps the reference version."""
-    await _replace_mapping(actor=actor, owner_table="subscription_plans", owner=plan, link_table="plan_features",
-                           owner_col="plan_id", item_table="features", item_col="feature_id",
-                           items=features, field="features", action=PLAN_FEATURES_CHANGED)
-
-
-async def _replace_mapping(*, actor: Actor, owner_table: str, owner: str, link_table: str, owner_col: str,
-                           item_table: str, item_col: str, items: list[str], field: str, action: str) -> None:
-    wanted = sorted(set(items))
+    Escalation rule for reference data: the actor's level (re-read under lock) must be above
+    the role's, and nobody grants a role a permission they do not hold themselves.
+    """
     async with in_transaction() as conn:
-        owners = await conn.execute_query_dict(
-            f'SELECT "id" FROM "{owner_table}" WHERE "name" = $1 FOR UPDATE', [owner])
-        if not owners:
-            raise NotFound(f"No such {owner_table.rstrip('s').replace('_', ' ')}")
-        owner_id = owners[0]["id"]
-        known = await conn.execute_query_dict(
-            f'SELECT "id", "name" FROM "{item_table}" WHERE "name" = ANY($1::text[])', [wanted])
-        unknown = sorted(set(wanted) - {row["name"] for row in known})
-        if unknown:
-            raise ValidationError({field: f"unknown: {', '.join(unknown)}"})
-        before = await conn.execute_query_dict(
-            f'SELECT i."name" FROM "{link_table}" l JOIN "{item_table}" i ON i."id" = l."{item_col}" '
-            f'WHERE l."{owner_col}" = $1 ORDER BY i."name"', [owner_id])
-        await conn.execute_query(f'DELETE FROM "{link_table}" WHERE "{owner_col}" = $1', [owner_id])
-        await conn.execute_query(
-            f'INSERT INTO "{link_table}" ("{owner_col}", "{item_col}") SELECT $1, unnest($2::int[])',
-            [owner_id, [row["id"] for row in known]])
-        await audit.record(conn, action=action, actor_id=actor.user_id, target_user_id=None, ip=actor.ip,
-                           before={"name": owner, field: [row["name"] for row in before]},
-                           after={"name": owner, field: wanted})
+        acting, _ = await _lock_actor(conn, actor=actor, permission="roles.manage")
+        levels = await conn.execute_query_dict('SELECT "privilege_level" FROM "roles" WHERE "name" = $1', [role])
+        if levels and not acting.privilege_level > levels[0]["privilege_level"]:
+            raise PrivilegeEscalationPrevented("You can only change the permissions of roles below your own")
+        before = await _replace_mapping(conn, actor=actor, owner_table="roles", owner=role,
+                                        link_table="role_permissions", owner_col="role_id",
+                                        item_table="permissions", item_col="permission_id", items=permissions,
+                                        field="permissions", action=ROLE_PERMISSIONS_CHANGED)
+        granted = set(permissions) - set(before) - acting.permissions
+        if granted:
+            raise PrivilegeEscalationPrevented(
+                f"You cannot grant permissions you do not hold: {', '.join(sorted(granted))}")
+    catalog = await reference_changed(ctx)
+    return role_view(catalog, role)
+
+
+async def set_plan_features(ctx: Any, *, actor: Actor, plan: str, features: list[str]) -> dict[str, Any]:
+    """Replace the features of `plan` (audited), then tell every worker; returns the plan."""
+    async with in_transaction() as conn:
+        await _lock_actor(conn, actor=actor, permission="plans.manage")
+        await _replace_mapping(conn, actor=actor, owner_table="subscription_plans", owner=plan,
+                               link_table="plan_features", owner_col="plan_id", item_table="features",
+                               item_col="feature_id", items=features, field="features",
+                               action=PLAN_FEATURES_CHANGED)
+    catalog = await reference_changed(ctx)
+    return plan_view(catalog, plan)
+
+
+async def _lock_actor(conn, *, actor: Actor, permission: str):
+    # The actor's own row is both "actor" and "target" here: only the actor is locked and read.
+    return await lock_actor_and_target(conn, actor=actor, user_id=actor.user_id, permission=permission)
+
+
+async def _replace_mapping(conn, *, actor: Actor, owner_table: str, owner: str, link_table: str, owner_col: str,
+                           item_table: str, item_col: str, items: list[str], field: str,
+                           action: str) -> list[str]:
+    """Replace the owner's items inside the caller's transaction; the items before."""
+    wanted = sorted(set(items))
+    owners = await conn.execute_query_dict(
+        f'SELECT "id" FROM "{owner_table}" WHERE "name" = $1 FOR UPDATE', [owner])
+    if not owners:
+        raise NotFound(f"No such {owner_table.rstrip('s').replace('_', ' ')}")
+    owner_id = owners[0]["id"]
+    known = await conn.execute_query_dict(
+        f'SELECT "id", "name" FROM "{item_table}" WHERE "name" = ANY($1::text[])', [wanted])
+    unknown = sorted(set(wanted) - {row["name"] for row in known})
+    if unknown:
+        raise ValidationError({field: f"unknown: {', '.join(unknown)}"})
+    before = await conn.execute_query_dict(
+        f'SELECT i."name" FROM "{link_table}" l JOIN "{item_table}" i ON i."id" = l."{item_col}" '
+        f'WHERE l."{owner_col}" = $1 ORDER BY i."name"', [owner_id])
+    await conn.execute_query(f'DELETE FROM "{link_table}" WHERE "{owner_col}" = $1', [owner_id])
+    await conn.execute_query(
+        f'INSERT INTO "{link_table}" ("{owner_col}", "{item_col}") SELECT $1, unnest($2::int[])',
+        [owner_id, [row["id"] for row in known]])
+    await audit.record(conn, action=action, actor_id=actor.user_id, target_user_id=None, ip=actor.ip,
+                       before={"name": owner, field: [row["name"] for row in before]},
+                       after={"name": owner, field: wanted})
+    return [row["name"] for row in before]

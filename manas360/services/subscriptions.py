@@ -13,7 +13,6 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360 import reference
 from manas360.errors import ValidationError
-from manas360.services.clock import utcnow
 
 # The user's current subscription (alias s: plan_id, status, starts_at, ends_at) and its plan
 # (alias p, NULL when free), for any query over "user_accounts" u: one definition of
@@ -30,19 +29,24 @@ ACTIVE_PLAN_JOIN = """
 
 
 async def set_plan(conn: BaseDBAsyncClient, *, user_id: str, plan: str, ends_at: datetime | None) -> None:
-    """End the user's current subscription and, unless `plan` is free, start a new one now."""
-    now = utcnow()
-    if ends_at is not None and ends_at <= now:
-        raise ValidationError({"ends_at": "must be in the future"})
+    """End the user's current subscription and, unless `plan` is free, start a new one now.
+
+    "Now" is PostgreSQL's transaction time, the clock every reader of ACTIVE_PLAN_JOIN
+    compares with: a worker whose clock runs ahead can never start a plan in the future
+    (which would read as free until that moment, and be cached so).
+    """
+    if ends_at is not None:
+        rows = await conn.execute_query_dict("SELECT $1::timestamptz <= now() AS past", [ends_at])
+        if rows[0]["past"]:
+            raise ValidationError({"ends_at": "must be in the future"})
     await conn.execute_query(
-        'UPDATE "user_subscriptions" SET "status" = \'cancelled\', "ends_at" = LEAST(COALESCE("ends_at", $2), $2) '
-        'WHERE "user_id" = $1 AND "status" = \'active\' AND ("ends_at" IS NULL OR "ends_at" > $2)',
-        [user_id, now])
+        'UPDATE "user_subscriptions" SET "status" = \'cancelled\', "ends_at" = LEAST(COALESCE("ends_at", now()), now()) '
+        'WHERE "user_id" = $1 AND "status" = \'active\' AND ("ends_at" IS NULL OR "ends_at" > now())', [user_id])
     if plan == reference.FREE_PLAN:
         return
     rows = await conn.execute_query_dict(
         'INSERT INTO "user_subscriptions" ("id", "user_id", "plan_id", "status", "starts_at", "ends_at") '
-        'SELECT gen_random_uuid(), $1, "id", \'active\', $2, $3 FROM "subscription_plans" WHERE "name" = $4 '
-        'RETURNING "id"', [user_id, now, ends_at, plan])
+        'SELECT gen_random_uuid(), $1, "id", \'active\', now(), $2 FROM "subscription_plans" WHERE "name" = $3 '
+        'RETURNING "id"', [user_id, ends_at, plan])
     if not rows:
         raise ValidationError({"plan": f"unknown plan {plan!r}"})

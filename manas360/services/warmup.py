@@ -3,7 +3,9 @@
 
 Reads in id order with a keyset cursor (short queries, no long transaction) and writes
 each batch in one Redis pipeline. Safe while the service is live: it writes exactly what a
-request's cache miss would write, and a request racing it writes the same facts.
+request's cache miss would write, and like a miss it reads each user's cache generation
+before reading PostgreSQL, so an admin change that commits meanwhile is never overwritten
+by the older state (store/entitlements.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from manas360.services.entitlements import (CONTEXT_TTL_S, USER_STATE_SQL, loade
                                             state_from_row)
 from manas360.settings import Settings
 from store import Store
-from store.entitlements import store_user_states
+from store.entitlements import read_generations, store_user_states
 from store.reference import get_reference_version
 
 
@@ -49,16 +51,20 @@ async def warm_cache(*, settings: Settings, store: Store, active_days: int | Non
     last_id = "00000000-0000-0000-0000-000000000000"
     conn = connections.get("default")
     while True:
-        where = f'{_filter(active_days)} AND u."id" > $1 ORDER BY u."id" LIMIT {int(batch_size)}'
-        rows = await conn.execute_query_dict(USER_STATE_SQL.format(where=where),
-                                             [last_id, revocation_horizon_s(settings)])
-        if not rows:
+        ids = await conn.execute_query_dict(
+            f'SELECT u."id" FROM "user_accounts" u WHERE {_filter(active_days)} AND u."id" > $1 '
+            f'ORDER BY u."id" LIMIT {int(batch_size)}', [last_id])
+        if not ids:
             break
-        states = [state_from_row(row, settings=settings) for row in rows]
-        await store_user_states(store, states=[(s.user_id, s.context, s.revocations) for s in states],
-                         context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
-        last_id = str(rows[-1]["id"])
-        report.users += len(rows)
+        user_ids = [str(row["id"]) for row in ids]
+        generations = await read_generations(store, user_ids=user_ids)  # before PostgreSQL: see the module doc
+        rows = await conn.execute_query_dict(USER_STATE_SQL.format(where='u."id" = ANY($1::uuid[])'),
+                                             [user_ids, revocation_horizon_s(settings)])
+        states = [state_from_row(row, settings=settings) for row in rows if not row["deleted"]]
+        await store_user_states(store, states=[state.fill(generations[state.user_id]) for state in states],
+                                context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
+        last_id = user_ids[-1]
+        report.users += len(states)
         report.batches += 1
         on_batch(report.users)
     report.elapsed_s = time.monotonic() - started

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from store.entitlements import UserContext, check_request, store_user_states
+from store.entitlements import UserContext, UserFill, check_request, store_user_states
 from store.lockout import lock_remaining_ms, record_failure
 from store.revocations import Revocations, record_revocations
 
@@ -15,7 +15,7 @@ CONTEXT = UserContext(role="user", plan="free", plan_end_ms=0, status="active")
 
 async def fill_revocations(store, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int) -> None:
     """A complete copy written back as a cache miss does (context and revocations)."""
-    await store_user_states(store, states=[(user_id, CONTEXT, revocations)], context_ttl_s=60,
+    await store_user_states(store, states=[UserFill(user_id, CONTEXT, revocations)], context_ttl_s=60,
                             loaded_ttl_ms=loaded_ttl_ms)
 
 

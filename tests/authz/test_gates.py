@@ -109,6 +109,9 @@ async def test_a_plan_feature_change_applies_to_subscribers_next_request(client,
 
 async def test_subscription_expiry_downgrades_without_any_job(client, member, superadmin):
     ends_at = datetime.now(UTC) + timedelta(seconds=1.5)
+    # Whole milliseconds: the cached context keeps the end in ms, so the downgrade may come
+    # up to 1 ms before a microsecond-precise end (the test once compared those, 1 run in 10).
+    ends_at = ends_at.replace(microsecond=ends_at.microsecond // 1000 * 1000)
     await _set_plan(client, superadmin, member.id, "premium", ends_at=ends_at.isoformat())
     assert (await client.get(f"{API}/premium/dashboard", headers=member.headers)).status_code == 200
     deadline = time.monotonic() + 5

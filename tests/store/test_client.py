@@ -10,14 +10,14 @@ from uuid import uuid4
 from redis.crc import key_slot
 
 from store.client import cluster_seeds, close_store, open_store, ping, pool_stats, script_source
-from store.entitlements import UserContext, check_request, store_user_states
+from store.entitlements import UserContext, UserFill, check_request, forget_user_context, store_user_states
 from store.lockout import record_failure
 from store.ratelimit import hit
 from store.reference import bump_reference_version
 from store.revocations import Revocations, record_revocations
 from tests.store.helpers import node_of, user_ids_on_every_node
 
-SCRIPTS = ("request", "revocations", "lockout", "ratelimit")
+SCRIPTS = ("request", "revocations", "lockout", "ratelimit", "fill", "forget")
 
 
 @contextmanager
@@ -60,8 +60,10 @@ async def test_every_script_touches_exactly_one_slot(store, monkeypatch):
         await check_request(store, user_id=user, session_id="s1", jti="j1", issued_ms=2_000,
                             api_limit=100, api_window_s=60)
         await record_revocations(store, user_id=user, revocations=revocations)
-        await store_user_states(store, states=[(user, context, revocations), (other, context, revocations)],
-                         context_ttl_s=60, loaded_ttl_ms=60_000)
+        await store_user_states(store, states=[UserFill(user, context, revocations),
+                                               UserFill(other, context, revocations)],
+                                context_ttl_s=60, loaded_ttl_ms=60_000)
+        await forget_user_context(store, user_id=user)
         await record_failure(store, email=f"{uuid4().hex}@example.com", threshold=5, window_s=60, lock_s=60)
         await hit(store, policy="global", key=store.keys.ip_rate("192.0.2.1", "global"), limit=10, window_s=60)
         await hit(store, policy="api", key=store.keys.user_rate(user, "api"), limit=10, window_s=60)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from store.entitlements import UserContext, check_request, forget_user_context, store_user_states
+from store.entitlements import (UserContext, UserFill, check_request, forget_user_context, read_generations,
+                                store_user_states)
 from store.revocations import Revocations
 from tests.store.helpers import node_of, user_ids_on_every_node
 
@@ -19,7 +20,7 @@ async def _check(store, user_id: str, *, jti: str = "j", session_id: str = "s", 
 
 async def test_a_stored_context_is_read_back_by_the_per_request_check_until_forgotten(store):
     user = str(uuid4())
-    await store_user_states(store, states=[(user, CONTEXT, Revocations())], context_ttl_s=60, loaded_ttl_ms=60_000)
+    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60, loaded_ttl_ms=60_000)
     assert 0 < await store.redis.ttl(store.keys.user_context(user)) <= 60
     assert (await _check(store, user)).context == CONTEXT
     await forget_user_context(store, user_id=user)
@@ -30,7 +31,7 @@ async def test_warming_writes_every_users_context_and_revocations_on_every_node(
     users = await user_ids_on_every_node(store, per_node=4)
     revoked = {user: Revocations(jtis={"old": 60_000}, sessions={"gone": 60_000}, epoch_ms=5_000,
                                  epoch_ttl_ms=60_000) for user in users[::2]}
-    states = [(user, CONTEXT, revoked.get(user, Revocations())) for user in users]
+    states = [UserFill(user, CONTEXT, revoked.get(user, Revocations())) for user in users]
     await store_user_states(store, states=states, context_ttl_s=60, loaded_ttl_ms=60_000)
     if store.cluster:
         assert len({await node_of(store, store.keys.user_context(user)) for user in users}) == 3
@@ -41,3 +42,29 @@ async def test_warming_writes_every_users_context_and_revocations_on_every_node(
             assert (await _check(store, user, jti="old")).revoked
             assert (await _check(store, user, session_id="gone")).revoked
             assert (await _check(store, user, issued_ms=5_000)).revoked
+
+
+async def test_a_fill_that_read_before_an_invalidation_never_lands_after_it(store):
+    """The demotion race: a fill read PostgreSQL (old role) before the change committed; the
+    change then dropped the entry; the fill's late write must be refused, not cached."""
+    user = str(uuid4())
+    seen = (await read_generations(store, user_ids=[user]))[user]  # the fill reads this first...
+    await forget_user_context(store, user_id=user)  # ...then the admin's change commits and invalidates
+    stale = UserContext(role="admin", plan="free", plan_end_ms=0, status="active")
+    await store_user_states(store, states=[UserFill(user, stale, Revocations(), seen)], context_ttl_s=60,
+                            loaded_ttl_ms=60_000)
+    check = await _check(store, user)
+    assert check.context is None and check.generation != seen
+    # A fill that starts after the invalidation (it reads the new generation) lands.
+    fresh = UserContext(role="user", plan="free", plan_end_ms=0, status="active")
+    await store_user_states(store, states=[UserFill(user, fresh, Revocations(), check.generation)],
+                            context_ttl_s=60, loaded_ttl_ms=60_000)
+    assert (await _check(store, user)).context == fresh
+
+
+async def test_generations_are_read_for_a_batch_across_nodes(store):
+    users = await user_ids_on_every_node(store, per_node=2)
+    await forget_user_context(store, user_id=users[0])
+    generations = await read_generations(store, user_ids=users)
+    assert generations[users[0]] == "1" and all(generations[u] == "0" for u in users[1:])
+    assert 0 < await store.redis.ttl(store.keys.user_generation(users[0])) <= 86_400
