@@ -12,7 +12,9 @@ say() { printf '\033[1m[manas360]\033[0m %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 ensure_venv() {  # ensure_venv [extras]
-  local extras=${1:-} stamp="$VENV/.installed${extras:+-$extras}"
+  # Two statements: in one `local a=x b=$a`, $a is expanded before it is assigned.
+  local extras=${1:-}
+  local stamp="$VENV/.installed${extras:+-$extras}"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtualenv in .venv"
     "$PY" -m venv "$VENV" || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"

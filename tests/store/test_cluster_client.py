@@ -61,10 +61,15 @@ async def test_more_concurrent_requests_than_connections_queue_instead_of_failin
 async def test_a_command_queued_past_the_socket_timeout_is_a_store_outage(open_cluster_store):
     store = open_cluster_store(max_connections=1, socket_timeout_s=0.2)
     await ping(store)
-    holder = asyncio.create_task(store.redis.within_permit(lambda: asyncio.sleep(0.4)))
-    await asyncio.sleep(0.01)
+    release = asyncio.Event()
+    holder = asyncio.create_task(store.redis.within_permit(release.wait))
+    while not store.redis._permits.locked():  # the holder has the one permit
+        await asyncio.sleep(0.001)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
         await ping(store)
-    assert 0.15 < time.monotonic() - started < 0.35
+    # It waited its queue timeout (not less), and gave up while the permit was still held.
+    assert time.monotonic() - started >= 0.15 and not holder.done()
+    release.set()
     await holder
+    assert await ping(store)
