@@ -56,12 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_parser("cleanup-tokens", help="delete expired refresh tokens, sessions and revoked-jti rows")
     archive = jobs.add_parser("archive-audit", help="move audit rows older than --days to audit_logs_archive")
     archive.add_argument("--days", dest="audit_days", type=_count, help="default 90")
+    tokens = jobs.choices["cleanup-tokens"]
     prune = jobs.add_parser("prune-login-attempts", help="delete login attempts older than --days")
     prune.add_argument("--days", dest="login_attempt_days", type=_count, help="default 30")
+    blocks = jobs.add_parser("prune-rate-limit-logs", help="delete rate-limit block rows older than --days")
+    blocks.add_argument("--days", dest="rate_limit_log_days", type=_count, help="default 14")
     every = jobs.add_parser("all", help="every job above, with their defaults")
     every.add_argument("--audit-days", dest="audit_days", type=_count, help="default 90")
     every.add_argument("--login-attempt-days", dest="login_attempt_days", type=_count, help="default 30")
-    for job in (archive, prune, every):
+    every.add_argument("--rate-limit-log-days", dest="rate_limit_log_days", type=_count, help="default 14")
+    for job in (tokens, archive, prune, blocks, every):
         job.add_argument("--batch-size", type=_positive, help="rows per transaction (default 5000)")
     maintenance.set_defaults(func=_maintenance)
 
@@ -231,7 +235,7 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services import maintenance
 
     names = maintenance.JOBS if args.job == "all" else (args.job,)
-    options = {name: value for name in ("audit_days", "login_attempt_days", "batch_size")
+    options = {name: value for name in ("audit_days", "login_attempt_days", "rate_limit_log_days", "batch_size")
                if (value := getattr(args, name, None)) is not None}
 
     def on_batch(job: str):

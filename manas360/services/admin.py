@@ -92,13 +92,22 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listin
         filters.append(f'(LOWER(u."email") LIKE ${n} OR LOWER(u."display_name") LIKE ${n})')
     where = " AND ".join(filters) or "TRUE"
     sql = users.USER_SQL.format(where=where) + f' ORDER BY u."created_at" DESC, u."id" DESC LIMIT {int(limit) + 1}'
-    rows = await connections.get("default").execute_query_dict(sql, values)
+    rows = await _search(sql, values) if q else await connections.get("default").execute_query_dict(sql, values)
     page = [users.user_from_row(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
         next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
     return Listing(items=[user.as_dict() for user in page], next_cursor=next_cursor)
+
+
+async def _search(sql: str, values: list) -> list[dict[str, Any]]:
+    # The best plan depends on the pattern: the trigram indexes for a rare substring, the
+    # (created_at, id) index for a common one. A reused generic plan cannot know which and
+    # took 150 ms at 100,000 users; planning each search for its own pattern takes < 1 ms.
+    async with in_transaction() as conn:
+        await conn.execute_query("SET LOCAL plan_cache_mode = force_custom_plan")
+        return await conn.execute_query_dict(sql, values)
 
 
 async def get_user_detail(*, user_id: str) -> dict[str, Any]:

@@ -18,10 +18,15 @@ import asyncpg
 from manas360.db import _dsn
 from manas360.settings import Settings
 
-JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "refresh-views")  # the order of `all`
+JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "prune-rate-limit-logs",
+        "refresh-views")  # the order of `all`
 DEFAULT_AUDIT_DAYS = 90
 DEFAULT_LOGIN_ATTEMPT_DAYS = 30
+DEFAULT_RATE_LIMIT_LOG_DAYS = 14
 DEFAULT_BATCH_SIZE = 5000
+BATCH_STATEMENT_TIMEOUT_MS = 30_000
+"""Longest one batch may run: a batch that cannot finish in this (a lock it waits for, a
+plan gone wrong) fails the job loudly instead of holding rows for minutes."""
 VIEWS = ("mv_users_with_subscription", "mv_user_permissions", "mv_user_features")
 
 OnBatch = Callable[[int, int], None]  # (rows in this batch, rows so far)
@@ -39,9 +44,8 @@ class JobResult:
 @asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A raw connection for maintenance work, closed at exit."""
-    # No statement timeout: refresh_materialized_views() and cleanup_expired_tokens() are
-    # single statements that legitimately run long on big tables, and the batched jobs are
-    # short by construction. The API's timeout protects request latency, not cron jobs.
+    # run_job sets the statement timeout per job: bounded for the batched ones, none for
+    # the concurrent view refresh (one statement that legitimately runs long).
     conn = await asyncpg.connect(_dsn(settings), timeout=5, server_settings={
         "application_name": "manas360-maintenance", "statement_timeout": "0"})
     try:
@@ -51,7 +55,8 @@ async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAULT_AUDIT_DAYS,
-                  login_attempt_days: int = DEFAULT_LOGIN_ATTEMPT_DAYS, batch_size: int = DEFAULT_BATCH_SIZE,
+                  login_attempt_days: int = DEFAULT_LOGIN_ATTEMPT_DAYS,
+                  rate_limit_log_days: int = DEFAULT_RATE_LIMIT_LOG_DAYS, batch_size: int = DEFAULT_BATCH_SIZE,
                   on_batch: OnBatch | None = None) -> JobResult:
     """Run one job by its command-line name, unless another run of it holds its lock."""
     started = time.monotonic()
@@ -61,15 +66,21 @@ async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAU
     if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
         return JobResult(job=job, skipped=True)
     try:
+        # Batched jobs bound every statement; a concurrent view refresh is one long statement.
+        timeout_ms = 0 if job == "refresh-views" else BATCH_STATEMENT_TIMEOUT_MS
+        await conn.execute("SELECT set_config('statement_timeout', $1, false)", str(timeout_ms))
         if job == "refresh-views":
             result = await refresh_views(conn=conn)
         elif job == "cleanup-tokens":
-            result = await cleanup_tokens(conn=conn)
+            result = await cleanup_tokens(conn=conn, batch_size=batch_size, on_batch=on_batch)
         elif job == "archive-audit":
             result = await archive_audit(conn=conn, days=audit_days, batch_size=batch_size, on_batch=on_batch)
         elif job == "prune-login-attempts":
             result = await prune_login_attempts(conn=conn, days=login_attempt_days, batch_size=batch_size,
                                                 on_batch=on_batch)
+        elif job == "prune-rate-limit-logs":
+            result = await prune_rate_limit_logs(conn=conn, days=rate_limit_log_days, batch_size=batch_size,
+                                                 on_batch=on_batch)
         else:
             raise ValueError(f"unknown maintenance job {job!r}")
     finally:
@@ -85,13 +96,22 @@ async def refresh_views(*, conn: asyncpg.Connection) -> JobResult:
     return JobResult(job="refresh-views", counts=counts, batches=1)
 
 
-async def cleanup_tokens(*, conn: asyncpg.Connection) -> JobResult:
-    """Delete expired refresh tokens, expired sessions left without tokens, expired revoked jtis."""
-    row = await conn.fetchrow("SELECT * FROM cleanup_expired_tokens()")
-    counts = {"expired refresh tokens deleted": row["refresh_tokens"],
-              "expired sessions deleted": row["sessions"],
-              "expired revoked-jti rows deleted": row["revoked_access_tokens"]}
-    return JobResult(job="cleanup-tokens", counts=counts, batches=1)
+async def cleanup_tokens(*, conn: asyncpg.Connection, batch_size: int = DEFAULT_BATCH_SIZE,
+                         on_batch: OnBatch | None = None) -> JobResult:
+    """Delete expired refresh tokens, expired sessions (with their tokens) and expired
+    revoked-jti rows, at most `batch_size` of each per transaction, until none is left."""
+    _check(days=0, batch_size=batch_size)
+    counts = {"expired refresh tokens deleted": 0, "expired sessions deleted": 0,
+              "expired revoked-jti rows deleted": 0}
+
+    async def step() -> int:
+        row = await conn.fetchrow("SELECT * FROM cleanup_expired_tokens($1)", batch_size)
+        for name, n in zip(counts, (row["refresh_tokens"], row["sessions"], row["revoked_access_tokens"])):
+            counts[name] += n
+        return row["refresh_tokens"] + row["sessions"] + row["revoked_access_tokens"]
+
+    _, batches = await _in_batches(step, on_batch)
+    return JobResult(job="cleanup-tokens", counts=counts, batches=batches)
 
 
 async def archive_audit(*, conn: asyncpg.Connection, days: int = DEFAULT_AUDIT_DAYS,
@@ -110,20 +130,36 @@ async def archive_audit(*, conn: asyncpg.Connection, days: int = DEFAULT_AUDIT_D
 async def prune_login_attempts(*, conn: asyncpg.Connection, days: int = DEFAULT_LOGIN_ATTEMPT_DAYS,
                                batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
     """Delete login attempts older than `days`, `batch_size` rows per transaction."""
+    deleted, batches = await _delete_older(conn=conn, table="login_attempts", column="created_at", days=days,
+                                           batch_size=batch_size, on_batch=on_batch)
+    return JobResult(job="prune-login-attempts", counts={f"login attempts older than {days} days deleted": deleted},
+                     batches=batches)
+
+
+async def prune_rate_limit_logs(*, conn: asyncpg.Connection, days: int = DEFAULT_RATE_LIMIT_LOG_DAYS,
+                                batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+    """Delete rate-limit block rows whose window started more than `days` ago."""
+    deleted, batches = await _delete_older(conn=conn, table="rate_limit_logs", column="window_start", days=days,
+                                           batch_size=batch_size, on_batch=on_batch)
+    return JobResult(job="prune-rate-limit-logs",
+                     counts={f"rate-limit log rows older than {days} days deleted": deleted}, batches=batches)
+
+
+async def _delete_older(*, conn: asyncpg.Connection, table: str, column: str, days: int, batch_size: int,
+                        on_batch: OnBatch | None) -> tuple[int, int]:
+    """Delete rows of `table` whose `column` is older than `days`, in batches (by an index
+    on `column`); the cutoff is fixed once, so the loop ends while new rows keep arriving."""
     _check(days=days, batch_size=batch_size)
-    # The cutoff is fixed once, so the loop ends even while new attempts keep arriving.
     cutoff: datetime = await conn.fetchval("SELECT now() - make_interval(days => $1)", days)
 
     async def step() -> int:
         status = await conn.execute(
-            'WITH doomed AS (SELECT "id" FROM "login_attempts" WHERE "created_at" < $1 '
-            'ORDER BY "created_at" LIMIT $2 FOR UPDATE SKIP LOCKED) '
-            'DELETE FROM "login_attempts" l USING doomed d WHERE l."id" = d."id"', cutoff, batch_size)
+            f'WITH doomed AS (SELECT "id" FROM "{table}" WHERE "{column}" < $1 '
+            f'ORDER BY "{column}" LIMIT $2 FOR UPDATE SKIP LOCKED) '
+            f'DELETE FROM "{table}" t USING doomed d WHERE t."id" = d."id"', cutoff, batch_size)
         return int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
 
-    deleted, batches = await _in_batches(step, on_batch)
-    return JobResult(job="prune-login-attempts", counts={f"login attempts older than {days} days deleted": deleted},
-                     batches=batches)
+    return await _in_batches(step, on_batch)
 
 
 async def _in_batches(step: Callable[[], Awaitable[int]], on_batch: OnBatch | None) -> tuple[int, int]:

@@ -14,9 +14,13 @@ from tests.fixtures.environment import drop_database
 TABLES = {"user_accounts", "roles", "permissions", "role_permissions", "subscription_plans", "features",
           "plan_features", "user_subscriptions", "sessions", "tokens", "revoked_access_tokens", "login_attempts",
           "rate_limit_logs", "audit_logs", "audit_logs_archive", "aerich"}
-INDEXES = {"uq_user_accounts_email_live", "idx_sessions_user", "idx_tokens_hash_live", "idx_audit_logs_user_time",
-           "idx_role_permissions_role", "idx_plan_features_plan", "idx_login_attempts_email_time",
+INDEXES = {"uq_user_accounts_email_live", "idx_sessions_user", "idx_audit_logs_target", "idx_audit_logs_action",
+           "idx_login_attempts_email_time", "idx_tokens_parent", "idx_tokens_user", "idx_user_accounts_role",
+           "idx_user_subscriptions_plan", "idx_login_attempts_user", "idx_audit_logs_actor",
+           "idx_user_accounts_email_trgm", "idx_user_accounts_name_trgm",
            "uq_mv_users_with_subscription", "uq_mv_user_permissions", "uq_mv_user_features"}
+DUPLICATES = {"idx_role_permissions_role", "idx_plan_features_plan", "idx_tokens_hash_live"}
+"""Indexes that only repeated a unique constraint's leading column (dropped by migration 3)."""
 VIEWS = {"mv_users_with_subscription", "mv_user_permissions", "mv_user_features"}
 FUNCTIONS = {"refresh_materialized_views", "cleanup_expired_tokens", "cleanup_old_audit_logs"}
 
@@ -50,6 +54,7 @@ async def test_migrate_from_empty_creates_every_object_and_is_idempotent(empty_d
     catalog = await _catalog(empty_database)
     assert TABLES <= catalog["tables"]
     assert INDEXES <= catalog["indexes"]
+    assert not DUPLICATES & catalog["indexes"]
     assert VIEWS == catalog["views"]
     assert FUNCTIONS <= catalog["functions"]
     assert await migrate(empty_database) == []
@@ -59,6 +64,21 @@ async def test_migrate_from_empty_creates_every_object_and_is_idempotent(empty_d
 async def test_concurrent_migrations_serialise_on_the_advisory_lock(empty_database):
     first, second = await asyncio.gather(migrate(empty_database), migrate(empty_database))
     assert sorted([len(first), len(second)])[0] == 0 and max(len(first), len(second)) >= 2
+
+
+async def test_every_foreign_key_is_the_leading_column_of_an_index(database, settings):
+    """A delete of a parent row finds its children through an index, never by a scan."""
+    conn = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
+    try:
+        unindexed = await conn.fetch("""
+            SELECT c.conrelid::regclass AS "table", a.attname AS "column"
+            FROM pg_constraint c
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            WHERE c.contype = 'f' AND NOT EXISTS (
+                SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])""")
+    finally:
+        await conn.close()
+    assert [(str(r["table"]), r["column"]) for r in unindexed] == []
 
 
 async def test_email_is_unique_case_insensitively_among_live_accounts(database, settings):

@@ -57,6 +57,37 @@ async def test_cleanup_tokens_deletes_expired_rows_and_keeps_live_ones(pg, user_
     assert list(again.counts.values()) == [0, 0, 0]
 
 
+async def test_cleanup_tokens_works_through_rotation_chains_in_bounded_batches(pg, user_id):
+    """Rotation chains tokens by parent_id (ON DELETE SET NULL): 40 expired links and their
+    live successor go in batches of 7; the live token stays, with its parent link cleared."""
+    sid = await _session(pg, user_id, expires_in="1 day", token_expires_in=None)
+    ids = [uuid.uuid4() for _ in range(41)]
+    for i, token_id in enumerate(ids):
+        expires = "1 day" if i == len(ids) - 1 else f"-{len(ids) - i} minutes"
+        await pg.execute("INSERT INTO tokens (id, session_id, user_id, token_hash, parent_id, expires_at) "
+                         f"VALUES ($1, $2, $3, $4, $5, now() + interval '{expires}')",
+                         token_id, sid, user_id, token_id.hex, ids[i - 1] if i else None)
+    batches = []
+    result = await maintenance.run_job(conn=pg, job="cleanup-tokens", batch_size=7,
+                                       on_batch=lambda rows, total: batches.append(rows))
+    assert result.counts["expired refresh tokens deleted"] == 40 and result.batches == len(batches) == 6
+    assert max(batches) <= 7 * 3  # at most batch_size of each kind per transaction
+    assert await pg.fetchval("SELECT parent_id FROM tokens WHERE id = $1", ids[-1]) is None
+    assert await pg.fetchval("SELECT count(*) FROM tokens WHERE session_id = $1", sid) == 1
+    timeout = await pg.fetchval("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'")
+    assert int(timeout) == maintenance.BATCH_STATEMENT_TIMEOUT_MS
+
+
+async def test_prune_rate_limit_logs_deletes_old_windows_only(pg):
+    policy = f"t{uuid.uuid4().hex[:8]}"
+    await pg.execute("INSERT INTO rate_limit_logs (policy, key, window_start, blocked_count) VALUES "
+                     "($1, 'ip:192.0.2.1', now() - interval '30 days', 3), ($1, 'ip:192.0.2.1', now(), 1)", policy)
+    result = await maintenance.run_job(conn=pg, job="prune-rate-limit-logs", rate_limit_log_days=14)
+    assert list(result.counts.values()) == [1]
+    assert await pg.fetchval("SELECT count(*) FROM rate_limit_logs WHERE policy = $1", policy) == 1
+    await pg.execute("DELETE FROM rate_limit_logs WHERE policy = $1", policy)
+
+
 async def test_archive_audit_moves_old_rows_in_batches_and_keeps_recent_ones(pg):
     action = f"maint-{uuid.uuid4().hex[:8]}"
     await pg.execute(
