@@ -132,7 +132,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services.orm import orm
-    from manas360.services.seeding import seed
+    from manas360.services.seeding import SeedError, seed
     from store import close_store, open_store
 
     email, password = settings.superadmin_email, settings.superadmin_password
@@ -150,6 +150,9 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
             async with orm(settings):
                 report = await seed(SimpleNamespace(settings=settings, store=store), email=email, password=password,
                                     promote_existing=args.promote_existing_superadmin)
+        except SeedError as exc:
+            print(f"manas360: seed failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         finally:
             await close_store(store)
         print(f"reference data: +{report.roles} roles, +{report.permissions} permissions, "

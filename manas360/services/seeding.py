@@ -16,7 +16,9 @@ import uuid
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
+import asyncpg
 from tortoise import connections
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
@@ -160,9 +162,29 @@ async def _map_if_unmapped(conn, *, owner_table: str, owner: str, link_table: st
     return await _count_inserted(conn, sql, [owner, items])
 
 
+class SeedError(Exception):
+    """Seeding the superadmin failed; the message is safe to print (no password, no hash)."""
+
+
 async def _seed_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: str,
                            promote_existing: bool) -> SuperadminOutcome:
-    email = users.normalize_email(email)
+    try:
+        return await _write_superadmin(ctx, conn, email=users.normalize_email(email), password=password,
+                                       promote_existing=promote_existing)
+    except IntegrityError as exc:
+        # PostgreSQL's DETAIL of a NOT NULL or CHECK violation repeats the whole failing row,
+        # password hash included: keep only the message and drop the chained exception.
+        raise SeedError(f"writing the superadmin {email!r} failed: {_without_detail(exc)}") from None
+
+
+def _without_detail(exc: IntegrityError) -> str:
+    cause = exc.args[0] if exc.args else exc
+    message = cause.args[0] if isinstance(cause, asyncpg.PostgresError) and cause.args else str(cause)
+    return f"{type(cause).__name__}: {message.splitlines()[0]}"
+
+
+async def _write_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: str,
+                            promote_existing: bool) -> SuperadminOutcome:
     settings = ctx.settings
     account = await _lock_account(conn, email=email)
     if account is None:
@@ -180,6 +202,8 @@ async def _seed_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: 
                                after={"email": email, "role": reference.SUPERADMIN_ROLE, "created": True})
             return SuperadminOutcome(email=email, status="created", user_id=user_id)
         account = await _lock_account(conn, email=email)
+        if account is None:
+            raise SeedError(f"role {reference.SUPERADMIN_ROLE!r} is missing: seed the reference data first")
     user_id, role = str(account["id"]), account["role"]
     # Making somebody else's account superadmin would hand its owner (and any token they
     # hold) the whole service: only an explicit operator decision may do that.

@@ -165,7 +165,7 @@ async def test_password_rotation_by_seed_kills_the_superadmins_sessions(environ,
     old = await login(client, Account(email=email, password=ROOT_PASSWORD, pair={}))
     assert await _me(client, old) == 200
 
-    done = await _seed_cli(environ, email, password="a-rotated-secret-2")
+    done = await _seed_cli(environ, email, password="a-rotated-secret-2", LOG_LEVEL="DEBUG")  # not even there
 
     assert done.returncode == 0, done.stderr
     assert f"superadmin {email}: updated (password changed)" in done.stdout and "revoked" in done.stdout
@@ -224,6 +224,20 @@ async def _until(read, *, equals, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while await read() != equals:
             await asyncio.sleep(0.02)
+
+
+async def test_a_failed_superadmin_write_is_one_line_without_the_hash(environ, pg):
+    email = unique_email("refused-by-db")
+    # A CHECK violation's DETAIL repeats the failing row, password hash included.
+    await pg.execute(f"ALTER TABLE user_accounts ADD CONSTRAINT ck_test_seed_detail CHECK (email <> '{email}') "
+                     "NOT VALID")
+    try:
+        done = await _seed_cli(environ, email)
+    finally:
+        await pg.execute("ALTER TABLE user_accounts DROP CONSTRAINT ck_test_seed_detail")
+    assert done.returncode == 1, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1 and "ck_test_seed_detail" in done.stderr, done.stderr
+    assert await pg.fetchval("SELECT count(*) FROM user_accounts WHERE email = $1", email) == 0
 
 
 def test_promote_flag_without_a_configured_superadmin_is_a_config_error(environ, database):
