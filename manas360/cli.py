@@ -172,8 +172,8 @@ def _print_superadmin(outcome) -> int:
     a refusal or a cache that could not be updated is one line on stderr."""
     if outcome.status == "refused":
         print(f"manas360: seed refused: {outcome.email} is an existing {outcome.previous_role} account; "
-              f"to make it superadmin (password reset, sessions revoked) run "
-              f"`manas360 seed {PROMOTE_FLAG}`", file=sys.stderr)
+              "to make it superadmin deliberately (its password becomes SUPERADMIN_PASSWORD, its sessions "
+              f"are revoked) run `manas360 seed {PROMOTE_FLAG}`", file=sys.stderr)
         return EXIT_REFUSED
     line = f"superadmin {outcome.email}: {outcome.status}"
     if outcome.changes:
@@ -183,8 +183,8 @@ def _print_superadmin(outcome) -> int:
     print(line)
     if outcome.cache_error:
         print(f"manas360: warning: Redis unreachable ({outcome.cache_error}); the revocation of {outcome.email} "
-              f"is committed in PostgreSQL but cached tokens and role may live up to {outcome.cache_ttl_s} s",
-              file=sys.stderr)
+              f"is committed in PostgreSQL, but servers' cached copies (its access tokens, its role) may be "
+              f"believed for up to {outcome.cache_ttl_s} s", file=sys.stderr)
     return 0
 
 

@@ -168,6 +168,8 @@ class SeedError(Exception):
 
 async def _seed_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: str,
                            promote_existing: bool) -> SuperadminOutcome:
+    if not password:
+        raise SeedError("the superadmin needs a password (SUPERADMIN_PASSWORD)")
     try:
         return await _write_superadmin(ctx, conn, email=users.normalize_email(email), password=password,
                                        promote_existing=promote_existing)
