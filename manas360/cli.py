@@ -11,11 +11,15 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 
 from manas360.settings import Settings, SettingsError, load_settings
 
+PROMOTE_FLAG = "--promote-existing-superadmin"
+
 EXIT_UNAVAILABLE = 1
 EXIT_FAILED = 1  # a job failed (maintenance, synthetic seeding)
+EXIT_REFUSED = 1  # seed will not take over an existing account without the opt-in
 EXIT_CONFIG = 2
 
 
@@ -43,7 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations (idempotent)")
     migrate.set_defaults(func=_migrate)
 
-    seed = sub.add_parser("seed", help="seed reference data and the superadmin (idempotent)")
+    seed = sub.add_parser(
+        "seed", help="seed reference data and the superadmin (idempotent)",
+        description="Insert missing reference data and create the superadmin SUPERADMIN_EMAIL with "
+                    "SUPERADMIN_PASSWORD, or bring it to that password. Changing a password or role revokes "
+                    "the account's sessions. An existing account of another role is refused (exit 1) unless "
+                    f"{PROMOTE_FLAG} is given.")
+    seed.add_argument(PROMOTE_FLAG, action="store_true",
+                      help="make SUPERADMIN_EMAIL superadmin even if it is an existing account of another role "
+                           "(its password is set to SUPERADMIN_PASSWORD and its sessions are revoked)")
     seed.add_argument("--users", type=_count, default=0, metavar="N",
                       help="also make sure synthetic users 1..N exist (staging and load tests)")
     seed.add_argument("--batch-size", type=_positive, metavar="B",
@@ -124,26 +136,60 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services.orm import orm
-    from manas360.services.seeding import seed_reference_data, seed_superadmin
+    from manas360.services.seeding import SeedError, seed
+    from store import close_store, open_store
+
+    email, password = settings.superadmin_email, settings.superadmin_password
+    if bool(email) != bool(password) or (args.promote_existing_superadmin and not email):
+        print("manas360: configuration error: set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD"
+              + (" (--promote-existing-superadmin needs them)" if args.promote_existing_superadmin else ""),
+              file=sys.stderr)
+        return EXIT_CONFIG
 
     async def work() -> int:
-        async with orm(settings):
-            report = await seed_reference_data()
-            print(f"reference data: +{report.roles} roles, +{report.permissions} permissions, "
-                  f"+{report.plans} plans, +{report.features} features, "
-                  f"+{report.role_permissions} role permissions, +{report.plan_features} plan features")
-            if settings.superadmin_email and settings.superadmin_password:
-                outcome = await seed_superadmin(email=settings.superadmin_email, password=settings.superadmin_password,
-                                                bcrypt_cost=settings.bcrypt_cost)
-                print(f"superadmin {settings.superadmin_email.strip().lower()}: {outcome}")
-            elif settings.superadmin_email or settings.superadmin_password:
-                print("superadmin: not configured (set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD)", file=sys.stderr)
-                return EXIT_CONFIG
+        store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
+                           socket_timeout_s=settings.redis_socket_timeout_s,
+                           connect_timeout_s=settings.redis_connect_timeout_s)
+        try:
+            async with orm(settings):
+                report = await seed(SimpleNamespace(settings=settings, store=store), email=email, password=password,
+                                    promote_existing=args.promote_existing_superadmin)
+        except SeedError as exc:
+            print(f"manas360: seed failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            await close_store(store)
+        print(f"reference data: +{report.roles} roles, +{report.permissions} permissions, "
+              f"+{report.plans} plans, +{report.features} features, "
+              f"+{report.role_permissions} role permissions, +{report.plan_features} plan features")
+        if report.superadmin is not None and (refused := _print_superadmin(report.superadmin)):
+            return refused
         if args.users:
             return await _seed_users(settings, users=args.users, batch_size=args.batch_size)
         return 0
 
     return _run(settings, work)
+
+
+def _print_superadmin(outcome) -> int:
+    """One line on stdout for what seeding did to the superadmin (never the password);
+    a refusal or a cache that could not be updated is one line on stderr."""
+    if outcome.status == "refused":
+        print(f"manas360: seed refused: {outcome.email} is an existing {outcome.previous_role} account; "
+              "to make it superadmin deliberately (its password becomes SUPERADMIN_PASSWORD, its sessions "
+              f"are revoked) run `manas360 seed {PROMOTE_FLAG}`", file=sys.stderr)
+        return EXIT_REFUSED
+    line = f"superadmin {outcome.email}: {outcome.status}"
+    if outcome.changes:
+        line += f" ({', '.join(outcome.changes)})"
+    if outcome.sessions_revoked:
+        line += "; every session and access token of the account revoked"
+    print(line)
+    if outcome.cache_error:
+        print(f"manas360: warning: Redis unreachable ({outcome.cache_error}); the revocation of {outcome.email} "
+              f"is committed in PostgreSQL, but servers' cached copies (its access tokens, its role) may be "
+              f"believed for up to {outcome.cache_ttl_s} s", file=sys.stderr)
+    return 0
 
 
 async def _seed_users(settings: Settings, *, users: int, batch_size: int | None) -> int:

@@ -24,6 +24,7 @@ SESSIONS_REVOKED = "auth.sessions_revoked"
 SESSION_REVOKED = "auth.session_revoked"
 PASSWORD_CHANGED = "auth.password_changed"
 REFRESH_REUSE = "auth.refresh_reuse_detected"
+SUPERADMIN_SEEDED = "seed.superadmin"
 
 
 async def record(conn: BaseDBAsyncClient, *, action: str, actor_id: str | None, target_user_id: str | None,

@@ -2,19 +2,56 @@
 
 Seeding runs on every start of the service, so it must never undo an administrator's
 change: rows are inserted when missing (ON CONFLICT DO NOTHING), and default mappings are
-written only for a role or plan that has none yet (i.e. on first seed).
+written only for a role or plan that has none yet (i.e. on first seed). Concurrent seeders
+queue on one advisory lock, held until their transaction commits.
+
+The superadmin is never taken from somebody else: an existing account of another role is
+refused unless the operator opts in, and any password or role seeding changes revokes
+that account's sessions and access tokens.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
+import asyncpg
 from tortoise import connections
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
 from manas360.security.passwords import hash_password, verify_password
+from manas360.services import audit, users
+from manas360.services.auth import revoke_all_sessions
+from manas360.services.entitlements import CONTEXT_TTL_S, forget_user
+from manas360.services.sessions import Client
+from store import StoreUnavailable
+
+
+SEED_CLIENT = Client(ip="", user_agent="manas360 seed")
+
+
+@dataclass(frozen=True, slots=True)
+class SuperadminOutcome:
+    """What seeding the superadmin did to the account `email`.
+
+    status: created | updated | unchanged | refused (an existing non-superadmin account,
+    left untouched). `changes` names what an update changed; `sessions_revoked` is true when
+    a password or role changed; `cache_error` is set when Redis failed afterwards (the
+    revocation is committed in PostgreSQL and the cached state expires within
+    `cache_ttl_s`).
+    """
+
+    email: str
+    status: str
+    previous_role: str = ""
+    changes: tuple[str, ...] = ()
+    sessions_revoked: bool = False
+    cache_error: str = ""
+    cache_ttl_s: int = CONTEXT_TTL_S
+    user_id: str = ""
 
 
 @dataclass(slots=True)
@@ -25,37 +62,77 @@ class SeedReport:
     features: int = 0
     role_permissions: int = 0
     plan_features: int = 0
-    superadmin: str = "unchanged"  # created | updated | unchanged | not configured
+    superadmin: SuperadminOutcome | None = None  # None: not configured
+
+
+async def seed(ctx: SimpleNamespace, *, email: str = "", password: str = "",
+               promote_existing: bool = False) -> SeedReport:
+    """Reference data, then the superadmin `email` (if given), in one transaction under the seed lock.
+
+    `ctx` needs `.settings` and `.store`; see `seed_superadmin` for what happens to an
+    existing account.
+    """
+    async with in_transaction() as conn:
+        await _take_seed_lock(conn)
+        report = await _seed_reference(conn)
+        if email:
+            report.superadmin = await _seed_superadmin(ctx, conn, email=email, password=password,
+                                                       promote_existing=promote_existing)
+    if report.superadmin is not None:
+        report.superadmin = await _after_commit(ctx, report.superadmin)
+    return report
 
 
 async def seed_reference_data() -> SeedReport:
     """Insert missing roles, permissions, plans, features and first-time mappings."""
-    report = SeedReport()
     async with in_transaction() as conn:
-        # Serialises concurrent seeders (several instances starting at once).
-        await conn.execute_query("SELECT pg_advisory_xact_lock(hashtext('manas360.seed'))")
-        report.roles = await _insert_many(
-            conn, 'INSERT INTO "roles" ("name", "privilege_level") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
-            list(reference.ROLES.items()))
-        report.permissions = await _insert_many(
-            conn, 'INSERT INTO "permissions" ("name", "description") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
-            list(reference.PERMISSIONS.items()))
-        report.plans = await _insert_many(
-            conn, 'INSERT INTO "subscription_plans" ("name", "display_name", "tier", "price_cents") '
-                  'VALUES ($1, $2, $3, $4) ON CONFLICT ("name") DO NOTHING',
-            [(name, *values) for name, values in reference.PLANS.items()])
-        report.features = await _insert_many(
-            conn, 'INSERT INTO "features" ("name", "description") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
-            [(name, description) for name, (_, description) in reference.FEATURES.items()])
-        for role, permissions in reference.ROLE_PERMISSIONS.items():
-            report.role_permissions += await _map_if_unmapped(
-                conn, owner_table="roles", owner=role, link_table="role_permissions", owner_col="role_id",
-                item_table="permissions", item_col="permission_id", items=permissions)
-        for plan in reference.PLANS:
-            report.plan_features += await _map_if_unmapped(
-                conn, owner_table="subscription_plans", owner=plan, link_table="plan_features",
-                owner_col="plan_id", item_table="features", item_col="feature_id",
-                items=reference.plan_features(plan))
+        await _take_seed_lock(conn)
+        return await _seed_reference(conn)
+
+
+async def seed_superadmin(ctx: SimpleNamespace, *, email: str, password: str,
+                          promote_existing: bool = False) -> SuperadminOutcome:
+    """Create the superadmin `email`, or bring an existing one to `password` (and unlock it).
+
+    An existing account of another role is refused unless `promote_existing`. Whenever its
+    password or role changes, every session and access token of the account is revoked.
+    """
+    async with in_transaction() as conn:
+        await _take_seed_lock(conn)
+        outcome = await _seed_superadmin(ctx, conn, email=email, password=password,
+                                         promote_existing=promote_existing)
+    return await _after_commit(ctx, outcome)
+
+
+async def _take_seed_lock(conn) -> None:
+    # Serialises concurrent seeders (several instances starting at once) until commit.
+    await conn.execute_query("SELECT pg_advisory_xact_lock(hashtext('manas360.seed'))")
+
+
+async def _seed_reference(conn) -> SeedReport:
+    report = SeedReport()
+    report.roles = await _insert_many(
+        conn, 'INSERT INTO "roles" ("name", "privilege_level") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
+        list(reference.ROLES.items()))
+    report.permissions = await _insert_many(
+        conn, 'INSERT INTO "permissions" ("name", "description") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
+        list(reference.PERMISSIONS.items()))
+    report.plans = await _insert_many(
+        conn, 'INSERT INTO "subscription_plans" ("name", "display_name", "tier", "price_cents") '
+              'VALUES ($1, $2, $3, $4) ON CONFLICT ("name") DO NOTHING',
+        [(name, *values) for name, values in reference.PLANS.items()])
+    report.features = await _insert_many(
+        conn, 'INSERT INTO "features" ("name", "description") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
+        [(name, description) for name, (_, description) in reference.FEATURES.items()])
+    for role, permissions in reference.ROLE_PERMISSIONS.items():
+        report.role_permissions += await _map_if_unmapped(
+            conn, owner_table="roles", owner=role, link_table="role_permissions", owner_col="role_id",
+            item_table="permissions", item_col="permission_id", items=permissions)
+    for plan in reference.PLANS:
+        report.plan_features += await _map_if_unmapped(
+            conn, owner_table="subscription_plans", owner=plan, link_table="plan_features",
+            owner_col="plan_id", item_table="features", item_col="feature_id",
+            items=reference.plan_features(plan))
     return report
 
 
@@ -85,31 +162,105 @@ async def _map_if_unmapped(conn, *, owner_table: str, owner: str, link_table: st
     return await _count_inserted(conn, sql, [owner, items])
 
 
-async def seed_superadmin(*, email: str, password: str, bcrypt_cost: int) -> str:
-    """Create or update the superadmin `email` (password, role, lock). Returns what happened."""
-    email = email.strip().lower()
-    conn = connections.get("default")
-    rows = await conn.execute_query_dict(
-        'SELECT u."password_hash", r."name" AS "role", u."locked_until" FROM "user_accounts" u '
-        'JOIN "roles" r ON r."id" = u."role_id" WHERE LOWER(u."email") = $1 AND u."deleted_at" IS NULL',
-        [email])
-    if rows and rows[0]["role"] == reference.SUPERADMIN_ROLE and rows[0]["locked_until"] is None \
-            and await verify_password(password=password, password_hash=rows[0]["password_hash"]):
-        return "unchanged"
-    password_hash = await hash_password(password=password, cost=bcrypt_cost)
-    async with in_transaction() as tx:
-        if rows:
-            await tx.execute_query(
-                'UPDATE "user_accounts" SET "password_hash" = $2, "locked_until" = NULL, "updated_at" = now(), '
-                '"role_id" = (SELECT "id" FROM "roles" WHERE "name" = $3) '
-                'WHERE LOWER("email") = $1 AND "deleted_at" IS NULL',
-                [email, password_hash, reference.SUPERADMIN_ROLE])
-            return "updated"
-        await tx.execute_query(
+class SeedError(Exception):
+    """Seeding the superadmin failed; the message is safe to print (no password, no hash)."""
+
+
+async def _seed_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: str,
+                           promote_existing: bool) -> SuperadminOutcome:
+    if not password:
+        raise SeedError("the superadmin needs a password (SUPERADMIN_PASSWORD)")
+    try:
+        return await _write_superadmin(ctx, conn, email=users.normalize_email(email), password=password,
+                                       promote_existing=promote_existing)
+    except IntegrityError as exc:
+        # PostgreSQL's DETAIL of a NOT NULL or CHECK violation repeats the whole failing row,
+        # password hash included: keep only the message and drop the chained exception.
+        raise SeedError(f"writing the superadmin {email!r} failed: {_without_detail(exc)}") from None
+
+
+def _without_detail(exc: IntegrityError) -> str:
+    cause = exc.args[0] if exc.args else exc
+    message = cause.args[0] if isinstance(cause, asyncpg.PostgresError) and cause.args else str(cause)
+    return f"{type(cause).__name__}: {message.splitlines()[0]}"
+
+
+async def _write_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: str,
+                            promote_existing: bool) -> SuperadminOutcome:
+    settings = ctx.settings
+    account = await _lock_account(conn, email=email)
+    if account is None:
+        password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
+        # DO NOTHING, never DO UPDATE: an account registered meanwhile falls through to the
+        # rules below instead of being silently taken over.
+        rows = await conn.execute_query_dict(
             'INSERT INTO "user_accounts" ("id", "email", "password_hash", "display_name", "role_id") '
-            'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5',
+            'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5 '
+            'ON CONFLICT (LOWER("email")) WHERE "deleted_at" IS NULL DO NOTHING RETURNING "id"',
             [str(uuid.uuid4()), email, password_hash, "Superadmin", reference.SUPERADMIN_ROLE])
-        return "created"
+        if rows:
+            user_id = str(rows[0]["id"])
+            await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
+                               after={"email": email, "role": reference.SUPERADMIN_ROLE, "created": True})
+            return SuperadminOutcome(email=email, status="created", user_id=user_id)
+        account = await _lock_account(conn, email=email)
+        if account is None:
+            raise SeedError(f"role {reference.SUPERADMIN_ROLE!r} is missing: seed the reference data first")
+    user_id, role = str(account["id"]), account["role"]
+    # Making somebody else's account superadmin would hand its owner (and any token they
+    # hold) the whole service: only an explicit operator decision may do that.
+    if role != reference.SUPERADMIN_ROLE and not promote_existing:
+        return SuperadminOutcome(email=email, status="refused", previous_role=role, user_id=user_id)
+    same_password = await verify_password(password=password, password_hash=account["password_hash"])
+    changes = tuple(change for change, changed in (
+        (f"promoted from {role}", role != reference.SUPERADMIN_ROLE),
+        ("password changed", not same_password),
+        ("unlocked", account["locked_until"] is not None)) if changed)
+    if not changes:
+        return SuperadminOutcome(email=email, status="unchanged", previous_role=role, user_id=user_id)
+    password_hash = account["password_hash"] if same_password else \
+        await hash_password(password=password, cost=settings.bcrypt_cost)
+    await conn.execute_query(
+        'UPDATE "user_accounts" SET "password_hash" = $2, "locked_until" = NULL, "updated_at" = now(), '
+        '"role_id" = (SELECT "id" FROM "roles" WHERE "name" = $3) WHERE "id" = $1',
+        [user_id, password_hash, reference.SUPERADMIN_ROLE])
+    await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
+                       before={"role": role}, after={"role": reference.SUPERADMIN_ROLE, "changes": list(changes)})
+    outcome = SuperadminOutcome(email=email, status="updated", previous_role=role, changes=changes, user_id=user_id)
+    if role == reference.SUPERADMIN_ROLE and same_password:
+        return outcome  # only unlocked: every token issued so far was issued to this same owner
+    return await _revoke_sessions(ctx, outcome)
+
+
+async def _lock_account(conn, *, email: str) -> dict | None:
+    rows = await conn.execute_query_dict(
+        'SELECT u."id", u."password_hash", r."name" AS "role", u."locked_until" FROM "user_accounts" u '
+        'JOIN "roles" r ON r."id" = u."role_id" WHERE LOWER(u."email") = $1 AND u."deleted_at" IS NULL '
+        'FOR NO KEY UPDATE OF u', [email])
+    return rows[0] if rows else None
+
+
+async def _revoke_sessions(ctx: SimpleNamespace, outcome: SuperadminOutcome) -> SuperadminOutcome:
+    """Revoke every session of the account inside the seed's transaction (a savepoint), so
+    the change and the revocation commit together; Redis hears of it before the commit,
+    which at worst logs the account out if the commit then fails."""
+    try:
+        await revoke_all_sessions(ctx, user_id=outcome.user_id, actor_id=None, client=SEED_CLIENT, reason="seed")
+    except StoreUnavailable as exc:
+        return replace(outcome, sessions_revoked=True, cache_error=_one_line(exc))
+    return replace(outcome, sessions_revoked=True)
+
+
+async def _after_commit(ctx: SimpleNamespace, outcome: SuperadminOutcome) -> SuperadminOutcome:
+    """Drop the account's cached context once its new role is committed."""
+    if not outcome.sessions_revoked or outcome.cache_error:
+        return outcome
+    await forget_user(ctx, user_id=outcome.user_id)
+    return outcome
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 async def reference_counts() -> dict[str, int]:

@@ -10,10 +10,10 @@ from tests.fixtures.accounts import PASSWORD, Account, login, register
 
 
 @pytest.fixture
-async def superadmin(db, client) -> Account:
+async def superadmin(app, db, client) -> Account:
     """The operator's superadmin (created by `seed`), logged in."""
     email = "root-authz@example.com"
-    await seed_superadmin(email=email, password=PASSWORD, bcrypt_cost=4)
+    await seed_superadmin(app.ctx, email=email, password=PASSWORD)
     return await login(client, Account(email=email, password=PASSWORD, pair={}))
 
 

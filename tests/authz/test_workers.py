@@ -47,8 +47,8 @@ def _statuses(pinned: list[httpx.Client], path: str, headers) -> set[int]:
 
 
 @pytest.fixture
-async def root_headers(db, server):
-    await seed_superadmin(email=ROOT, password=PASSWORD, bcrypt_cost=4)
+async def root_headers(app, db, server):
+    await seed_superadmin(app.ctx, email=ROOT, password=PASSWORD)
     headers, _ = _token(server.url, ROOT, register=False)
     return headers
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 
+import asyncpg
 from tortoise import connections
 
 from manas360 import reference
 from manas360.security.passwords import verify_password
 from manas360.services.seeding import reference_counts, seed_reference_data, seed_superadmin
+from tests.fixtures.accounts import API, Account, bearer, login, register, unique_email
+from tests.fixtures.server import free_port
 
 
 async def _rows(sql: str, *values):
@@ -55,11 +60,13 @@ async def test_seeding_again_inserts_nothing_and_keeps_admin_changes(db):
                 "WHERE r.name='admin' AND p.name='audit.read' RETURNING 1")
 
 
-async def test_superadmin_is_created_then_unchanged_then_updated(db):
+async def test_superadmin_is_created_then_unchanged_then_updated(app, db):
     email = "Root.Admin@Example.COM "
-    assert await seed_superadmin(email=email, password="first-password-1", bcrypt_cost=4) == "created"
-    assert await seed_superadmin(email=email, password="first-password-1", bcrypt_cost=4) == "unchanged"
-    assert await seed_superadmin(email=email, password="second-password-2", bcrypt_cost=4) == "updated"
+    first = await seed_superadmin(app.ctx, email=email, password="first-password-1")
+    again = await seed_superadmin(app.ctx, email=email, password="first-password-1")
+    rotated = await seed_superadmin(app.ctx, email=email, password="second-password-2")
+    assert (first.status, again.status, rotated.status) == ("created", "unchanged", "updated")
+    assert rotated.changes == ("password changed",) and rotated.sessions_revoked and not rotated.cache_error
     rows = await _rows("SELECT u.email, u.password_hash, r.name AS role FROM user_accounts u "
                        "JOIN roles r ON r.id = u.role_id WHERE u.email = $1", "root.admin@example.com")
     assert len(rows) == 1 and rows[0]["role"] == "superadmin"
@@ -74,3 +81,167 @@ def test_seed_command_is_idempotent_and_reports(environ, database):
     assert [o.returncode for o in outputs] == [0, 0], outputs[0].stderr
     assert "superadmin cli-root@example.com: created" in outputs[0].stdout
     assert "+0 roles" in outputs[1].stdout and "superadmin cli-root@example.com: unchanged" in outputs[1].stdout
+
+
+# -- the superadmin is never taken from somebody else ----------------------------------
+
+ROOT_PASSWORD = "operator-chosen-secret-1"
+
+
+async def _seed_cli(environ: dict[str, str], email: str, *args: str, password: str = ROOT_PASSWORD,
+                    **env: str) -> subprocess.CompletedProcess:
+    """`manas360 seed <args>` in a child process with SUPERADMIN_EMAIL/PASSWORD set."""
+    child_env = {**environ, "SUPERADMIN_EMAIL": email, "SUPERADMIN_PASSWORD": password, "PATH": "/usr/bin:/bin",
+                 **env}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "manas360.cli", "seed", *args, env=child_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    done = subprocess.CompletedProcess(["manas360", "seed", *args], process.returncode, stdout.decode(),
+                                       stderr.decode())
+    assert password not in done.stdout + done.stderr  # never echoed, whatever happened
+    assert "$2b$" not in done.stdout + done.stderr  # nor its bcrypt hash
+    return done
+
+
+async def _account(pg, email: str) -> dict:
+    return dict(await pg.fetchrow(
+        "SELECT u.id, u.password_hash, r.name AS role, u.tokens_valid_after, "
+        "(SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions, "
+        "(SELECT count(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS live_tokens "
+        "FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE u.email = $1 AND u.deleted_at IS NULL", email))
+
+
+async def _me(client, account_or_token) -> int:
+    token = account_or_token if isinstance(account_or_token, str) else account_or_token.pair["access_token"]
+    return (await client.get(f"{API}/me", headers=bearer(token))).status_code
+
+
+async def _refresh(client, refresh_token: str):
+    return await client.post(f"{API}/auth/refresh", json={"refresh_token": refresh_token})
+
+
+async def test_seed_refuses_to_promote_an_existing_account(environ, client, pg):
+    registrant = await register(client, email=unique_email("takeover"))
+    before = await _account(pg, registrant.email)
+
+    done = await _seed_cli(environ, registrant.email)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "--promote-existing-superadmin" in done.stderr and registrant.email in done.stderr
+    assert "Traceback" not in done.stderr
+    assert await _account(pg, registrant.email) == before  # role, password, epoch, sessions untouched
+    refreshed = await _refresh(client, registrant.refresh_token)
+    assert refreshed.status_code == 200 and refreshed.json()["user"]["role"] == "user"
+    assert await _me(client, refreshed.json()["access_token"]) == 200
+
+
+async def test_promote_flag_makes_it_superadmin_and_kills_its_old_tokens(environ, client, pg):
+    registrant = await register(client, email=unique_email("promoted"))
+    assert await _me(client, registrant) == 200  # its context and revocations now cached in Redis
+    before = await _account(pg, registrant.email)
+
+    done = await _seed_cli(environ, registrant.email, "--promote-existing-superadmin")
+
+    assert done.returncode == 0, done.stderr
+    assert f"superadmin {registrant.email}: updated (promoted from user, password changed)" in done.stdout
+    assert "revoked" in done.stdout and done.stderr == ""
+    after = await _account(pg, registrant.email)
+    assert after["role"] == "superadmin" and after["id"] == before["id"]
+    assert (after["live_sessions"], after["live_tokens"]) == (0, 0)
+    assert after["tokens_valid_after"] > (before["tokens_valid_after"] or datetime.min.replace(tzinfo=UTC))
+    assert (await _refresh(client, registrant.refresh_token)).status_code == 401
+    assert await _me(client, registrant) == 401
+    assert (await client.post(f"{API}/auth/login", json={"email": registrant.email,
+                                                         "password": registrant.password})).status_code == 401
+    root = await login(client, Account(email=registrant.email, password=ROOT_PASSWORD, pair={}))
+    assert root.pair["user"]["role"] == "superadmin" and await _me(client, root) == 200
+
+
+async def test_password_rotation_by_seed_kills_the_superadmins_sessions(environ, client, pg):
+    email = unique_email("rotated")
+    assert (await _seed_cli(environ, email)).returncode == 0
+    old = await login(client, Account(email=email, password=ROOT_PASSWORD, pair={}))
+    assert await _me(client, old) == 200
+
+    done = await _seed_cli(environ, email, password="a-rotated-secret-2", LOG_LEVEL="DEBUG")  # not even there
+
+    assert done.returncode == 0, done.stderr
+    assert f"superadmin {email}: updated (password changed)" in done.stdout and "revoked" in done.stdout
+    assert (await _refresh(client, old.refresh_token)).status_code == 401
+    assert await _me(client, old) == 401
+    new = await login(client, Account(email=email, password="a-rotated-secret-2", pair={}))
+
+    rerun = await _seed_cli(environ, email, password="a-rotated-secret-2")
+
+    assert rerun.returncode == 0 and f"superadmin {email}: unchanged" in rerun.stdout, rerun.stderr
+    assert "revoked" not in rerun.stdout
+    assert await _me(client, new) == 200 and (await _refresh(client, new.refresh_token)).status_code == 200
+
+
+async def test_redis_down_still_commits_the_revocation_and_says_so(environ, client, pg):
+    email = unique_email("no-redis")
+    assert (await _seed_cli(environ, email)).returncode == 0
+    old = await login(client, Account(email=email, password=ROOT_PASSWORD, pair={}))
+    before = await _account(pg, email)
+
+    done = await _seed_cli(environ, email, password="rotated-without-redis-3",
+                           REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+    assert done.returncode == 0, done.stderr
+    assert "Redis unreachable" in done.stderr and "PostgreSQL" in done.stderr and "Traceback" not in done.stderr
+    after = await _account(pg, email)
+    assert (after["live_sessions"], after["live_tokens"]) == (0, 0)
+    assert after["tokens_valid_after"] > (before["tokens_valid_after"] or datetime.min.replace(tzinfo=UTC))
+    assert (await _refresh(client, old.refresh_token)).status_code == 401
+    await login(client, Account(email=email, password="rotated-without-redis-3", pair={}))
+
+
+async def test_two_seeds_at_once_both_succeed_with_one_superadmin(environ, pg, database):
+    email = unique_email("twice")
+    # Hold the seed lock until both seeders queue on it, so they start the superadmin step
+    # together; a real bcrypt cost widens the window in which both find no account.
+    holder = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
+    try:
+        await holder.execute("SELECT pg_advisory_lock(hashtext('manas360.seed'))")
+        seeders = asyncio.gather(*(_seed_cli(environ, email, BCRYPT_COST="12") for _ in range(2)))
+        await _until(lambda: pg.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                         "AND NOT granted AND database = (SELECT oid FROM pg_database "
+                                         "WHERE datname = current_database())"), equals=2)
+        await holder.execute("SELECT pg_advisory_unlock(hashtext('manas360.seed'))")
+        first, second = await seeders
+    finally:
+        await holder.close()
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    outcomes = sorted(o.stdout.rsplit(f"superadmin {email}: ", 1)[1].split()[0] for o in (first, second))
+    assert outcomes == ["created", "unchanged"]
+    assert await pg.fetchval("SELECT count(*) FROM user_accounts WHERE email = $1", email) == 1
+
+
+async def _until(read, *, equals, timeout: float = 30.0) -> None:
+    """Poll `read()` until it returns `equals` (the seeders' progress is only visible in PostgreSQL)."""
+    async with asyncio.timeout(timeout):
+        while await read() != equals:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_failed_superadmin_write_is_one_line_without_the_hash(environ, pg):
+    email = unique_email("refused-by-db")
+    # A CHECK violation's DETAIL repeats the failing row, password hash included.
+    await pg.execute(f"ALTER TABLE user_accounts ADD CONSTRAINT ck_test_seed_detail CHECK (email <> '{email}') "
+                     "NOT VALID")
+    try:
+        done = await _seed_cli(environ, email)
+    finally:
+        await pg.execute("ALTER TABLE user_accounts DROP CONSTRAINT ck_test_seed_detail")
+    assert done.returncode == 1, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1 and "ck_test_seed_detail" in done.stderr, done.stderr
+    assert await pg.fetchval("SELECT count(*) FROM user_accounts WHERE email = $1", email) == 0
+
+
+def test_promote_flag_without_a_configured_superadmin_is_a_config_error(environ, database):
+    env = {**environ, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "manas360.cli", "seed", "--promote-existing-superadmin"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "SUPERADMIN_EMAIL" in done.stderr
