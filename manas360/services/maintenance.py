@@ -15,7 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
-from manas360.db import _dsn
+from manas360 import db
 from manas360.settings import Settings
 
 JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "refresh-views")  # the order of `all`
@@ -42,7 +42,7 @@ async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     # No statement timeout: refresh_materialized_views() and cleanup_expired_tokens() are
     # single statements that legitimately run long on big tables, and the batched jobs are
     # short by construction. The API's timeout protects request latency, not cron jobs.
-    conn = await asyncpg.connect(_dsn(settings), timeout=5, server_settings={
+    conn = await db.connect(settings, server_settings={
         "application_name": "manas360-maintenance", "statement_timeout": "0"})
     try:
         yield conn
