@@ -18,8 +18,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from store import ratelimit
-from store.client import close_store, open_store
+from store.client import close_store, open_store, ping
 from store.url import parse_redis_url
+from tests.fixtures.redis_cluster import start_redis_cluster
 from tests.fixtures.services import redis_server
 from tests.fixtures.tls import make_certificates
 
@@ -128,6 +129,22 @@ async def test_the_pubsub_connection_uses_the_same_settings(tls_server, certific
         await pubsub.aclose()
     finally:
         await close_store(store)
+
+
+async def test_a_rediss_cluster_url_gives_tls_to_every_node_and_to_pubsub(certificates):
+    with start_redis_cluster(tls=certificates) as cluster:  # nodes and cluster bus: TLS only
+        store = open_store(url=cluster.url, prefix=f"t{uuid4().hex[:6]}:")
+        try:
+            assert store.cluster and await ping(store)  # every primary answered
+            prefixes = [f"{{u{n}}}" for n in range(12)]  # hash tags spread over the three nodes
+            for tag in prefixes:
+                verdict = await ratelimit.hit(store, policy="t", key=store.keys.prefix + tag, limit=5, window_s=60)
+                assert verdict.allowed
+            pubsub = await store.pubsub()
+            await pubsub.subscribe("m360-test-channel")
+            await pubsub.aclose()
+        finally:
+            await close_store(store)
 
 
 async def _auth_calls(admin: Redis) -> int:
