@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError, RedisError
 from store.cluster import ServiceCluster
 from store.keys import Keys
 from store.pipelined import PipelinedRedis
-from store.url import RedisConfig, parse_redis_url
+from store.url import parse_redis_url
 
 StoreUnavailable = RedisError
 """Any failure talking to Redis. The HTTP layer maps it to 503 ServiceUnavailable."""
@@ -38,7 +38,6 @@ class Store:
     cluster: bool = False
     # Single node: per-request scripts go through one auto-pipelined connection per worker.
     fast: PipelinedRedis | None = None
-    config: RedisConfig | None = None
     _scripts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     async def run_script(self, name: str, *, keys: list[str], args: list) -> object:
@@ -145,10 +144,10 @@ def open_store(
     if config.cluster:
         client = ServiceCluster(max_connections=max_connections, queue_timeout_s=socket_timeout_s,
                                 **config.cluster_kwargs(), **common)
-        return Store(redis=client, keys=Keys(prefix), cluster=True, config=config)
+        return Store(redis=client, keys=Keys(prefix), cluster=True)
     pool = ConnectionPool(max_connections=max_connections, **config.pool_kwargs(), **common)
     fast = PipelinedRedis(config=config, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
-    return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix), fast=fast, config=config)
+    return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix), fast=fast)
 
 
 async def close_store(store: Store) -> None:

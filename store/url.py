@@ -21,6 +21,7 @@ import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import (
@@ -35,6 +36,7 @@ TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"
 QUERY_PARAMETERS = ("db", *TLS_PARAMETERS)
 _CERT_REQS = ("none", "optional", "required")
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_ENCODE_HINT = "no valid host:port (percent-encode '@', ':', '/' and '%' in the user name and password)"
 _SCHEMES = "redis://, rediss://, unix://, redis+cluster://, rediss+cluster:// or a node list"
 
 
@@ -127,46 +129,52 @@ def _parse_part(url: str) -> RedisConfig:
         raise ValueError(f"must start with one of {_SCHEMES}")
     try:
         options = parse_url(url)
-    except ValueError as exc:  # a bad port or query value; redis-py's message has no secrets
-        raise ValueError(f"is malformed: {_first_line(exc)}") from None
+    except ValueError as exc:
+        # Only a bad query value is quoted: a bad "port" may be a piece of an unencoded password.
+        detail = _first_line(exc) if "Invalid value for" in str(exc) else _ENCODE_HINT
+        raise ValueError(f"is malformed: {detail}") from None
     unknown = sorted(set(options) - {"connection_class", "host", "port", "path", "username", "password",
                                      *QUERY_PARAMETERS})
     if unknown:
         raise ValueError(f"query parameter {unknown[0]!r} is not supported (only {', '.join(QUERY_PARAMETERS)})")
     tls = scheme == "rediss"
-    given_tls = [name for name in TLS_PARAMETERS if name in options]
-    if given_tls and not tls:
-        # Someone who writes ssl_ca_certs expects TLS; a redis:// URL would connect in clear.
-        raise ValueError(f"{given_tls[0]} is given but the scheme is not rediss:// (the connection would be plain text)")
+    _check_tls_options(options, tls=tls)
     if options.get("username") and not options.get("password"):
         raise ValueError("gives a user name without a password")
     if scheme == "unix" and not options.get("path"):
         raise ValueError("unix:// needs a socket path (unix:///path/to/redis.sock)")
-    path = url.split("://", 1)[1].split("?", 1)[0].partition("/")[2].strip("/")
-    if scheme in ("redis", "rediss") and path and not path.isdigit():
-        # redis-py would ignore it (redis://host/abc selects db 0): refuse it instead.
-        raise ValueError("the path must be a database number (redis://host:port/3)")
-    if scheme in ("redis", "rediss") and path and "db=" in url.split("?", 1)[-1] and "?" in url:
-        raise ValueError("gives the database twice (path and ?db=)")
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    if scheme in ("redis", "rediss") and path:
+        if not path.isdigit():  # redis-py would ignore it (redis://host/abc selects db 0)
+            raise ValueError("the path must be a database number (redis://host:port/3)")
+        if "db" in parse_qs(parts.query):
+            raise ValueError("gives the database twice (path and ?db=)")
     db = options.get("db", 0)
     if not 0 <= db <= 0xFFFF:
         raise ValueError(f"database {db} is out of range")
-    reqs = options.get("ssl_cert_reqs", "required")
-    if reqs not in _CERT_REQS:
+    return RedisConfig(
+        hosts=((options.get("host", "localhost"), options.get("port", 6379)),),
+        path=options.get("path"), db=db, username=options.get("username"), password=options.get("password"),
+        tls=tls, ssl_ca_certs=options.get("ssl_ca_certs"), ssl_certfile=options.get("ssl_certfile"),
+        ssl_keyfile=options.get("ssl_keyfile"), ssl_cert_reqs=options.get("ssl_cert_reqs", "required"),
+        ssl_check_hostname=options.get("ssl_check_hostname", True))
+
+
+def _check_tls_options(options: dict[str, Any], *, tls: bool) -> None:
+    given = [name for name in TLS_PARAMETERS if name in options]
+    if given and not tls:
+        # Someone who writes ssl_ca_certs expects TLS; a redis:// URL would connect in clear.
+        raise ValueError(f"{given[0]} is given but the scheme is not rediss:// (the connection would be plain text)")
+    if options.get("ssl_cert_reqs", "required") not in _CERT_REQS:
         raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}")
+    if options.get("ssl_check_hostname", True) is None:  # redis-py's to_bool maps "" to None
+        raise ValueError("ssl_check_hostname must be true or false")
     for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
         if name in options and not os.path.isfile(options[name]):
             raise ValueError(f"{name} file {options[name]!r} does not exist")
     if "ssl_keyfile" in options and "ssl_certfile" not in options:
         raise ValueError("ssl_keyfile is given without ssl_certfile")
-    check_hostname = options.get("ssl_check_hostname", True)
-    if check_hostname is None:  # redis-py's to_bool maps "" to None
-        raise ValueError("ssl_check_hostname must be true or false")
-    return RedisConfig(
-        hosts=((options.get("host", "localhost"), options.get("port", 6379)),),
-        path=options.get("path"), db=db, username=options.get("username"), password=options.get("password"),
-        tls=tls, ssl_ca_certs=options.get("ssl_ca_certs"), ssl_certfile=options.get("ssl_certfile"),
-        ssl_keyfile=options.get("ssl_keyfile"), ssl_cert_reqs=reqs, ssl_check_hostname=check_hostname)
 
 
 def _cluster_parts(url: str) -> list[str]:

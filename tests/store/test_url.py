@@ -183,6 +183,8 @@ def test_tls_parameters_reach_the_pool_and_every_cluster_node(certificates):
     ("redis://a:1/3,redis://b:2", "only database 0"),
     ("redis://:s3cr3tA@a:1,redis://:s3cr3tB@b:2", "disagree on password"),
     ("redis://:s3cr3t@127.0.0.1:port", "malformed"),
+    ("redis://:s3cr3t:x/y@127.0.0.1:6379", "malformed|database number"),  # unencoded ':' and '/'
+    ("redis://:a/s3cr3t@127.0.0.1:6379", "malformed|database number"),
 ])
 def test_unusable_urls_are_refused_in_one_line_without_the_password(url, fragment):
     with pytest.raises(ValueError, match=fragment) as refused:
