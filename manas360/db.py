@@ -10,7 +10,6 @@ import asyncio
 import contextvars
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from loguru import logger
@@ -32,18 +31,16 @@ timeout) return before the statement is over or this deadline has passed."""
 
 
 def tortoise_config(settings: Settings, *, pool_min: int | None = None, pool_max: int | None = None) -> dict[str, Any]:
-    """Tortoise config for `settings`; statement timeout and pool sizes per worker."""
-    url = urlsplit(settings.database_url)
+    """Tortoise config for `settings`; statement timeout and pool sizes per worker.
+
+    The credentials are asyncpg's connect arguments from the parsed DATABASE_URL (decoded
+    user and password, `ssl`): Tortoise hands every key it does not know to create_pool."""
     return {
         "connections": {
             "default": {
                 "engine": "tortoise.backends.asyncpg",
                 "credentials": {
-                    "host": url.hostname or "127.0.0.1",
-                    "port": url.port or 5432,
-                    "user": url.username or "postgres",
-                    "password": url.password or "",
-                    "database": database_name(settings),
+                    **settings.database.connect_kwargs(),
                     "minsize": pool_min or settings.db_pool_min,
                     "maxsize": pool_max or settings.db_pool_max,
                     "application_name": "manas360",
@@ -93,24 +90,21 @@ async def close_orm(ctx) -> None:
 
 
 def database_name(settings: Settings) -> str:
-    return urlsplit(settings.database_url).path.lstrip("/") or "manas360"
+    return settings.database.database
 
 
-def _admin_dsn(settings: Settings) -> str:
-    """The same server, database `postgres`: where CREATE DATABASE is issued."""
-    url = urlsplit(settings.database_url)
-    return urlunsplit(("postgresql", url.netloc, "/postgres", url.query, ""))
-
-
-def _dsn(settings: Settings) -> str:
-    url = urlsplit(settings.database_url)
-    return urlunsplit(("postgresql", url.netloc, url.path, url.query, ""))
+async def connect(settings: Settings, *, database: str | None = None, timeout: float = CONNECT_TIMEOUT_S,
+                  server_settings: dict[str, str] | None = None) -> asyncpg.Connection:
+    """One asyncpg connection as DATABASE_URL says (TLS, decoded credentials), to the
+    configured database or to `database`."""
+    return await asyncpg.connect(**settings.database.connect_kwargs(database=database), timeout=timeout,
+                                 server_settings=server_settings)
 
 
 async def create_database_if_missing(settings: Settings) -> bool:
     """Create the configured database when it does not exist. Returns True if created."""
     name = database_name(settings)
-    conn = await asyncpg.connect(_admin_dsn(settings), timeout=5)
+    conn = await connect(settings, database="postgres")  # where CREATE DATABASE is issued
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False
@@ -140,7 +134,7 @@ async def migrate(settings: Settings) -> list[str]:
 async def _upgrade_locked(settings: Settings) -> list[str]:
     from aerich import Command
 
-    lock_conn = await asyncpg.connect(_dsn(settings), timeout=5)
+    lock_conn = await connect(settings)
     try:
         await lock_conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
         async with Command(

@@ -65,15 +65,15 @@ async def _preflight(settings: Settings) -> list[str]:
     try:
         async with orm(settings, pool_max=1):
             if await check_database() != "ok":
-                down.append(f"PostgreSQL at {settings.database_url.split('@')[-1]}")
+                down.append(f"PostgreSQL at {settings.database.where}")
     except Exception:  # unreachable or refused during connect
-        down.append(f"PostgreSQL at {settings.database_url.split('@')[-1]}")
+        down.append(f"PostgreSQL at {settings.database.where}")
     store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
                        socket_timeout_s=settings.redis_socket_timeout_s,
                        connect_timeout_s=settings.redis_connect_timeout_s)
     try:
         if await check_redis(store) != "ok":
-            down.append(f"Redis at {settings.redis_url.split('@')[-1]}")
+            down.append(f"Redis at {settings.redis.where}")
     finally:
         await close_store(store)
     return down

@@ -11,10 +11,9 @@ import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -23,6 +22,7 @@ from redis.exceptions import NoScriptError, RedisError
 from store.cluster import ServiceCluster
 from store.keys import Keys
 from store.pipelined import PipelinedRedis
+from store.url import parse_redis_url
 
 StoreUnavailable = RedisError
 """Any failure talking to Redis. The HTTP layer maps it to 503 ServiceUnavailable."""
@@ -119,10 +119,6 @@ def script_source(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def is_cluster_url(url: str, *, cluster_flag: bool = False) -> bool:
-    return cluster_flag or url.startswith("redis+cluster://") or "," in url
-
-
 def open_store(
     *,
     url: str,
@@ -132,7 +128,11 @@ def open_store(
     connect_timeout_s: float = 1.0,
     max_connections: int = 256,
 ) -> Store:
-    """Create the client (no I/O yet: connections open lazily on first command)."""
+    """Create the client (no I/O yet: connections open lazily on first command).
+
+    The URL is parsed once (`store.url`); the pool, the pipelined connection, the cluster
+    nodes and pub/sub all connect with that one configuration. ValueError if unusable."""
+    config = parse_redis_url(url, cluster=cluster)
     retry = Retry(NoBackoff(), retries=1)
     common = dict(
         socket_timeout=socket_timeout_s,
@@ -141,32 +141,13 @@ def open_store(
         decode_responses=True,
         health_check_interval=0,
     )
-    if is_cluster_url(url, cluster_flag=cluster):
-        nodes, credentials = cluster_seeds(url)
-        client = ServiceCluster(startup_nodes=nodes, max_connections=max_connections,
-                                queue_timeout_s=socket_timeout_s, **credentials, **common)
+    if config.cluster:
+        client = ServiceCluster(max_connections=max_connections, queue_timeout_s=socket_timeout_s,
+                                **config.cluster_kwargs(), **common)
         return Store(redis=client, keys=Keys(prefix), cluster=True)
-    pool = ConnectionPool.from_url(url, max_connections=max_connections, **common)
-    fast = PipelinedRedis(url=url, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
+    pool = ConnectionPool(max_connections=max_connections, **config.pool_kwargs(), **common)
+    fast = PipelinedRedis(config=config, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
     return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix), fast=fast)
-
-
-def cluster_seeds(url: str) -> tuple[list[ClusterNode], dict[str, str]]:
-    """Seed nodes and credentials of `redis+cluster://[user:password@]host:port,host:port`
-    or of a comma-separated list of redis:// URLs (credentials: the first ones given).
-    The client learns the other nodes, and the slots, from any seed that answers."""
-    nodes, credentials = [], {}
-    for part in url.removeprefix("redis+cluster://").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        parsed = urlsplit(part if "://" in part else f"redis://{part}")
-        nodes.append(ClusterNode(parsed.hostname or "127.0.0.1", parsed.port or 6379))
-        if parsed.password and not credentials:
-            credentials["password"] = unquote(parsed.password)
-            if parsed.username:
-                credentials["username"] = unquote(parsed.username)
-    return nodes, credentials
 
 
 async def close_store(store: Store) -> None:

@@ -16,20 +16,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from urllib.parse import unquote, urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
+from store.url import RedisConfig, parse_redis_url
+
 
 class PipelinedRedis:
-    def __init__(self, *, url: str, timeout_s: float = 1.0, connect_timeout_s: float = 1.0) -> None:
-        parts = urlsplit(url)
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 6379
-        self._db = int((parts.path or "/0").lstrip("/") or 0)
-        self._password = unquote(parts.password) if parts.password else None
-        self._username = unquote(parts.username) if parts.username else None
+    def __init__(self, *, config: RedisConfig | None = None, url: str | None = None, timeout_s: float = 1.0,
+                 connect_timeout_s: float = 1.0) -> None:
+        """Connect as `config` says (or `url`, parsed the same way); lazily, on first use."""
+        if (config is None) == (url is None):
+            raise TypeError("give exactly one of config= or url=")
+        config = config if config is not None else parse_redis_url(url)
+        if config.cluster:
+            raise ValueError("a pipelined connection talks to one node, not a cluster")
+        self._config = config
+        # Built once here, not per connect: a TLS context loads its CA and certificates.
+        self._ssl = config.ssl_context()
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
@@ -70,17 +75,29 @@ class PipelinedRedis:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        config = self._config
+        factory = lambda: _Protocol(self._timeout_s)  # noqa: E731
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(self._timeout_s), self._host, self._port),
-                self._connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise ConnectionError(f"cannot connect to Redis at {self._host}:{self._port}: {exc!r}") from None
-        if self._password:
-            auth = ("AUTH", self._username, self._password) if self._username else ("AUTH", self._password)
-            await protocol.send(hiredis.pack_command(auth))
-        if self._db:
-            await protocol.send(hiredis.pack_command(("SELECT", self._db)))
+            if config.path:
+                connecting = loop.create_unix_connection(factory, config.path)
+            else:
+                host, port = config.hosts[0]
+                # With TLS, the host name is what the certificate is checked against (as
+                # redis-py does); there is no plain-text fallback.
+                connecting = loop.create_connection(factory, host, port, ssl=self._ssl,
+                                                    server_hostname=host if self._ssl else None)
+            _, protocol = await asyncio.wait_for(connecting, self._connect_timeout_s)
+        except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+            raise ConnectionError(f"cannot connect to Redis at {config.where}: {exc!r}") from None
+        try:
+            if config.password:
+                auth = ("AUTH", config.username, config.password) if config.username else ("AUTH", config.password)
+                await protocol.send(hiredis.pack_command(auth))
+            if config.db:
+                await protocol.send(hiredis.pack_command(("SELECT", config.db)))
+        except BaseException:
+            protocol.abort(ConnectionError("Redis refused the connection's AUTH or SELECT"))
+            raise
         self._protocol = protocol
         return protocol
 

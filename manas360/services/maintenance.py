@@ -15,7 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
-from manas360.db import _dsn
+from manas360 import db
 from manas360.settings import Settings
 
 JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "prune-rate-limit-logs",
@@ -46,7 +46,7 @@ async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A raw connection for maintenance work, closed at exit."""
     # run_job sets the statement timeout per job: bounded for the batched ones, none for
     # the concurrent view refresh (one statement that legitimately runs long).
-    conn = await asyncpg.connect(_dsn(settings), timeout=5, server_settings={
+    conn = await db.connect(settings, server_settings={
         "application_name": "manas360-maintenance", "statement_timeout": "0"})
     try:
         yield conn

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from manas360.db import _dsn
+from manas360 import db
 from manas360.security.passwords import hash_password
 from manas360.settings import Settings
 
@@ -184,7 +184,7 @@ async def seed_synthetic_users(*, settings: Settings, count: int, batch_size: in
         raise ValueError("count must be >= 0 and batch_size >= 1")
     report = SyntheticReport(requested=count)
     password_hash = await hash_password(password=SYNTHETIC_PASSWORD, cost=settings.bcrypt_cost)
-    conn = await asyncpg.connect(_dsn(settings), timeout=5, server_settings={
+    conn = await db.connect(settings, server_settings={
         "application_name": "manas360-seed", "statement_timeout": str(settings.db_statement_timeout)})
     try:
         role_ids, plan_ids = await _reference_ids(conn)

@@ -58,11 +58,31 @@ def test_environment_overrides_every_kind_of_value():
     ({"DB_POOL_MIN": "30", "DB_POOL_MAX": "20"}, "DB_POOL_MIN"),
     ({"BCRYPT_COST": "3"}, "BCRYPT_COST"),
     ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgres://h/db?sslmode=sometimes"}, "DATABASE_URL sslmode"),
+    ({"DATABASE_URL": "postgres://h/db?application_name=x"}, "DATABASE_URL query parameter 'application_name'"),
+    ({"DATABASE_URL": "postgres://h/db?sslrootcert=/etc/hostname"}, "DATABASE_URL sslrootcert needs sslmode"),
+    ({"DATABASE_URL": "postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent.crt"}, "does not exist"),
+    ({"DATABASE_URL": "postgres://h:port/db"}, "DATABASE_URL"),
+    ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with"),
+    ({"REDIS_URL": " "}, "REDIS_URL is empty"),
+    ({"REDIS_URL": "redis://127.0.0.1:6379?ssl_ca_certs=/etc/hostname"}, "REDIS_URL ssl_ca_certs .* not rediss"),
+    ({"REDIS_URL": "redis://127.0.0.1:6379/0?timeout=1"}, "REDIS_URL query parameter 'timeout'"),
+    ({"REDIS_URL": "unix:///run/redis.sock", "REDIS_CLUSTER": "1"}, "REDIS_URL a unix socket"),
     ({"ALLOWED_ORIGINS": "ftp://x"}, "ALLOWED_ORIGINS"),
 ])
 def test_invalid_or_unsafe_values_are_refused(environ, fragment):
     with pytest.raises(SettingsError, match=fragment):
         load_settings(environ)
+
+
+def test_both_urls_are_parsed_once_with_decoded_credentials_and_tls():
+    s = load_settings({"DATABASE_URL": "postgresql://app:p%40ss%25w%3Ard%2F1@db.internal:6432/m360?sslmode=require",
+                       "REDIS_URL": "rediss://:p%40ss@cache.internal:6380/2?ssl_cert_reqs=required"})
+    assert (s.database.host, s.database.port, s.database.user, s.database.password) == (
+        "db.internal", 6432, "app", "p@ss%w:rd/1")
+    assert s.database.connect_kwargs()["ssl"] == "require" and s.database.database == "m360"
+    assert (s.redis.tls, s.redis.hosts, s.redis.db, s.redis.password) == (True, (("cache.internal", 6380),), 2, "p@ss")
+    assert "p@ss" not in repr(s.database) + repr(s.redis)
 
 
 def test_production_accepts_safe_values():
@@ -80,6 +100,14 @@ def test_production_start_with_weak_secret_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "JWT_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_an_unusable_redis_url_is_one_line_and_exit_2_without_the_password():
+    result = _cli("serve", env={"REDIS_URL": "redis://:s3cr3t@127.0.0.1:6379/0?ssl_ca_certs=/etc/hostname",
+                                "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cr3t" not in result.stderr
 
 
 def test_production_start_with_unreachable_store_is_one_line_and_exit_1(environ):

@@ -9,8 +9,9 @@ from uuid import uuid4
 
 from redis.crc import key_slot
 
-from store.client import cluster_seeds, close_store, open_store, ping, pool_stats, script_source
+from store.client import close_store, open_store, ping, pool_stats, script_source
 from store.entitlements import UserContext, UserFill, check_request, forget_user_context, store_user_states
+from store.url import parse_redis_url
 from store.lockout import record_failure
 from store.ratelimit import hit
 from store.reference import bump_reference_version
@@ -112,10 +113,11 @@ async def test_ping_and_pool_stats_answer(store):
 def test_cluster_seeds_and_credentials_come_from_either_url_form():
     for url in ("redis+cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2:7001",
                 "redis://app:p%40ss@10.0.0.1:7000/0,redis://10.0.0.2:7001/0"):
-        nodes, credentials = cluster_seeds(url)
-        assert [(node.host, node.port) for node in nodes] == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
-        assert credentials == {"username": "app", "password": "p@ss"}
-    assert cluster_seeds("redis+cluster://10.0.0.1:7000")[1] == {}
+        config = parse_redis_url(url)
+        assert config.cluster and config.hosts == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
+        assert (config.username, config.password) == ("app", "p@ss")
+    config = parse_redis_url("redis+cluster://10.0.0.1:7000")
+    assert (config.username, config.password) == (None, None)
 
 
 async def test_the_cluster_switch_makes_one_seed_url_a_cluster_client(redis_cluster):
