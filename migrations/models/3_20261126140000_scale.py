@@ -62,9 +62,12 @@ async def upgrade(db: BaseDBAsyncClient) -> str:
             IF batch_size IS NULL OR batch_size < 1 THEN
                 RAISE EXCEPTION 'batch_size must be >= 1';
             END IF;
+            -- Newest first: a rotation chain's later links expire later, so a token's
+            -- expired child is gone before it is, and ON DELETE SET NULL has nothing to
+            -- update but the one live child per chain.
             DELETE FROM "tokens" t WHERE t."id" IN (
                 SELECT "id" FROM "tokens" WHERE "expires_at" < now()
-                ORDER BY "expires_at" LIMIT batch_size FOR UPDATE SKIP LOCKED);
+                ORDER BY "expires_at" DESC LIMIT batch_size FOR UPDATE SKIP LOCKED);
             GET DIAGNOSTICS n_tokens = ROW_COUNT;
             DELETE FROM "sessions" s WHERE s."id" IN (
                 SELECT "id" FROM "sessions" WHERE "expires_at" < now()
