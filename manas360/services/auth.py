@@ -114,11 +114,14 @@ async def change_password(ctx: SimpleNamespace, *, principal: Principal, current
             await login.reject(ctx, reservation=reservation, account=account, client=client, via=login.PASSWORD_CHANGE)
         new_hash = await hash_password(password=new_password, cost=ctx.settings.bcrypt_cost)
         async with in_transaction() as conn:
-            await login.confirm_check(ctx, conn, account=account)
+            # The caller's own revocation is the first refusal (TokenRevoked), then the check's.
+            await sessions.lock_user(conn, user_id=principal.user_id)
             await _ensure_caller_live(conn, principal=principal)
+            await login.confirm_check(ctx, conn, account=account)
             now, session_ids, epoch = await _replace_password(conn, account=account, new_hash=new_hash)
-            session_id, refresh_token = await sessions.open_session(
-                conn, user_id=principal.user_id, client=client, refresh_ttl_s=ctx.settings.jwt_refresh_ttl, now=now)
+            session_id, refresh_token = await sessions.open_session(  # stamped after the epoch it outlives
+                conn, user_id=principal.user_id, client=client, refresh_ttl_s=ctx.settings.jwt_refresh_ttl,
+                now=await db_now(conn))
             await audit.record(conn, action=audit.PASSWORD_CHANGED, actor_id=principal.user_id,
                                target_user_id=principal.user_id, ip=client.ip,
                                after={"sessions_revoked": len(session_ids), "session_id": session_id})
