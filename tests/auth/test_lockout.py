@@ -14,7 +14,7 @@ from manas360.settings import load_settings
 from tests.fixtures.accounts import API, PASSWORD, register, unique_email
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.environment import delete_prefixed_keys
-from tests.fixtures.gates import Gate, backends_waiting_for_locks, eventually
+from tests.fixtures.gates import backends_waiting_for_locks, eventually
 
 URL = f"{API}/auth/login"
 WRONG = "definitely wrong"
@@ -114,25 +114,19 @@ async def test_lock_ends_after_its_duration(environ, database, redis_raw):
 
 # -- checks are reserved before bcrypt ------------------------------------------------------
 
-def _gate_logins(monkeypatch, **kwargs) -> Gate:
-    gate = Gate(login_service.verify_password, **kwargs)
-    monkeypatch.setattr(login_service, "verify_password", gate)
-    return gate
-
-
-async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(client, pg, account, monkeypatch):
+async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(client, pg, account, gate):
     """The review's attack: 11 wrong passwords and the right one at once. Every check is held
     in front of bcrypt until all twelve requests are in: only LOCKOUT_THRESHOLD may get there."""
-    gate = _gate_logins(monkeypatch)
+    bcrypt = gate(login_service, "verify_password")
     tasks = [asyncio.create_task(_attempt(client, account.email, password))
              for password in [WRONG] * 11 + [PASSWORD]]
-    await eventually(lambda: gate.held + sum(task.done() for task in tasks) == 12, what="every request placed")
-    assert gate.held == 5  # the other seven were refused before bcrypt
+    await eventually(lambda: bcrypt.held + sum(task.done() for task in tasks) == 12, what="every request placed")
+    assert bcrypt.held == 5  # the other seven were refused before bcrypt
     refused = [task.result().status_code for task in tasks if task.done()]
     assert refused == [423] * 7
-    gate.open()
+    bcrypt.open()
     statuses = [(await task).status_code for task in tasks]
-    assert gate.calls == 5
+    assert bcrypt.calls == 5
     assert statuses.count(423) == 7 and statuses.count(401) + statuses.count(200) == 5
     assert statuses.count(200) <= 1
     if statuses.count(401) == 5:  # the right password was refused: locked, no session
@@ -142,39 +136,39 @@ async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(cl
         1 + statuses.count(200)
 
 
-async def test_right_password_is_refused_while_checks_in_flight_could_lock(client, account, monkeypatch):
+async def test_right_password_is_refused_while_checks_in_flight_could_lock(client, account, gate):
     for _ in range(4):
         assert (await _attempt(client, account.email)).status_code == 401
-    gate = _gate_logins(monkeypatch)
+    bcrypt = gate(login_service, "verify_password")
     fifth = asyncio.create_task(_attempt(client, account.email))
-    await eventually(lambda: gate.held == 1, what="the fifth wrong password at bcrypt")
+    await eventually(lambda: bcrypt.held == 1, what="the fifth wrong password at bcrypt")
     right = asyncio.create_task(_attempt(client, account.email, PASSWORD))
-    await eventually(lambda: right.done() or gate.held == 2, what="the right password answered or at bcrypt")
-    gate.open()
-    assert (await right).status_code == 423 and gate.calls == 1
+    await eventually(lambda: right.done() or bcrypt.held == 2, what="the right password answered or at bcrypt")
+    bcrypt.open()
+    assert (await right).status_code == 423 and bcrypt.calls == 1
     assert (await fifth).status_code == 401
     assert (await _attempt(client, account.email, PASSWORD)).status_code == 423
 
 
-async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, account, monkeypatch):
+async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, account, gate):
     """The write transaction re-checks the lock: a lock that lands during bcrypt (from another
     worker, a lapsed reservation) still keeps the tokens back."""
-    gate = _gate_logins(monkeypatch)
+    bcrypt = gate(login_service, "verify_password")
     right = asyncio.create_task(_attempt(client, account.email, PASSWORD))
-    await eventually(lambda: gate.held == 1, what="the login at bcrypt")
+    await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
     await pg.execute("UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1",
                      account.id)
-    gate.open()
+    bcrypt.open()
     response = await right
     assert response.status_code == 423 and response.json()["retry_after"] > 800
     assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == 1
 
 
-async def test_a_cancelled_login_releases_its_reservation(app, db, redis_raw, account, monkeypatch):
-    gate = _gate_logins(monkeypatch)
+async def test_a_cancelled_login_releases_its_reservation(app, db, redis_raw, account, gate):
+    bcrypt = gate(login_service, "verify_password")
     task = asyncio.create_task(login_service.login(app.ctx, email=account.email, password=PASSWORD,
                                                    client=Client(ip="10.0.0.2")))
-    await eventually(lambda: gate.held == 1, what="the login at bcrypt")
+    await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
     pending = app.ctx.store.keys.login_pending(account.email)
     assert await redis_raw.zcard(pending) == 1
     task.cancel()

@@ -9,7 +9,7 @@ from manas360.security.passwords import hash_password
 from manas360.services import auth as auth_service
 from manas360.services import login as login_service
 from tests.fixtures.accounts import API, PASSWORD, bearer, login
-from tests.fixtures.gates import Gate, eventually
+from tests.fixtures.gates import eventually
 
 URL = f"{API}/auth/password"
 NEW_PASSWORD = "a brand new passphrase"
@@ -40,45 +40,42 @@ async def test_failed_logins_and_wrong_current_passwords_share_one_count(client,
     assert [(await _change(client, account.headers, current=WRONG)).status_code for _ in range(3)] == [401, 401, 423]
 
 
-async def test_a_login_checked_before_a_password_change_commits_gets_no_session(client, pg, account, monkeypatch):
-    gate = Gate(login_service.verify_password)
-    monkeypatch.setattr(login_service, "verify_password", gate)
+async def test_a_login_checked_before_a_password_change_commits_gets_no_session(client, pg, account, gate):
+    bcrypt = gate(login_service, "verify_password")
     stale = asyncio.create_task(_login(client, account.email, PASSWORD))
-    await eventually(lambda: gate.held == 1, what="the login at bcrypt")
+    await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
     changed = await _change(client, account.headers)
     assert changed.status_code == 200
-    gate.open()
+    bcrypt.open()
     response = await stale
     assert (response.status_code, response.json()["error"]) == (401, "InvalidCredentials")
     assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
                              account.id) == 1
 
 
-async def test_a_login_cannot_restore_the_old_password_by_upgrading_its_cost(client, pg, account, monkeypatch):
+async def test_a_login_cannot_restore_the_old_password_by_upgrading_its_cost(client, pg, account, gate):
     await pg.execute("UPDATE user_accounts SET password_hash = $2 WHERE id = $1", account.id,
                      await hash_password(password=PASSWORD, cost=5))  # outdated: the login would re-hash it
-    gate = Gate(login_service.verify_password)
-    monkeypatch.setattr(login_service, "verify_password", gate)
+    bcrypt = gate(login_service, "verify_password")
     stale = asyncio.create_task(_login(client, account.email, PASSWORD))
-    await eventually(lambda: gate.held == 1, what="the login at bcrypt")
+    await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
     assert (await _change(client, account.headers)).status_code == 200
-    gate.open()
+    bcrypt.open()
     assert (await stale).status_code == 401
     assert (await _login(client, account.email, NEW_PASSWORD)).status_code == 200
     assert (await _login(client, account.email, PASSWORD)).status_code == 401
 
 
-async def test_of_two_racing_changes_the_one_whose_session_was_revoked_loses(client, account, monkeypatch):
+async def test_of_two_racing_changes_the_one_whose_session_was_revoked_loses(client, account, gate):
     """The victim changes the password while the attacker's change (from a second session,
     checked first) is still in flight: the victim's change revokes the attacker's session."""
     attacker = await login(client, account)
-    gate = Gate(auth_service.verify_password, hold=lambda n: n == 1)
-    monkeypatch.setattr(auth_service, "verify_password", gate)
+    bcrypt = gate(auth_service, "verify_password", hold=lambda n: n == 1)
     theirs = asyncio.create_task(_change(client, attacker.headers, new="the attacker's password"))
-    await eventually(lambda: gate.held == 1, what="the attacker's change at bcrypt")
+    await eventually(lambda: bcrypt.held == 1, what="the attacker's change at bcrypt")
     ours = await _change(client, account.headers)
     assert ours.status_code == 200
-    gate.open()
+    bcrypt.open()
     response = await theirs
     assert (response.status_code, response.json()["error"]) == (401, "TokenRevoked")
     assert (await _login(client, account.email, NEW_PASSWORD)).status_code == 200
