@@ -10,6 +10,7 @@ times (session expiry, revocation times, the token epoch) are PostgreSQL's clock
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import SimpleNamespace
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -145,7 +146,7 @@ async def _ensure_caller_live(conn: BaseDBAsyncClient, *, principal: Principal) 
 
 
 async def _replace_password(conn: BaseDBAsyncClient, *, account: users.Credentials,
-                            new_hash: str) -> tuple:
+                            new_hash: str) -> tuple[datetime, list[str], int]:
     """Revoke every session, move the epoch and set the hash; (now, revoked ids, epoch ms)."""
     if not await users.replace_password_hash(conn, user_id=account.user_id, verified_hash=account.password_hash,
                                              new_hash=new_hash):

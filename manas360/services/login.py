@@ -83,7 +83,8 @@ async def reject(ctx: SimpleNamespace, *, reservation: Reservation, account: Cre
             until = await db_now(conn) + lockout.lock_duration(ctx)
             await audit.record(conn, action=audit.ACCOUNT_LOCKED, actor_id=None, target_user_id=user_id,
                                ip=client.ip, after={"email": email, "locked_until": iso(until)})
-    metrics.LOGINS.labels("failure").inc()
+    if via == LOGIN:
+        metrics.LOGINS.labels("failure").inc()
     if verdict.locked_now:
         metrics.LOCKOUTS.inc()
     if verdict.already_locked:
