@@ -26,9 +26,9 @@ LOCKOUT_THRESHOLD = 5  # the default, which test_environ leaves alone
 RECOVERY_BOUND_S = 10.0
 REDIS_TIMEOUT_S = 1.0  # REDIS_SOCKET_TIMEOUT_S and REDIS_CONNECT_TIMEOUT_S, by default
 FROZEN_ANSWER_BOUND_S = 4 * REDIS_TIMEOUT_S + 1.5
-"""A frozen Redis costs a request at most four timeouts (login, measured ~4 s): the global
-and auth limiters' checks (both then fail open) and the lockout read through redis-py,
-which retries once after a timeout too."""
+"""A frozen Redis costs a request at most four timeouts (login, measured ~4 s before the
+`auth` policy failed closed): the global limiter's check (fails open), then the auth
+limiter's (fails closed: 503, or at once while the limiter's breaker is open)."""
 
 
 def test_redis_killed_and_restarted_empty_fails_closed_then_recovers_without_forgetting(
