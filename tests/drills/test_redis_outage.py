@@ -56,9 +56,12 @@ def test_redis_killed_and_restarted_empty_fails_closed_then_recovers_without_for
 
             restarted_at = time.monotonic()
             private_redis.start()  # empty: no persistence
+            # Login too: its `auth` limit fails closed, for STORE_RETRY_S after a worker's last
+            # Redis error as well (the limiter's breaker), so it may recover a moment later.
             recovery_s = wait_until(lambda: all(w.get(DASHBOARD, headers=warm.headers).status_code == 200
-                                                for w in workers),
-                                    timeout=RECOVERY_BOUND_S, what="gated requests to succeed again on every worker")
+                                                and login(w, locked.email).status_code != 503 for w in workers),
+                                    timeout=RECOVERY_BOUND_S, what="gated requests and logins to succeed again "
+                                                                   "on every worker")
             traffic.wait_for(lambda o: o.started > restarted_at + recovery_s and o.status == 200, count=5)
 
         outage = [o for o in traffic.outcomes if killed_at < o.started and o.ended < restarted_at] + during
