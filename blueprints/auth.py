@@ -63,7 +63,8 @@ async def register(request: Request) -> HTTPResponse:
     summary="Sign in with email and password",
     description="Opens a new session. A wrong password and an unknown email get the same 401 "
                 "`InvalidCredentials`. Five failures within 15 minutes lock the address for 15 minutes: "
-                f"423 `AccountLocked` with `retry_after`, even with the right password. {_TOKEN_PAIR}",
+                "423 `AccountLocked` with `retry_after`, even with the right password. A disabled account's "
+                f"right password gets 403 `AccountDisabled` and no tokens. {_TOKEN_PAIR}",
     tag="auth", body={"application/json": LoginBody.model_json_schema()})
 async def sign_in(request: Request) -> HTTPResponse:
     body = parse_body(request, LoginBody)
@@ -107,8 +108,10 @@ async def logout_all(request: Request) -> HTTPResponse:
 @bp.post("/password")
 @openapi.definition(
     summary="Change the password",
-    description="Needs the current password (401 `InvalidCredentials` otherwise). Revokes every session, "
-                f"this one included, and returns the pair of a new session, the only live one. {_TOKEN_PAIR}",
+    description="Needs the current password (401 `InvalidCredentials` otherwise); a wrong one counts toward "
+                "the account's lockout like a failed login (423 `AccountLocked` once locked, even with the right "
+                "one). Revokes every session, this one included, and returns the pair of a new session, the only "
+                f"live one. {_TOKEN_PAIR}",
     tag="auth", body={"application/json": PasswordBody.model_json_schema()}, secured="bearer")
 @authenticated()
 async def change_password(request: Request) -> HTTPResponse:

@@ -59,6 +59,10 @@ class Keys:
     def login_lock(self, email: str) -> str:
         return f"{self.login_tag(email)}:lock"
 
+    def login_pending(self, email: str) -> str:
+        """Password checks in flight for the identity (reservations), see store/lockout.py."""
+        return f"{self.login_tag(email)}:pending"
+
     # reference data ---------------------------------------------------------------------
     def reference_version(self) -> str:
         return f"{self.prefix}ref:version"

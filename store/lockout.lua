@@ -1,11 +1,14 @@
--- Count one failed login for one login identity; lock it at the threshold.
--- KEYS[1] = failures (sorted set of attempt times, ms), KEYS[2] = lock.
--- ARGV = threshold, window ms, lock ms, a unique member for this attempt.
+-- Count one failed password check for one login identity; lock it at the threshold.
+-- KEYS[1] = failures (sorted set of failure times, ms), KEYS[2] = lock,
+-- KEYS[3] = pending (the reservations of checks in flight, see lockout_reserve.lua).
+-- ARGV = threshold, window ms, lock ms, the check's reservation (a unique member).
 -- Returns {state, failures in the window, lock ms left}: state 0 = counted, 1 = already
 -- locked (not counted), 2 = counted and this failure set the lock.
 -- Atomic, so concurrent failures from many connections lock at exactly the threshold.
+-- The reservation becomes the failure: pending shrinks by one as failures grow by one.
 
 local threshold, window_ms, lock_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[4])
 local locked_ms = redis.call('PTTL', KEYS[2])
 if locked_ms > 0 then
   return {1, 0, locked_ms}

@@ -3,22 +3,28 @@ session, a password change, and the administrator's revoke-all hook.
 
 Each one commits to PostgreSQL first (sessions and refresh tokens revoked, the access
 token's jti or the user's token epoch recorded), then publishes to Redis
-(manas360.services.revocation), so a flush never resurrects a revoked token.
+(manas360.services.revocation), so a flush never resurrects a revoked token. The publish
+runs to completion even if the client disconnects and its handler is cancelled. Validity
+times (session expiry, revocation times, the token epoch) are PostgreSQL's clock.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import SimpleNamespace
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from manas360.errors import InvalidCredentials, NotFound, ValidationError
+from manas360.errors import InvalidCredentials, NotFound, TokenRevoked, ValidationError
 from manas360.security.passwords import hash_password, verify_password
-from manas360.services import audit, revocation, sessions, users
+from manas360.services import audit, login, revocation, sessions, users
 from manas360.services.access import Principal
-from manas360.services.clock import from_ms, to_ms, utcnow
+from manas360.services.clock import db_now, epoch_ms, from_ms, to_ms
+from manas360.services.lockout import release_check
+from manas360.services.repair import run_to_completion
 from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, issue_pair
+from manas360.services.tokens import TokenPair, issue_pair, issued_ms
 
 
 async def register(ctx: SimpleNamespace, *, email: str, password: str, display_name: str,
@@ -29,12 +35,11 @@ async def register(ctx: SimpleNamespace, *, email: str, password: str, display_n
     if problem:
         raise ValidationError({"email": problem})
     password_hash = await hash_password(password=password, cost=ctx.settings.bcrypt_cost)
-    now = utcnow()
     async with in_transaction() as conn:
         user_id = await users.insert_user(conn, email=email, password_hash=password_hash,
                                           display_name=display_name.strip())
         session_id, refresh_token = await sessions.open_session(
-            conn, user_id=user_id, client=client, refresh_ttl_s=ctx.settings.jwt_refresh_ttl, now=now)
+            conn, user_id=user_id, client=client, refresh_ttl_s=ctx.settings.jwt_refresh_ttl, now=await db_now(conn))
         await audit.record(conn, action=audit.REGISTER, actor_id=user_id, target_user_id=user_id, ip=client.ip,
                            after={"email": email, "session_id": session_id})
         user = await users.get_user(user_id=user_id, conn=conn)
@@ -43,8 +48,8 @@ async def register(ctx: SimpleNamespace, *, email: str, password: str, display_n
 
 async def logout(ctx: SimpleNamespace, *, principal: Principal, client: Client) -> None:
     """Revoke the caller's session: its refresh tokens and access tokens, this one included."""
-    now = utcnow()
     async with in_transaction() as conn:
+        now = await db_now(conn)
         await sessions.revoke_session(conn, session_id=principal.session_id, user_id=principal.user_id,
                                       reason="logout", now=now)
         await conn.execute_query(
@@ -53,21 +58,22 @@ async def logout(ctx: SimpleNamespace, *, principal: Principal, client: Client) 
             [principal.jti, principal.user_id, principal.session_id, "logout", now, from_ms(principal.expires_ms)])
         await audit.record(conn, action=audit.LOGOUT, actor_id=principal.user_id, target_user_id=principal.user_id,
                            ip=client.ip, after={"session_id": principal.session_id})
-    await revocation.publish(ctx.store, settings=ctx.settings, user_id=principal.user_id, now_ms=to_ms(now),
-                             session_ids=[principal.session_id], jtis={principal.jti: principal.expires_ms})
+    await run_to_completion(revocation.publish(
+        ctx.store, settings=ctx.settings, user_id=principal.user_id, now_ms=to_ms(now),
+        session_ids=[principal.session_id], jtis={principal.jti: principal.expires_ms}))
 
 
 async def delete_session(ctx: SimpleNamespace, *, principal: Principal, session_id: str, client: Client) -> None:
     """Revoke one of the caller's own sessions; NotFound for anyone else's or an unknown id."""
-    now = utcnow()
     async with in_transaction() as conn:
+        now = await db_now(conn)
         if not await sessions.revoke_session(conn, session_id=session_id, user_id=principal.user_id,
                                              reason="deleted", now=now):
             raise NotFound()
         await audit.record(conn, action=audit.SESSION_REVOKED, actor_id=principal.user_id,
                            target_user_id=principal.user_id, ip=client.ip, after={"session_id": session_id})
-    await revocation.publish(ctx.store, settings=ctx.settings, user_id=principal.user_id, now_ms=to_ms(now),
-                             session_ids=[session_id])
+    await run_to_completion(revocation.publish(ctx.store, settings=ctx.settings, user_id=principal.user_id,
+                                               now_ms=to_ms(now), session_ids=[session_id]))
 
 
 async def logout_all(ctx: SimpleNamespace, *, principal: Principal, client: Client) -> None:
@@ -79,55 +85,87 @@ async def logout_all(ctx: SimpleNamespace, *, principal: Principal, client: Clie
 async def revoke_all_sessions(ctx: SimpleNamespace, *, user_id: str, actor_id: str | None, client: Client,
                               action: str = audit.SESSIONS_REVOKED, reason: str = "admin") -> None:
     """Revoke every session and access token of a user at once (also the admin hook)."""
-    now = utcnow()
     async with in_transaction() as conn:
         if not await sessions.lock_user(conn, user_id=user_id):
             raise NotFound()
+        now = await db_now(conn)
         session_ids = await sessions.revoke_user_sessions(conn, user_id=user_id, reason=reason, now=now)
-        epoch_ms = await _move_epoch(conn, user_id=user_id)
+        epoch = await _move_epoch(conn, user_id=user_id)
         await audit.record(conn, action=action, actor_id=actor_id, target_user_id=user_id, ip=client.ip,
                            after={"sessions": len(session_ids)})
-    await revocation.publish(ctx.store, settings=ctx.settings, user_id=user_id, now_ms=to_ms(now),
-                             epoch_ms=epoch_ms, session_ids=session_ids)
+    await run_to_completion(revocation.publish(ctx.store, settings=ctx.settings, user_id=user_id, now_ms=to_ms(now),
+                                               epoch_ms=epoch, session_ids=session_ids))
 
 
 async def change_password(ctx: SimpleNamespace, *, principal: Principal, current_password: str, new_password: str,
                           client: Client) -> TokenPair:
-    """Set a new password, revoke every session (this one too), and open a new one."""
-    settings = ctx.settings
+    """Set a new password, revoke every session (this one too), and open a new one.
+
+    The current password is checked like a login's (reserved against the lockout first; a
+    wrong one counts as a failed login), and what the check saw is confirmed under the user
+    row lock: a change or revocation that committed meanwhile wins.
+    """
     account = await users.get_credentials(user_id=principal.user_id)
-    if account is None or not await verify_password(password=current_password, password_hash=account.password_hash):
+    if account is None:
         raise InvalidCredentials()
-    new_hash = await hash_password(password=new_password, cost=settings.bcrypt_cost)
-    now = utcnow()
-    async with in_transaction() as conn:
-        if not await sessions.lock_user(conn, user_id=principal.user_id):
-            raise InvalidCredentials()
-        session_ids = await sessions.revoke_user_sessions(conn, user_id=principal.user_id, reason="password_change",
-                                                          now=now)
-        epoch_ms = await _move_epoch(conn, user_id=principal.user_id, password_hash=new_hash)
-        session_id, refresh_token = await sessions.open_session(
-            conn, user_id=principal.user_id, client=client, refresh_ttl_s=settings.jwt_refresh_ttl, now=now)
-        await audit.record(conn, action=audit.PASSWORD_CHANGED, actor_id=principal.user_id,
-                           target_user_id=principal.user_id, ip=client.ip,
-                           after={"sessions_revoked": len(session_ids), "session_id": session_id})
-        user = await users.get_user(user_id=principal.user_id, conn=conn)
-    await revocation.publish(ctx.store, settings=settings, user_id=principal.user_id, now_ms=to_ms(now),
-                             epoch_ms=epoch_ms, session_ids=session_ids)
-    # The new session's first token must outlive the epoch that killed all the others.
-    return issue_pair(ctx, user=user, session_id=session_id, refresh_token=refresh_token,
-                      not_before_ms=epoch_ms + 1)
+    reservation = await login.reserve(ctx, email=account.email, account=account, client=client,
+                                      via=login.PASSWORD_CHANGE)
+    try:
+        if not await verify_password(password=current_password, password_hash=account.password_hash):
+            await login.reject(ctx, reservation=reservation, account=account, client=client, via=login.PASSWORD_CHANGE)
+        new_hash = await hash_password(password=new_password, cost=ctx.settings.bcrypt_cost)
+        async with in_transaction() as conn:
+            # The caller's own revocation is the first refusal (TokenRevoked), then the check's.
+            await sessions.lock_user(conn, user_id=principal.user_id)
+            await _ensure_caller_live(conn, principal=principal)
+            await login.confirm_check(ctx, conn, account=account)
+            now, session_ids, epoch = await _replace_password(conn, account=account, new_hash=new_hash)
+            session_id, refresh_token = await sessions.open_session(  # stamped after the epoch it outlives
+                conn, user_id=principal.user_id, client=client, refresh_ttl_s=ctx.settings.jwt_refresh_ttl,
+                now=await db_now(conn))
+            await audit.record(conn, action=audit.PASSWORD_CHANGED, actor_id=principal.user_id,
+                               target_user_id=principal.user_id, ip=client.ip,
+                               after={"sessions_revoked": len(session_ids), "session_id": session_id})
+            user = await users.get_user(user_id=principal.user_id, conn=conn)
+    finally:
+        await release_check(ctx, reservation=reservation)
+    await run_to_completion(revocation.publish(ctx.store, settings=ctx.settings, user_id=principal.user_id,
+                                               now_ms=to_ms(now), epoch_ms=epoch, session_ids=session_ids))
+    # issue_pair mints after the stored epoch, so the new session outlives the one that killed the others.
+    return issue_pair(ctx, user=user, session_id=session_id, refresh_token=refresh_token)
 
 
-async def _move_epoch(conn, *, user_id: str, password_hash: str | None = None) -> int:
-    """Kill every access token of the user issued until now; return the epoch (ms).
+async def _ensure_caller_live(conn: BaseDBAsyncClient, *, principal: Principal) -> None:
+    """TokenRevoked unless the caller's session and token are still live (under the user row lock)."""
+    rows = await conn.execute_query_dict(
+        'SELECT u."tokens_valid_after" FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
+        'WHERE s."id" = $1 AND s."user_id" = $2 AND s."revoked_at" IS NULL AND s."expires_at" > clock_timestamp()',
+        [principal.session_id, principal.user_id])
+    if not rows or issued_ms(principal.claims) <= epoch_ms(rows[0]["tokens_valid_after"]):
+        raise TokenRevoked()
+
+
+async def _replace_password(conn: BaseDBAsyncClient, *, account: users.Credentials,
+                            new_hash: str) -> tuple[datetime, list[str], int]:
+    """Revoke every session, move the epoch and set the hash; (now, revoked ids, epoch ms)."""
+    if not await users.replace_password_hash(conn, user_id=account.user_id, verified_hash=account.password_hash,
+                                             new_hash=new_hash):
+        raise InvalidCredentials()
+    now = await db_now(conn)
+    session_ids = await sessions.revoke_user_sessions(conn, user_id=account.user_id, reason="password_change",
+                                                      now=now)
+    return now, session_ids, await _move_epoch(conn, user_id=account.user_id)
+
+
+async def _move_epoch(conn: BaseDBAsyncClient, *, user_id: str) -> int:
+    """Kill every access token of the user issued until now; return the stored epoch (ms).
 
     Taken after the user's sessions are locked and revoked, so a refresh that committed
     before holds an older issue time, and one that comes after finds its session revoked.
+    PostgreSQL's clock, in whole ms (the tokens' precision), never moved backwards.
     """
-    epoch_ms = to_ms(utcnow())
-    await conn.execute_query(
-        'UPDATE "user_accounts" SET "tokens_valid_after" = GREATEST("tokens_valid_after", $2), '
-        '"password_hash" = COALESCE($3, "password_hash"), "updated_at" = now() WHERE "id" = $1',
-        [user_id, from_ms(epoch_ms), password_hash])
-    return epoch_ms
+    rows = await conn.execute_query_dict(
+        'UPDATE "user_accounts" SET "tokens_valid_after" = '
+        'GREATEST("tokens_valid_after", date_trunc(\'milliseconds\', clock_timestamp())), "updated_at" = now() '
+        'WHERE "id" = $1 RETURNING "tokens_valid_after"', [user_id])
+    return epoch_ms(rows[0]["tokens_valid_after"])

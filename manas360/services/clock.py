@@ -24,6 +24,12 @@ def to_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // _MS  # integer arithmetic: no float rounding
 
 
+def epoch_ms(moment: datetime | None) -> int:
+    """A token epoch in ms, rounded UP (0 for none): a token issued at or before it is dead, so
+    rounding up only ever errs towards "revoked", and `epoch_ms(...) + 1` is always alive."""
+    return -((_EPOCH - moment) // _MS) if moment is not None else 0
+
+
 def from_ms(ms: int) -> datetime:
     return _EPOCH + ms * _MS
 

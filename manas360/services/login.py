@@ -1,9 +1,14 @@
 """Login: password check against the lockout, every attempt recorded.
 
-An unknown email and a wrong password take the same path: one lookup, one lockout check,
-one bcrypt verification (against a dummy hash when there is no account), one counted
-failure, one 401 InvalidCredentials. Nothing in the answer or its timing says whether the
-account exists.
+An unknown email and a wrong password take the same path: one lookup, one reservation of
+the check (manas360.services.lockout), one bcrypt verification (against a dummy hash when
+there is no account), one counted failure, one 401 InvalidCredentials. Nothing in the
+answer or its timing says whether the account exists.
+
+The check runs outside any lock; what it verified is confirmed in the write transaction,
+under the user row lock: the hash must be the one verified (a password change in between
+wins), the account must not be locked or disabled, and the cost upgrade is a compare-and-
+set on the verified hash, so a login can never restore an old password.
 """
 
 from __future__ import annotations
@@ -16,27 +21,41 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import metrics
-from manas360.errors import AccountLocked, InvalidCredentials
+from manas360.errors import AccountDisabled, AccountLocked, AppError, InvalidCredentials
 from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from manas360.services import audit, lockout, sessions, users
-from manas360.services.clock import iso, utcnow
+from manas360.services.clock import db_now, iso
+from manas360.services.lockout import Reservation
 from manas360.services.sessions import Client
 from manas360.services.tokens import TokenPair, issue_pair
 from manas360.services.users import Credentials
+
+LOGIN, PASSWORD_CHANGE = "login", "password_change"
 
 
 async def login(ctx: SimpleNamespace, *, email: str, password: str, client: Client) -> TokenPair:
     """Exchange an email and password for a new session's token pair."""
     email = users.normalize_email(email)
     account = await users.get_credentials(email=email)
-    retry_after = await lockout.seconds_locked(ctx, email=email, locked_until=account and account.locked_until)
-    if retry_after:
-        async with in_transaction() as conn:
-            await _record_attempt(conn, email=email, account=account, client=client, reason="locked")
-        raise AccountLocked(retry_after)
-    if not await _password_matches(ctx, account=account, password=password):
-        await _fail(ctx, email=email, account=account, client=client)
-    return await _succeed(ctx, account=account, password=password, client=client, email=email)
+    reservation = await reserve(ctx, email=email, account=account, client=client)
+    try:
+        if not await _password_matches(ctx, account=account, password=password):
+            await reject(ctx, reservation=reservation, account=account, client=client)
+        return await _succeed(ctx, account=account, password=password, client=client, email=email)
+    finally:
+        await lockout.release_check(ctx, reservation=reservation)
+
+
+async def reserve(ctx: SimpleNamespace, *, email: str, account: Credentials | None, client: Client,
+                  via: str = LOGIN) -> Reservation:
+    """Reserve the password check (lockout); a refusal (423) is recorded and raised."""
+    try:
+        return await lockout.reserve_check(ctx, email=email, database_lock_ms=account.lock_ms if account else 0)
+    except AccountLocked:
+        if via == LOGIN:
+            async with in_transaction() as conn:
+                await _record_attempt(conn, email=email, account=account, client=client, reason="locked")
+        raise
 
 
 async def _password_matches(ctx: SimpleNamespace, *, account: Credentials | None, password: str) -> bool:
@@ -47,29 +66,44 @@ async def _password_matches(ctx: SimpleNamespace, *, account: Credentials | None
     return await verify_password(password=password, password_hash=account.password_hash)
 
 
-async def _fail(ctx: SimpleNamespace, *, email: str, account: Credentials | None, client: Client) -> NoReturn:
-    """Count the failure (maybe locking), record it, and raise the answer."""
-    verdict = await lockout.count_failure(ctx, email=email)
+async def reject(ctx: SimpleNamespace, *, reservation: Reservation, account: Credentials | None, client: Client,
+                 via: str = LOGIN) -> NoReturn:
+    """Count the failure (maybe locking), record it, and raise the answer (401, or 423)."""
+    email = reservation.email
     user_id = account.user_id if account else None
-    now = utcnow()
     async with in_transaction() as conn:
+        verdict = await lockout.count_failure(ctx, conn, reservation=reservation, user_id=user_id)
         reason = "locked" if verdict.already_locked else "invalid_credentials"
-        await _record_attempt(conn, email=email, account=account, client=client, reason=reason)
+        if via == LOGIN:
+            await _record_attempt(conn, email=email, account=account, client=client, reason=reason)
         if not verdict.already_locked:
             await audit.record(conn, action=audit.LOGIN_FAILED, actor_id=None, target_user_id=user_id, ip=client.ip,
-                               after={"email": email, "failures": verdict.failures})
+                               after={"email": email, "failures": verdict.failures, "via": via})
         if verdict.locked_now:
-            until = lockout.locked_until(ctx, now=now)
-            if account is not None:
-                await lockout.set_database_lock(user_id=account.user_id, until=until, conn=conn)
+            until = await db_now(conn) + lockout.lock_duration(ctx)
             await audit.record(conn, action=audit.ACCOUNT_LOCKED, actor_id=None, target_user_id=user_id,
                                ip=client.ip, after={"email": email, "locked_until": iso(until)})
-    metrics.LOGINS.labels("failure").inc()
+    if via == LOGIN:
+        metrics.LOGINS.labels("failure").inc()
     if verdict.locked_now:
         metrics.LOCKOUTS.inc()
     if verdict.already_locked:
         raise AccountLocked(math.ceil(verdict.lock_ms / 1000))
     raise InvalidCredentials()
+
+
+async def confirm_check(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, account: Credentials) -> Credentials:
+    """Lock the user row and confirm a check that passed outside the lock: the same hash
+    still stands, and the account is neither locked nor disabled. Raises the refusal."""
+    current = await users.lock_credentials(conn, user_id=account.user_id)
+    if current is None or current.password_hash != account.password_hash:
+        raise InvalidCredentials()
+    locked_ms = await lockout.lock_ms(ctx, email=current.email, database_lock_ms=current.lock_ms)
+    if locked_ms:
+        raise AccountLocked(math.ceil(locked_ms / 1000))
+    if current.status != "active":
+        raise AccountDisabled()
+    return current
 
 
 async def _succeed(ctx: SimpleNamespace, *, account: Credentials, password: str, client: Client,
@@ -79,19 +113,42 @@ async def _succeed(ctx: SimpleNamespace, *, account: Credentials, password: str,
     new_hash = None
     if needs_rehash(password_hash=account.password_hash, cost=settings.bcrypt_cost):
         new_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
-    now = utcnow()
+    refusal = None
     async with in_transaction() as conn:
-        session_id, refresh_token = await sessions.open_session(
-            conn, user_id=account.user_id, client=client, refresh_ttl_s=settings.jwt_refresh_ttl, now=now)
-        await conn.execute_query(
-            'UPDATE "user_accounts" SET "last_login_at" = $2, "password_hash" = COALESCE($3, "password_hash") '
-            'WHERE "id" = $1', [account.user_id, now, new_hash])
-        await _record_attempt(conn, email=email, account=account, client=client, reason="ok", success=True)
-        await audit.record(conn, action=audit.LOGIN, actor_id=account.user_id, target_user_id=account.user_id,
-                           ip=client.ip, after={"session_id": session_id})
-        user = await users.get_user(user_id=account.user_id, conn=conn)
+        try:
+            await confirm_check(ctx, conn, account=account)
+        except AppError as exc:
+            refusal = exc
+            await _record_attempt(conn, email=email, account=account, client=client, reason=_reason(exc))
+        else:
+            session_id, refresh_token = await _open(ctx, conn, account=account, client=client, email=email,
+                                                    new_hash=new_hash)
+            user = await users.get_user(user_id=account.user_id, conn=conn)
+    if refusal is not None:
+        raise refusal
     metrics.LOGINS.labels("success").inc()
     return issue_pair(ctx, user=user, session_id=session_id, refresh_token=refresh_token)
+
+
+async def _open(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, account: Credentials, client: Client, email: str,
+                new_hash: str | None) -> tuple[str, str]:
+    """The session, the cost upgrade (compare-and-set), the attempt and the audit entry."""
+    now = await db_now(conn)
+    session_id, refresh_token = await sessions.open_session(
+        conn, user_id=account.user_id, client=client, refresh_ttl_s=ctx.settings.jwt_refresh_ttl, now=now)
+    await conn.execute_query('UPDATE "user_accounts" SET "last_login_at" = $2 WHERE "id" = $1',
+                             [account.user_id, now])
+    if new_hash is not None:
+        await users.replace_password_hash(conn, user_id=account.user_id, verified_hash=account.password_hash,
+                                          new_hash=new_hash)
+    await _record_attempt(conn, email=email, account=account, client=client, reason="ok", success=True)
+    await audit.record(conn, action=audit.LOGIN, actor_id=account.user_id, target_user_id=account.user_id,
+                       ip=client.ip, after={"session_id": session_id})
+    return session_id, refresh_token
+
+
+def _reason(refusal: AppError) -> str:
+    return {AccountLocked: "locked", AccountDisabled: "disabled"}.get(type(refusal), "password_changed")
 
 
 async def _record_attempt(conn: BaseDBAsyncClient, *, email: str, account: Credentials | None, client: Client,

@@ -25,9 +25,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import metrics
-from manas360.errors import InvalidToken, TokenReuseDetected
+from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
 from manas360.services import audit, revocation, sessions, users
-from manas360.services.clock import to_ms, utcnow
+from manas360.services.clock import db_now, to_ms
+from manas360.services.repair import run_to_completion
 from manas360.services.sessions import Client
 from manas360.services.tokens import (TokenPair, derive_successor, hash_refresh_token, issue_pair,
                                       successor_keys)
@@ -45,9 +46,9 @@ class _Presented:
 
 async def refresh(ctx: SimpleNamespace, *, refresh_token: str, client: Client) -> TokenPair:
     """Exchange a refresh token for a new pair (rotation), or its grace successor again."""
-    now = utcnow()
     async with in_transaction() as conn:
         token = await _lock_and_read(conn, token_hash=hash_refresh_token(refresh_token))
+        now = await db_now(conn)
         if token is None or token.revoked_at is not None or token.expires_at <= now:
             raise InvalidToken()
         if token.rotated_at is None:
@@ -61,27 +62,39 @@ async def refresh(ctx: SimpleNamespace, *, refresh_token: str, client: Client) -
         else:
             await _revoke_for_reuse(conn, token=token, client=client, now=now)
     if successor is None:
-        await revocation.publish(ctx.store, settings=ctx.settings, user_id=token.user_id, now_ms=to_ms(now),
-                                 session_ids=[token.session_id])
+        await run_to_completion(revocation.publish(ctx.store, settings=ctx.settings, user_id=token.user_id,
+                                                   now_ms=to_ms(now), session_ids=[token.session_id]))
         raise TokenReuseDetected()
     return issue_pair(ctx, user=user, session_id=token.session_id, refresh_token=successor)
 
 
 async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presented | None:
-    """Lock the token's live session, then read the token (after the lock: its latest state)."""
-    rows = await conn.execute_query_dict('SELECT "session_id" FROM "tokens" WHERE "token_hash" = $1', [token_hash])
+    """Lock the token's live session, then read the token (after the lock: its latest state).
+
+    AccountDisabled for any token of a disabled account, live session or not.
+    """
+    rows = await conn.execute_query_dict(
+        'SELECT t."session_id", u."status" FROM "tokens" t JOIN "user_accounts" u ON u."id" = t."user_id" '
+        'WHERE t."token_hash" = $1 AND u."deleted_at" IS NULL', [token_hash])
     if not rows:
         return None
+    _refuse_disabled(rows[0]["status"])
     locked = await conn.execute_query_dict(
-        'SELECT 1 FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
+        'SELECT u."status" FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
         'WHERE s."id" = $1 AND s."revoked_at" IS NULL AND u."deleted_at" IS NULL FOR UPDATE OF s',
         [rows[0]["session_id"]])
     if not locked:
         return None
+    _refuse_disabled(locked[0]["status"])
     rows = await conn.execute_query_dict(
         'SELECT "id", "session_id", "user_id", "expires_at", "rotated_at", "revoked_at" FROM "tokens" '
         'WHERE "token_hash" = $1', [token_hash])
     return _presented(rows[0]) if rows else None
+
+
+def _refuse_disabled(status: str) -> None:
+    if status != "active":
+        raise AccountDisabled()
 
 
 def _presented(row: dict[str, Any]) -> _Presented:

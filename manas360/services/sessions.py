@@ -14,7 +14,7 @@ from typing import Any
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.services.clock import iso, utcnow
+from manas360.services.clock import iso
 from manas360.services.tokens import hash_refresh_token, new_refresh_token
 
 MAX_USER_AGENT_CHARS = 512
@@ -49,7 +49,10 @@ class SessionInfo:
 
 async def open_session(conn: BaseDBAsyncClient, *, user_id: str, client: Client, refresh_ttl_s: int,
                        now: datetime) -> tuple[str, str]:
-    """Create a session and its first refresh token; return (session id, refresh token)."""
+    """Create a session and its first refresh token; return (session id, refresh token).
+
+    `now` is the database's clock (manas360.services.clock.db_now), as every validity time.
+    """
     session_id, refresh_token = str(uuid.uuid4()), new_refresh_token()
     expires_at = now + timedelta(seconds=refresh_ttl_s)
     await conn.execute_query(
@@ -106,8 +109,8 @@ async def list_sessions(*, user_id: str, current_session_id: str) -> list[Sessio
     """The user's live sessions, newest first, the caller's own marked `current`."""
     rows = await connections.get("default").execute_query_dict(
         'SELECT "id", "created_at", "last_used_at", "ip", "user_agent" FROM "sessions" '
-        'WHERE "user_id" = $1 AND "revoked_at" IS NULL AND "expires_at" > $2 ORDER BY "created_at" DESC',
-        [user_id, utcnow()])
+        'WHERE "user_id" = $1 AND "revoked_at" IS NULL AND "expires_at" > clock_timestamp() '
+        'ORDER BY "created_at" DESC', [user_id])
     return [SessionInfo(id=str(row["id"]), created_at=row["created_at"], last_used_at=row["last_used_at"],
                         ip=row["ip"], user_agent=row["user_agent"], current=str(row["id"]) == current_session_id)
             for row in rows]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from manas360.security.jwt import AccessTokenCodec, KeySet
-from manas360.services.clock import to_ms, utcnow
+from manas360.services.clock import epoch_ms, to_ms, utcnow
 from manas360.services.users import User
 from manas360.settings import Settings
 
@@ -97,7 +97,13 @@ def issued_ms(claims: dict[str, Any]) -> int:
 
 
 def issue_pair(ctx: Any, *, user: User, session_id: str, refresh_token: str, not_before_ms: int = 0) -> TokenPair:
-    """A fresh access token for the session, with the given refresh token and user."""
+    """A fresh access token for the session, with the given refresh token and user.
+
+    The token is issued after the user's STORED epoch (`tokens_valid_after`, written by
+    PostgreSQL's clock): a worker whose clock is behind the database's would otherwise mint
+    a token that is born revoked.
+    """
+    not_before_ms = max(not_before_ms, epoch_ms(user.tokens_valid_after) + 1)
     access_token = mint_access_token(ctx.token_codec, user_id=user.id, session_id=session_id,
                                      not_before_ms=not_before_ms)
     return TokenPair(access_token=access_token, refresh_token=refresh_token,

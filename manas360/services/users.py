@@ -68,11 +68,16 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """What a login needs to know about an account."""
+    """What a password check needs to know about an account."""
 
     user_id: str
     password_hash: str
     locked_until: datetime | None
+    email: str = ""
+    status: str = "active"
+    lock_ms: int = 0
+    """Milliseconds left on `locked_until` by the database's clock (0 when not locked)."""
+    tokens_valid_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +131,39 @@ async def get_user(*, user_id: str, conn: BaseDBAsyncClient | None = None) -> Us
     return user_from_row(rows[0]) if rows else None
 
 
+_CREDENTIALS_SQL = (
+    'SELECT "id", "email", "password_hash", "locked_until", "status", "tokens_valid_after", '
+    'GREATEST(0, CEIL(EXTRACT(EPOCH FROM "locked_until" - clock_timestamp()) * 1000))::bigint AS "lock_ms" '
+    'FROM "user_accounts" WHERE {where} AND "deleted_at" IS NULL')
+
+
 async def get_credentials(*, email: str | None = None, user_id: str | None = None) -> Credentials | None:
     """The live account with a normalised address (or an id), or None."""
     where, value = ('LOWER("email") = $1', email) if user_id is None else ('"id" = $1', user_id)
-    rows = await _db(None).execute_query_dict(
-        f'SELECT "id", "password_hash", "locked_until" FROM "user_accounts" WHERE {where} AND "deleted_at" IS NULL',
-        [value])
-    if not rows:
-        return None
-    row = rows[0]
-    return Credentials(user_id=str(row["id"]), password_hash=row["password_hash"], locked_until=row["locked_until"])
+    rows = await _db(None).execute_query_dict(_CREDENTIALS_SQL.format(where=where), [value])
+    return _credentials(rows[0]) if rows else None
+
+
+async def lock_credentials(conn: BaseDBAsyncClient, *, user_id: str) -> Credentials | None:
+    """Lock the user row (first in the lock order) and read its credentials as they are now."""
+    rows = await conn.execute_query_dict(
+        _CREDENTIALS_SQL.format(where='"id" = $1') + ' FOR NO KEY UPDATE', [user_id])
+    return _credentials(rows[0]) if rows else None
+
+
+def _credentials(row: dict[str, Any]) -> Credentials:
+    return Credentials(user_id=str(row["id"]), password_hash=row["password_hash"], locked_until=row["locked_until"],
+                       email=row["email"], status=row["status"], lock_ms=int(row["lock_ms"] or 0),
+                       tokens_valid_after=row["tokens_valid_after"])
+
+
+async def replace_password_hash(conn: BaseDBAsyncClient, *, user_id: str, verified_hash: str,
+                                new_hash: str) -> bool:
+    """Set a new hash only if the stored one is still the one a check verified (compare-and-set)."""
+    updated, _ = await conn.execute_query(
+        'UPDATE "user_accounts" SET "password_hash" = $3, "updated_at" = now() '
+        'WHERE "id" = $1 AND "password_hash" = $2', [user_id, verified_hash, new_hash])
+    return bool(updated)
 
 
 async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str, display_name: str) -> str:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
+import pytest
+
+from manas360.services import login as login_service
 from manas360.services.lockout import unlock_account
+from manas360.services.sessions import Client
 from manas360.settings import load_settings
 from tests.fixtures.accounts import API, PASSWORD, register, unique_email
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.environment import delete_prefixed_keys
+from tests.fixtures.gates import backends_waiting_for_locks, eventually
 
 URL = f"{API}/auth/login"
 WRONG = "definitely wrong"
@@ -104,3 +110,119 @@ async def test_lock_ends_after_its_duration(environ, database, redis_raw):
             if response.status_code == 200:
                 break
         assert response.status_code == 200
+
+
+# -- checks are reserved before bcrypt ------------------------------------------------------
+
+async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(client, pg, account, gate):
+    """The review's attack: 11 wrong passwords and the right one at once. Every check is held
+    in front of bcrypt until all twelve requests are in: only LOCKOUT_THRESHOLD may get there."""
+    bcrypt = gate(login_service, "verify_password")
+    tasks = [asyncio.create_task(_attempt(client, account.email, password))
+             for password in [WRONG] * 11 + [PASSWORD]]
+    await eventually(lambda: bcrypt.held + sum(task.done() for task in tasks) == 12, what="every request placed")
+    assert bcrypt.held == 5  # the other seven were refused before bcrypt
+    refused = [task.result().status_code for task in tasks if task.done()]
+    assert refused == [423] * 7
+    bcrypt.open()
+    statuses = [(await task).status_code for task in tasks]
+    assert bcrypt.calls == 5
+    assert statuses.count(423) == 7 and statuses.count(401) + statuses.count(200) == 5
+    assert statuses.count(200) <= 1
+    if statuses.count(401) == 5:  # the right password was refused: locked, no session
+        assert statuses.count(200) == 0
+        assert (await _attempt(client, account.email, PASSWORD)).status_code == 423
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == \
+        1 + statuses.count(200)
+
+
+async def test_right_password_is_refused_while_checks_in_flight_could_lock(client, account, gate):
+    for _ in range(4):
+        assert (await _attempt(client, account.email)).status_code == 401
+    bcrypt = gate(login_service, "verify_password")
+    fifth = asyncio.create_task(_attempt(client, account.email))
+    await eventually(lambda: bcrypt.held == 1, what="the fifth wrong password at bcrypt")
+    right = asyncio.create_task(_attempt(client, account.email, PASSWORD))
+    await eventually(lambda: right.done() or bcrypt.held == 2, what="the right password answered or at bcrypt")
+    bcrypt.open()
+    assert (await right).status_code == 423 and bcrypt.calls == 1
+    assert (await fifth).status_code == 401
+    assert (await _attempt(client, account.email, PASSWORD)).status_code == 423
+
+
+async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, account, gate):
+    """The write transaction re-checks the lock: a lock that lands during bcrypt (from another
+    worker, a lapsed reservation) still keeps the tokens back."""
+    bcrypt = gate(login_service, "verify_password")
+    right = asyncio.create_task(_attempt(client, account.email, PASSWORD))
+    await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
+    await pg.execute("UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1",
+                     account.id)
+    bcrypt.open()
+    response = await right
+    assert response.status_code == 423 and response.json()["retry_after"] > 800
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == 1
+
+
+async def test_a_cancelled_login_releases_its_reservation(app, db, redis_raw, account, gate):
+    bcrypt = gate(login_service, "verify_password")
+    task = asyncio.create_task(login_service.login(app.ctx, email=account.email, password=PASSWORD,
+                                                   client=Client(ip="10.0.0.2")))
+    await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
+    pending = app.ctx.store.keys.login_pending(account.email)
+    assert await redis_raw.zcard(pending) == 1
+    task.cancel()
+    await eventually(lambda: _zero(redis_raw, pending), what="the reservation released")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def _zero(redis_raw, key) -> bool:
+    return await redis_raw.zcard(key) == 0
+
+
+async def test_the_failure_counter_expires_with_its_window(client, redis_raw, settings, app, account):
+    assert (await _attempt(client, account.email)).status_code == 401
+    ttl_ms = await redis_raw.pttl(app.ctx.store.keys.login_failures(account.email))
+    assert 0 < ttl_ms <= settings.lockout_window_s * 1000
+
+
+async def test_wrong_password_of_a_disabled_account_is_401_and_counted_the_right_one_403(client, pg, account):
+    await pg.execute("UPDATE user_accounts SET status = 'disabled' WHERE id = $1", account.id)
+    wrong = await _attempt(client, account.email)
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "InvalidCredentials")
+    right = await _attempt(client, account.email, PASSWORD)
+    assert (right.status_code, right.json()["error"]) == (403, "AccountDisabled")
+    assert "access_token" not in right.json()
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == 1
+    reasons = await pg.fetch("SELECT reason FROM login_attempts WHERE user_id = $1 ORDER BY id", account.id)
+    assert [r["reason"] for r in reasons] == ["invalid_credentials", "disabled"]
+
+
+# -- unlock against a failure being counted -------------------------------------------------
+
+async def test_an_unlock_queued_behind_the_locking_failure_is_not_lost(client, app, db, pg, account, database):
+    for _ in range(4):
+        await _attempt(client, account.email)
+    holder = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
+    try:
+        # Hold the user row so both steps queue on it: the fifth failure first, then the unlock.
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM user_accounts WHERE id = $1 FOR UPDATE", account.id)
+        fifth = asyncio.create_task(_attempt(client, account.email))
+        await eventually(lambda: backends_waiting_for_locks(pg), what="the failure waiting on the row")
+        unlock = asyncio.create_task(unlock_account(app.ctx, user_id=account.id))
+        await eventually(lambda: _waiting(pg, 2), what="the unlock waiting on the row")
+        await transaction.commit()
+    finally:
+        await holder.close()
+    assert (await fifth).status_code == 401
+    await unlock
+    # The unlock came after the lock: nothing of the lock may survive it.
+    assert await pg.fetchval("SELECT locked_until FROM user_accounts WHERE id = $1", account.id) is None
+    assert (await _attempt(client, account.email, PASSWORD)).status_code == 200
+
+
+async def _waiting(pg, n: int) -> bool:
+    return await backends_waiting_for_locks(pg) >= n

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from manas360.services import repair, revocation
+from manas360.services import auth, repair, revocation
+from manas360.services.access import Principal
+from manas360.services.sessions import Client
 from manas360.settings import load_settings
+from store.client import close_store, open_store
 from tests.fixtures.accounts import API, PASSWORD, register
 from tests.fixtures.app import client_for, running_app
+from tests.fixtures.gates import eventually
+from tests.fixtures.services import redis_server
 
 CLOSED = "127.0.0.1:1"
 
@@ -76,3 +83,35 @@ async def test_a_revocation_redis_missed_is_committed_and_repaired(client, pg, a
         await asyncio.sleep(0.01)
     assert me.json()["error"] == "TokenRevoked"
 
+
+
+async def _paused_clients(admin) -> int:
+    return sum("b" in client["flags"] for client in await admin.client_list())
+
+
+async def test_a_revocation_lands_even_if_the_request_is_cancelled_after_the_commit(app, db, client, pg):
+    """A client that disconnects cancels its handler; the Redis step after the commit must
+    still run. Redis here is a private server whose writes are held (CLIENT PAUSE WRITE)
+    until the handler has been cancelled in the middle of that step."""
+    account = await register(client)
+    claims = app.ctx.token_codec.decode(account.pair["access_token"])
+    principal = Principal(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"], claims=claims)
+    with redis_server() as private:
+        store = open_store(url=private.url, prefix=app.ctx.settings.redis_prefix)
+        admin = Redis.from_url(private.url, decode_responses=True)
+        try:
+            await admin.client_pause(10_000, all=False)
+            ctx = SimpleNamespace(settings=app.ctx.settings, store=store)
+            task = asyncio.create_task(auth.logout(ctx, principal=principal, client=Client()))
+            await eventually(lambda: _paused_clients(admin), what="the revocation write in flight")
+            assert await pg.fetchval("SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",
+                                     principal.session_id)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await admin.client_unpause()
+            key = store.keys.revoked_session(principal.user_id, principal.session_id)
+            await eventually(lambda: admin.exists(key), what="the session's revocation in Redis")
+        finally:
+            await admin.aclose()
+            await close_store(store)

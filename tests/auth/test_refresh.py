@@ -146,3 +146,13 @@ async def test_logout_racing_refreshes_leaves_no_live_token(client, pg):
                 me = await client.get(f"{API}/me", headers=bearer(pair["access_token"]))
                 assert me.status_code == 401
                 assert (await _refresh(client, pair["refresh_token"])).status_code == 401
+
+
+async def test_refreshing_a_disabled_accounts_token_is_403(client, pg, account):
+    await pg.execute("UPDATE user_accounts SET status = 'disabled' WHERE id = $1", account.id)
+    response = await _refresh(client, account.refresh_token)
+    assert (response.status_code, response.json()["error"]) == (403, "AccountDisabled")
+    assert "access_token" not in response.json()
+    await pg.execute("UPDATE sessions SET revoked_at = now() WHERE user_id = $1", account.id)
+    response = await _refresh(client, account.refresh_token)  # any refresh, live session or not
+    assert (response.status_code, response.json()["error"]) == (403, "AccountDisabled")

@@ -162,3 +162,13 @@ async def test_a_cold_cache_is_refilled_from_postgresql(client, redis_raw, setti
     assert keys[1].startswith(":rev:") and keys[2] == ":revloaded" and keys[3].startswith(":srev:")
     ttls = [await redis_raw.pttl(f"{tag}{k}") for k in keys]
     assert all(0 < ttl <= 960_000 for ttl in ttls)
+
+
+async def test_revoked_sessions_are_not_listed(client, account):
+    second = await login(client, account)
+    before = (await client.get(f"{API}/auth/sessions", headers=second.headers)).json()["items"]
+    revoked = next(item["id"] for item in before if item["current"])
+    assert (await client.post(f"{API}/auth/logout", headers=second.headers)).status_code == 204
+    items = (await client.get(f"{API}/auth/sessions", headers=account.headers)).json()["items"]
+    assert len(before) == 2 and [item["id"] for item in items] == [item["id"] for item in before
+                                                                   if item["id"] != revoked]

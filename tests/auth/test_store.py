@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from store.entitlements import UserContext, UserFill, check_request, store_user_states
-from store.lockout import lock_remaining_ms, record_failure
+from store.lockout import lock_remaining_ms, record_failure, release_check, reserve_check
 from store.revocations import Revocations, record_revocations
 
 
@@ -92,3 +92,30 @@ async def test_failures_older_than_the_window_do_not_count(app, redis_raw):
         await redis_raw.zadd(key, {member: score - 901_000})
     verdict = await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900)
     assert (verdict.failures, verdict.locked_now) == (1, False)
+
+
+async def test_checks_in_flight_count_toward_the_threshold_and_a_leaked_one_lapses(app, redis_raw):
+    email = f"{uuid.uuid4().hex}@example.com"
+    store = app.ctx.store
+    limits = dict(threshold=5, window_s=900, ttl_s=30, lock_s=900)
+    await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900)
+    assert [await reserve_check(store, email=email, reservation=f"r{n}", **limits) for n in range(4)] == [0] * 4
+    assert await reserve_check(store, email=email, reservation="over", **limits) == 900_000  # 1 + 4 in flight
+    pending = store.keys.login_pending(email)
+    assert 0 < await redis_raw.pttl(pending) <= 30_000  # a dead worker's reservations go with the key
+    await release_check(store, email=email, reservation="r0")
+    assert await reserve_check(store, email=email, reservation="again", **limits) == 0
+    # A worker died holding r1: its reservation lapses by its score, not only by the key's TTL.
+    await redis_raw.zadd(pending, {"r1": 1})
+    assert await reserve_check(store, email=email, reservation="after", **limits) == 0
+
+
+async def test_a_failure_turns_its_reservation_into_a_counted_failure(app, redis_raw):
+    email = f"{uuid.uuid4().hex}@example.com"
+    store = app.ctx.store
+    assert await reserve_check(store, email=email, reservation="mine", threshold=5, window_s=900, ttl_s=30,
+                               lock_s=900) == 0
+    verdict = await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900, reservation="mine")
+    assert verdict.failures == 1
+    assert await redis_raw.zcard(store.keys.login_pending(email)) == 0
+    assert await redis_raw.zscore(store.keys.login_failures(email), "mine") is not None

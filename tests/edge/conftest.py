@@ -30,6 +30,7 @@ applies = "routes"
 routes = ["POST /probe/register"]
 limit = 5
 window_s = 900
+fail_open = false
 
 [policies.api]
 key = "user"

@@ -26,7 +26,8 @@ def test_a_users_keys_share_one_slot_and_users_spread_over_slots():
 
 def test_login_and_address_keys_each_share_one_slot():
     keys = Keys("m360:")
-    assert len(_slots(keys.login_failures("a@example.com"), keys.login_lock("a@example.com"))) == 1
+    assert len(_slots(keys.login_failures("a@example.com"), keys.login_lock("a@example.com"),
+                      keys.login_pending("a@example.com"))) == 1
     assert len(_slots(keys.ip_rate("192.0.2.1", "global"), keys.ip_rate("192.0.2.1", "auth", "POST/login"))) == 1
 
 
