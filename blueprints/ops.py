@@ -42,8 +42,9 @@ async def report(request: Request):
 
 @bp.get("/metrics")
 @openapi.summary("Prometheus metrics of every worker (text exposition format)")
-@openapi.description("Open to METRICS_ALLOWED_CIDRS (loopback by default) and to `Authorization: Bearer "
-                     "<METRICS_TOKEN>` when a token is configured; 403 `PermissionDenied` otherwise.")
+@openapi.description("Open to METRICS_ALLOWED_CIDRS (none by default, loopback included) and to "
+                     "`Authorization: Bearer <METRICS_TOKEN>` when a token is configured; 403 "
+                     "`PermissionDenied` otherwise.")
 @openapi.tag("operations")
 async def prometheus(request: Request):
     settings = request.app.ctx.settings
