@@ -7,7 +7,9 @@ audited; see manas360.services.admin.
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, Field
+from datetime import datetime, timezone
+
+from pydantic import AwareDatetime, Field, field_validator
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
@@ -38,9 +40,27 @@ class RoleBody(StrictBody):
     role: str = _Name
 
 
+MAX_ENDS_AT_YEAR = 9000
+
+
 class SubscriptionBody(StrictBody):
     plan: str = _Name
     ends_at: AwareDatetime | None = None
+
+    @field_validator("ends_at")
+    @classmethod
+    def _in_utc_range(cls, value: datetime | None) -> datetime | None:
+        """Normalised to UTC here: an extreme offset (9999-12-31T23:59:59-23:59) overflowed
+        later, in PostgreSQL's driver, as a 500. Nothing sane ends in year 9000 or later."""
+        if value is None:
+            return None
+        try:
+            value = value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("must be a time that exists in UTC") from None
+        if value.year >= MAX_ENDS_AT_YEAR:
+            raise ValueError(f"must be before the year {MAX_ENDS_AT_YEAR}")
+        return value
 
 
 class PermissionsBody(StrictBody):

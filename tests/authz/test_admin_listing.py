@@ -1,5 +1,6 @@
-"""Admin lists and counts at their edges: cursors we never issued are 422 (never a 500), the
-audit log pages through every entry exactly once, analytics counts exactly."""
+"""The admin API at its edges: cursors we never issued and impossible subscription ends are
+422 (never a 500), the audit log pages through every entry exactly once, analytics counts
+exactly."""
 
 from __future__ import annotations
 
@@ -99,3 +100,26 @@ async def test_analytics_counts_logins_and_failed_logins_exactly(client, admin):
     assert after["logins"] - before["logins"] == 2
     assert after["failed_logins"] - before["failed_logins"] == 3
     assert after["lockouts"] == before["lockouts"]
+
+
+@pytest.mark.parametrize("ends_at", [
+    "9999-12-31T23:59:59-23:59",   # past year 9999 once in UTC
+    "0001-01-01T00:00:00+23:59",   # before year 1 once in UTC
+    "9000-01-01T00:00:00+00:00",   # exists, but no subscription sanely ends then
+    "8999-12-31T23:30:00-01:00",   # the same, reached through its offset
+])
+async def test_subscription_end_beyond_utc_or_far_future_is_422(client, superadmin, member, ends_at):
+    response = await client.put(f"{API}/users/{member.id}/subscription", json={"plan": "premium", "ends_at": ends_at},
+                                headers=superadmin.headers)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "ValidationError" and list(body["fields"]) == ["ends_at"]
+
+
+async def test_subscription_end_with_an_offset_is_kept_as_that_instant(client, superadmin, member):
+    response = await client.put(f"{API}/users/{member.id}/subscription",
+                                json={"plan": "premium", "ends_at": "8999-12-31T22:00:00-01:00"},
+                                headers=superadmin.headers)
+    assert response.status_code == 200, response.text
+    detail = (await client.get(f"{API}/users/{member.id}", headers=superadmin.headers)).json()
+    assert detail["subscription"]["ends_at"].startswith("8999-12-31T23:00:00")
