@@ -33,7 +33,7 @@ local function ratelimit_hit(key, now_ms, limit, window_ms, cost)
   local stored = tonumber(state[1])
   local curr, prev = tonumber(state[2]) or 0, tonumber(state[3]) or 0
   -- A key written before l/pl existed: assume the latest possible times (never looser).
-  local last_curr = tonumber(state[4]) or now_ms
+  local last_curr = tonumber(state[4]) or math.min(now_ms, ((stored or index) + 1) * window_ms - 1)
   local last_prev = tonumber(state[5]) or (index * window_ms - 1)
   -- stored > index only if the server clock stepped back (failover): keep counting, never reset.
   local same_window = stored ~= nil and stored >= index
@@ -57,8 +57,7 @@ local function ratelimit_hit(key, now_ms, limit, window_ms, cost)
     used = used + cost * window_ms
     last_curr = now_ms
     if same_window then
-      redis.call('HINCRBY', key, 'c', cost)
-      redis.call('HSET', key, 'l', now_ms)
+      redis.call('HSET', key, 'c', curr, 'l', now_ms)  -- curr is the stored count + cost
     else
       redis.call('HSET', key, 'w', index, 'c', curr, 'p', prev, 'l', now_ms, 'pl', last_prev)
       redis.call('PEXPIRE', key, 2 * window_ms)

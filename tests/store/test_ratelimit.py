@@ -284,6 +284,16 @@ async def test_random_traces_t_is_within_the_window_and_admits(store):
                 assert not sooner.allowed, (limit, window_s, now_ms, cost, verdict)
 
 
+async def test_a_key_written_before_last_times_were_kept_is_never_looser(store):
+    """Keys live on through a deploy: without l/pl the times are assumed as late as possible."""
+    keys, window_ms = _tagged_keys(store), 60_000
+    index = _EPOCH_MS // window_ms
+    await store.redis.hset(keys[0], mapping={"w": index - 1, "c": 5, "p": 0})  # full previous window
+    denied = await _at(store, keys[0], _EPOCH_MS + 1000, limit=5, window_s=60)
+    assert not denied.allowed and denied.reset_s <= 60
+    assert (await _at(store, keys[0], _EPOCH_MS + 1000 + denied.reset_s * 1000, limit=5, window_s=60)).allowed
+
+
 # reuse by a bigger script -----------------------------------------------------------------
 
 async def test_lua_core_runs_inside_another_script(store):
