@@ -19,7 +19,7 @@ async def get_reference_version(store: Store) -> int:
 
 
 async def bump_reference_version(store: Store) -> int:
-    """Move the version past both its current value and Redis's clock (ms), and tell every
+    """Move the version past both its current value and Redis's clock (µs), and tell every
     worker. Returns the new version, never one handed out before, even across a flush."""
     version = int(await store.run_script("reference_bump", keys=[store.keys.reference_version()], args=[]))
     await store.redis.publish(store.keys.reference_channel(), str(version))

@@ -45,7 +45,7 @@ async def test_a_version_is_never_handed_out_again_after_a_flush(store):
 
 
 async def test_bumps_are_strictly_increasing(store):
-    versions = [await bump_reference_version(store) for _ in range(20)]  # many within one ms
+    versions = [await bump_reference_version(store) for _ in range(20)]  # back to back
     versions += await asyncio.gather(*(bump_reference_version(store) for _ in range(20)))
     assert len(set(versions)) == 40
     assert versions[:20] == sorted(versions[:20]) and min(versions[20:]) > versions[19]
