@@ -7,9 +7,10 @@ audited; see manas360.services.admin.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
@@ -18,11 +19,15 @@ from blueprints.bodies import StrictBody
 from blueprints.guard import client, guarded
 from manas360 import reference
 from manas360.services import admin, audit_log, rbac
-from manas360.web import Page, json_response, parse_body, parse_page
+from manas360.web import (DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page, json_response, parse_body,
+                          parse_page)
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE
 _Name = Field(min_length=1, max_length=64)
+# The list routes' query parameters as documented (validated by web.Page and the query models).
+_LIMIT = openapi.Integer(minimum=1, maximum=MAX_PAGE_LIMIT, default=DEFAULT_PAGE_LIMIT)
+_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern="^[A-Za-z0-9_-]+$")
 
 
 class UserQuery(Page):
@@ -38,9 +43,27 @@ class RoleBody(StrictBody):
     role: str = _Name
 
 
+MAX_ENDS_AT_YEAR = 9000
+
+
 class SubscriptionBody(StrictBody):
     plan: str = _Name
     ends_at: AwareDatetime | None = None
+
+    @field_validator("ends_at")
+    @classmethod
+    def _in_utc_range(cls, value: datetime | None) -> datetime | None:
+        """Normalised to UTC here: an extreme offset (9999-12-31T23:59:59-23:59) overflowed
+        later, in PostgreSQL's driver, as a 500. Nothing sane ends in year 9000 or later."""
+        if value is None:
+            return None
+        try:
+            value = value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("must be a time that exists in UTC") from None
+        if value.year >= MAX_ENDS_AT_YEAR:
+            raise ValueError(f"must be before the year {MAX_ENDS_AT_YEAR}")
+        return value
 
 
 class StatusBody(StrictBody):
@@ -64,6 +87,10 @@ def _actor(request: Request) -> admin.Actor:
                     description="Newest first, `limit` 1..100 (default 20), `q` a case-insensitive substring of "
                                 "email or display name, `cursor` the `next_cursor` of the previous page (stable "
                                 "while users are being added). Needs `users.read`.")
+@openapi.parameter("limit", _LIMIT, "query", description="Page size, 1..100 (default 20)")
+@openapi.parameter("cursor", _CURSOR, "query", description="`next_cursor` of the previous page")
+@openapi.parameter("q", openapi.String(maxLength=100), "query",
+                   description="Case-insensitive substring of email or display name")
 @guarded(min_privilege=ADMIN, permissions=("users.read",))
 async def list_users(request: Request) -> HTTPResponse:
     query = parse_page(request, UserQuery)
@@ -178,6 +205,11 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
 @openapi.definition(summary="Read the audit log", tag="admin", secured="bearer",
                     description="Newest first; filter by `user_id` (target) and `action`; `limit` 1..100, "
                                 "`cursor` from the previous page. Needs `audit.read`.")
+@openapi.parameter("user_id", openapi.String(format="uuid", maxLength=64), "query",
+                   description="Only entries about this user (target)")
+@openapi.parameter("action", openapi.String(maxLength=64), "query", description="Only entries of this action")
+@openapi.parameter("limit", _LIMIT, "query", description="Page size, 1..100 (default 20)")
+@openapi.parameter("cursor", _CURSOR, "query", description="`next_cursor` of the previous page")
 @guarded(min_privilege=ADMIN, permissions=("audit.read",))
 async def list_audit_logs(request: Request) -> HTTPResponse:
     query = parse_page(request, AuditQuery)

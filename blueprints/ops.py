@@ -24,9 +24,10 @@ async def live(request: Request):
 
 @bp.get("/health/ready")
 @openapi.summary("Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component")
+@openapi.description("Each worker reuses its last check for about 1 s, and concurrent calls share one check.")
 @openapi.tag("operations")
 async def ready(request: Request):
-    checks = await health.readiness(request.app.ctx.store)
+    checks = await _readiness_cache(request).get(request.app.ctx.store)
     _raise_if_down(checks, checks)
     return json_response({"status": "ok", **checks})
 
@@ -35,15 +36,16 @@ async def ready(request: Request):
 @openapi.summary("Health report: stores, pools, memory, uptime and version")
 @openapi.tag("operations")
 async def report(request: Request):
-    body = await health.report(request.app.ctx.store)
+    body = await health.report(request.app.ctx.store, cache=_readiness_cache(request))
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return json_response(body)
 
 
 @bp.get("/metrics")
 @openapi.summary("Prometheus metrics of every worker (text exposition format)")
-@openapi.description("Open to METRICS_ALLOWED_CIDRS (loopback by default) and to `Authorization: Bearer "
-                     "<METRICS_TOKEN>` when a token is configured; 403 `PermissionDenied` otherwise.")
+@openapi.description("Open to METRICS_ALLOWED_CIDRS (none by default, loopback included) and to "
+                     "`Authorization: Bearer <METRICS_TOKEN>` when a token is configured; 403 "
+                     "`PermissionDenied` otherwise.")
 @openapi.tag("operations")
 async def prometheus(request: Request):
     settings = request.app.ctx.settings
@@ -52,6 +54,14 @@ async def prometheus(request: Request):
         raise PermissionDenied("Metrics are not open to this client")
     body, content_type = metrics.render()
     return HTTPResponse(body, content_type=content_type)
+
+
+def _readiness_cache(request: Request) -> health.ReadinessCache:
+    """This worker's cache (one per app: each worker process has its own)."""
+    cache = getattr(request.app.ctx, "readiness_cache", None)
+    if cache is None:
+        cache = request.app.ctx.readiness_cache = health.ReadinessCache()
+    return cache
 
 
 def _raise_if_down(body: dict, checks: dict[str, str]) -> None:

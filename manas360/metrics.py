@@ -98,11 +98,35 @@ def worker_stopped(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+# Every label value must come from a small set we choose: a label value the client picks
+# (a method token, a raw path) is a new series per value, held by every worker until restart.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+KNOWN_COMPONENTS = frozenset({"database", "redis"})
+OTHER = "other"
+
+
+def method_label(method: str) -> str:
+    """The method if it is one we serve, else "other" (any token is a valid HTTP method)."""
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    """The status code, or "other" outside 100..599 (a handler bug must not mint series)."""
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
+def component_label(component: str) -> str:
+    """A 503's component list ("database", "redis", "database,redis") or "other"."""
+    parts = component.split(",")
+    return ",".join(sorted(parts)) if set(parts) <= KNOWN_COMPONENTS else OTHER
+
+
 def install_metrics(app) -> None:
-    """Count and time every request by route template (not raw path: bounded cardinality)."""
+    """Count and time every request by route template (not raw path) and known method:
+    bounded cardinality whatever the client sends."""
 
     # labels() hashes and locks on every call; the label sets are few, so keep the children.
-    counters: dict[tuple[str, str, int], Counter] = {}
+    counters: dict[tuple[str, str, str], Counter] = {}
     histograms: dict[tuple[str, str], Histogram] = {}
 
     @app.on_request(priority=99)
@@ -113,20 +137,21 @@ def install_metrics(app) -> None:
     async def observe(request, response) -> None:
         started = getattr(request.ctx, "metrics_started", None)
         route = "/" + request.route.path.lstrip("/") if request.route is not None else "unmatched"
-        key = (route, request.method, response.status)
+        # The cache is keyed by the labels, not the raw method: it is as bounded as they are.
+        key = (route, method_label(request.method), status_label(response.status))
         counter = counters.get(key)
         if counter is None:
-            counter = counters[key] = HTTP_REQUESTS.labels(route, request.method, str(response.status))
+            counter = counters[key] = HTTP_REQUESTS.labels(*key)
         counter.inc()
         if started is not None:
             histogram = histograms.get(key[:2])
             if histogram is None:
-                histogram = histograms[key[:2]] = HTTP_LATENCY.labels(route, request.method)
+                histogram = histograms[key[:2]] = HTTP_LATENCY.labels(*key[:2])
             histogram.observe(time.perf_counter() - started)
         if response.status == 503:
             component = getattr(request.ctx, "unavailable", None)
             if component:
-                STORE_ERRORS.labels(component).inc()
+                STORE_ERRORS.labels(component_label(str(component))).inc()
 
     @app.after_server_stop
     async def forget_worker_gauges(app) -> None:

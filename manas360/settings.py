@@ -96,7 +96,7 @@ class Settings:
 
     allowed_origins: str = ""
     trusted_proxies: str = ""
-    metrics_allowed_cidrs: str = "127.0.0.0/8,::1/128"
+    metrics_allowed_cidrs: str = ""  # not even loopback: a reverse proxy on the host is loopback
     metrics_token: str = ""
 
     db_pool_min: int = 2

@@ -1,22 +1,28 @@
 """Sliding-window-counter rate limits: one atomic Lua check per request, O(1) memory per key.
 
-Algorithm. Time is cut into fixed windows of `window_s` seconds, aligned on Redis server
+Algorithm. Time is cut into fixed windows of `window_s` seconds (W), aligned on Redis server
 time (`TIME` inside the script, so every worker and instance agrees). A key is one small
-hash: the current window's index, its count and the previous window's count. A request
-of `cost` is admitted when
+hash: the current window's index, its count and the previous window's count, and for each
+of the two the time of its last admitted request (`l`, carried to `pl` when the window
+rolls). A request of `cost` is admitted when
 
     estimate + cost <= limit,   estimate = prev * (1 - elapsed / window) + curr
 
-and only an admitted request is counted. The key's TTL is 2 * window, set when it rolls to
-a new window (after that, neither count matters).
+where prev counts only while `pl > now - W`: once the previous window's last request is a
+whole window old, every one of its requests is outside the true sliding window (now - W,
+now], which holds none of them, so the decayed share would be phantom traffic. (The
+current window's requests are always younger than W.) Only an admitted request is counted.
+The key's TTL is 2 * window, set when it rolls to a new window (after that, neither count
+matters).
 
 Denied checks do not count. A blocked client that keeps retrying therefore does not push
 its own unblocking further away: it is admitted as soon as its admitted traffic allows.
 Hammering while blocked costs Redis one read-only script call, nothing more.
 
 Worst-case error (proved by splitting an interval at the window edge: the part in the
-new window admits at most limit - prev * (1 - h / window), the part in the old window at
-most prev):
+new window admits at most limit - prev * (1 - h / window) while prev still counts, and
+at most limit once it has stopped counting, when the old window holds no request of the
+interval; the part in the old window admits at most prev):
 - each fixed window admits at most `limit`, so the long-run rate never exceeds the policy;
 - any interval of D <= window seconds admits at most limit * (1 + D / window): a burst
   straddling an edge gets `limit` plus a pro-rata trickle, never 2 * limit (a fixed-window
@@ -25,7 +31,9 @@ most prev):
   (at most 2 * limit - 1): spend the whole quota in the last instant of one window, then
   send a steady stream through the next. The estimate assumes the previous window's
   requests were spread evenly and hands them back linearly; for even traffic it is exact.
-Not counting denials does not loosen these bounds: they are bounds on admitted requests.
+Not counting denials, and dropping a count whose requests are all older than W, do not
+loosen these bounds: they are bounds on admitted requests, and a dropped count holds no
+request of the sliding window ending now.
 
 `reset_s` (the `t` of draft-ietf-httpapi-ratelimit-headers-11, "seconds within which the
 client can use no more than the available quota"):
@@ -33,7 +41,13 @@ client can use no more than the available quota"):
   window ends, the horizon over which `remaining` is budgeted (the server may admit a
   little more before then, as the previous window decays; never less);
 - otherwise (every denial, and the admission that used the last unit): seconds until a
-  request of the same cost would be admitted, at least 1. A 429's `Retry-After` is this.
+  request of the same cost would be admitted (absent other traffic), at least 1, and
+  exact: one second earlier is still refused. A 429's `Retry-After` is this. It is the
+  earlier of the time the decaying estimate lets the request in and the time the blocking
+  count stops counting (its last request + W), so it is never above W: by max(l, pl) + W
+  every counted request is a whole window old and the estimate is 0. (The estimate never
+  rises while nothing is admitted, so any later request is admitted too.) Only a server
+  clock stepping back could exceed W; the script then answers W rather than promise more.
 """
 
 from __future__ import annotations

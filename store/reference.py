@@ -1,4 +1,4 @@
-"""The reference-data version: a counter every worker compares with the catalog it holds.
+"""The reference-data version: a number every worker compares with the catalog it holds.
 
 A change to roles, permissions, plans or features bumps the version and publishes it on a
 channel; workers reload on the message and, as a safety net, compare versions on a timer.
@@ -14,13 +14,14 @@ from store.client import Store
 
 
 async def get_reference_version(store: Store) -> int:
-    """The current version (0 when never bumped, e.g. after a Redis flush)."""
+    """The current version (0 when never bumped, e.g. after a Redis flush: no real version)."""
     return int(await store.redis.get(store.keys.reference_version()) or 0)
 
 
 async def bump_reference_version(store: Store) -> int:
-    """Increment the version and tell every worker. Returns the new version."""
-    version = int(await store.redis.incr(store.keys.reference_version()))
+    """Move the version past both its current value and Redis's clock (µs), and tell every
+    worker. Returns the new version, never one handed out before, even across a flush."""
+    version = int(await store.run_script("reference_bump", keys=[store.keys.reference_version()], args=[]))
     await store.redis.publish(store.keys.reference_channel(), str(version))
     return version
 

@@ -151,7 +151,10 @@ class AccessTokenCodec:
             )
         except jwt.PyJWTError:
             raise InvalidToken() from None
-        if not all(isinstance(claims[name], str) and claims[name] for name in ("sub", "sid", "jti")):
+        # Identifiers are looked up in PostgreSQL and Redis: anything but a canonical UUID (even
+        # one signed with our key, e.g. by a script or an old issuer) is refused here, as a 401,
+        # rather than reaching a uuid column as a 500.
+        if not all(_is_canonical_uuid(claims[name]) for name in ("sub", "sid", "jti")):
             raise InvalidToken()
         if not all(_is_number(claims[name]) for name in ("iat", "nbf", "exp")):
             raise InvalidToken()
@@ -169,3 +172,13 @@ class AccessTokenCodec:
 def _is_number(value: Any) -> bool:
     """Return whether a claim is a finite real number (bool is not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_canonical_uuid(value: Any) -> bool:
+    """Return whether a claim is a UUID in its canonical form (lowercase, hyphenated)."""
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

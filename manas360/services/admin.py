@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from tortoise import connections
@@ -82,8 +82,13 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listin
     if cursor:
         created_at, user_id = decode_position(cursor, arity=2)
         try:
-            values += [datetime.fromisoformat(created_at), str(uuid.UUID(user_id))]
-        except (TypeError, ValueError):
+            # We only issue UTC times; converting here also catches offsets that push a date
+            # past year 1..9999 (asyncpg would overflow converting it: a 500).
+            when = datetime.fromisoformat(created_at)
+            if when.utcoffset() is None:
+                raise ValueError("naive")
+            values += [when.astimezone(timezone.utc), str(uuid.UUID(user_id))]
+        except (TypeError, ValueError, OverflowError):
             raise ValidationError({"cursor": "is not a valid cursor"}) from None
         filters.append('(u."created_at", u."id") < ($1, $2)')
     if q:

@@ -13,6 +13,8 @@ from manas360.cursors import decode_position, encode_cursor
 from manas360.services.admin import Listing
 from manas360.services.clock import iso
 
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
 
 async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
     """Entries newest first, optionally for one target user and/or one action; the cursor
@@ -20,7 +22,9 @@ async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, a
     filters, values = [], []
     if cursor:
         (last_id,) = decode_position(cursor, arity=1)
-        if not isinstance(last_id, int):
+        # A bigserial id: anything else (a bool, a number beyond bigint) is not ours and would
+        # overflow in asyncpg as a 500.
+        if not isinstance(last_id, int) or isinstance(last_id, bool) or not _BIGINT_MIN <= last_id <= _BIGINT_MAX:
             raise ValidationError({"cursor": "is not a valid cursor"})
         values.append(last_id)
         filters.append(f'"id" < ${len(values)}')

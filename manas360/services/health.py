@@ -14,6 +14,7 @@ from store import Store
 from store.client import ping, pool_stats
 
 CHECK_TIMEOUT_S = 2.0
+READINESS_TTL_S = 1.0  # how long one worker reuses a readiness result
 _STARTED = time.monotonic()
 
 
@@ -68,13 +69,45 @@ def memory_stats() -> dict[str, int]:
 
 
 async def readiness(store: Store) -> dict[str, str]:
+    """Query both stores now (uncached: see ReadinessCache for what the endpoints use)."""
     database, redis = await asyncio.gather(check_database(), check_redis(store))
     return {"database": database, "redis": redis}
 
 
-async def report(store: Store) -> dict:
+class ReadinessCache:
+    """One worker's latest readiness result, reused for `ttl_s`; callers arriving while a
+    check runs await that check (single flight). The health endpoints are unthrottled and
+    unauthenticated: uncached, a flood of them was a flood of queries and pings draining
+    both pools. A store going down is reported at most `ttl_s` (+ the check) later."""
+
+    def __init__(self, *, ttl_s: float = READINESS_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._result: dict[str, str] | None = None
+        self._checked_at = 0.0
+        self._running: asyncio.Future | None = None
+
+    async def get(self, store: Store) -> dict[str, str]:
+        """The cached result if fresh, else the result of the one check in progress."""
+        if self._result is not None and time.monotonic() - self._checked_at < self.ttl_s:
+            return dict(self._result)
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._check(store))
+        # Shielded: a caller that goes away (client disconnect) must not cancel the check
+        # the other callers are waiting for.
+        return dict(await asyncio.shield(self._running))
+
+    async def _check(self, store: Store) -> dict[str, str]:
+        try:
+            result = await readiness(store)
+            self._result, self._checked_at = result, time.monotonic()
+            return result
+        finally:
+            self._running = None
+
+
+async def report(store: Store, *, cache: ReadinessCache) -> dict:
     """The full /health body; `status` is 'ok' only when both stores answer."""
-    checks = await readiness(store)
+    checks = await cache.get(store)
     healthy = all(value == "ok" for value in checks.values())
     return {
         "status": "ok" if healthy else "degraded",

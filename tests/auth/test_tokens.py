@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 
 import jwt
 import orjson
@@ -56,6 +57,15 @@ async def test_a_token_made_with_our_key_and_valid_claims_is_accepted(client, se
     account = await register(client)
     token = _sign(settings, _claims(account))
     assert await _status(client, bearer(token)) == (200, None)
+
+
+@pytest.mark.parametrize("claim", ["sub", "sid", "jti"])
+@pytest.mark.parametrize("value", ["0", "1' OR '1'='1", "8B4B0D52-3D7C-4D59-9B1E-4F0C2A3E0C11"])
+async def test_signed_token_with_a_non_uuid_identifier_is_invalid_not_a_500(client, settings, claim, value):
+    """Our own signature over a malformed id (a script, an old issuer, a leaked key) is a 401."""
+    account = await register(client)
+    token = _sign(settings, _claims(account, **{claim: value}))
+    assert await _status(client, bearer(token)) == (401, "InvalidToken")
 
 
 async def test_alg_none_is_invalid(client, settings):
@@ -141,7 +151,7 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_ne
 def test_access_tokens_carry_identity_and_millisecond_issue_time_only(settings):
     codec = AccessTokenCodec(keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret}),
                              issuer="manas360", audience="manas360-api", ttl_s=900)
-    token = mint_access_token(codec, user_id="u", session_id="s")
+    token = mint_access_token(codec, user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
     claims = codec.decode(token)
     assert set(claims) == {"iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "iat_ms"}
     assert claims["iat"] * 1000 <= claims["iat_ms"] < claims["iat"] * 1000 + 1000

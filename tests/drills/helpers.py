@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
+from manas360.services.health import READINESS_TTL_S
 from tests.fixtures.accounts import API, PASSWORD, Account, unique_email
 from tests.fixtures.server import ServerProcess, start_server
 
@@ -17,6 +19,15 @@ OUTAGE_ANSWER_BOUND_S = 3.0
 """Longest a request may take while a store is down (its port closed: connections are
 refused at once; the Redis connect timeout is 1 s)."""
 DASHBOARD = f"{API}/dashboard"
+
+
+def readiness_after_a_change(client: httpx.Client) -> httpx.Response:
+    """/health/ready as a probe sees a store change: each worker reuses its last check for
+    READINESS_TTL_S, so ask again until the answer is not 200 or that time has passed."""
+    deadline = time.monotonic() + READINESS_TTL_S + 0.2
+    while (response := client.get("/health/ready")).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return response
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.drills.helpers import DASHBOARD, OUTAGE_ANSWER_BOUND_S, answer, login, register, report, serving
+from tests.drills.helpers import (DASHBOARD, OUTAGE_ANSWER_BOUND_S, answer, login, readiness_after_a_change, register,
+                                  report, serving)
 from tests.drills.traffic import Traffic, outcome_of
 from tests.fixtures.accounts import API, PASSWORD
 from tests.fixtures.server import clients_per_worker
@@ -98,7 +99,7 @@ def test_a_frozen_redis_answers_503_within_its_timeouts_and_recovers(
         probes = {"dashboard": lambda c: c.get(DASHBOARD, headers=account.headers),
                   "login": lambda c: login(c, account.email),
                   "plans": lambda c: c.get(f"{API}/plans"),
-                  "ready": lambda c: c.get("/health/ready")}
+                  "ready": readiness_after_a_change}
         jobs = [(name, client) for client, name in zip(pinned, [*probes] * 2)]
 
         private_redis.freeze()

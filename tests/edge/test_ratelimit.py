@@ -12,6 +12,7 @@ from sanic import Blueprint
 from manas360.edge import rate_limited
 from manas360.web import json_response
 from tests.edge.conftest import fresh_ip, parse_ratelimit
+from tests.fixtures.accounts import register
 from tests.fixtures.app import client_for, running_app
 
 GLOBAL, AUTH, API = 6, 3, 2
@@ -169,6 +170,22 @@ async def test_the_per_user_policy_is_checked_and_rendered_with_global(app, clie
     # The counter lives in the user's hash tag, shared by every address the user comes from.
     async with client_for(app, client_ip=fresh_ip()) as elsewhere:
         assert (await elsewhere.get(f"/probe/users/{user_id}")).status_code == 429
+
+
+async def test_the_api_limit_through_a_real_authenticated_route(edge_app):
+    """GET /api/v1/me, not a probe: the guard's own verdict becomes the 429 and its headers."""
+    async with edge_app(RATE_LIMIT_API="3/60") as app, client_for(app, client_ip=fresh_ip()) as client:
+        account = await register(client)
+        for remaining in (2, 1, 0):
+            response = await client.get("/api/v1/me", headers=account.headers)
+            assert response.status_code == 200, response.text
+            api = {item["policy"]: item for item in parse_ratelimit(response.headers["ratelimit"])}["api"]
+            assert api["r"] == remaining
+        refused = await client.get("/api/v1/me", headers=account.headers)
+        retry_after = assert_rate_limited(refused)
+        api = {item["policy"]: item for item in parse_ratelimit(refused.headers["ratelimit"])}["api"]
+        assert api["r"] == 0 and api["t"] == retry_after and 1 <= retry_after <= 60
+        assert '"api";q=3;w=60' in refused.headers["ratelimit-policy"]
 
 
 # sliding window ---------------------------------------------------------------------------------

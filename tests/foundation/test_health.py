@@ -1,6 +1,11 @@
-"""Health endpoints query both stores for real; an unreachable one is a 503 naming it."""
+"""Health endpoints query both stores for real; an unreachable one is a 503 naming it. Each
+worker reuses a result for about a second and runs one check at a time, so a flood of
+probes cannot drain the pools."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import pytest
 
@@ -36,3 +41,54 @@ async def test_unreachable_store_is_503_naming_the_component(environ, database, 
             assert int(response.headers["retry-after"]) > 0
             other = "database" if component == "redis" else "redis"
             assert body[other] == "ok"
+
+
+# flood protection -------------------------------------------------------------------------
+
+def _count_checks(monkeypatch) -> dict[str, int]:
+    """Count every real check of each store made by the readiness endpoints."""
+    from manas360.services import health
+
+    calls = {"database": 0, "redis": 0}
+
+    def counted(name, original):
+        async def check(*args, **kwargs):
+            calls[name] += 1
+            return await original(*args, **kwargs)
+        return check
+
+    monkeypatch.setattr(health, "check_database", counted("database", health.check_database))
+    monkeypatch.setattr(health, "check_redis", counted("redis", health.check_redis))
+    return calls
+
+
+async def test_a_flood_of_health_calls_queries_each_store_once(environ, database, monkeypatch):
+    calls = _count_checks(monkeypatch)
+    async with running_app(load_settings(environ)) as app, client_for(app) as client:
+        responses = await asyncio.gather(*(client.get("/health/ready") for _ in range(50)),
+                                         *(client.get("/health") for _ in range(10)))
+    assert [response.status_code for response in responses] == [200] * 60
+    assert calls == {"database": 1, "redis": 1}
+
+
+async def test_a_store_going_down_is_reported_within_two_seconds(environ, database, monkeypatch):
+    from manas360.services.health import READINESS_TTL_S
+    from store import close_store, open_store
+
+    calls = _count_checks(monkeypatch)
+    async with running_app(load_settings(environ)) as app, client_for(app) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+        healthy = app.ctx.store
+        dead = open_store(url="redis://127.0.0.1:1/0", prefix="dead:")
+        app.ctx.store = dead  # Redis "goes away" for this worker
+        went_down = time.monotonic()
+        try:
+            while (response := await client.get("/health/ready")).status_code == 200:
+                assert time.monotonic() - went_down < READINESS_TTL_S + 1, "still 'ok' after the cache expired"
+                await asyncio.sleep(0.05)
+        finally:
+            app.ctx.store = healthy
+            await close_store(dead)
+        assert response.status_code == 503 and response.json()["component"] == "redis"
+        assert time.monotonic() - went_down < READINESS_TTL_S + 1
+    assert calls["redis"] == 2  # the polling in between was answered from the cache

@@ -17,11 +17,12 @@ from tests.fixtures.server import clients_per_worker, start_server
 pytestmark = pytest.mark.slow
 RULES = Path(__file__).resolve().parents[2] / "config" / "alerts.yml"
 TOKEN = "scrape-token-for-tests-0123456789"
+LOOPBACK = "127.0.0.0/8,::1/128"  # not the default: listed explicitly, as a deployment would
 
 
 @pytest.fixture(scope="module")
 def server(environ, database, tmp_path_factory):
-    process = start_server({**environ, "METRICS_TOKEN": TOKEN}, workers=2,
+    process = start_server({**environ, "METRICS_TOKEN": TOKEN, "METRICS_ALLOWED_CIDRS": LOOPBACK}, workers=2,
                            tmp_dir=tmp_path_factory.mktemp("metrics-server"))
     yield process
     process.stop()
@@ -90,3 +91,67 @@ async def test_metrics_refuse_other_networks_without_the_token(environ, database
         assert wrong.status_code == 403
         allowed = await client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
         assert allowed.status_code == 200 and "manas360_http_requests_total" in allowed.text
+
+
+async def test_loopback_is_not_trusted_by_default(environ, database):
+    """A reverse proxy on the same host reaches us from loopback: only a listed network or
+    the token opens /metrics."""
+    from manas360.settings import load_settings
+    from tests.fixtures.app import client_for, running_app
+
+    env = {key: value for key, value in environ.items() if key != "METRICS_ALLOWED_CIDRS"}
+    settings = load_settings({**env, "METRICS_TOKEN": TOKEN})
+    assert settings.metrics_networks == ()
+    async with running_app(settings) as app:
+        for loopback in ("127.0.0.1", "::1"):
+            async with client_for(app, client_ip=loopback) as client:
+                refused = await client.get("/metrics")
+                assert refused.status_code == 403 and refused.json()["error"] == "PermissionDenied"
+                allowed = await client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
+                assert allowed.status_code == 200
+
+
+async def test_listed_loopback_scrapes_without_a_token(environ, database):
+    from manas360.settings import load_settings
+    from tests.fixtures.app import client_for, running_app
+
+    settings = load_settings({**environ, "METRICS_ALLOWED_CIDRS": LOOPBACK})
+    async with running_app(settings) as app, client_for(app, client_ip="127.0.0.1") as client:
+        assert (await client.get("/metrics")).status_code == 200
+
+
+_GARBAGE_METHODS = ["X" * 6000, "BREW", "PROPFIND", "M-SEARCH", "Z" + "Q" * 300]
+_PATHS = ("/api/v1/plans", "/health/live", "/nowhere-{}")
+
+
+def _http_series(text: str) -> set[tuple[str, tuple]]:
+    return {(sample.name, tuple(sorted(sample.labels.items())))
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name.startswith("manas360_http_")}
+
+
+async def test_client_chosen_methods_and_paths_mint_no_series(environ, database):
+    """Any token is a valid HTTP method and any path may be requested: neither may become a
+    label value (each would be a series kept by every worker until restart)."""
+    from manas360.settings import load_settings
+    from tests.fixtures.app import client_for, running_app
+
+    settings = load_settings({**environ, "METRICS_TOKEN": TOKEN})
+    scrape = {"authorization": f"Bearer {TOKEN}"}
+    async with running_app(settings) as app, client_for(app) as client:
+        for path in _PATHS:  # one unknown method first: its "other" series may appear once
+            await client.request("BREW", path.format("warm"))
+        await client.get("/metrics", headers=scrape)  # the scrape's own series, too
+        before = _http_series((await client.get("/metrics", headers=scrape)).text)
+        for round_ in range(3):
+            for method in _GARBAGE_METHODS:
+                for path in _PATHS:
+                    response = await client.request(method, path.format(f"{round_}-{method[:20]}"))
+                    assert response.status_code < 500
+        text = (await client.get("/metrics", headers=scrape)).text
+    for method in _GARBAGE_METHODS + ["nowhere"]:
+        assert method not in text, f"{method[:30]!r} became a label"
+    after = _http_series(text)
+    assert after == before, sorted(after - before)[:10]
+    methods = {dict(labels)["method"] for _, labels in after}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}

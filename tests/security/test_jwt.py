@@ -2,6 +2,7 @@ import base64
 import hashlib
 import hmac
 import json
+import uuid
 
 import jwt
 import pytest
@@ -13,6 +14,8 @@ SECRET_1 = "s1-" + "x" * 64
 SECRET_2 = "s2-" + "y" * 64
 NOW = 1_800_000_000.0
 TTL = 900
+U1, U2 = "0b7d6a52-6a4e-4d1c-9d59-1f0f5c8f2a11", "9a3c1e2f-0d4b-4c6e-8f7a-2b5d9e0c1a22"
+S1, J1 = "5e2f8c1d-3b7a-4f9e-a0c6-d4e1b2a3c433", "c7d9e1f3-2a4b-4c6d-8e0f-a1b3c5d7e944"
 
 
 def make_codec(keyset: KeySet | None = None, **overrides) -> AccessTokenCodec:
@@ -27,7 +30,7 @@ def b64(obj) -> str:
 
 def claims(**overrides) -> dict:
     base = {
-        "iss": "manas360", "aud": "manas360-api", "sub": "u1", "sid": "s1", "jti": "j1",
+        "iss": "manas360", "aud": "manas360-api", "sub": U1, "sid": S1, "jti": J1,
         "iat": int(NOW), "nbf": int(NOW), "exp": int(NOW) + TTL,
     }
     base.update(overrides)
@@ -47,10 +50,10 @@ def sign(payload: dict, *, secret: str = SECRET_1, algorithm: str = "HS256", hea
 
 def test_round_trip_returns_claims():
     codec = make_codec()
-    token, issued = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    token, issued = codec.encode(user_id=U1, session_id=S1, now=NOW)
     decoded = codec.decode(token, now=NOW + 1)
     assert decoded == issued
-    assert decoded["sub"] == "u1" and decoded["sid"] == "s1"
+    assert decoded["sub"] == U1 and decoded["sid"] == S1
     assert decoded["iss"] == "manas360" and decoded["aud"] == "manas360-api"
     assert decoded["iat"] == decoded["nbf"] == int(NOW) and decoded["exp"] == int(NOW) + TTL
     assert len(decoded["jti"]) == 36
@@ -59,22 +62,22 @@ def test_round_trip_returns_claims():
 
 def test_each_token_gets_a_fresh_jti_unless_given():
     codec = make_codec()
-    _, first = codec.encode(user_id="u1", session_id="s1")
-    _, second = codec.encode(user_id="u1", session_id="s1")
-    _, fixed = codec.encode(user_id="u1", session_id="s1", jti="chosen")
+    _, first = codec.encode(user_id=U1, session_id=S1)
+    _, second = codec.encode(user_id=U1, session_id=S1)
+    _, fixed = codec.encode(user_id=U1, session_id=S1, jti="chosen")
     assert first["jti"] != second["jti"] and fixed["jti"] == "chosen"
 
 
 def test_extra_claims_cannot_override_registered_ones():
     codec = make_codec()
-    _, issued = codec.encode(user_id="u1", session_id="s1", extra={"scope": "x"})
+    _, issued = codec.encode(user_id=U1, session_id=S1, extra={"scope": "x"})
     assert issued["scope"] == "x"
     with pytest.raises(ValueError):
-        codec.encode(user_id="u1", session_id="s1", extra={"sub": "admin"})
+        codec.encode(user_id=U1, session_id=S1, extra={"sub": "admin"})
 
 
 def test_hand_signed_token_verifies():
-    assert make_codec().decode(hand_sign({"alg": "HS256", "kid": "k1"}, claims()), now=NOW)["sub"] == "u1"
+    assert make_codec().decode(hand_sign({"alg": "HS256", "kid": "k1"}, claims()), now=NOW)["sub"] == U1
 
 
 def test_alg_none_token_is_rejected():
@@ -138,9 +141,21 @@ def test_badly_typed_claim_is_rejected(bad):
         make_codec().decode(sign(claims(**bad)), now=NOW)
 
 
+NOT_CANONICAL = ["0", "1' OR '1'='1", "u1", U1.upper(), U1.replace("-", ""), "{" + U1 + "}", f"urn:uuid:{U1}",
+                 " " + U1, U1 + "\n", U1[:-1] + "g"]
+
+
+@pytest.mark.parametrize("name", ["sub", "sid", "jti"])
+@pytest.mark.parametrize("value", NOT_CANONICAL)
+def test_identifier_claims_must_be_canonical_uuids(name, value):
+    """Signed with our key is not enough: the ids are looked up in uuid columns and Redis."""
+    with pytest.raises(InvalidToken):
+        make_codec().decode(sign(claims(**{name: value})), now=NOW)
+
+
 def test_expired_token_raises_token_expired():
     codec = make_codec()
-    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
     with pytest.raises(TokenExpired):
         codec.decode(token, now=NOW + TTL)
 
@@ -153,14 +168,14 @@ def test_not_yet_valid_token_is_invalid():
 
 def test_small_clock_skew_on_nbf_is_tolerated():
     token = sign(claims(iat=int(NOW) + 3, nbf=int(NOW) + 3))
-    assert make_codec().decode(token, now=NOW)["sub"] == "u1"
+    assert make_codec().decode(token, now=NOW)["sub"] == U1
 
 
 def test_tampered_payload_is_rejected():
     codec = make_codec()
-    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
     header, _, signature = token.split(".")
-    forged = f"{header}.{b64(claims(sub='admin'))}.{signature}"
+    forged = f"{header}.{b64(claims(sub=U2))}.{signature}"
     with pytest.raises(InvalidToken):
         codec.decode(forged, now=NOW)
 
@@ -171,16 +186,16 @@ def test_token_signed_with_another_key_is_rejected():
 
 
 def test_previous_key_still_verifies_after_rotation():
-    old_token, _ = make_codec().encode(user_id="u1", session_id="s1", now=NOW)
+    old_token, _ = make_codec().encode(user_id=U1, session_id=S1, now=NOW)
     rotated = make_codec(KeySet(current_kid="k2", keys={"k2": SECRET_2, "k1": SECRET_1}))
-    new_token, _ = rotated.encode(user_id="u2", session_id="s2", now=NOW)
+    new_token, _ = rotated.encode(user_id=U2, session_id=S1, now=NOW)
     assert jwt.get_unverified_header(new_token)["kid"] == "k2"
-    assert rotated.decode(old_token, now=NOW)["sub"] == "u1"
-    assert rotated.decode(new_token, now=NOW)["sub"] == "u2"
+    assert rotated.decode(old_token, now=NOW)["sub"] == U1
+    assert rotated.decode(new_token, now=NOW)["sub"] == U2
 
 
 def test_dropped_key_no_longer_verifies_in_a_new_codec():
-    old_token, _ = make_codec().encode(user_id="u1", session_id="s1", now=NOW)
+    old_token, _ = make_codec().encode(user_id=U1, session_id=S1, now=NOW)
     dropped = make_codec(KeySet(current_kid="k2", keys={"k2": SECRET_2}))
     with pytest.raises(InvalidToken):
         dropped.decode(old_token, now=NOW)
@@ -188,8 +203,8 @@ def test_dropped_key_no_longer_verifies_in_a_new_codec():
 
 def test_cache_hit_still_rejects_after_expiry():
     codec = make_codec()
-    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
-    assert codec.decode(token, now=NOW)["sub"] == "u1"
+    token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
+    assert codec.decode(token, now=NOW)["sub"] == U1
     assert token in codec._cache
     with pytest.raises(TokenExpired):
         codec.decode(token, now=NOW + TTL + 1)
@@ -198,14 +213,14 @@ def test_cache_hit_still_rejects_after_expiry():
 
 def test_cache_hit_returns_a_copy():
     codec = make_codec()
-    token, _ = codec.encode(user_id="u1", session_id="s1", now=NOW)
+    token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
     codec.decode(token, now=NOW)["sub"] = "admin"
-    assert codec.decode(token, now=NOW)["sub"] == "u1"
+    assert codec.decode(token, now=NOW)["sub"] == U1
 
 
 def test_cache_is_bounded_and_keeps_only_verified_tokens():
     codec = make_codec(cache_size=2)
-    tokens = [codec.encode(user_id=f"u{i}", session_id="s", now=NOW)[0] for i in range(3)]
+    tokens = [codec.encode(user_id=str(uuid.uuid4()), session_id=S1, now=NOW)[0] for _ in range(3)]
     for token in tokens:
         codec.decode(token, now=NOW)
     assert list(codec._cache) == tokens[1:]

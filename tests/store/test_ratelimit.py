@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import sys
 from uuid import uuid4
 
@@ -34,6 +35,12 @@ async def _sleep_until_offset(store, *, window_ms: int, offset_ms: int) -> None:
 def _left_s(now_ms: int, window_s: int, extra_ms: int = 0) -> int:
     window_ms = window_s * 1000
     return math.ceil((window_ms - now_ms % window_ms + extra_ms) / 1000)
+
+
+def _wait_s(now_ms: int, window_s: int, extra_ms: int) -> int:
+    """Seconds until a full current window admits again: it decays after the window ends,
+    but every request leaves the sliding window at the latest one window from now."""
+    return min(_left_s(now_ms, window_s, extra_ms), window_s)
 
 
 async def _hits(store, *, key: str, limit: int, window_s: int, n: int, cost: int = 1) -> list[Verdict]:
@@ -103,7 +110,7 @@ async def test_denial_reset_is_seconds_until_admission(store):
     after = await _server_ms(store)
     # A full current window admits again once, next window, it has decayed by one unit (W / 10).
     tenth_ms = HOUR * 1000 // 10
-    assert _left_s(after, HOUR, tenth_ms) <= denied.reset_s <= _left_s(before, HOUR, tenth_ms)
+    assert _wait_s(after, HOUR, tenth_ms) <= denied.reset_s <= _wait_s(before, HOUR, tenth_ms)
 
 
 async def test_allowed_reset_is_seconds_until_window_end(store):
@@ -119,7 +126,7 @@ async def test_admission_of_last_unit_reports_time_until_next_admission(store):
     after = await _server_ms(store)
     half_ms = HOUR * 1000 // 2
     assert verdicts[-1].allowed and verdicts[-1].remaining == 0
-    assert _left_s(after, HOUR, half_ms) <= verdicts[-1].reset_s <= _left_s(before, HOUR, half_ms)
+    assert _wait_s(after, HOUR, half_ms) <= verdicts[-1].reset_s <= _wait_s(before, HOUR, half_ms)
 
 
 # concurrency ------------------------------------------------------------------------------
@@ -183,10 +190,12 @@ async def test_window_edge_admits_no_second_burst(store):
     # Right after the edge only the decayed share of the previous window is free again.
     assert sum(v.allowed for v in edge_burst) <= limit * (edge_end % window_ms) // window_ms
 
-    await _sleep_until_offset(store, window_ms=window_ms, offset_ms=1000)
+    # Mid-window, but before the fill is a whole window old (then it stops counting at all).
+    await _sleep_until_offset(store, window_ms=window_ms, offset_ms=900)
     mid_start = await _server_ms(store)
     mid_burst = await _hits(store, key=key, limit=limit, window_s=window_s, n=limit)
     mid_end = await _server_ms(store)
+    assert mid_end < filled_at + window_ms
     admitted = sum(v.allowed for v in edge_burst + mid_burst)
     low = limit * (mid_start % window_ms) // window_ms
     assert low <= admitted <= limit * (mid_end % window_ms) // window_ms
@@ -198,6 +207,91 @@ async def test_key_expires_after_two_windows(store):
     key = _key(store)
     await hit(store, policy="global", key=key, limit=5, window_s=7)
     assert 0 < await store.redis.pttl(key) <= 14_000
+
+
+# t never above the window (driven by the core's now_ms) -------------------------------
+
+_AT = lua_core() + """
+return ratelimit_hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+"""
+# The same check on a scratch copy of the state: what a request then would get, without it counting.
+_PROBE = lua_core() + """
+local state = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[2])
+if #state > 0 then redis.call('HSET', KEYS[2], unpack(state)) end
+local reply = ratelimit_hit(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('DEL', KEYS[2])
+return reply
+"""
+_EPOCH_MS = 29_400_000 * 60_000  # a window edge for every window length used below
+
+
+def _tagged_keys(store) -> tuple[str, str]:
+    tag = uuid4().hex  # one hash tag: the probe's two keys must share a cluster slot
+    return store.keys.ip_rate(tag, "global"), store.keys.ip_rate(tag, "probe")
+
+
+async def _at(store, key: str, now_ms: int, *, limit: int, window_s: int, cost: int = 1) -> Verdict:
+    reply = await store.redis.eval(_AT, 1, key, now_ms, limit, window_s * 1000, cost)
+    return verdict_from_reply(policy="global", limit=limit, window_s=window_s, reply=reply)
+
+
+async def _probe(store, keys: tuple[str, str], now_ms: int, *, limit: int, window_s: int, cost: int) -> Verdict:
+    reply = await store.redis.eval(_PROBE, 2, *keys, now_ms, limit, window_s * 1000, cost)
+    return verdict_from_reply(policy="global", limit=limit, window_s=window_s, reply=reply)
+
+
+async def test_quota_spent_early_in_a_window_waits_at_most_the_window(store):
+    """The review's case: 5/60 s spent in a window's first second; the denial said t=71."""
+    keys = _tagged_keys(store)
+    for offset_ms in (0, 200, 400, 600, 800):
+        assert (await _at(store, keys[0], _EPOCH_MS + offset_ms, limit=5, window_s=60)).allowed
+    denied_at = _EPOCH_MS + 1000
+    denied = await _at(store, keys[0], denied_at, limit=5, window_s=60)
+    assert not denied.allowed and denied.reset_s <= 60
+    # Exact: one second earlier is still refused, t seconds later is admitted.
+    early = await _probe(store, keys, denied_at + (denied.reset_s - 1) * 1000, limit=5, window_s=60, cost=1)
+    assert not early.allowed
+    assert (await _at(store, keys[0], denied_at + denied.reset_s * 1000, limit=5, window_s=60)).allowed
+
+
+async def test_random_traces_t_is_within_the_window_and_admits(store):
+    """Over random traffic: t <= w on every reply, and once the quota is spent a request t
+    seconds later is admitted while one a second earlier is not."""
+    rng = random.Random(360)
+    for _ in range(60):
+        limit, window_s = rng.randint(1, 8), rng.choice((1, 2, 5, 60))
+        window_ms = window_s * 1000
+        keys, now_ms = _tagged_keys(store), _EPOCH_MS + rng.randrange(window_ms)
+        admitted: list[int] = []
+        for _ in range(25):
+            now_ms += rng.choice((0, rng.randrange(window_ms // 10 + 1), rng.randrange(2 * window_ms)))
+            cost = rng.randint(1, limit)
+            verdict = await _at(store, keys[0], now_ms, limit=limit, window_s=window_s, cost=cost)
+            assert 1 <= verdict.reset_s <= window_s, (limit, window_s, now_ms, verdict)
+            if verdict.allowed:
+                admitted += [now_ms] * cost
+            # Never more than 2 * limit - 1 in any true sliding window (the documented bound).
+            assert sum(1 for at in admitted if at > now_ms - window_ms) <= 2 * limit - 1
+            if verdict.remaining >= cost:
+                continue
+            later = await _probe(store, keys, now_ms + verdict.reset_s * 1000, limit=limit, window_s=window_s,
+                                 cost=cost)
+            assert later.allowed, (limit, window_s, now_ms, cost, verdict)
+            if verdict.reset_s > 1:
+                sooner = await _probe(store, keys, now_ms + (verdict.reset_s - 1) * 1000, limit=limit,
+                                      window_s=window_s, cost=cost)
+                assert not sooner.allowed, (limit, window_s, now_ms, cost, verdict)
+
+
+async def test_a_key_written_before_last_times_were_kept_is_never_looser(store):
+    """Keys live on through a deploy: without l/pl the times are assumed as late as possible."""
+    keys, window_ms = _tagged_keys(store), 60_000
+    index = _EPOCH_MS // window_ms
+    await store.redis.hset(keys[0], mapping={"w": index - 1, "c": 5, "p": 0})  # full previous window
+    denied = await _at(store, keys[0], _EPOCH_MS + 1000, limit=5, window_s=60)
+    assert not denied.allowed and denied.reset_s <= 60
+    assert (await _at(store, keys[0], _EPOCH_MS + 1000 + denied.reset_s * 1000, limit=5, window_s=60)).allowed
 
 
 # reuse by a bigger script -----------------------------------------------------------------

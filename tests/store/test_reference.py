@@ -19,7 +19,7 @@ async def _subscribers(store) -> int:
     return dict(await store.redis.pubsub_numsub(channel, **where)).get(channel, 0)
 
 
-async def test_a_bump_increments_the_version_and_reaches_a_listener(store):
+async def test_a_bump_raises_the_version_and_reaches_a_listener(store):
     received: asyncio.Queue[int] = asyncio.Queue()
     listener = asyncio.create_task(listen_reference_changes(store, received.put))
     try:
@@ -27,11 +27,28 @@ async def test_a_bump_increments_the_version_and_reaches_a_listener(store):
             await asyncio.sleep(0.01)
         start = await get_reference_version(store)
         version = await bump_reference_version(store)
-        assert version == start + 1 == await get_reference_version(store)
+        assert version > start and version == await get_reference_version(store)
         assert await asyncio.wait_for(received.get(), 2) == version
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_a_version_is_never_handed_out_again_after_a_flush(store):
+    """A worker holding version v must see a different number after Redis loses the key
+    (INCR restarted at 1 and could hand v out again: that worker never reloaded)."""
+    first = await bump_reference_version(store)
+    await store.redis.delete(store.keys.reference_version())  # the prefix's flush
+    assert await get_reference_version(store) == 0
+    again = await bump_reference_version(store)
+    assert again > first
+
+
+async def test_bumps_are_strictly_increasing(store):
+    versions = [await bump_reference_version(store) for _ in range(20)]  # back to back
+    versions += await asyncio.gather(*(bump_reference_version(store) for _ in range(20)))
+    assert len(set(versions)) == 40
+    assert versions[:20] == sorted(versions[:20]) and min(versions[20:]) > versions[19]
 
 
 async def test_a_listener_started_before_any_other_command_subscribes_at_once(store, store_url):
