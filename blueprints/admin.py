@@ -15,8 +15,8 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from blueprints.bodies import StrictBody
-from blueprints.guard import client, guarded
+from manas360.blueprints.bodies import StrictBody
+from manas360.blueprints.guard import client, guarded
 from manas360 import reference
 from manas360.services import admin, audit_log, rbac
 from manas360.web import (DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page, json_response, parse_body,

@@ -13,8 +13,8 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from blueprints.bodies import DisplayName, Email, NewEmail, NewPassword, Password, StrictBody
-from blueprints.guard import authenticated, client
+from manas360.blueprints.bodies import DisplayName, Email, NewEmail, NewPassword, Password, StrictBody
+from manas360.blueprints.guard import authenticated, client
 from manas360.errors import NotFound
 from manas360.services import auth, login, refresh, sessions
 from manas360.web import json_response, parse_body

@@ -6,8 +6,8 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from blueprints.bodies import DisplayName, StrictBody
-from blueprints.guard import authenticated
+from manas360.blueprints.bodies import DisplayName, StrictBody
+from manas360.blueprints.guard import authenticated
 from manas360.services import users
 from manas360.web import json_response, parse_body
 

@@ -6,7 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from blueprints.guard import guarded
+from manas360.blueprints.guard import guarded
 from manas360.services import analytics
 from manas360.web import json_response
 

@@ -18,7 +18,7 @@ from manas360.services.catalog import CatalogHolder, watch_reference
 from manas360.services.tokens import build_codec
 from manas360.settings import Settings, load_settings
 from manas360.web import EnvelopeErrorHandler, request_id
-from store import close_store, open_store
+from manas360.store import close_store, open_store
 
 # A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
 # styles from its CDN, so it gets its own policy.
@@ -139,7 +139,7 @@ def _add_middleware(app: Sanic, settings: Settings) -> None:
 def _add_blueprints(app: Sanic) -> None:
     from sanic import Blueprint
 
-    from blueprints import admin, auth, me, ops, plans, product
+    from manas360.blueprints import admin, auth, me, ops, plans, product
 
     app.blueprint(ops.bp)
     app.blueprint(Blueprint.group(auth.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,

@@ -137,7 +137,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services.orm import orm
     from manas360.services.seeding import SeedError, seed
-    from store import close_store, open_store
+    from manas360.store import close_store, open_store
 
     email, password = settings.superadmin_email, settings.superadmin_password
     if bool(email) != bool(password) or (args.promote_existing_superadmin and not email):
@@ -253,7 +253,7 @@ def _one_line(exc: BaseException) -> str:
 def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services.orm import orm
     from manas360.services.warmup import count_candidates, warm_cache
-    from store import close_store, open_store
+    from manas360.store import close_store, open_store
 
     async def work() -> int:
         store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from loguru import logger
 from manas360.settings import Settings
 
 MODELS_APP = "models"
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(str(resources.files("manas360.migrations")))
+"""Installed with the package (a wheel needs no source tree); in a checkout, migrations/."""
 # Any constant works; it only has to be the same for every instance of this service.
 MIGRATION_LOCK_KEY = 0x6D333630  # "m360"
 CONNECT_TIMEOUT_S = 5.0

@@ -7,7 +7,7 @@ Field syntax follows draft-ietf-httpapi-ratelimit-headers-11: `RateLimit-Policy`
 
 from __future__ import annotations
 
-from store.ratelimit import Verdict
+from manas360.store.ratelimit import Verdict
 
 
 def format_headers(verdicts: list[Verdict]) -> dict[str, str]:

@@ -59,7 +59,7 @@ async def _preflight(settings: Settings) -> list[str]:
     """Names of the stores that do not answer (checked once before workers start)."""
     from manas360.services.health import check_database, check_redis
     from manas360.services.orm import orm
-    from store import close_store, open_store
+    from manas360.store import close_store, open_store
 
     down = []
     try:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from manas360.database_url import DatabaseURL, parse_database_url
-from store.url import RedisConfig, parse_redis_url
+from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
@@ -200,7 +200,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 def _read_defaults() -> dict[str, Any]:
-    text = resources.files("config").joinpath("defaults.toml").read_text(encoding="utf-8")
+    text = resources.files("manas360.config").joinpath("defaults.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
@@ -293,7 +293,7 @@ def _read_rate_table(s: Settings, env_vars) -> tuple[dict[str, RatePolicy], tupl
             with open(s.rate_limits_file, "rb") as table_file:
                 table = tomllib.load(table_file)
         else:
-            table = tomllib.loads(resources.files("config").joinpath("ratelimits.toml").read_text(encoding="utf-8"))
+            table = tomllib.loads(resources.files("manas360.config").joinpath("ratelimits.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"rate-limit policy table {where}: {exc}") from None
     unknown = set(table) - {"exempt", "policies"}

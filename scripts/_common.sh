@@ -11,18 +11,20 @@ PY=${PYTHON:-python3}
 say() { printf '\033[1m[manas360]\033[0m %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-ensure_venv() {  # ensure_venv [extras]
+ensure_venv() {  # ensure_venv [extras]: the locked dependencies, then the project itself
   # Two statements: in one `local a=x b=$a`, $a is expanded before it is assigned.
   local extras=${1:-}
-  local stamp="$VENV/.installed${extras:+-$extras}"
+  local stamp="$VENV/.installed${extras:+-$extras}" lock="$ROOT/requirements/${extras:-main}.txt"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtualenv in .venv"
     "$PY" -m venv "$VENV" || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"
   fi
-  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    say "installing manas360${extras:+ [$extras]} into .venv"
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+    say "installing manas360${extras:+ [$extras]} into .venv from ${lock#"$ROOT"/}"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}" || die "pip install failed"
+    # Exactly the locked versions, each checked against its hash (scripts/lock refreshes them).
+    "$VENV/bin/python" -m pip install -q --require-hashes -r "$lock" || die "pip install of $lock failed"
+    "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" || die "pip install of the project failed"
     touch "$stamp"
   fi
 }

@@ -4,6 +4,6 @@ Functions are intention-named and async; each takes the `Store` handle first and
 as keyword arguments. Key names are built in `store.keys` only.
 """
 
-from store.client import Store, StoreUnavailable, close_store, open_store
+from manas360.store.client import Store, StoreUnavailable, close_store, open_store
 
 __all__ = ["Store", "StoreUnavailable", "open_store", "close_store"]

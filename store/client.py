@@ -19,10 +19,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from store.cluster import ServiceCluster
-from store.keys import Keys
-from store.pipelined import PipelinedRedis
-from store.url import parse_redis_url
+from manas360.store.cluster import ServiceCluster
+from manas360.store.keys import Keys
+from manas360.store.pipelined import PipelinedRedis
+from manas360.store.url import parse_redis_url
 
 StoreUnavailable = RedisError
 """Any failure talking to Redis. The HTTP layer maps it to 503 ServiceUnavailable."""

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from store.client import Store
-from store.revocations import SCRIPT as REVOCATIONS_SCRIPT, Revocations, script_call as revocations_call
+from manas360.store.client import Store
+from manas360.store.revocations import SCRIPT as REVOCATIONS_SCRIPT, Revocations, script_call as revocations_call
 
 CONTEXT_FIELDS = ("role", "plan", "plan_end_ms", "status")
 GENERATION_TTL_S = 86_400

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from store.client import Store
+from manas360.store.client import Store
 
 _SCRIPT = "lockout"
 _RESERVE_SCRIPT = "lockout_reserve"

@@ -20,7 +20,7 @@ from collections import deque
 import hiredis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from store.url import RedisConfig, parse_redis_url
+from manas360.store.url import RedisConfig, parse_redis_url
 
 
 class PipelinedRedis:

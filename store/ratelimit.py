@@ -55,7 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.client import Store
+from manas360.store.client import Store
 
 _SCRIPT = "ratelimit"
 _CORE_BEGIN = "-- BEGIN ratelimit core"

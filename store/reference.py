@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from store.client import Store
+from manas360.store.client import Store
 
 
 async def get_reference_version(store: Store) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from store.client import Store
-from store.keys import Keys
+from manas360.store.client import Store
+from manas360.store.keys import Keys
 
 SCRIPT = "revocations"
 

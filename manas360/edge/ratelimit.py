@@ -30,8 +30,8 @@ from manas360.edge.stats import count
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
 from manas360.ratelimit_headers import format_headers
 from manas360.settings import RatePolicy
-from store import Store, StoreUnavailable
-from store.ratelimit import Verdict, hit
+from manas360.store import Store, StoreUnavailable
+from manas360.store.ratelimit import Verdict, hit
 
 __all__ = ["EdgeLimiter", "apply_verdict", "check_user_rate", "rate_limited", "user_rate_key"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from loguru import logger
 from tortoise import connections
 
-from store import Store
-from store.reference import get_reference_version, listen_reference_changes
+from manas360.store import Store
+from manas360.store.reference import get_reference_version, listen_reference_changes
 
 
 @dataclass(frozen=True, slots=True)

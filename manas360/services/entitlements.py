@@ -33,12 +33,12 @@ from manas360.services.repair import retry_in_background, run_to_completion
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
 from manas360.services.tokens import issued_ms
-from store import StoreUnavailable
-from store.entitlements import (NO_GENERATION, UserContext, UserFill, check_request, forget_user_context,
+from manas360.store import StoreUnavailable
+from manas360.store.entitlements import (NO_GENERATION, UserContext, UserFill, check_request, forget_user_context,
                                 store_user_states)
-from store.ratelimit import Verdict
-from store.reference import bump_reference_version, get_reference_version
-from store.revocations import Revocations
+from manas360.store.ratelimit import Verdict
+from manas360.store.reference import bump_reference_version, get_reference_version
+from manas360.store.revocations import Revocations
 
 CONTEXT_TTL_S = LOADED_TTL_S
 """How long a cached user context lives; also the bound on staleness when Redis was

@@ -10,8 +10,8 @@ import time
 from tortoise import connections
 
 from manas360 import __version__
-from store import Store
-from store.client import ping, pool_stats
+from manas360.store import Store
+from manas360.store.client import ping, pool_stats
 
 CHECK_TIMEOUT_S = 2.0
 READINESS_TTL_S = 1.0  # how long one worker reuses a readiness result

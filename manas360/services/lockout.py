@@ -36,9 +36,9 @@ from tortoise.transactions import in_transaction
 from manas360.errors import AccountLocked, NotFound
 from manas360.services import audit, sessions
 from manas360.services.repair import run_to_completion
-from store import StoreUnavailable
-from store import lockout as lockout_store
-from store.lockout import FailureVerdict
+from manas360.store import StoreUnavailable
+from manas360.store import lockout as lockout_store
+from manas360.store.lockout import FailureVerdict
 
 RESERVATION_TTL_S = 30
 """How long a reservation outlives a worker that died mid-check (far above one bcrypt check

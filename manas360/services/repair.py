@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from loguru import logger
 
-from store import StoreUnavailable
+from manas360.store import StoreUnavailable
 
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 60.0

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 
 from manas360.services.repair import retry_in_background
 from manas360.settings import Settings
-from store import Store, StoreUnavailable
-from store.revocations import Revocations, record_revocations
+from manas360.store import Store, StoreUnavailable
+from manas360.store.revocations import Revocations, record_revocations
 
 SKEW_MARGIN_S = 60
 LOADED_TTL_S = 300

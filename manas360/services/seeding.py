@@ -27,7 +27,7 @@ from manas360.services import audit, users
 from manas360.services.auth import revoke_all_sessions
 from manas360.services.entitlements import CONTEXT_TTL_S, forget_user
 from manas360.services.sessions import Client
-from store import StoreUnavailable
+from manas360.store import StoreUnavailable
 
 
 SEED_CLIENT = Client(ip="", user_agent="manas360 seed")

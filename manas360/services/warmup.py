@@ -20,9 +20,9 @@ from manas360.services.catalog import load_catalog
 from manas360.services.entitlements import (CONTEXT_TTL_S, USER_STATE_SQL, loaded_ttl_ms, revocation_horizon_s,
                                             state_from_row)
 from manas360.settings import Settings
-from store import Store
-from store.entitlements import read_generations, store_user_states
-from store.reference import get_reference_version
+from manas360.store import Store
+from manas360.store.entitlements import read_generations, store_user_states
+from manas360.store.reference import get_reference_version
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from manas360.services import auth, repair, revocation
 from manas360.services.access import Principal
 from manas360.services.sessions import Client
 from manas360.settings import load_settings
-from store.client import close_store, open_store
+from manas360.store.client import close_store, open_store
 from tests.fixtures.accounts import API, PASSWORD, register
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.gates import eventually

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from store.entitlements import UserContext, UserFill, check_request, store_user_states
-from store.lockout import lock_remaining_ms, record_failure, release_check, reserve_check
-from store.revocations import Revocations, record_revocations
+from manas360.store.entitlements import UserContext, UserFill, check_request, store_user_states
+from manas360.store.lockout import lock_remaining_ms, record_failure, release_check, reserve_check
+from manas360.store.revocations import Revocations, record_revocations
 
 
 CONTEXT = UserContext(role="user", plan="free", plan_end_ms=0, status="active")

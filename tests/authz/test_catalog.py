@@ -7,8 +7,8 @@ import asyncio
 from tortoise import connections
 
 from manas360.services.catalog import CatalogHolder, load_catalog
-from store.client import open_store, close_store
-from store.reference import bump_reference_version, get_reference_version, listen_reference_changes
+from manas360.store.client import open_store, close_store
+from manas360.store.reference import bump_reference_version, get_reference_version, listen_reference_changes
 
 
 async def test_catalog_holds_levels_permissions_and_plans_in_tier_order(db):

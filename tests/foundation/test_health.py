@@ -73,7 +73,7 @@ async def test_a_flood_of_health_calls_queries_each_store_once(environ, database
 
 async def test_a_store_going_down_is_reported_within_two_seconds(environ, database, monkeypatch):
     from manas360.services.health import READINESS_TTL_S
-    from store import close_store, open_store
+    from manas360.store import close_store, open_store
 
     calls = _count_checks(monkeypatch)
     async with running_app(load_settings(environ)) as app, client_for(app) as client:

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from store.client import close_store, open_store
+from manas360.store.client import close_store, open_store
 from tests.fixtures.environment import REDIS_URL, delete_prefixed_keys
 from tests.fixtures.redis_cluster import redis_cluster  # noqa: F401  (a fixture)
 

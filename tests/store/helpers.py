@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from store.client import Store
+from manas360.store.client import Store
 
 
 async def node_of(store: Store, key: str) -> str:

@@ -9,13 +9,13 @@ from uuid import uuid4
 
 from redis.crc import key_slot
 
-from store.client import close_store, open_store, ping, pool_stats, script_source
-from store.entitlements import UserContext, UserFill, check_request, forget_user_context, store_user_states
-from store.url import parse_redis_url
-from store.lockout import record_failure
-from store.ratelimit import hit
-from store.reference import bump_reference_version
-from store.revocations import Revocations, record_revocations
+from manas360.store.client import close_store, open_store, ping, pool_stats, script_source
+from manas360.store.entitlements import UserContext, UserFill, check_request, forget_user_context, store_user_states
+from manas360.store.url import parse_redis_url
+from manas360.store.lockout import record_failure
+from manas360.store.ratelimit import hit
+from manas360.store.reference import bump_reference_version
+from manas360.store.revocations import Revocations, record_revocations
 from tests.store.helpers import node_of, user_ids_on_every_node
 
 SCRIPTS = ("request", "revocations", "lockout", "ratelimit", "fill", "forget")

@@ -8,9 +8,9 @@ from uuid import uuid4
 
 import pytest
 
-from store.client import StoreUnavailable, close_store, open_store, ping, pool_stats
-from store.cluster import POOL_HEADROOM
-from store.entitlements import check_request
+from manas360.store.client import StoreUnavailable, close_store, open_store, ping, pool_stats
+from manas360.store.cluster import POOL_HEADROOM
+from manas360.store.entitlements import check_request
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from store.client import StoreUnavailable, close_store, open_store, ping
-from store.entitlements import check_request
+from manas360.store.client import StoreUnavailable, close_store, open_store, ping
+from manas360.store.entitlements import check_request
 from tests.fixtures.redis_cluster import start_redis_cluster
 from tests.store.helpers import node_of, user_ids_on_every_node
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from store.entitlements import (UserContext, UserFill, check_request, forget_user_context, read_generations,
+from manas360.store.entitlements import (UserContext, UserFill, check_request, forget_user_context, read_generations,
                                 store_user_states)
-from store.revocations import Revocations
+from manas360.store.revocations import Revocations
 from tests.store.helpers import node_of, user_ids_on_every_node
 
 CONTEXT = UserContext(role="subscriber", plan="premium", plan_end_ms=1_900_000_000_000, status="active")

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 from redis.crc import key_slot
 
-from store.keys import Keys
+from manas360.store.keys import Keys
 from tests.fixtures.environment import delete_prefixed_keys
 from tests.store.helpers import user_ids_on_every_node
 

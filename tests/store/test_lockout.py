@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from store.lockout import clear, lock_remaining_ms, record_failure, release_check, reserve_check
+from manas360.store.lockout import clear, lock_remaining_ms, record_failure, release_check, reserve_check
 
 
 async def test_an_unlock_removes_the_lock_and_the_failures(store):

@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from store.pipelined import PipelinedRedis
+from manas360.store.pipelined import PipelinedRedis
 from tests.fixtures.environment import REDIS_URL
 
 

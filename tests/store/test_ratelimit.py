@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 
 from manas360.ratelimit_headers import format_headers
-from store.ratelimit import Verdict, hit, lua_core, verdict_from_reply
+from manas360.store.ratelimit import Verdict, hit, lua_core, verdict_from_reply
 
 HOUR = 3600
 
@@ -141,8 +141,8 @@ async def test_concurrent_hits_admit_exactly_the_limit(store):
 
 _WORKER = """
 import asyncio, sys
-from store.client import close_store, open_store
-from store.ratelimit import hit
+from manas360.store.client import close_store, open_store
+from manas360.store.ratelimit import hit
 
 async def main(url, prefix, key, start_ms, n):
     store = open_store(url=url, prefix=prefix)

@@ -8,8 +8,8 @@ import time
 
 from redis.asyncio.cluster import RedisCluster
 
-from store.client import close_store, open_store
-from store.reference import bump_reference_version, get_reference_version, listen_reference_changes
+from manas360.store.client import close_store, open_store
+from manas360.store.reference import bump_reference_version, get_reference_version, listen_reference_changes
 
 
 async def _subscribers(store) -> int:

@@ -17,9 +17,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from store import ratelimit
-from store.client import close_store, open_store, ping
-from store.url import parse_redis_url
+from manas360.store import ratelimit
+from manas360.store.client import close_store, open_store, ping
+from manas360.store.url import parse_redis_url
 from tests.fixtures.redis_cluster import start_redis_cluster
 from tests.fixtures.services import redis_server
 from tests.fixtures.tls import make_certificates
