@@ -1,6 +1,6 @@
-"""One error base, one mapping: every failure leaves as the API.md envelope.
+"""One error base, one mapping: every failure leaves as the docs/api.md envelope.
 
-`AppError` carries the HTTP status, the machine `code` from API.md and a client-safe
+`AppError` carries the HTTP status, the machine `code` from docs/api.md and a client-safe
 message; `extra` holds client-safe keys (`fields`, `upgrade`, `retry_after`). Internal
 detail goes to the log, never into these objects.
 """

@@ -1,5 +1,5 @@
 """Reference data seeded by `manas360 seed`: roles, permissions, plans, features and the
-default role->permission and plan->feature mappings (API.md, "Roles, permissions, features")."""
+default role->permission and plan->feature mappings (docs/api.md, "Roles, permissions, features")."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def _outage_component(exception: BaseException) -> str | None:
 
 
 class EnvelopeErrorHandler(ErrorHandler):
-    """Renders every error, from routing to crashes, as the API.md envelope."""
+    """Renders every error, from routing to crashes, as the docs/api.md envelope."""
 
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         error = to_app_error(exception)

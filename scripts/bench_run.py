@@ -1,4 +1,4 @@
-"""scripts/bench: measure the hot path, logins and scaling against DESIGN.md's targets.
+"""scripts/bench: measure the hot path, logins and scaling against the targets in docs/architecture.md.
 
 One run, on this machine: a private Redis (so command counts are ours alone), a fresh
 PostgreSQL database, the real `manas360 serve` with the configured workers and rate limits

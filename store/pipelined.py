@@ -3,8 +3,8 @@
 Every command issued during one event-loop tick is written in a single `write()` and the
 replies are matched in order (Redis answers a connection's commands FIFO). Concurrent
 requests therefore share round trips and syscalls instead of each paying redis-py's
-per-command Python cost; STACK-NOTES.md ("The hot path") measured this as the biggest
-lever on the gated GET. Only the per-request scripts use it; everything else stays on
+per-command Python cost; measured on this project's hardware, this was the biggest lever
+on the gated GET (BENCHMARKS.md). Only the per-request scripts use it; everything else stays on
 redis-py.
 
 Failure model: a connection that errors, closes, or leaves a command unanswered past

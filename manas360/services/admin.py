@@ -1,7 +1,7 @@
 """Administration of users: listing, detail, role and subscription changes, unlocks and
 session revocation, each write audited and committed in PostgreSQL before Redis is told.
 
-Escalation rule (API.md): an actor may change a user's role only if the actor's level is
+Escalation rule (docs/api.md): an actor may change a user's role only if the actor's level is
 above the target's current level and above the new role's level; a superadmin (100) may
 assign any role, superadmin included, to a user below 100. Nobody changes their own role
 and no superadmin's role changes through the API. Every refusal is

@@ -35,5 +35,5 @@ def from_ms(ms: int) -> datetime:
 
 
 def iso(moment: datetime | None) -> str | None:
-    """ISO-8601 with an explicit UTC offset, as API.md requires."""
+    """ISO-8601 with an explicit UTC offset, as docs/api.md requires."""
     return moment.astimezone(UTC).isoformat() if moment is not None else None

@@ -1,7 +1,7 @@
 """Drill: PostgreSQL freezes (SIGSTOP on the postmaster and every backend): its port and
 the pooled connections stay open, nothing answers — a partition or a stalled machine.
 
-DESIGN.md, "Failure behaviour": warm authenticated reads keep working; login, register
+docs/architecture.md, "Failure behaviour": warm authenticated reads keep working; login, register
 and refresh answer 503 within a bound (the statement timeout plus a margin, twice: the
 statement, then the connection's reset); readiness says so within its check timeout; and
 once PostgreSQL thaws, everything works again without restarting the service.

@@ -1,7 +1,7 @@
 """Drill: PostgreSQL is stopped (`pg_ctl stop -m fast`: every session terminated) under a
 running two-worker service, then started again.
 
-DESIGN.md, "Failure behaviour": authenticated reads served from warm Redis keep working;
+docs/architecture.md, "Failure behaviour": authenticated reads served from warm Redis keep working;
 login, register and refresh answer 503 within a bound (no 500, no hang); once PostgreSQL
 is back everything works again without restarting the service, on every worker, with no
 dead pooled connection handed out afterwards.

@@ -1,7 +1,7 @@
 """Drills: Redis SIGKILLed while requests flow, then back empty on the same port; and
 Redis frozen (SIGSTOP: connections stay up, nothing answers) then thawed.
 
-DESIGN.md, "Failure behaviour": authenticated routes and login answer 503 (fail closed,
+docs/architecture.md, "Failure behaviour": authenticated routes and login answer 503 (fail closed,
 within the Redis timeouts), public routes keep working, the service recovers by itself;
 and losing every key must not resurrect a revoked token or unlock a locked account
 (PostgreSQL keeps both).

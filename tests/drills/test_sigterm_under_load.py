@@ -1,6 +1,6 @@
 """Drill: SIGTERM to the server process while 32 keep-alive clients keep it busy.
 
-DESIGN.md, "Failure behaviour": stop accepting, finish in-flight requests, close pools,
+docs/architecture.md, "Failure behaviour": stop accepting, finish in-flight requests, close pools,
 exit 0. 24 clients hammer the gated GET, 8 hold half-second requests (the real app plus
 the slow probe route, served by the same `manas360.server.serve`), so the signal lands
 with requests in flight at every stage.

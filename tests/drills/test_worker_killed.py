@@ -1,6 +1,6 @@
 """Drill: one of two workers is SIGKILLed under load.
 
-DESIGN.md, "Failure behaviour": the other worker keeps serving, and the manager starts a
+docs/architecture.md, "Failure behaviour": the other worker keeps serving, and the manager starts a
 replacement. Only connections the dead worker held may fail (the client retries on a new
 connection); nothing answers anything but 200.
 """

@@ -1,7 +1,7 @@
 """Schema-driven fuzzing of the service's own OpenAPI document (schemathesis strategies run
 by hypothesis): valid and invalid requests for every documented operation, a bounded number
 of each, against a real `manas360 serve`. Whatever arrives, the answer is never a 5xx and
-every error is the API.md envelope. Operations that need a bearer token get a fresh one per
+every error is the docs/api.md envelope. Operations that need a bearer token get a fresh one per
 example (a new registration), so the fuzz reaches their handlers, not just the 401; the
 admin reads (every documented admin query parameter) are made as an administrator, so
 they reach the handlers too, not just the 403. Admin writes stay at the 403: fuzzing them

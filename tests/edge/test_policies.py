@@ -1,4 +1,4 @@
-"""The policy table: defaults per API.md, RATE_LIMIT_<NAME> overrides, another table by
+"""The policy table: defaults per docs/api.md, RATE_LIMIT_<NAME> overrides, another table by
 RATE_LIMITS_FILE, and refusals of tables that would leave a route silently unprotected."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every error, from routing to crashes, leaves as the API.md envelope with the request id."""
+"""Every error, from routing to crashes, leaves as the docs/api.md envelope with the request id."""
 
 from __future__ import annotations
 

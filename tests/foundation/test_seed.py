@@ -1,4 +1,4 @@
-"""Seeding: reference data per API.md, idempotent, never undoing an administrator's change."""
+"""Seeding: reference data per docs/api.md, idempotent, never undoing an administrator's change."""
 
 from __future__ import annotations
 
