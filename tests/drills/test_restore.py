@@ -8,8 +8,8 @@ registration, a logout). The dump goes into a new database (`createdb`, `pg_rest
 --no-owner --exit-on-error`), `manas360 migrate` must find nothing to do, and an app on
 the restored database with a brand-new redis-server must keep every revocation and the
 lock the backup holds and serve its live sessions; what happened after the dump must
-behave as the guide says. Last, the guide's "log everyone out" statement must kill every
-token there is.
+behave as the guide says. Last, the guide's remedies: a new signing key must refuse every
+access token yet end no session, and its "log everyone out" statement must end them all.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -123,13 +124,18 @@ async def test_a_restored_dump_keeps_revocations_and_locks_and_serves_live_sessi
     clock.lap("migrate_s")
 
     with redis_server() as empty:
-        settings = load_settings({**databases["restored"], "REDIS_URL": empty.url})
-        async with running_app(settings) as app, client_for(app) as client:
-            assert await _key_count(empty.url) == 0  # nothing cached: every answer below comes from PostgreSQL
+        assert await _key_count(empty.url) == 0  # nothing cached: every answer below comes from PostgreSQL
+        serve = {**databases["restored"], "REDIS_URL": empty.url}
+        async with running_app(load_settings(serve)) as app, client_for(app) as client:
             live = await _assert_backup_kept(client, backed)
             live += await _assert_after_the_dump_is_unknown(client, backed, after)
-            clock.lap("restored_checks_s")
+        clock.lap("restored_checks_s")
 
+        # The guide's remedies: a new signing key (the old one not kept), then everyone logged out.
+        settings = load_settings({**serve, "JWT_KEY_ID": "restore-k2", "JWT_SECRET": secrets.token_urlsafe(48)})
+        async with running_app(settings) as app, client_for(app) as client:
+            live = await _assert_new_key_ends_access_tokens_only(
+                client, live, orphans=[after.new_login, after.second_rotated])
             _psql(LOG_EVERYONE_OUT_SQL, settings=settings)
             await _flush(empty.url)  # the guide: run it before serving, with Redis empty
             await _assert_everyone_logged_out(client, live)
@@ -220,7 +226,22 @@ async def _assert_after_the_dump_is_unknown(client: httpx.AsyncClient, backed: B
     assert await _me(client, backed.revoked_later) == (200, "")
     revived = await _refresh(client, backed.revoked_later)
     assert await _me(client, revived) == (200, "")
-    return [second, after.new_login, revived]
+    return [second, revived]
+
+
+async def _assert_new_key_ends_access_tokens_only(client: httpx.AsyncClient, live: list[Account], *,
+                                                  orphans: list[Account]) -> list[Account]:
+    """Access tokens signed with a key no longer configured are refused, those of sessions
+    the restored database does not know (`orphans`) too; the live sessions live on (refresh
+    tokens are opaque, looked up by hash): returns their new pairs."""
+    for account in orphans:
+        assert await _me(client, account) == (401, "InvalidToken")
+    renewed = []
+    for account in live:
+        assert await _me(client, account) == (401, "InvalidToken")
+        renewed.append(await _refresh(client, account))
+        assert await _me(client, renewed[-1]) == (200, "")
+    return renewed
 
 
 async def _assert_everyone_logged_out(client: httpx.AsyncClient, live: list[Account]) -> None:
