@@ -112,6 +112,7 @@ class Settings:
 
     log_level: str = "INFO"
     log_json: str = "auto"
+    access_log: bool = False
 
     # Derived once in __post_init__-free style by load_settings(); see properties below.
     _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -240,6 +241,8 @@ def _validate(s: Settings) -> None:
     _require(s.db_statement_timeout >= 0, "DB_STATEMENT_TIMEOUT must be >= 0")
     _require(s.log_level.upper() in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"),
              f"LOG_LEVEL {s.log_level!r} is not a log level")
+    _require(not s.access_log or s.log_level.upper() in ("TRACE", "DEBUG", "INFO"),
+             "ACCESS_LOG needs LOG_LEVEL INFO (or lower): access lines are INFO")
     _require(bool(s.jwt_key_id) and ":" not in s.jwt_key_id and "," not in s.jwt_key_id,
              "JWT_KEY_ID must be non-empty and contain no ':' or ','")
     if s.is_production:
