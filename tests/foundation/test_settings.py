@@ -23,7 +23,7 @@ def test_defaults_match_the_configuration_contract():
     assert (s.lockout_threshold, s.lockout_window_s, s.lockout_duration_s) == (5, 900, 900)
     assert {n: (p.limit, p.window_s) for n, p in s.rate_policies.items()} == {
         "global": (100, 900), "auth": (5, 900), "api": (1000, 3600)}
-    assert (s.db_pool_min, s.db_pool_max, s.db_statement_timeout) == (2, 20, 30000)
+    assert (s.db_pool_min, s.db_pool_max, s.db_statement_timeout, s.db_slow_query_ms) == (2, 20, 30000, 500)
     assert s.log_level == "INFO" and s.access_log is False
 
 
@@ -70,6 +70,8 @@ def test_environment_overrides_every_kind_of_value():
     ({"REDIS_URL": "unix:///run/redis.sock", "REDIS_CLUSTER": "1"}, "REDIS_URL a unix socket"),
     ({"ALLOWED_ORIGINS": "ftp://x"}, "ALLOWED_ORIGINS"),
     ({"ACCESS_LOG": "sometimes"}, "ACCESS_LOG"),
+    ({"DB_SLOW_QUERY_MS": "-1"}, "DB_SLOW_QUERY_MS"),
+    ({"DB_SLOW_QUERY_MS": "fast"}, "DB_SLOW_QUERY_MS"),
     ({"ACCESS_LOG": "1", "LOG_LEVEL": "WARNING"}, "ACCESS_LOG needs LOG_LEVEL INFO"),
 ])
 def test_invalid_or_unsafe_values_are_refused(environ, fragment):
