@@ -8,6 +8,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from manas360 import __version__
+from manas360.access_log import install_access_log
 from manas360.db import activate, close_orm, open_orm
 from manas360.edge import install_edge
 from manas360.edge.cors import cors_config
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> S
     _add_middleware(app, settings)
     install_edge(app, settings)
     install_metrics(app)
+    install_access_log(app, settings=settings)
     _add_blueprints(app)
     app.ext.openapi.describe("MANAS360 API", version=__version__, description=API_DESCRIPTION)
     return app

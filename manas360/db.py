@@ -16,6 +16,7 @@ import asyncpg
 from loguru import logger
 
 from manas360.settings import Settings
+from manas360.slow_queries import slow_query_init
 
 MODELS_APP = "models"
 MIGRATIONS_DIR = Path(str(resources.files("manas360.migrations")))
@@ -36,22 +37,22 @@ def tortoise_config(settings: Settings, *, pool_min: int | None = None, pool_max
     """Tortoise config for `settings`; statement timeout and pool sizes per worker.
 
     The credentials are asyncpg's connect arguments from the parsed DATABASE_URL (decoded
-    user and password, `ssl`): Tortoise hands every key it does not know to create_pool."""
+    user and password, `ssl`): Tortoise hands every key it does not know to create_pool,
+    `init` (the slow-query log, when DB_SLOW_QUERY_MS is set) included."""
+    credentials = {
+        **settings.database.connect_kwargs(),
+        "minsize": pool_min or settings.db_pool_min,
+        "maxsize": pool_max or settings.db_pool_max,
+        "application_name": "manas360",
+        "server_settings": {"statement_timeout": str(settings.db_statement_timeout)},
+        "timeout": CONNECT_TIMEOUT_S,
+        "command_timeout": command_timeout_s(settings),
+    }
+    init = slow_query_init(threshold_ms=settings.db_slow_query_ms)
+    if init is not None:
+        credentials["init"] = init
     return {
-        "connections": {
-            "default": {
-                "engine": "tortoise.backends.asyncpg",
-                "credentials": {
-                    **settings.database.connect_kwargs(),
-                    "minsize": pool_min or settings.db_pool_min,
-                    "maxsize": pool_max or settings.db_pool_max,
-                    "application_name": "manas360",
-                    "server_settings": {"statement_timeout": str(settings.db_statement_timeout)},
-                    "timeout": CONNECT_TIMEOUT_S,
-                    "command_timeout": command_timeout_s(settings),
-                },
-            }
-        },
+        "connections": {"default": {"engine": "tortoise.backends.asyncpg", "credentials": credentials}},
         "apps": {MODELS_APP: {"models": ["manas360.models", "aerich.models"], "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",

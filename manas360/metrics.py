@@ -115,6 +115,17 @@ def status_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else OTHER
 
 
+def route_label(request) -> str:
+    """The matched route's template ("/api/v1/admin/users/<user_id>"), or "unmatched":
+    never the raw path, which carries ids and whatever else the client puts in it."""
+    return "/" + request.route.path.lstrip("/") if request.route is not None else "unmatched"
+
+
+def request_started(request) -> float | None:
+    """When the per-request timer started (perf_counter), if it ran for this request."""
+    return getattr(request.ctx, "metrics_started", None)
+
+
 def component_label(component: str) -> str:
     """A 503's component list ("database", "redis", "database,redis") or "other"."""
     parts = component.split(",")
@@ -135,8 +146,8 @@ def install_metrics(app) -> None:
 
     @app.on_response(priority=99)
     async def observe(request, response) -> None:
-        started = getattr(request.ctx, "metrics_started", None)
-        route = "/" + request.route.path.lstrip("/") if request.route is not None else "unmatched"
+        started = request_started(request)
+        route = route_label(request)
         # The cache is keyed by the labels, not the raw method: it is as bounded as they are.
         key = (route, method_label(request.method), status_label(response.status))
         counter = counters.get(key)

@@ -102,6 +102,7 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 20
     db_statement_timeout: int = 30000
+    db_slow_query_ms: int = 500
 
     request_timeout_s: int = 30
     keep_alive_timeout_s: int = 5
@@ -112,6 +113,7 @@ class Settings:
 
     log_level: str = "INFO"
     log_json: str = "auto"
+    access_log: bool = False
 
     # Derived once in __post_init__-free style by load_settings(); see properties below.
     _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -238,8 +240,11 @@ def _validate(s: Settings) -> None:
              "LOCKOUT_THRESHOLD, LOCKOUT_WINDOW_S and LOCKOUT_DURATION_S must be positive")
     _require(1 <= s.db_pool_min <= s.db_pool_max, "DB_POOL_MIN must be >= 1 and <= DB_POOL_MAX")
     _require(s.db_statement_timeout >= 0, "DB_STATEMENT_TIMEOUT must be >= 0")
+    _require(0 <= s.db_slow_query_ms <= 3_600_000, "DB_SLOW_QUERY_MS must be 0 (off) to 3600000")
     _require(s.log_level.upper() in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"),
              f"LOG_LEVEL {s.log_level!r} is not a log level")
+    _require(not s.access_log or s.log_level.upper() in ("TRACE", "DEBUG", "INFO"),
+             "ACCESS_LOG needs LOG_LEVEL INFO (or lower): access lines are INFO")
     _require(bool(s.jwt_key_id) and ":" not in s.jwt_key_id and "," not in s.jwt_key_id,
              "JWT_KEY_ID must be non-empty and contain no ':' or ','")
     if s.is_production:

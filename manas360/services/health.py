@@ -6,6 +6,7 @@ import asyncio
 import os
 import resource
 import time
+from collections.abc import Awaitable
 
 from tortoise import connections
 
@@ -68,10 +69,21 @@ def memory_stats() -> dict[str, int]:
     return {"rss_bytes": rss_pages * page, "peak_rss_bytes": peak_kib * 1024}
 
 
-async def readiness(store: Store) -> dict[str, str]:
+Readiness = tuple[dict[str, str], dict[str, float]]
+"""Each store's check result, and how long that check took in milliseconds."""
+
+
+async def readiness(store: Store) -> Readiness:
     """Query both stores now (uncached: see ReadinessCache for what the endpoints use)."""
-    database, redis = await asyncio.gather(check_database(), check_redis(store))
-    return {"database": database, "redis": redis}
+    (database, database_ms), (redis, redis_ms) = await asyncio.gather(_timed(check_database()),
+                                                                      _timed(check_redis(store)))
+    return {"database": database, "redis": redis}, {"database": database_ms, "redis": redis_ms}
+
+
+async def _timed(check: Awaitable[str]) -> tuple[str, float]:
+    started = time.perf_counter()
+    result = await check
+    return result, round((time.perf_counter() - started) * 1000, 3)
 
 
 class ReadinessCache:
@@ -82,21 +94,28 @@ class ReadinessCache:
 
     def __init__(self, *, ttl_s: float = READINESS_TTL_S) -> None:
         self.ttl_s = ttl_s
-        self._result: dict[str, str] | None = None
+        self._result: Readiness | None = None
         self._checked_at = 0.0
         self._running: asyncio.Future | None = None
 
     async def get(self, store: Store) -> dict[str, str]:
         """The cached result if fresh, else the result of the one check in progress."""
-        if self._result is not None and time.monotonic() - self._checked_at < self.ttl_s:
-            return dict(self._result)
-        if self._running is None:
-            self._running = asyncio.ensure_future(self._check(store))
-        # Shielded: a caller that goes away (client disconnect) must not cancel the check
-        # the other callers are waiting for.
-        return dict(await asyncio.shield(self._running))
+        checks, _ = await self.get_timed(store)
+        return checks
 
-    async def _check(self, store: Store) -> dict[str, str]:
+    async def get_timed(self, store: Store) -> Readiness:
+        """As `get`, with the latency of the checks that produced the result."""
+        if self._result is None or time.monotonic() - self._checked_at >= self.ttl_s:
+            if self._running is None:
+                self._running = asyncio.ensure_future(self._check(store))
+            # Shielded: a caller that goes away (client disconnect) must not cancel the
+            # check the other callers are waiting for.
+            checks, latency = await asyncio.shield(self._running)
+        else:
+            checks, latency = self._result
+        return dict(checks), dict(latency)
+
+    async def _check(self, store: Store) -> Readiness:
         try:
             result = await readiness(store)
             self._result, self._checked_at = result, time.monotonic()
@@ -107,11 +126,12 @@ class ReadinessCache:
 
 async def report(store: Store, *, cache: ReadinessCache) -> dict:
     """The full /health body; `status` is 'ok' only when both stores answer."""
-    checks = await cache.get(store)
+    checks, latency = await cache.get_timed(store)
     healthy = all(value == "ok" for value in checks.values())
     return {
         "status": "ok" if healthy else "degraded",
         **checks,
+        "latency_ms": latency,
         "pool": {"database": database_pool_stats(), "redis": pool_stats(store)},
         "uptime_s": round(time.monotonic() - _STARTED, 3),
         "memory": memory_stats(),

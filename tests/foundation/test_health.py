@@ -38,9 +38,29 @@ async def test_unreachable_store_is_503_naming_the_component(environ, database, 
             body = response.json()
             assert body["error"] == "ServiceUnavailable" and body["component"] == component
             assert body[component] != "ok"
+            if path == "/health":
+                assert set(body["latency_ms"]) == {"database", "redis"}
             assert int(response.headers["retry-after"]) > 0
             other = "database" if component == "redis" else "redis"
             assert body[other] == "ok"
+
+
+async def test_report_gives_the_latency_of_each_check_behind_its_result(client):
+    report = (await client.get("/health")).json()
+    assert set(report["latency_ms"]) == {"database", "redis"}
+    assert all(0 < latency < 2000 for latency in report["latency_ms"].values())
+    assert {"status", "database", "redis", "pool", "uptime_s", "memory", "version", "pid"} < set(report)
+    ready = (await client.get("/health/ready")).json()
+    assert ready == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+async def test_a_reused_result_keeps_the_latency_of_the_check_that_produced_it(app, db):
+    from manas360.services.health import ReadinessCache
+
+    cache = ReadinessCache(ttl_s=60)
+    first = await cache.get_timed(app.ctx.store)
+    assert first[0] == {"database": "ok", "redis": "ok"}
+    assert await cache.get_timed(app.ctx.store) == first
 
 
 # flood protection -------------------------------------------------------------------------

@@ -23,8 +23,8 @@ def test_defaults_match_the_configuration_contract():
     assert (s.lockout_threshold, s.lockout_window_s, s.lockout_duration_s) == (5, 900, 900)
     assert {n: (p.limit, p.window_s) for n, p in s.rate_policies.items()} == {
         "global": (100, 900), "auth": (5, 900), "api": (1000, 3600)}
-    assert (s.db_pool_min, s.db_pool_max, s.db_statement_timeout) == (2, 20, 30000)
-    assert s.log_level == "INFO"
+    assert (s.db_pool_min, s.db_pool_max, s.db_statement_timeout, s.db_slow_query_ms) == (2, 20, 30000, 500)
+    assert s.log_level == "INFO" and s.access_log is False
 
 
 def test_development_gets_a_random_secret_long_enough_to_sign():
@@ -69,6 +69,10 @@ def test_environment_overrides_every_kind_of_value():
     ({"REDIS_URL": "redis://127.0.0.1:6379/0?timeout=1"}, "REDIS_URL query parameter 'timeout'"),
     ({"REDIS_URL": "unix:///run/redis.sock", "REDIS_CLUSTER": "1"}, "REDIS_URL a unix socket"),
     ({"ALLOWED_ORIGINS": "ftp://x"}, "ALLOWED_ORIGINS"),
+    ({"ACCESS_LOG": "sometimes"}, "ACCESS_LOG"),
+    ({"DB_SLOW_QUERY_MS": "-1"}, "DB_SLOW_QUERY_MS"),
+    ({"DB_SLOW_QUERY_MS": "fast"}, "DB_SLOW_QUERY_MS"),
+    ({"ACCESS_LOG": "1", "LOG_LEVEL": "WARNING"}, "ACCESS_LOG needs LOG_LEVEL INFO"),
 ])
 def test_invalid_or_unsafe_values_are_refused(environ, fragment):
     with pytest.raises(SettingsError, match=fragment):
