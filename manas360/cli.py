@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,13 @@ EXIT_CONFIG = 2
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        # The shared metrics directory belongs to a running server (`serve` prepares it);
+        # a one-shot command inheriting the variable (a unit file, a benchmark) would write
+        # its own samples there, or crash at import when the directory is gone.
+        from manas360.server import MULTIPROC_ENV  # no prometheus-client import on the way
+
+        os.environ.pop(MULTIPROC_ENV, None)
     try:
         settings = load_settings()
     except SettingsError as exc:

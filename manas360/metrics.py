@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from manas360.server import MULTIPROC_ENV
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 HTTP_REQUESTS = Counter("manas360_http_requests_total", "HTTP requests answered",

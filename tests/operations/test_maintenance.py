@@ -200,3 +200,13 @@ async def test_a_failing_job_exits_1_with_one_line(ops_environ, ops_settings):
 def test_bad_arguments_are_refused_before_any_work(ops_environ):
     result = run_cli(ops_environ, "maintenance", "archive-audit", "--days", "-1")
     assert result.returncode == 2 and "must be >= 0" in result.stderr
+
+
+def test_a_one_shot_command_ignores_a_servers_metrics_directory(environ, database, tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR inherited from a server's environment (here: gone) must not
+    crash `seed` or a maintenance job, whose metrics are not the server's."""
+    env = {**environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "gone")}
+    for args in (("seed",), ("maintenance", "prune-rate-limit-logs")):
+        result = run_cli(env, *args, timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "gone").exists()
