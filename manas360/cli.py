@@ -147,7 +147,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services.seeding import SeedError, seed
     from manas360.store import close_store, open_store
 
-    email, password = settings.superadmin_email, settings.superadmin_password
+    email, password = settings.superadmin_email, settings.superadmin_password.get_secret_value()
     if bool(email) != bool(password) or (args.promote_existing_superadmin and not email):
         print("manas360: configuration error: set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD"
               + (" (--promote-existing-superadmin needs them)" if args.promote_existing_superadmin else ""),

@@ -1,8 +1,10 @@
-"""Typed settings: defaults from config/defaults.toml, overridden by environment variables.
+"""Typed settings: one pydantic-settings model, each field overridden by its environment variable.
 
-Loaded and validated once at start (`load_settings()`); the same object feeds the app,
-Tortoise/aerich and the scripts. An invalid value raises `SettingsError` with a one-line,
-human-readable message that the CLI prints before exiting non-zero.
+Every field's default and description live on `Settings` (the README's configuration table is
+generated from them: `python -m manas360.settings`). Loaded and validated once at start
+(`load_settings()`); the same object feeds the app, Tortoise/aerich and the scripts. An invalid
+value raises `SettingsError` with a one-line, human-readable message that the CLI prints before
+exiting non-zero.
 """
 
 from __future__ import annotations
@@ -12,18 +14,25 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from manas360.database_url import DatabaseURL, parse_database_url
 from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
+SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token")
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -55,68 +64,194 @@ class RatePolicy:
     fail_open: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    env: str = "development"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 2
+def _blank_is_false(value: Any) -> Any:
+    # An empty variable (`HSTS=`) has always meant off; pydantic alone would refuse it.
+    return False if isinstance(value, str) and not value.strip() else value
 
-    database_url: str = "postgres://root@127.0.0.1:5432/manas360"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_cluster: bool = False
-    redis_prefix: str = "m360:"
-    redis_socket_timeout_s: float = 1.0
-    redis_connect_timeout_s: float = 1.0
-    redis_max_connections: int = 256
 
-    jwt_secret: str = ""
-    jwt_key_id: str = "k1"
-    jwt_previous_keys: str = ""
-    jwt_issuer: str = "manas360"
-    jwt_audience: str = "manas360-api"
-    jwt_access_ttl: int = 900
-    jwt_refresh_ttl: int = 604800
+Flag = Annotated[bool, BeforeValidator(_blank_is_false)]
 
-    bcrypt_cost: int = 12
-    refresh_reuse_grace_s: int = 10
-    max_body_bytes: int = 65536
-    hsts: bool = False
+# The environment load_settings() reads: a test's dict, or os.environ when None.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("manas360_settings_environ", default=None)
 
-    lockout_threshold: int = 5
-    lockout_window_s: int = 900
-    lockout_duration_s: int = 900
 
-    # "<requests>/<window seconds>"; empty: the limit and window of the policy table.
-    rate_limit_global: str = ""
-    rate_limit_auth: str = ""
-    rate_limit_api: str = ""
-    # The policy table; empty: config/ratelimits.toml shipped with the package.
-    rate_limits_file: str = ""
+def _environ() -> Mapping[str, str]:
+    environ = _ENVIRON.get()
+    return os.environ if environ is None else environ
 
-    allowed_origins: str = ""
-    trusted_proxies: str = ""
-    metrics_allowed_cidrs: str = ""  # not even loopback: a reverse proxy on the host is loopback
-    metrics_token: str = ""
 
-    db_pool_min: int = 2
-    db_pool_max: int = 20
-    db_statement_timeout: int = 30000
-    db_slow_query_ms: int = 500
+class _EnvironSource(EnvSettingsSource):
+    """The environment source over `_environ()` instead of always os.environ."""
 
-    request_timeout_s: int = 30
-    keep_alive_timeout_s: int = 5
-    graceful_shutdown_timeout_s: int = 15
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in _environ().items()}
 
-    superadmin_email: str = ""
-    superadmin_password: str = ""
 
-    log_level: str = "INFO"
-    log_json: str = "auto"
-    access_log: bool = False
+def _setting(default: Any, *, description: str, shown: str | None = None) -> Any:
+    """A field with its README description; `shown`: the default column when the value says too little."""
+    return Field(default, description=description, json_schema_extra={"shown_default": shown} if shown else None)
 
-    # Derived once in __post_init__-free style by load_settings(); see properties below.
-    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+class Settings(BaseSettings):
+    """Every setting of the service; each one is overridden by the environment variable of the
+    same name in upper case (`port` <- PORT)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, env_prefix="", frozen=True, extra="forbid",
+                                      str_strip_whitespace=True)
+
+    env: Literal["development", "test", "production"] = _setting("development", description=(
+        "`development`, `test` or `production` (production refuses unsafe settings; logs are JSON)"))
+    host: str = _setting("127.0.0.1", description="address the Sanic worker processes listen on")
+    port: int = _setting(8000, description="port they listen on")
+    workers: int = _setting(2, description="how many Sanic worker processes serve")
+
+    database_url: str = _setting("postgres://root@127.0.0.1:5432/manas360", description=(
+        "PostgreSQL; user and password may be percent-encoded; TLS parameters in the query (below)"))
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", description=(
+        "Redis: `redis://`, `rediss://` (TLS), `unix://`, or a cluster (below)"))
+    redis_cluster: Flag = _setting(False, description=(
+        "`1` forces cluster mode for a single seed node URL ([`docs/cluster.md`](docs/cluster.md))"))
+    redis_prefix: str = _setting("m360:", description=(
+        "prefix of every Redis key (several deployments can share one Redis)"))
+    redis_socket_timeout_s: float = _setting(1.0, description=(
+        "a Redis that does not answer within this many seconds fails the request fast (503), one retry"))
+    redis_connect_timeout_s: float = _setting(1.0, description="the same for opening a Redis connection")
+    redis_max_connections: int = _setting(256, description=(
+        "per worker; on a cluster also the cap on commands in flight (more queue, up to the socket timeout)"))
+
+    jwt_secret: SecretStr = _setting(SecretStr(""), shown="random per start outside production", description=(
+        f"current signing key (HS256, pinned), at least {MIN_SECRET_BYTES} bytes"))
+    jwt_key_id: str = _setting("k1", description="`kid` of the current signing key")
+    jwt_previous_keys: SecretStr = _setting(SecretStr(""), description=(
+        "`kid:secret,...` still accepted for verification (key rotation without logging anyone out); "
+        f"each secret at least {MIN_SECRET_BYTES} bytes"))
+    jwt_issuer: str = _setting("manas360", description="`iss` of access tokens")
+    jwt_audience: str = _setting("manas360-api", description="`aud` of access tokens")
+    jwt_access_ttl: int = _setting(900, description="access token lifetime, seconds")
+    jwt_refresh_ttl: int = _setting(604800, description="refresh token lifetime, seconds")
+
+    bcrypt_cost: int = _setting(12, description="hashes with another cost are upgraded at the next successful login")
+    refresh_reuse_grace_s: int = _setting(10, description=(
+        "grace for a racing second use of the immediate parent refresh token; `0` disables"))
+    max_body_bytes: int = _setting(65536, description="larger bodies are 413")
+    hsts: Flag = _setting(False, description="`1` adds `Strict-Transport-Security` (behind TLS)")
+
+    lockout_threshold: int = _setting(5, description="failed logins per account and window before a lock")
+    lockout_window_s: int = _setting(900, description="the window failed logins are counted in, seconds")
+    lockout_duration_s: int = _setting(900, description="length of a lock, seconds")
+
+    # Empty: the limit and window of the policy table (the README shows those).
+    rate_limit_global: str = _setting("", description=(
+        "`<requests>/<window seconds>` of the `global` policy; empty: the policy table's"))
+    rate_limit_auth: str = _setting("", description=(
+        "`<requests>/<window seconds>` of the `auth` policy; empty: the policy table's"))
+    rate_limit_api: str = _setting("", description=(
+        "`<requests>/<window seconds>` of the `api` policy; empty: the policy table's"))
+    rate_limits_file: str = _setting("", shown="empty (`config/ratelimits.toml`)", description=(
+        "the rate-limit policy table: per policy its key (ip, ip+route, user), the routes it applies to, limit, "
+        "window and fail-open; `RATE_LIMIT_<NAME>` still overrides limit and window ([`docs/edge.md`](docs/edge.md))"))
+
+    allowed_origins: str = _setting("", description="comma-separated CORS origins (`*` is refused in production)")
+    trusted_proxies: str = _setting("", description="comma-separated CIDRs whose `X-Forwarded-For` is believed")
+    # Not even loopback by default: a reverse proxy on the host is loopback.
+    metrics_allowed_cidrs: str = _setting("", description=(
+        "networks that may scrape `/metrics` without the token; loopback is not trusted unless listed "
+        "(a reverse proxy on the same host connects from loopback)"))
+    metrics_token: SecretStr = _setting(SecretStr(""), description=(
+        "when set, `Authorization: Bearer <token>` also opens `/metrics`"))
+
+    db_pool_min: int = _setting(2, description="PostgreSQL connections each worker keeps open")
+    db_pool_max: int = _setting(20, description="PostgreSQL connections each worker opens at most")
+    db_statement_timeout: int = _setting(30000, description="statement timeout in ms")
+    # On at 500 ms: far beyond a healthy statement here (about 1 ms), well under the statement
+    # timeout; it costs ~4 us per statement and the gated hot path runs no SQL at all.
+    db_slow_query_ms: int = _setting(500, description=(
+        "statements slower than this (ms) are logged once as a WARNING with the request id and the "
+        "statement text, never its values; `0` turns it off"))
+
+    request_timeout_s: int = _setting(30, description="seconds a request may take: slow clients cannot hold a worker")
+    keep_alive_timeout_s: int = _setting(5, description="seconds an idle keep-alive connection stays open")
+    graceful_shutdown_timeout_s: int = _setting(15, description="how long SIGTERM waits for in-flight requests")
+
+    superadmin_email: str = _setting("", shown="unset", description=(
+        "`manas360 seed` creates this superadmin or rotates its password; it never promotes an existing "
+        "account of another role (exit 1, one line) unless run with `--promote-existing-superadmin`, and any "
+        "password or role it changes revokes that account's sessions"))
+    superadmin_password: SecretStr = _setting(SecretStr(""), shown="unset", description="that superadmin's password")
+
+    log_level: str = _setting("INFO", description=(
+        "`TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR` or `CRITICAL`"))
+    log_json: str = _setting("auto", description=(
+        "`auto`: JSON lines when stderr is not a terminal or in production; `1`/`0` force"))
+    access_log: Flag = _setting(False, description=(
+        "`1`: one INFO line per request (method, route template, status, `duration_ms`, request id, client "
+        "address; never the path, query, headers or body); needs `LOG_LEVEL` `INFO` or lower"))
+
+    # Derived once by the validator below; private, so repr and dumps never show them.
+    _database: DatabaseURL = PrivateAttr()
+    _redis: RedisConfig = PrivateAttr()
+    _proxy_networks: tuple = PrivateAttr(())
+    _metrics_networks: tuple = PrivateAttr(())
+    _verification_keys: dict[str, str] = PrivateAttr(default_factory=dict)
+    _rate_policies: dict[str, RatePolicy] = PrivateAttr(default_factory=dict)
+    _rate_exempt_paths: tuple[str, ...] = PrivateAttr(())
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **sources: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment: no .env file, no secrets directory."""
+        return init_settings, _EnvironSource(settings_cls)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _dev_secret(cls, value: SecretStr, info) -> SecretStr:
+        """Outside production an empty JWT_SECRET is a random one (the dev default, not a rule)."""
+        if value.get_secret_value() or info.data.get("env") == "production":
+            return value
+        return SecretStr(secrets.token_urlsafe(48))
+
+    @model_validator(mode="after")
+    def _validate(self) -> Settings:
+        """Every cross-field and range rule, then the derived values, computed once."""
+        _require(1 <= self.port <= 65535, f"PORT must be 1..65535, not {self.port}")
+        _require(1 <= self.workers <= 256, f"WORKERS must be 1..256, not {self.workers}")
+        _require(bool(self.redis_prefix), "REDIS_PREFIX must not be empty")
+        _require(4 <= self.bcrypt_cost <= 31, f"BCRYPT_COST must be 4..31, not {self.bcrypt_cost}")
+        _require(self.jwt_access_ttl > 0 and self.jwt_refresh_ttl > 0,
+                 "JWT_ACCESS_TTL and JWT_REFRESH_TTL must be positive")
+        _require(self.refresh_reuse_grace_s >= 0, "REFRESH_REUSE_GRACE_S must be >= 0")
+        _require(1024 <= self.max_body_bytes <= 64 * 1024 * 1024, "MAX_BODY_BYTES must be 1024..67108864")
+        _require(self.lockout_threshold >= 1 and self.lockout_window_s >= 1 and self.lockout_duration_s >= 1,
+                 "LOCKOUT_THRESHOLD, LOCKOUT_WINDOW_S and LOCKOUT_DURATION_S must be positive")
+        _require(1 <= self.db_pool_min <= self.db_pool_max, "DB_POOL_MIN must be >= 1 and <= DB_POOL_MAX")
+        _require(self.db_statement_timeout >= 0, "DB_STATEMENT_TIMEOUT must be >= 0")
+        _require(0 <= self.db_slow_query_ms <= 3_600_000, "DB_SLOW_QUERY_MS must be 0 (off) to 3600000")
+        _require(self.log_level.upper() in LOG_LEVELS, f"LOG_LEVEL {self.log_level!r} is not a log level")
+        _require(not self.access_log or self.log_level.upper() in ("TRACE", "DEBUG", "INFO"),
+                 "ACCESS_LOG needs LOG_LEVEL INFO (or lower): access lines are INFO")
+        _require(bool(self.jwt_key_id) and ":" not in self.jwt_key_id and "," not in self.jwt_key_id,
+                 "JWT_KEY_ID must be non-empty and contain no ':' or ','")
+        secret = self.jwt_secret.get_secret_value()
+        _require(bool(secret) or not self.is_production,
+                 f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production")
+        # Every environment: the key set refuses a shorter key, and it would do so in each worker.
+        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
+                 f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (the signing key needs at least that)")
+        if self.is_production:
+            _require("*" not in self.origins, "ALLOWED_ORIGINS must list origins, not '*', in production")
+        for origin in self.origins:
+            parts = urlsplit(origin)
+            # An origin is scheme://host[:port] exactly: a browser's Origin never has a path.
+            _require(origin == "*" or (parts.scheme in ("http", "https") and bool(parts.netloc)
+                                       and not parts.path and not parts.query and not parts.fragment),
+                     f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])")
+        self._verification_keys = _parse_keys(self)
+        self._database = _parse_url("DATABASE_URL", parse_database_url, self.database_url)
+        self._redis = _parse_url("REDIS_URL", partial(parse_redis_url, cluster=self.redis_cluster), self.redis_url)
+        self._proxy_networks = _parse_networks(self.trusted_proxies, name="TRUSTED_PROXIES")
+        self._metrics_networks = _parse_networks(self.metrics_allowed_cidrs, name="METRICS_ALLOWED_CIDRS")
+        self._rate_policies, self._rate_exempt_paths = _read_rate_table(self, _environ())
+        return self
 
     @property
     def is_production(self) -> bool:
@@ -128,135 +263,103 @@ class Settings:
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return self._derived["proxy_networks"]
+        return self._proxy_networks
 
     @property
     def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return self._derived["metrics_networks"]
+        return self._metrics_networks
 
     @property
     def verification_keys(self) -> dict[str, str]:
         """kid -> secret for every key a token may be verified with (current first)."""
-        return self._derived["verification_keys"]
+        return self._verification_keys
 
     @property
     def database(self) -> DatabaseURL:
         """DATABASE_URL, parsed: what every PostgreSQL connection uses."""
-        return self._derived["database"]
+        return self._database
 
     @property
     def redis(self) -> RedisConfig:
         """REDIS_URL (with REDIS_CLUSTER), parsed: what every Redis connection uses."""
-        return self._derived["redis"]
+        return self._redis
 
     @property
     def rate_policies(self) -> dict[str, RatePolicy]:
-        return self._derived["rate_policies"]
+        return self._rate_policies
 
     @property
     def rate_exempt_paths(self) -> tuple[str, ...]:
         """Paths under no rate-limit policy: each one and everything below it."""
-        return self._derived["rate_exempt_paths"]
-
-    def __repr__(self) -> str:  # never print secrets
-        shown = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-        for name in ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token"):
-            shown[name] = "***" if shown[name] else ""
-        return f"Settings({shown})"
+        return self._rate_exempt_paths
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Build and validate settings from config/defaults.toml and `environ` (default os.environ).
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate settings from `environ` (default os.environ) over the model's defaults.
 
     Outside production an empty JWT_SECRET becomes a random secret, exported to os.environ
     so that worker processes spawned later verify each other's tokens.
     """
-    env_vars = os.environ if environ is None else environ
-    values = _read_defaults()
-    for f in fields(Settings):
-        if f.name.startswith("_"):
-            continue
-        raw = env_vars.get(f.name.upper())
-        if raw is not None:
-            values[f.name] = _coerce(f.name, f.type, raw)
-    unknown = set(values) - {f.name for f in fields(Settings)}
-    if unknown:
-        raise SettingsError(f"unknown settings in config/defaults.toml: {', '.join(sorted(unknown))}")
-    if not values.get("jwt_secret") and values.get("env") != "production":
-        values["jwt_secret"] = secrets.token_urlsafe(48)
-        if environ is None:
-            os.environ["JWT_SECRET"] = values["jwt_secret"]
-    settings = Settings(**values)
-    _validate(settings)
-    policies, exempt = _read_rate_table(settings, env_vars)
-    settings._derived.update(
-        database=_parse_url("DATABASE_URL", parse_database_url, settings.database_url),
-        redis=_parse_url("REDIS_URL", partial(parse_redis_url, cluster=settings.redis_cluster), settings.redis_url),
-        proxy_networks=_parse_networks(settings.trusted_proxies, name="TRUSTED_PROXIES"),
-        metrics_networks=_parse_networks(settings.metrics_allowed_cidrs, name="METRICS_ALLOWED_CIDRS"),
-        verification_keys=_parse_keys(settings),
-        rate_policies=policies,
-        rate_exempt_paths=exempt,
-    )
+    with _reading(os.environ if environ is None else environ):
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
+    if environ is None and not os.environ.get("JWT_SECRET", "").strip():
+        os.environ["JWT_SECRET"] = settings.jwt_secret.get_secret_value()
     return settings
 
 
-def _read_defaults() -> dict[str, Any]:
-    text = resources.files("manas360.config").joinpath("defaults.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
-
-
-def _coerce(name: str, kind: Any, raw: str) -> Any:
-    kind = kind if isinstance(kind, str) else kind.__name__
-    raw = raw.strip()
+@contextmanager
+def _reading(environ: Mapping[str, str]) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
     try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            lowered = raw.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-    except ValueError:
-        raise SettingsError(f"{name.upper()}={raw!r} is not a valid {kind}") from None
-    return raw
+        yield
+    finally:
+        _ENVIRON.reset(token)
 
 
-def _validate(s: Settings) -> None:
-    if s.env not in ENVIRONMENTS:
-        raise SettingsError(f"ENV must be one of {', '.join(ENVIRONMENTS)}, not {s.env!r}")
-    _require(1 <= s.port <= 65535, f"PORT must be 1..65535, not {s.port}")
-    _require(1 <= s.workers <= 256, f"WORKERS must be 1..256, not {s.workers}")
-    _require(bool(s.redis_prefix), "REDIS_PREFIX must not be empty")
-    _require(4 <= s.bcrypt_cost <= 31, f"BCRYPT_COST must be 4..31, not {s.bcrypt_cost}")
-    _require(s.jwt_access_ttl > 0 and s.jwt_refresh_ttl > 0, "JWT_ACCESS_TTL and JWT_REFRESH_TTL must be positive")
-    _require(s.refresh_reuse_grace_s >= 0, "REFRESH_REUSE_GRACE_S must be >= 0")
-    _require(1024 <= s.max_body_bytes <= 64 * 1024 * 1024, "MAX_BODY_BYTES must be 1024..67108864")
-    _require(s.lockout_threshold >= 1 and s.lockout_window_s >= 1 and s.lockout_duration_s >= 1,
-             "LOCKOUT_THRESHOLD, LOCKOUT_WINDOW_S and LOCKOUT_DURATION_S must be positive")
-    _require(1 <= s.db_pool_min <= s.db_pool_max, "DB_POOL_MIN must be >= 1 and <= DB_POOL_MAX")
-    _require(s.db_statement_timeout >= 0, "DB_STATEMENT_TIMEOUT must be >= 0")
-    _require(0 <= s.db_slow_query_ms <= 3_600_000, "DB_SLOW_QUERY_MS must be 0 (off) to 3600000")
-    _require(s.log_level.upper() in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"),
-             f"LOG_LEVEL {s.log_level!r} is not a log level")
-    _require(not s.access_log or s.log_level.upper() in ("TRACE", "DEBUG", "INFO"),
-             "ACCESS_LOG needs LOG_LEVEL INFO (or lower): access lines are INFO")
-    _require(bool(s.jwt_key_id) and ":" not in s.jwt_key_id and "," not in s.jwt_key_id,
-             "JWT_KEY_ID must be non-empty and contain no ':' or ','")
-    if s.is_production:
-        _require(len(s.jwt_secret.encode()) >= MIN_SECRET_BYTES,
-                 f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production")
-        _require("*" not in s.origins, "ALLOWED_ORIGINS must list origins, not '*', in production")
-    for origin in s.origins:
-        parts = urlsplit(origin)
-        # An origin is scheme://host[:port] exactly: a browser's Origin never has a path.
-        _require(origin == "*" or (parts.scheme in ("http", "https") and bool(parts.netloc)
-                                   and not parts.path and not parts.query and not parts.fragment),
-                 f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])")
+def _one_line(exc: ValidationError) -> str:
+    """The first error as one line: ours verbatim, pydantic's as `NAME=value is not ...`."""
+    error = exc.errors()[0]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, SettingsError):
+        return str(cause)
+    name = str(error["loc"][0]) if error["loc"] else ""
+    field = Settings.model_fields.get(name)
+    shown = name.upper() if name in SECRET_FIELDS else f"{name.upper()}={error['input']!r}"
+    if field is None:
+        return f"{shown}: {error['msg']}"
+    choices = get_args(field.annotation)
+    if error["type"] == "literal_error" and choices:
+        return f"{shown} is not one of {', '.join(choices)}"
+    kind = getattr(field.annotation, "__name__", str(field.annotation))
+    return f"{shown} is not a valid {kind}"
+
+
+def markdown_table() -> str:
+    """The README's configuration table (variable | default | meaning), from the field descriptions."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    shipped = _shipped_rate_table().get("policies", {})
+    for name, field in Settings.model_fields.items():
+        shown = (field.json_schema_extra or {}).get("shown_default")
+        policy = shipped.get(name.removeprefix("rate_limit_")) if name.startswith("rate_limit_") else None
+        if shown is None and policy is not None:
+            shown = f"`{policy['limit']}/{policy['window_s']}` (policy table)"
+        rows.append(f"| `{name.upper()}` | {shown or _shown_default(field.default)} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown_default(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        return f"`{int(value)}`"
+    return f"`{value}`" if value != "" else "empty"
+
+
+def _shipped_rate_table() -> dict[str, Any]:
+    return tomllib.loads(resources.files("manas360.config").joinpath("ratelimits.toml").read_text(encoding="utf-8"))
 
 
 def _parse_url(name: str, parse: Callable[[str], Any], url: str) -> Any:
@@ -268,14 +371,13 @@ def _parse_url(name: str, parse: Callable[[str], Any], url: str) -> Any:
 
 
 def _parse_keys(s: Settings) -> dict[str, str]:
-    keys = {s.jwt_key_id: s.jwt_secret}
-    for entry in _split_csv(s.jwt_previous_keys):
+    keys = {s.jwt_key_id: s.jwt_secret.get_secret_value()}
+    for entry in _split_csv(s.jwt_previous_keys.get_secret_value()):
         kid, sep, secret = entry.partition(":")
         _require(bool(sep and kid and secret), "JWT_PREVIOUS_KEYS must be 'kid:secret,...'")
         _require(kid not in keys, f"JWT_PREVIOUS_KEYS repeats key id {kid!r}")
-        if s.is_production:
-            _require(len(secret.encode()) >= MIN_SECRET_BYTES,
-                     f"JWT_PREVIOUS_KEYS secret for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
+        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
+                 f"JWT_PREVIOUS_KEYS secret for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
         keys[kid] = secret
     return keys
 
@@ -290,7 +392,7 @@ def _parse_networks(value: str, *, name: str):
     return tuple(networks)
 
 
-def _read_rate_table(s: Settings, env_vars) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
+def _read_rate_table(s: Settings, env_vars: Mapping[str, str]) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
     """The policy table, each policy's limit/window overridden by RATE_LIMIT_<NAME>."""
     where = s.rate_limits_file or "config/ratelimits.toml"
     try:
@@ -298,7 +400,7 @@ def _read_rate_table(s: Settings, env_vars) -> tuple[dict[str, RatePolicy], tupl
             with open(s.rate_limits_file, "rb") as table_file:
                 table = tomllib.load(table_file)
         else:
-            table = tomllib.loads(resources.files("manas360.config").joinpath("ratelimits.toml").read_text(encoding="utf-8"))
+            table = _shipped_rate_table()
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"rate-limit policy table {where}: {exc}") from None
     unknown = set(table) - {"exempt", "policies"}
@@ -376,3 +478,7 @@ def _split_csv(value: str) -> tuple[str, ...]:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise SettingsError(message)
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

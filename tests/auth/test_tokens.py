@@ -30,7 +30,7 @@ def _claims(account, **overrides):
 
 
 def _sign(settings, claims, *, secret=None, kid="k1", algorithm="HS256"):
-    return jwt.encode(claims, secret or settings.jwt_secret, algorithm=algorithm, headers={"kid": kid})
+    return jwt.encode(claims, secret or settings.jwt_secret.get_secret_value(), algorithm=algorithm, headers={"kid": kid})
 
 
 def _b64(data: dict) -> str:
@@ -85,7 +85,7 @@ async def test_unknown_or_missing_kid_is_invalid(client, settings, kid):
     account = await register(client)
     claims = _claims(account)
     headers = {} if kid is None else {"kid": kid}
-    token = jwt.encode(claims, settings.jwt_secret, algorithm="HS256", headers=headers)
+    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256", headers=headers)
     assert await _status(client, bearer(token)) == (401, "InvalidToken")
 
 
@@ -135,7 +135,7 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_ne
     account = await register(client)
     old_token = account.pair["access_token"]
     rotated = load_settings({**environ, "JWT_KEY_ID": "k2", "JWT_SECRET": OTHER_SECRET,
-                             "JWT_PREVIOUS_KEYS": f"k1:{settings.jwt_secret}"})
+                             "JWT_PREVIOUS_KEYS": f"k1:{settings.jwt_secret.get_secret_value()}"})
     async with running_app(rotated) as rotated_app, client_for(rotated_app) as rotated_client:
         assert await _status(rotated_client, bearer(old_token)) == (200, None)
         pair = (await rotated_client.post(f"{API}/auth/login",
@@ -149,7 +149,7 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_ne
 
 
 def test_access_tokens_carry_identity_and_millisecond_issue_time_only(settings):
-    codec = AccessTokenCodec(keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret}),
+    codec = AccessTokenCodec(keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret.get_secret_value()}),
                              issuer="manas360", audience="manas360-api", ttl_s=900)
     token = mint_access_token(codec, user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
     claims = codec.decode(token)

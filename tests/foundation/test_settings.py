@@ -1,15 +1,17 @@
-"""Settings: defaults, environment overrides, and refusals of unsafe production values."""
+"""Settings: defaults, environment overrides, refusals of unsafe values, secrets kept out of sight."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
 import pytest
 
-from manas360.settings import SettingsError, load_settings
+from manas360.settings import SECRET_FIELDS, Settings, SettingsError, load_settings
 
 STRONG = "s" * 40
+OLD = "o" * 40
 
 
 def test_defaults_match_the_configuration_contract():
@@ -34,11 +36,11 @@ def test_development_gets_a_random_secret_long_enough_to_sign():
 
 def test_environment_overrides_every_kind_of_value():
     s = load_settings({"PORT": "9001", "HSTS": "1", "REDIS_SOCKET_TIMEOUT_S": "0.25", "ALLOWED_ORIGINS": "https://a.example, https://b.example",
-                       "TRUSTED_PROXIES": "10.0.0.0/8,::1", "JWT_PREVIOUS_KEYS": "k0:old-secret", "RATE_LIMIT_AUTH": "7/60"})
+                       "TRUSTED_PROXIES": "10.0.0.0/8,::1", "JWT_PREVIOUS_KEYS": f"k0:{OLD}", "RATE_LIMIT_AUTH": "7/60"})
     assert s.port == 9001 and s.hsts is True and s.redis_socket_timeout_s == 0.25
     assert s.origins == ("https://a.example", "https://b.example")
     assert [str(n) for n in s.proxy_networks] == ["10.0.0.0/8", "::1/128"]
-    assert list(s.verification_keys) == ["k1", "k0"] and s.verification_keys["k0"] == "old-secret"
+    assert list(s.verification_keys) == ["k1", "k0"] and s.verification_keys["k0"] == OLD
     assert s.rate_policies["auth"].limit == 7 and s.rate_policies["auth"].window_s == 60
 
 
@@ -47,10 +49,14 @@ def test_environment_overrides_every_kind_of_value():
     ({"ENV": "production", "JWT_SECRET": "short"}, "JWT_SECRET"),
     ({"ENV": "production", "JWT_SECRET": STRONG, "ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS"),
     ({"ENV": "production", "JWT_SECRET": STRONG, "JWT_PREVIOUS_KEYS": "k0:weak"}, "JWT_PREVIOUS_KEYS"),
-    ({"ENV": "staging"}, "ENV"),
-    ({"PORT": "eighty"}, "PORT"),
+    ({"JWT_SECRET": "short"}, "JWT_SECRET is shorter than 32 bytes"),
+    ({"ENV": "test", "JWT_SECRET": "short"}, "JWT_SECRET is shorter than 32 bytes"),
+    ({"JWT_PREVIOUS_KEYS": "k0:weak"}, "JWT_PREVIOUS_KEYS secret for 'k0' is shorter than 32 bytes"),
+    ({"ENV": "staging"}, "^ENV='staging' is not one of development, test, production$"),
+    ({"PORT": "eighty"}, "^PORT='eighty' is not a valid int$"),
     ({"PORT": "70000"}, "PORT"),
-    ({"HSTS": "maybe"}, "HSTS"),
+    ({"HSTS": "maybe"}, "^HSTS='maybe' is not a valid bool$"),
+    ({"REDIS_SOCKET_TIMEOUT_S": "soon"}, "^REDIS_SOCKET_TIMEOUT_S='soon' is not a valid float$"),
     ({"RATE_LIMIT_API": "1000"}, "RATE_LIMIT_API"),
     ({"RATE_LIMIT_API": "0/60"}, "RATE_LIMIT_API"),
     ({"TRUSTED_PROXIES": "not-a-cidr"}, "TRUSTED_PROXIES"),
@@ -75,8 +81,33 @@ def test_environment_overrides_every_kind_of_value():
     ({"ACCESS_LOG": "1", "LOG_LEVEL": "WARNING"}, "ACCESS_LOG needs LOG_LEVEL INFO"),
 ])
 def test_invalid_or_unsafe_values_are_refused(environ, fragment):
-    with pytest.raises(SettingsError, match=fragment):
+    with pytest.raises(SettingsError, match=fragment) as refused:
         load_settings(environ)
+    assert "\n" not in str(refused.value)
+
+
+def test_names_are_case_insensitive_and_values_trimmed_and_a_blank_flag_is_off():
+    s = load_settings({"port": " 9001 ", "Env": "test", "HSTS": "", "ACCESS_LOG": "yes"})
+    assert (s.port, s.env, s.hsts, s.access_log) == (9001, "test", False, True)
+
+
+def test_secrets_never_show_in_repr_str_dumps_or_logs(caplog):
+    values = {"JWT_SECRET": "j" * 40, "JWT_PREVIOUS_KEYS": f"k0:{OLD}", "SUPERADMIN_PASSWORD": "pw-SeCrEt-7c1",
+              "METRICS_TOKEN": "tok-SeCrEt-4f9a0c"}
+    s = load_settings(values)
+    assert all(isinstance(getattr(s, name), type(s.jwt_secret)) for name in SECRET_FIELDS)
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("settings-test").info("settings: %s %r", s, s)
+    shown = repr(s) + str(s) + f"{s}" + s.model_dump_json() + str(s.model_dump()) + caplog.text
+    for value in ("j" * 40, OLD, "pw-SeCrEt-7c1", "tok-SeCrEt-4f9a0c"):
+        assert value not in shown
+    assert s.jwt_secret.get_secret_value() == "j" * 40 and s.verification_keys["k0"] == OLD
+
+
+def test_a_refused_previous_key_list_never_quotes_its_secrets():
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"JWT_PREVIOUS_KEYS": "k0:" + "x" * 40 + ",k0:" + "y" * 40})
+    assert "x" * 40 not in str(refused.value) and "y" * 40 not in str(refused.value)
 
 
 def test_both_urls_are_parsed_once_with_decoded_credentials_and_tls():
@@ -104,6 +135,14 @@ def test_production_start_with_weak_secret_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "JWT_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_development_start_with_a_short_secret_is_one_line_and_exit_2():
+    # It used to pass settings, then every worker died in the key set with a traceback (exit 137).
+    result = _cli("serve", env={"ENV": "development", "JWT_SECRET": "short", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "JWT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr and "short" not in result.stderr.replace("shorter", "")
 
 
 def test_serve_with_an_unusable_redis_url_is_one_line_and_exit_2_without_the_password():
