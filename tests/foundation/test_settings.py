@@ -1,17 +1,20 @@
-"""Settings: defaults, environment overrides, refusals of unsafe values, secrets kept out of sight."""
+"""Settings: defaults, environment overrides, refusals of unsafe values, secrets kept out of
+sight, and the README table generated from the field descriptions."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from manas360.settings import SECRET_FIELDS, Settings, SettingsError, load_settings
+from manas360.settings import SECRET_FIELDS, Settings, SettingsError, load_settings, markdown_table
 
 STRONG = "s" * 40
 OLD = "o" * 40
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_defaults_match_the_configuration_contract():
@@ -110,6 +113,23 @@ def test_a_refused_previous_key_list_never_quotes_its_secrets():
     assert "x" * 40 not in str(refused.value) and "y" * 40 not in str(refused.value)
 
 
+def test_every_field_is_described_and_the_readme_table_is_the_generated_one():
+    assert all(field.description for field in Settings.model_fields.values())
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| variable | default | meaning |")
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    assert "\n".join(lines[start:end]) + "\n" == markdown_table(), (
+        "README.md's configuration table is stale: regenerate it with `python -m manas360.settings`")
+
+
+def test_the_table_shows_each_variable_once_with_the_contract_defaults():
+    rows = {row.split(" | ")[0].strip("| `"): row.split(" | ")[1] for row in markdown_table().splitlines()[2:]}
+    assert len(rows) == len(Settings.model_fields)
+    assert (rows["ENV"], rows["PORT"], rows["REDIS_PREFIX"], rows["HSTS"]) == ("`development`", "`8000`", "`m360:`", "`0`")
+    assert rows["RATE_LIMIT_GLOBAL"].startswith("`100/900`") and rows["RATE_LIMIT_API"].startswith("`1000/3600`")
+    assert rows["JWT_SECRET"] == "random per start outside production" and rows["SUPERADMIN_PASSWORD"] == "unset"
+
+
 def test_both_urls_are_parsed_once_with_decoded_credentials_and_tls():
     s = load_settings({"DATABASE_URL": "postgresql://app:p%40ss%25w%3Ard%2F1@db.internal:6432/m360?sslmode=require",
                        "REDIS_URL": "rediss://:p%40ss@cache.internal:6380/2?ssl_cert_reqs=required"})
@@ -143,6 +163,11 @@ def test_development_start_with_a_short_secret_is_one_line_and_exit_2():
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and "JWT_SECRET" in result.stderr
     assert "Traceback" not in result.stderr and "short" not in result.stderr.replace("shorter", "")
+
+
+def test_the_table_prints_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "manas360.settings"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == markdown_table()
 
 
 def test_serve_with_an_unusable_redis_url_is_one_line_and_exit_2_without_the_password():
