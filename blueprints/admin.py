@@ -19,15 +19,17 @@ from manas360.blueprints.bodies import StrictBody
 from manas360.blueprints.guard import client, guarded
 from manas360 import reference
 from manas360.services import admin, audit_log, rbac
-from manas360.web import (DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page, json_response, parse_body,
-                          parse_page)
+from manas360.http.bodies import parse_body
+from manas360.http.pagination import (CURSOR_PATTERN, DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page,
+                                      parse_page)
+from manas360.http.responses import json_response
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE
 _Name = Field(min_length=1, max_length=64)
-# The list routes' query parameters as documented (validated by web.Page and the query models).
+# The list routes' query parameters as documented (validated by Page and the query models).
 _LIMIT = openapi.Integer(minimum=1, maximum=MAX_PAGE_LIMIT, default=DEFAULT_PAGE_LIMIT)
-_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern="^[A-Za-z0-9_-]+$")
+_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)
 
 
 class UserQuery(Page):

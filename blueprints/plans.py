@@ -8,7 +8,7 @@ from sanic_ext import openapi
 
 from manas360.services import rbac
 from manas360.services.entitlements import current_catalog
-from manas360.web import json_response
+from manas360.http.responses import json_response
 
 bp = Blueprint("plans", url_prefix="/plans")
 

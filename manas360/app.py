@@ -18,7 +18,8 @@ from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.catalog import CatalogHolder, watch_reference
 from manas360.services.tokens import build_codec
 from manas360.settings import Settings, load_settings
-from manas360.web import EnvelopeErrorHandler, request_id
+from manas360.http.errors import EnvelopeErrorHandler
+from manas360.http.request_id import request_id
 from manas360.store import close_store, open_store
 
 # A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and

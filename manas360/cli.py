@@ -122,7 +122,7 @@ def _run(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
         print("manas360: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from manas360.web import to_app_error
+        from manas360.http.errors import to_app_error
 
         error = to_app_error(exc)
         if error.status == 503:

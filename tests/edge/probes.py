@@ -11,7 +11,9 @@ import pydantic
 from sanic import Blueprint, Request
 
 from manas360.edge import check_user_rate, rate_limited, request_client_ip
-from manas360.web import json_response, parse_body, parse_page, read_json_object
+from manas360.http.bodies import parse_body, read_json_object
+from manas360.http.pagination import parse_page
+from manas360.http.responses import json_response
 
 _names = itertools.count()
 
