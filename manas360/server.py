@@ -90,7 +90,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from manas360.drain import DrainingHttpProtocol
+    from manas360.edge.drain import DrainingHttpProtocol
 
     configure_logging(settings)
     down = asyncio.run(_preflight(settings))

@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import pytest
 
-from manas360.ratelimit_headers import format_headers
+from manas360.edge.ratelimit_headers import format_headers
 from manas360.store.ratelimit import Verdict, hit, lua_core, verdict_from_reply
 
 HOUR = 3600
