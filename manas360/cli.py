@@ -143,7 +143,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    from manas360.services.orm import orm
+    from manas360.db import orm
     from manas360.services.seeding import SeedError, seed
     from manas360.store import close_store, open_store
 
@@ -259,7 +259,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
-    from manas360.services.orm import orm
+    from manas360.db import orm
     from manas360.services.warmup import count_candidates, warm_cache
     from manas360.store import close_store, open_store
 
