@@ -35,7 +35,7 @@ from manas360.errors import (AccountDisabled, InsufficientPrivileges, NotFound, 
                              PrivilegeEscalationPrevented, ValidationError)
 from manas360.services import audit, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
-from manas360.services.clock import iso
+from manas360.clock import iso
 from manas360.services.entitlements import forget_user
 from manas360.services.lockout import unlock_account
 from manas360.services.sessions import Client

@@ -11,7 +11,7 @@ from tortoise import connections
 from manas360.errors import ValidationError
 from manas360.cursors import decode_position, encode_cursor
 from manas360.services.admin import Listing
-from manas360.services.clock import iso
+from manas360.clock import iso
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 

@@ -28,8 +28,8 @@ from manas360.errors import (AccountDisabled, FeatureNotAvailable, InsufficientP
                              TokenRevoked)
 from manas360.services.access import Principal, bearer_token
 from manas360.services.catalog import Catalog
-from manas360.services.clock import to_ms, utcnow
-from manas360.services.repair import retry_in_background, run_to_completion
+from manas360.clock import to_ms, utcnow
+from manas360.repair import retry_in_background, run_to_completion
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
 from manas360.services.tokens import issued_ms

@@ -23,7 +23,7 @@ from tortoise.exceptions import IntegrityError
 
 from manas360 import reference
 from manas360.errors import EmailTaken, NotFound
-from manas360.services.clock import iso
+from manas360.clock import iso
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 
 MAX_EMAIL_CHARS = 254
