@@ -18,7 +18,7 @@ from sanic_ext import openapi
 from manas360.blueprints.bodies import StrictBody
 from manas360.blueprints.guard import client, guarded
 from manas360 import reference
-from manas360.services import admin, audit_log, rbac
+from manas360.services import admin, audit, rbac
 from manas360.http.bodies import parse_body
 from manas360.http.pagination import (CURSOR_PATTERN, DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page,
                                       parse_page)
@@ -215,6 +215,6 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, permissions=("audit.read",))
 async def list_audit_logs(request: Request) -> HTTPResponse:
     query = parse_page(request, AuditQuery)
-    page = await audit_log.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
+    page = await audit.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
                                         action=query.action)
     return json_response(page.as_dict())

@@ -30,7 +30,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
-from manas360.cursors import decode_position, encode_cursor
+from manas360.cursors import Listing, decode_position, encode_cursor
 from manas360.errors import (AccountDisabled, InsufficientPrivileges, NotFound, PermissionDenied,
                              PrivilegeEscalationPrevented, ValidationError)
 from manas360.services import audit, subscriptions, users
@@ -64,15 +64,6 @@ class Acting:
     user_id: str
     privilege_level: int
     permissions: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "next_cursor": self.next_cursor}
 
 
 async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listing:
