@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from manas360.errors import InvalidCredentials, NotFound, TokenRevoked, ValidationError
 from manas360.security.passwords import hash_password, verify_password
 from manas360.services import audit, login, revocation, sessions, users
-from manas360.services.access import Principal
+from manas360.services.principal import Principal
 from manas360.clock import db_now, epoch_ms, from_ms, to_ms
 from manas360.services.lockout import release_check
 from manas360.repair import run_to_completion

@@ -26,7 +26,7 @@ from tortoise import connections
 from manas360 import metrics, reference
 from manas360.errors import (AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied,
                              TokenRevoked)
-from manas360.services.access import Principal, bearer_token
+from manas360.services.principal import Principal, bearer_token
 from manas360.services.catalog import Catalog
 from manas360.clock import to_ms, utcnow
 from manas360.repair import retry_in_background, run_to_completion
