@@ -145,7 +145,8 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.db import orm
     from manas360.services.seeding import SeedError, seed
-    from manas360.store import close_store, open_store
+    from manas360.store import close_store
+    from manas360.stores import open_configured_store
 
     email, password = settings.superadmin_email, settings.superadmin_password
     if bool(email) != bool(password) or (args.promote_existing_superadmin and not email):
@@ -155,9 +156,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     async def work() -> int:
-        store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
-                           socket_timeout_s=settings.redis_socket_timeout_s,
-                           connect_timeout_s=settings.redis_connect_timeout_s)
+        store = open_configured_store(settings)
         try:
             async with orm(settings):
                 report = await seed(SimpleNamespace(settings=settings, store=store), email=email, password=password,
@@ -261,12 +260,11 @@ def _one_line(exc: BaseException) -> str:
 def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.db import orm
     from manas360.services.warmup import count_candidates, warm_cache
-    from manas360.store import close_store, open_store
+    from manas360.store import close_store
+    from manas360.stores import open_configured_store
 
     async def work() -> int:
-        store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
-                           socket_timeout_s=max(settings.redis_socket_timeout_s, 5.0),
-                           connect_timeout_s=settings.redis_connect_timeout_s)
+        store = open_configured_store(settings, socket_timeout_s=max(settings.redis_socket_timeout_s, 5.0))
         try:
             async with orm(settings):
                 total = await count_candidates(active_days=args.active_days)
