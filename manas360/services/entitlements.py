@@ -26,6 +26,7 @@ from tortoise import connections
 from manas360 import metrics, reference
 from manas360.errors import (AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied,
                              TokenRevoked)
+from manas360.models import ACCOUNT_ACTIVE
 from manas360.services.principal import Principal, bearer_token
 from manas360.services.catalog import Catalog
 from manas360.clock import to_ms, utcnow
@@ -124,7 +125,7 @@ async def authorize(ctx: SimpleNamespace, *, authorization_header: str | None, n
         context = state.context
         revoked = revoked or state.revokes(principal, issued_ms=issued)
     # A disabled account is told so even with a token that disabling revoked.
-    if context.status != ACTIVE:
+    if context.status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
     if revoked:
         raise TokenRevoked()
@@ -157,7 +158,6 @@ def _gate(access: Access, needs: Needs) -> None:
 
 
 _loading: dict[str, asyncio.Future] = {}
-ACTIVE = "active"
 
 
 async def _load_user_state(ctx: SimpleNamespace, *, user_id: str, generation: str = NO_GENERATION) -> UserState:
