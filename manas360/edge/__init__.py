@@ -11,14 +11,12 @@ from manas360.edge.blocklog import flush_block_log
 from manas360.edge.client import request_client_ip, request_rate_address
 from manas360.edge.install import install_edge
 from manas360.edge.ratelimit import apply_verdict, rate_limited, user_rate_key
-from manas360.edge.stats import read_edge_stats
 
 __all__ = [
     "apply_verdict",
     "flush_block_log",
     "install_edge",
     "rate_limited",
-    "read_edge_stats",
     "request_client_ip",
     "request_rate_address",
     "user_rate_key",
