@@ -15,14 +15,14 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
+from manas360 import reference
 from manas360.blueprints.bodies import StrictBody
 from manas360.blueprints.guard import client, guarded
-from manas360 import reference
-from manas360.services import admin, audit, rbac
 from manas360.http.bodies import parse_body
 from manas360.http.pagination import (CURSOR_PATTERN, DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page,
                                       parse_page)
 from manas360.http.responses import json_response
+from manas360.services import admin, audit, rbac
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE

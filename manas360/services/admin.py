@@ -30,13 +30,13 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
+from manas360.clock import iso
 from manas360.cursors import Listing, decode_position, encode_cursor
 from manas360.errors import (AccountDisabled, InsufficientPrivileges, NotFound, PermissionDenied,
                              PrivilegeEscalationPrevented, ValidationError)
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
 from manas360.services import audit, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
-from manas360.clock import iso
 from manas360.services.entitlements import forget_user
 from manas360.services.lockout import unlock_account
 from manas360.services.sessions import Client

@@ -24,15 +24,15 @@ from loguru import logger
 from tortoise import connections
 
 from manas360 import metrics, reference
+from manas360.clock import to_ms, utcnow
 from manas360.errors import (AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied,
                              TokenRevoked)
 from manas360.models import ACCOUNT_ACTIVE
-from manas360.services.principal import Principal, bearer_token
-from manas360.services.catalog import Catalog
-from manas360.clock import to_ms, utcnow
 from manas360.repair import retry_in_background, run_to_completion
-from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
+from manas360.services.catalog import Catalog
+from manas360.services.principal import Principal, bearer_token
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
+from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.tokens import issued_ms
 from manas360.store import StoreUnavailable
 from manas360.store.entitlements import (NO_GENERATION, UserContext, UserFill, check_request, forget_user_context,

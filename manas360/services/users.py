@@ -22,8 +22,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from manas360 import reference
-from manas360.errors import EmailTaken, NotFound
 from manas360.clock import iso
+from manas360.errors import EmailTaken, NotFound
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 
