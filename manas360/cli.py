@@ -14,11 +14,11 @@ import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
+from manas360.server import EXIT_UNAVAILABLE  # `serve` and the commands exit alike when a store is down
 from manas360.settings import Settings, SettingsError, load_settings
 
 PROMOTE_FLAG = "--promote-existing-superadmin"
 
-EXIT_UNAVAILABLE = 1
 EXIT_FAILED = 1  # a job failed (maintenance, synthetic seeding)
 EXIT_REFUSED = 1  # seed will not take over an existing account without the opt-in
 EXIT_CONFIG = 2
