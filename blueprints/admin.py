@@ -15,19 +15,21 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
+from manas360 import reference
 from manas360.blueprints.bodies import StrictBody
 from manas360.blueprints.guard import client, guarded
-from manas360 import reference
-from manas360.services import admin, audit_log, rbac
-from manas360.web import (DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page, json_response, parse_body,
-                          parse_page)
+from manas360.http.bodies import parse_body
+from manas360.http.pagination import (CURSOR_PATTERN, DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page,
+                                      parse_page)
+from manas360.http.responses import json_response
+from manas360.services import admin, audit, rbac
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE
 _Name = Field(min_length=1, max_length=64)
-# The list routes' query parameters as documented (validated by web.Page and the query models).
+# The list routes' query parameters as documented (validated by Page and the query models).
 _LIMIT = openapi.Integer(minimum=1, maximum=MAX_PAGE_LIMIT, default=DEFAULT_PAGE_LIMIT)
-_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern="^[A-Za-z0-9_-]+$")
+_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)
 
 
 class UserQuery(Page):
@@ -213,6 +215,6 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, permissions=("audit.read",))
 async def list_audit_logs(request: Request) -> HTTPResponse:
     query = parse_page(request, AuditQuery)
-    page = await audit_log.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
+    page = await audit.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
                                         action=query.action)
     return json_response(page.as_dict())

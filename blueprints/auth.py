@@ -16,8 +16,9 @@ from sanic_ext import openapi
 from manas360.blueprints.bodies import DisplayName, Email, NewEmail, NewPassword, Password, StrictBody
 from manas360.blueprints.guard import authenticated, client
 from manas360.errors import NotFound
+from manas360.http.bodies import parse_body
+from manas360.http.responses import json_response
 from manas360.services import auth, login, refresh, sessions
-from manas360.web import json_response, parse_body
 
 bp = Blueprint("auth", url_prefix="/auth")
 _TOKEN_PAIR = "A token pair: `access_token`, `refresh_token`, `token_type`, `expires_in` and `user`."

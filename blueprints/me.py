@@ -8,8 +8,9 @@ from sanic_ext import openapi
 
 from manas360.blueprints.bodies import DisplayName, StrictBody
 from manas360.blueprints.guard import authenticated
+from manas360.http.bodies import parse_body
+from manas360.http.responses import json_response
 from manas360.services import users
-from manas360.web import json_response, parse_body
 
 bp = Blueprint("me", url_prefix="/me")
 

@@ -9,8 +9,8 @@ from sanic_ext import openapi
 from manas360 import metrics
 from manas360.edge import request_client_ip
 from manas360.errors import PermissionDenied, ServiceUnavailable
+from manas360.http.responses import json_response
 from manas360.services import health
-from manas360.web import json_response
 
 bp = Blueprint("ops")
 

@@ -6,9 +6,9 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
+from manas360.http.responses import json_response
 from manas360.services import rbac
 from manas360.services.entitlements import current_catalog
-from manas360.web import json_response
 
 bp = Blueprint("plans", url_prefix="/plans")
 

@@ -7,8 +7,8 @@ from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from manas360.blueprints.guard import guarded
+from manas360.http.responses import json_response
 from manas360.services import analytics
-from manas360.web import json_response
 
 bp = Blueprint("product")
 

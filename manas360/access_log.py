@@ -14,9 +14,9 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from manas360.edge import request_client_ip
+from manas360.http.request_id import request_id
 from manas360.metrics import method_label, request_started, route_label
 from manas360.settings import Settings
-from manas360.web import request_id
 
 ACCESS_LOGGER = "manas360.access"
 _access = logger.bind(logger_name=ACCESS_LOGGER)

@@ -12,14 +12,16 @@ from manas360.access_log import install_access_log
 from manas360.db import activate, close_orm, open_orm
 from manas360.edge import install_edge
 from manas360.edge.cors import cors_config
+from manas360.http.errors import EnvelopeErrorHandler
+from manas360.http.request_id import request_id
 from manas360.logs import configure_logging, request_id_var
 from manas360.metrics import install_metrics
 from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.catalog import CatalogHolder, watch_reference
 from manas360.services.tokens import build_codec
 from manas360.settings import Settings, load_settings
-from manas360.web import EnvelopeErrorHandler, request_id
-from manas360.store import close_store, open_store
+from manas360.store import close_store
+from manas360.stores import open_configured_store
 
 # A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
 # styles from its CDN, so it gets its own policy.
@@ -85,12 +87,7 @@ def _add_listeners(app: Sanic, settings: Settings) -> None:
 
     @app.before_server_start
     async def open_redis(app: Sanic) -> None:
-        app.ctx.store = open_store(
-            url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
-            socket_timeout_s=settings.redis_socket_timeout_s,
-            connect_timeout_s=settings.redis_connect_timeout_s,
-            max_connections=settings.redis_max_connections,
-        )
+        app.ctx.store = open_configured_store(settings)
 
     @app.after_server_stop
     async def close_redis(app: Sanic) -> None:

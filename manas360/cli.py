@@ -14,11 +14,11 @@ import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
+from manas360.server import EXIT_UNAVAILABLE  # `serve` and the commands exit alike when a store is down
 from manas360.settings import Settings, SettingsError, load_settings
 
 PROMOTE_FLAG = "--promote-existing-superadmin"
 
-EXIT_UNAVAILABLE = 1
 EXIT_FAILED = 1  # a job failed (maintenance, synthetic seeding)
 EXIT_REFUSED = 1  # seed will not take over an existing account without the opt-in
 EXIT_CONFIG = 2
@@ -122,7 +122,7 @@ def _run(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
         print("manas360: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from manas360.web import to_app_error
+        from manas360.http.errors import to_app_error
 
         error = to_app_error(exc)
         if error.status == 503:
@@ -143,9 +143,10 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    from manas360.services.orm import orm
+    from manas360.db import orm
     from manas360.services.seeding import SeedError, seed
-    from manas360.store import close_store, open_store
+    from manas360.store import close_store
+    from manas360.stores import open_configured_store
 
     email, password = settings.superadmin_email, settings.superadmin_password.get_secret_value()
     if bool(email) != bool(password) or (args.promote_existing_superadmin and not email):
@@ -155,9 +156,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     async def work() -> int:
-        store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
-                           socket_timeout_s=settings.redis_socket_timeout_s,
-                           connect_timeout_s=settings.redis_connect_timeout_s)
+        store = open_configured_store(settings)
         try:
             async with orm(settings):
                 report = await seed(SimpleNamespace(settings=settings, store=store), email=email, password=password,
@@ -259,14 +258,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
-    from manas360.services.orm import orm
+    from manas360.db import orm
     from manas360.services.warmup import count_candidates, warm_cache
-    from manas360.store import close_store, open_store
+    from manas360.store import close_store
+    from manas360.stores import open_configured_store
 
     async def work() -> int:
-        store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
-                           socket_timeout_s=max(settings.redis_socket_timeout_s, 5.0),
-                           connect_timeout_s=settings.redis_connect_timeout_s)
+        store = open_configured_store(settings, socket_timeout_s=max(settings.redis_socket_timeout_s, 5.0))
         try:
             async with orm(settings):
                 total = await count_candidates(active_days=args.active_days)

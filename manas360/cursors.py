@@ -1,13 +1,26 @@
-"""Opaque pagination cursors: a JSON position, base64url-encoded. One codec for every list."""
+"""Opaque pagination cursors: a JSON position, base64url-encoded. One codec, and one page
+shape (`Listing`), for every list."""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from manas360 import errors
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One page of a list: its items and the cursor of the next page (None on the last)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "next_cursor": self.next_cursor}
 
 
 def encode_cursor(position: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,16 @@ def activate(ctx) -> None:
 
 async def close_orm(ctx) -> None:
     await ctx.close_connections()
+
+
+@asynccontextmanager
+async def orm(settings: Settings, *, pool_max: int = 4):
+    """Tortoise for command-line work (scripts, seeding): open, yield, close."""
+    ctx = await open_orm(settings, pool_min=1, pool_max=pool_max)
+    try:
+        yield ctx
+    finally:
+        await close_orm(ctx)
 
 
 def database_name(settings: Settings) -> str:

@@ -10,6 +10,10 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
+ACCOUNT_ACTIVE, ACCOUNT_DISABLED = "active", "disabled"
+ACCOUNT_STATUSES = (ACCOUNT_ACTIVE, ACCOUNT_DISABLED)
+"""`UserAccount.status`: only an active account may log in, refresh or pass the guard."""
+
 
 class Role(Model):
     id = fields.IntField(primary_key=True)
@@ -77,7 +81,7 @@ class UserAccount(Model):
     password_hash = fields.CharField(max_length=128)
     display_name = fields.CharField(max_length=100, default="")
     role = fields.ForeignKeyField("models.Role", related_name="users", on_delete=fields.RESTRICT)
-    status = fields.CharField(max_length=16, default="active")  # active | disabled
+    status = fields.CharField(max_length=16, default=ACCOUNT_ACTIVE)  # one of ACCOUNT_STATUSES
     # Set when the owner proved the address (the verification mail's link).
     email_verified_at = fields.DatetimeField(null=True)
     mfa_enabled = fields.BooleanField(default=False)

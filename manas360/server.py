@@ -58,8 +58,9 @@ def create_app_from_environment():
 async def _preflight(settings: Settings) -> list[str]:
     """Names of the stores that do not answer (checked once before workers start)."""
     from manas360.services.health import check_database, check_redis
-    from manas360.services.orm import orm
-    from manas360.store import close_store, open_store
+    from manas360.db import orm
+    from manas360.store import close_store
+    from manas360.stores import open_configured_store
 
     down = []
     try:
@@ -68,9 +69,7 @@ async def _preflight(settings: Settings) -> list[str]:
                 down.append(f"PostgreSQL at {settings.database.where}")
     except Exception:  # unreachable or refused during connect
         down.append(f"PostgreSQL at {settings.database.where}")
-    store = open_store(url=settings.redis_url, prefix=settings.redis_prefix, cluster=settings.redis_cluster,
-                       socket_timeout_s=settings.redis_socket_timeout_s,
-                       connect_timeout_s=settings.redis_connect_timeout_s)
+    store = open_configured_store(settings)
     try:
         if await check_redis(store) != "ok":
             down.append(f"Redis at {settings.redis.where}")
@@ -90,7 +89,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from manas360.drain import DrainingHttpProtocol
+    from manas360.edge.drain import DrainingHttpProtocol
 
     configure_logging(settings)
     down = asyncio.run(_preflight(settings))

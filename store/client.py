@@ -111,12 +111,17 @@ def script_source(name: str) -> str:
     lines = []
     for line in (_SCRIPT_DIR / f"{name}.lua").read_text(encoding="utf-8").splitlines():
         if line.startswith("--#include "):
-            other = line.split(maxsplit=1)[1].strip()
-            text = (_SCRIPT_DIR / f"{other}.lua").read_text(encoding="utf-8")
-            begin, end = f"-- BEGIN {other} core", f"-- END {other} core"
-            line = text[text.index(begin):text.index(end) + len(end)]
+            line = script_core(line.split(maxsplit=1)[1].strip())
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def script_core(name: str) -> str:
+    """The part of `<name>.lua` between `-- BEGIN <name> core` and `-- END <name> core`:
+    its functions, without the lines that run them."""
+    text = (_SCRIPT_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    begin, end = f"-- BEGIN {name} core", f"-- END {name} core"
+    return text[text.index(begin):text.index(end) + len(end)]
 
 
 def open_store(

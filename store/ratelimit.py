@@ -53,13 +53,10 @@ client can use no more than the available quota"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from manas360.store.client import Store
 
 _SCRIPT = "ratelimit"
-_CORE_BEGIN = "-- BEGIN ratelimit core"
-_CORE_END = "-- END ratelimit core"
 # Lua numbers are doubles: limit * window in ms must stay an exact integer.
 _MAX_LIMIT_WINDOW_MS = 2**53
 
@@ -102,11 +99,3 @@ def check_policy(*, limit: int, window_s: int, cost: int) -> None:
         raise ValueError(f"cost must be 1..limit ({limit}), not {cost}")
     if limit * window_s * 1000 >= _MAX_LIMIT_WINDOW_MS:
         raise ValueError(f"limit * window_s is too large for exact arithmetic: {limit}/{window_s}")
-
-
-def lua_core() -> str:
-    """The limiter's Lua functions (`ratelimit_hit(key, now_ms, limit, window_ms, cost)`)."""
-    source = (Path(__file__).parent / f"{_SCRIPT}.lua").read_text(encoding="utf-8")
-    start = source.index(_CORE_BEGIN)
-    end = source.index(_CORE_END) + len(_CORE_END)
-    return source[start:end] + "\n"

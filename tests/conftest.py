@@ -7,8 +7,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from manas360.db import activate, migrate
-from manas360.services.orm import orm
+from manas360.db import activate, migrate, orm
 from manas360.services.seeding import seed_reference_data
 from manas360.settings import load_settings
 from tests.fixtures.app import client_for, running_app

@@ -4,22 +4,19 @@ explains every rule.
 
 For blueprints: `request_client_ip(request)` (the client's address behind trusted proxies)
 and `@rate_limited("<policy>")` (put a route under a policy of config/ratelimits.toml).
-For the authentication guard: `user_rate_key`, `apply_verdict` and `check_user_rate`.
+For the authentication guard: `user_rate_key` and `apply_verdict`.
 """
 
 from manas360.edge.blocklog import flush_block_log
 from manas360.edge.client import request_client_ip, request_rate_address
 from manas360.edge.install import install_edge
-from manas360.edge.ratelimit import apply_verdict, check_user_rate, rate_limited, user_rate_key
-from manas360.edge.stats import read_edge_stats
+from manas360.edge.ratelimit import apply_verdict, rate_limited, user_rate_key
 
 __all__ = [
     "apply_verdict",
-    "check_user_rate",
     "flush_block_log",
     "install_edge",
     "rate_limited",
-    "read_edge_stats",
     "request_client_ip",
     "request_rate_address",
     "user_rate_key",

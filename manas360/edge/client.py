@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from sanic import Request
 
-from manas360.net import IPNetwork, client_ip, rate_key_address
+from manas360.edge.client_address import IPNetwork, client_ip, rate_key_address
 
 _CACHED_FORWARDED_CHARS = 256  # longer X-Forwarded-For values are resolved, not cached
 

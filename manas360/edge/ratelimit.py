@@ -26,14 +26,14 @@ from manas360 import errors
 from manas360.edge.blocklog import BlockLog
 from manas360.edge.client import request_rate_address
 from manas360.edge.policies import PolicyMap, rate_limited, route_path
+from manas360.edge.ratelimit_headers import format_headers
 from manas360.edge.stats import count
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
-from manas360.ratelimit_headers import format_headers
 from manas360.settings import RatePolicy
 from manas360.store import Store, StoreUnavailable
 from manas360.store.ratelimit import Verdict, hit
 
-__all__ = ["EdgeLimiter", "apply_verdict", "check_user_rate", "rate_limited", "user_rate_key"]
+__all__ = ["EdgeLimiter", "apply_verdict", "rate_limited", "user_rate_key"]
 
 STORE_RETRY_S = 1.0
 # redis-py raises RedisError subclasses; a socket-level failure may surface as OSError.
@@ -124,21 +124,6 @@ def apply_verdict(request: Request, verdict: Verdict, *, log_key: str) -> None:
 def user_rate_key(store: Store, *, user_id: str, policy: str = "api") -> tuple[str, str]:
     """The Redis key of a user's per-user policy (in the user's hash tag) and its log key."""
     return store.keys.user_rate(user_id, policy), f"u:{user_id}"
-
-
-async def check_user_rate(request: Request, *, user_id: str, policy: str = "api") -> Verdict:
-    """Count an authenticated request under the user's policy (its own Redis round trip).
-
-    For a guard that cannot fold the check into its own script. Redis errors propagate:
-    authenticated routes fail closed (503). Raises RateLimited when the policy denies.
-    """
-    rate_policy = request.app.ctx.settings.rate_policies[policy]
-    store = request.app.ctx.store
-    key, log_key = user_rate_key(store, user_id=user_id, policy=policy)
-    verdict = await hit(store, policy=rate_policy.name, key=key, limit=rate_policy.limit,
-                        window_s=rate_policy.window_s)
-    apply_verdict(request, verdict, log_key=log_key)
-    return verdict
 
 
 def add_rate_headers(request: Request, response: HTTPResponse) -> None:

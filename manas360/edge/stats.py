@@ -1,7 +1,8 @@
-"""Per-process counters of edge events, readable without Prometheus (tests, /health).
+"""Per-process counters of edge events, a cheap in-process view beside Prometheus.
 
-The Prometheus counters of manas360.metrics are incremented at the same places; these stay
-as a cheap in-process view.
+Nothing in the service reads them (not /health, not /metrics): the edge tests do, to see
+what a request did inside the limiter and the block log. Where an event has a Prometheus
+counter (manas360.metrics) it is incremented at the same place.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import Any
 import jwt
 
 from manas360.errors import InvalidToken, TokenExpired
+from manas360.settings import MIN_SECRET_BYTES
 
 ALGORITHM = "HS256"
-MIN_SECRET_BYTES = 32
 MAX_TOKEN_CHARS = 8192
 NBF_LEEWAY_S = 5
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp")

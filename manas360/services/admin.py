@@ -30,12 +30,13 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
-from manas360.cursors import decode_position, encode_cursor
+from manas360.clock import iso
+from manas360.cursors import Listing, decode_position, encode_cursor
 from manas360.errors import (AccountDisabled, InsufficientPrivileges, NotFound, PermissionDenied,
                              PrivilegeEscalationPrevented, ValidationError)
+from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
 from manas360.services import audit, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
-from manas360.services.clock import iso
 from manas360.services.entitlements import forget_user
 from manas360.services.lockout import unlock_account
 from manas360.services.sessions import Client
@@ -45,8 +46,6 @@ ROLE_CHANGED = "admin.role_changed"
 SUBSCRIPTION_CHANGED = "admin.subscription_changed"
 STATUS_CHANGED = "admin.status_changed"
 
-ACTIVE, DISABLED = "active", "disabled"
-ACCOUNT_STATUSES = (ACTIVE, DISABLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +63,6 @@ class Acting:
     user_id: str
     privilege_level: int
     permissions: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "next_cursor": self.next_cursor}
 
 
 async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listing:
@@ -179,7 +169,7 @@ async def set_status(ctx: Any, *, actor: Actor, user_id: str, status: str) -> Us
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
         user = await _require_user(target.id, conn=conn)
     await forget_user(ctx, user_id=user.id)
-    if status == DISABLED:
+    if status == ACCOUNT_DISABLED:
         await revoke_all_sessions(ctx, user_id=user.id, actor_id=actor.user_id, client=Client(ip=actor.ip),
                                   reason="disabled")
     return user
@@ -241,7 +231,7 @@ async def lock_actor_and_target(conn, *, actor: Actor, user_id: str, permission:
     if not rows or not rows[0]["live"]:
         raise InsufficientPrivileges()
     row = rows[0]
-    if row["status"] != ACTIVE:
+    if row["status"] != ACCOUNT_ACTIVE:
         raise AccountDisabled()
     acting = Acting(user_id=actor.user_id, privilege_level=row["privilege_level"],
                     permissions=frozenset(row["permissions"]))

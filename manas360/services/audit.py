@@ -1,16 +1,21 @@
 """The audit trail: who did what to whom, from where, in which request.
 
-Entries are written inside the transaction of the change they describe, so a change and
+`record` writes an entry, `list_entries` pages through them for administrators. Entries are written inside the transaction of the change they describe, so a change and
 its audit entry commit or roll back together.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from manas360.clock import iso
+from manas360.cursors import Listing, decode_position, encode_cursor
+from manas360.errors import ValidationError
 from manas360.logs import request_id_var
 
 REGISTER = "auth.register"
@@ -26,6 +31,8 @@ PASSWORD_CHANGED = "auth.password_changed"
 REFRESH_REUSE = "auth.refresh_reuse_detected"
 SUPERADMIN_SEEDED = "seed.superadmin"
 
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
 
 async def record(conn: BaseDBAsyncClient, *, action: str, actor_id: str | None, target_user_id: str | None,
                  ip: str = "", before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
@@ -34,9 +41,53 @@ async def record(conn: BaseDBAsyncClient, *, action: str, actor_id: str | None, 
     await conn.execute_query(
         'INSERT INTO "audit_logs" ("actor_id", "target_user_id", "action", "before", "after", "ip", "request_id") '
         'VALUES ($1, $2, $3, $4, $5, $6, $7)',
-        [actor_id, target_user_id, action, _json(before), _json(after), ip[:64],
+        [actor_id, target_user_id, action, _dumps(before), _dumps(after), ip[:64],
          "" if request_id == "-" else request_id[:64]])
 
 
-def _json(value: dict[str, Any] | None) -> str | None:
+def _dumps(value: dict[str, Any] | None) -> str | None:
     return orjson.dumps(value).decode() if value is not None else None
+
+
+async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
+    """Entries newest first, optionally for one target user and/or one action; the cursor
+    is the last entry's id, so entries written while paging never shift a page."""
+    filters, values = [], []
+    if cursor:
+        (last_id,) = decode_position(cursor, arity=1)
+        # A bigserial id: anything else (a bool, a number beyond bigint) is not ours and would
+        # overflow in asyncpg as a 500.
+        if not isinstance(last_id, int) or isinstance(last_id, bool) or not _BIGINT_MIN <= last_id <= _BIGINT_MAX:
+            raise ValidationError({"cursor": "is not a valid cursor"})
+        values.append(last_id)
+        filters.append(f'"id" < ${len(values)}')
+    if user_id:
+        try:
+            values.append(str(uuid.UUID(user_id)))
+        except ValueError:
+            raise ValidationError({"user_id": "must be a UUID"}) from None
+        filters.append(f'"target_user_id" = ${len(values)}')
+    if action:
+        values.append(action)
+        filters.append(f'"action" = ${len(values)}')
+    where = " AND ".join(filters) or "TRUE"
+    rows = await connections.get("default").execute_query_dict(
+        f'SELECT "id", "actor_id", "target_user_id", "action", "before", "after", "ip", "request_id", "created_at" '
+        f'FROM "audit_logs" WHERE {where} ORDER BY "id" DESC LIMIT {int(limit) + 1}', values)
+    items = [_entry(row) for row in rows[:limit]]
+    next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    return Listing(items=items, next_cursor=next_cursor)
+
+
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "actor_id": _str(row["actor_id"]), "target_user_id": _str(row["target_user_id"]),
+            "action": row["action"], "before": _loads(row["before"]), "after": _loads(row["after"]), "ip": row["ip"],
+            "request_id": row["request_id"], "created_at": iso(row["created_at"])}
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _loads(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value

@@ -16,13 +16,13 @@ from types import SimpleNamespace
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from manas360.clock import db_now, epoch_ms, from_ms, to_ms
 from manas360.errors import InvalidCredentials, NotFound, TokenRevoked, ValidationError
+from manas360.repair import run_to_completion
 from manas360.security.passwords import hash_password, verify_password
 from manas360.services import audit, login, revocation, sessions, users
-from manas360.services.access import Principal
-from manas360.services.clock import db_now, epoch_ms, from_ms, to_ms
 from manas360.services.lockout import release_check
-from manas360.services.repair import run_to_completion
+from manas360.services.principal import Principal
 from manas360.services.sessions import Client
 from manas360.services.tokens import TokenPair, issue_pair, issued_ms
 

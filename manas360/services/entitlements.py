@@ -24,14 +24,15 @@ from loguru import logger
 from tortoise import connections
 
 from manas360 import metrics, reference
+from manas360.clock import to_ms, utcnow
 from manas360.errors import (AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied,
                              TokenRevoked)
-from manas360.services.access import Principal, bearer_token
+from manas360.models import ACCOUNT_ACTIVE
+from manas360.repair import retry_in_background, run_to_completion
 from manas360.services.catalog import Catalog
-from manas360.services.clock import to_ms, utcnow
-from manas360.services.repair import retry_in_background, run_to_completion
-from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
+from manas360.services.principal import Principal, bearer_token
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
+from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.tokens import issued_ms
 from manas360.store import StoreUnavailable
 from manas360.store.entitlements import (NO_GENERATION, UserContext, UserFill, check_request, forget_user_context,
@@ -124,7 +125,7 @@ async def authorize(ctx: SimpleNamespace, *, authorization_header: str | None, n
         context = state.context
         revoked = revoked or state.revokes(principal, issued_ms=issued)
     # A disabled account is told so even with a token that disabling revoked.
-    if context.status != ACTIVE:
+    if context.status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
     if revoked:
         raise TokenRevoked()
@@ -157,7 +158,6 @@ def _gate(access: Access, needs: Needs) -> None:
 
 
 _loading: dict[str, asyncio.Future] = {}
-ACTIVE = "active"
 
 
 async def _load_user_state(ctx: SimpleNamespace, *, user_id: str, generation: str = NO_GENERATION) -> UserState:

@@ -34,8 +34,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360.errors import AccountLocked, NotFound
+from manas360.repair import run_to_completion
 from manas360.services import audit, sessions
-from manas360.services.repair import run_to_completion
 from manas360.store import StoreUnavailable
 from manas360.store import lockout as lockout_store
 from manas360.store.lockout import FailureVerdict

@@ -21,10 +21,11 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import metrics
+from manas360.clock import db_now, iso
 from manas360.errors import AccountDisabled, AccountLocked, AppError, InvalidCredentials
+from manas360.models import ACCOUNT_ACTIVE
 from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from manas360.services import audit, lockout, sessions, users
-from manas360.services.clock import db_now, iso
 from manas360.services.lockout import Reservation
 from manas360.services.sessions import Client
 from manas360.services.tokens import TokenPair, issue_pair
@@ -101,7 +102,7 @@ async def confirm_check(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, accoun
     locked_ms = await lockout.lock_ms(ctx, email=current.email, database_lock_ms=current.lock_ms)
     if locked_ms:
         raise AccountLocked(math.ceil(locked_ms / 1000))
-    if current.status != "active":
+    if current.status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
     return current
 

@@ -25,10 +25,11 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import metrics
+from manas360.clock import db_now, to_ms
 from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
+from manas360.models import ACCOUNT_ACTIVE
+from manas360.repair import run_to_completion
 from manas360.services import audit, revocation, sessions, users
-from manas360.services.clock import db_now, to_ms
-from manas360.services.repair import run_to_completion
 from manas360.services.sessions import Client
 from manas360.services.tokens import (TokenPair, derive_successor, hash_refresh_token, issue_pair,
                                       successor_keys)
@@ -93,7 +94,7 @@ async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presen
 
 
 def _refuse_disabled(status: str) -> None:
-    if status != "active":
+    if status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
 
 

@@ -4,7 +4,7 @@ Every revocation (logout, logout-all, password change, deleted session, reuse, a
 commits to PostgreSQL first, then calls `publish`. If Redis fails at that moment, nothing
 is lost, and a stale "not revoked" answer is bounded:
 
-- the request answers 503, and a background repair (manas360.services.repair) retries
+- the request answers 503, and a background repair (manas360.repair) retries
   the same write, 0.5 s and then doubling up to 60 s apart, for LOADED_TTL_S: once Redis
   answers again the revocation applies within seconds, on every worker;
 - whatever happens to that worker, the user's "revocations loaded" marker that could make
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from manas360.services.repair import retry_in_background
+from manas360.repair import retry_in_background
 from manas360.settings import Settings
 from manas360.store import Store, StoreUnavailable
 from manas360.store.revocations import Revocations, record_revocations

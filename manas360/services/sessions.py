@@ -14,7 +14,7 @@ from typing import Any
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.services.clock import iso
+from manas360.clock import iso
 from manas360.services.tokens import hash_refresh_token, new_refresh_token
 
 MAX_USER_AGENT_CHARS = 512
@@ -51,7 +51,7 @@ async def open_session(conn: BaseDBAsyncClient, *, user_id: str, client: Client,
                        now: datetime) -> tuple[str, str]:
     """Create a session and its first refresh token; return (session id, refresh token).
 
-    `now` is the database's clock (manas360.services.clock.db_now), as every validity time.
+    `now` is the database's clock (manas360.clock.db_now), as every validity time.
     """
     session_id, refresh_token = str(uuid.uuid4()), new_refresh_token()
     expires_at = now + timedelta(seconds=refresh_ttl_s)

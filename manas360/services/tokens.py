@@ -31,8 +31,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from manas360.clock import epoch_ms, to_ms, utcnow
 from manas360.security.jwt import AccessTokenCodec, KeySet
-from manas360.services.clock import epoch_ms, to_ms, utcnow
 from manas360.services.users import User
 from manas360.settings import Settings
 

@@ -22,8 +22,9 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from manas360 import reference
+from manas360.clock import iso
 from manas360.errors import EmailTaken, NotFound
-from manas360.services.clock import iso
+from manas360.models import ACCOUNT_ACTIVE
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 
 MAX_EMAIL_CHARS = 254
@@ -54,7 +55,7 @@ class User:
     privilege_level: int
     plan: str
     created_at: datetime
-    status: str = "active"
+    status: str = ACCOUNT_ACTIVE
     email_verified: bool = False
     mfa_enabled: bool = False
     tokens_valid_after: datetime | None = None
@@ -74,7 +75,7 @@ class Credentials:
     password_hash: str
     locked_until: datetime | None
     email: str = ""
-    status: str = "active"
+    status: str = ACCOUNT_ACTIVE
     lock_ms: int = 0
     """Milliseconds left on `locked_until` by the database's clock (0 when not locked)."""
     tokens_valid_after: datetime | None = None

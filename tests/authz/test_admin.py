@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from tests.authz.conftest import make_admin
-from tests.fixtures.accounts import register
+from tests.fixtures.accounts import API as API_ROOT, register
 
-API = "/api/v1/admin"
+API = f"{API_ROOT}/admin"
 
 
 async def _role(client, actor, target_id: str, role: str):

@@ -9,10 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.authz.conftest import make_admin
-from tests.fixtures.accounts import register
+from tests.fixtures.accounts import API, register
 from tests.fixtures.environment import delete_prefixed_keys
-
-API = "/api/v1"
 
 
 async def _set_plan(client, superadmin, user_id: str, plan: str, **extra):

@@ -13,9 +13,8 @@ import manas360.services.entitlements as entitlements
 import manas360.services.warmup as warmup
 from manas360.services.warmup import warm_cache
 from tests.authz.conftest import make_admin
-from tests.fixtures.accounts import login, register
+from tests.fixtures.accounts import API, login, register
 
-API = "/api/v1"
 ADMIN = f"{API}/admin"
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.fixtures.accounts import API
 from tests.fixtures.counting import counting
 from tests.fixtures.environment import delete_prefixed_keys
-
-API = "/api/v1"
 
 
 async def test_warm_gated_request_runs_no_sql_and_one_redis_round_trip(client, member, monkeypatch):

@@ -10,11 +10,10 @@ import httpx
 import pytest
 
 from manas360.services.seeding import seed_superadmin
-from tests.fixtures.accounts import PASSWORD, unique_email
+from tests.fixtures.accounts import API, PASSWORD, unique_email
 from tests.fixtures.server import clients_per_worker, start_server
 
 pytestmark = pytest.mark.slow
-API = "/api/v1"
 ROOT = "root-workers@example.com"
 
 

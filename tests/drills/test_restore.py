@@ -31,8 +31,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from manas360.db import migrate
-from manas360.services.orm import orm
+from manas360.db import migrate, orm
 from manas360.services.seeding import seed_reference_data
 from manas360.settings import Settings, load_settings
 from tests.drills.helpers import DASHBOARD, answer, report

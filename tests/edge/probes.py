@@ -10,8 +10,11 @@ import os
 import pydantic
 from sanic import Blueprint, Request
 
-from manas360.edge import check_user_rate, rate_limited, request_client_ip
-from manas360.web import json_response, parse_body, parse_page, read_json_object
+from manas360.edge import apply_verdict, rate_limited, request_client_ip, user_rate_key
+from manas360.http.bodies import parse_body, read_json_object
+from manas360.http.pagination import parse_page
+from manas360.http.responses import json_response
+from manas360.store.ratelimit import Verdict, hit
 
 _names = itertools.count()
 
@@ -20,6 +23,19 @@ class Echo(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = pydantic.Field(min_length=1, max_length=10)
     password: str | None = None
+
+
+
+async def check_user_rate(request: Request, *, user_id: str, policy: str = "api") -> Verdict:
+    """Count a request under the user's policy in its own Redis round trip (the guard folds
+    this into its script; the probe exercises the same seam without a token)."""
+    rate_policy = request.app.ctx.settings.rate_policies[policy]
+    store = request.app.ctx.store
+    key, log_key = user_rate_key(store, user_id=user_id, policy=policy)
+    verdict = await hit(store, policy=rate_policy.name, key=key, limit=rate_policy.limit,
+                        window_s=rate_policy.window_s)
+    apply_verdict(request, verdict, log_key=log_key)
+    return verdict
 
 
 def probe_blueprint() -> Blueprint:

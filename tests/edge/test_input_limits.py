@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from manas360 import errors
+from manas360.cursors import decode_cursor, encode_cursor
 from manas360.edge.limits import MAX_HEADER_FIELDS
-from manas360.web import MAX_JSON_DEPTH, decode_cursor, encode_cursor
+from manas360.http.bodies import MAX_JSON_DEPTH
 from tests.edge.conftest import fresh_ip
 from tests.fixtures.app import client_for
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from manas360.edge import read_edge_stats
+from manas360.edge.stats import read_edge_stats
 from tests.edge.conftest import fresh_ip
 from tests.fixtures.app import client_for
 

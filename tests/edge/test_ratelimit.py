@@ -10,7 +10,7 @@ import pytest
 from sanic import Blueprint
 
 from manas360.edge import rate_limited
-from manas360.web import json_response
+from manas360.http.responses import json_response
 from tests.edge.conftest import fresh_ip, parse_ratelimit
 from tests.fixtures.accounts import register
 from tests.fixtures.app import client_for, running_app

@@ -19,10 +19,9 @@ import pytest
 from tortoise import connections
 from tortoise.exceptions import DBConnectionError
 
-from manas360.db import migrate
+from manas360.db import migrate, orm
 from manas360.server import _preflight
 from manas360.services import maintenance
-from manas360.services.orm import orm
 from manas360.services.seeding import seed_reference_data
 from manas360.services.synthetic import seed_synthetic_users
 from manas360.settings import load_settings

@@ -6,7 +6,8 @@ import pydantic
 import pytest
 from sanic import Blueprint
 
-from manas360.web import json_response, parse_body
+from manas360.http.bodies import parse_body
+from manas360.http.responses import json_response
 from tests.fixtures.app import client_for, running_app
 
 ENVELOPE_KEYS = {"error", "message", "request_id"}

@@ -9,8 +9,7 @@ import contextvars
 import asyncpg
 import pytest
 
-from manas360.db import migrate
-from manas360.services.orm import orm
+from manas360.db import migrate, orm
 from manas360.services.seeding import seed_reference_data
 from manas360.settings import load_settings
 from tests.fixtures.environment import drop_database

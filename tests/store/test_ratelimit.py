@@ -11,8 +11,9 @@ from uuid import uuid4
 
 import pytest
 
-from manas360.ratelimit_headers import format_headers
-from manas360.store.ratelimit import Verdict, hit, lua_core, verdict_from_reply
+from manas360.edge.ratelimit_headers import format_headers
+from manas360.store.client import script_core
+from manas360.store.ratelimit import Verdict, hit, verdict_from_reply
 
 HOUR = 3600
 
@@ -211,11 +212,11 @@ async def test_key_expires_after_two_windows(store):
 
 # t never above the window (driven by the core's now_ms) -------------------------------
 
-_AT = lua_core() + """
+_AT = script_core("ratelimit") + """
 return ratelimit_hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
 # The same check on a scratch copy of the state: what a request then would get, without it counting.
-_PROBE = lua_core() + """
+_PROBE = script_core("ratelimit") + """
 local state = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[2])
 if #state > 0 then redis.call('HSET', KEYS[2], unpack(state)) end
@@ -299,7 +300,7 @@ async def test_a_key_written_before_last_times_were_kept_is_never_looser(store):
 async def test_lua_core_runs_inside_another_script(store):
     user = uuid4().hex
     keys = [store.keys.user_rate(user, "api"), store.keys.user_rate(user, "burst")]
-    script = lua_core() + """
+    script = script_core("ratelimit") + """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 return {ratelimit_hit(KEYS[1], now_ms, 1, 3600000, 1), ratelimit_hit(KEYS[2], now_ms, 5, 3600000, 1)}

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from manas360.net import client_ip, rate_key_address
+from manas360.edge.client_address import client_ip, rate_key_address
 from manas360.store.keys import Keys
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:ffff::/48"))
