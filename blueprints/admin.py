@@ -7,7 +7,7 @@ audited; see manas360.services.admin.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator
@@ -19,8 +19,14 @@ from manas360 import reference
 from manas360.blueprints.bodies import StrictBody
 from manas360.blueprints.guard import client, guarded
 from manas360.http.bodies import parse_body
-from manas360.http.pagination import (CURSOR_PATTERN, DEFAULT_PAGE_LIMIT, MAX_CURSOR_CHARS, MAX_PAGE_LIMIT, Page,
-                                      parse_page)
+from manas360.http.pagination import (
+    CURSOR_PATTERN,
+    DEFAULT_PAGE_LIMIT,
+    MAX_CURSOR_CHARS,
+    MAX_PAGE_LIMIT,
+    Page,
+    parse_page,
+)
 from manas360.http.responses import json_response
 from manas360.services import admin, audit, rbac
 
@@ -60,7 +66,7 @@ class SubscriptionBody(StrictBody):
         if value is None:
             return None
         try:
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
         except OverflowError:
             raise ValueError("must be a time that exists in UTC") from None
         if value.year >= MAX_ENDS_AT_YEAR:

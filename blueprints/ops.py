@@ -50,7 +50,8 @@ async def report(request: Request):
 async def prometheus(request: Request):
     settings = request.app.ctx.settings
     if not metrics.scrape_allowed(client_ip=request_client_ip(request), networks=settings.metrics_networks,
-                                  token=settings.metrics_token.get_secret_value(), authorization=request.headers.get("authorization")):
+                                  token=settings.metrics_token.get_secret_value(),
+                                  authorization=request.headers.get("authorization")):
         raise PermissionDenied("Metrics are not open to this client")
     body, content_type = metrics.render()
     return HTTPResponse(body, content_type=content_type)

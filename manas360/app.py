@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 

@@ -158,7 +158,8 @@ class RevokedAccessToken(Model):
 class LoginAttempt(Model):
     id = fields.BigIntField(primary_key=True)
     email = fields.CharField(max_length=320)
-    user = fields.ForeignKeyField("models.UserAccount", related_name="login_attempts", null=True, on_delete=fields.SET_NULL)
+    user = fields.ForeignKeyField("models.UserAccount", related_name="login_attempts", null=True,
+                                  on_delete=fields.SET_NULL)
     success = fields.BooleanField()
     reason = fields.CharField(max_length=32, default="")
     ip = fields.CharField(max_length=64, default="")

@@ -57,8 +57,8 @@ def create_app_from_environment():
 
 async def _preflight(settings: Settings) -> list[str]:
     """Names of the stores that do not answer (checked once before workers start)."""
-    from manas360.services.health import check_database, check_redis
     from manas360.db import orm
+    from manas360.services.health import check_database, check_redis
     from manas360.store import close_store
     from manas360.stores import open_configured_store
 

@@ -24,8 +24,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from scripts.bench_run import (PY, ROOT, SYNTHETIC_PASSWORD, UNLIMITED, Processes, free_port, log, run_cli,
-                               wait_http)
+from scripts.bench_run import PY, ROOT, SYNTHETIC_PASSWORD, UNLIMITED, Processes, free_port, log, run_cli, wait_http
 
 SEARCHES = ("user000042", "000123", "synthetic", "no-such-person", "user0999")
 CHAIN = 10  # refresh tokens per session: the first half expired
@@ -33,8 +32,8 @@ CHAIN = 10  # refresh tokens per session: the first half expired
 
 async def search_ms(settings, *, runs: int) -> dict[str, float]:
     """Median and worst time of the admin listing's search query per term, in ms."""
-    from manas360.services import admin
     from manas360.db import orm
+    from manas360.services import admin
 
     timings: dict[str, float] = {}
     async with orm(settings):

@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manas360.store.client import Store
-from manas360.store.revocations import SCRIPT as REVOCATIONS_SCRIPT, Revocations, script_call as revocations_call
+from manas360.store.revocations import SCRIPT as REVOCATIONS_SCRIPT
+from manas360.store.revocations import Revocations
+from manas360.store.revocations import script_call as revocations_call
 
 CONTEXT_FIELDS = ("role", "plan", "plan_end_ms", "status")
 GENERATION_TTL_S = 86_400
@@ -70,7 +72,7 @@ async def read_generations(store: Store, *, user_ids: list[str]) -> dict[str, st
         for user_id in user_ids:
             pipe.get(store.keys.user_generation(user_id))
         values = await pipe.execute()
-    return {user_id: value or NO_GENERATION for user_id, value in zip(user_ids, values)}
+    return {user_id: value or NO_GENERATION for user_id, value in zip(user_ids, values, strict=True)}
 
 
 @dataclass(frozen=True, slots=True)

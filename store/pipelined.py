@@ -87,7 +87,7 @@ class PipelinedRedis:
                 connecting = loop.create_connection(factory, host, port, ssl=self._ssl,
                                                     server_hostname=host if self._ssl else None)
             _, protocol = await asyncio.wait_for(connecting, self._connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             raise ConnectionError(f"cannot connect to Redis at {config.where}: {exc!r}") from None
         try:
             if config.password:

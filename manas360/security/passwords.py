@@ -24,11 +24,11 @@ bcrypt runs in a worker thread (one per process, see `_off_loop`): it releases t
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import base64
 import hashlib
 import hmac
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 

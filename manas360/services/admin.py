@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections
@@ -32,8 +32,14 @@ from tortoise.transactions import in_transaction
 from manas360 import reference
 from manas360.clock import iso
 from manas360.cursors import Listing, decode_position, encode_cursor
-from manas360.errors import (AccountDisabled, InsufficientPrivileges, NotFound, PermissionDenied,
-                             PrivilegeEscalationPrevented, ValidationError)
+from manas360.errors import (
+    AccountDisabled,
+    InsufficientPrivileges,
+    NotFound,
+    PermissionDenied,
+    PrivilegeEscalationPrevented,
+    ValidationError,
+)
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
 from manas360.services import audit, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
@@ -77,7 +83,7 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listin
             when = datetime.fromisoformat(created_at)
             if when.utcoffset() is None:
                 raise ValueError("naive")
-            values += [when.astimezone(timezone.utc), str(uuid.UUID(user_id))]
+            values += [when.astimezone(UTC), str(uuid.UUID(user_id))]
         except (TypeError, ValueError, OverflowError):
             raise ValidationError({"cursor": "is not a valid cursor"}) from None
         filters.append('(u."created_at", u."id") < ($1, $2)')

@@ -1,7 +1,8 @@
 """The audit trail: who did what to whom, from where, in which request.
 
-`record` writes an entry, `list_entries` pages through them for administrators. Entries are written inside the transaction of the change they describe, so a change and
-its audit entry commit or roll back together.
+`record` writes an entry, `list_entries` pages through them for administrators. Entries
+are written inside the transaction of the change they describe, so a change and its audit
+entry commit or roll back together.
 """
 
 from __future__ import annotations

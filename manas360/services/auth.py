@@ -53,7 +53,8 @@ async def logout(ctx: SimpleNamespace, *, principal: Principal, client: Client) 
         await sessions.revoke_session(conn, session_id=principal.session_id, user_id=principal.user_id,
                                       reason="logout", now=now)
         await conn.execute_query(
-            'INSERT INTO "revoked_access_tokens" ("jti", "user_id", "session_id", "reason", "revoked_at", "expires_at") '
+            'INSERT INTO "revoked_access_tokens" '
+            '("jti", "user_id", "session_id", "reason", "revoked_at", "expires_at") '
             'VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ("jti") DO NOTHING',
             [principal.jti, principal.user_id, principal.session_id, "logout", now, from_ms(principal.expires_ms)])
         await audit.record(conn, action=audit.LOGOUT, actor_id=principal.user_id, target_user_id=principal.user_id,

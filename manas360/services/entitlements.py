@@ -25,8 +25,7 @@ from tortoise import connections
 
 from manas360 import metrics, reference
 from manas360.clock import to_ms, utcnow
-from manas360.errors import (AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied,
-                             TokenRevoked)
+from manas360.errors import AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied, TokenRevoked
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.repair import retry_in_background, run_to_completion
 from manas360.services.catalog import Catalog
@@ -35,8 +34,14 @@ from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocation
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.tokens import issued_ms
 from manas360.store import StoreUnavailable
-from manas360.store.entitlements import (NO_GENERATION, UserContext, UserFill, check_request, forget_user_context,
-                                store_user_states)
+from manas360.store.entitlements import (
+    NO_GENERATION,
+    UserContext,
+    UserFill,
+    check_request,
+    forget_user_context,
+    store_user_states,
+)
 from manas360.store.ratelimit import Verdict
 from manas360.store.reference import bump_reference_version, get_reference_version
 from manas360.store.revocations import Revocations
@@ -213,8 +218,8 @@ class UserState:
 
 def state_from_row(row: dict, *, settings) -> UserState:
     epoch_ms = row["epoch_ms"] or 0
-    jtis = dict(zip(row["jtis"] or [], row["exp_ms"] or []))
-    sessions = dict(zip(row["sids"] or [], row["revoked_ms"] or []))
+    jtis = dict(zip(row["jtis"] or [], row["exp_ms"] or [], strict=True))
+    sessions = dict(zip(row["sids"] or [], row["revoked_ms"] or [], strict=True))
     return UserState(
         user_id=str(row["id"]),
         context=UserContext(role=row["role"], plan=row["plan"], plan_end_ms=row["plan_end_ms"] or 0,

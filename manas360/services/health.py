@@ -45,7 +45,7 @@ async def check_redis(store: Store) -> str:
     try:
         await asyncio.wait_for(ping(store), CHECK_TIMEOUT_S)
         return "ok"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "timeout"
     except Exception as exc:  # as above
         return f"error: {type(exc).__name__}"

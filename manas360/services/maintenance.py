@@ -106,7 +106,7 @@ async def cleanup_tokens(*, conn: asyncpg.Connection, batch_size: int = DEFAULT_
 
     async def step() -> int:
         row = await conn.fetchrow("SELECT * FROM cleanup_expired_tokens($1)", batch_size)
-        for name, n in zip(counts, (row["refresh_tokens"], row["sessions"], row["revoked_access_tokens"])):
+        for name, n in zip(counts, (row["refresh_tokens"], row["sessions"], row["revoked_access_tokens"]), strict=True):
             counts[name] += n
         return row["refresh_tokens"] + row["sessions"] + row["revoked_access_tokens"]
 

@@ -1,10 +1,11 @@
 """Roles, permissions, plans and features: reading them and changing the mappings.
 
 A mapping change commits in PostgreSQL (audited, under the escalation rule for roles),
-then bumps the reference version in Redis, which every worker sees on its next request (the guard reads the version in its
-round trip) and on the change channel. If Redis is down at that moment the change still
-commits; workers pick it up on their periodic version poll once Redis answers, or at
-once if Redis lost its data (the version then reads 0, which differs from theirs).
+then bumps the reference version in Redis, which every worker sees on its next request
+(the guard reads the version in its round trip) and on the change channel. If Redis is
+down at that moment the change still commits; workers pick it up on their periodic
+version poll once Redis answers, or at once if Redis lost its data (the version then
+reads 0, which differs from theirs).
 """
 
 from __future__ import annotations

@@ -31,8 +31,7 @@ from manas360.models import ACCOUNT_ACTIVE
 from manas360.repair import run_to_completion
 from manas360.services import audit, revocation, sessions, users
 from manas360.services.sessions import Client
-from manas360.services.tokens import (TokenPair, derive_successor, hash_refresh_token, issue_pair,
-                                      successor_keys)
+from manas360.services.tokens import TokenPair, derive_successor, hash_refresh_token, issue_pair, successor_keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from manas360.services.entitlements import CONTEXT_TTL_S, forget_user
 from manas360.services.sessions import Client
 from manas360.store import StoreUnavailable
 
-
 SEED_CLIENT = Client(ip="", user_agent="manas360 seed")
 
 

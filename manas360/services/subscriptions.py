@@ -40,7 +40,8 @@ async def set_plan(conn: BaseDBAsyncClient, *, user_id: str, plan: str, ends_at:
         if rows[0]["past"]:
             raise ValidationError({"ends_at": "must be in the future"})
     await conn.execute_query(
-        'UPDATE "user_subscriptions" SET "status" = \'cancelled\', "ends_at" = LEAST(COALESCE("ends_at", now()), now()) '
+        'UPDATE "user_subscriptions" '
+        'SET "status" = \'cancelled\', "ends_at" = LEAST(COALESCE("ends_at", now()), now()) '
         'WHERE "user_id" = $1 AND "status" = \'active\' AND ("ends_at" IS NULL OR "ends_at" > now())', [user_id])
     if plan == reference.FREE_PLAN:
         return

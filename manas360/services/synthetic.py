@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from manas360 import db
 from manas360.security.passwords import hash_password
 from manas360.settings import Settings

@@ -17,8 +17,13 @@ from dataclasses import dataclass
 from tortoise import connections
 
 from manas360.services.catalog import load_catalog
-from manas360.services.entitlements import (CONTEXT_TTL_S, USER_STATE_SQL, loaded_ttl_ms, revocation_horizon_s,
-                                            state_from_row)
+from manas360.services.entitlements import (
+    CONTEXT_TTL_S,
+    USER_STATE_SQL,
+    loaded_ttl_ms,
+    revocation_horizon_s,
+    state_from_row,
+)
 from manas360.settings import Settings
 from manas360.store import Store
 from manas360.store.entitlements import read_generations, store_user_states

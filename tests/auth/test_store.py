@@ -9,7 +9,6 @@ from manas360.store.entitlements import UserContext, UserFill, check_request, st
 from manas360.store.lockout import lock_remaining_ms, record_failure, release_check, reserve_check
 from manas360.store.revocations import Revocations, record_revocations
 
-
 CONTEXT = UserContext(role="user", plan="free", plan_end_ms=0, status="active")
 
 

@@ -30,7 +30,8 @@ def _claims(account, **overrides):
 
 
 def _sign(settings, claims, *, secret=None, kid="k1", algorithm="HS256"):
-    return jwt.encode(claims, secret or settings.jwt_secret.get_secret_value(), algorithm=algorithm, headers={"kid": kid})
+    key = secret or settings.jwt_secret.get_secret_value()
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid})
 
 
 def _b64(data: dict) -> str:

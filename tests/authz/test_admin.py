@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from tests.authz.conftest import make_admin
-from tests.fixtures.accounts import API as API_ROOT, register
+from tests.fixtures.accounts import API as API_ROOT
+from tests.fixtures.accounts import register
 
 API = f"{API_ROOT}/admin"
 

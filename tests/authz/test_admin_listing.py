@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from tests.fixtures.accounts import API as V1, login, register
+from tests.fixtures.accounts import API as V1
+from tests.fixtures.accounts import login, register
 
 API = f"{V1}/admin"
 SOME_ID = str(uuid.uuid4())

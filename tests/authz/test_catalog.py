@@ -7,7 +7,7 @@ import asyncio
 from tortoise import connections
 
 from manas360.services.catalog import CatalogHolder, load_catalog
-from manas360.store.client import open_store, close_store
+from manas360.store.client import close_store, open_store
 from manas360.store.reference import bump_reference_version, get_reference_version, listen_reference_changes
 
 
@@ -15,7 +15,8 @@ async def test_catalog_holds_levels_permissions_and_plans_in_tier_order(db):
     catalog = await load_catalog(version=1)
     assert catalog.level_of("admin") == 90 and catalog.level_of("nobody") == 0
     assert "dashboard.read" in catalog.permissions_of("user")
-    assert "roles.manage" in catalog.permissions_of("superadmin") and "roles.manage" not in catalog.permissions_of("admin")
+    assert "roles.manage" in catalog.permissions_of("superadmin")
+    assert "roles.manage" not in catalog.permissions_of("admin")
     assert list(catalog.plans) == ["free", "basic", "premium", "professional", "enterprise"]
     assert "premium_dashboard" in catalog.features_of("premium")
     assert catalog.cheapest_plan_with({"premium_dashboard"}).name == "premium"

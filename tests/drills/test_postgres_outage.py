@@ -39,13 +39,14 @@ def test_postgresql_stopped_keeps_warm_reads_fails_writes_closed_then_recovers(
             stopped_at = time.monotonic()
             stop_s = private_postgres.stop(mode="fast")
 
-            reads = [outcome_of(lambda: w.get(DASHBOARD, headers=account.headers)) for w in workers for _ in range(5)]
+            reads = [outcome_of(lambda w=w: w.get(DASHBOARD, headers=account.headers))
+                     for w in workers for _ in range(5)]
             writes = []
             for worker in workers:
-                writes += [outcome_of(lambda: login(worker, account.email)),
-                           outcome_of(lambda: worker.post(f"{API}/auth/register",
+                writes += [outcome_of(lambda worker=worker: login(worker, account.email)),
+                           outcome_of(lambda worker=worker: worker.post(f"{API}/auth/register",
                                                           json={"email": unique_email("drill"), "password": "x" * 12})),
-                           outcome_of(lambda: worker.post(f"{API}/auth/refresh",
+                           outcome_of(lambda worker=worker: worker.post(f"{API}/auth/refresh",
                                                           json={"refresh_token": account.refresh_token}))]
             traffic.wait_for(lambda o: o.started > stopped_at + stop_s, count=20)
 

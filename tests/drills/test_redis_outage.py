@@ -15,8 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.drills.helpers import (DASHBOARD, OUTAGE_ANSWER_BOUND_S, answer, login, readiness_after_a_change, register,
-                                  report, serving)
+from tests.drills.helpers import (
+    DASHBOARD,
+    OUTAGE_ANSWER_BOUND_S,
+    answer,
+    login,
+    readiness_after_a_change,
+    register,
+    report,
+    serving,
+)
 from tests.drills.traffic import Traffic, outcome_of
 from tests.fixtures.accounts import API, PASSWORD
 from tests.fixtures.server import clients_per_worker
@@ -50,9 +58,9 @@ def test_redis_killed_and_restarted_empty_fails_closed_then_recovers_without_for
             private_redis.kill()
             traffic.wait_for(lambda o: o.started > killed_at and o.status == 503, count=5)
 
-            during = [outcome_of(lambda: w.get(DASHBOARD, headers=warm.headers)) for w in workers for _ in range(3)]
-            during += [outcome_of(lambda: w.get(f"{API}/me", headers=warm.headers)) for w in workers]
-            during += [outcome_of(lambda: login(w, warm.email)) for w in workers]
+            during = [outcome_of(lambda w=w: w.get(DASHBOARD, headers=warm.headers)) for w in workers for _ in range(3)]
+            during += [outcome_of(lambda w=w: w.get(f"{API}/me", headers=warm.headers)) for w in workers]
+            during += [outcome_of(lambda w=w: login(w, warm.email)) for w in workers]
             plans = [w.get(f"{API}/plans").status_code for w in workers]
 
             restarted_at = time.monotonic()
@@ -100,7 +108,7 @@ def test_a_frozen_redis_answers_503_within_its_timeouts_and_recovers(
                   "login": lambda c: login(c, account.email),
                   "plans": lambda c: c.get(f"{API}/plans"),
                   "ready": readiness_after_a_change}
-        jobs = [(name, client) for client, name in zip(pinned, [*probes] * 2)]
+        jobs = [(name, client) for client, name in zip(pinned, [*probes] * 2, strict=False)]
 
         private_redis.freeze()
         try:

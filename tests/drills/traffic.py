@@ -88,7 +88,7 @@ class Traffic:
         client = self._first_client or self._client()
         try:
             while not self._stop.is_set():
-                outcome = outcome_of(lambda: client.get(self._path, headers=self._headers))
+                outcome = outcome_of(lambda client=client: client.get(self._path, headers=self._headers))
                 with self._lock:
                     self._outcomes.append(outcome)
                 if outcome.status is None:

@@ -41,7 +41,7 @@ async def test_each_plan_includes_every_feature_of_the_tiers_below(db):
     for row in rows:
         features.setdefault(row["plan"], set()).add(row["feature"])
     order = list(reference.PLANS)
-    for cheaper, dearer in zip(order, order[1:]):
+    for cheaper, dearer in zip(order, order[1:], strict=False):
         assert features[cheaper] < features[dearer]
     assert "premium_dashboard" in features["premium"] and "premium_dashboard" not in features["basic"]
     assert "api_access" in features["professional"]

@@ -38,8 +38,9 @@ def test_development_gets_a_random_secret_long_enough_to_sign():
 
 
 def test_environment_overrides_every_kind_of_value():
-    s = load_settings({"PORT": "9001", "HSTS": "1", "REDIS_SOCKET_TIMEOUT_S": "0.25", "ALLOWED_ORIGINS": "https://a.example, https://b.example",
-                       "TRUSTED_PROXIES": "10.0.0.0/8,::1", "JWT_PREVIOUS_KEYS": f"k0:{OLD}", "RATE_LIMIT_AUTH": "7/60"})
+    s = load_settings({"PORT": "9001", "HSTS": "1", "REDIS_SOCKET_TIMEOUT_S": "0.25",
+                       "ALLOWED_ORIGINS": "https://a.example, https://b.example", "TRUSTED_PROXIES": "10.0.0.0/8,::1",
+                       "JWT_PREVIOUS_KEYS": f"k0:{OLD}", "RATE_LIMIT_AUTH": "7/60"})
     assert s.port == 9001 and s.hsts is True and s.redis_socket_timeout_s == 0.25
     assert s.origins == ("https://a.example", "https://b.example")
     assert [str(n) for n in s.proxy_networks] == ["10.0.0.0/8", "::1/128"]
@@ -125,7 +126,8 @@ def test_every_field_is_described_and_the_readme_table_is_the_generated_one():
 def test_the_table_shows_each_variable_once_with_the_contract_defaults():
     rows = {row.split(" | ")[0].strip("| `"): row.split(" | ")[1] for row in markdown_table().splitlines()[2:]}
     assert len(rows) == len(Settings.model_fields)
-    assert (rows["ENV"], rows["PORT"], rows["REDIS_PREFIX"], rows["HSTS"]) == ("`development`", "`8000`", "`m360:`", "`0`")
+    assert (rows["ENV"], rows["PORT"], rows["REDIS_PREFIX"], rows["HSTS"]) == \
+        ("`development`", "`8000`", "`m360:`", "`0`")
     assert rows["RATE_LIMIT_GLOBAL"].startswith("`100/900`") and rows["RATE_LIMIT_API"].startswith("`1000/3600`")
     assert rows["JWT_SECRET"] == "random per start outside production" and rows["SUPERADMIN_PASSWORD"] == "unset"
 

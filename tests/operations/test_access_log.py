@@ -81,4 +81,5 @@ async def test_access_log_off_logs_nothing_and_registers_nothing(ops_environ, ca
 def create_app_for_inspection(environ, *, access_log: str):
     from manas360.app import create_app
 
-    return create_app(load_settings({**environ, "ACCESS_LOG": access_log, "LOG_LEVEL": "INFO"}), name=f"access_{uuid.uuid4().hex}")
+    settings = load_settings({**environ, "ACCESS_LOG": access_log, "LOG_LEVEL": "INFO"})
+    return create_app(settings, name=f"access_{uuid.uuid4().hex}")

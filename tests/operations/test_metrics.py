@@ -49,7 +49,8 @@ def test_counts_after_known_traffic_are_summed_over_both_workers(server):
             assert client.get("/api/v1/plans").status_code == 200
     email = unique_email("metrics")
     assert clients[0].post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
-    assert clients[1].post("/api/v1/auth/login", json={"email": email, "password": "wrong password!"}).status_code == 401
+    wrong = {"email": email, "password": "wrong password!"}
+    assert clients[1].post("/api/v1/auth/login", json=wrong).status_code == 401
     assert clients[1].post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
     after = _samples(clients[1].get("/metrics").text)
 

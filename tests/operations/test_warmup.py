@@ -28,7 +28,8 @@ async def test_warm_cache_loads_every_active_user_then_gated_requests_run_no_sql
         result = _cli("warm-cache", "--batch-size", "128", env=environ)
         assert result.returncode == 0, result.stderr
         assert f"warm-cache: {active} users" in result.stdout
-        user_id = str(await pg.fetchval("SELECT id FROM user_accounts WHERE email = 'user000001@synthetic.manas360.test'"))
+        user_id = str(await pg.fetchval(
+            "SELECT id FROM user_accounts WHERE email = 'user000001@synthetic.manas360.test'"))
         tag = f"{settings.redis_prefix}{{u:{user_id}}}"
         context = await redis_raw.hgetall(f"{tag}:ctx")
         assert context["role"] in ("user", "subscriber", "admin") and context["plan"]

@@ -11,11 +11,11 @@ from redis.crc import key_slot
 
 from manas360.store.client import close_store, open_store, ping, pool_stats, script_source
 from manas360.store.entitlements import UserContext, UserFill, check_request, forget_user_context, store_user_states
-from manas360.store.url import parse_redis_url
 from manas360.store.lockout import record_failure
 from manas360.store.ratelimit import hit
 from manas360.store.reference import bump_reference_version
 from manas360.store.revocations import Revocations, record_revocations
+from manas360.store.url import parse_redis_url
 from tests.store.helpers import node_of, user_ids_on_every_node
 
 SCRIPTS = ("request", "revocations", "lockout", "ratelimit", "fill", "forget")
@@ -95,7 +95,8 @@ async def test_the_per_request_check_reads_a_version_kept_on_another_node(store)
     version_node = await node_of(store, store.keys.reference_version())
     users = await user_ids_on_every_node(store)
     nodes = [await node_of(store, store.keys.user_context(user)) for user in users]
-    user = users[-1] if len(users) == 1 else next(u for u, node in zip(users, nodes) if node != version_node)
+    elsewhere = (u for u, node in zip(users, nodes, strict=True) if node != version_node)
+    user = users[-1] if len(users) == 1 else next(elsewhere)
     version = await bump_reference_version(store)
     _, seen = await check_request(store, user_id=user, session_id="s", jti="j", issued_ms=1,
                                   api_limit=100, api_window_s=60)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from manas360.store.entitlements import (UserContext, UserFill, check_request, forget_user_context, read_generations,
-                                store_user_states)
+from manas360.store.entitlements import (
+    UserContext,
+    UserFill,
+    check_request,
+    forget_user_context,
+    read_generations,
+    store_user_states,
+)
 from manas360.store.revocations import Revocations
 from tests.store.helpers import node_of, user_ids_on_every_node
 
@@ -20,7 +26,8 @@ async def _check(store, user_id: str, *, jti: str = "j", session_id: str = "s", 
 
 async def test_a_stored_context_is_read_back_by_the_per_request_check_until_forgotten(store):
     user = str(uuid4())
-    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60, loaded_ttl_ms=60_000)
+    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60,
+                            loaded_ttl_ms=60_000)
     assert 0 < await store.redis.ttl(store.keys.user_context(user)) <= 60
     assert (await _check(store, user)).context == CONTEXT
     await forget_user_context(store, user_id=user)
