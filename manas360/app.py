@@ -10,7 +10,7 @@ from sanic.response import HTTPResponse
 
 from manas360 import __version__
 from manas360.access_log import install_access_log
-from manas360.db import activate, close_orm, open_orm
+from manas360.db import close_orm, open_orm
 from manas360.edge import install_edge
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
@@ -23,6 +23,7 @@ from manas360.services.tokens import build_codec
 from manas360.settings import Settings, load_settings
 from manas360.store import close_store
 from manas360.stores import open_configured_store
+from manas360.tortoise_context import activate
 
 # A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
 # styles from its CDN, so it gets its own policy.

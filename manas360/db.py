@@ -72,21 +72,17 @@ async def open_orm(settings: Settings, *, pool_min: int | None = None, pool_max:
 
     Tortoise 1.x keeps its state in a ContextVar. Rather than its process-wide "global
     fallback" (one per process: two apps in one test process would share and close each
-    other's pools), the app keeps its context and activates it per request (`activate`).
+    other's pools), the app keeps its context and activates it per request
+    (manas360.tortoise_context.activate, the one adapter over Tortoise's private API).
     """
     from tortoise.context import TortoiseContext
+
+    from manas360.tortoise_context import activate
 
     ctx = TortoiseContext()
     activate(ctx)  # init itself looks the context up
     await ctx.init(config=tortoise_config(settings, pool_min=pool_min, pool_max=pool_max))
     return ctx
-
-
-def activate(ctx) -> None:
-    """Make `ctx` the Tortoise context of the current task (a ContextVar set: ~50 ns)."""
-    from tortoise.context import _current_context
-
-    _current_context.set(ctx)
 
 
 async def close_orm(ctx) -> None:

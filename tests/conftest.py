@@ -7,9 +7,10 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from manas360.db import activate, migrate, orm
+from manas360.db import migrate, orm
 from manas360.services.seeding import seed_reference_data
 from manas360.settings import load_settings
+from manas360.tortoise_context import activate
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.environment import REDIS_URL, delete_prefixed_keys, drop_database, test_environ
 

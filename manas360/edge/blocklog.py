@@ -18,8 +18,8 @@ from loguru import logger
 from tortoise import connections
 from tortoise.exceptions import BaseORMException
 
-from manas360.db import activate
 from manas360.edge.stats import count
+from manas360.tortoise_context import activate
 
 FLUSH_INTERVAL_S = 2.0
 MAX_KEYS = 10_000

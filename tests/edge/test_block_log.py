@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from manas360.db import activate, close_orm, open_orm
+from manas360.db import close_orm, open_orm
 from manas360.edge import flush_block_log
 from manas360.edge.blocklog import BlockLog
 from manas360.edge.stats import read_edge_stats
 from manas360.models import RateLimitLog
 from manas360.settings import load_settings
+from manas360.tortoise_context import activate
 from tests.edge.conftest import fresh_ip
 from tests.fixtures.app import client_for
 
