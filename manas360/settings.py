@@ -92,6 +92,9 @@ def _setting(default: Any, *, description: str, shown: str | None = None) -> Any
     return Field(default, description=description, json_schema_extra={"shown_default": shown} if shown else None)
 
 
+_URL_PASSWORD = re.compile(r"(://[^:@/,]*:)[^@/,]*@")
+
+
 class Settings(BaseSettings):
     """Every setting of the service; each one is overridden by the environment variable of the
     same name in upper case (`port` <- PORT)."""
@@ -186,6 +189,11 @@ class Settings(BaseSettings):
     access_log: Flag = _setting(False, description=(
         "`1`: one INFO line per request (method, route template, status, `duration_ms`, request id, client "
         "address; never the path, query, headers or body); needs `LOG_LEVEL` `INFO` or lower"))
+
+    def __repr_args__(self):
+        # The URLs may carry a password: repr/str (and so any log line) show them without it.
+        for name, value in super().__repr_args__():
+            yield name, (_URL_PASSWORD.sub(r"\1***@", value) if name in ("database_url", "redis_url") else value)
 
     # Derived once by the validator below; private, so repr and dumps never show them.
     _database: DatabaseURL = PrivateAttr()

@@ -108,6 +108,15 @@ def test_secrets_never_show_in_repr_str_dumps_or_logs(caplog):
     assert s.jwt_secret.get_secret_value() == "j" * 40 and s.verification_keys["k0"] == OLD
 
 
+def test_passwords_in_the_urls_never_show_in_repr_or_str():
+    s = load_settings({"DATABASE_URL": "postgres://app:db-SeCrEt-91@db.example:5432/m360",
+                       "REDIS_URL": "redis://default:rd-SeCrEt-37@cache.example:6379/2"})
+    shown = repr(s) + str(s)
+    assert "db-SeCrEt-91" not in shown and "rd-SeCrEt-37" not in shown
+    assert "postgres://app:***@db.example:5432/m360" in shown and "redis://default:***@cache.example:6379/2" in shown
+    assert s.database.password == "db-SeCrEt-91"
+
+
 def test_a_refused_previous_key_list_never_quotes_its_secrets():
     with pytest.raises(SettingsError) as refused:
         load_settings({"JWT_PREVIOUS_KEYS": "k0:" + "x" * 40 + ",k0:" + "y" * 40})
