@@ -9,6 +9,7 @@ from sanic_ext import openapi
 from manas360 import metrics
 from manas360.edge import request_client_ip
 from manas360.errors import PermissionDenied, ServiceUnavailable
+from manas360.http.deps import deps
 from manas360.http.responses import json_response
 from manas360.services import health
 
@@ -27,7 +28,7 @@ async def live(request: Request):
 @openapi.description("Each worker reuses its last check for about 1 s, and concurrent calls share one check.")
 @openapi.tag("operations")
 async def ready(request: Request):
-    checks = await _readiness_cache(request).get(request.app.ctx.store)
+    checks = await _readiness_cache(request).get(deps(request).store)
     _raise_if_down(checks, checks)
     return json_response({"status": "ok", **checks})
 
@@ -36,7 +37,7 @@ async def ready(request: Request):
 @openapi.summary("Health report: stores, pools, memory, uptime and version")
 @openapi.tag("operations")
 async def report(request: Request):
-    body = await health.report(request.app.ctx.store, cache=_readiness_cache(request))
+    body = await health.report(deps(request).store, cache=_readiness_cache(request))
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return json_response(body)
 
@@ -48,7 +49,7 @@ async def report(request: Request):
                      "`PermissionDenied` otherwise.")
 @openapi.tag("operations")
 async def prometheus(request: Request):
-    settings = request.app.ctx.settings
+    settings = deps(request).settings
     if not metrics.scrape_allowed(client_ip=request_client_ip(request), networks=settings.metrics_networks,
                                   token=settings.metrics_token.get_secret_value(),
                                   authorization=request.headers.get("authorization")):

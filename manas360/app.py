@@ -10,6 +10,7 @@ from sanic.response import HTTPResponse
 
 from manas360 import __version__
 from manas360.access_log import install_access_log
+from manas360.container import build_collaborators
 from manas360.db import close_orm, open_orm
 from manas360.edge import install_edge
 from manas360.edge.cors import cors_config
@@ -18,11 +19,9 @@ from manas360.http.request_id import request_id
 from manas360.logs import configure_logging, request_id_var
 from manas360.metrics import install_metrics
 from manas360.security.passwords import set_hashing_threads, verify_dummy
-from manas360.services.catalog import CatalogHolder, watch_reference
-from manas360.services.tokens import build_codec
+from manas360.services.catalog import watch_reference
 from manas360.settings import Settings, load_settings
 from manas360.store import close_store
-from manas360.stores import open_configured_store
 from manas360.tortoise_context import activate
 
 # A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
@@ -65,7 +64,12 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> S
         FORWARDED_SECRET=None,
         **cors_config(settings),
     )
-    app.ctx.settings = settings
+    # One typed container of long-lived collaborators (no I/O here); handlers hand its
+    # parts to services, which never see the container itself.
+    app.ctx.deps = build_collaborators(settings)
+    deps = app.ctx.deps  # transitional: the services still read these names from app.ctx
+    app.ctx.settings, app.ctx.store, app.ctx.token_codec, app.ctx.catalog = (
+        deps.settings, deps.store, deps.codec, deps.catalog)
     _add_listeners(app, settings)
     _add_middleware(app, settings)
     install_edge(app, settings)
@@ -87,19 +91,15 @@ def _add_listeners(app: Sanic, settings: Settings) -> None:
     async def close_database(app: Sanic) -> None:
         await close_orm(app.ctx.orm)
 
-    @app.before_server_start
-    async def open_redis(app: Sanic) -> None:
-        app.ctx.store = open_configured_store(settings)
-
     @app.after_server_stop
     async def close_redis(app: Sanic) -> None:
-        await close_store(app.ctx.store)
+        # The store was built with the app (create_app); its connections opened lazily.
+        await close_store(app.ctx.deps.store)
 
     @app.before_server_start
     async def prepare_auth(app: Sanic) -> None:
-        # Once per worker: the token codec (key set from settings) and the dummy hash that
-        # unknown-email logins verify against, so no login pays for creating it.
-        app.ctx.token_codec = build_codec(settings)
+        # Once per worker: the dummy hash that unknown-email logins verify against, so no
+        # login pays for creating it.
         set_hashing_threads((os.cpu_count() or 1) // settings.workers)
         await verify_dummy(password="warm-up", cost=settings.bcrypt_cost)
 
@@ -107,9 +107,9 @@ def _add_listeners(app: Sanic, settings: Settings) -> None:
     async def open_catalog(app: Sanic) -> None:
         # Role/plan tables live in each worker's memory; loaded lazily at the version the
         # first request reads, then kept current by pub/sub and a version poll.
-        app.ctx.catalog = CatalogHolder()
+        deps = app.ctx.deps
         app.ctx.catalog_watch = asyncio.get_running_loop().create_task(
-            watch_reference(app.ctx.catalog, app.ctx.store))
+            watch_reference(deps.catalog, deps.store))
 
     @app.after_server_stop
     async def close_catalog(app: Sanic) -> None:

@@ -12,6 +12,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Clock:
+    """The app's clock (aware UTC), handed to services that take the time of this worker.
+    Validity decided in PostgreSQL reads the database's clock instead (`db_now`)."""
+
+    __slots__ = ()
+
+    def now(self) -> datetime:
+        return utcnow()
+
+
 async def db_now(conn) -> datetime:
     """PostgreSQL's clock now (not the transaction's start): the clock that decides validity
     (subscription start and end, token expiry, token epochs), the same for every worker."""

@@ -34,7 +34,7 @@ def request_rate_address(request: Request) -> str:
 def _request_addresses(request: Request) -> tuple[str, str]:
     forwarded = request.headers.getall("x-forwarded-for", None)
     forwarded_for = ",".join(forwarded) if forwarded else None
-    trusted = request.app.ctx.settings.proxy_networks
+    trusted = request.app.ctx.deps.settings.proxy_networks
     if forwarded_for is not None and len(forwarded_for) > _CACHED_FORWARDED_CHARS:
         return _addresses(request.ip, forwarded_for, trusted)
     return _cached_addresses(request.ip, forwarded_for, trusted)

@@ -55,7 +55,7 @@ class EdgeLimiter:
         if self.policies.is_exempt(request.path) or _is_preflight(request):
             return
         request.ctx.rate_verdicts = []
-        store = request.app.ctx.store
+        store = request.app.ctx.deps.store
         for policy in self.policies.for_request(request):
             key, log_key = _request_key(request, policy, store)
             verdict = await self._hit(store, policy=policy, key=key)

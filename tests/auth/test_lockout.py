@@ -170,7 +170,7 @@ async def test_a_cancelled_login_releases_its_reservation(app, db, redis_raw, ac
     task = asyncio.create_task(login_service.login(app.ctx, email=account.email, password=PASSWORD,
                                                    client=Client(ip="10.0.0.2")))
     await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
-    pending = app.ctx.store.keys.login_pending(account.email)
+    pending = app.ctx.deps.store.keys.login_pending(account.email)
     assert await redis_raw.zcard(pending) == 1
     task.cancel()
     await eventually(lambda: _zero(redis_raw, pending), what="the reservation released")
@@ -184,7 +184,7 @@ async def _zero(redis_raw, key) -> bool:
 
 async def test_the_failure_counter_expires_with_its_window(client, redis_raw, settings, app, account):
     assert (await _attempt(client, account.email)).status_code == 401
-    ttl_ms = await redis_raw.pttl(app.ctx.store.keys.login_failures(account.email))
+    ttl_ms = await redis_raw.pttl(app.ctx.deps.store.keys.login_failures(account.email))
     assert 0 < ttl_ms <= settings.lockout_window_s * 1000
 
 

@@ -95,14 +95,14 @@ async def test_a_revocation_lands_even_if_the_request_is_cancelled_after_the_com
     still run. Redis here is a private server whose writes are held (CLIENT PAUSE WRITE)
     until the handler has been cancelled in the middle of that step."""
     account = await register(client)
-    claims = app.ctx.token_codec.decode(account.pair["access_token"])
+    claims = app.ctx.deps.codec.decode(account.pair["access_token"])
     principal = Principal(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"], claims=claims)
     with redis_server() as private:
-        store = open_store(url=private.url, prefix=app.ctx.settings.redis_prefix)
+        store = open_store(url=private.url, prefix=app.ctx.deps.settings.redis_prefix)
         admin = Redis.from_url(private.url, decode_responses=True)
         try:
             await admin.client_pause(10_000, all=False)
-            ctx = SimpleNamespace(settings=app.ctx.settings, store=store)
+            ctx = SimpleNamespace(settings=app.ctx.deps.settings, store=store)
             task = asyncio.create_task(auth.logout(ctx, principal=principal, client=Client()))
             await eventually(lambda: _paused_clients(admin), what="the revocation write in flight")
             assert await pg.fetchval("SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",

@@ -31,20 +31,20 @@ async def check_access(store, *, user_id: str, session_id: str, jti: str, issued
 
 async def test_a_cold_user_is_not_loaded_and_not_yet_revoked(app):
     user, session, jti = _ids()
-    check = await check_access(app.ctx.store, user_id=user, session_id=session, jti=jti, issued_ms=1)
+    check = await check_access(app.ctx.deps.store, user_id=user, session_id=session, jti=jti, issued_ms=1)
     assert (check.loaded, check.revoked) == (False, False)
 
 
 async def test_a_denylisted_session_is_revoked_even_before_the_user_is_loaded(app):
     user, session, jti = _ids()
-    await record_revocations(app.ctx.store, user_id=user, revocations=Revocations(sessions={session: 60_000}))
-    check = await check_access(app.ctx.store, user_id=user, session_id=session, jti=jti, issued_ms=1)
+    await record_revocations(app.ctx.deps.store, user_id=user, revocations=Revocations(sessions={session: 60_000}))
+    check = await check_access(app.ctx.deps.store, user_id=user, session_id=session, jti=jti, issued_ms=1)
     assert (check.loaded, check.revoked) == (False, True)
 
 
 async def test_the_epoch_kills_tokens_issued_at_or_before_it_to_the_millisecond(app):
     user, session, jti = _ids()
-    store = app.ctx.store
+    store = app.ctx.deps.store
     await fill_revocations(store, user_id=user, revocations=Revocations(epoch_ms=5_000, epoch_ttl_ms=60_000),
                            loaded_ttl_ms=60_000)
     verdicts = [(await check_access(store, user_id=user, session_id=session, jti=jti, issued_ms=ms)).revoked
@@ -54,7 +54,7 @@ async def test_the_epoch_kills_tokens_issued_at_or_before_it_to_the_millisecond(
 
 async def test_the_epoch_never_moves_back(app, redis_raw):
     user, _, _ = _ids()
-    store = app.ctx.store
+    store = app.ctx.deps.store
     await record_revocations(store, user_id=user, revocations=Revocations(epoch_ms=2_000, epoch_ttl_ms=60_000))
     # A cold-cache load that read PostgreSQL before the newer revocation must not lower it.
     await fill_revocations(store, user_id=user, revocations=Revocations(epoch_ms=1_000, epoch_ttl_ms=60_000),
@@ -65,7 +65,7 @@ async def test_the_epoch_never_moves_back(app, redis_raw):
 
 async def test_recording_a_revocation_does_not_claim_the_cache_is_complete(app, redis_raw):
     user, session, jti = _ids()
-    store = app.ctx.store
+    store = app.ctx.deps.store
     await record_revocations(store, user_id=user, revocations=Revocations(jtis={jti: 60_000}))
     assert await redis_raw.exists(store.keys.revocations_loaded(user)) == 0
     assert 0 < await redis_raw.pttl(store.keys.revoked_jti(user, jti)) <= 60_000
@@ -74,15 +74,15 @@ async def test_recording_a_revocation_does_not_claim_the_cache_is_complete(app, 
 async def test_concurrent_failures_lock_at_exactly_the_threshold(app):
     email = f"{uuid.uuid4().hex}@example.com"
     verdicts = await asyncio.gather(*[
-        record_failure(app.ctx.store, email=email, threshold=5, window_s=900, lock_s=900) for _ in range(30)])
+        record_failure(app.ctx.deps.store, email=email, threshold=5, window_s=900, lock_s=900) for _ in range(30)])
     assert sorted(v.failures for v in verdicts if not v.already_locked) == [1, 2, 3, 4, 5]
     assert sum(v.locked_now for v in verdicts) == 1 and sum(v.already_locked for v in verdicts) == 25
-    assert 0 < await lock_remaining_ms(app.ctx.store, email=email) <= 900_000
+    assert 0 < await lock_remaining_ms(app.ctx.deps.store, email=email) <= 900_000
 
 
 async def test_failures_older_than_the_window_do_not_count(app, redis_raw):
     email = f"{uuid.uuid4().hex}@example.com"
-    store = app.ctx.store
+    store = app.ctx.deps.store
     for _ in range(4):
         await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900)
     # Age the recorded failures past the window instead of waiting 15 minutes.
@@ -95,7 +95,7 @@ async def test_failures_older_than_the_window_do_not_count(app, redis_raw):
 
 async def test_checks_in_flight_count_toward_the_threshold_and_a_leaked_one_lapses(app, redis_raw):
     email = f"{uuid.uuid4().hex}@example.com"
-    store = app.ctx.store
+    store = app.ctx.deps.store
     limits = dict(threshold=5, window_s=900, ttl_s=30, lock_s=900)
     await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900)
     assert [await reserve_check(store, email=email, reservation=f"r{n}", **limits) for n in range(4)] == [0] * 4
@@ -111,7 +111,7 @@ async def test_checks_in_flight_count_toward_the_threshold_and_a_leaked_one_laps
 
 async def test_a_failure_turns_its_reservation_into_a_counted_failure(app, redis_raw):
     email = f"{uuid.uuid4().hex}@example.com"
-    store = app.ctx.store
+    store = app.ctx.deps.store
     assert await reserve_check(store, email=email, reservation="mine", threshold=5, window_s=900, ttl_s=30,
                                lock_s=900) == 0
     verdict = await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900, reservation="mine")

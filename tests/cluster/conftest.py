@@ -21,7 +21,7 @@ def cluster_settings(environ, redis_cluster):  # noqa: F811
 async def cluster_app(cluster_settings, database):
     async with running_app(cluster_settings) as app:
         yield app
-        await delete_prefixed_keys(app.ctx.store.redis, cluster_settings.redis_prefix)
+        await delete_prefixed_keys(app.ctx.deps.store.redis, cluster_settings.redis_prefix)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from tests.fixtures.accounts import API, bearer, login, register
 
 
 async def test_register_login_logout_and_gated_reads_on_a_cluster(cluster_app, cluster_client):
-    store = cluster_app.ctx.store
+    store = cluster_app.ctx.deps.store
     assert store.cluster and store.fast is None
     account = await register(cluster_client)
     session = await login(cluster_client, account)

@@ -29,8 +29,8 @@ class Echo(pydantic.BaseModel):
 async def check_user_rate(request: Request, *, user_id: str, policy: str = "api") -> Verdict:
     """Count a request under the user's policy in its own Redis round trip (the guard folds
     this into its script; the probe exercises the same seam without a token)."""
-    rate_policy = request.app.ctx.settings.rate_policies[policy]
-    store = request.app.ctx.store
+    rate_policy = request.app.ctx.deps.settings.rate_policies[policy]
+    store = request.app.ctx.deps.store
     key, log_key = user_rate_key(store, user_id=user_id, policy=policy)
     verdict = await hit(store, policy=rate_policy.name, key=key, limit=rate_policy.limit,
                         window_s=rate_policy.window_s)

@@ -145,8 +145,8 @@ async def test_a_request_refused_by_global_spends_nothing_of_its_route_policy(ap
         response = await client.post("/probe/login")
     assert_rate_limited(response)
     assert response.headers["ratelimit-policy"] == f'"global";q={GLOBAL};w={WINDOW}'
-    assert await redis_raw.exists(app.ctx.store.keys.ip_rate(address, "global"))
-    assert not await redis_raw.exists(app.ctx.store.keys.ip_rate(address, "auth", "POST/probe/login"))
+    assert await redis_raw.exists(app.ctx.deps.store.keys.ip_rate(address, "global"))
+    assert not await redis_raw.exists(app.ctx.deps.store.keys.ip_rate(address, "auth", "POST/probe/login"))
 
 
 async def test_head_is_counted_like_get(client):

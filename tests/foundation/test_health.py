@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -58,9 +59,9 @@ async def test_a_reused_result_keeps_the_latency_of_the_check_that_produced_it(a
     from manas360.services.health import ReadinessCache
 
     cache = ReadinessCache(ttl_s=60)
-    first = await cache.get_timed(app.ctx.store)
+    first = await cache.get_timed(app.ctx.deps.store)
     assert first[0] == {"database": "ok", "redis": "ok"}
-    assert await cache.get_timed(app.ctx.store) == first
+    assert await cache.get_timed(app.ctx.deps.store) == first
 
 
 # flood protection -------------------------------------------------------------------------
@@ -98,16 +99,16 @@ async def test_a_store_going_down_is_reported_within_two_seconds(environ, databa
     calls = _count_checks(monkeypatch)
     async with running_app(load_settings(environ)) as app, client_for(app) as client:
         assert (await client.get("/health/ready")).status_code == 200
-        healthy = app.ctx.store
+        healthy = app.ctx.deps
         dead = open_store(url="redis://127.0.0.1:1/0", prefix="dead:")
-        app.ctx.store = dead  # Redis "goes away" for this worker
+        app.ctx.deps = replace(healthy, store=dead)  # Redis "goes away" for this worker
         went_down = time.monotonic()
         try:
             while (response := await client.get("/health/ready")).status_code == 200:
                 assert time.monotonic() - went_down < READINESS_TTL_S + 1, "still 'ok' after the cache expired"
                 await asyncio.sleep(0.05)
         finally:
-            app.ctx.store = healthy
+            app.ctx.deps = healthy
             await close_store(dead)
         assert response.status_code == 503 and response.json()["component"] == "redis"
         assert time.monotonic() - went_down < READINESS_TTL_S + 1

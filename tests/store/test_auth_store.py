@@ -1,7 +1,7 @@
 """tests/auth/test_store.py (revocations, the per-request check, lockout), run again at the
 store level on both backends, single node and cluster.
 
-Those tests reach the store through the app (`app.ctx.store`) and read keys back with
+Those tests reach the store through the app (`app.ctx.deps.store`) and read keys back with
 `redis_raw`; here both stand for the parametrized `store` alone.
 """
 
@@ -24,7 +24,7 @@ from tests.auth.test_store import (  # noqa: F401  (collected here as well)
 
 @pytest.fixture
 def app(store):
-    return SimpleNamespace(ctx=SimpleNamespace(store=store))
+    return SimpleNamespace(ctx=SimpleNamespace(deps=SimpleNamespace(store=store)))
 
 
 @pytest.fixture

@@ -1,0 +1,34 @@
+"""The app's long-lived collaborators, built once by `create_app` and handed out in parts.
+
+Services never receive this container: each names the parts it uses as keyword arguments
+(`settings=`, `store=`, `codec=`, `catalog=`, `clock=`). Building it does no I/O; the
+store's connections open lazily on first use and close in the app's after_server_stop
+listener.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from manas360.clock import Clock
+from manas360.security.jwt import AccessTokenCodec
+from manas360.services.catalog import CatalogHolder
+from manas360.services.tokens import build_codec
+from manas360.settings import Settings
+from manas360.store import Store
+from manas360.stores import open_configured_store
+
+
+@dataclass(frozen=True, slots=True)
+class Collaborators:
+    settings: Settings
+    store: Store
+    codec: AccessTokenCodec
+    catalog: CatalogHolder
+    clock: Clock
+
+
+def build_collaborators(settings: Settings) -> Collaborators:
+    """Every collaborator as the settings configure it (no I/O)."""
+    return Collaborators(settings=settings, store=open_configured_store(settings), codec=build_codec(settings),
+                         catalog=CatalogHolder(), clock=Clock())
