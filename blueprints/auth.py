@@ -17,6 +17,7 @@ from manas360.blueprints.bodies import DisplayName, Email, NewEmail, NewPassword
 from manas360.blueprints.guard import authenticated, client
 from manas360.errors import NotFound
 from manas360.http.bodies import parse_body
+from manas360.http.deps import deps
 from manas360.http.responses import json_response
 from manas360.services import auth, login, refresh, sessions
 
@@ -53,9 +54,9 @@ class PasswordBody(StrictBody):
                 f"use. {_TOKEN_PAIR}",
     tag="auth", body={"application/json": RegisterBody.model_json_schema()})
 async def register(request: Request) -> HTTPResponse:
-    body = parse_body(request, RegisterBody)
-    pair = await auth.register(request.app.ctx, email=body.email, password=body.password,
-                               display_name=body.display_name, client=client(request))
+    body, app = parse_body(request, RegisterBody), deps(request)
+    pair = await auth.register(settings=app.settings, codec=app.codec, clock=app.clock, email=body.email,
+                               password=body.password, display_name=body.display_name, client=client(request))
     return json_response(pair.as_dict(), status=201)
 
 
@@ -68,8 +69,9 @@ async def register(request: Request) -> HTTPResponse:
                 f"right password gets 403 `AccountDisabled` and no tokens. {_TOKEN_PAIR}",
     tag="auth", body={"application/json": LoginBody.model_json_schema()})
 async def sign_in(request: Request) -> HTTPResponse:
-    body = parse_body(request, LoginBody)
-    pair = await login.login(request.app.ctx, email=body.email, password=body.password, client=client(request))
+    body, app = parse_body(request, LoginBody), deps(request)
+    pair = await login.login(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+                             email=body.email, password=body.password, client=client(request))
     return json_response(pair.as_dict())
 
 
@@ -81,8 +83,9 @@ async def sign_in(request: Request) -> HTTPResponse:
                 f"session and answers 401 `TokenReuseDetected`. {_TOKEN_PAIR}",
     tag="auth", body={"application/json": RefreshBody.model_json_schema()})
 async def rotate(request: Request) -> HTTPResponse:
-    body = parse_body(request, RefreshBody)
-    pair = await refresh.refresh(request.app.ctx, refresh_token=body.refresh_token, client=client(request))
+    body, app = parse_body(request, RefreshBody), deps(request)
+    pair = await refresh.refresh(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+                                 refresh_token=body.refresh_token, client=client(request))
     return json_response(pair.as_dict())
 
 
@@ -92,7 +95,8 @@ async def rotate(request: Request) -> HTTPResponse:
                     tag="auth", secured="bearer")
 @authenticated()
 async def logout(request: Request) -> HTTPResponse:
-    await auth.logout(request.app.ctx, principal=request.ctx.principal, client=client(request))
+    app = deps(request)
+    await auth.logout(settings=app.settings, store=app.store, principal=request.ctx.principal, client=client(request))
     return HTTPResponse(status=204)
 
 
@@ -102,7 +106,9 @@ async def logout(request: Request) -> HTTPResponse:
                     tag="auth", secured="bearer")
 @authenticated()
 async def logout_all(request: Request) -> HTTPResponse:
-    await auth.logout_all(request.app.ctx, principal=request.ctx.principal, client=client(request))
+    app = deps(request)
+    await auth.logout_all(settings=app.settings, store=app.store, principal=request.ctx.principal,
+                          client=client(request))
     return HTTPResponse(status=204)
 
 
@@ -116,10 +122,10 @@ async def logout_all(request: Request) -> HTTPResponse:
     tag="auth", body={"application/json": PasswordBody.model_json_schema()}, secured="bearer")
 @authenticated()
 async def change_password(request: Request) -> HTTPResponse:
-    body = parse_body(request, PasswordBody)
-    pair = await auth.change_password(request.app.ctx, principal=request.ctx.principal,
-                                      current_password=body.current_password, new_password=body.new_password,
-                                      client=client(request))
+    body, app = parse_body(request, PasswordBody), deps(request)
+    pair = await auth.change_password(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+                                      principal=request.ctx.principal, current_password=body.current_password,
+                                      new_password=body.new_password, client=client(request))
     return json_response(pair.as_dict())
 
 
@@ -140,7 +146,8 @@ async def list_sessions(request: Request) -> HTTPResponse:
                     tag="auth", secured="bearer")
 @authenticated()
 async def delete_session(request: Request, session_id: str) -> HTTPResponse:
-    await auth.delete_session(request.app.ctx, principal=request.ctx.principal,
+    app = deps(request)
+    await auth.delete_session(settings=app.settings, store=app.store, principal=request.ctx.principal,
                               session_id=_uuid_or_404(session_id), client=client(request))
     return HTTPResponse(status=204)
 

@@ -176,21 +176,22 @@ async def set_status(ctx: Any, *, actor: Actor, user_id: str, status: str) -> Us
         user = await _require_user(target.id, conn=conn)
     await forget_user(ctx, user_id=user.id)
     if status == ACCOUNT_DISABLED:
-        await revoke_all_sessions(ctx, user_id=user.id, actor_id=actor.user_id, client=Client(ip=actor.ip),
-                                  reason="disabled")
+        await revoke_all_sessions(settings=ctx.settings, store=ctx.store, user_id=user.id, actor_id=actor.user_id,
+                                  client=Client(ip=actor.ip), reason="disabled")
     return user
 
 
 async def unlock(ctx: Any, *, actor: Actor, user_id: str) -> None:
     """Lift the user's lockout at once (only below the actor's level)."""
     target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
-    await unlock_account(ctx, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+    await unlock_account(store=ctx.store, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
 
 
 async def revoke_sessions(ctx: Any, *, actor: Actor, user_id: str) -> None:
     """Revoke every session and token of the user (only below the actor's level)."""
     target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
-    await revoke_all_sessions(ctx, user_id=target.id, actor_id=actor.user_id, client=Client(ip=actor.ip))
+    await revoke_all_sessions(settings=ctx.settings, store=ctx.store, user_id=target.id, actor_id=actor.user_id,
+                              client=Client(ip=actor.ip))
 
 
 async def _authorize_on_target(*, actor: Actor, user_id: str, permission: str) -> User:

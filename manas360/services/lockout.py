@@ -27,7 +27,6 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from types import SimpleNamespace
 
 from loguru import logger
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -36,7 +35,8 @@ from tortoise.transactions import in_transaction
 from manas360.errors import AccountLocked, NotFound
 from manas360.repair import run_to_completion
 from manas360.services import audit, sessions
-from manas360.store import StoreUnavailable
+from manas360.settings import Settings
+from manas360.store import Store, StoreUnavailable
 from manas360.store import lockout as lockout_store
 from manas360.store.lockout import FailureVerdict
 
@@ -55,28 +55,27 @@ class Reservation:
     """The reservation was turned into a counted failure (nothing left to release)."""
 
 
-async def reserve_check(ctx: SimpleNamespace, *, email: str, database_lock_ms: int = 0) -> Reservation:
+async def reserve_check(*, settings: Settings, store: Store, email: str, database_lock_ms: int = 0) -> Reservation:
     """Reserve one password check for the email; AccountLocked when locked or when the checks
     in flight could already reach the threshold (then bcrypt must not run)."""
     if database_lock_ms > 0:
         raise AccountLocked(math.ceil(database_lock_ms / 1000))
-    settings = ctx.settings
     reservation = Reservation(email=email, token=uuid.uuid4().hex)
     retry_ms = await lockout_store.reserve_check(
-        ctx.store, email=email, reservation=reservation.token, threshold=settings.lockout_threshold,
+        store, email=email, reservation=reservation.token, threshold=settings.lockout_threshold,
         window_s=settings.lockout_window_s, ttl_s=RESERVATION_TTL_S, lock_s=settings.lockout_duration_s)
     if retry_ms:
         raise AccountLocked(math.ceil(retry_ms / 1000))
     return reservation
 
 
-async def release_check(ctx: SimpleNamespace, *, reservation: Reservation) -> None:
+async def release_check(*, store: Store, reservation: Reservation) -> None:
     """Release a reservation that did not become a failure; runs even if the request is cancelled."""
     if reservation.settled:
         return
     reservation.settled = True
     try:
-        await run_to_completion(lockout_store.release_check(ctx.store, email=reservation.email,
+        await run_to_completion(lockout_store.release_check(store, email=reservation.email,
                                                             reservation=reservation.token))
     except StoreUnavailable as exc:
         # Not worth a 503 (nor hiding the real answer): the reservation lapses by itself.
@@ -84,7 +83,7 @@ async def release_check(ctx: SimpleNamespace, *, reservation: Reservation) -> No
                        RESERVATION_TTL_S)
 
 
-async def count_failure(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, reservation: Reservation,
+async def count_failure(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, reservation: Reservation,
                         user_id: str | None) -> FailureVerdict:
     """Turn the reservation into a counted failure (atomic; may set the lock).
 
@@ -94,9 +93,8 @@ async def count_failure(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, reserv
     """
     if user_id is not None:
         await sessions.lock_user(conn, user_id=user_id)
-    settings = ctx.settings
     verdict = await lockout_store.record_failure(
-        ctx.store, email=reservation.email, threshold=settings.lockout_threshold,
+        store, email=reservation.email, threshold=settings.lockout_threshold,
         window_s=settings.lockout_window_s, lock_s=settings.lockout_duration_s, reservation=reservation.token)
     reservation.settled = True
     if verdict.locked_now and user_id is not None:
@@ -106,17 +104,17 @@ async def count_failure(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, reserv
     return verdict
 
 
-def lock_duration(ctx: SimpleNamespace) -> timedelta:
-    return timedelta(seconds=ctx.settings.lockout_duration_s)
+def lock_duration(*, settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.lockout_duration_s)
 
 
-async def lock_ms(ctx: SimpleNamespace, *, email: str, database_lock_ms: int) -> int:
+async def lock_ms(*, store: Store, email: str, database_lock_ms: int) -> int:
     """Milliseconds until the email may try again (Redis lock or PostgreSQL lock); 0 = not locked."""
-    redis_ms = await lockout_store.lock_remaining_ms(ctx.store, email=email)
+    redis_ms = await lockout_store.lock_remaining_ms(store, email=email)
     return max(redis_ms, database_lock_ms, 0)
 
 
-async def unlock_account(ctx: SimpleNamespace, *, user_id: str, actor_id: str | None = None, ip: str = "") -> None:
+async def unlock_account(*, store: Store, user_id: str, actor_id: str | None = None, ip: str = "") -> None:
     """Lift an account's lock at once (PostgreSQL, then Redis) and clear its failure count."""
     async with in_transaction() as conn:
         # The row lock orders this after any failure being counted (see count_failure).
@@ -128,5 +126,5 @@ async def unlock_account(ctx: SimpleNamespace, *, user_id: str, actor_id: str | 
         await audit.record(conn, action=audit.ACCOUNT_UNLOCKED, actor_id=actor_id, target_user_id=user_id, ip=ip)
         # Cleared under the row lock too: a failure counted after this unlock must not add to
         # the failures before it. (Should the commit fail, locked_until still locks.)
-        await lockout_store.clear(ctx.store, email=rows[0]["email"])
-    await run_to_completion(lockout_store.clear(ctx.store, email=rows[0]["email"]))
+        await lockout_store.clear(store, email=rows[0]["email"])
+    await run_to_completion(lockout_store.clear(store, email=rows[0]["email"]))

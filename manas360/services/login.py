@@ -14,44 +14,49 @@ set on the verified hash, so a login can never restore an old password.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import NoReturn
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import metrics
-from manas360.clock import db_now, iso
+from manas360.clock import Clock, db_now, iso
 from manas360.errors import AccountDisabled, AccountLocked, AppError, InvalidCredentials
 from manas360.models import ACCOUNT_ACTIVE
+from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from manas360.services import audit, lockout, sessions, users
 from manas360.services.lockout import Reservation
 from manas360.services.sessions import Client
 from manas360.services.tokens import TokenPair, issue_pair
 from manas360.services.users import Credentials
+from manas360.settings import Settings
+from manas360.store import Store
 
 LOGIN, PASSWORD_CHANGE = "login", "password_change"
 
 
-async def login(ctx: SimpleNamespace, *, email: str, password: str, client: Client) -> TokenPair:
+async def login(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str, password: str,
+                client: Client) -> TokenPair:
     """Exchange an email and password for a new session's token pair."""
     email = users.normalize_email(email)
     account = await users.get_credentials(email=email)
-    reservation = await reserve(ctx, email=email, account=account, client=client)
+    reservation = await reserve(settings=settings, store=store, email=email, account=account, client=client)
     try:
-        if not await _password_matches(ctx, account=account, password=password):
-            await reject(ctx, reservation=reservation, account=account, client=client)
-        return await _succeed(ctx, account=account, password=password, client=client, email=email)
+        if not await _password_matches(settings=settings, account=account, password=password):
+            await reject(settings=settings, store=store, reservation=reservation, account=account, client=client)
+        return await _succeed(settings=settings, store=store, codec=codec, clock=clock, account=account,
+                              password=password, client=client, email=email)
     finally:
-        await lockout.release_check(ctx, reservation=reservation)
+        await lockout.release_check(store=store, reservation=reservation)
 
 
-async def reserve(ctx: SimpleNamespace, *, email: str, account: Credentials | None, client: Client,
+async def reserve(*, settings: Settings, store: Store, email: str, account: Credentials | None, client: Client,
                   via: str = LOGIN) -> Reservation:
     """Reserve the password check (lockout); a refusal (423) is recorded and raised."""
     try:
-        return await lockout.reserve_check(ctx, email=email, database_lock_ms=account.lock_ms if account else 0)
+        return await lockout.reserve_check(settings=settings, store=store, email=email,
+                                           database_lock_ms=account.lock_ms if account else 0)
     except AccountLocked:
         if via == LOGIN:
             async with in_transaction() as conn:
@@ -59,21 +64,22 @@ async def reserve(ctx: SimpleNamespace, *, email: str, account: Credentials | No
         raise
 
 
-async def _password_matches(ctx: SimpleNamespace, *, account: Credentials | None, password: str) -> bool:
+async def _password_matches(*, settings: Settings, account: Credentials | None, password: str) -> bool:
     if account is None:
         # Same cost as a real check, so timing does not reveal unknown emails.
-        await verify_dummy(password=password, cost=ctx.settings.bcrypt_cost)
+        await verify_dummy(password=password, cost=settings.bcrypt_cost)
         return False
     return await verify_password(password=password, password_hash=account.password_hash)
 
 
-async def reject(ctx: SimpleNamespace, *, reservation: Reservation, account: Credentials | None, client: Client,
-                 via: str = LOGIN) -> NoReturn:
+async def reject(*, settings: Settings, store: Store, reservation: Reservation, account: Credentials | None,
+                 client: Client, via: str = LOGIN) -> NoReturn:
     """Count the failure (maybe locking), record it, and raise the answer (401, or 423)."""
     email = reservation.email
     user_id = account.user_id if account else None
     async with in_transaction() as conn:
-        verdict = await lockout.count_failure(ctx, conn, reservation=reservation, user_id=user_id)
+        verdict = await lockout.count_failure(conn, settings=settings, store=store, reservation=reservation,
+                                              user_id=user_id)
         reason = "locked" if verdict.already_locked else "invalid_credentials"
         if via == LOGIN:
             await _record_attempt(conn, email=email, account=account, client=client, reason=reason)
@@ -81,7 +87,7 @@ async def reject(ctx: SimpleNamespace, *, reservation: Reservation, account: Cre
             await audit.record(conn, action=audit.LOGIN_FAILED, actor_id=None, target_user_id=user_id, ip=client.ip,
                                after={"email": email, "failures": verdict.failures, "via": via})
         if verdict.locked_now:
-            until = await db_now(conn) + lockout.lock_duration(ctx)
+            until = await db_now(conn) + lockout.lock_duration(settings=settings)
             await audit.record(conn, action=audit.ACCOUNT_LOCKED, actor_id=None, target_user_id=user_id,
                                ip=client.ip, after={"email": email, "locked_until": iso(until)})
     if via == LOGIN:
@@ -93,13 +99,13 @@ async def reject(ctx: SimpleNamespace, *, reservation: Reservation, account: Cre
     raise InvalidCredentials()
 
 
-async def confirm_check(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, account: Credentials) -> Credentials:
+async def confirm_check(conn: BaseDBAsyncClient, *, store: Store, account: Credentials) -> Credentials:
     """Lock the user row and confirm a check that passed outside the lock: the same hash
     still stands, and the account is neither locked nor disabled. Raises the refusal."""
     current = await users.lock_credentials(conn, user_id=account.user_id)
     if current is None or current.password_hash != account.password_hash:
         raise InvalidCredentials()
-    locked_ms = await lockout.lock_ms(ctx, email=current.email, database_lock_ms=current.lock_ms)
+    locked_ms = await lockout.lock_ms(store=store, email=current.email, database_lock_ms=current.lock_ms)
     if locked_ms:
         raise AccountLocked(math.ceil(locked_ms / 1000))
     if current.status != ACCOUNT_ACTIVE:
@@ -107,9 +113,8 @@ async def confirm_check(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, accoun
     return current
 
 
-async def _succeed(ctx: SimpleNamespace, *, account: Credentials, password: str, client: Client,
-                   email: str) -> TokenPair:
-    settings = ctx.settings
+async def _succeed(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, account: Credentials,
+                   password: str, client: Client, email: str) -> TokenPair:
     # An outdated cost (or scheme) is upgraded now, while the password is at hand.
     new_hash = None
     if needs_rehash(password_hash=account.password_hash, cost=settings.bcrypt_cost):
@@ -117,26 +122,27 @@ async def _succeed(ctx: SimpleNamespace, *, account: Credentials, password: str,
     refusal = None
     async with in_transaction() as conn:
         try:
-            await confirm_check(ctx, conn, account=account)
+            await confirm_check(conn, store=store, account=account)
         except AppError as exc:
             refusal = exc
             await _record_attempt(conn, email=email, account=account, client=client, reason=_reason(exc))
         else:
-            session_id, refresh_token = await _open(ctx, conn, account=account, client=client, email=email,
-                                                    new_hash=new_hash)
+            session_id, refresh_token = await _open(conn, settings=settings, account=account, client=client,
+                                                    email=email, new_hash=new_hash)
             user = await users.get_user(user_id=account.user_id, conn=conn)
     if refusal is not None:
         raise refusal
     metrics.LOGINS.labels("success").inc()
-    return issue_pair(ctx, user=user, session_id=session_id, refresh_token=refresh_token)
+    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
+                      refresh_token=refresh_token)
 
 
-async def _open(ctx: SimpleNamespace, conn: BaseDBAsyncClient, *, account: Credentials, client: Client, email: str,
+async def _open(conn: BaseDBAsyncClient, *, settings: Settings, account: Credentials, client: Client, email: str,
                 new_hash: str | None) -> tuple[str, str]:
     """The session, the cost upgrade (compare-and-set), the attempt and the audit entry."""
     now = await db_now(conn)
     session_id, refresh_token = await sessions.open_session(
-        conn, user_id=account.user_id, client=client, refresh_ttl_s=ctx.settings.jwt_refresh_ttl, now=now)
+        conn, user_id=account.user_id, client=client, refresh_ttl_s=settings.jwt_refresh_ttl, now=now)
     await conn.execute_query('UPDATE "user_accounts" SET "last_login_at" = $2 WHERE "id" = $1',
                              [account.user_id, now])
     if new_hash is not None:

@@ -18,20 +18,22 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import metrics
-from manas360.clock import db_now, to_ms
+from manas360.clock import Clock, db_now, to_ms
 from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.repair import run_to_completion
+from manas360.security.jwt import AccessTokenCodec
 from manas360.services import audit, revocation, sessions, users
 from manas360.services.sessions import Client
 from manas360.services.tokens import TokenPair, derive_successor, hash_refresh_token, issue_pair, successor_keys
+from manas360.settings import Settings
+from manas360.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,8 @@ class _Presented:
     revoked_at: datetime | None
 
 
-async def refresh(ctx: SimpleNamespace, *, refresh_token: str, client: Client) -> TokenPair:
+async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, refresh_token: str,
+                  client: Client) -> TokenPair:
     """Exchange a refresh token for a new pair (rotation), or its grace successor again."""
     async with in_transaction() as conn:
         token = await _lock_and_read(conn, token_hash=hash_refresh_token(refresh_token))
@@ -52,9 +55,9 @@ async def refresh(ctx: SimpleNamespace, *, refresh_token: str, client: Client) -
         if token is None or token.revoked_at is not None or token.expires_at <= now:
             raise InvalidToken()
         if token.rotated_at is None:
-            successor = await _rotate(conn, ctx, token=token, parent=refresh_token, now=now)
+            successor = await _rotate(conn, settings=settings, token=token, parent=refresh_token, now=now)
         else:
-            successor = await _grace_successor(conn, ctx, token=token, parent=refresh_token, now=now)
+            successor = await _grace_successor(conn, settings=settings, token=token, parent=refresh_token, now=now)
         if successor is not None:
             await conn.execute_query('UPDATE "sessions" SET "last_used_at" = $2 WHERE "id" = $1',
                                      [token.session_id, now])
@@ -62,10 +65,11 @@ async def refresh(ctx: SimpleNamespace, *, refresh_token: str, client: Client) -
         else:
             await _revoke_for_reuse(conn, token=token, client=client, now=now)
     if successor is None:
-        await run_to_completion(revocation.publish(ctx.store, settings=ctx.settings, user_id=token.user_id,
+        await run_to_completion(revocation.publish(store, settings=settings, user_id=token.user_id,
                                                    now_ms=to_ms(now), session_ids=[token.session_id]))
         raise TokenReuseDetected()
-    return issue_pair(ctx, user=user, session_id=token.session_id, refresh_token=successor)
+    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=token.session_id,
+                      refresh_token=successor)
 
 
 async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presented | None:
@@ -102,12 +106,12 @@ def _presented(row: dict[str, Any]) -> _Presented:
                       expires_at=row["expires_at"], rotated_at=row["rotated_at"], revoked_at=row["revoked_at"])
 
 
-async def _rotate(conn: BaseDBAsyncClient, ctx: SimpleNamespace, *, token: _Presented, parent: str,
+async def _rotate(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, parent: str,
                   now: datetime) -> str:
     """Mark the token rotated and store its one successor; return the successor."""
     child_id = uuid.uuid4()
-    successor = derive_successor(key=successor_keys(ctx.settings)[0], parent=parent, child_id=child_id)
-    expires_at = now + timedelta(seconds=ctx.settings.jwt_refresh_ttl)
+    successor = derive_successor(key=successor_keys(settings)[0], parent=parent, child_id=child_id)
+    expires_at = now + timedelta(seconds=settings.jwt_refresh_ttl)
     await conn.execute_query('UPDATE "tokens" SET "rotated_at" = $2 WHERE "id" = $1', [token.token_id, now])
     await conn.execute_query(
         'INSERT INTO "tokens" ("id", "session_id", "user_id", "token_hash", "parent_id", "created_at", "expires_at") '
@@ -118,10 +122,10 @@ async def _rotate(conn: BaseDBAsyncClient, ctx: SimpleNamespace, *, token: _Pres
     return successor
 
 
-async def _grace_successor(conn: BaseDBAsyncClient, ctx: SimpleNamespace, *, token: _Presented, parent: str,
+async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, parent: str,
                            now: datetime) -> str | None:
     """The successor again, if within the grace and it is still the live token; else None (reuse)."""
-    grace_s = ctx.settings.refresh_reuse_grace_s
+    grace_s = settings.refresh_reuse_grace_s
     if grace_s <= 0 or (now - token.rotated_at).total_seconds() > grace_s:
         return None
     rows = await conn.execute_query_dict(
@@ -129,7 +133,7 @@ async def _grace_successor(conn: BaseDBAsyncClient, ctx: SimpleNamespace, *, tok
         'AND "revoked_at" IS NULL AND "expires_at" > $2', [token.token_id, now])
     if len(rows) != 1:
         return None
-    for key in successor_keys(ctx.settings):
+    for key in successor_keys(settings):
         successor = derive_successor(key=key, parent=parent, child_id=rows[0]["id"])
         if hmac.compare_digest(hash_refresh_token(successor), rows[0]["token_hash"]):
             return successor

@@ -244,7 +244,8 @@ async def _revoke_sessions(ctx: SimpleNamespace, outcome: SuperadminOutcome) -> 
     the change and the revocation commit together; Redis hears of it before the commit,
     which at worst logs the account out if the commit then fails."""
     try:
-        await revoke_all_sessions(ctx, user_id=outcome.user_id, actor_id=None, client=SEED_CLIENT, reason="seed")
+        await revoke_all_sessions(settings=ctx.settings, store=ctx.store, user_id=outcome.user_id, actor_id=None,
+                                  client=SEED_CLIENT, reason="seed")
     except StoreUnavailable as exc:
         return replace(outcome, sessions_revoked=True, cache_error=_one_line(exc))
     return replace(outcome, sessions_revoked=True)

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from manas360.clock import epoch_ms, to_ms, utcnow
+from manas360.clock import Clock, epoch_ms, to_ms
 from manas360.security.jwt import AccessTokenCodec, KeySet
 from manas360.services.users import User
 from manas360.settings import Settings
@@ -79,9 +79,10 @@ def derive_successor(*, key: bytes, parent: str, child_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def mint_access_token(codec: AccessTokenCodec, *, user_id: str, session_id: str, not_before_ms: int = 0) -> str:
+def mint_access_token(*, codec: AccessTokenCodec, clock: Clock, user_id: str, session_id: str,
+                      not_before_ms: int = 0) -> str:
     """Sign an access token issued now, or at `not_before_ms` if the clock is behind it."""
-    issued_ms = max(to_ms(utcnow()), not_before_ms)
+    issued_ms = max(to_ms(clock.now()), not_before_ms)
     token, _ = codec.encode(user_id=user_id, session_id=session_id, now=issued_ms / 1000,
                             extra={"iat_ms": issued_ms})
     return token
@@ -96,7 +97,8 @@ def issued_ms(claims: dict[str, Any]) -> int:
     return floor_ms
 
 
-def issue_pair(ctx: Any, *, user: User, session_id: str, refresh_token: str, not_before_ms: int = 0) -> TokenPair:
+def issue_pair(*, settings: Settings, codec: AccessTokenCodec, clock: Clock, user: User, session_id: str,
+               refresh_token: str, not_before_ms: int = 0) -> TokenPair:
     """A fresh access token for the session, with the given refresh token and user.
 
     The token is issued after the user's STORED epoch (`tokens_valid_after`, written by
@@ -104,7 +106,7 @@ def issue_pair(ctx: Any, *, user: User, session_id: str, refresh_token: str, not
     a token that is born revoked.
     """
     not_before_ms = max(not_before_ms, epoch_ms(user.tokens_valid_after) + 1)
-    access_token = mint_access_token(ctx.token_codec, user_id=user.id, session_id=session_id,
+    access_token = mint_access_token(codec=codec, clock=clock, user_id=user.id, session_id=session_id,
                                      not_before_ms=not_before_ms)
     return TokenPair(access_token=access_token, refresh_token=refresh_token,
-                     expires_in=ctx.settings.jwt_access_ttl, user=user)
+                     expires_in=settings.jwt_access_ttl, user=user)

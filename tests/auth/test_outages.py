@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 from redis.asyncio import Redis
@@ -102,8 +101,8 @@ async def test_a_revocation_lands_even_if_the_request_is_cancelled_after_the_com
         admin = Redis.from_url(private.url, decode_responses=True)
         try:
             await admin.client_pause(10_000, all=False)
-            ctx = SimpleNamespace(settings=app.ctx.deps.settings, store=store)
-            task = asyncio.create_task(auth.logout(ctx, principal=principal, client=Client()))
+            task = asyncio.create_task(auth.logout(settings=app.ctx.deps.settings, store=store, principal=principal,
+                                                   client=Client()))
             await eventually(lambda: _paused_clients(admin), what="the revocation write in flight")
             assert await pg.fetchval("SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",
                                      principal.session_id)

@@ -10,6 +10,7 @@ import jwt
 import orjson
 import pytest
 
+from manas360.clock import Clock
 from manas360.security.jwt import AccessTokenCodec, KeySet
 from manas360.services.tokens import mint_access_token
 from manas360.settings import load_settings
@@ -152,7 +153,7 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_ne
 def test_access_tokens_carry_identity_and_millisecond_issue_time_only(settings):
     codec = AccessTokenCodec(keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret.get_secret_value()}),
                              issuer="manas360", audience="manas360-api", ttl_s=900)
-    token = mint_access_token(codec, user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
+    token = mint_access_token(codec=codec, clock=Clock(), user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
     claims = codec.decode(token)
     assert set(claims) == {"iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "iat_ms"}
     assert claims["iat"] * 1000 <= claims["iat_ms"] < claims["iat"] * 1000 + 1000
