@@ -19,6 +19,7 @@ from manas360 import reference
 from manas360.blueprints.bodies import StrictBody
 from manas360.blueprints.guard import client, guarded
 from manas360.http.bodies import parse_body
+from manas360.http.deps import deps
 from manas360.http.pagination import (
     CURSOR_PATTERN,
     DEFAULT_PAGE_LIMIT,
@@ -123,7 +124,7 @@ async def show_user(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, permissions=("roles.assign",))
 async def change_role(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, RoleBody)
-    user = await admin.change_role(request.app.ctx, actor=_actor(request), user_id=user_id, role=body.role)
+    user = await admin.change_role(store=deps(request).store, actor=_actor(request), user_id=user_id, role=body.role)
     return json_response(user.as_dict())
 
 
@@ -136,8 +137,8 @@ async def change_role(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, permissions=("subscriptions.manage",))
 async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, SubscriptionBody)
-    user = await admin.change_subscription(request.app.ctx, actor=_actor(request), user_id=user_id, plan=body.plan,
-                                           ends_at=body.ends_at)
+    user = await admin.change_subscription(store=deps(request).store, actor=_actor(request), user_id=user_id,
+                                           plan=body.plan, ends_at=body.ends_at)
     return json_response(user.as_dict())
 
 
@@ -151,8 +152,9 @@ async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
                                 "`users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def set_status(request: Request, user_id: str) -> HTTPResponse:
-    body = parse_body(request, StatusBody)
-    user = await admin.set_status(request.app.ctx, actor=_actor(request), user_id=user_id, status=body.status)
+    body, app = parse_body(request, StatusBody), deps(request)
+    user = await admin.set_status(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
+                                  status=body.status)
     return json_response(user.as_dict())
 
 
@@ -161,7 +163,7 @@ async def set_status(request: Request, user_id: str) -> HTTPResponse:
                     description="Lifts a lockout at once and clears the failure count. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
-    await admin.unlock(request.app.ctx, actor=_actor(request), user_id=user_id)
+    await admin.unlock(store=deps(request).store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -171,7 +173,8 @@ async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
                                 "next use, on every worker. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
-    await admin.revoke_sessions(request.app.ctx, actor=_actor(request), user_id=user_id)
+    app = deps(request)
+    await admin.revoke_sessions(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -191,8 +194,8 @@ async def list_roles(request: Request) -> HTTPResponse:
                                 "(403 `PrivilegeEscalationPrevented`). Needs `roles.manage`.")
 @guarded(min_privilege=ADMIN, permissions=("roles.manage",))
 async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
-    body = parse_body(request, PermissionsBody)
-    role = await rbac.set_role_permissions(request.app.ctx, actor=_actor(request), role=name,
+    body, app = parse_body(request, PermissionsBody), deps(request)
+    role = await rbac.set_role_permissions(store=app.store, catalog=app.catalog, actor=_actor(request), role=name,
                                            permissions=body.permissions)
     return json_response(role)
 
@@ -204,8 +207,9 @@ async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
                                 "`plans.manage`.")
 @guarded(min_privilege=ADMIN, permissions=("plans.manage",))
 async def set_plan_features(request: Request, name: str) -> HTTPResponse:
-    body = parse_body(request, FeaturesBody)
-    plan = await rbac.set_plan_features(request.app.ctx, actor=_actor(request), plan=name, features=body.features)
+    body, app = parse_body(request, FeaturesBody), deps(request)
+    plan = await rbac.set_plan_features(store=app.store, catalog=app.catalog, actor=_actor(request), plan=name,
+                                        features=body.features)
     return json_response(plan)
 
 

@@ -9,6 +9,7 @@ from sanic import Request
 
 from manas360.edge import request_client_ip
 from manas360.edge.ratelimit import apply_verdict
+from manas360.http.deps import deps
 from manas360.services.entitlements import Needs, authorize
 from manas360.services.sessions import Client
 
@@ -39,9 +40,10 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
             def on_rate(principal, verdict):
                 apply_verdict(request, verdict, log_key=f"u:{principal.user_id}")
 
+            app = deps(request)
             request.ctx.access = access = await authorize(
-                request.app.ctx, authorization_header=request.headers.get("authorization"), needs=needs,
-                on_rate=on_rate)
+                settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog, clock=app.clock,
+                authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate)
             request.ctx.principal = access.principal
             return await handler(request, *args, **kwargs)
 

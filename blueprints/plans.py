@@ -6,6 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
+from manas360.http.deps import deps
 from manas360.http.responses import json_response
 from manas360.services import rbac
 from manas360.services.entitlements import current_catalog
@@ -18,5 +19,6 @@ bp = Blueprint("plans", url_prefix="/plans")
                     description="Every plan, cheapest tier first, with its monthly price in cents and its features. "
                                 "Public: no token needed.", tag="plans")
 async def list_plans(request: Request) -> HTTPResponse:
-    catalog = await current_catalog(request.app.ctx)
+    app = deps(request)
+    catalog = await current_catalog(store=app.store, catalog=app.catalog)
     return json_response({"items": rbac.plans_view(catalog)})

@@ -258,6 +258,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
+    from manas360.clock import Clock
     from manas360.db import orm
     from manas360.services.warmup import count_candidates, warm_cache
     from manas360.store import close_store
@@ -269,7 +270,7 @@ def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
             async with orm(settings):
                 total = await count_candidates(active_days=args.active_days)
                 progress = _Progress(total=total, unit="users")
-                report = await warm_cache(settings=settings, store=store, active_days=args.active_days,
+                report = await warm_cache(settings=settings, store=store, clock=Clock(), active_days=args.active_days,
                                           batch_size=args.batch_size, on_batch=progress.update)
                 progress.close()
         finally:

@@ -47,6 +47,8 @@ from manas360.services.entitlements import forget_user
 from manas360.services.lockout import unlock_account
 from manas360.services.sessions import Client
 from manas360.services.users import User, get_user
+from manas360.settings import Settings
+from manas360.store import Store
 
 ROLE_CHANGED = "admin.role_changed"
 SUBSCRIPTION_CHANGED = "admin.subscription_changed"
@@ -123,7 +125,7 @@ async def get_user_detail(*, user_id: str) -> dict[str, Any]:
     return {**user.as_dict(), "locked_until": iso(row["locked_until"]), "subscription": subscription}
 
 
-async def change_role(ctx: Any, *, actor: Actor, user_id: str, role: str) -> User:
+async def change_role(*, store: Store, actor: Actor, user_id: str, role: str) -> User:
     """Assign `role` under the escalation rule, checked against the actor's level as it is
     now (re-read under lock); audited; the user's cached context is dropped after commit."""
     async with in_transaction() as conn:
@@ -137,11 +139,12 @@ async def change_role(ctx: Any, *, actor: Actor, user_id: str, role: str) -> Use
         await audit.record(conn, action=ROLE_CHANGED, actor_id=actor.user_id, target_user_id=target.id, ip=actor.ip,
                            before={"role": target.role}, after={"role": role})
         user = await _require_user(target.id, conn=conn)
-    await forget_user(ctx, user_id=user.id)
+    await forget_user(store=store, user_id=user.id)
     return user
 
 
-async def change_subscription(ctx: Any, *, actor: Actor, user_id: str, plan: str, ends_at: datetime | None) -> User:
+async def change_subscription(*, store: Store, actor: Actor, user_id: str, plan: str,
+                              ends_at: datetime | None) -> User:
     """Put the user on `plan` from now (PostgreSQL's clock) until `ends_at` (open-ended when
     None); audited; returns the user as they are after the change."""
     async with in_transaction() as conn:
@@ -155,11 +158,11 @@ async def change_subscription(ctx: Any, *, actor: Actor, user_id: str, plan: str
         # Read in the same transaction: the new subscription starts at the transaction's
         # now() (set_plan), which is also the now() this read compares with.
         user = await _require_user(target.id, conn=conn)
-    await forget_user(ctx, user_id=user.id)
+    await forget_user(store=store, user_id=user.id)
     return user
 
 
-async def set_status(ctx: Any, *, actor: Actor, user_id: str, status: str) -> User:
+async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id: str, status: str) -> User:
     """Enable or disable an account (only below the actor's level). Disabling drops the
     cached context at once (the next request of any token answers AccountDisabled) and
     revokes every session and access token of the user."""
@@ -174,23 +177,23 @@ async def set_status(ctx: Any, *, actor: Actor, user_id: str, status: str) -> Us
             await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
         user = await _require_user(target.id, conn=conn)
-    await forget_user(ctx, user_id=user.id)
+    await forget_user(store=store, user_id=user.id)
     if status == ACCOUNT_DISABLED:
-        await revoke_all_sessions(settings=ctx.settings, store=ctx.store, user_id=user.id, actor_id=actor.user_id,
+        await revoke_all_sessions(settings=settings, store=store, user_id=user.id, actor_id=actor.user_id,
                                   client=Client(ip=actor.ip), reason="disabled")
     return user
 
 
-async def unlock(ctx: Any, *, actor: Actor, user_id: str) -> None:
+async def unlock(*, store: Store, actor: Actor, user_id: str) -> None:
     """Lift the user's lockout at once (only below the actor's level)."""
     target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
-    await unlock_account(store=ctx.store, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+    await unlock_account(store=store, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
 
 
-async def revoke_sessions(ctx: Any, *, actor: Actor, user_id: str) -> None:
+async def revoke_sessions(*, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
     """Revoke every session and token of the user (only below the actor's level)."""
     target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
-    await revoke_all_sessions(settings=ctx.settings, store=ctx.store, user_id=target.id, actor_id=actor.user_id,
+    await revoke_all_sessions(settings=settings, store=store, user_id=target.id, actor_id=actor.user_id,
                               client=Client(ip=actor.ip))
 
 

@@ -18,22 +18,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from loguru import logger
 from tortoise import connections
 
 from manas360 import metrics, reference
-from manas360.clock import to_ms, utcnow
+from manas360.clock import Clock, to_ms
 from manas360.errors import AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied, TokenRevoked
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.repair import retry_in_background, run_to_completion
-from manas360.services.catalog import Catalog
+from manas360.security.jwt import AccessTokenCodec
+from manas360.services.catalog import Catalog, CatalogHolder
 from manas360.services.principal import Principal, bearer_token
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.tokens import issued_ms
-from manas360.store import StoreUnavailable
+from manas360.settings import Settings
+from manas360.store import Store, StoreUnavailable
 from manas360.store.entitlements import (
     NO_GENERATION,
     UserContext,
@@ -107,26 +108,28 @@ class Access:
         return self.catalog.features_of(self.plan)
 
 
-async def authorize(ctx: SimpleNamespace, *, authorization_header: str | None, needs: Needs,
+async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
+                    clock: Clock, authorization_header: str | None, needs: Needs,
                     on_rate: Callable[[Principal, Verdict], None]) -> Access:
     """Authenticate, load live entitlements in one round trip, gate; raise the API error.
 
     `on_rate` receives the `api` verdict before the gate is applied (it renders the
     RateLimit headers and raises 429 on a denial: a throttled caller learns nothing more).
     """
-    claims = ctx.token_codec.decode(bearer_token(authorization_header))
+    claims = codec.decode(bearer_token(authorization_header))
     principal = Principal(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"], claims=claims)
-    policy = ctx.settings.rate_policies["api"]
+    policy = settings.rate_policies["api"]
     issued = issued_ms(claims)
     check, version = await check_request(
-        ctx.store, user_id=principal.user_id, session_id=principal.session_id, jti=principal.jti,
+        store, user_id=principal.user_id, session_id=principal.session_id, jti=principal.jti,
         issued_ms=issued, api_limit=policy.limit, api_window_s=policy.window_s)
     context, revoked = check.context, check.revoked
     if context is not None and (check.loaded or revoked):
         metrics.ENTITLEMENT_CACHE.labels("hit").inc()
     else:
         metrics.ENTITLEMENT_CACHE.labels("miss").inc()
-        state = await _load_user_state(ctx, user_id=principal.user_id, generation=check.generation)
+        state = await _load_user_state(settings=settings, store=store, clock=clock, user_id=principal.user_id,
+                                       generation=check.generation)
         context = state.context
         revoked = revoked or state.revokes(principal, issued_ms=issued)
     # A disabled account is told so even with a token that disabling revoked.
@@ -137,15 +140,15 @@ async def authorize(ctx: SimpleNamespace, *, authorization_header: str | None, n
     rate = Verdict(policy="api", allowed=check.allowed, limit=policy.limit, remaining=check.remaining,
                    reset_s=check.reset_s, window_s=policy.window_s)
     on_rate(principal, rate)
-    catalog = await ctx.catalog.ensure(version=version)
-    access = Access(principal=principal, role=context.role, privilege_level=catalog.level_of(context.role),
-                    plan=_effective_plan(context), catalog=catalog, rate=rate)
+    current = await catalog.ensure(version=version)
+    access = Access(principal=principal, role=context.role, privilege_level=current.level_of(context.role),
+                    plan=_effective_plan(context, clock=clock), catalog=current, rate=rate)
     _gate(access, needs)
     return access
 
 
-def _effective_plan(context: UserContext) -> str:
-    if context.plan_end_ms and context.plan_end_ms <= to_ms(utcnow()):
+def _effective_plan(context: UserContext, *, clock: Clock) -> str:
+    if context.plan_end_ms and context.plan_end_ms <= to_ms(clock.now()):
         return reference.FREE_PLAN
     return context.plan
 
@@ -165,7 +168,8 @@ def _gate(access: Access, needs: Needs) -> None:
 _loading: dict[str, asyncio.Future] = {}
 
 
-async def _load_user_state(ctx: SimpleNamespace, *, user_id: str, generation: str = NO_GENERATION) -> UserState:
+async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, user_id: str,
+                           generation: str = NO_GENERATION) -> UserState:
     """Cold cache: one query for context and revocations, written back (unless invalidated
     meanwhile: `generation` was read in the request's round trip, before PostgreSQL);
     single-flight per worker, so a burst of requests for one cold user costs one query.
@@ -173,7 +177,7 @@ async def _load_user_state(ctx: SimpleNamespace, *, user_id: str, generation: st
     pending = _loading.get(user_id)
     if pending is None:
         pending = asyncio.get_running_loop().create_task(
-            _read_and_fill(ctx, user_id=user_id, generation=generation))
+            _read_and_fill(settings=settings, store=store, clock=clock, user_id=user_id, generation=generation))
         _loading[user_id] = pending
         pending.add_done_callback(lambda _: _loading.pop(user_id, None))
     state = await asyncio.shield(pending)
@@ -182,14 +186,14 @@ async def _load_user_state(ctx: SimpleNamespace, *, user_id: str, generation: st
     return state
 
 
-async def _read_and_fill(ctx: SimpleNamespace, *, user_id: str, generation: str = NO_GENERATION):
-    settings = ctx.settings
+async def _read_and_fill(*, settings: Settings, store: Store, clock: Clock, user_id: str,
+                         generation: str = NO_GENERATION) -> UserState | None:
     rows = await connections.get("default").execute_query_dict(
         USER_STATE_SQL.format(where='u."id" = $1'), [user_id, revocation_horizon_s(settings)])
     if not rows or rows[0]["deleted"]:
         return None
-    state = state_from_row(rows[0], settings=settings)
-    await store_user_states(ctx.store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S,
+    state = state_from_row(rows[0], settings=settings, clock=clock)
+    await store_user_states(store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S,
                             loaded_ttl_ms=loaded_ttl_ms(settings))
     return state
 
@@ -216,7 +220,7 @@ class UserState:
                         generation=generation)
 
 
-def state_from_row(row: dict, *, settings) -> UserState:
+def state_from_row(row: dict, *, settings: Settings, clock: Clock) -> UserState:
     epoch_ms = row["epoch_ms"] or 0
     jtis = dict(zip(row["jtis"] or [], row["exp_ms"] or [], strict=True))
     sessions = dict(zip(row["sids"] or [], row["revoked_ms"] or [], strict=True))
@@ -225,50 +229,50 @@ def state_from_row(row: dict, *, settings) -> UserState:
         context=UserContext(role=row["role"], plan=row["plan"], plan_end_ms=row["plan_end_ms"] or 0,
                             status=row["status"]),
         epoch_ms=epoch_ms, jtis=jtis, sessions=sessions,
-        revocations=revocations_at(settings=settings, now_ms=to_ms(utcnow()), epoch_ms=epoch_ms,
+        revocations=revocations_at(settings=settings, now_ms=to_ms(clock.now()), epoch_ms=epoch_ms,
                                    sessions=sessions, jtis=jtis))
 
 
-def revocation_horizon_s(settings) -> int:
+def revocation_horizon_s(settings: Settings) -> int:
     """How long after a session's revocation an access token of it can still be alive."""
     return settings.jwt_access_ttl + SKEW_MARGIN_S
 
 
-def loaded_ttl_ms(settings) -> int:
+def loaded_ttl_ms(settings: Settings) -> int:
     return min(LOADED_TTL_S, settings.jwt_access_ttl) * 1000
 
 
-async def forget_user(ctx: SimpleNamespace, *, user_id: str) -> None:
+async def forget_user(*, store: Store, user_id: str) -> None:
     """After a committed change to a user's role, plan or status: drop the cached context so
     their next request reads PostgreSQL (run to completion even if the request is cancelled).
     If Redis fails, the entry expires within CONTEXT_TTL_S."""
     try:
-        await run_to_completion(forget_user_context(ctx.store, user_id=user_id))
+        await run_to_completion(forget_user_context(store, user_id=user_id))
     except StoreUnavailable as exc:
         logger.warning("could not drop the cached context of user {} ({!r}); retrying, and it expires "
                        "within {} s regardless", user_id, exc, CONTEXT_TTL_S)
-        retry_in_background(lambda: forget_user_context(ctx.store, user_id=user_id),
+        retry_in_background(lambda: forget_user_context(store, user_id=user_id),
                             what=f"dropping the context of user {user_id}", for_s=CONTEXT_TTL_S)
 
 
-async def reference_changed(ctx: SimpleNamespace) -> Catalog:
+async def reference_changed(*, store: Store, catalog: CatalogHolder) -> Catalog:
     """After a committed change to roles/plans: bump the version (every worker reloads on
     its next request) and return this worker's reloaded catalog."""
     try:
-        await run_to_completion(bump_reference_version(ctx.store))
+        await run_to_completion(bump_reference_version(store))
     except StoreUnavailable as exc:
         logger.warning("could not publish a reference change ({!r}); retrying in the background", exc)
-        retry_in_background(lambda: bump_reference_version(ctx.store), what="a reference-version bump",
+        retry_in_background(lambda: bump_reference_version(store), what="a reference-version bump",
                             for_s=24 * 3600)
-    return await ctx.catalog.reload()
+    return await catalog.reload()
 
 
-async def current_catalog(ctx: SimpleNamespace) -> Catalog:
+async def current_catalog(*, store: Store, catalog: CatalogHolder) -> Catalog:
     """The catalog at the version Redis holds (for public reads such as /plans)."""
     try:
-        version = await get_reference_version(ctx.store)
+        version = await get_reference_version(store)
     except StoreUnavailable:
-        version = ctx.catalog.catalog.version  # public route: serve what we hold
+        version = catalog.catalog.version  # public route: serve what we hold
         if version < 0:
             version = 0
-    return await ctx.catalog.ensure(version=version)
+    return await catalog.ensure(version=version)

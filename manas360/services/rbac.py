@@ -17,8 +17,9 @@ from tortoise.transactions import in_transaction
 from manas360.errors import NotFound, PrivilegeEscalationPrevented, ValidationError
 from manas360.services import audit
 from manas360.services.admin import Actor, lock_actor_and_target
-from manas360.services.catalog import Catalog
+from manas360.services.catalog import Catalog, CatalogHolder
 from manas360.services.entitlements import reference_changed
+from manas360.store import Store
 
 ROLE_PERMISSIONS_CHANGED = "admin.role_permissions_changed"
 PLAN_FEATURES_CHANGED = "admin.plan_features_changed"
@@ -43,7 +44,8 @@ def plan_view(catalog: Catalog, name: str) -> dict[str, Any]:
             "price_cents": plan.price_cents, "features": sorted(plan.features)}
 
 
-async def set_role_permissions(ctx: Any, *, actor: Actor, role: str, permissions: list[str]) -> dict[str, Any]:
+async def set_role_permissions(*, store: Store, catalog: CatalogHolder, actor: Actor, role: str,
+                               permissions: list[str]) -> dict[str, Any]:
     """Replace the permissions of `role` under the escalation rule (audited), then tell
     every worker; returns the role as it is now.
 
@@ -63,11 +65,11 @@ async def set_role_permissions(ctx: Any, *, actor: Actor, role: str, permissions
         if granted:
             raise PrivilegeEscalationPrevented(
                 f"You cannot grant permissions you do not hold: {', '.join(sorted(granted))}")
-    catalog = await reference_changed(ctx)
-    return role_view(catalog, role)
+    return role_view(await reference_changed(store=store, catalog=catalog), role)
 
 
-async def set_plan_features(ctx: Any, *, actor: Actor, plan: str, features: list[str]) -> dict[str, Any]:
+async def set_plan_features(*, store: Store, catalog: CatalogHolder, actor: Actor, plan: str,
+                            features: list[str]) -> dict[str, Any]:
     """Replace the features of `plan` (audited), then tell every worker; returns the plan."""
     async with in_transaction() as conn:
         await _lock_actor(conn, actor=actor, permission="plans.manage")
@@ -75,8 +77,7 @@ async def set_plan_features(ctx: Any, *, actor: Actor, plan: str, features: list
                                link_table="plan_features", owner_col="plan_id", item_table="features",
                                item_col="feature_id", items=features, field="features",
                                action=PLAN_FEATURES_CHANGED)
-    catalog = await reference_changed(ctx)
-    return plan_view(catalog, plan)
+    return plan_view(await reference_changed(store=store, catalog=catalog), plan)
 
 
 async def _lock_actor(conn, *, actor: Actor, permission: str):

@@ -255,7 +255,7 @@ async def _after_commit(ctx: SimpleNamespace, outcome: SuperadminOutcome) -> Sup
     """Drop the account's cached context once its new role is committed."""
     if not outcome.sessions_revoked or outcome.cache_error:
         return outcome
-    await forget_user(ctx, user_id=outcome.user_id)
+    await forget_user(store=ctx.store, user_id=outcome.user_id)
     return outcome
 
 

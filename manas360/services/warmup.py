@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from tortoise import connections
 
+from manas360.clock import Clock
 from manas360.services.catalog import load_catalog
 from manas360.services.entitlements import (
     CONTEXT_TTL_S,
@@ -47,8 +48,8 @@ async def count_candidates(*, active_days: int | None) -> int:
     return rows[0]["n"]
 
 
-async def warm_cache(*, settings: Settings, store: Store, active_days: int | None = None, batch_size: int = 2000,
-                     on_batch: Callable[[int], None] = lambda done: None) -> WarmReport:
+async def warm_cache(*, settings: Settings, store: Store, clock: Clock, active_days: int | None = None,
+                     batch_size: int = 2000, on_batch: Callable[[int], None] = lambda done: None) -> WarmReport:
     """Warm every candidate user; `on_batch(done)` after each batch."""
     started = time.monotonic()
     report = WarmReport()
@@ -65,7 +66,7 @@ async def warm_cache(*, settings: Settings, store: Store, active_days: int | Non
         generations = await read_generations(store, user_ids=user_ids)  # before PostgreSQL: see the module doc
         rows = await conn.execute_query_dict(USER_STATE_SQL.format(where='u."id" = ANY($1::uuid[])'),
                                              [user_ids, revocation_horizon_s(settings)])
-        states = [state_from_row(row, settings=settings) for row in rows if not row["deleted"]]
+        states = [state_from_row(row, settings=settings, clock=clock) for row in rows if not row["deleted"]]
         await store_user_states(store, states=[state.fill(generations[state.user_id]) for state in states],
                                 context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
         last_id = user_ids[-1]

@@ -42,9 +42,9 @@ async def test_concurrent_misses_for_one_user_do_one_load(client, member, monkey
     loads = []
     real = entitlements._read_and_fill
 
-    async def counted(ctx, *, user_id, generation):
+    async def counted(*, user_id, **collaborators):
         loads.append(user_id)
-        return await real(ctx, user_id=user_id, generation=generation)
+        return await real(user_id=user_id, **collaborators)
 
     monkeypatch.setattr(entitlements, "_read_and_fill", counted)
     responses = await asyncio.gather(*(client.get(f"{API}/dashboard", headers=member.headers) for _ in range(20)))
