@@ -67,9 +67,6 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> S
     # One typed container of long-lived collaborators (no I/O here); handlers hand its
     # parts to services, which never see the container itself.
     app.ctx.deps = build_collaborators(settings)
-    deps = app.ctx.deps  # transitional: the services still read these names from app.ctx
-    app.ctx.settings, app.ctx.store, app.ctx.token_codec, app.ctx.catalog = (
-        deps.settings, deps.store, deps.codec, deps.catalog)
     _add_listeners(app, settings)
     _add_middleware(app, settings)
     install_edge(app, settings)

@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 
 from manas360.server import EXIT_UNAVAILABLE  # `serve` and the commands exit alike when a store is down
 from manas360.settings import Settings, SettingsError, load_settings
@@ -159,7 +158,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         store = open_configured_store(settings)
         try:
             async with orm(settings):
-                report = await seed(SimpleNamespace(settings=settings, store=store), email=email, password=password,
+                report = await seed(settings=settings, store=store, email=email, password=password,
                                     promote_existing=args.promote_existing_superadmin)
         except SeedError as exc:
             print(f"manas360: seed failed: {exc}", file=sys.stderr)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 
 import asyncpg
 from tortoise import connections
@@ -27,7 +26,8 @@ from manas360.services import audit, users
 from manas360.services.auth import revoke_all_sessions
 from manas360.services.entitlements import CONTEXT_TTL_S, forget_user
 from manas360.services.sessions import Client
-from manas360.store import StoreUnavailable
+from manas360.settings import Settings
+from manas360.store import Store, StoreUnavailable
 
 SEED_CLIENT = Client(ip="", user_agent="manas360 seed")
 
@@ -64,21 +64,20 @@ class SeedReport:
     superadmin: SuperadminOutcome | None = None  # None: not configured
 
 
-async def seed(ctx: SimpleNamespace, *, email: str = "", password: str = "",
+async def seed(*, settings: Settings, store: Store, email: str = "", password: str = "",
                promote_existing: bool = False) -> SeedReport:
     """Reference data, then the superadmin `email` (if given), in one transaction under the seed lock.
 
-    `ctx` needs `.settings` and `.store`; see `seed_superadmin` for what happens to an
-    existing account.
+    See `seed_superadmin` for what happens to an existing account.
     """
     async with in_transaction() as conn:
         await _take_seed_lock(conn)
         report = await _seed_reference(conn)
         if email:
-            report.superadmin = await _seed_superadmin(ctx, conn, email=email, password=password,
-                                                       promote_existing=promote_existing)
+            report.superadmin = await _seed_superadmin(conn, settings=settings, store=store, email=email,
+                                                       password=password, promote_existing=promote_existing)
     if report.superadmin is not None:
-        report.superadmin = await _after_commit(ctx, report.superadmin)
+        report.superadmin = await _after_commit(store=store, outcome=report.superadmin)
     return report
 
 
@@ -89,7 +88,7 @@ async def seed_reference_data() -> SeedReport:
         return await _seed_reference(conn)
 
 
-async def seed_superadmin(ctx: SimpleNamespace, *, email: str, password: str,
+async def seed_superadmin(*, settings: Settings, store: Store, email: str, password: str,
                           promote_existing: bool = False) -> SuperadminOutcome:
     """Create the superadmin `email`, or bring an existing one to `password` (and unlock it).
 
@@ -98,9 +97,9 @@ async def seed_superadmin(ctx: SimpleNamespace, *, email: str, password: str,
     """
     async with in_transaction() as conn:
         await _take_seed_lock(conn)
-        outcome = await _seed_superadmin(ctx, conn, email=email, password=password,
+        outcome = await _seed_superadmin(conn, settings=settings, store=store, email=email, password=password,
                                          promote_existing=promote_existing)
-    return await _after_commit(ctx, outcome)
+    return await _after_commit(store=store, outcome=outcome)
 
 
 async def _take_seed_lock(conn) -> None:
@@ -165,13 +164,13 @@ class SeedError(Exception):
     """Seeding the superadmin failed; the message is safe to print (no password, no hash)."""
 
 
-async def _seed_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: str,
+async def _seed_superadmin(conn, *, settings: Settings, store: Store, email: str, password: str,
                            promote_existing: bool) -> SuperadminOutcome:
     if not password:
         raise SeedError("the superadmin needs a password (SUPERADMIN_PASSWORD)")
     try:
-        return await _write_superadmin(ctx, conn, email=users.normalize_email(email), password=password,
-                                       promote_existing=promote_existing)
+        return await _write_superadmin(conn, settings=settings, store=store, email=users.normalize_email(email),
+                                       password=password, promote_existing=promote_existing)
     except IntegrityError as exc:
         # PostgreSQL's DETAIL of a NOT NULL or CHECK violation repeats the whole failing row,
         # password hash included: keep only the message and drop the chained exception.
@@ -184,9 +183,8 @@ def _without_detail(exc: IntegrityError) -> str:
     return f"{type(cause).__name__}: {message.splitlines()[0]}"
 
 
-async def _write_superadmin(ctx: SimpleNamespace, conn, *, email: str, password: str,
+async def _write_superadmin(conn, *, settings: Settings, store: Store, email: str, password: str,
                             promote_existing: bool) -> SuperadminOutcome:
-    settings = ctx.settings
     account = await _lock_account(conn, email=email)
     if account is None:
         password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
@@ -228,7 +226,7 @@ async def _write_superadmin(ctx: SimpleNamespace, conn, *, email: str, password:
     outcome = SuperadminOutcome(email=email, status="updated", previous_role=role, changes=changes, user_id=user_id)
     if role == reference.SUPERADMIN_ROLE and same_password:
         return outcome  # only unlocked: every token issued so far was issued to this same owner
-    return await _revoke_sessions(ctx, outcome)
+    return await _revoke_sessions(settings=settings, store=store, outcome=outcome)
 
 
 async def _lock_account(conn, *, email: str) -> dict | None:
@@ -239,23 +237,23 @@ async def _lock_account(conn, *, email: str) -> dict | None:
     return rows[0] if rows else None
 
 
-async def _revoke_sessions(ctx: SimpleNamespace, outcome: SuperadminOutcome) -> SuperadminOutcome:
+async def _revoke_sessions(*, settings: Settings, store: Store, outcome: SuperadminOutcome) -> SuperadminOutcome:
     """Revoke every session of the account inside the seed's transaction (a savepoint), so
     the change and the revocation commit together; Redis hears of it before the commit,
     which at worst logs the account out if the commit then fails."""
     try:
-        await revoke_all_sessions(settings=ctx.settings, store=ctx.store, user_id=outcome.user_id, actor_id=None,
+        await revoke_all_sessions(settings=settings, store=store, user_id=outcome.user_id, actor_id=None,
                                   client=SEED_CLIENT, reason="seed")
     except StoreUnavailable as exc:
         return replace(outcome, sessions_revoked=True, cache_error=_one_line(exc))
     return replace(outcome, sessions_revoked=True)
 
 
-async def _after_commit(ctx: SimpleNamespace, outcome: SuperadminOutcome) -> SuperadminOutcome:
+async def _after_commit(*, store: Store, outcome: SuperadminOutcome) -> SuperadminOutcome:
     """Drop the account's cached context once its new role is committed."""
     if not outcome.sessions_revoked or outcome.cache_error:
         return outcome
-    await forget_user(store=ctx.store, user_id=outcome.user_id)
+    await forget_user(store=store, user_id=outcome.user_id)
     return outcome
 
 

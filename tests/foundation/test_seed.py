@@ -61,10 +61,10 @@ async def test_seeding_again_inserts_nothing_and_keeps_admin_changes(db):
 
 
 async def test_superadmin_is_created_then_unchanged_then_updated(app, db):
-    email = "Root.Admin@Example.COM "
-    first = await seed_superadmin(app.ctx, email=email, password="first-password-1")
-    again = await seed_superadmin(app.ctx, email=email, password="first-password-1")
-    rotated = await seed_superadmin(app.ctx, email=email, password="second-password-2")
+    email, deps = "Root.Admin@Example.COM ", app.ctx.deps
+    first = await seed_superadmin(settings=deps.settings, store=deps.store, email=email, password="first-password-1")
+    again = await seed_superadmin(settings=deps.settings, store=deps.store, email=email, password="first-password-1")
+    rotated = await seed_superadmin(settings=deps.settings, store=deps.store, email=email, password="second-password-2")
     assert (first.status, again.status, rotated.status) == ("created", "unchanged", "updated")
     assert rotated.changes == ("password changed",) and rotated.sessions_revoked and not rotated.cache_error
     rows = await _rows("SELECT u.email, u.password_hash, r.name AS role FROM user_accounts u "
