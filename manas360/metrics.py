@@ -13,7 +13,6 @@ import ipaddress
 import os
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -22,9 +21,7 @@ from sanic.response import BaseHTTPResponse
 
 from manas360.http.sanic_types import App
 from manas360.server import MULTIPROC_ENV
-
-if TYPE_CHECKING:  # manas360.edge imports this module: no import cycle at run time
-    from manas360.edge.client_address import IPNetwork
+from manas360.settings import IPNetwork
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
