@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -22,11 +24,12 @@ class Clock:
         return utcnow()
 
 
-async def db_now(conn) -> datetime:
+async def db_now(conn: BaseDBAsyncClient) -> datetime:
     """PostgreSQL's clock now (not the transaction's start): the clock that decides validity
     (subscription start and end, token expiry, token epochs), the same for every worker."""
     rows = await conn.execute_query_dict("SELECT clock_timestamp() AS now")
-    return rows[0]["now"]
+    now: datetime = rows[0]["now"]  # asyncpg decodes a timestamptz as an aware datetime
+    return now
 
 
 def to_ms(moment: datetime) -> int:

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from loguru import logger
 
 from manas360.settings import Settings
 from manas360.slow_queries import slow_query_init
+
+if TYPE_CHECKING:
+    from tortoise.context import TortoiseContext
 
 MODELS_APP = "models"
 MIGRATIONS_DIR = Path(str(resources.files("manas360.migrations")))
@@ -67,7 +71,8 @@ def command_timeout_s(settings: Settings) -> float | None:
     return settings.db_statement_timeout / 1000 + COMMAND_TIMEOUT_MARGIN_S
 
 
-async def open_orm(settings: Settings, *, pool_min: int | None = None, pool_max: int | None = None):
+async def open_orm(settings: Settings, *, pool_min: int | None = None,
+                   pool_max: int | None = None) -> TortoiseContext:
     """A Tortoise context of our own, initialised and made current for the calling task.
 
     Tortoise 1.x keeps its state in a ContextVar. Rather than its process-wide "global
@@ -85,12 +90,12 @@ async def open_orm(settings: Settings, *, pool_min: int | None = None, pool_max:
     return ctx
 
 
-async def close_orm(ctx) -> None:
+async def close_orm(ctx: TortoiseContext) -> None:
     await ctx.close_connections()
 
 
 @asynccontextmanager
-async def orm(settings: Settings, *, pool_max: int = 4):
+async def orm(settings: Settings, *, pool_max: int = 4) -> AsyncIterator[TortoiseContext]:
     """Tortoise for command-line work (scripts, seeding): open, yield, close."""
     ctx = await open_orm(settings, pool_min=1, pool_max=pool_max)
     try:

@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import sys
 from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from loguru import logger
 
 from manas360.settings import Settings
+
+if TYPE_CHECKING:  # loguru's types exist in its stub only
+    from loguru import Message, Record
 
 _STD_LEVELS = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "SUCCESS": 25,
                "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
@@ -39,9 +43,9 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=6, exception=record.exc_info).bind(logger_name=record.name).log(level, message)
 
 
-def _json_sink(message) -> None:
+def _json_sink(message: Message) -> None:
     record = message.record
-    line = {
+    line: dict[str, Any] = {
         "time": record["time"].isoformat(),
         "level": record["level"].name,
         "message": record["message"],
@@ -57,7 +61,7 @@ def _json_sink(message) -> None:
     sys.stderr.flush()
 
 
-def _add_request_id(record) -> None:
+def _add_request_id(record: Record) -> None:
     record["extra"].setdefault("request_id", request_id_var.get())
 
 

@@ -12,11 +12,16 @@ import hmac
 import ipaddress
 import os
 import time
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sanic import Request
+from sanic.response import BaseHTTPResponse
 
+from manas360.http.sanic_types import App
 from manas360.server import MULTIPROC_ENV
+from manas360.settings import IPNetwork
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -40,7 +45,7 @@ WORKER_MEMORY_LIMIT = Gauge("manas360_worker_memory_limit_bytes", "Memory limit 
                             multiprocess_mode="liveall")
 
 
-def scrape_allowed(*, client_ip: str, networks, token: str, authorization: str | None) -> bool:
+def scrape_allowed(*, client_ip: str, networks: Iterable[IPNetwork], token: str, authorization: str | None) -> bool:
     """A scraper from an allowed network, or one presenting the configured token."""
     if token:
         scheme, _, presented = (authorization or "").partition(" ")
@@ -60,7 +65,7 @@ def render() -> tuple[bytes, str]:
     refresh_gauges()
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated upstream
         return generate_latest(registry), CONTENT_TYPE_LATEST
     from prometheus_client import REGISTRY
 
@@ -95,7 +100,7 @@ def memory_limit_bytes() -> int:
 
 def worker_stopped(pid: int) -> None:
     if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 # Every label value must come from a small set we choose: a label value the client picks
@@ -115,15 +120,16 @@ def status_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else OTHER
 
 
-def route_label(request) -> str:
+def route_label(request: Request) -> str:
     """The matched route's template ("/api/v1/admin/users/<user_id>"), or "unmatched":
     never the raw path, which carries ids and whatever else the client puts in it."""
     return "/" + request.route.path.lstrip("/") if request.route is not None else "unmatched"
 
 
-def request_started(request) -> float | None:
+def request_started(request: Request) -> float | None:
     """When the per-request timer started (perf_counter), if it ran for this request."""
-    return getattr(request.ctx, "metrics_started", None)
+    started: float | None = getattr(request.ctx, "metrics_started", None)  # set by start_timer
+    return started
 
 
 def component_label(component: str) -> str:
@@ -132,7 +138,7 @@ def component_label(component: str) -> str:
     return ",".join(sorted(parts)) if set(parts) <= KNOWN_COMPONENTS else OTHER
 
 
-def install_metrics(app) -> None:
+def install_metrics(app: App) -> None:
     """Count and time every request by route template (not raw path) and known method:
     bounded cardinality whatever the client sends."""
 
@@ -140,12 +146,12 @@ def install_metrics(app) -> None:
     counters: dict[tuple[str, str, str], Counter] = {}
     histograms: dict[tuple[str, str], Histogram] = {}
 
-    @app.on_request(priority=99)
-    async def start_timer(request) -> None:
+    @app.middleware("request", priority=99)
+    async def start_timer(request: Request) -> None:
         request.ctx.metrics_started = time.perf_counter()
 
-    @app.on_response(priority=99)
-    async def observe(request, response) -> None:
+    @app.middleware("response", priority=99)
+    async def observe(request: Request, response: BaseHTTPResponse) -> None:
         started = request_started(request)
         route = route_label(request)
         # The cache is keyed by the labels, not the raw method: it is as bounded as they are.
@@ -165,5 +171,5 @@ def install_metrics(app) -> None:
                 STORE_ERRORS.labels(component_label(str(component))).inc()
 
     @app.after_server_stop
-    async def forget_worker_gauges(app) -> None:
+    async def forget_worker_gauges(app: App) -> None:
         worker_stopped(os.getpid())

@@ -7,6 +7,8 @@ migrations under migrations/models/.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -36,8 +38,10 @@ class Permission(Model):
 
 class RolePermission(Model):
     id = fields.IntField(primary_key=True)
-    role = fields.ForeignKeyField("models.Role", related_name="role_permissions", on_delete=fields.CASCADE)
-    permission = fields.ForeignKeyField("models.Permission", related_name="role_permissions", on_delete=fields.CASCADE)
+    role: fields.ForeignKeyRelation[Role] = fields.ForeignKeyField(
+        "models.Role", related_name="role_permissions", on_delete=fields.CASCADE)
+    permission: fields.ForeignKeyRelation[Permission] = fields.ForeignKeyField(
+        "models.Permission", related_name="role_permissions", on_delete=fields.CASCADE)
 
     class Meta:
         table = "role_permissions"
@@ -66,8 +70,10 @@ class Feature(Model):
 
 class PlanFeature(Model):
     id = fields.IntField(primary_key=True)
-    plan = fields.ForeignKeyField("models.SubscriptionPlan", related_name="plan_features", on_delete=fields.CASCADE)
-    feature = fields.ForeignKeyField("models.Feature", related_name="plan_features", on_delete=fields.CASCADE)
+    plan: fields.ForeignKeyRelation[SubscriptionPlan] = fields.ForeignKeyField(
+        "models.SubscriptionPlan", related_name="plan_features", on_delete=fields.CASCADE)
+    feature: fields.ForeignKeyRelation[Feature] = fields.ForeignKeyField(
+        "models.Feature", related_name="plan_features", on_delete=fields.CASCADE)
 
     class Meta:
         table = "plan_features"
@@ -80,7 +86,8 @@ class UserAccount(Model):
     email = fields.CharField(max_length=320)
     password_hash = fields.CharField(max_length=128)
     display_name = fields.CharField(max_length=100, default="")
-    role = fields.ForeignKeyField("models.Role", related_name="users", on_delete=fields.RESTRICT)
+    role: fields.ForeignKeyRelation[Role] = fields.ForeignKeyField(
+        "models.Role", related_name="users", on_delete=fields.RESTRICT)
     status = fields.CharField(max_length=16, default=ACCOUNT_ACTIVE)  # one of ACCOUNT_STATUSES
     # Set when the owner proved the address (the verification mail's link).
     email_verified_at = fields.DatetimeField(null=True)
@@ -100,8 +107,10 @@ class UserAccount(Model):
 
 class UserSubscription(Model):
     id = fields.UUIDField(primary_key=True)
-    user = fields.ForeignKeyField("models.UserAccount", related_name="subscriptions", on_delete=fields.CASCADE)
-    plan = fields.ForeignKeyField("models.SubscriptionPlan", related_name="subscriptions", on_delete=fields.RESTRICT)
+    user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
+        "models.UserAccount", related_name="subscriptions", on_delete=fields.CASCADE)
+    plan: fields.ForeignKeyRelation[SubscriptionPlan] = fields.ForeignKeyField(
+        "models.SubscriptionPlan", related_name="subscriptions", on_delete=fields.RESTRICT)
     status = fields.CharField(max_length=16, default="active")  # active | cancelled | expired
     starts_at = fields.DatetimeField()
     ends_at = fields.DatetimeField(null=True)
@@ -113,7 +122,8 @@ class UserSubscription(Model):
 
 class Session(Model):
     id = fields.UUIDField(primary_key=True)
-    user = fields.ForeignKeyField("models.UserAccount", related_name="sessions", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
+        "models.UserAccount", related_name="sessions", on_delete=fields.CASCADE)
     ip = fields.CharField(max_length=64, default="")
     user_agent = fields.CharField(max_length=512, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -130,10 +140,13 @@ class Token(Model):
     """A refresh token, stored only as its SHA-256; rotation chains form a family per session."""
 
     id = fields.UUIDField(primary_key=True)
-    session = fields.ForeignKeyField("models.Session", related_name="tokens", on_delete=fields.CASCADE)
-    user = fields.ForeignKeyField("models.UserAccount", related_name="tokens", on_delete=fields.CASCADE)
+    session: fields.ForeignKeyRelation[Session] = fields.ForeignKeyField(
+        "models.Session", related_name="tokens", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
+        "models.UserAccount", related_name="tokens", on_delete=fields.CASCADE)
     token_hash = fields.CharField(max_length=64, unique=True)
-    parent = fields.ForeignKeyField("models.Token", related_name="children", null=True, on_delete=fields.SET_NULL)
+    parent: fields.ForeignKeyNullableRelation[Token] = fields.ForeignKeyField(
+        "models.Token", related_name="children", null=True, on_delete=fields.SET_NULL)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
     rotated_at = fields.DatetimeField(null=True)
@@ -145,7 +158,8 @@ class Token(Model):
 
 class RevokedAccessToken(Model):
     jti = fields.UUIDField(primary_key=True)
-    user = fields.ForeignKeyField("models.UserAccount", related_name="revoked_access_tokens", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
+        "models.UserAccount", related_name="revoked_access_tokens", on_delete=fields.CASCADE)
     session_id = fields.UUIDField(null=True)
     reason = fields.CharField(max_length=32, default="")
     revoked_at = fields.DatetimeField(auto_now_add=True)
@@ -158,8 +172,9 @@ class RevokedAccessToken(Model):
 class LoginAttempt(Model):
     id = fields.BigIntField(primary_key=True)
     email = fields.CharField(max_length=320)
-    user = fields.ForeignKeyField("models.UserAccount", related_name="login_attempts", null=True,
-                                  on_delete=fields.SET_NULL)
+    user: fields.ForeignKeyNullableRelation[UserAccount] = fields.ForeignKeyField(
+        "models.UserAccount", related_name="login_attempts", null=True,
+        on_delete=fields.SET_NULL)
     success = fields.BooleanField()
     reason = fields.CharField(max_length=32, default="")
     ip = fields.CharField(max_length=64, default="")
@@ -191,8 +206,8 @@ class AuditLog(Model):
     actor_id = fields.UUIDField(null=True)
     target_user_id = fields.UUIDField(null=True)
     action = fields.CharField(max_length=64)
-    before = fields.JSONField(null=True)
-    after = fields.JSONField(null=True)
+    before: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
+    after: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     ip = fields.CharField(max_length=64, default="")
     request_id = fields.CharField(max_length=64, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -208,8 +223,8 @@ class AuditLogArchive(Model):
     actor_id = fields.UUIDField(null=True)
     target_user_id = fields.UUIDField(null=True)
     action = fields.CharField(max_length=64)
-    before = fields.JSONField(null=True)
-    after = fields.JSONField(null=True)
+    before: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
+    after: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     ip = fields.CharField(max_length=64, default="")
     request_id = fields.CharField(max_length=64, default="")
     created_at = fields.DatetimeField()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -21,7 +21,7 @@ from manas360.store import StoreUnavailable
 
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 60.0
-_tasks: set[asyncio.Future] = set()
+_tasks: set[asyncio.Future[Any]] = set()
 T = TypeVar("T")
 
 
@@ -34,7 +34,7 @@ async def run_to_completion(step: Awaitable[T]) -> T:
     return await asyncio.shield(task)
 
 
-def _finished(task: asyncio.Future) -> None:
+def _finished(task: asyncio.Future[Any]) -> None:
     _tasks.discard(task)
     if not task.cancelled() and task.exception() is not None:
         # Retrieved here so a step whose awaiting caller was cancelled is not reported as

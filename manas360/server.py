@@ -23,11 +23,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from manas360.logs import configure_logging
 from manas360.settings import Settings
+
+if TYPE_CHECKING:
+    from sanic.worker.manager import WorkerManager
+
+    from manas360.http.sanic_types import App
 
 EXIT_UNAVAILABLE = 1
 RESTARTS_PER_WINDOW, RESTART_WINDOW_S = 3, 30.0
@@ -48,7 +55,7 @@ def prepare_metrics_dir(path: str) -> None:
     os.environ[MULTIPROC_ENV] = path
 
 
-def create_app_from_environment():
+def create_app_from_environment() -> App:
     """Factory used in every worker process (must be importable, hence module level)."""
     from manas360.app import create_app
 
@@ -79,7 +86,7 @@ async def _preflight(settings: Settings) -> list[str]:
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
-          factory=create_app_from_environment) -> int:
+          factory: Callable[[], App] = create_app_from_environment) -> int:
     """Serve until SIGTERM/SIGINT. `factory` builds the app in each worker (module level)."""
     # Shared memory-mapped files for prometheus-client: every worker sums into them. Must
     # exist before anything (here or in a worker) imports prometheus-client.
@@ -144,15 +151,22 @@ class GracefulStop:
         self._on_stop = on_stop
         self._stopping = False
 
-    def install(self, app) -> None:
+    def install(self, app: App) -> None:
         manager = app.manager
         sockets = [info.settings["sock"] for info in app.state.server_info if info.settings.get("sock")]
-        sanic_handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+        # What signal.getsignal answers: a callable, SIG_DFL or SIG_IGN, or None (set outside Python).
+        sanic_handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {
+            signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
 
-        def handle(signum, frame) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
             # Signal context: no logging here (the logger's lock may be held by this thread).
             if self._stopping:
-                sanic_handlers[signum](signum, frame)
+                previous = sanic_handlers[signum]
+                if callable(previous):
+                    previous(signum, frame)
+                elif previous == signal.SIG_DFL:  # the default disposition: restore it, signal again
+                    signal.signal(signum, signal.SIG_DFL)
+                    os.kill(os.getpid(), signum)
                 return
             self._stopping = True
             self._on_stop()
@@ -177,27 +191,27 @@ class WorkerWatchdog:
         self._restarts: dict[str, deque[float]] = {}
         self._asked: dict[str, tuple[int, float]] = {}  # name -> (its start count, when we asked)
 
-    def start(self, app) -> None:
+    def start(self, app: App) -> None:
         threading.Thread(target=self._run, args=(app.manager,), name="worker-watchdog", daemon=True).start()
 
     def halt(self) -> None:
         """Restart nothing more (the service is stopping)."""
         self._stopping.set()
 
-    def _run(self, manager) -> None:
+    def _run(self, manager: WorkerManager) -> None:
         while not self._stopping.wait(self._interval_s):
             try:
                 self._restart_dead_workers(manager)
             except (OSError, EOFError):  # the state manager or the pipe is gone: Sanic is stopping
                 return
 
-    def _restart_dead_workers(self, manager) -> None:
+    def _restart_dead_workers(self, manager: WorkerManager) -> None:
         for name, state in dict(manager.worker_state).items():
             if state.get("server") and state.get("state") == "FAILED" and self._may_restart(name, state):
                 logger.warning("worker {} (pid {}) died; restarting it", name, state.get("pid"))
                 manager.monitor_publisher.send(f"{name}:")
 
-    def _may_restart(self, name: str, state: dict) -> bool:
+    def _may_restart(self, name: str, state: dict[str, Any]) -> bool:
         now = time.monotonic()
         starts = state.get("starts", 0)
         asked = self._asked.get(name)

@@ -23,7 +23,16 @@ from importlib import resources
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from manas360.database_url import DatabaseURL, parse_database_url
@@ -92,6 +101,7 @@ def _setting(default: Any, *, description: str, shown: str | None = None) -> Any
     return Field(default, description=description, json_schema_extra={"shown_default": shown} if shown else None)
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _URL_PASSWORD = re.compile(r"(://[^:@/,]*:)[^@/,]*@")
 
 
@@ -190,7 +200,7 @@ class Settings(BaseSettings):
         "`1`: one INFO line per request (method, route template, status, `duration_ms`, request id, client "
         "address; never the path, query, headers or body); needs `LOG_LEVEL` `INFO` or lower"))
 
-    def __repr_args__(self):
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # The URLs may carry a password: repr/str (and so any log line) show them without it.
         for name, value in super().__repr_args__():
             yield name, (_URL_PASSWORD.sub(r"\1***@", value) if name in ("database_url", "redis_url") else value)
@@ -198,21 +208,24 @@ class Settings(BaseSettings):
     # Derived once by the validator below; private, so repr and dumps never show them.
     _database: DatabaseURL = PrivateAttr()
     _redis: RedisConfig = PrivateAttr()
-    _proxy_networks: tuple = PrivateAttr(())
-    _metrics_networks: tuple = PrivateAttr(())
+    _proxy_networks: tuple[IPNetwork, ...] = PrivateAttr(())
+    _metrics_networks: tuple[IPNetwork, ...] = PrivateAttr(())
     _verification_keys: dict[str, str] = PrivateAttr(default_factory=dict)
     _rate_policies: dict[str, RatePolicy] = PrivateAttr(default_factory=dict)
     _rate_exempt_paths: tuple[str, ...] = PrivateAttr(())
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   **sources: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keyword arguments, then the environment: no .env file, no secrets directory."""
         return init_settings, _EnvironSource(settings_cls)
 
     @field_validator("jwt_secret")
     @classmethod
-    def _dev_secret(cls, value: SecretStr, info) -> SecretStr:
+    def _dev_secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         """Outside production an empty JWT_SECRET is a random one (the dev default, not a rule)."""
         if value.get_secret_value() or info.data.get("env") == "production":
             return value
@@ -270,11 +283,11 @@ class Settings(BaseSettings):
         return _split_csv(self.allowed_origins)
 
     @property
-    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    def proxy_networks(self) -> tuple[IPNetwork, ...]:
         return self._proxy_networks
 
     @property
-    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    def metrics_networks(self) -> tuple[IPNetwork, ...]:
         return self._metrics_networks
 
     @property
@@ -350,7 +363,8 @@ def markdown_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     shipped = _shipped_rate_table().get("policies", {})
     for name, field in Settings.model_fields.items():
-        shown = (field.json_schema_extra or {}).get("shown_default")
+        extra = field.json_schema_extra  # _setting gives a dict or None
+        shown = extra.get("shown_default") if isinstance(extra, dict) else None
         policy = shipped.get(name.removeprefix("rate_limit_")) if name.startswith("rate_limit_") else None
         if shown is None and policy is not None:
             shown = f"`{policy['limit']}/{policy['window_s']}` (policy table)"
@@ -390,8 +404,8 @@ def _parse_keys(s: Settings) -> dict[str, str]:
     return keys
 
 
-def _parse_networks(value: str, *, name: str):
-    networks = []
+def _parse_networks(value: str, *, name: str) -> tuple[IPNetwork, ...]:
+    networks: list[IPNetwork] = []
     for entry in _split_csv(value):
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
@@ -434,12 +448,14 @@ def _parse_policy(name: str, entry: dict[str, Any], *, override: str, where: str
     _require(bool(_POLICY_NAME.match(name)), f"{context}: names are lower-case letters, digits and '_', 32 at most")
     known = {"key", "applies", "routes", "limit", "window_s", "fail_open"}
     _require(set(entry) <= known, f"{context}: unknown keys {', '.join(sorted(set(entry) - known))}")
+    limit: object
+    window_s: object
     if override:
         limit, window_s = _parse_override(f"RATE_LIMIT_{name.upper()}", override)
     else:
         limit, window_s = entry.get("limit"), entry.get("window_s")
-    _require(isinstance(limit, int) and isinstance(window_s, int) and limit >= 1 and window_s >= 1,
-             f"{context}: limit and window_s must be positive integers")
+    if not (isinstance(limit, int) and isinstance(window_s, int) and limit >= 1 and window_s >= 1):
+        raise SettingsError(f"{context}: limit and window_s must be positive integers")
     # The limiter's Lua arithmetic is exact only while limit * window in ms fits a double.
     _require(limit * window_s * 1000 < 2**53, f"{context}: limit * window_s is too large")
     key, applies = entry.get("key", "ip"), entry.get("applies", "routes")
@@ -471,10 +487,11 @@ def _parse_override(env_name: str, value: str) -> tuple[int, int]:
 def _parse_routes(context: str, specs: Any) -> tuple[tuple[str, str], ...]:
     """("POST", "/api/v1/auth/login") pairs from "METHOD /path" strings (no trailing slash)."""
     _require(isinstance(specs, list), f"{context}: routes must be a list of 'METHOD /path'")
-    routes = []
+    routes: list[tuple[str, str]] = []
     for spec in specs:
         match = _ROUTE_SPEC.match(spec) if isinstance(spec, str) else None
-        _require(match is not None, f"{context}: route {spec!r} must be 'METHOD /path'")
+        if match is None:
+            raise SettingsError(f"{context}: route {spec!r} must be 'METHOD /path'")
         routes.append((match.group(1), match.group(2).rstrip("/") or "/"))
     return tuple(routes)
 

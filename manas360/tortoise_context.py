@@ -10,10 +10,13 @@ tests/foundation/test_tortoise_context.py fails loudly if a Tortoise upgrade mov
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tortoise.context import TortoiseContext
 
 
-def activate(ctx: Any) -> None:
+def activate(ctx: TortoiseContext) -> None:
     """Make the Tortoise context `ctx` the current one for the calling task."""
     from tortoise.context import _current_context
 

@@ -11,9 +11,11 @@ import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline, PubSub
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -30,17 +32,38 @@ StoreUnavailable = RedisError
 
 _SCRIPT_DIR = Path(__file__).parent
 
+ScriptArg = str | int | float
+"""An ARGV value of a Lua script (sent as its string form)."""
+
+
+def reply_items(reply: object, count: int, *, script: str) -> list[Any]:
+    """The `count` items of a script's array reply; TypeError if the reply is not such an
+    array (the script and its caller disagree). The items are Redis values, whose types
+    only the script knows, hence Any."""
+    if not isinstance(reply, list) or len(reply) != count:
+        raise TypeError(f"{script}.lua answered {reply!r}, not an array of {count}")
+    return reply
+
+
+def reply_int(value: object) -> int:
+    """An integer reply, or an integer kept as a string value (0 when nil or empty)."""
+    if value is None:
+        return 0
+    if not isinstance(value, int | str | bytes):
+        raise TypeError(f"Redis answered {value!r}, not an integer")
+    return int(value or 0)
+
 
 @dataclass(slots=True)
 class Store:
-    redis: Redis | RedisCluster
+    redis: Redis | ServiceCluster
     keys: Keys
     cluster: bool = False
     # Single node: per-request scripts go through one auto-pipelined connection per worker.
     fast: PipelinedRedis | None = None
     _scripts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
-    async def run_script(self, name: str, *, keys: list[str], args: list) -> object:
+    async def run_script(self, name: str, *, keys: list[str], args: list[ScriptArg]) -> object:
         """EVALSHA the Lua script `<name>.lua` beside this package; load it on NOSCRIPT."""
         source, sha = self.script(name)
         if self.fast is not None:
@@ -53,11 +76,14 @@ class Store:
         except NoScriptError:
             return await self.redis.eval(source, len(keys), *keys, *args)
 
-    async def run_script_and_get(self, name: str, *, keys: list[str], args: list, get: str) -> tuple[object, object]:
+    async def run_script_and_get(self, name: str, *, keys: list[str], args: list[ScriptArg],
+                                 get: str) -> tuple[object, object]:
         """Run a script and GET one more key, e.g. a version that lives outside the script's
         hash slot: one round trip on a single node; on a cluster two commands, sent at once,
         to the nodes owning each slot (possibly two different nodes)."""
         source, sha = self.script(name)
+        reply: object
+        value: object
         if self.fast is None:
             reply, value = await asyncio.gather(self.run_script(name, keys=keys, args=args), self.redis.get(get))
             return reply, value
@@ -67,11 +93,11 @@ class Store:
             reply, value = await self.fast.execute_many(("EVAL", source, len(keys), *keys, *args), ("GET", get))
         return reply, value
 
-    async def pubsub(self):
+    async def pubsub(self) -> PubSub:
         """A pub/sub handle, ready to subscribe. A cluster client picks the node for a
         channel from its slot map, which it only loads on its first command: without this,
         a listener started before any other command fails its first subscribe."""
-        if self.cluster:
+        if isinstance(self.redis, ServiceCluster):
             await self.redis.initialize()  # a no-op once the map is loaded
         return self.redis.pubsub()
 
@@ -84,7 +110,8 @@ class Store:
         if not self.cluster:
             await self.redis.script_load(self.script(name)[0])
 
-    def queue_script(self, pipe, name: str, *, keys: list[str], args: list) -> None:
+    def queue_script(self, pipe: Pipeline | ClusterPipeline, name: str, *, keys: list[str],
+                     args: list[ScriptArg]) -> None:
         """Add the script to a pipeline: EVALSHA on a single node (after `load_script`).
 
         On a cluster, EVAL with the source: redis-py refuses EVALSHA in a cluster pipeline,
@@ -108,7 +135,7 @@ def script_source(name: str) -> str:
     """The Lua of `<name>.lua`, with each `--#include <other>` line replaced by the part of
     `<other>.lua` between its `-- BEGIN <other> core` and `-- END <other> core` markers, so
     one per-request script can reuse the checks of smaller ones."""
-    lines = []
+    lines: list[str] = []
     for line in (_SCRIPT_DIR / f"{name}.lua").read_text(encoding="utf-8").splitlines():
         if line.startswith("--#include "):
             line = script_core(line.split(maxsplit=1)[1].strip())
@@ -139,13 +166,13 @@ def open_store(
     nodes and pub/sub all connect with that one configuration. ValueError if unusable."""
     config = parse_redis_url(url, cluster=cluster)
     retry = Retry(NoBackoff(), retries=1)
-    common = dict(
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=connect_timeout_s,
-        retry=retry,
-        decode_responses=True,
-        health_check_interval=0,
-    )
+    common: dict[str, Any] = {  # keyword arguments of redis-py's pools and clusters
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": connect_timeout_s,
+        "retry": retry,
+        "decode_responses": True,
+        "health_check_interval": 0,
+    }
     if config.cluster:
         client = ServiceCluster(max_connections=max_connections, queue_timeout_s=socket_timeout_s,
                                 **config.cluster_kwargs(), **common)
@@ -164,7 +191,7 @@ async def close_store(store: Store) -> None:
 async def ping(store: Store) -> bool:
     """Round-trip to Redis (raises StoreUnavailable when it does not answer); on a cluster,
     to every primary, since each one owns a share of the users."""
-    if store.cluster:
+    if isinstance(store.redis, ServiceCluster):
         return bool(await store.redis.ping(target_nodes=RedisCluster.PRIMARIES))
     return bool(await store.redis.ping())
 
@@ -172,7 +199,7 @@ async def ping(store: Store) -> bool:
 def pool_stats(store: Store) -> dict[str, int]:
     """Connections of this worker's redis-py pool(s); on a cluster, summed over the nodes
     (each node has its own pool of up to `max_connections`)."""
-    if store.cluster:
+    if isinstance(store.redis, ServiceCluster):
         nodes = store.redis.get_nodes()
         idle = sum(len(node._free) for node in nodes)  # redis-py exposes no public counters
         return {"nodes": len(nodes), "max": sum(node.max_connections for node in nodes),

@@ -23,6 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from functools import partial
+from typing import Any, TypeVar
 
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,36 +36,41 @@ POOL_HEADROOM = 8
 
 _holding_permit: ContextVar[bool] = ContextVar("m360_redis_permit", default=False)
 
+T = TypeVar("T")
+
 
 class ClusterUnreachable(RedisConnectionError):
     """No seed node of the cluster answered with a usable slot map."""
 
 
 class ServiceCluster(RedisCluster):
-    def __init__(self, *, max_connections: int, queue_timeout_s: float, **kwargs) -> None:
+    def __init__(self, *, max_connections: int, queue_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(max_connections=max_connections + POOL_HEADROOM, **kwargs)
         self._permits = asyncio.Semaphore(max_connections)
         self._queue_timeout_s = queue_timeout_s
         self.waiting = 0
         """Commands and pipelines queued for a permit right now."""
 
-    async def initialize(self, *args, **kwargs):
+    async def initialize(self, additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+                         last_failed_node_name: str | None = None) -> RedisCluster:
         try:
-            return await super().initialize(*args, **kwargs)
+            return await super().initialize(additional_startup_nodes_info, last_failed_node_name)
         except RedisClusterException as exc:
             raise ClusterUnreachable(str(exc)) from exc
 
-    async def execute_command(self, *args, **kwargs):
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:  # Any: as redis-py's
         if self._initialize:  # load the slot map before the command is routed
             await self.initialize()
         return await self.within_permit(partial(super().execute_command, *args, **kwargs))
 
-    def pipeline(self, transaction=None, shard_hint=None) -> ClusterPipeline:
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if shard_hint:
             raise RedisClusterException("shard_hint is deprecated in cluster mode")
-        return _ServicePipeline(self, transaction)
+        # redis-py's command mixins declare _event_dispatcher abstract; ClusterPipeline sets
+        # it in __init__ (redis-py's own pipeline() instantiates it just the same).
+        return _ServicePipeline(self, transaction)  # type: ignore[abstract]
 
-    async def within_permit(self, call: Callable[[], Awaitable]):
+    async def within_permit(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run `call()` holding one permit; once per task, so the commands a pipeline
         re-sends after a redirection run under the pipeline's own permit."""
         if _holding_permit.get():
@@ -86,6 +92,8 @@ class ServiceCluster(RedisCluster):
 
 
 class _ServicePipeline(ClusterPipeline):
-    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True):
+    cluster_client: ServiceCluster  # only ServiceCluster.pipeline() creates one
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
         return await self.cluster_client.within_permit(
             partial(super().execute, raise_on_error, allow_redirections))

@@ -14,8 +14,9 @@ after the demotion dropped the entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from manas360.store.client import Store
+from manas360.store.client import Store, reply_int, reply_items
 from manas360.store.revocations import SCRIPT as REVOCATIONS_SCRIPT
 from manas360.store.revocations import Revocations
 from manas360.store.revocations import script_call as revocations_call
@@ -39,7 +40,7 @@ class UserContext:
         return {"role": self.role, "plan": self.plan, "plan_end_ms": self.plan_end_ms, "status": self.status}
 
 
-def context_from_reply(values: list) -> UserContext | None:
+def context_from_reply(values: list[Any]) -> UserContext | None:
     """A context from HMGET-ordered values, or None when the entry is missing."""
     role, plan, plan_end_ms, status = values
     if not role or not plan:
@@ -102,12 +103,12 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
         args=[issued_ms, api_limit, api_window_s],
         get=keys.reference_version(),
     )
-    version = int(version or 0)
-    loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation = reply
+    loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation = reply_items(
+        reply, 10, script="request")
     context = context_from_reply([role, plan, plan_end_ms, status])
     return RequestCheck(loaded=bool(loaded), revoked=bool(revoked), context=context, allowed=bool(allowed),
                         remaining=int(remaining), reset_s=int(reset_s),
-                        generation=generation or NO_GENERATION), version
+                        generation=generation or NO_GENERATION), reply_int(version)
 
 
 async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int,
@@ -141,5 +142,5 @@ async def store_user_states(store: Store, *, states: list[UserFill], context_ttl
         await pipe.execute()
 
 
-def _has_revocations(revocations) -> bool:
+def _has_revocations(revocations: Revocations) -> bool:
     return bool(revocations.epoch_ms or revocations.jtis or revocations.sessions)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from manas360.store.client import Store
+from manas360.store.client import Store, reply_items
 
 _SCRIPT = "lockout"
 _RESERVE_SCRIPT = "lockout_reserve"
@@ -46,9 +46,10 @@ async def lock_remaining_ms(store: Store, *, email: str) -> int:
 async def reserve_check(store: Store, *, email: str, reservation: str, threshold: int, window_s: int,
                         ttl_s: int, lock_s: int) -> int:
     """Reserve one password check; 0 when reserved, else the ms to wait (locked or full)."""
-    reserved, retry_ms = await store.run_script(
+    reply = await store.run_script(
         _RESERVE_SCRIPT, keys=_keys(store, email),
         args=[threshold, window_s * 1000, ttl_s * 1000, lock_s * 1000, reservation])
+    reserved, retry_ms = reply_items(reply, 2, script=_RESERVE_SCRIPT)
     return 0 if int(reserved) else max(1, int(retry_ms))
 
 
@@ -61,10 +62,11 @@ async def record_failure(store: Store, *, email: str, threshold: int, window_s: 
                          reservation: str = "") -> FailureVerdict:
     """Count a failed check (turning its reservation into a failure) unless already locked;
     lock at the threshold."""
-    state, failures, lock_ms = await store.run_script(
+    reply = await store.run_script(
         _SCRIPT, keys=_keys(store, email),
         args=[threshold, window_s * 1000, lock_s * 1000, reservation or uuid.uuid4().hex],
     )
+    state, failures, lock_ms = reply_items(reply, 3, script=_SCRIPT)
     return FailureVerdict(failures=int(failures), locked_now=state == _LOCKED_NOW,
                           already_locked=state == _ALREADY_LOCKED, lock_ms=int(lock_ms))
 

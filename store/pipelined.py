@@ -16,20 +16,33 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import cast
 
 import hiredis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 from manas360.store.url import RedisConfig, parse_redis_url
 
+CommandArg = str | int | float | bytes
+"""One word of a Redis command, as hiredis packs it."""
+
+
+def _pack(command: tuple[CommandArg, ...]) -> bytes:
+    # hiredis's stub types the argument as a one-item tuple (Tuple[X]); it packs any length.
+    packed: bytes = hiredis.pack_command(cast(tuple[CommandArg], command))
+    return packed
+
 
 class PipelinedRedis:
     def __init__(self, *, config: RedisConfig | None = None, url: str | None = None, timeout_s: float = 1.0,
                  connect_timeout_s: float = 1.0) -> None:
         """Connect as `config` says (or `url`, parsed the same way); lazily, on first use."""
-        if (config is None) == (url is None):
+        if config is None:
+            if url is None:
+                raise TypeError("give exactly one of config= or url=")
+            config = parse_redis_url(url)
+        elif url is not None:
             raise TypeError("give exactly one of config= or url=")
-        config = config if config is not None else parse_redis_url(url)
         if config.cluster:
             raise ValueError("a pipelined connection talks to one node, not a cluster")
         self._config = config
@@ -38,22 +51,23 @@ class PipelinedRedis:
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Future | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
 
-    async def execute(self, *args) -> object:
+    async def execute(self, *args: CommandArg) -> object:
         """Send one command (coalesced with others of this tick) and await its reply."""
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        return await protocol.send(hiredis.pack_command(args))
+        return await protocol.send(_pack(args))
 
-    async def execute_many(self, *commands: tuple) -> list:
+    async def execute_many(self, *commands: tuple[CommandArg, ...]) -> list[object]:
         """Send several commands in the same write; their replies (or errors) in order."""
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        futures = [protocol.send(hiredis.pack_command(args)) for args in commands]
-        replies, first_error = [], None
+        futures = [protocol.send(_pack(args)) for args in commands]
+        replies: list[object] = []
+        first_error: Exception | None = None
         for future in futures:  # collect every outcome, so no failure goes unretrieved
             try:
                 replies.append(await future)
@@ -91,10 +105,11 @@ class PipelinedRedis:
             raise ConnectionError(f"cannot connect to Redis at {config.where}: {exc!r}") from None
         try:
             if config.password:
-                auth = ("AUTH", config.username, config.password) if config.username else ("AUTH", config.password)
-                await protocol.send(hiredis.pack_command(auth))
+                auth: tuple[CommandArg, ...] = (("AUTH", config.username, config.password) if config.username
+                                                else ("AUTH", config.password))
+                await protocol.send(_pack(auth))
             if config.db:
-                await protocol.send(hiredis.pack_command(("SELECT", config.db)))
+                await protocol.send(_pack(("SELECT", config.db)))
         except BaseException:
             protocol.abort(ConnectionError("Redis refused the connection's AUTH or SELECT"))
             raise
@@ -111,7 +126,7 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
         self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
-        self._waiting: deque[asyncio.Future] = deque()
+        self._waiting: deque[asyncio.Future[object]] = deque()
         self._outbox: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
@@ -119,13 +134,14 @@ class _Protocol(asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self.closed = False
 
-    def connection_made(self, transport) -> None:
-        self._transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # create_connection and create_unix_connection hand over a stream (read/write) transport.
+        self._transport = cast(asyncio.Transport, transport)
 
-    def send(self, packed: bytes) -> asyncio.Future:
+    def send(self, packed: bytes) -> asyncio.Future[object]:
         if self.closed:
             raise ConnectionError("Redis connection is closed")
-        future = self._loop.create_future()
+        future: asyncio.Future[object] = self._loop.create_future()
         self._waiting.append(future)
         self._outbox.append(packed)
         if not self._flush_scheduled:
@@ -136,6 +152,9 @@ class _Protocol(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self.closed or not self._outbox:
+            return
+        if self._transport is None:  # the loop calls connection_made before anyone can send
+            self.abort(ConnectionError("Redis connection is not established"))
             return
         self._transport.write(b"".join(self._outbox))
         self._outbox.clear()
@@ -148,7 +167,7 @@ class _Protocol(asyncio.Protocol):
         oldest = self._waiting[0] if self._waiting else None
         self._watchdog = self._loop.call_later(self._timeout_s, self._check_stalled, oldest)
 
-    def _check_stalled(self, oldest: asyncio.Future | None) -> None:
+    def _check_stalled(self, oldest: asyncio.Future[object] | None) -> None:
         self._watchdog = None
         if oldest is not None and self._waiting and self._waiting[0] is oldest:
             self.abort(TimeoutError(f"Redis did not answer within {self._timeout_s}s"))

@@ -53,8 +53,9 @@ client can use no more than the available quota"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from manas360.store.client import Store
+from manas360.store.client import Store, reply_items
 
 _SCRIPT = "ratelimit"
 # Lua numbers are doubles: limit * window in ms must stay an exact integer.
@@ -75,10 +76,11 @@ async def hit(store: Store, *, policy: str, key: str, limit: int, window_s: int,
     """Count a request of `cost` under `key` if the policy admits it; say how much is left."""
     check_policy(limit=limit, window_s=window_s, cost=cost)
     reply = await store.run_script(_SCRIPT, keys=[key], args=[limit, window_s, cost])
-    return verdict_from_reply(policy=policy, limit=limit, window_s=window_s, reply=reply)
+    return verdict_from_reply(policy=policy, limit=limit, window_s=window_s,
+                              reply=reply_items(reply, 3, script=_SCRIPT))
 
 
-def verdict_from_reply(*, policy: str, limit: int, window_s: int, reply: list) -> Verdict:
+def verdict_from_reply(*, policy: str, limit: int, window_s: int, reply: list[Any]) -> Verdict:
     """Build a Verdict from the core's `{allowed, remaining, t}` reply (also for bigger scripts)."""
     allowed, remaining, reset_s = reply
     return Verdict(

@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from manas360.store.client import Store
+from manas360.store.client import Store, reply_int
 
 
 async def get_reference_version(store: Store) -> int:
     """The current version (0 when never bumped, e.g. after a Redis flush: no real version)."""
-    return int(await store.redis.get(store.keys.reference_version()) or 0)
+    return reply_int(await store.redis.get(store.keys.reference_version()))
 
 
 async def bump_reference_version(store: Store) -> int:
     """Move the version past both its current value and Redis's clock (µs), and tell every
     worker. Returns the new version, never one handed out before, even across a flush."""
-    version = int(await store.run_script("reference_bump", keys=[store.keys.reference_version()], args=[]))
+    version = reply_int(await store.run_script("reference_bump", keys=[store.keys.reference_version()], args=[]))
     await store.redis.publish(store.keys.reference_channel(), str(version))
     return version
 
@@ -46,6 +46,6 @@ async def listen_reference_changes(store: Store, on_change: Callable[[int], Awai
         finally:
             try:
                 if pubsub is not None:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 8.1
             except Exception:  # the connection may already be dead
                 pass

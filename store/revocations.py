@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from manas360.store.client import Store
+from manas360.store.client import ScriptArg, Store
 from manas360.store.keys import Keys
 
 SCRIPT = "revocations"
@@ -36,7 +36,8 @@ async def _write(store: Store, *, user_id: str, revocations: Revocations, loaded
     await store.run_script(SCRIPT, keys=keys, args=args)
 
 
-def script_call(keys: Keys, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int) -> tuple[list, list]:
+def script_call(keys: Keys, *, user_id: str, revocations: Revocations,
+                loaded_ttl_ms: int) -> tuple[list[str], list[ScriptArg]]:
     """KEYS and ARGV of revocations.lua for one user: every key on the user's hash tag, so
     the script touches one slot however many tokens it records."""
     entries = [(keys.revoked_jti(user_id, jti), ttl) for jti, ttl in revocations.jtis.items()]

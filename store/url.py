@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio.cluster import ClusterNode
@@ -128,7 +128,9 @@ def _parse_part(url: str) -> RedisConfig:
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"must start with one of {_SCHEMES}")
     try:
-        options = parse_url(url)
+        # redis-py's ConnectKwargs names only the URL's parts; parse_url also returns the
+        # query's parameters (the TLS ones, converted), read below, hence a plain dict.
+        options = cast(dict[str, Any], parse_url(url))
     except ValueError as exc:
         # Only a bad query value is quoted: a bad "port" may be a piece of an unencoded password.
         detail = _first_line(exc) if "Invalid value for" in str(exc) else _ENCODE_HINT

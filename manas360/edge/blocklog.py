@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 from loguru import logger
@@ -20,6 +22,11 @@ from tortoise.exceptions import BaseORMException
 
 from manas360.edge.stats import count
 from manas360.tortoise_context import activate
+
+if TYPE_CHECKING:
+    from tortoise.context import TortoiseContext
+
+    from manas360.http.sanic_types import App
 
 FLUSH_INTERVAL_S = 2.0
 MAX_KEYS = 10_000
@@ -36,6 +43,15 @@ SET blocked_count = l.blocked_count + EXCLUDED.blocked_count,
 """
 
 Slot = tuple[str, str, datetime]
+
+
+@dataclass(slots=True)
+class _Blocked:
+    """One slot's blocked requests so far, updated in place."""
+
+    count: int
+    first_at: datetime
+    last_at: datetime
 # What a flush may meet when PostgreSQL is down, slow or refuses: logged, never raised.
 DATABASE_ERRORS = (BaseORMException, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -45,7 +61,7 @@ class BlockLog:
 
     def __init__(self, *, max_keys: int = MAX_KEYS) -> None:
         self.max_keys = max_keys
-        self._pending: dict[Slot, list] = {}  # slot -> [count, first_at, last_at]
+        self._pending: dict[Slot, _Blocked] = {}
 
     def record(self, *, policy: str, key: str, window_s: int, now: float | None = None) -> None:
         """Count one blocked request of `key` under `policy` in the window it fell in."""
@@ -67,15 +83,16 @@ class BlockLog:
         batch, self._pending = self._pending, {}
         rows = sorted(batch.items())
         columns = [[slot[0] for slot, _ in rows], [slot[1] for slot, _ in rows], [slot[2] for slot, _ in rows],
-                   [entry[0] for _, entry in rows], [entry[1] for _, entry in rows], [entry[2] for _, entry in rows]]
+                   [entry.count for _, entry in rows], [entry.first_at for _, entry in rows],
+                   [entry.last_at for _, entry in rows]]
         try:
             await connections.get("default").execute_query(_UPSERT, columns)
         except DATABASE_ERRORS as exc:
             count("block_log_flush_errors")
             logger.warning("rate_limit_logs flush of {} rows failed ({}); kept for the next flush",
                            len(rows), type(exc).__name__)
-            for slot, (blocked, first_at, last_at) in rows:
-                self._add(slot, blocked, first_at, last_at)
+            for slot, entry in rows:
+                self._add(slot, entry.count, entry.first_at, entry.last_at)
             return 0
         count("block_log_rows", len(rows))
         return len(rows)
@@ -83,16 +100,16 @@ class BlockLog:
     def _add(self, slot: Slot, blocked: int, first_at: datetime, last_at: datetime) -> None:
         entry = self._pending.get(slot)
         if entry is not None:
-            entry[0] += blocked
-            entry[1] = min(entry[1], first_at)
-            entry[2] = max(entry[2], last_at)
+            entry.count += blocked
+            entry.first_at = min(entry.first_at, first_at)
+            entry.last_at = max(entry.last_at, last_at)
         elif len(self._pending) < self.max_keys:
-            self._pending[slot] = [blocked, first_at, last_at]
+            self._pending[slot] = _Blocked(blocked, first_at, last_at)
         else:
             count("block_log_dropped", blocked)
 
 
-async def run_flusher(block_log: BlockLog, *, orm, interval_s: float = FLUSH_INTERVAL_S) -> None:
+async def run_flusher(block_log: BlockLog, *, orm: TortoiseContext, interval_s: float = FLUSH_INTERVAL_S) -> None:
     """Flush every `interval_s` until cancelled (the app's Tortoise context made current)."""
     activate(orm)
     while True:
@@ -100,7 +117,8 @@ async def run_flusher(block_log: BlockLog, *, orm, interval_s: float = FLUSH_INT
         await block_log.flush()
 
 
-async def flush_block_log(app) -> int:
+async def flush_block_log(app: App) -> int:
     """Write the app's buffered blocks now (tests, shutdown); rows written."""
     activate(app.ctx.orm)
-    return await app.ctx.edge.block_log.flush()
+    block_log: BlockLog = app.ctx.edge.block_log  # install_edge's EdgeLimiter
+    return await block_log.flush()

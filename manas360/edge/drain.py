@@ -3,6 +3,8 @@ loses no request (see DrainingHttpProtocol)."""
 
 from __future__ import annotations
 
+from sanic import Request
+from sanic.http import Http
 from sanic.http.constants import Stage
 
 from manas360.edge.protocol import EdgeHttpProtocol
@@ -24,11 +26,12 @@ class DrainingHttpProtocol(EdgeHttpProtocol):
     """
 
     def _setup(self) -> None:
-        super()._setup()
+        super()._setup()  # type: ignore[no-untyped-call]  # unannotated in sanic
         self.request_handler = self._handle_request
 
-    async def _handle_request(self, request) -> None:
-        if self.signal.stopped:  # Sanic's flag: this worker is draining
+    async def _handle_request(self, request: Request) -> None:
+        # Sanic's flag: this worker is draining. (This protocol's streams are HTTP/1 ones.)
+        if self.signal.stopped and isinstance(request.stream, Http):
             request.stream.keep_alive = False
         await self.app.handle_request(request)
 

@@ -7,39 +7,43 @@ config/ratelimits.toml name it. Resolved once per route, then read from the rout
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from loguru import logger
 from sanic import Request
+from sanic_routing.route import Route
 
 from manas360.settings import RatePolicy, Settings
 
 _DECLARED = "__rate_policies__"
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
-def rate_limited(*names: str):
+def rate_limited(*names: str) -> Callable[[Handler], Handler]:
     """Put a route handler under the named policies (besides the every-request ones).
 
     The names are checked against the policy table when the server starts: an unknown
     name, or one that is not a per-route policy, stops the start.
     """
 
-    def decorator(handler):
+    def decorator(handler: Handler) -> Handler:
         setattr(handler, _DECLARED, tuple(dict.fromkeys((*getattr(handler, _DECLARED, ()), *names))))
         return handler
 
     return decorator
 
 
-def route_path(route) -> str:
+def route_path(route: Route) -> str:
     """The route's path as written in the table: "/api/v1/auth/login", params included."""
     return "/" + route.path.strip("/")
 
 
-def _declared(route) -> tuple[str, ...]:
+def _declared(route: Route) -> tuple[str, ...]:
     # sanic-ext's automatic HEAD route wraps the GET handler and keeps it here.
     handler = getattr(route.handler, "__route_handler__", route.handler)
-    return getattr(handler, _DECLARED, ())
+    declared: tuple[str, ...] = getattr(handler, _DECLARED, ())  # set by rate_limited only
+    return declared
 
 
 def _table_method(method: str) -> str:
@@ -69,18 +73,18 @@ class PolicyMap:
             by_method = route.ctx.rate_policies = self._resolve(route)
         return by_method.get(request.method, self.every_request)
 
-    def _resolve(self, route) -> dict[str, tuple[RatePolicy, ...]]:
+    def _resolve(self, route: Route) -> dict[str, tuple[RatePolicy, ...]]:
         path, declared = route_path(route), _declared(route)
-        resolved = {}
+        resolved: dict[str, tuple[RatePolicy, ...]] = {}
         for method in route.methods:
             listed = [p.name for p in self._listed.get((_table_method(method), path), ())]
             names = dict.fromkeys((*declared, *listed))
             resolved[method] = self.every_request + tuple(self._policies[name] for name in names)
         return resolved
 
-    def check_routes(self, routes: Iterable) -> None:
+    def check_routes(self, routes: Iterable[Route]) -> None:
         """Refuse declarations naming no per-route policy; warn of table routes that match nothing."""
-        seen = set()
+        seen: set[tuple[str, str]] = set()
         for route in routes:
             for name in _declared(route):
                 policy = self._policies.get(name)

@@ -40,4 +40,4 @@ class EdgeHttpProtocol(HttpProtocol):
             http.exception = RequestTimeout("Request Timeout")
             self._task.cancel()
             return
-        super().check_timeouts()
+        super().check_timeouts()  # type: ignore[no-untyped-call]  # unannotated in sanic

@@ -20,7 +20,7 @@ import time
 
 from loguru import logger
 from sanic import Request
-from sanic.response import HTTPResponse
+from sanic.response import BaseHTTPResponse
 
 from manas360 import errors
 from manas360.edge.blocklog import BlockLog
@@ -99,6 +99,8 @@ def _request_key(request: Request, policy: RatePolicy, store: Store) -> tuple[st
     address = request_rate_address(request)
     if policy.key == "ip":
         return store.keys.ip_rate(address, policy.name), f"ip:{address}"
+    if request.route is None:  # settings refuse an ip+route policy applying to every request
+        raise ValueError(f"policy {policy.name!r} is keyed by route, and this request matched none")
     method = "GET" if request.method == "HEAD" else request.method
     route = f"{method} {route_path(request.route)}"
     return store.keys.ip_rate(address, policy.name, route.replace(" ", "")), f"ip:{address} {route}"
@@ -126,7 +128,7 @@ def user_rate_key(store: Store, *, user_id: str, policy: str = "api") -> tuple[s
     return store.keys.user_rate(user_id, policy), f"u:{user_id}"
 
 
-def add_rate_headers(request: Request, response: HTTPResponse) -> None:
+def add_rate_headers(request: Request, response: BaseHTTPResponse) -> None:
     """RateLimit-Policy, RateLimit (and Retry-After on a denial) from the request's verdicts."""
     verdicts = getattr(request.ctx, "rate_verdicts", None)
     if verdicts:

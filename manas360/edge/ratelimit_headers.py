@@ -7,6 +7,8 @@ Field syntax follows draft-ietf-httpapi-ratelimit-headers-11: `RateLimit-Policy`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from manas360.store.ratelimit import Verdict
 
 
@@ -30,7 +32,7 @@ def retry_after_s(verdicts: list[Verdict]) -> int | None:
     return max(waits) if waits else None
 
 
-def _sf_list(items) -> str:
+def _sf_list(items: Iterable[str]) -> str:
     # RFC 9651 section 4.1.1 serialises list members separated by ", ".
     return ", ".join(items)
 

@@ -68,7 +68,7 @@ def validate(model: type[Model], data: dict[str, Any]) -> Model:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        fields = {}
+        fields: dict[str, str] = {}
         for problem in exc.errors(include_url=False, include_input=False):
             where = ".".join(str(part) for part in problem["loc"]) or "body"
             fields.setdefault(where, problem["msg"])

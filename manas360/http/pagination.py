@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, overload
 
 import pydantic
 from sanic import Request
@@ -35,7 +35,11 @@ class Page(pydantic.BaseModel):
         return value
 
 
-def parse_page(request: Request, model: type[Model] = Page) -> Model:
+@overload
+def parse_page(request: Request) -> Page: ...
+@overload
+def parse_page(request: Request, model: type[Model]) -> Model: ...
+def parse_page(request: Request, model: type[pydantic.BaseModel] = Page) -> pydantic.BaseModel:
     """A list's query parameters (`limit`, `cursor` and the model's filters); 422 with
     `fields` when out of range. Unknown parameters are ignored."""
     args = request.args

@@ -28,7 +28,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar, TypeVarTuple
 
 import bcrypt
 
@@ -121,5 +123,9 @@ def set_hashing_threads(count: int) -> None:
     _bcrypt_threads = ThreadPoolExecutor(max_workers=max(1, count), thread_name_prefix="bcrypt")
 
 
-async def _off_loop(function, *args):
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+async def _off_loop(function: Callable[[*Ts], T], *args: *Ts) -> T:
     return await asyncio.get_running_loop().run_in_executor(_bcrypt_threads, function, *args)
