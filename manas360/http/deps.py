@@ -9,4 +9,5 @@ from manas360.container import Collaborators
 
 def deps(request: Request) -> Collaborators:
     """The app's collaborators, built once by `create_app`."""
-    return request.app.ctx.deps
+    collaborators: Collaborators = request.app.ctx.deps  # app.ctx is Sanic's untyped namespace
+    return collaborators
