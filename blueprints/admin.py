@@ -17,7 +17,7 @@ from sanic_ext import openapi
 
 from manas360 import reference
 from manas360.blueprints.bodies import StrictBody
-from manas360.blueprints.guard import client, guarded
+from manas360.blueprints.guard import BEARER, client, guarded
 from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
 from manas360.http.pagination import (
@@ -35,8 +35,8 @@ bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE
 _Name = Field(min_length=1, max_length=64)
 # The list routes' query parameters as documented (validated by Page and the query models).
-_LIMIT = openapi.Integer(minimum=1, maximum=MAX_PAGE_LIMIT, default=DEFAULT_PAGE_LIMIT)
-_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)
+_LIMIT = openapi.Integer(minimum=1, maximum=MAX_PAGE_LIMIT, default=DEFAULT_PAGE_LIMIT)  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
+_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
 
 
 class UserQuery(Page):
@@ -92,13 +92,13 @@ def _actor(request: Request) -> admin.Actor:
 
 
 @bp.get("/users")
-@openapi.definition(summary="List users", tag="admin", secured="bearer",
+@openapi.definition(summary="List users", tag="admin", secured=BEARER,
                     description="Newest first, `limit` 1..100 (default 20), `q` a case-insensitive substring of "
                                 "email or display name, `cursor` the `next_cursor` of the previous page (stable "
                                 "while users are being added). Needs `users.read`.")
 @openapi.parameter("limit", _LIMIT, "query", description="Page size, 1..100 (default 20)")
 @openapi.parameter("cursor", _CURSOR, "query", description="`next_cursor` of the previous page")
-@openapi.parameter("q", openapi.String(maxLength=100), "query",
+@openapi.parameter("q", openapi.String(maxLength=100), "query",  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
                    description="Case-insensitive substring of email or display name")
 @guarded(min_privilege=ADMIN, permissions=("users.read",))
 async def list_users(request: Request) -> HTTPResponse:
@@ -108,7 +108,7 @@ async def list_users(request: Request) -> HTTPResponse:
 
 
 @bp.get("/users/<user_id:str>")
-@openapi.definition(summary="Show a user", tag="admin", secured="bearer",
+@openapi.definition(summary="Show a user", tag="admin", secured=BEARER,
                     description="The user with `locked_until` and `subscription`. Needs `users.read`.")
 @guarded(min_privilege=ADMIN, permissions=("users.read",))
 async def show_user(request: Request, user_id: str) -> HTTPResponse:
@@ -116,7 +116,7 @@ async def show_user(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.put("/users/<user_id:str>/role")
-@openapi.definition(summary="Change a user's role", tag="admin", secured="bearer",
+@openapi.definition(summary="Change a user's role", tag="admin", secured=BEARER,
                     body={"application/json": RoleBody.model_json_schema()},
                     description="Only on users below you, only to roles below you (a superadmin may assign any "
                                 "role to a user below 100); never your own role. Refusals are 403 "
@@ -129,7 +129,7 @@ async def change_role(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.put("/users/<user_id:str>/subscription")
-@openapi.definition(summary="Change a user's subscription", tag="admin", secured="bearer",
+@openapi.definition(summary="Change a user's subscription", tag="admin", secured=BEARER,
                     body={"application/json": SubscriptionBody.model_json_schema()},
                     description="Puts the user on `plan` from now until `ends_at` (ISO-8601 with an explicit UTC "
                                 "offset; open-ended when absent). `free` ends the current subscription. Needs "
@@ -143,7 +143,7 @@ async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.put("/users/<user_id:str>/status")
-@openapi.definition(summary="Enable or disable an account", tag="admin", secured="bearer",
+@openapi.definition(summary="Enable or disable an account", tag="admin", secured=BEARER,
                     body={"application/json": StatusBody.model_json_schema()},
                     description="`disabled` revokes every session of the user at once; their login with the right "
                                 "password, any refresh and any authenticated request then answer 403 "
@@ -159,7 +159,7 @@ async def set_status(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.post("/users/<user_id:str>/unlock")
-@openapi.definition(summary="Unlock a user", tag="admin", secured="bearer",
+@openapi.definition(summary="Unlock a user", tag="admin", secured=BEARER,
                     description="Lifts a lockout at once and clears the failure count. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
@@ -168,7 +168,7 @@ async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.post("/users/<user_id:str>/revoke-sessions")
-@openapi.definition(summary="Revoke a user's sessions", tag="admin", secured="bearer",
+@openapi.definition(summary="Revoke a user's sessions", tag="admin", secured=BEARER,
                     description="Every session, refresh token and access token of the user stops working on its "
                                 "next use, on every worker. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
@@ -179,7 +179,7 @@ async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.get("/roles")
-@openapi.definition(summary="List roles", tag="admin", secured="bearer",
+@openapi.definition(summary="List roles", tag="admin", secured=BEARER,
                     description="Every role with its privilege level and permissions. Needs `roles.read`.")
 @guarded(min_privilege=ADMIN, permissions=("roles.read",))
 async def list_roles(request: Request) -> HTTPResponse:
@@ -187,7 +187,7 @@ async def list_roles(request: Request) -> HTTPResponse:
 
 
 @bp.put("/roles/<name:str>/permissions")
-@openapi.definition(summary="Set a role's permissions", tag="admin", secured="bearer",
+@openapi.definition(summary="Set a role's permissions", tag="admin", secured=BEARER,
                     body={"application/json": PermissionsBody.model_json_schema()},
                     description="Replaces the role's permissions; applies to every holder's next request. Only "
                                 "for roles below your level, and only granting permissions you hold yourself "
@@ -201,7 +201,7 @@ async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
 
 
 @bp.put("/plans/<name:str>/features")
-@openapi.definition(summary="Set a plan's features", tag="admin", secured="bearer",
+@openapi.definition(summary="Set a plan's features", tag="admin", secured=BEARER,
                     body={"application/json": FeaturesBody.model_json_schema()},
                     description="Replaces the plan's features; applies to every subscriber's next request. Needs "
                                 "`plans.manage`.")
@@ -214,12 +214,12 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
 
 
 @bp.get("/audit-logs")
-@openapi.definition(summary="Read the audit log", tag="admin", secured="bearer",
+@openapi.definition(summary="Read the audit log", tag="admin", secured=BEARER,
                     description="Newest first; filter by `user_id` (target) and `action`; `limit` 1..100, "
                                 "`cursor` from the previous page. Needs `audit.read`.")
-@openapi.parameter("user_id", openapi.String(format="uuid", maxLength=64), "query",
+@openapi.parameter("user_id", openapi.String(format="uuid", maxLength=64), "query",  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
                    description="Only entries about this user (target)")
-@openapi.parameter("action", openapi.String(maxLength=64), "query", description="Only entries of this action")
+@openapi.parameter("action", openapi.String(maxLength=64), "query", description="Only entries of this action")  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
 @openapi.parameter("limit", _LIMIT, "query", description="Page size, 1..100 (default 20)")
 @openapi.parameter("cursor", _CURSOR, "query", description="`next_cursor` of the previous page")
 @guarded(min_privilege=ADMIN, permissions=("audit.read",))

@@ -14,7 +14,7 @@ from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from manas360.blueprints.bodies import DisplayName, Email, NewEmail, NewPassword, Password, StrictBody
-from manas360.blueprints.guard import authenticated, client
+from manas360.blueprints.guard import BEARER, authenticated, client
 from manas360.errors import NotFound
 from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
@@ -92,7 +92,7 @@ async def rotate(request: Request) -> HTTPResponse:
 @bp.post("/logout")
 @openapi.definition(summary="Sign out of this session",
                     description="Revokes the caller's session: its access and refresh tokens stop working at once.",
-                    tag="auth", secured="bearer")
+                    tag="auth", secured=BEARER)
 @authenticated()
 async def logout(request: Request) -> HTTPResponse:
     app = deps(request)
@@ -103,7 +103,7 @@ async def logout(request: Request) -> HTTPResponse:
 @bp.post("/logout-all")
 @openapi.definition(summary="Sign out everywhere",
                     description="Revokes every session of the caller, on every device, at once.",
-                    tag="auth", secured="bearer")
+                    tag="auth", secured=BEARER)
 @authenticated()
 async def logout_all(request: Request) -> HTTPResponse:
     app = deps(request)
@@ -119,7 +119,7 @@ async def logout_all(request: Request) -> HTTPResponse:
                 "the account's lockout like a failed login (423 `AccountLocked` once locked, even with the right "
                 "one). Revokes every session, this one included, and returns the pair of a new session, the only "
                 f"live one. {_TOKEN_PAIR}",
-    tag="auth", body={"application/json": PasswordBody.model_json_schema()}, secured="bearer")
+    tag="auth", body={"application/json": PasswordBody.model_json_schema()}, secured=BEARER)
 @authenticated()
 async def change_password(request: Request) -> HTTPResponse:
     body, app = parse_body(request, PasswordBody), deps(request)
@@ -132,7 +132,7 @@ async def change_password(request: Request) -> HTTPResponse:
 @bp.get("/sessions")
 @openapi.definition(summary="List my sessions",
                     description="The caller's live sessions, newest first, with `current` marking this one.",
-                    tag="auth", secured="bearer")
+                    tag="auth", secured=BEARER)
 @authenticated()
 async def list_sessions(request: Request) -> HTTPResponse:
     principal = request.ctx.principal
@@ -143,7 +143,7 @@ async def list_sessions(request: Request) -> HTTPResponse:
 @bp.delete("/sessions/<session_id:str>")
 @openapi.definition(summary="End one of my sessions",
                     description="Revokes the session and its tokens. 404 for an unknown id or someone else's.",
-                    tag="auth", secured="bearer")
+                    tag="auth", secured=BEARER)
 @authenticated()
 async def delete_session(request: Request, session_id: str) -> HTTPResponse:
     app = deps(request)

@@ -3,15 +3,29 @@ entitlements and where the request came from."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import wraps
+from typing import Any, Concatenate, ParamSpec, TypeAlias
 
 from sanic import Request
+from sanic.response import HTTPResponse
 
 from manas360.edge import request_client_ip
 from manas360.edge.ratelimit import apply_verdict
 from manas360.http.deps import deps
 from manas360.services.entitlements import Needs, authorize
+from manas360.services.principal import Principal
 from manas360.services.sessions import Client
+from manas360.store.ratelimit import Verdict
+
+P = ParamSpec("P")
+# A route handler: the request, then the route's own parameters (`user_id: str`, ...).
+Handler: TypeAlias = Callable[Concatenate[Request, P], Awaitable[HTTPResponse]]
+
+# openapi.definition(secured=...) for the bearer scheme that create_app registers; the
+# mapping form of `secured="bearer"` (scheme name -> required scopes), which is what
+# sanic-ext's signature declares.
+BEARER: dict[str, Any] = {"bearer": []}
 
 
 def client_ip(request: Request) -> str:
@@ -24,7 +38,8 @@ def client(request: Request) -> Client:
     return Client(ip=client_ip(request), user_agent=request.headers.get("user-agent", "")[:512])
 
 
-def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = (), min_privilege: int = 0):
+def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = (), min_privilege: int = 0,
+            ) -> Callable[[Handler[P]], Handler[P]]:
     """Require a valid, unrevoked bearer token and what the route needs: any of
     `permissions`, all of `features`, and at least `min_privilege`. The caller lands in
     `request.ctx.principal` and their live entitlements in `request.ctx.access`.
@@ -34,10 +49,10 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
     """
     needs = Needs(permissions=frozenset(permissions), features=frozenset(features), min_privilege=min_privilege)
 
-    def decorator(handler):
+    def decorator(handler: Handler[P]) -> Handler[P]:
         @wraps(handler)
-        async def guard(request: Request, *args, **kwargs):
-            def on_rate(principal, verdict):
+        async def guard(request: Request, /, *args: P.args, **kwargs: P.kwargs) -> HTTPResponse:
+            def on_rate(principal: Principal, verdict: Verdict) -> None:
                 apply_verdict(request, verdict, log_key=f"u:{principal.user_id}")
 
             app = deps(request)
@@ -52,6 +67,6 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
     return decorator
 
 
-def authenticated():
+def authenticated() -> Callable[[Handler[P]], Handler[P]]:
     """Require a valid, unrevoked bearer token and nothing more."""
     return guarded()

@@ -7,7 +7,7 @@ from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from manas360.blueprints.bodies import DisplayName, StrictBody
-from manas360.blueprints.guard import authenticated
+from manas360.blueprints.guard import BEARER, authenticated
 from manas360.http.bodies import parse_body
 from manas360.http.responses import json_response
 from manas360.services import users
@@ -23,7 +23,7 @@ class ProfileBody(StrictBody):
 @openapi.definition(summary="Who am I",
                     description="The caller's account with the permissions of their role, the features of "
                                 "their plan and their subscription (`free` when none is active).",
-                    tag="me", secured="bearer")
+                    tag="me", secured=BEARER)
 @authenticated()
 async def show(request: Request) -> HTTPResponse:
     profile = await users.get_profile(user_id=request.ctx.principal.user_id)
@@ -33,7 +33,7 @@ async def show(request: Request) -> HTTPResponse:
 @bp.patch("")
 @openapi.definition(summary="Change my display name",
                     description="Only `display_name` may be sent; any other field is refused with 422.",
-                    tag="me", body={"application/json": ProfileBody.model_json_schema()}, secured="bearer")
+                    tag="me", body={"application/json": ProfileBody.model_json_schema()}, secured=BEARER)
 @authenticated()
 async def update(request: Request) -> HTTPResponse:
     body = parse_body(request, ProfileBody)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
@@ -19,7 +22,7 @@ bp = Blueprint("ops")
 @bp.get("/health/live")
 @openapi.summary("Liveness: 200 while the process serves")
 @openapi.tag("operations")
-async def live(request: Request):
+async def live(request: Request) -> HTTPResponse:
     return json_response({"status": "ok"})
 
 
@@ -27,7 +30,7 @@ async def live(request: Request):
 @openapi.summary("Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component")
 @openapi.description("Each worker reuses its last check for about 1 s, and concurrent calls share one check.")
 @openapi.tag("operations")
-async def ready(request: Request):
+async def ready(request: Request) -> HTTPResponse:
     checks = await _readiness_cache(request).get(deps(request).store)
     _raise_if_down(checks, checks)
     return json_response({"status": "ok", **checks})
@@ -36,7 +39,7 @@ async def ready(request: Request):
 @bp.get("/health")
 @openapi.summary("Health report: stores, pools, memory, uptime and version")
 @openapi.tag("operations")
-async def report(request: Request):
+async def report(request: Request) -> HTTPResponse:
     body = await health.report(deps(request).store, cache=_readiness_cache(request))
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return json_response(body)
@@ -48,7 +51,7 @@ async def report(request: Request):
                      "`Authorization: Bearer <METRICS_TOKEN>` when a token is configured; 403 "
                      "`PermissionDenied` otherwise.")
 @openapi.tag("operations")
-async def prometheus(request: Request):
+async def prometheus(request: Request) -> HTTPResponse:
     settings = deps(request).settings
     if not metrics.scrape_allowed(client_ip=request_client_ip(request), networks=settings.metrics_networks,
                                   token=settings.metrics_token.get_secret_value(),
@@ -66,7 +69,7 @@ def _readiness_cache(request: Request) -> health.ReadinessCache:
     return cache
 
 
-def _raise_if_down(body: dict, checks: dict[str, str]) -> None:
+def _raise_if_down(body: Mapping[str, Any], checks: Mapping[str, str]) -> None:
     """A failed check leaves as the 503 envelope, naming the component(s) down."""
     down = [name for name, value in checks.items() if value != "ok"]
     if down:

@@ -6,7 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from manas360.blueprints.guard import guarded
+from manas360.blueprints.guard import BEARER, guarded
 from manas360.http.responses import json_response
 from manas360.services import analytics
 
@@ -15,7 +15,7 @@ bp = Blueprint("product")
 
 @bp.get("/dashboard")
 @openapi.definition(summary="Dashboard", description="Needs the permission `dashboard.read` (403 `PermissionDenied`).",
-                    tag="product", secured="bearer")
+                    tag="product", secured=BEARER)
 @guarded(permissions=("dashboard.read",))
 async def dashboard(request: Request) -> HTTPResponse:
     access = request.ctx.access
@@ -26,7 +26,7 @@ async def dashboard(request: Request) -> HTTPResponse:
 @openapi.definition(summary="Premium dashboard",
                     description="Needs the feature `premium_dashboard` of the caller's plan; without it, 403 "
                                 "`FeatureNotAvailable` with `upgrade` naming the cheapest plan that has it.",
-                    tag="product", secured="bearer")
+                    tag="product", secured=BEARER)
 @guarded(features=("premium_dashboard",))
 async def premium_dashboard(request: Request) -> HTTPResponse:
     access = request.ctx.access
@@ -37,7 +37,7 @@ async def premium_dashboard(request: Request) -> HTTPResponse:
 @openapi.definition(summary="Platform analytics",
                     description="Users by plan and role, and logins, failed logins and lockouts in the last 24 "
                                 "hours. Needs `analytics.read` (403 `PermissionDenied`).",
-                    tag="admin", secured="bearer")
+                    tag="admin", secured=BEARER)
 @guarded(permissions=("analytics.read",))
 async def admin_analytics(request: Request) -> HTTPResponse:
     return json_response(await analytics.summary())
