@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from sanic import Request, Sanic
-from sanic.response import HTTPResponse
+from sanic.response import BaseHTTPResponse
 
 from manas360 import __version__
 from manas360.access_log import install_access_log
@@ -16,6 +16,7 @@ from manas360.edge import install_edge
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
 from manas360.http.request_id import request_id
+from manas360.http.sanic_types import App
 from manas360.logs import configure_logging, request_id_var
 from manas360.metrics import install_metrics
 from manas360.security.passwords import set_hashing_threads, verify_dummy
@@ -39,7 +40,7 @@ with `fields`, `upgrade` or `retry_after` where they help. Every response carrie
 `X-Request-ID`. Access tokens are sent as `Authorization: Bearer <token>`."""
 
 
-def create_app(settings: Settings | None = None, *, name: str = "manas360") -> Sanic:
+def create_app(settings: Settings | None = None, *, name: str = "manas360") -> App:
     """Build the Sanic app. Nothing connects here: pools open in the server listeners."""
     settings = settings or load_settings()
     configure_logging(settings)
@@ -77,31 +78,31 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> S
     return app
 
 
-def _add_listeners(app: Sanic, settings: Settings) -> None:
+def _add_listeners(app: App, settings: Settings) -> None:
     @app.before_server_start
-    async def open_database(app: Sanic) -> None:
+    async def open_database(app: App) -> None:
         # The pool is lazy: a database that is down at start does not stop the worker;
         # requests that need it answer 503 until it is back.
         app.ctx.orm = await open_orm(settings)
 
     @app.after_server_stop
-    async def close_database(app: Sanic) -> None:
+    async def close_database(app: App) -> None:
         await close_orm(app.ctx.orm)
 
     @app.after_server_stop
-    async def close_redis(app: Sanic) -> None:
+    async def close_redis(app: App) -> None:
         # The store was built with the app (create_app); its connections opened lazily.
         await close_store(app.ctx.deps.store)
 
     @app.before_server_start
-    async def prepare_auth(app: Sanic) -> None:
+    async def prepare_auth(app: App) -> None:
         # Once per worker: the dummy hash that unknown-email logins verify against, so no
         # login pays for creating it.
         set_hashing_threads((os.cpu_count() or 1) // settings.workers)
         await verify_dummy(password="warm-up", cost=settings.bcrypt_cost)
 
     @app.before_server_start
-    async def open_catalog(app: Sanic) -> None:
+    async def open_catalog(app: App) -> None:
         # Role/plan tables live in each worker's memory; loaded lazily at the version the
         # first request reads, then kept current by pub/sub and a version poll.
         deps = app.ctx.deps
@@ -109,20 +110,20 @@ def _add_listeners(app: Sanic, settings: Settings) -> None:
             watch_reference(deps.catalog, deps.store))
 
     @app.after_server_stop
-    async def close_catalog(app: Sanic) -> None:
+    async def close_catalog(app: App) -> None:
         app.ctx.catalog_watch.cancel()
 
 
-def _add_middleware(app: Sanic, settings: Settings) -> None:
+def _add_middleware(app: App, settings: Settings) -> None:
     hsts = "max-age=63072000; includeSubDomains" if settings.hsts else None
 
-    @app.on_request(priority=100)
+    @app.middleware("request", priority=100)
     async def assign_request_id(request: Request) -> None:
         request_id_var.set(request_id(request))
         activate(request.app.ctx.orm)
 
-    @app.on_response(priority=100)
-    async def add_response_headers(request: Request, response: HTTPResponse) -> None:
+    @app.middleware("response", priority=100)
+    async def add_response_headers(request: Request, response: BaseHTTPResponse) -> None:
         headers = response.headers
         headers["X-Request-ID"] = request_id(request)
         headers["X-Content-Type-Options"] = "nosniff"
@@ -134,7 +135,7 @@ def _add_middleware(app: Sanic, settings: Settings) -> None:
             headers["Strict-Transport-Security"] = hsts
 
 
-def _add_blueprints(app: Sanic) -> None:
+def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
     from manas360.blueprints import admin, auth, me, ops, plans, product
