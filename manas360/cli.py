@@ -11,10 +11,15 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TextIO
 
 from manas360.server import EXIT_UNAVAILABLE  # `serve` and the commands exit alike when a store is down
 from manas360.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the commands import their services lazily, when run
+    from manas360.services.maintenance import OnBatch
+    from manas360.services.seeding import SuperadminOutcome
 
 PROMOTE_FLAG = "--promote-existing-superadmin"
 
@@ -38,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"manas360: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return args.func(settings, args)
+    command: Callable[[Settings, argparse.Namespace], int] = args.func  # set_defaults(func=...) below
+    return command(settings, args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +116,7 @@ def _positive(value: str) -> int:
     return number
 
 
-def _run(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+def _run(settings: Settings, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run `work` with logging configured, turning store outages into one-line errors."""
     from manas360.logs import configure_logging
 
@@ -177,7 +183,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
-def _print_superadmin(outcome) -> int:
+def _print_superadmin(outcome: SuperadminOutcome) -> int:
     """One line on stdout for what seeding did to the superadmin (never the password);
     a refusal or a cache that could not be updated is one line on stderr."""
     if outcome.status == "refused":
@@ -226,7 +232,7 @@ async def _seed_users(settings: Settings, *, users: int, batch_size: int | None)
 class _Progress:
     """A progress bar on a terminal (stderr), one plain line per update otherwise."""
 
-    def __init__(self, *, total: int, unit: str, stream=None) -> None:
+    def __init__(self, *, total: int, unit: str, stream: TextIO | None = None) -> None:
         self.total, self.unit, self.done = total, unit, 0
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
@@ -290,7 +296,7 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     options = {name: value for name in ("audit_days", "login_attempt_days", "rate_limit_log_days", "batch_size")
                if (value := getattr(args, name, None)) is not None}
 
-    def on_batch(job: str):
+    def on_batch(job: str) -> OnBatch:
         return lambda rows, total: print(f"{job}: batch of {rows}, {total} so far", flush=True)
 
     async def work() -> int:
