@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
@@ -76,7 +77,8 @@ class Acting:
 async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listing:
     """Users newest first; the cursor is the last row's (created_at, id), so rows inserted
     while paging never shift or repeat a page."""
-    filters, values = [], []
+    filters: list[str] = []
+    values: list[object] = []
     if cursor:
         created_at, user_id = decode_position(cursor, arity=2)
         try:
@@ -104,7 +106,7 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listin
     return Listing(items=[user.as_dict() for user in page], next_cursor=next_cursor)
 
 
-async def _search(sql: str, values: list) -> list[dict[str, Any]]:
+async def _search(sql: str, values: list[object]) -> list[dict[str, Any]]:
     # The best plan depends on the pattern: the trigram indexes for a rare substring, the
     # (created_at, id) index for a common one. A reused generic plan cannot know which and
     # took 150 ms at 100,000 users; planning each search for its own pattern takes < 1 ms.
@@ -213,14 +215,15 @@ def _as_user_id(raw: str) -> str:
         raise NotFound() from None  # not an id we could have issued
 
 
-async def _require_user(user_id: str, *, conn=None) -> User:
+async def _require_user(user_id: str, *, conn: BaseDBAsyncClient | None = None) -> User:
     user = await get_user(user_id=_as_user_id(user_id), conn=conn)
     if user is None:
         raise NotFound()
     return user
 
 
-async def lock_actor_and_target(conn, *, actor: Actor, user_id: str, permission: str) -> tuple[Acting, User]:
+async def lock_actor_and_target(conn: BaseDBAsyncClient, *, actor: Actor, user_id: str,
+                                permission: str) -> tuple[Acting, User]:
     """Lock the actor's and the target's rows (in id order, as every writer does, so two
     administrators acting on each other queue instead of deadlocking), then read both.
 
@@ -252,11 +255,12 @@ async def lock_actor_and_target(conn, *, actor: Actor, user_id: str, permission:
     return acting, await _require_user(target_id, conn=conn)
 
 
-async def _role_level(conn, role: str) -> int:
+async def _role_level(conn: BaseDBAsyncClient, role: str) -> int:
     rows = await conn.execute_query_dict('SELECT "privilege_level" FROM "roles" WHERE "name" = $1', [role])
     if not rows:
         raise ValidationError({"role": f"unknown role {role!r}"})
-    return rows[0]["privilege_level"]
+    level: int = rows[0]["privilege_level"]  # Tortoise's rows are untyped dicts
+    return level
 
 
 def _check_escalation(*, actor: Acting, target: User, new_level: int) -> None:

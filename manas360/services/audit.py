@@ -53,7 +53,8 @@ def _dumps(value: dict[str, Any] | None) -> str | None:
 async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
     """Entries newest first, optionally for one target user and/or one action; the cursor
     is the last entry's id, so entries written while paging never shift a page."""
-    filters, values = [], []
+    filters: list[str] = []
+    values: list[int | str] = []
     if cursor:
         (last_id,) = decode_position(cursor, arity=1)
         # A bigserial id: anything else (a bool, a number beyond bigint) is not ours and would

@@ -44,7 +44,7 @@ async def register(*, settings: Settings, codec: AccessTokenCodec, clock: Clock,
             conn, user_id=user_id, client=client, refresh_ttl_s=settings.jwt_refresh_ttl, now=await db_now(conn))
         await audit.record(conn, action=audit.REGISTER, actor_id=user_id, target_user_id=user_id, ip=client.ip,
                            after={"email": email, "session_id": session_id})
-        user = await users.get_user(user_id=user_id, conn=conn)
+        user = await users.get_held_user(conn, user_id=user_id)  # inserted above
     return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
                       refresh_token=refresh_token)
 
@@ -133,7 +133,7 @@ async def change_password(*, settings: Settings, store: Store, codec: AccessToke
             await audit.record(conn, action=audit.PASSWORD_CHANGED, actor_id=principal.user_id,
                                target_user_id=principal.user_id, ip=client.ip,
                                after={"sessions_revoked": len(session_ids), "session_id": session_id})
-            user = await users.get_user(user_id=principal.user_id, conn=conn)
+            user = await users.get_held_user(conn, user_id=principal.user_id)  # locked, confirmed live
     finally:
         await release_check(store=store, reservation=reservation)
     await run_to_completion(revocation.publish(store, settings=settings, user_id=principal.user_id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from loguru import logger
 from tortoise import connections
@@ -165,7 +166,7 @@ def _gate(access: Access, needs: Needs) -> None:
         raise FeatureNotAvailable(upgrade=upgrade)
 
 
-_loading: dict[str, asyncio.Future] = {}
+_loading: dict[str, asyncio.Task[UserState | None]] = {}
 
 
 async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, user_id: str,
@@ -220,7 +221,7 @@ class UserState:
                         generation=generation)
 
 
-def state_from_row(row: dict, *, settings: Settings, clock: Clock) -> UserState:
+def state_from_row(row: dict[str, Any], *, settings: Settings, clock: Clock) -> UserState:
     epoch_ms = row["epoch_ms"] or 0
     jtis = dict(zip(row["jtis"] or [], row["exp_ms"] or [], strict=True))
     sessions = dict(zip(row["sids"] or [], row["revoked_ms"] or [], strict=True))

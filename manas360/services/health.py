@@ -7,6 +7,7 @@ import os
 import resource
 import time
 from collections.abc import Awaitable
+from typing import Any
 
 from tortoise import connections
 
@@ -36,7 +37,7 @@ async def check_database() -> str:
     return "ok"
 
 
-def _discard_outcome(task: asyncio.Future) -> None:
+def _discard_outcome(task: asyncio.Future[object]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
@@ -96,7 +97,7 @@ class ReadinessCache:
         self.ttl_s = ttl_s
         self._result: Readiness | None = None
         self._checked_at = 0.0
-        self._running: asyncio.Future | None = None
+        self._running: asyncio.Future[Readiness] | None = None
 
     async def get(self, store: Store) -> dict[str, str]:
         """The cached result if fresh, else the result of the one check in progress."""
@@ -124,7 +125,7 @@ class ReadinessCache:
             self._running = None
 
 
-async def report(store: Store, *, cache: ReadinessCache) -> dict:
+async def report(store: Store, *, cache: ReadinessCache) -> dict[str, Any]:
     """The full /health body; `status` is 'ok' only when both stores answer."""
     checks, latency = await cache.get_timed(store)
     healthy = all(value == "ok" for value in checks.values())

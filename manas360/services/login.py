@@ -43,7 +43,8 @@ async def login(*, settings: Settings, store: Store, codec: AccessTokenCodec, cl
     account = await users.get_credentials(email=email)
     reservation = await reserve(settings=settings, store=store, email=email, account=account, client=client)
     try:
-        if not await _password_matches(settings=settings, account=account, password=password):
+        matches = await _password_matches(settings=settings, account=account, password=password)
+        if account is None or not matches:
             await reject(settings=settings, store=store, reservation=reservation, account=account, client=client)
         return await _succeed(settings=settings, store=store, codec=codec, clock=clock, account=account,
                               password=password, client=client, email=email)
@@ -129,7 +130,7 @@ async def _succeed(*, settings: Settings, store: Store, codec: AccessTokenCodec,
         else:
             session_id, refresh_token = await _open(conn, settings=settings, account=account, client=client,
                                                     email=email, new_hash=new_hash)
-            user = await users.get_user(user_id=account.user_id, conn=conn)
+            user = await users.get_held_user(conn, user_id=account.user_id)  # locked by confirm_check
     if refusal is not None:
         raise refusal
     metrics.LOGINS.labels("success").inc()

@@ -108,7 +108,8 @@ async def cleanup_tokens(*, conn: asyncpg.Connection, batch_size: int = DEFAULT_
         row = await conn.fetchrow("SELECT * FROM cleanup_expired_tokens($1)", batch_size)
         for name, n in zip(counts, (row["refresh_tokens"], row["sessions"], row["revoked_access_tokens"]), strict=True):
             counts[name] += n
-        return row["refresh_tokens"] + row["sessions"] + row["revoked_access_tokens"]
+        done: int = row["refresh_tokens"] + row["sessions"] + row["revoked_access_tokens"]  # asyncpg: untyped
+        return done
 
     _, batches = await _in_batches(step, on_batch)
     return JobResult(job="cleanup-tokens", counts=counts, batches=batches)
@@ -120,7 +121,8 @@ async def archive_audit(*, conn: asyncpg.Connection, days: int = DEFAULT_AUDIT_D
     _check(days=days, batch_size=batch_size)
 
     async def step() -> int:
-        return await conn.fetchval("SELECT cleanup_old_audit_logs($1, $2)", days, batch_size)
+        moved: int = await conn.fetchval("SELECT cleanup_old_audit_logs($1, $2)", days, batch_size)  # untyped
+        return moved
 
     moved, batches = await _in_batches(step, on_batch)
     return JobResult(job="archive-audit", counts={f"audit rows older than {days} days archived": moved},

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360.errors import NotFound, PrivilegeEscalationPrevented, ValidationError
 from manas360.services import audit
-from manas360.services.admin import Actor, lock_actor_and_target
+from manas360.services.admin import Acting, Actor, lock_actor_and_target
 from manas360.services.catalog import Catalog, CatalogHolder
 from manas360.services.entitlements import reference_changed
+from manas360.services.users import User
 from manas360.store import Store
 
 ROLE_PERMISSIONS_CHANGED = "admin.role_permissions_changed"
@@ -26,7 +28,7 @@ PLAN_FEATURES_CHANGED = "admin.plan_features_changed"
 
 
 def roles_view(catalog: Catalog) -> list[dict[str, Any]]:
-    return [role_view(catalog, name) for name in sorted(catalog.role_levels, key=catalog.role_levels.get)]
+    return [role_view(catalog, name) for name in sorted(catalog.role_levels, key=catalog.role_levels.__getitem__)]
 
 
 def role_view(catalog: Catalog, name: str) -> dict[str, Any]:
@@ -80,14 +82,14 @@ async def set_plan_features(*, store: Store, catalog: CatalogHolder, actor: Acto
     return plan_view(await reference_changed(store=store, catalog=catalog), plan)
 
 
-async def _lock_actor(conn, *, actor: Actor, permission: str):
+async def _lock_actor(conn: BaseDBAsyncClient, *, actor: Actor, permission: str) -> tuple[Acting, User]:
     # The actor's own row is both "actor" and "target" here: only the actor is locked and read.
     return await lock_actor_and_target(conn, actor=actor, user_id=actor.user_id, permission=permission)
 
 
-async def _replace_mapping(conn, *, actor: Actor, owner_table: str, owner: str, link_table: str, owner_col: str,
-                           item_table: str, item_col: str, items: list[str], field: str,
-                           action: str) -> list[str]:
+async def _replace_mapping(conn: BaseDBAsyncClient, *, actor: Actor, owner_table: str, owner: str,
+                           link_table: str, owner_col: str, item_table: str, item_col: str, items: list[str],
+                           field: str, action: str) -> list[str]:
     """Replace the owner's items inside the caller's transaction; the items before."""
     wanted = sorted(set(items))
     owners = await conn.execute_query_dict(

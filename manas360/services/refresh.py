@@ -54,14 +54,21 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
         now = await db_now(conn)
         if token is None or token.revoked_at is not None or token.expires_at <= now:
             raise InvalidToken()
+        successor: str | None
         if token.rotated_at is None:
             successor = await _rotate(conn, settings=settings, token=token, parent=refresh_token, now=now)
         else:
-            successor = await _grace_successor(conn, settings=settings, token=token, parent=refresh_token, now=now)
+            successor = await _grace_successor(conn, settings=settings, token=token, rotated_at=token.rotated_at,
+                                               parent=refresh_token, now=now)
         if successor is not None:
             await conn.execute_query('UPDATE "sessions" SET "last_used_at" = $2 WHERE "id" = $1',
                                      [token.session_id, now])
-            user = await users.get_user(user_id=token.user_id, conn=conn)
+            found = await users.get_user(user_id=token.user_id, conn=conn)
+            if found is None:
+                # The account was deleted after the token was read (its row is not locked
+                # here): no pair for it, and the rotation rolls back with this refusal.
+                raise InvalidToken()
+            user = found
         else:
             await _revoke_for_reuse(conn, token=token, client=client, now=now)
     if successor is None:
@@ -122,11 +129,13 @@ async def _rotate(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presen
     return successor
 
 
-async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, parent: str,
-                           now: datetime) -> str | None:
-    """The successor again, if within the grace and it is still the live token; else None (reuse)."""
+async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, rotated_at: datetime,
+                           parent: str, now: datetime) -> str | None:
+    """The successor again, if within the grace and it is still the live token; else None (reuse).
+
+    `rotated_at` is the token's own rotation time (set: only a rotated token comes here)."""
     grace_s = settings.refresh_reuse_grace_s
-    if grace_s <= 0 or (now - token.rotated_at).total_seconds() > grace_s:
+    if grace_s <= 0 or (now - rotated_at).total_seconds() > grace_s:
         return None
     rows = await conn.execute_query_dict(
         'SELECT "id", "token_hash" FROM "tokens" WHERE "parent_id" = $1 AND "rotated_at" IS NULL '

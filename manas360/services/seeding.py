@@ -13,10 +13,13 @@ that account's sessions and access tokens.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import asyncpg
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -102,12 +105,12 @@ async def seed_superadmin(*, settings: Settings, store: Store, email: str, passw
     return await _after_commit(store=store, outcome=outcome)
 
 
-async def _take_seed_lock(conn) -> None:
+async def _take_seed_lock(conn: BaseDBAsyncClient) -> None:
     # Serialises concurrent seeders (several instances starting at once) until commit.
     await conn.execute_query("SELECT pg_advisory_xact_lock(hashtext('manas360.seed'))")
 
 
-async def _seed_reference(conn) -> SeedReport:
+async def _seed_reference(conn: BaseDBAsyncClient) -> SeedReport:
     report = SeedReport()
     report.roles = await _insert_many(
         conn, 'INSERT INTO "roles" ("name", "privilege_level") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
@@ -134,22 +137,23 @@ async def _seed_reference(conn) -> SeedReport:
     return report
 
 
-async def _insert_many(conn, sql: str, rows: list[tuple]) -> int:
+async def _insert_many(conn: BaseDBAsyncClient, sql: str, rows: list[Sequence[object]]) -> int:
     inserted = 0
     for row in rows:
         inserted += await _count_inserted(conn, sql, list(row))
     return inserted
 
 
-async def _count_inserted(conn, sql: str, values: list) -> int:
+async def _count_inserted(conn: BaseDBAsyncClient, sql: str, values: list[object]) -> int:
     # Tortoise reads the row count of "INSERT 0 n" as 0 (it takes the oid), so count the
     # RETURNING rows instead.
     rows = await conn.execute_query_dict(f"WITH inserted AS ({sql} RETURNING 1) SELECT count(*) AS n FROM inserted",
                                          values)
-    return rows[0]["n"]
+    inserted: int = rows[0]["n"]  # Tortoise's rows are untyped dicts: count(*) is a bigint
+    return inserted
 
 
-async def _map_if_unmapped(conn, *, owner_table: str, owner: str, link_table: str, owner_col: str,
+async def _map_if_unmapped(conn: BaseDBAsyncClient, *, owner_table: str, owner: str, link_table: str, owner_col: str,
                            item_table: str, item_col: str, items: list[str]) -> int:
     sql = f'''
         INSERT INTO "{link_table}" ("{owner_col}", "{item_col}")
@@ -164,7 +168,7 @@ class SeedError(Exception):
     """Seeding the superadmin failed; the message is safe to print (no password, no hash)."""
 
 
-async def _seed_superadmin(conn, *, settings: Settings, store: Store, email: str, password: str,
+async def _seed_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, email: str, password: str,
                            promote_existing: bool) -> SuperadminOutcome:
     if not password:
         raise SeedError("the superadmin needs a password (SUPERADMIN_PASSWORD)")
@@ -183,7 +187,7 @@ def _without_detail(exc: IntegrityError) -> str:
     return f"{type(cause).__name__}: {message.splitlines()[0]}"
 
 
-async def _write_superadmin(conn, *, settings: Settings, store: Store, email: str, password: str,
+async def _write_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, email: str, password: str,
                             promote_existing: bool) -> SuperadminOutcome:
     account = await _lock_account(conn, email=email)
     if account is None:
@@ -203,19 +207,19 @@ async def _write_superadmin(conn, *, settings: Settings, store: Store, email: st
         account = await _lock_account(conn, email=email)
         if account is None:
             raise SeedError(f"role {reference.SUPERADMIN_ROLE!r} is missing: seed the reference data first")
-    user_id, role = str(account["id"]), account["role"]
+    user_id, role = account.user_id, account.role
     # Making somebody else's account superadmin would hand its owner (and any token they
     # hold) the whole service: only an explicit operator decision may do that.
     if role != reference.SUPERADMIN_ROLE and not promote_existing:
         return SuperadminOutcome(email=email, status="refused", previous_role=role, user_id=user_id)
-    same_password = await verify_password(password=password, password_hash=account["password_hash"])
+    same_password = await verify_password(password=password, password_hash=account.password_hash)
     changes = tuple(change for change, changed in (
         (f"promoted from {role}", role != reference.SUPERADMIN_ROLE),
         ("password changed", not same_password),
-        ("unlocked", account["locked_until"] is not None)) if changed)
+        ("unlocked", account.locked_until is not None)) if changed)
     if not changes:
         return SuperadminOutcome(email=email, status="unchanged", previous_role=role, user_id=user_id)
-    password_hash = account["password_hash"] if same_password else \
+    password_hash = account.password_hash if same_password else \
         await hash_password(password=password, cost=settings.bcrypt_cost)
     await conn.execute_query(
         'UPDATE "user_accounts" SET "password_hash" = $2, "locked_until" = NULL, "updated_at" = now(), '
@@ -229,12 +233,26 @@ async def _write_superadmin(conn, *, settings: Settings, store: Store, email: st
     return await _revoke_sessions(settings=settings, store=store, outcome=outcome)
 
 
-async def _lock_account(conn, *, email: str) -> dict | None:
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """The live account `email` as seeding the superadmin reads it (row locked)."""
+
+    user_id: str
+    password_hash: str
+    role: str
+    locked_until: datetime | None
+
+
+async def _lock_account(conn: BaseDBAsyncClient, *, email: str) -> _Account | None:
     rows = await conn.execute_query_dict(
         'SELECT u."id", u."password_hash", r."name" AS "role", u."locked_until" FROM "user_accounts" u '
         'JOIN "roles" r ON r."id" = u."role_id" WHERE LOWER(u."email") = $1 AND u."deleted_at" IS NULL '
         'FOR NO KEY UPDATE OF u', [email])
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    return _Account(user_id=str(row["id"]), password_hash=row["password_hash"], role=row["role"],
+                    locked_until=row["locked_until"])
 
 
 async def _revoke_sessions(*, settings: Settings, store: Store, outcome: SuperadminOutcome) -> SuperadminOutcome:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+
 from manas360 import db
 from manas360.security.passwords import hash_password
 from manas360.settings import Settings
@@ -153,6 +155,10 @@ _STAGE_SQL = """
 """
 _USER_COLUMNS = ("id", "email", "display_name", "role_id", "created_at", "last_login_at")
 _SUBSCRIPTION_COLUMNS = ("id", "user_id", "plan_id", "status", "starts_at", "ends_at")
+UserRecord = tuple[uuid.UUID, str, str, int, datetime, datetime | None]
+"""One staged account, in _USER_COLUMNS order."""
+SubscriptionRecord = tuple[uuid.UUID, uuid.UUID, int, str, datetime, datetime]
+"""One staged subscription, in _SUBSCRIPTION_COLUMNS order."""
 # Subscriptions go in only for users this statement inserted: a user who already existed
 # keeps exactly the rows it has. The unique index is LOWER(email) among live rows.
 _MERGE_SQL = """
@@ -202,7 +208,7 @@ async def seed_synthetic_users(*, settings: Settings, count: int, batch_size: in
     return report
 
 
-async def _reference_ids(conn) -> tuple[dict[str, int], dict[str, int]]:
+async def _reference_ids(conn: asyncpg.Connection) -> tuple[dict[str, int], dict[str, int]]:
     roles = {r["name"]: r["id"] for r in await conn.fetch('SELECT "id", "name" FROM "roles"')}
     plans = {r["name"]: r["id"] for r in await conn.fetch('SELECT "id", "name" FROM "subscription_plans"')}
     missing = ({"user", "subscriber", "admin"} - set(roles)) | ({name for name, _ in PLAN_MIX} - set(plans))
@@ -211,7 +217,7 @@ async def _reference_ids(conn) -> tuple[dict[str, int], dict[str, int]]:
     return roles, plans
 
 
-async def _seed_batch(conn, *, first: int, last: int, now: datetime, password_hash: str,
+async def _seed_batch(conn: asyncpg.Connection, *, first: int, last: int, now: datetime, password_hash: str,
                       role_ids: dict[str, int], plan_ids: dict[str, int], report: SyntheticReport) -> None:
     emails = [synthetic_email(i) for i in range(first, last + 1)]
     async with conn.transaction():
@@ -235,9 +241,9 @@ async def _seed_batch(conn, *, first: int, last: int, now: datetime, password_ha
 
 
 def _rows(*, first: int, emails: list[str], existing: set[str], now: datetime,
-          role_ids: dict[str, int], plan_ids: dict[str, int]) -> tuple[list[tuple], list[tuple]]:
-    users: list[tuple] = []
-    subs: list[tuple] = []
+          role_ids: dict[str, int], plan_ids: dict[str, int]) -> tuple[list[UserRecord], list[SubscriptionRecord]]:
+    users: list[UserRecord] = []
+    subs: list[SubscriptionRecord] = []
     for index, email in enumerate(emails, start=first):
         if email in existing:
             continue

@@ -132,6 +132,15 @@ async def get_user(*, user_id: str, conn: BaseDBAsyncClient | None = None) -> Us
     return user_from_row(rows[0]) if rows else None
 
 
+async def get_held_user(conn: BaseDBAsyncClient, *, user_id: str) -> User:
+    """The user this transaction created or holds locked and confirmed live, so present:
+    its absence is a broken invariant (RuntimeError), not an answer for the client."""
+    user = await get_user(user_id=user_id, conn=conn)
+    if user is None:
+        raise RuntimeError(f"user {user_id} is not readable in the transaction that holds it")
+    return user
+
+
 _CREDENTIALS_SQL = (
     'SELECT "id", "email", "password_hash", "locked_until", "status", "tokens_valid_after", '
     'GREATEST(0, CEIL(EXTRACT(EPOCH FROM "locked_until" - clock_timestamp()) * 1000))::bigint AS "lock_ms" '

@@ -45,7 +45,8 @@ class WarmReport:
 async def count_candidates(*, active_days: int | None) -> int:
     rows = await connections.get("default").execute_query_dict(
         f'SELECT count(*) AS "n" FROM "user_accounts" u WHERE {_filter(active_days)}', [])
-    return rows[0]["n"]
+    n: int = rows[0]["n"]  # Tortoise's rows are dict[str, Any]: count(*) is a bigint
+    return n
 
 
 async def warm_cache(*, settings: Settings, store: Store, clock: Clock, active_days: int | None = None,

@@ -156,3 +156,23 @@ async def test_refreshing_a_disabled_accounts_token_is_403(client, pg, account):
     await pg.execute("UPDATE sessions SET revoked_at = now() WHERE user_id = $1", account.id)
     response = await _refresh(client, account.refresh_token)  # any refresh, live session or not
     assert (response.status_code, response.json()["error"]) == (403, "AccountDisabled")
+
+
+async def test_an_account_deleted_during_its_refresh_gets_no_pair_and_keeps_its_token(client, pg, account,
+                                                                                       monkeypatch):
+    """The refresh does not lock the account's row: an account deleted between the token's
+    read and the user's read is refused (401), and the rotation rolls back."""
+    from manas360.services import users
+
+    real_get_user = users.get_user
+
+    async def deleted_meanwhile(**kwargs):
+        await pg.execute("UPDATE user_accounts SET deleted_at = now() WHERE id = $1", account.id)
+        return await real_get_user(**kwargs)
+
+    monkeypatch.setattr(users, "get_user", deleted_meanwhile)
+    response = await _refresh(client, account.refresh_token)
+    assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
+    assert await pg.fetchval("SELECT rotated_at FROM tokens WHERE token_hash = $1",
+                             hash_refresh_token(account.refresh_token)) is None
+    assert await pg.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1", account.id) == 1
