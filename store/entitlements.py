@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from manas360.store.client import Store, reply_int, reply_items
 from manas360.store.revocations import SCRIPT as REVOCATIONS_SCRIPT
 from manas360.store.revocations import Revocations
@@ -118,14 +120,21 @@ async def store_user_states(store: Store, *, states: list[UserFill], context_ttl
 
     Each context goes through fill.lua (written only if the user's generation is still the
     one the writer saw before reading PostgreSQL). Most users have no revocations, so their
-    "loaded" marker is a plain SET; the rest go through revocations.lua (loaded into Redis
-    first, only when some user needs it). Revocations are only ever added, so writing them
-    from an older read is harmless.
+    "loaded" marker is a plain SET; the rest go through revocations.lua. Revocations are
+    only ever added, so writing them from an older read is harmless.
     """
-    keys = store.keys
-    await store.load_script(_FILL)
-    if any(_has_revocations(state.revocations) for state in states):
+    try:
+        await _write_states(store, states=states, context_ttl_s=context_ttl_s, loaded_ttl_ms=loaded_ttl_ms)
+    except NoScriptError:
+        # Redis restarted or flushed its scripts: load them and write again (every write
+        # here is idempotent). Loading up front would cost every cache miss a round trip.
+        await store.load_script(_FILL)
         await store.load_script(REVOCATIONS_SCRIPT)
+        await _write_states(store, states=states, context_ttl_s=context_ttl_s, loaded_ttl_ms=loaded_ttl_ms)
+
+
+async def _write_states(store: Store, *, states: list[UserFill], context_ttl_s: int, loaded_ttl_ms: int) -> None:
+    keys = store.keys
     # On a cluster, redis-py splits the pipeline by node and sends the parts concurrently.
     async with store.redis.pipeline(transaction=False) as pipe:
         for state in states:

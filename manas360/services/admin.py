@@ -56,7 +56,6 @@ SUBSCRIPTION_CHANGED = "admin.subscription_changed"
 STATUS_CHANGED = "admin.status_changed"
 
 
-
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who asks for an administrative write (their level is re-read when it is checked)."""

@@ -75,3 +75,16 @@ async def test_generations_are_read_for_a_batch_across_nodes(store):
     generations = await read_generations(store, user_ids=users)
     assert generations[users[0]] == "1" and all(generations[u] == "0" for u in users[1:])
     assert 0 < await store.redis.ttl(store.keys.user_generation(users[0])) <= 86_400
+
+
+async def test_a_fill_after_redis_forgot_its_scripts_loads_them_and_lands(store):
+    """Scripts are not loaded before every fill (a round trip per cache miss); a Redis that
+    lost them (restart, SCRIPT FLUSH) answers NOSCRIPT, and the fill loads them and lands."""
+    user = str(uuid4())
+    revoked = Revocations(jtis={"old": 60_000}, epoch_ms=5_000, epoch_ttl_ms=60_000)
+    await store.redis.script_flush()
+    await store_user_states(store, states=[UserFill(user, CONTEXT, revoked)], context_ttl_s=60,
+                            loaded_ttl_ms=60_000)
+    check = await _check(store, user)
+    assert (check.loaded, check.context) == (True, CONTEXT)
+    assert (await _check(store, user, jti="old")).revoked
