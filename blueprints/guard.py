@@ -11,10 +11,10 @@ from sanic import Request
 from sanic.response import HTTPResponse
 
 from manas360.edge import request_client_ip
+from manas360.edge.policies import GUARDED_MARK
 from manas360.edge.ratelimit import apply_verdict
 from manas360.http.deps import deps
 from manas360.services.entitlements import Needs, authorize
-from manas360.services.principal import Principal
 from manas360.services.sessions import Client
 from manas360.store.ratelimit import Verdict
 
@@ -52,16 +52,21 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
     def decorator(handler: Handler[P]) -> Handler[P]:
         @wraps(handler)
         async def guard(request: Request, /, *args: P.args, **kwargs: P.kwargs) -> HTTPResponse:
-            def on_rate(principal: Principal, verdict: Verdict) -> None:
-                apply_verdict(request, verdict, log_key=f"u:{principal.user_id}")
+            def on_rate(verdict: Verdict, log_key: str) -> None:
+                apply_verdict(request, verdict, log_key=log_key)
 
             app = deps(request)
-            request.ctx.access = access = await authorize(
+            ctx = request.ctx
+            # The edge's per-IP limit, when it left it to this round trip (manas360.edge.ratelimit).
+            client_check = getattr(ctx, "client_check", None)
+            ctx.access = access = await authorize(
                 settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog, clock=app.clock,
-                authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate)
-            request.ctx.principal = access.principal
+                authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate,
+                client_check=client_check)
+            ctx.principal = access.principal
             return await handler(request, *args, **kwargs)
 
+        setattr(guard, GUARDED_MARK, True)
         return guard
 
     return decorator

@@ -101,6 +101,12 @@ def _setting(default: Any, *, description: str, shown: str | None = None) -> Any
     return Field(default, description=description, json_schema_extra={"shown_default": shown} if shown else None)
 
 
+DEFAULT_TOKEN_CACHE_SIZE = 100_000
+"""Verified access tokens cached per worker by default (TOKEN_CACHE_SIZE): at the ~610 bytes
+an entry measures (tests/security/test_jwt.py keeps that figure honest), ~58 MiB per worker
+when full, which takes 100,000 distinct live tokens within one access-token lifetime (every
+worker sees every active user). Smaller than the active population, an LRU misses nearly
+always, so size it to the tokens in use, not below."""
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _URL_PASSWORD = re.compile(r"(://[^:@/,]*:)[^@/,]*@")
 
@@ -142,6 +148,10 @@ class Settings(BaseSettings):
     jwt_audience: str = _setting("manas360-api", description="`aud` of access tokens")
     jwt_access_ttl: int = _setting(900, description="access token lifetime, seconds")
     jwt_refresh_ttl: int = _setting(604800, description="refresh token lifetime, seconds")
+    token_cache_size: int = _setting(DEFAULT_TOKEN_CACHE_SIZE, description=(
+        "verified access tokens each worker keeps (LRU, ~610 bytes each: ~58 MiB per worker when full); "
+        "a hit skips the signature check, never revocation or expiry. Size it to the distinct tokens "
+        "in use within one access-token lifetime"))
 
     bcrypt_cost: int = _setting(12, description="hashes with another cost are upgraded at the next successful login")
     refresh_reuse_grace_s: int = _setting(10, description=(
@@ -240,6 +250,7 @@ class Settings(BaseSettings):
         _require(4 <= self.bcrypt_cost <= 31, f"BCRYPT_COST must be 4..31, not {self.bcrypt_cost}")
         _require(self.jwt_access_ttl > 0 and self.jwt_refresh_ttl > 0,
                  "JWT_ACCESS_TTL and JWT_REFRESH_TTL must be positive")
+        _require(1 <= self.token_cache_size <= 10_000_000, "TOKEN_CACHE_SIZE must be 1..10000000")
         _require(self.refresh_reuse_grace_s >= 0, "REFRESH_REUSE_GRACE_S must be >= 0")
         _require(1024 <= self.max_body_bytes <= 64 * 1024 * 1024, "MAX_BODY_BYTES must be 1024..67108864")
         _require(self.lockout_threshold >= 1 and self.lockout_window_s >= 1 and self.lockout_duration_s >= 1,

@@ -13,12 +13,13 @@ after the demotion dropped the entry.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from manas360.store.client import Store, reply_int, reply_items
+from manas360.store.client import ScriptArg, Store, reply_int, reply_items
 from manas360.store.revocations import SCRIPT as REVOCATIONS_SCRIPT
 from manas360.store.revocations import Revocations
 from manas360.store.revocations import script_call as revocations_call
@@ -28,7 +29,7 @@ GENERATION_TTL_S = 86_400
 """How long a bumped generation is remembered: far longer than any fill can take."""
 NO_GENERATION = "0"
 """The generation of a user whose context was never invalidated (or forgotten by Redis)."""
-_FILL, _FORGET = "fill", "forget"
+_FILL, _FORGET, _REQUEST, _RATELIMIT = "fill", "forget", "request", "ratelimit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,24 @@ async def read_generations(store: Store, *, user_ids: list[str]) -> dict[str, st
 
 
 @dataclass(frozen=True, slots=True)
+class ClientLimit:
+    """The client's per-IP limit (`global`), checked in the same round trip as the user's."""
+
+    key: str
+    limit: int
+    window_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReply:
+    """A sliding-window verdict as the limiter script answers it."""
+
+    allowed: bool
+    remaining: int
+    reset_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestCheck:
     loaded: bool
     """False when Redis holds no complete copy of the user's revocations (cold cache)."""
@@ -90,27 +109,59 @@ class RequestCheck:
     reset_s: int = 0
     generation: str = NO_GENERATION
     """The user's cache generation, read in the same round trip when the context missed."""
+    client: LimitReply | None = None
+    """The client's per-IP verdict, when a ClientLimit was given. When it refuses (single
+    node), nothing of the user was read or counted and the fields above are defaults."""
 
 
 async def check_request(store: Store, *, user_id: str, session_id: str, jti: str, issued_ms: int,
-                        api_limit: int, api_window_s: int) -> tuple[RequestCheck, int]:
-    """One round trip: revocation state, user context and `api` verdict (store/request.lua),
-    plus the reference-catalog version."""
+                        api_limit: int, api_window_s: int,
+                        client_limit: ClientLimit | None = None) -> tuple[RequestCheck, int]:
+    """One round trip: the client's per-IP limit (if given, checked first), revocation
+    state, user context and `api` verdict (store/request.lua), and the reference-catalog
+    version.
+
+    Single node: all of it is one script call. On a cluster the version and the per-IP
+    key live in other slots than the user's keys, so they are separate commands sent at
+    the same time (the user's script then counts `api` even when the per-IP limit refuses).
+    """
     keys = store.keys
-    reply, version = await store.run_script_and_get(
-        "request",
-        keys=[keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),
-              keys.revoked_session(user_id, session_id), keys.user_context(user_id), keys.user_rate(user_id, "api"),
-              keys.user_generation(user_id)],
-        args=[issued_ms, api_limit, api_window_s],
-        get=keys.reference_version(),
-    )
-    loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation = reply_items(
-        reply, 10, script="request")
-    context = context_from_reply([role, plan, plan_end_ms, status])
-    return RequestCheck(loaded=bool(loaded), revoked=bool(revoked), context=context, allowed=bool(allowed),
-                        remaining=int(remaining), reset_s=int(reset_s),
-                        generation=generation or NO_GENERATION), reply_int(version)
+    user_keys = [keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),
+                 keys.revoked_session(user_id, session_id), keys.user_context(user_id),
+                 keys.user_rate(user_id, "api"), keys.user_generation(user_id)]
+    args: list[ScriptArg] = [issued_ms, api_limit, api_window_s]
+    if not store.cluster:
+        user_keys.append(keys.reference_version())
+        if client_limit is not None:
+            user_keys.append(client_limit.key)
+            args += [client_limit.limit, client_limit.window_s]
+        reply = reply_items(await store.run_script(_REQUEST, keys=user_keys, args=args), 14, script=_REQUEST)
+        version: object = reply[13]
+    else:
+        # Both (or all three) calls are issued before either is awaited: one flush per node.
+        user_call = store.run_script_and_get(_REQUEST, keys=user_keys, args=args, get=keys.reference_version())
+        if client_limit is None:
+            (script_reply, version), client_reply = await user_call, None
+        else:
+            (script_reply, version), client_reply = await asyncio.gather(
+                user_call, store.run_script(_RATELIMIT, keys=[client_limit.key],
+                                            args=[client_limit.limit, client_limit.window_s, 1]))
+        reply = reply_items(script_reply, 14, script=_REQUEST)
+        if client_reply is not None:
+            reply[10:13] = reply_items(client_reply, 3, script=_RATELIMIT)
+    return request_check_from_reply(reply, client_checked=client_limit is not None), reply_int(version)
+
+
+def request_check_from_reply(reply: list[Any], *, client_checked: bool) -> RequestCheck:
+    """A RequestCheck from request.lua's 14 items (the version, item 14, is the caller's)."""
+    (loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation,
+     client_allowed, client_remaining, client_reset_s, _) = reply
+    client = (LimitReply(allowed=bool(client_allowed), remaining=int(client_remaining), reset_s=int(client_reset_s))
+              if client_checked else None)
+    return RequestCheck(loaded=bool(loaded), revoked=bool(revoked), context=context_from_reply([role, plan, plan_end_ms,
+                                                                                                  status]),
+                        allowed=bool(allowed), remaining=int(remaining), reset_s=int(reset_s),
+                        generation=generation or NO_GENERATION, client=client)
 
 
 async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int,

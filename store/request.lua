@@ -1,17 +1,40 @@
--- Everything one authenticated request needs from Redis, in one round trip, on keys that
--- all carry the user's hash tag {u:<id>} (one slot: runs unchanged on Redis Cluster).
+-- Everything one authenticated request needs from Redis, in one round trip.
+-- KEYS[1..7] carry the user's hash tag {u:<id>} (one slot):
 -- KEYS[1] revocations-loaded marker   KEYS[2] token epoch (ms)
 -- KEYS[3] the token's jti denylist    KEYS[4] its session's denylist
 -- KEYS[5] the user context hash       KEYS[6] the user's `api` rate-limit counter
 -- KEYS[7] the user's cache generation
+-- Single node only (other slots; on a cluster the caller sends these as separate commands
+-- in the same flush and passes 7 keys):
+-- KEYS[8] the reference-catalog version (optional)
+-- KEYS[9] the client's per-IP `global` counter (optional; checked first, as the edge would)
 -- ARGV[1] the token's issue time (ms)  ARGV[2] api limit  ARGV[3] api window (s)
--- Returns {loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, t, gen}; a
--- revoked token is not counted against the limit (allowed, remaining, t are 0).
+-- ARGV[4] global limit  ARGV[5] global window (s)   (with KEYS[9])
+-- Returns {loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, t, gen,
+--          g_allowed, g_remaining, g_t, version}:
+-- a revoked token is not counted against the `api` limit (allowed, remaining, t are 0);
+-- a request the `global` limit refuses touches nothing of the user (items 1-10 are 0/false).
 -- `gen` (only on a context miss) is what the caller's fill must find unchanged.
+-- g_* are 0 and version false when those keys were not passed.
 
 --#include access
 --#include ratelimit
 
+local version = false
+if #KEYS >= 8 then
+  version = redis.call('GET', KEYS[8]) or false
+end
+local now_ms = false
+local g_allowed, g_remaining, g_t = 0, 0, 0
+if #KEYS >= 9 then
+  local now = redis.call('TIME')
+  now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local g = ratelimit_hit(KEYS[9], now_ms, tonumber(ARGV[4]), tonumber(ARGV[5]) * 1000, 1)
+  g_allowed, g_remaining, g_t = g[1], g[2], g[3]
+  if g_allowed == 0 then
+    return {0, 0, false, false, false, false, 0, 0, 0, false, g_allowed, g_remaining, g_t, version}
+  end
+end
 local loaded, revoked = access_revocation(KEYS[1], KEYS[2], KEYS[3], KEYS[4], tonumber(ARGV[1]))
 local ctx = redis.call('HMGET', KEYS[5], 'role', 'plan', 'plan_end_ms', 'status')
 local gen = false
@@ -20,9 +43,12 @@ if not ctx[1] then
 end
 if revoked == 1 then
   -- Not counted against the limit; the context still says whether the account is disabled.
-  return {loaded, 1, ctx[1], ctx[2], ctx[3], ctx[4], 0, 0, 0, gen}
+  return {loaded, 1, ctx[1], ctx[2], ctx[3], ctx[4], 0, 0, 0, gen, g_allowed, g_remaining, g_t, version}
 end
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if not now_ms then
+  local now = redis.call('TIME')
+  now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
 local verdict = ratelimit_hit(KEYS[6], now_ms, tonumber(ARGV[2]), tonumber(ARGV[3]) * 1000, 1)
-return {loaded, 0, ctx[1], ctx[2], ctx[3], ctx[4], verdict[1], verdict[2], verdict[3], gen}
+return {loaded, 0, ctx[1], ctx[2], ctx[3], ctx[4], verdict[1], verdict[2], verdict[3], gen,
+        g_allowed, g_remaining, g_t, version}

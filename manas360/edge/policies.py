@@ -17,6 +17,8 @@ from sanic_routing.route import Route
 from manas360.settings import RatePolicy, Settings
 
 _DECLARED = "__rate_policies__"
+GUARDED_MARK = "__m360_guarded__"
+"""Set on a handler by the authentication guard (blueprints.guard): see PolicyMap.is_guarded."""
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
@@ -72,6 +74,18 @@ class PolicyMap:
         if by_method is None:
             by_method = route.ctx.rate_policies = self._resolve(route)
         return by_method.get(request.method, self.every_request)
+
+    def is_guarded(self, request: Request) -> bool:
+        """Whether the request's route runs the authentication guard (blueprints.guard),
+        which can take the per-IP limit into its own round trip."""
+        route = request.route
+        if route is None:
+            return False
+        guarded: bool | None = getattr(route.ctx, "guarded", None)
+        if guarded is None:
+            handler = getattr(route.handler, "__route_handler__", route.handler)
+            guarded = route.ctx.guarded = bool(getattr(handler, GUARDED_MARK, False))
+        return guarded
 
     def _resolve(self, route: Route) -> dict[str, tuple[RatePolicy, ...]]:
         path, declared = route_path(route), _declared(route)

@@ -8,6 +8,12 @@ policy has spent one unit of `global` (it did reach the server). Each verdict is
 `request.ctx.rate_verdicts` and rendered as `RateLimit-Policy`/`RateLimit` on the response,
 error responses included.
 
+On a guarded route whose only edge policy is the per-IP `global` one, the edge does not
+call Redis: it leaves the check to the authentication guard (`request.ctx.client_check`),
+which sends it in the same round trip as the user's checks, first, with the same
+semantics (a request it refuses reads and counts nothing of the user's). A request the
+guard refuses before Redis (no token, a bad one) is checked on its own.
+
 Redis failing during a check: a `fail_open` policy lets the request through, logs a
 warning and counts it; the limiter then stops asking Redis for STORE_RETRY_S (a stalled
 Redis would otherwise cost every request its socket timeout). A fail-closed policy answers
@@ -17,6 +23,7 @@ Redis would otherwise cost every request its socket timeout). A fail-closed poli
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from loguru import logger
 from sanic import Request
@@ -29,6 +36,7 @@ from manas360.edge.policies import PolicyMap, rate_limited, route_path
 from manas360.edge.ratelimit_headers import format_headers
 from manas360.edge.stats import count
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
+from manas360.services.entitlements import ClientCheck
 from manas360.settings import RatePolicy
 from manas360.store import Store, StoreUnavailable
 from manas360.store.ratelimit import Verdict, hit
@@ -56,11 +64,25 @@ class EdgeLimiter:
             return
         request.ctx.rate_verdicts = []
         store = request.app.ctx.deps.store
-        for policy in self.policies.for_request(request):
+        policies = self.policies.for_request(request)
+        if (len(policies) == 1 and policies[0].key == "ip" and self.policies.is_guarded(request)
+                and time.monotonic() >= self._store_down_until):
+            policy = policies[0]
             key, log_key = _request_key(request, policy, store)
-            verdict = await self._hit(store, policy=policy, key=key)
-            if verdict is not None:
-                apply_verdict(request, verdict, log_key=log_key)
+            request.ctx.client_check = ClientCheck(policy=policy, key=key, log_key=log_key,
+                                                   check_alone=partial(self._check_alone, request, policy))
+            return
+        for policy in policies:
+            await self._check_one(request, store, policy)
+
+    async def _check_one(self, request: Request, store: Store, policy: RatePolicy) -> None:
+        key, log_key = _request_key(request, policy, store)
+        verdict = await self._hit(store, policy=policy, key=key)
+        if verdict is not None:
+            apply_verdict(request, verdict, log_key=log_key)
+
+    async def _check_alone(self, request: Request, policy: RatePolicy) -> None:
+        await self._check_one(request, request.app.ctx.deps.store, policy)
 
     async def _hit(self, store: Store, *, policy: RatePolicy, key: str) -> Verdict | None:
         if time.monotonic() < self._store_down_until:

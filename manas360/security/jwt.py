@@ -10,21 +10,54 @@ still verifies k1 tokens until k1 is dropped from the set.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
 from manas360.errors import InvalidToken, TokenExpired
-from manas360.settings import MIN_SECRET_BYTES
+from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE, MIN_SECRET_BYTES
 
 ALGORITHM = "HS256"
 MAX_TOKEN_CHARS = 8192
 NBF_LEEWAY_S = 5
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a verified access token proves: identity and its time bounds, nothing more.
+
+    Immutable, so one instance is shared by every request presenting the same token (the
+    verified-token cache hands out the cached object itself)."""
+
+    user_id: str
+    session_id: str
+    jti: str
+    issued_ms: int
+    """`iat_ms` when consistent with `iat`, else `iat * 1000` (see services/tokens.py)."""
+    expires_at: float
+    """`exp`, in seconds: the token is dead from this instant on."""
+    not_before: float
+    """The later of `nbf` and `iat`: before this (minus a small leeway) it is not valid yet."""
+
+    @property
+    def expires_ms(self) -> int:
+        return int(self.expires_at * 1000)
+
+
+def token_issued_ms(claims: dict[str, Any]) -> int:
+    """The token's issue time in ms: `iat_ms` when consistent with `iat`, else `iat * 1000`."""
+    floor_ms = int(claims["iat"]) * 1000
+    value = claims.get("iat_ms")
+    if isinstance(value, int) and not isinstance(value, bool) and floor_ms <= value < floor_ms + 1000:
+        return value
+    return floor_ms
 
 
 class KeySet:
@@ -56,20 +89,30 @@ class AccessTokenCodec:
     """Encode and verify access tokens; verified tokens are cached per instance."""
 
     def __init__(
-        self, *, keyset: KeySet, issuer: str, audience: str, ttl_s: int, cache_size: int = 10000
+        self, *, keyset: KeySet, issuer: str, audience: str, ttl_s: int, cache_size: int = DEFAULT_TOKEN_CACHE_SIZE
     ) -> None:
         self.keyset = keyset
         self.issuer = issuer
         self.audience = audience
         self.ttl_s = ttl_s
         self.cache_size = cache_size
-        # Verified-token cache (PyJWT decode costs ~33-55 us, a hit ~0.1 us). Safe because:
-        # the key is the whole token string, signature included, so only byte-identical
-        # tokens hit; only tokens that fully verified are stored; exp/nbf are re-checked on
-        # every hit; revocation is not cached (checked in Redis per request). It lives on
-        # this instance: a new key set means a new codec with an empty cache, so dropping a
-        # kid leaves no cached token of that kid valid.
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Verified-token cache (PyJWT decode costs ~33-55 us, a hit ~1 us). Safe because:
+        # the key is the SHA-256 of the whole token string, signature included, so only
+        # byte-identical tokens hit (a second preimage of SHA-256 is out of reach); only
+        # tokens that fully verified are stored; exp/nbf are re-checked on every hit;
+        # revocation is not cached (checked in Redis per request). It lives on this
+        # instance: a new key set means a new codec with an empty cache, so dropping a kid
+        # leaves no cached token of that kid valid. Entries are compact (a digest and a
+        # VerifiedToken, not the token and its claims dict): see DEFAULT_TOKEN_CACHE_SIZE.
+        self._cache: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+        self.hits = 0
+        """Verifications answered from the cache (read by the metrics publisher)."""
+        self.misses = 0
+        """Verifications that ran PyJWT (including the ones that failed)."""
+
+    @property
+    def cache_entries(self) -> int:
+        return len(self._cache)
 
     def encode(
         self,
@@ -100,23 +143,41 @@ class AccessTokenCodec:
         )
         return token, dict(claims)
 
-    def decode(self, token: str, *, now: float | None = None) -> dict[str, Any]:
-        """Verify a token and return a copy of its claims, or raise InvalidToken/TokenExpired."""
+    def verify(self, token: str, *, now: float | None = None) -> VerifiedToken:
+        """Verify a token (through the cache); raise InvalidToken/TokenExpired."""
         # A JWT is base64url and dots: anything else is refused before any parsing.
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
             raise InvalidToken()
         now = time.time() if now is None else now
-        cached = self._cache.get(token)
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        cached = self._cache.get(digest)
         if cached is not None:
-            self._cache.move_to_end(token)
-            self._check_times(cached, now, token)
-            return dict(cached)
+            self.hits += 1
+            self._cache.move_to_end(digest)
+            self._check_times(cached, now, digest)
+            return cached
+        self.misses += 1
         claims = self._verify(token)
-        self._check_times(claims, now, token)
-        self._cache[token] = claims
+        verified = VerifiedToken(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"],
+                                 issued_ms=token_issued_ms(claims), expires_at=claims["exp"],
+                                 not_before=max(claims["nbf"], claims["iat"]))
+        self._check_times(verified, now, digest)
+        self._cache[digest] = verified
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return dict(claims)
+        return verified
+
+    def decode(self, token: str, *, now: float | None = None) -> dict[str, Any]:
+        """Verify a token and return all of its claims (no cache: not for the hot path)."""
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+            raise InvalidToken()
+        now = time.time() if now is None else now
+        claims = self._verify(token)
+        if now >= claims["exp"]:
+            raise TokenExpired()
+        if max(claims["nbf"], claims["iat"]) > now + NBF_LEEWAY_S:
+            raise InvalidToken()
+        return claims
 
     def _verify(self, token: str) -> dict[str, Any]:
         """Check structure, header, signature, iss, aud and claim types (not times)."""
@@ -160,12 +221,12 @@ class AccessTokenCodec:
             raise InvalidToken()
         return claims
 
-    def _check_times(self, claims: dict[str, Any], now: float, token: str) -> None:
+    def _check_times(self, verified: VerifiedToken, now: float, digest: bytes) -> None:
         """Raise TokenExpired past exp (no leeway), InvalidToken before nbf/iat (small leeway)."""
-        if now >= claims["exp"]:
-            self._cache.pop(token, None)
+        if now >= verified.expires_at:
+            self._cache.pop(digest, None)
             raise TokenExpired()
-        if claims["nbf"] > now + NBF_LEEWAY_S or claims["iat"] > now + NBF_LEEWAY_S:
+        if verified.not_before > now + NBF_LEEWAY_S:
             raise InvalidToken()
 
 

@@ -24,7 +24,7 @@ from manas360.services import audit, login, revocation, sessions, users
 from manas360.services.lockout import release_check
 from manas360.services.principal import Principal
 from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, issue_pair, issued_ms
+from manas360.services.tokens import TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -149,7 +149,7 @@ async def _ensure_caller_live(conn: BaseDBAsyncClient, *, principal: Principal) 
         'SELECT u."tokens_valid_after" FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
         'WHERE s."id" = $1 AND s."user_id" = $2 AND s."revoked_at" IS NULL AND s."expires_at" > clock_timestamp()',
         [principal.session_id, principal.user_id])
-    if not rows or issued_ms(principal.claims) <= epoch_ms(rows[0]["tokens_valid_after"]):
+    if not rows or principal.issued_ms <= epoch_ms(rows[0]["tokens_valid_after"]):
         raise TokenRevoked()
 
 

@@ -16,7 +16,7 @@ end has passed counts as free at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,14 @@ from tortoise import connections
 
 from manas360 import metrics, reference
 from manas360.clock import Clock, to_ms
-from manas360.errors import AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied, TokenRevoked
+from manas360.errors import (
+    AccountDisabled,
+    AppError,
+    FeatureNotAvailable,
+    InsufficientPrivileges,
+    PermissionDenied,
+    TokenRevoked,
+)
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.repair import retry_in_background, run_to_completion
 from manas360.security.jwt import AccessTokenCodec
@@ -33,11 +40,11 @@ from manas360.services.catalog import Catalog, CatalogHolder
 from manas360.services.principal import Principal, bearer_token
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
 from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
-from manas360.services.tokens import issued_ms
-from manas360.settings import Settings
+from manas360.settings import RatePolicy, Settings
 from manas360.store import Store, StoreUnavailable
 from manas360.store.entitlements import (
     NO_GENERATION,
+    ClientLimit,
     UserContext,
     UserFill,
     check_request,
@@ -109,21 +116,50 @@ class Access:
         return self.catalog.features_of(self.plan)
 
 
+@dataclass(frozen=True, slots=True)
+class ClientCheck:
+    """The per-IP limit the edge left to the guard, so that it rides in the user's round trip."""
+
+    policy: RatePolicy
+    key: str
+    """The Redis key the client is counted under."""
+    log_key: str
+    """What rate_limit_logs records for it ("ip:<address>")."""
+    check_alone: Callable[[], Awaitable[None]]
+    """Runs the limit on its own (the edge's check): for a request refused before Redis."""
+
+
 async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
                     clock: Clock, authorization_header: str | None, needs: Needs,
-                    on_rate: Callable[[Principal, Verdict], None]) -> Access:
+                    on_rate: Callable[[Verdict, str], None], client_check: ClientCheck | None = None) -> Access:
     """Authenticate, load live entitlements in one round trip, gate; raise the API error.
 
-    `on_rate` receives the `api` verdict before the gate is applied (it renders the
-    RateLimit headers and raises 429 on a denial: a throttled caller learns nothing more).
+    `client_check`: the per-IP limit, checked first in the same round trip (a request it
+    refuses spends nothing of the user's), or on its own when the token is refused before
+    Redis is asked. `on_rate(verdict, log_key)` receives each verdict (per-IP, then `api`)
+    before the gate is applied: it renders the RateLimit headers and raises 429 on a
+    denial, so a throttled caller learns nothing more.
     """
-    claims = codec.decode(bearer_token(authorization_header))
-    principal = Principal(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"], claims=claims)
+    try:
+        principal = codec.verify(bearer_token(authorization_header))
+    except AppError:
+        if client_check is not None:  # a bad token still counts against the client's limit
+            await client_check.check_alone()
+        raise
     policy = settings.rate_policies["api"]
-    issued = issued_ms(claims)
+    client_limit = None
+    if client_check is not None:
+        client_policy = client_check.policy
+        client_limit = ClientLimit(key=client_check.key, limit=client_policy.limit, window_s=client_policy.window_s)
     check, version = await check_request(
         store, user_id=principal.user_id, session_id=principal.session_id, jti=principal.jti,
-        issued_ms=issued, api_limit=policy.limit, api_window_s=policy.window_s)
+        issued_ms=principal.issued_ms, api_limit=policy.limit, api_window_s=policy.window_s,
+        client_limit=client_limit)
+    if check.client is not None and client_check is not None:
+        client = check.client
+        on_rate(Verdict(policy=client_check.policy.name, allowed=client.allowed, limit=client_check.policy.limit,
+                        remaining=client.remaining, reset_s=client.reset_s, window_s=client_check.policy.window_s),
+                client_check.log_key)
     context, revoked = check.context, check.revoked
     if context is not None and (check.loaded or revoked):
         metrics.ENTITLEMENT_CACHE.labels("hit").inc()
@@ -132,7 +168,7 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
         state = await _load_user_state(settings=settings, store=store, clock=clock, user_id=principal.user_id,
                                        generation=check.generation)
         context = state.context
-        revoked = revoked or state.revokes(principal, issued_ms=issued)
+        revoked = revoked or state.revokes(principal, issued_ms=principal.issued_ms)
     # A disabled account is told so even with a token that disabling revoked.
     if context.status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
@@ -140,7 +176,7 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
         raise TokenRevoked()
     rate = Verdict(policy="api", allowed=check.allowed, limit=policy.limit, remaining=check.remaining,
                    reset_s=check.reset_s, window_s=policy.window_s)
-    on_rate(principal, rate)
+    on_rate(rate, f"u:{principal.user_id}")
     current = await catalog.ensure(version=version)
     access = Access(principal=principal, role=context.role, privilege_level=current.level_of(context.role),
                     plan=_effective_plan(context, clock=clock), catalog=current, rate=rate)

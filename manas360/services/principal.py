@@ -8,24 +8,13 @@ revocation, user context and the `api` limit, PostgreSQL on a cold cache) is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from manas360.errors import Unauthorized
+from manas360.security.jwt import VerifiedToken
 
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller: identity only; entitlements are never read from the token."""
-
-    user_id: str
-    session_id: str
-    jti: str
-    claims: dict[str, Any]
-
-    @property
-    def expires_ms(self) -> int:
-        return int(self.claims["exp"] * 1000)
+Principal = VerifiedToken
+"""The authenticated caller: identity only (`user_id`, `session_id`, `jti`, `issued_ms`,
+`expires_ms`); entitlements are never read from the token. Immutable: the codec's
+verified-token cache shares one instance between the requests presenting the same token."""
 
 
 def bearer_token(authorization_header: str | None) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from manas360.clock import Clock, epoch_ms, to_ms
-from manas360.security.jwt import AccessTokenCodec, KeySet
+from manas360.security.jwt import AccessTokenCodec, KeySet, token_issued_ms
 from manas360.services.users import User
 from manas360.settings import Settings
 
@@ -56,7 +56,7 @@ def build_codec(settings: Settings) -> AccessTokenCodec:
     """The worker's access-token codec: current key signs, every configured key verifies."""
     keyset = KeySet(current_kid=settings.jwt_key_id, keys=settings.verification_keys)
     return AccessTokenCodec(keyset=keyset, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                            ttl_s=settings.jwt_access_ttl)
+                            ttl_s=settings.jwt_access_ttl, cache_size=settings.token_cache_size)
 
 
 def new_refresh_token() -> str:
@@ -90,11 +90,7 @@ def mint_access_token(*, codec: AccessTokenCodec, clock: Clock, user_id: str, se
 
 def issued_ms(claims: dict[str, Any]) -> int:
     """The token's issue time in ms: `iat_ms` when consistent with `iat`, else `iat * 1000`."""
-    floor_ms = int(claims["iat"]) * 1000
-    value = claims.get("iat_ms")
-    if isinstance(value, int) and not isinstance(value, bool) and floor_ms <= value < floor_ms + 1000:
-        return value
-    return floor_ms
+    return token_issued_ms(claims)
 
 
 def issue_pair(*, settings: Settings, codec: AccessTokenCodec, clock: Clock, user: User, session_id: str,

@@ -10,7 +10,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from manas360 import repair
 from manas360.services import auth, revocation
-from manas360.services.principal import Principal
 from manas360.services.sessions import Client
 from manas360.settings import load_settings
 from manas360.store.client import close_store, open_store
@@ -94,8 +93,7 @@ async def test_a_revocation_lands_even_if_the_request_is_cancelled_after_the_com
     still run. Redis here is a private server whose writes are held (CLIENT PAUSE WRITE)
     until the handler has been cancelled in the middle of that step."""
     account = await register(client)
-    claims = app.ctx.deps.codec.decode(account.pair["access_token"])
-    principal = Principal(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"], claims=claims)
+    principal = app.ctx.deps.codec.verify(account.pair["access_token"])
     with redis_server() as private:
         store = open_store(url=private.url, prefix=app.ctx.deps.settings.redis_prefix)
         admin = Redis.from_url(private.url, decode_responses=True)

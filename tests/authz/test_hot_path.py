@@ -17,8 +17,10 @@ async def test_warm_gated_request_runs_no_sql_and_one_redis_round_trip(client, m
             response = await client.get(f"{API}/dashboard", headers=member.headers)
             assert response.status_code == 200
     assert counts["sql"] == 0
-    # Per request: the user's round trip, plus the per-IP `global` limit check at the edge.
-    assert counts["redis"] == 5 * 2
+    # Per request: ONE round trip, the per-IP `global` limit included (checked first, in the
+    # same script as the user's revocation, context and `api` limit).
+    assert counts["redis"] == 5
+    assert [item.split(";")[0] for item in response.headers["ratelimit"].split(", ")] == ['"global"', '"api"']
 
 
 async def test_cold_gated_request_reads_postgresql_once_and_refills_the_cache(

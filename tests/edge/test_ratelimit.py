@@ -188,6 +188,35 @@ async def test_the_api_limit_through_a_real_authenticated_route(edge_app):
         assert '"api";q=3;w=60' in refused.headers["ratelimit-policy"]
 
 
+async def test_global_on_a_guarded_route_rides_in_the_users_round_trip(edge_app):
+    """The per-IP `global` limit of a guarded route is checked in the guard's one round trip,
+    first: a request it refuses is a 429 that spent nothing of the user's `api` budget; a
+    request refused before Redis (no token, a bad one) still counts against it."""
+    async with edge_app(RATE_LIMIT_GLOBAL="4/3600", RATE_LIMIT_API="100/3600") as app, \
+            client_for(app, client_ip=fresh_ip()) as client:
+        account = await register(client)  # global 1 of 4 (with `auth`, checked at the edge)
+
+        def items(response):
+            return {item["policy"]: item for item in parse_ratelimit(response.headers["ratelimit"])}
+
+        ok = await client.get("/api/v1/me", headers=account.headers)
+        assert ok.status_code == 200 and ok.headers["ratelimit"].startswith('"global"')
+        assert (items(ok)["global"]["r"], items(ok)["api"]["r"]) == (2, 99)
+        bad = await client.get("/api/v1/me", headers={"authorization": "Bearer not-a-token"})
+        assert bad.status_code == 401 and bad.json()["error"] == "InvalidToken"
+        assert list(items(bad)) == ["global"] and items(bad)["global"]["r"] == 1
+        anonymous = await client.get("/api/v1/me")
+        assert anonymous.status_code == 401 and items(anonymous)["global"]["r"] == 0
+        refused = await client.get("/api/v1/me", headers=account.headers)
+        retry_after = assert_rate_limited(refused)
+        assert list(items(refused)) == ["global"] and items(refused)["global"]["t"] == retry_after
+        throttled_bad = await client.get("/api/v1/me", headers={"authorization": "Bearer not-a-token"})
+        assert throttled_bad.status_code == 429
+        async with client_for(app, client_ip=fresh_ip()) as elsewhere:
+            again = await elsewhere.get("/api/v1/me", headers=account.headers)
+        assert again.status_code == 200 and items(again)["api"]["r"] == 98  # the refused one spent nothing
+
+
 # sliding window ---------------------------------------------------------------------------------
 
 async def test_no_second_burst_right_after_a_window_edge(edge_app, redis_raw):

@@ -201,32 +201,82 @@ def test_dropped_key_no_longer_verifies_in_a_new_codec():
         dropped.decode(old_token, now=NOW)
 
 
+def _key(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 def test_cache_hit_still_rejects_after_expiry():
     codec = make_codec()
     token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
-    assert codec.decode(token, now=NOW)["sub"] == U1
-    assert token in codec._cache
+    assert codec.verify(token, now=NOW).user_id == U1
+    assert _key(token) in codec._cache
     with pytest.raises(TokenExpired):
-        codec.decode(token, now=NOW + TTL + 1)
-    assert token not in codec._cache
+        codec.verify(token, now=NOW + TTL + 1)
+    assert _key(token) not in codec._cache
 
 
-def test_cache_hit_returns_a_copy():
+def test_cache_hit_is_immutable_and_counted():
     codec = make_codec()
     token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
-    codec.decode(token, now=NOW)["sub"] = "admin"
-    assert codec.decode(token, now=NOW)["sub"] == U1
+    first = codec.verify(token, now=NOW)
+    with pytest.raises(AttributeError):
+        first.user_id = "admin"  # type: ignore[misc]
+    assert codec.verify(token, now=NOW) is first and first.user_id == U1
+    assert (codec.hits, codec.misses) == (1, 1)
 
 
 def test_cache_is_bounded_and_keeps_only_verified_tokens():
     codec = make_codec(cache_size=2)
     tokens = [codec.encode(user_id=str(uuid.uuid4()), session_id=S1, now=NOW)[0] for _ in range(3)]
     for token in tokens:
-        codec.decode(token, now=NOW)
-    assert list(codec._cache) == tokens[1:]
+        codec.verify(token, now=NOW)
+    assert list(codec._cache) == [_key(token) for token in tokens[1:]]
     with pytest.raises(InvalidToken):
-        codec.decode(sign(claims(), secret=SECRET_2), now=NOW)
+        codec.verify(sign(claims(), secret=SECRET_2), now=NOW)
     assert len(codec._cache) == 2
+
+
+def test_a_byte_different_token_never_hits_the_cache():
+    codec = make_codec()
+    token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
+    codec.verify(token, now=NOW)
+    header, payload, signature = token.split(".")
+    for tampered in (f"{header}.{payload}.{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}",
+                     f"{header}.{payload}x.{signature}", f" {token}"):
+        with pytest.raises(InvalidToken):
+            codec.verify(tampered, now=NOW)
+
+
+def test_verify_and_decode_agree_on_identity_and_times():
+    codec = make_codec()
+    token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW, extra={"iat_ms": int(NOW * 1000) + 250})
+    verified, decoded = codec.verify(token, now=NOW), codec.decode(token, now=NOW)
+    assert (verified.user_id, verified.session_id, verified.jti) == (decoded["sub"], decoded["sid"], decoded["jti"])
+    assert verified.issued_ms == int(NOW * 1000) + 250 and verified.expires_ms == decoded["exp"] * 1000
+
+
+def test_cache_entries_are_compact():
+    """DEFAULT_TOKEN_CACHE_SIZE (and the README's TOKEN_CACHE_SIZE figure) assume ~610 bytes
+    an entry: the digest key, the VerifiedToken and its strings, the LRU's own slot. (The
+    token string and its claims dict, cached before, took ~1.4 kB.)"""
+    import gc
+    import tracemalloc
+
+    from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE
+
+    codec = make_codec(cache_size=DEFAULT_TOKEN_CACHE_SIZE)
+    tokens = [codec.encode(user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()), now=NOW)[0]
+              for _ in range(2000)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for token in tokens:
+        codec.verify(token, now=NOW)
+    gc.collect()
+    grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    per_entry = grown / len(tokens)
+    assert 400 < per_entry < 700, per_entry
 
 
 @pytest.mark.parametrize(
