@@ -5,34 +5,24 @@ from __future__ import annotations
 import asyncio
 import os
 
-from sanic import Request, Sanic
-from sanic.response import BaseHTTPResponse
+from sanic import Sanic
 
 from manas360 import __version__
-from manas360.access_log import install_access_log
+from manas360.access_log import access_logger
 from manas360.container import build_collaborators
 from manas360.db import close_orm, open_orm
 from manas360.edge import install_edge
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
-from manas360.http.request_id import request_id
+from manas360.http.hooks import install_hooks
 from manas360.http.sanic_types import App
-from manas360.logs import configure_logging, request_id_var
+from manas360.logs import configure_logging
 from manas360.metrics import install_metrics
 from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.catalog import watch_reference
 from manas360.settings import Settings, load_settings
 from manas360.store import close_store
-from manas360.tortoise_context import activate
 
-# A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
-# styles from its CDN, so it gets its own policy.
-API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-_DOCS_CDNS = "https://cdnjs.cloudflare.com https://cdn.redoc.ly"
-DOCS_CSP = (f"default-src 'none'; script-src 'self' 'unsafe-inline' {_DOCS_CDNS}; "
-            f"style-src 'self' 'unsafe-inline' {_DOCS_CDNS} https://fonts.googleapis.com; "
-            "font-src https://fonts.gstatic.com; img-src 'self' data: https:; connect-src 'self'; "
-            "worker-src blob:; frame-ancestors 'none'; base-uri 'none'")
 API_DESCRIPTION = """Authentication, authorization and subscription core of MANAS360.
 
 Every error, from every layer, is the JSON envelope `{"error", "message", "request_id"}`
@@ -69,10 +59,10 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     # parts to services, which never see the container itself.
     app.ctx.deps = build_collaborators(settings)
     _add_listeners(app, settings)
-    _add_middleware(app, settings)
-    install_edge(app, settings)
-    install_metrics(app)
-    install_access_log(app, settings=settings)
+    edge, blocked_paths = install_edge(app, settings)
+    stats = install_metrics(app, codec=app.ctx.deps.codec)
+    install_hooks(app, settings, edge=edge, stats=stats, blocked_paths=blocked_paths,
+                  access_log=access_logger(settings))
     _add_blueprints(app)
     app.ext.openapi.describe("MANAS360 API", version=__version__, description=API_DESCRIPTION)
     return app
@@ -112,27 +102,6 @@ def _add_listeners(app: App, settings: Settings) -> None:
     @app.after_server_stop
     async def close_catalog(app: App) -> None:
         app.ctx.catalog_watch.cancel()
-
-
-def _add_middleware(app: App, settings: Settings) -> None:
-    hsts = "max-age=63072000; includeSubDomains" if settings.hsts else None
-
-    @app.middleware("request", priority=100)
-    async def assign_request_id(request: Request) -> None:
-        request_id_var.set(request_id(request))
-        activate(request.app.ctx.orm)
-
-    @app.middleware("response", priority=100)
-    async def add_response_headers(request: Request, response: BaseHTTPResponse) -> None:
-        headers = response.headers
-        headers["X-Request-ID"] = request_id(request)
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        headers["Content-Security-Policy"] = DOCS_CSP if request.path.startswith("/docs") else API_CSP
-        if hsts:
-            headers["Strict-Transport-Security"] = hsts
 
 
 def _add_blueprints(app: App) -> None:

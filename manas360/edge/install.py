@@ -1,42 +1,28 @@
-"""`install_edge(app, settings)`: the edge's middleware and listeners, called by create_app."""
+"""`install_edge(app, settings)`: the edge's limiter and listeners, called by create_app
+(its per-request part runs in the app's request and response hooks, manas360.http.hooks)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
-from sanic import Request
-from sanic.response import BaseHTTPResponse
-
-from manas360 import errors
 from manas360.edge.blocklog import BlockLog, flush_block_log, run_flusher
-from manas360.edge.limits import check_request_shape
 from manas360.edge.policies import PolicyMap
-from manas360.edge.ratelimit import EdgeLimiter, add_rate_headers
+from manas360.edge.ratelimit import EdgeLimiter
 from manas360.http.sanic_types import App
 from manas360.settings import Settings
 
 FINAL_FLUSH_TIMEOUT_S = 5.0
 
 
-def install_edge(app: App, settings: Settings) -> None:
-    """Request-shape limits and rate limits on every request, RateLimit headers on every
-    limited response, and the block log's flusher for the server's lifetime."""
+def install_edge(app: App, settings: Settings) -> tuple[EdgeLimiter, frozenset[str]]:
+    """Set up the rate limiter (`app.ctx.edge`) and the block log's flusher for the server's
+    lifetime; return the limiter and the paths never served. The request hook applies
+    request-shape limits and rate limits to every request, the response hook the RateLimit
+    headers to every limited response."""
     policies = PolicyMap(settings)
-    app.ctx.edge = EdgeLimiter(policies=policies, block_log=BlockLog())
+    app.ctx.edge = limiter = EdgeLimiter(policies=policies, block_log=BlockLog())
     blocked_paths = _blocked_docs_paths(app)
-
-    # After the request id (100) and the metrics timer (99): a refusal still has both.
-    @app.middleware("request", priority=90)
-    async def edge_request(request: Request) -> None:
-        check_request_shape(request)
-        if request.path in blocked_paths:
-            raise errors.NotFound()
-        await request.app.ctx.edge.check(request)
-
-    @app.middleware("response", priority=90)
-    async def edge_response(request: Request, response: BaseHTTPResponse) -> None:
-        add_rate_headers(request, response)
 
     @app.before_server_start
     async def start_block_log(app: App) -> None:
@@ -52,6 +38,8 @@ def install_edge(app: App, settings: Settings) -> None:
             await flusher
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(flush_block_log(app), FINAL_FLUSH_TIMEOUT_S)
+
+    return limiter, blocked_paths
 
 
 def _blocked_docs_paths(app: App) -> frozenset[str]:

@@ -23,7 +23,7 @@ from typing import Any
 from loguru import logger
 from tortoise import connections
 
-from manas360 import metrics, reference
+from manas360 import reference
 from manas360.clock import Clock, to_ms
 from manas360.errors import (
     AccountDisabled,
@@ -33,6 +33,7 @@ from manas360.errors import (
     PermissionDenied,
     TokenRevoked,
 )
+from manas360.metrics import ENTITLEMENT_HITS, ENTITLEMENT_MISSES
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.repair import retry_in_background, run_to_completion
 from manas360.security.jwt import AccessTokenCodec
@@ -162,9 +163,9 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
                 client_check.log_key)
     context, revoked = check.context, check.revoked
     if context is not None and (check.loaded or revoked):
-        metrics.ENTITLEMENT_CACHE.labels("hit").inc()
+        ENTITLEMENT_HITS.inc()
     else:
-        metrics.ENTITLEMENT_CACHE.labels("miss").inc()
+        ENTITLEMENT_MISSES.inc()
         state = await _load_user_state(settings=settings, store=store, clock=clock, user_id=principal.user_id,
                                        generation=check.generation)
         context = state.context

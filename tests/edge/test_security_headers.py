@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.edge.conftest import fresh_ip
+from tests.fixtures.accounts import register
 from tests.fixtures.app import client_for
 
 HSTS = "max-age=63072000; includeSubDomains"
@@ -49,6 +50,31 @@ async def test_every_response_carries_every_security_header(app):
         assert headers["x-request-id"], kind
         assert "server" not in headers and "x-powered-by" not in headers, kind
     assert [status for _, status in seen] == [200, 404, 500, 204, 431, 429, 200]
+
+
+async def test_guarded_routes_carry_each_header_once_on_every_outcome(edge_app):
+    """The one response hook, on the guard's outcomes (the per-IP limit rides in its round
+    trip): success, 401, 403 and the per-IP 429 each carry every header exactly once, and
+    a sane client X-Request-ID is echoed."""
+    async with edge_app(HSTS="1", RATE_LIMIT_GLOBAL="5/3600") as app, \
+            client_for(app, client_ip=fresh_ip()) as client:
+        account = await register(client)
+        outcomes = [
+            await client.get("/api/v1/me", headers={**account.headers, "x-request-id": "trace-me.1"}),
+            await client.get("/api/v1/me", headers={"authorization": "Bearer nope"}),
+            await client.get("/api/v1/premium/dashboard", headers=account.headers),
+            await client.get("/api/v1/me", headers=account.headers),
+            await client.get("/api/v1/me", headers=account.headers),
+        ]
+    assert [r.status_code for r in outcomes] == [200, 401, 403, 200, 429]
+    assert outcomes[0].headers["x-request-id"] == "trace-me.1"
+    for response in outcomes:
+        for name in ("x-content-type-options", "x-frame-options", "referrer-policy", "cross-origin-resource-policy",
+                     "content-security-policy", "strict-transport-security", "x-request-id", "ratelimit",
+                     "ratelimit-policy"):
+            assert len(response.headers.get_list(name)) == 1, (response.status_code, name)
+        if response.status_code >= 400:
+            assert response.json()["request_id"] == response.headers["x-request-id"]
 
 
 async def test_the_api_csp_allows_nothing_to_load(app):

@@ -4,6 +4,7 @@ every metric the shipped alerting rules use is exported."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from manas360.metrics import PUBLISH_INTERVAL_S
 from tests.fixtures.accounts import PASSWORD, unique_email
 from tests.fixtures.server import clients_per_worker, start_server
 
@@ -51,14 +53,36 @@ def test_counts_after_known_traffic_are_summed_over_both_workers(server):
     assert clients[0].post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
     wrong = {"email": email, "password": "wrong password!"}
     assert clients[1].post("/api/v1/auth/login", json=wrong).status_code == 401
-    assert clients[1].post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
-    after = _samples(clients[1].get("/metrics").text)
+    login = clients[1].post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200
+    bearer = {"authorization": f"Bearer {login.json()['access_token']}"}
+    for client in clients:  # per worker: one verification by PyJWT, then two cache hits
+        for _ in range(3):
+            assert client.get("/api/v1/me", headers=bearer).status_code == 200
+    # Each worker counts requests in its own memory and publishes them at most
+    # PUBLISH_INTERVAL_S later (at once for the worker answering the scrape).
+    deadline = time.monotonic() + 10 * PUBLISH_INTERVAL_S
+    plans = {"route": "/api/v1/plans", "method": "GET"}
+    while True:
+        after = _samples(clients[1].get("/metrics").text)
+        requests = _value(after, "manas360_http_requests_total", status="200", **plans) - _value(
+            before, "manas360_http_requests_total", status="200", **plans)
+        hits = _value(after, "manas360_token_cache_total", result="hit") - _value(
+            before, "manas360_token_cache_total", result="hit")
+        if (requests >= 10 and hits >= 4) or time.monotonic() > deadline:
+            break
+        time.sleep(PUBLISH_INTERVAL_S / 10)
 
     def delta(name, **labels):
         return _value(after, name, **labels) - _value(before, name, **labels)
 
-    assert delta("manas360_http_requests_total", route="/api/v1/plans", method="GET", status="200") == 10
+    assert requests == 10
+    assert (hits, delta("manas360_token_cache_total", result="miss")) == (4, 2)
+    assert delta("manas360_entitlement_cache_total") == 6
     assert delta("manas360_http_request_duration_seconds_count", route="/api/v1/plans", method="GET") == 10
+    le = {dict(labels)["le"]: value for (name, labels), value in after.items()
+          if name == "manas360_http_request_duration_seconds_bucket" and dict(labels)["route"] == "/api/v1/plans"}
+    assert le["+Inf"] >= 10 and list(le.values()) == sorted(le.values())  # cumulative buckets
     assert delta("manas360_logins_total", outcome="failure") == 1
     assert delta("manas360_logins_total", outcome="success") == 1
     assert _value(after, "manas360_db_pool_connections", state="max") == 2 * 20  # two workers' pools
