@@ -6,6 +6,8 @@ import asyncio
 import os
 
 from sanic import Sanic
+from sanic_ext.extensions.http.extension import HTTPExtension
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from manas360 import __version__
 from manas360.access_log import access_logger
@@ -55,6 +57,10 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
         FORWARDED_SECRET=None,
         **cors_config(settings),
     )
+    # sanic-ext: only what the service uses (the OpenAPI document and /docs; automatic
+    # HEAD/OPTIONS and CORS). Its dependency injection, unused here, would run a signal
+    # handler on every request; health monitoring and its logger are off anyway.
+    app.extend(built_in_extensions=False, extensions=[OpenAPIExtension, HTTPExtension])
     # One typed container of long-lived collaborators (no I/O here); handlers hand its
     # parts to services, which never see the container itself.
     app.ctx.deps = build_collaborators(settings)

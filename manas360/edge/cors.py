@@ -15,6 +15,7 @@ PREFLIGHT_MAX_AGE_S = 600
 def cors_config(settings: Settings) -> dict[str, Any]:
     """sanic-ext CORS_* settings: listed origins only, credentials only for those.
 
+    With no origins at all, CORS is off (same answers, no per-response hook).
     An origin not listed gets no CORS header at all (sanic-ext matches each listed origin
     exactly); a request without Origin gets none either. "*" (refused in production)
     answers any origin with a literal "*" and never with credentials.
@@ -22,7 +23,9 @@ def cors_config(settings: Settings) -> dict[str, Any]:
     origins = list(settings.origins)
     wildcard = "*" in origins
     return {
-        "CORS": True,
+        # No origin listed: no response gets a CORS header, so the CORS hook is not installed
+        # (it would run on every response to find that out).
+        "CORS": bool(origins),
         "CORS_ORIGINS": "*" if wildcard else origins,
         "CORS_SEND_WILDCARD": wildcard,
         "CORS_SUPPORTS_CREDENTIALS": bool(origins) and not wildcard,
