@@ -194,6 +194,27 @@ def log_in(url: str, emails: list[str]) -> list[str]:
     return asyncio.run(all_of_them())
 
 
+def mint_tokens(env: dict[str, str], user_ids: list[str]) -> list[str]:
+    """Access tokens for `user_ids`, signed with the service's own key (JWT_SECRET of `env`),
+    each with a session id of its own: what a population of logged-in users presents."""
+    import uuid
+
+    from manas360.services.tokens import build_codec
+    from manas360.settings import load_settings
+
+    codec = build_codec(load_settings(env))
+    now_ms = int(time.time() * 1000)
+    return [codec.encode(user_id=user_id, session_id=str(uuid.uuid4()), now=now_ms / 1000,
+                         extra={"iat_ms": now_ms})[0] for user_id in user_ids]
+
+
+def token_cache_counts(url: str) -> tuple[float, float]:
+    """(hits, misses) of the verified-token cache over every worker, from /metrics."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = dict(re.findall(r'^manas360_token_cache_total\{result="(hit|miss)"\} ([\d.e+]+)$', text, re.M))
+    return float(found.get("hit", 0)), float(found.get("miss", 0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -202,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternated bare/gated rounds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
+    parser.add_argument("--populations", default="10000,100000",
+                        help="distinct users' tokens for the population runs (comma-separated; '' for none)")
     parser.add_argument("--no-append", action="store_true", help="print, do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -216,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
            "JWT_SECRET": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING", "LOG_JSON": "1",
            "WORKERS": str(args.workers), "PORT": str(app_port), "PYTHONPATH": str(ROOT),
            "RATE_LIMIT_GLOBAL": UNLIMITED, "RATE_LIMIT_AUTH": UNLIMITED, "RATE_LIMIT_API": UNLIMITED,
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), "METRICS_ALLOWED_CIDRS": "127.0.0.1/32"}
     cost = int(env.get("BCRYPT_COST", "12"))
     results: dict[str, object] = {}
     try:
@@ -270,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         results["large"] = statistics.median(gated()["rps"] for _ in range(2))
 
         log(f"gated vs bare, {args.rounds} alternated rounds of {args.duration}s, -c{args.connections}")
-        bare_runs, gated_runs = [], []
+        bare_runs, gated_runs, live_runs = [], [], []
         pg_dsn = admin_dsn
         sql_before, redis_before = asyncio.run(pg_counter(pg_dsn, database)), redis_calls(redis_port)
         gated_requests = 0
@@ -280,12 +303,19 @@ def main(argv: list[str] | None = None) -> int:
             gated_runs.append(run)
             gated_requests += run["requests"]
         sql_after, redis_after = asyncio.run(pg_counter(pg_dsn, database)), redis_calls(redis_port)
+        for _ in range(args.rounds):  # the middleware alone, against bare in the same rounds
+            bare_runs.append(wrk(bare_url, seconds=args.duration, connections=args.connections))
+            live_runs.append(wrk(app_url + "/health/live", seconds=args.duration, connections=args.connections))
         results["bare"] = _median_run(bare_runs)
         results["gated"] = _median_run(gated_runs)
+        results["live"] = _median_run(live_runs)
         results["non2xx"] = sum(r["non2xx"] + r["socket_errors"] for r in gated_runs)
         results["sql_per_request"] = (sql_after - sql_before) / gated_requests
         results["redis_sent"] = (redis_after[0] - redis_before[0]) / gated_requests
         results["redis_executed"] = (redis_after[1] - redis_before[1]) / gated_requests
+        results["populations"] = population_runs(args, env=env, tmp=tmp, app_url=app_url, bare_url=bare_url,
+                                                 database_dsn=f"{base_url.replace('postgres://', 'postgresql://', 1)}"
+                                                              f"/{database}")
 
         log("logins")
         results["verify_s"] = bcrypt_verify_s(cost)
@@ -311,6 +341,65 @@ def main(argv: list[str] | None = None) -> int:
             out.write("\n" + table + "\n")
         log("appended to BENCHMARKS.md")
     return 0
+
+
+POPULATION_LUA = GATED_LUA
+PREMIUM_ROUTE, MEMBER_ROUTE = "/api/v1/premium/dashboard", "/api/v1/dashboard"
+
+
+def population_runs(args, *, env: dict[str, str], tmp: Path, app_url: str, bare_url: str,
+                    database_dsn: str) -> list[dict[str, object]]:
+    """Each population: that many distinct users' tokens (minted with the service's key),
+    cycled by wrk, alternated with bare round by round; the cache hit rate from /metrics.
+
+    The premium-gated GET needs users whose plan has the feature: about 15% of synthetic
+    users. A population larger than those is run on the permission-gated GET
+    (`/api/v1/dashboard`, every member may), which takes the same path through the guard."""
+    sizes = [int(size) for size in args.populations.split(",") if size.strip()]
+    results = []
+    for size in sizes:
+        premium = asyncio.run(_user_ids(database_dsn, size, premium=True))
+        route, ids = (PREMIUM_ROUTE, premium) if len(premium) >= size else (
+            MEMBER_ROUTE, asyncio.run(_user_ids(database_dsn, size, premium=False)))
+        log(f"population of {len(ids):,} users on {route}: minting tokens, {args.rounds} alternated rounds")
+        tokens_path = tmp / f"tokens-{size}"
+        tokens_path.write_text("\n".join(mint_tokens(env, ids)) + "\n")
+        script = tmp / "population.lua"
+        script.write_text(POPULATION_LUA)
+        lua_env = {"BENCH_TOKENS": str(tokens_path)}
+        # One pass over the population first: a real population's tokens were seen before.
+        wrk(app_url + route, seconds=max(2, args.duration // 2), connections=args.connections, script=script,
+            env=lua_env)
+        bare_runs, runs = [], []
+        hits_before, misses_before = token_cache_counts(app_url)
+        for _ in range(args.rounds):
+            bare_runs.append(wrk(bare_url, seconds=args.duration, connections=args.connections))
+            runs.append(wrk(app_url + route, seconds=args.duration, connections=args.connections, script=script,
+                            env=lua_env))
+        time.sleep(1.5)  # every worker publishes its counts within a second
+        hits_after, misses_after = token_cache_counts(app_url)
+        hits, misses = hits_after - hits_before, misses_after - misses_before
+        results.append({"size": len(ids), "route": route, "bare": _median_run(bare_runs), "run": _median_run(runs),
+                        "errors": sum(r["non2xx"] + r["socket_errors"] for r in runs),
+                        "hit_rate": hits / (hits + misses) if hits + misses else 0.0})
+    return results
+
+
+async def _user_ids(dsn: str, limit: int, *, premium: bool) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        if premium:
+            rows = await conn.fetch(
+                "SELECT u.id FROM user_accounts u JOIN user_subscriptions s ON s.user_id = u.id "
+                "JOIN subscription_plans p ON p.id = s.plan_id WHERE s.status = 'active' AND p.tier >= 2 "
+                "AND (s.ends_at IS NULL OR s.ends_at > now() + interval '1 hour') AND u.status = 'active' "
+                "AND u.deleted_at IS NULL ORDER BY u.email LIMIT $1", limit)
+        else:
+            rows = await conn.fetch("SELECT id FROM user_accounts WHERE status = 'active' AND deleted_at IS NULL "
+                                    "ORDER BY email LIMIT $1", limit)
+        return [str(row["id"]) for row in rows]
+    finally:
+        await conn.close()
 
 
 def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -355,6 +444,15 @@ def render(r: dict, *, args, cost: int) -> str:
         ("gated / bare: req/s ratio · p99 ratio", f"**{gated['rps'] / bare['rps']:.2f}** · "
                                                   f"**{gated['p99'] / bare['p99']:.2f}**"),
         ("gated non-2xx or socket errors", f"{r['non2xx']}"),
+        ("middleware only: /health/live req/s · its ratio to bare",
+         f"{r['live']['rps']:,.0f} · **{r['live']['rps'] / bare['rps']:.2f}**"),
+        *[(f"{pop['size']:,} distinct users' tokens, {pop['route']}: req/s · p99 · ratio to bare (same rounds) "
+           "· p99 ratio · token cache hit rate",
+           f"{pop['run']['rps']:,.0f} · {pop['run']['p99']:.2f} ms · "
+           f"**{pop['run']['rps'] / pop['bare']['rps']:.2f}** · **{pop['run']['p99'] / pop['bare']['p99']:.2f}** · "
+           f"{pop['hit_rate']:.1%}"
+           + (f" ({pop['errors']} errors)" if pop["errors"] else ""))
+          for pop in r["populations"]],
         ("SQL statements per gated request", f"{r['sql_per_request']:.4f}"),
         ("Redis commands per gated request: sent by the service · executed incl. inside scripts",
          f"{r['redis_sent']:.2f} · {r['redis_executed']:.2f}"),

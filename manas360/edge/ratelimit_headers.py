@@ -8,6 +8,7 @@ Field syntax follows draft-ietf-httpapi-ratelimit-headers-11: `RateLimit-Policy`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from manas360.store.ratelimit import Verdict
 
@@ -17,7 +18,7 @@ def format_headers(verdicts: list[Verdict]) -> dict[str, str]:
     if not verdicts:
         return {}
     headers = {
-        "RateLimit-Policy": _sf_list(f"{_sf_string(v.policy)};q={v.limit};w={v.window_s}" for v in verdicts),
+        "RateLimit-Policy": _policy_header(tuple((v.policy, v.limit, v.window_s) for v in verdicts)),
         "RateLimit": _sf_list(f"{_sf_string(v.policy)};r={v.remaining};t={v.reset_s}" for v in verdicts),
     }
     retry_after = retry_after_s(verdicts)
@@ -32,11 +33,17 @@ def retry_after_s(verdicts: list[Verdict]) -> int | None:
     return max(waits) if waits else None
 
 
+@lru_cache(maxsize=256)  # one value per set of policies a route is under: a handful
+def _policy_header(policies: tuple[tuple[str, int, int], ...]) -> str:
+    return _sf_list(f"{_sf_string(name)};q={limit};w={window_s}" for name, limit, window_s in policies)
+
+
 def _sf_list(items: Iterable[str]) -> str:
     # RFC 9651 section 4.1.1 serialises list members separated by ", ".
     return ", ".join(items)
 
 
+@lru_cache(maxsize=256)  # policy names: a handful
 def _sf_string(value: str) -> str:
     if not value.isascii() or not value.isprintable():
         raise ValueError(f"policy name {value!r} is not printable ASCII")

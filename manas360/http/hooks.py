@@ -21,6 +21,7 @@ from manas360 import errors
 from manas360.edge.limits import check_request_shape
 from manas360.edge.ratelimit import EdgeLimiter, add_rate_headers
 from manas360.http.request_id import request_id
+from manas360.http.responses import ApiResponse, encode_headers
 from manas360.http.sanic_types import App
 from manas360.logs import request_id_var
 from manas360.metrics import HttpStats, observe_response
@@ -58,6 +59,7 @@ def install_hooks(app: App, settings: Settings, *, edge: EdgeLimiter, stats: Htt
                   blocked_paths: frozenset[str], access_log: AccessLogger | None) -> None:
     api_headers = security_headers(settings, docs=False)
     docs_headers = security_headers(settings, docs=True)
+    api_encoded, docs_encoded = encode_headers(api_headers), encode_headers(docs_headers)
 
     @app.middleware("request", priority=100)
     async def on_request(request: Request) -> None:
@@ -73,8 +75,11 @@ def install_hooks(app: App, settings: Settings, *, edge: EdgeLimiter, stats: Htt
     async def on_response(request: Request, response: BaseHTTPResponse) -> None:
         headers = response.headers
         headers["X-Request-ID"] = request_id(request)
-        # update(), not extend(): a response that passes twice keeps one copy of each.
-        headers.update(docs_headers if request.path.startswith("/docs") else api_headers)
+        docs = request.path.startswith("/docs")
+        if type(response) is ApiResponse:  # ours: the constants go out pre-encoded
+            response.constant_headers = docs_encoded if docs else api_encoded
+        else:  # sanic-ext's pages, Sanic's own answers; update(): a second pass adds no copy
+            headers.update(docs_headers if docs else api_headers)
         add_rate_headers(request, response)
         observe_response(stats, request, response.status)
         if access_log is not None:

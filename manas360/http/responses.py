@@ -7,6 +7,29 @@ from typing import Any
 import orjson
 from sanic.response import HTTPResponse
 
+EncodedHeaders = tuple[tuple[bytes, bytes], ...]
+
+
+class ApiResponse(HTTPResponse):
+    """A response of this API: besides its `headers`, it sends `constant_headers`, pairs
+    encoded once for every response (the security headers the response hook attaches)
+    instead of being sanitised and encoded again on each one."""
+
+    constant_headers: EncodedHeaders = ()
+
+    @property
+    def processed_headers(self) -> Any:  # an iterator of (name, value) byte pairs, as Sanic's
+        yield from super().processed_headers
+        yield from self.constant_headers
+
 
 def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
-    return HTTPResponse(orjson.dumps(body), status=status, headers=headers, content_type="application/json")
+    return ApiResponse(orjson.dumps(body), status=status, headers=headers, content_type="application/json")
+
+
+def encode_headers(headers: dict[str, str]) -> EncodedHeaders:
+    """Header pairs as Sanic writes them (checked to need no sanitising: constants only)."""
+    encoded = tuple((name.encode("ascii"), value.encode("ascii")) for name, value in headers.items())
+    if any(b"\r" in part or b"\n" in part for pair in encoded for part in pair):
+        raise ValueError("a constant header holds a line break")
+    return encoded
