@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tortoise.context import _current_context
+
 if TYPE_CHECKING:
     from tortoise.context import TortoiseContext
 
 
 def activate(ctx: TortoiseContext) -> None:
-    """Make the Tortoise context `ctx` the current one for the calling task."""
-    from tortoise.context import _current_context
-
+    """Make the Tortoise context `ctx` the current one for the calling task (per request:
+    the import is at module level, not repeated here)."""
     _current_context.set(ctx)

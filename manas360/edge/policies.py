@@ -56,7 +56,8 @@ def _table_method(method: str) -> str:
 class PolicyMap:
     def __init__(self, settings: Settings) -> None:
         self._policies = settings.rate_policies
-        self._exempt = settings.rate_exempt_paths
+        self._exempt = frozenset(settings.rate_exempt_paths)
+        self._exempt_below = tuple(prefix + "/" for prefix in settings.rate_exempt_paths)
         self.every_request = tuple(p for p in self._policies.values() if p.applies == "every-request")
         self._listed: dict[tuple[str, str], list[RatePolicy]] = {}
         for policy in self._policies.values():
@@ -64,7 +65,7 @@ class PolicyMap:
                 self._listed.setdefault(spec, []).append(policy)
 
     def is_exempt(self, path: str) -> bool:
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self._exempt)
+        return path in self._exempt or path.startswith(self._exempt_below)
 
     def for_request(self, request: Request) -> tuple[RatePolicy, ...]:
         route = request.route

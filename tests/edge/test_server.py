@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from uuid import uuid4
 
 import httpx
 import pytest
 
 from tests.edge.conftest import fresh_ip
+from tests.fixtures.accounts import PASSWORD
 from tests.fixtures.server import start_server
 
 pytestmark = pytest.mark.slow
@@ -67,6 +69,49 @@ def test_two_workers_admit_exactly_the_limit(server):
     assert statuses.count(200) == LIMIT and statuses.count(429) == REQUESTS - LIMIT, server.log()
     assert len({r.json()["pid"] for r in responses if r.status_code == 200}) == 2  # both workers admitted
     remaining = sorted(int(r.headers["ratelimit"].split(";r=")[1].split(";")[0]) for r in responses)
+    assert remaining[-LIMIT:] == list(range(LIMIT))  # every admitted request saw its own count
+
+
+def test_two_workers_admit_exactly_the_limit_on_a_guarded_route(server):
+    """On a guarded route the per-IP limit rides in the guard's round trip (or, for a token
+    refused before Redis, runs on its own): still one counter, exact across workers."""
+    client_address = fresh_ip()
+    registered = httpx.post(server.url + "/api/v1/auth/register", headers={"x-forwarded-for": fresh_ip()},
+                            json={"email": f"guarded-{uuid4().hex[:12]}@example.com", "password": PASSWORD})
+    assert registered.status_code == 201, registered.text
+    good = {"authorization": f"Bearer {registered.json()['access_token']}", "x-forwarded-for": client_address}
+    bad = {"authorization": "Bearer not.a.token", "x-forwarded-for": client_address}
+
+    async def burst() -> list[tuple[int, httpx.Response]]:
+        by_worker: dict[int, list[httpx.AsyncClient]] = {}
+        for _ in range(100):
+            client = httpx.AsyncClient(base_url=server.url, timeout=10, limits=httpx.Limits(max_connections=1))
+            pid = (await client.get("/health")).json()["pid"]
+            if len(by_worker.setdefault(pid, [])) < 4:
+                by_worker[pid].append(client)
+            else:
+                await client.aclose()
+            if len(by_worker) == 2 and all(len(c) == 4 for c in by_worker.values()):
+                break
+        clients = [(pid, client) for pid, kept in by_worker.items() for client in kept]
+        assert len(clients) == 8, list(by_worker)
+
+        async def run(pid, client):
+            return [(pid, await client.get("/api/v1/me", headers=good if i % 2 else bad))
+                    for i in range(REQUESTS // len(clients))]
+
+        try:
+            return [r for batch in await asyncio.gather(*(run(pid, c) for pid, c in clients)) for r in batch]
+        finally:
+            for _, client in clients:
+                await client.aclose()
+
+    responses = asyncio.run(burst())
+    statuses = [r.status_code for _, r in responses]
+    assert statuses.count(200) + statuses.count(401) == LIMIT, (statuses, server.log())
+    assert statuses.count(429) == REQUESTS - LIMIT
+    assert len({pid for pid, r in responses if r.status_code == 200}) == 2  # both workers admitted
+    remaining = sorted(int(r.headers["ratelimit"].split(";r=")[1].split(";")[0]) for _, r in responses)
     assert remaining[-LIMIT:] == list(range(LIMIT))  # every admitted request saw its own count
 
 
