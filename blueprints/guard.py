@@ -66,7 +66,7 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
             ctx.principal = access.principal
             return await handler(request, *args, **kwargs)
 
-        setattr(guard, GUARDED_MARK, True)
+        setattr(guard, GUARDED_MARK, guard)
         return guard
 
     return decorator

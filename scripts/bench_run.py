@@ -36,7 +36,14 @@ UNLIMITED = "1000000000/60"
 GATED_LUA = """
 local tokens = {}
 for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
-local i = math.random(#tokens)
+local i = 1
+-- Each thread (and each run) starts at its own place in the list: wrk's Lua is seeded the
+-- same in every thread, which would have them all present the same tokens in step.
+function init(args)
+  local address = tonumber(tostring({}):match("0x(%x+)") or "0", 16)
+  math.randomseed(os.time() + address % 1000003)
+  i = math.random(#tokens)
+end
 request = function()
   i = i % #tokens + 1
   return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[i]})

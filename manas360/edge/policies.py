@@ -18,7 +18,8 @@ from manas360.settings import RatePolicy, Settings
 
 _DECLARED = "__rate_policies__"
 GUARDED_MARK = "__m360_guarded__"
-"""Set on a handler by the authentication guard (blueprints.guard): see PolicyMap.is_guarded."""
+"""Set by the authentication guard (blueprints.guard) on its wrapper, naming the wrapper:
+see PolicyMap.is_guarded."""
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
@@ -85,7 +86,9 @@ class PolicyMap:
         guarded: bool | None = getattr(route.ctx, "guarded", None)
         if guarded is None:
             handler = getattr(route.handler, "__route_handler__", route.handler)
-            guarded = route.ctx.guarded = bool(getattr(handler, GUARDED_MARK, False))
+            # The mark names the guard itself: a decorator wrapping the guard (functools.wraps
+            # copies the mark) could answer before the guard runs, so the limit stays here.
+            guarded = route.ctx.guarded = getattr(handler, GUARDED_MARK, None) is handler
         return guarded
 
     def _resolve(self, route: Route) -> dict[str, tuple[RatePolicy, ...]]:

@@ -217,6 +217,37 @@ async def test_global_on_a_guarded_route_rides_in_the_users_round_trip(edge_app)
         assert again.status_code == 200 and items(again)["api"]["r"] == 98  # the refused one spent nothing
 
 
+async def test_a_decorator_around_the_guard_keeps_global_at_the_edge(edge_environ, database):
+    """A decorator wrapping the guard may answer before the guard runs (a validator, say):
+    the edge then checks `global` itself rather than leave it to a guard that never runs."""
+    from functools import wraps
+
+    from manas360.blueprints.guard import authenticated
+    from manas360.errors import BadRequest
+    from manas360.settings import load_settings
+
+    bp = Blueprint("wrapped_guard")
+
+    def refuse_first(handler):
+        @wraps(handler)
+        async def wrapper(request, *args, **kwargs):
+            raise BadRequest()
+
+        return wrapper
+
+    @bp.get("/wrapped")
+    @refuse_first
+    @authenticated()
+    async def wrapped(request):
+        return json_response({})
+
+    settings = load_settings(edge_environ(RATE_LIMIT_GLOBAL="2/3600"))
+    async with running_app(settings, extra_blueprints=(bp,)) as app, \
+            client_for(app, client_ip=fresh_ip()) as client:
+        statuses = [(await client.get("/wrapped")).status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
+
+
 # sliding window ---------------------------------------------------------------------------------
 
 async def test_no_second_burst_right_after_a_window_edge(edge_app, redis_raw):
