@@ -37,6 +37,21 @@ def test_two_workers_serve_and_report_health(server):
     assert len(pids) == 2
 
 
+def test_request_ids_are_unique_across_workers(server):
+    """Ids the server makes up are 32 hex digits from each worker's own sequence: none
+    repeats, within a worker or between the two."""
+    from tests.fixtures.server import clients_per_worker
+
+    clients = clients_per_worker(server.url)
+    try:
+        ids = [client.get("/health/live").headers["x-request-id"] for client in clients for _ in range(200)]
+    finally:
+        for client in clients:
+            client.close()
+    assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in ids)
+    assert len(set(ids)) == len(ids)
+
+
 def test_oversized_body_is_413_envelope(server):
     response = httpx.post(server.url + "/probe/slow", content=b"x" * 70_000,
                           headers={"content-type": "application/json"})
