@@ -19,7 +19,12 @@ from manas360.store.client import StoreUnavailable, close_store, open_store
 from manas360.store.entitlements import check_request
 from manas360.store.ratelimit import hit
 from manas360.store.routed import RoutedPipelinedRedis, command_slot
-from tests.fixtures.redis_cluster import redis_cluster, start_redis_cluster  # noqa: F401  (a fixture)
+from tests.fixtures.redis_cluster import (  # noqa: F401  (redis_cluster: a fixture)
+    _free_ports,
+    _wait,
+    redis_cluster,
+    start_redis_cluster,
+)
 from tests.store.helpers import node_of, user_ids_on_every_node
 
 
@@ -216,10 +221,10 @@ async def test_a_script_flush_on_one_node_reloads_the_script_there_only(own_clus
 
 async def test_a_dead_node_fails_its_users_fast_and_serves_them_again_once_back(own_cluster):
     async with cluster_store(own_cluster) as store:
-        version_node = store.fast.node_for(key_slot(store.keys.reference_version().encode()))
         users = await user_ids_on_every_node(store)
         for user in users:
             await check(store, user)
+        version_node = store.fast.node_for(key_slot(store.keys.reference_version().encode()))
         by_node = {store.fast.node_for(slot_of_user(store, user)): user for user in users}
         victim = next(node for node in by_node if node != version_node)
         own_cluster.kill(victim[1])
@@ -238,3 +243,52 @@ async def test_a_dead_node_fails_its_users_fast_and_serves_them_again_once_back(
         # the node came back empty (no persistence), so its counter starts again.
         verdict, _ = await check(store, by_node[victim])
         assert verdict.allowed and verdict.remaining == 999
+
+
+def _add_replica(cluster, master_port: int) -> int:
+    """A fourth node, made a replica of `master_port`'s node and synced with it."""
+    port = _free_ports(1)[0]
+    cluster.ports.append(port)  # stopped with the others at the end
+    cluster.processes.append(cluster.spawn(port))
+    deadline = time.monotonic() + 20
+    _wait(lambda: cluster.cli(port, "PING").strip() == "PONG", deadline, lambda: cluster.log(port))
+    cluster.cli(port, "CLUSTER", "MEET", "127.0.0.1", str(master_port))
+    master_id = cluster.cli(master_port, "CLUSTER", "MYID").strip()
+    _wait(lambda: cluster.cli(port, "CLUSTER", "REPLICATE", master_id).strip() == "OK", deadline,
+          lambda: cluster.cli(port, "CLUSTER", "NODES"))
+    _wait(lambda: "master_link_status:up" in cluster.cli(port, "INFO", "replication"), deadline,
+          lambda: cluster.cli(port, "INFO", "replication"))
+    return port
+
+
+def _promote(cluster, replica_port: int) -> None:
+    """A manual failover: the replica takes over its master's slots, the master becomes its replica."""
+    deadline = time.monotonic() + 20
+    assert cluster.cli(replica_port, "CLUSTER", "FAILOVER").strip() == "OK"
+    replica_id = cluster.cli(replica_port, "CLUSTER", "MYID").strip()
+    for port in cluster.ports:  # every node knows the new primary (gossip takes a moment)
+        _wait(lambda port=port: any(line.startswith(replica_id) and " master" in line.replace(",master", " master")
+                                    for line in cluster.cli(port, "CLUSTER", "NODES").splitlines()),
+              deadline, lambda port=port: cluster.cli(port, "CLUSTER", "NODES"))
+    cluster.wait_ok()
+
+
+async def test_after_a_failover_the_new_primary_is_found_by_moved_and_the_map_reload():
+    with start_redis_cluster() as cluster:
+        async with cluster_store(cluster) as store:
+            fast = store.fast
+            user = (await user_ids_on_every_node(store))[0]
+            await check(store, user)
+            slot = slot_of_user(store, user)
+            old_primary = fast.node_for(slot)
+            replica = await asyncio.to_thread(_add_replica, cluster, old_primary[1])
+            verdict, _ = await check(store, user)  # written on the primary, replicated
+            await asyncio.to_thread(_promote, cluster, replica)
+            loads = fast.map_loads
+            # The old primary, now a replica, answers MOVED; the check follows it to the new
+            # primary, where the replicated counter goes on.
+            after, _ = await check(store, user)
+            assert after.remaining == verdict.remaining - 1
+            assert fast.node_for(slot) == ("127.0.0.1", replica)
+            await _until(lambda: fast.map_loads > loads)
+            assert ("127.0.0.1", replica) in fast.primaries and old_primary not in fast.primaries
