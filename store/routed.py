@@ -18,7 +18,7 @@ Cluster events, handled here as redis-py handles them:
   answers: the known primaries first, then the seeds of REDIS_URL.
 - `MOVED <slot> <node>` (resharding, failover): the slot is pointed at the new owner at once,
   the command re-sent there, and the whole map reloaded in the background (other slots
-  probably moved too).
+  probably moved too), asking the new owner first.
 - `ASK <slot> <node>` (a slot in migration, the key already gone): `ASKING` and the command
   are sent to the importing node in one write, the map unchanged. `TRYAGAIN` (a multi-key
   command during a migration): re-sent after a short pause.
@@ -87,6 +87,7 @@ class RoutedPipelinedRedis:
         self._loading: asyncio.Future[None] | None = None
         self._last_load = float("-inf")
         self._reload_timer: asyncio.TimerHandle | None = None
+        self._ask_first: Address | None = None
         self.map_loads = 0
         """Slot maps loaded so far (for tests and the curious)."""
         self.redirections: Counter[str] = Counter()
@@ -150,7 +151,7 @@ class RoutedPipelinedRedis:
                     target = _address(where, default_host=node[0])
                     if kind == "MOVED":
                         self._slots[int(moved_slot)] = target
-                        self.mark_stale()
+                        self.mark_stale(ask_first=target)
                         node, sent = target, self._node(target).submit(command)
                     else:
                         node, sent = target, self._asking(target, command)
@@ -199,8 +200,12 @@ class RoutedPipelinedRedis:
             self._nodes[address] = node
         return node
 
-    def mark_stale(self) -> None:
-        """Reload the slot map in the background, at most every REFRESH_INTERVAL_S."""
+    def mark_stale(self, *, ask_first: Address | None = None) -> None:
+        """Reload the slot map in the background, at most every REFRESH_INTERVAL_S; from
+        `ask_first` if given (a MOVED's target knows the slot is its own, where a node the
+        news has not reached yet would hand back the old map)."""
+        if ask_first is not None:
+            self._ask_first = ask_first
         if (self._loading is not None and not self._loading.done()) or self._reload_timer is not None:
             return
         loop = asyncio.get_running_loop()
@@ -226,7 +231,8 @@ class RoutedPipelinedRedis:
 
     async def _fetch_map(self) -> None:
         self._last_load = asyncio.get_running_loop().time()
-        candidates = list(dict.fromkeys([*self._primaries, *self._config.hosts]))
+        first, self._ask_first = self._ask_first, None
+        candidates = list(dict.fromkeys([*([first] if first else []), *self._primaries, *self._config.hosts]))
         failure: Exception | None = None
         for address in candidates:
             try:
