@@ -150,7 +150,7 @@ async def replace_password_hash(conn: BaseDBAsyncClient, *, user_id: str, verifi
                                 new_hash: str) -> bool:
     """Set a new hash only if the stored one is still the one a check verified (compare-and-set)."""
     return await user_queries.replace_password_hash(conn=conn, user_id=user_id, verified_hash=verified_hash,
-                                               new_hash=new_hash)
+                                                    new_hash=new_hash)
 
 
 async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str, display_name: str) -> str:
@@ -158,7 +158,7 @@ async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str
     user_id = str(uuid.uuid4())
     try:
         await user_queries.insert_user(conn=conn, user_id=user_id, email=email, password_hash=password_hash,
-                                  display_name=display_name, role=reference.DEFAULT_ROLE)
+                                       display_name=display_name, role=reference.DEFAULT_ROLE)
     except IntegrityError as exc:
         # Two registrations racing for one address: the partial unique index decides.
         if getattr(exc.__cause__, "constraint_name", None) == _EMAIL_UNIQUE_INDEX:
