@@ -3,7 +3,6 @@ a docs CSP that admits exactly what the self-served Swagger UI page loads."""
 
 from __future__ import annotations
 
-import re
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
