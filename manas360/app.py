@@ -7,9 +7,7 @@ import os
 
 from sanic import Sanic
 from sanic_ext.extensions.http.extension import HTTPExtension
-from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
-from manas360 import __version__
 from manas360.access_log import access_logger
 from manas360.container import build_collaborators
 from manas360.db import close_orm, open_orm
@@ -24,12 +22,6 @@ from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.catalog import watch_reference
 from manas360.settings import Settings, load_settings
 from manas360.store import close_store
-
-API_DESCRIPTION = """Authentication, authorization and subscription core of MANAS360.
-
-Every error, from every layer, is the JSON envelope `{"error", "message", "request_id"}`
-with `fields`, `upgrade` or `retry_after` where they help. Every response carries
-`X-Request-ID`. Access tokens are sent as `Authorization: Bearer <token>`."""
 
 
 def create_app(settings: Settings | None = None, *, name: str = "manas360") -> App:
@@ -48,7 +40,9 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
         MOTD=False,
         NOISY_EXCEPTIONS=False,
         FALLBACK_ERROR_FORMAT="json",
-        OAS_UI_DEFAULT="swagger",
+        # The OpenAPI document and /docs come from manas360.openapi and blueprints/docs.py,
+        # not from sanic-ext (which stays for CORS).
+        OAS=False,
         HEALTH=False,
         # request.ip stays the socket peer: the client's address behind TRUSTED_PROXIES is
         # decided in one place (manas360.edge.request_client_ip), never by Sanic itself.
@@ -57,10 +51,10 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
         FORWARDED_SECRET=None,
         **cors_config(settings),
     )
-    # sanic-ext: only what the service uses (the OpenAPI document and /docs; automatic
-    # HEAD/OPTIONS and CORS). Its dependency injection, unused here, would run a signal
-    # handler on every request; health monitoring and its logger are off anyway.
-    app.extend(built_in_extensions=False, extensions=[OpenAPIExtension, HTTPExtension])
+    # sanic-ext: only what the service uses, its HTTP extension (CORS, automatic HEAD and
+    # OPTIONS). Its dependency injection, unused here, would run a signal handler on every
+    # request; its OpenAPI (replaced by manas360.openapi), health monitor and logger are off.
+    app.extend(built_in_extensions=False, extensions=[HTTPExtension])
     # One typed container of long-lived collaborators (no I/O here); handlers hand its
     # parts to services, which never see the container itself.
     app.ctx.deps = build_collaborators(settings)
@@ -70,7 +64,6 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     install_hooks(app, settings, edge=edge, stats=stats, blocked_paths=blocked_paths,
                   access_log=access_logger(settings))
     _add_blueprints(app)
-    app.ext.openapi.describe("MANAS360 API", version=__version__, description=API_DESCRIPTION)
     return app
 
 
@@ -113,9 +106,9 @@ def _add_listeners(app: App, settings: Settings) -> None:
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import admin, auth, me, ops, plans, product
+    from manas360.blueprints import admin, auth, docs, me, ops, plans, product
 
     app.blueprint(ops.bp)
+    app.blueprint(docs.bp)
     app.blueprint(Blueprint.group(auth.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
                                   version_prefix="/api/v"))
-    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")

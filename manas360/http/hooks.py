@@ -28,14 +28,11 @@ from manas360.metrics import HttpStats, observe_response
 from manas360.settings import Settings
 from manas360.tortoise_context import activate
 
-# A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
-# styles from its CDN, so it gets its own policy.
+# A JSON API never needs to load anything; /docs (Swagger UI, served from this service)
+# loads its own scripts and styles, and Swagger UI sets inline styles on its elements.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-_DOCS_CDNS = "https://cdnjs.cloudflare.com https://cdn.redoc.ly"
-DOCS_CSP = (f"default-src 'none'; script-src 'self' 'unsafe-inline' {_DOCS_CDNS}; "
-            f"style-src 'self' 'unsafe-inline' {_DOCS_CDNS} https://fonts.googleapis.com; "
-            "font-src https://fonts.gstatic.com; img-src 'self' data: https:; connect-src 'self'; "
-            "worker-src blob:; frame-ancestors 'none'; base-uri 'none'")
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 HSTS = "max-age=63072000; includeSubDomains"
 
 AccessLogger = Callable[[Request, BaseHTTPResponse], None]
