@@ -258,7 +258,7 @@ def test_verify_and_decode_agree_on_identity_and_times():
 def test_cache_entries_are_compact():
     """DEFAULT_TOKEN_CACHE_SIZE (and the README's TOKEN_CACHE_SIZE figure) assume ~610 bytes
     an entry: the digest key, the VerifiedToken and its strings, the LRU's own slot. (The
-    token string and its claims dict, cached before, took ~1.4 kB.)"""
+    token string and its claims dict, cached before, took ~1.8 kB.)"""
     import gc
     import tracemalloc
 
