@@ -178,6 +178,18 @@ async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
     return HTTPResponse(status=204)
 
 
+@bp.post("/users/<user_id:str>/mfa/reset")
+@openapi.definition(summary="Turn a user's MFA off", tag="admin", secured=BEARER,
+                    description="Removes the user's TOTP secret and recovery codes and voids their pending MFA "
+                                "logins: they sign in with the password alone until they set MFA up again. Only "
+                                "on users below your level (403 `PrivilegeEscalationPrevented`). Needs "
+                                "`users.write`.")
+@guarded(min_privilege=ADMIN, permissions=("users.write",))
+async def reset_mfa(request: Request, user_id: str) -> HTTPResponse:
+    await admin.reset_mfa(actor=_actor(request), user_id=user_id)
+    return HTTPResponse(status=204)
+
+
 @bp.get("/roles")
 @openapi.definition(summary="List roles", tag="admin", secured=BEARER,
                     description="Every role with its privilege level and permissions. Needs `roles.read`.")

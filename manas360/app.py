@@ -138,9 +138,9 @@ def _add_middleware(app: App, settings: Settings) -> None:
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import admin, auth, me, ops, plans, product
+    from manas360.blueprints import admin, auth, me, mfa, ops, plans, product
 
     app.blueprint(ops.bp)
-    app.blueprint(Blueprint.group(auth.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
+    app.blueprint(Blueprint.group(auth.bp, mfa.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
                                   version_prefix="/api/v"))
     app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")

@@ -1,0 +1,1 @@
+"""SQL by domain: small keyword-only async functions `(*, conn, ...)`, the statements beside them."""
