@@ -27,6 +27,8 @@ import hashlib
 import hmac
 import secrets
 from base64 import b32encode
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
@@ -104,11 +106,7 @@ async def setup(*, box: SecretBox, user_id: str, client: Client) -> Enrolment:
     """A new pending secret for the caller (replacing a pending one); MfaAlreadyEnabled when on."""
     secret = pyotp.random_base32()  # 160 bits, the length RFC 4226 recommends
     async with in_transaction() as conn:
-        account = await queries.lock_account(conn=conn, user_id=user_id)
-        if account is None:
-            raise NotFound()
-        if account.mfa_enabled:
-            raise MfaAlreadyEnabled()
+        account = await _lock_while_off(conn, user_id=user_id)
         await queries.store_pending(conn=conn, user_id=user_id, sealed=_seal(box, user_id=user_id, secret=secret))
         await audit.record(conn, action=MFA_SETUP, actor_id=user_id, target_user_id=user_id, ip=client.ip)
     uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S).provisioning_uri(name=account.email, issuer_name=ISSUER)
@@ -119,11 +117,7 @@ async def confirm(*, box: SecretBox, clock: Clock, user_id: str, code: str, clie
     """Turn MFA on with a current code of the pending secret; the ten recovery codes, shown once."""
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
     async with in_transaction() as conn:
-        account = await queries.lock_account(conn=conn, user_id=user_id)
-        if account is None:
-            raise NotFound()
-        if account.mfa_enabled:
-            raise MfaAlreadyEnabled()
+        await _lock_while_off(conn, user_id=user_id)
         pending = await queries.get_secret(conn=conn, user_id=user_id)
         opened = box.open(pending.sealed, context=user_id.encode()) if pending is not None else None
         step = _totp_step(opened.plaintext.decode(), code, clock.now()) if opened is not None else None
@@ -148,31 +142,19 @@ async def verify(*, settings: Settings, store: Store, codec: AccessTokenCodec, c
     if user_id is None or account is None:
         metrics.MFA_FAILURES.labels("bad_token").inc()
         raise InvalidToken()
-    reservation = await login.reserve(settings=settings, store=store, email=account.email, account=account,
-                                      client=client, via=VERIFY)
-    try:
-        match = await check_code(box=box, clock=clock, user_id=user_id, code=code)
-        if match is None:
-            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
-                          via=VERIFY, reason="wrong_code")
-        try:
-            async with in_transaction() as conn:
-                await sessions.lock_user(conn, user_id=user_id)
-                if not await queries.use_token(conn=conn, token_hash=token_hash, user_id=user_id):
-                    metrics.MFA_FAILURES.labels("bad_token").inc()
-                    raise InvalidToken()
-                await login.confirm_check(conn, store=store, account=account)  # locked, disabled, new password
-                await _spend(conn, user_id=user_id, match=match)
-                session_id, refresh_token = await login.open_login(conn, settings=settings, account=account,
-                                                                   client=client, email=account.email, new_hash=None)
-                await audit.record(conn, action=MFA_VERIFIED, actor_id=user_id, target_user_id=user_id,
-                                   ip=client.ip, after={"factor": match.factor, "session_id": session_id})
-                user = await users.get_held_user(conn, user_id=user_id)  # locked and confirmed live above
-        except _Spent:
-            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
-                          via=VERIFY, reason="replay")
-    finally:
-        await release_check(store=store, reservation=reservation)
+    async with _checked_code(settings=settings, store=store, box=box, clock=clock, account=account, code=code,
+                             client=client, via=VERIFY) as match, in_transaction() as conn:
+        await sessions.lock_user(conn, user_id=user_id)
+        if not await queries.use_token(conn=conn, token_hash=token_hash, user_id=user_id):
+            metrics.MFA_FAILURES.labels("bad_token").inc()
+            raise InvalidToken()
+        await login.confirm_check(conn, store=store, account=account)  # locked, disabled, new password
+        await _spend(conn, user_id=user_id, match=match)
+        session_id, refresh_token = await login.open_login(conn, settings=settings, account=account, client=client,
+                                                           email=account.email, new_hash=None)
+        await audit.record(conn, action=MFA_VERIFIED, actor_id=user_id, target_user_id=user_id, ip=client.ip,
+                           after={"factor": match.factor, "session_id": session_id})
+        user = await users.get_held_user(conn, user_id=user_id)  # locked and confirmed live above
     metrics.LOGINS.labels("success").inc()
     return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
                       refresh_token=refresh_token)
@@ -184,25 +166,13 @@ async def disable(*, settings: Settings, store: Store, box: SecretBox, clock: Cl
     account = await users.get_credentials(user_id=user_id)
     if account is None:
         raise InvalidCredentials()
-    reservation = await login.reserve(settings=settings, store=store, email=account.email, account=account,
-                                      client=client, via=DISABLE)
-    try:
-        match = await check_code(box=box, clock=clock, user_id=user_id, code=code)
-        if match is None:
-            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
-                          via=DISABLE, reason="wrong_code")
-        try:
-            async with in_transaction() as conn:
-                await sessions.lock_user(conn, user_id=user_id)
-                await _spend(conn, user_id=user_id, match=match)
-                await queries.turn_off(conn=conn, user_id=user_id)
-                await audit.record(conn, action=MFA_DISABLED, actor_id=user_id, target_user_id=user_id,
-                                   ip=client.ip, after={"factor": match.factor})
-        except _Spent:
-            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
-                          via=DISABLE, reason="replay")
-    finally:
-        await release_check(store=store, reservation=reservation)
+    async with _checked_code(settings=settings, store=store, box=box, clock=clock, account=account, code=code,
+                             client=client, via=DISABLE) as match, in_transaction() as conn:
+        await sessions.lock_user(conn, user_id=user_id)
+        await _spend(conn, user_id=user_id, match=match)
+        await queries.turn_off(conn=conn, user_id=user_id)
+        await audit.record(conn, action=MFA_DISABLED, actor_id=user_id, target_user_id=user_id, ip=client.ip,
+                           after={"factor": match.factor})
 
 
 async def reset(conn: BaseDBAsyncClient, *, user_id: str, actor_id: str, ip: str) -> None:
@@ -210,6 +180,16 @@ async def reset(conn: BaseDBAsyncClient, *, user_id: str, actor_id: str, ip: str
     was_enabled = await queries.turn_off(conn=conn, user_id=user_id)
     await audit.record(conn, action=MFA_RESET, actor_id=actor_id, target_user_id=user_id, ip=ip,
                        before={"mfa_enabled": was_enabled}, after={"mfa_enabled": False})
+
+
+async def _lock_while_off(conn: BaseDBAsyncClient, *, user_id: str) -> queries.Account:
+    """Lock the user row for an enrolment step; MfaAlreadyEnabled when MFA is on."""
+    account = await queries.lock_account(conn=conn, user_id=user_id)
+    if account is None:
+        raise NotFound()
+    if account.mfa_enabled:
+        raise MfaAlreadyEnabled()
+    return account
 
 
 async def check_code(*, box: SecretBox, clock: Clock, user_id: str, code: str) -> Match | None:
@@ -235,6 +215,28 @@ async def check_code(*, box: SecretBox, clock: Clock, user_id: str, code: str) -
         return None
     resealed = _seal(box, user_id=user_id, secret=opened.plaintext.decode()) if opened.stale_key else None
     return Match(step=step, resealed=resealed)
+
+
+@asynccontextmanager
+async def _checked_code(*, settings: Settings, store: Store, box: SecretBox, clock: Clock, account: Credentials,
+                        code: str, client: Client, via: str) -> AsyncIterator[Match]:
+    """A code checked like a password: the check reserved against the account's lockout
+    first, a wrong code counted (401, or 423). The body spends the code in its transaction
+    (`_spend`); a code spent meanwhile (_Spent, after the body's rollback) counts as wrong."""
+    reservation = await login.reserve(settings=settings, store=store, email=account.email, account=account,
+                                      client=client, via=via)
+    try:
+        match = await check_code(box=box, clock=clock, user_id=account.user_id, code=code)
+        if match is None:
+            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
+                          via=via, reason="wrong_code")
+        try:
+            yield match
+        except _Spent:
+            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
+                          via=via, reason="replay")
+    finally:
+        await release_check(store=store, reservation=reservation)
 
 
 async def _spend(conn: BaseDBAsyncClient, *, user_id: str, match: Match) -> None:
