@@ -120,7 +120,8 @@ async def confirm(*, box: SecretBox, clock: Clock, user_id: str, code: str, clie
         await _lock_while_off(conn, user_id=user_id)
         pending = await queries.get_secret(conn=conn, user_id=user_id)
         opened = box.open(pending.sealed, context=user_id.encode()) if pending is not None else None
-        step = _totp_step(opened.plaintext.decode(), code, clock.now()) if opened is not None else None
+        totp = _totp_code(code)
+        step = _totp_step(opened.plaintext.decode(), totp, clock.now()) if opened and totp else None
         if step is not None:
             await queries.confirm(conn=conn, user_id=user_id, step=step)
             await queries.replace_recovery_codes(conn=conn, user_id=user_id,
