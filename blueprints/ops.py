@@ -38,9 +38,13 @@ async def ready(request: Request) -> HTTPResponse:
 
 @bp.get("/health")
 @openapi.summary("Health report: stores, pools, memory, uptime and version")
+@openapi.description("`mail` is the mail sender's state on this worker: `ok`, `failing` (its last delivery "
+                     "attempt failed; mail waits in the outbox and is retried), `console` (development backend) "
+                     "or `unconfigured` (no SMTP_URL: mail waits). It never makes the service unready.")
 @openapi.tag("operations")
 async def report(request: Request) -> HTTPResponse:
-    body = await health.report(deps(request).store, cache=_readiness_cache(request))
+    app = deps(request)
+    body = await health.report(app.store, cache=_readiness_cache(request), mail=app.outbox.status)
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return json_response(body)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from manas360.clock import Clock
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services.catalog import CatalogHolder
+from manas360.services.outbox import Outbox, build_transport
 from manas360.services.tokens import build_codec
 from manas360.settings import Settings
 from manas360.store import Store
@@ -26,9 +27,11 @@ class Collaborators:
     codec: AccessTokenCodec
     catalog: CatalogHolder
     clock: Clock
+    outbox: Outbox
 
 
 def build_collaborators(settings: Settings) -> Collaborators:
     """Every collaborator as the settings configure it (no I/O)."""
     return Collaborators(settings=settings, store=open_configured_store(settings), codec=build_codec(settings),
-                         catalog=CatalogHolder(), clock=Clock())
+                         catalog=CatalogHolder(), clock=Clock(),
+                         outbox=Outbox(settings=settings, transport=build_transport(settings)))

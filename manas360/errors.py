@@ -72,6 +72,10 @@ class AccountDisabled(AppError):
     status, code, message = 403, "AccountDisabled", "This account has been disabled"
 
 
+class EmailNotVerified(AppError):
+    status, code, message = 403, "EmailNotVerified", "Confirm your email address before signing in"
+
+
 class NotFound(AppError):
     status, code, message = 404, "NotFound", "Not found"
 

@@ -42,7 +42,7 @@ from manas360.errors import (
     ValidationError,
 )
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
-from manas360.services import audit, subscriptions, users
+from manas360.services import account_tokens, audit, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
 from manas360.services.entitlements import forget_user
 from manas360.services.lockout import unlock_account
@@ -177,6 +177,8 @@ async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id:
                                      [target.id, status])
             await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
+        if status == ACCOUNT_DISABLED:  # no reset or verification link outlives the account's access
+            await account_tokens.void_all(conn, user_id=target.id)
         user = await _require_user(target.id, conn=conn)
     await forget_user(store=store, user_id=user.id)
     if status == ACCOUNT_DISABLED:

@@ -20,7 +20,7 @@ from manas360.errors import InvalidCredentials, NotFound, TokenRevoked, Validati
 from manas360.repair import run_to_completion
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password, verify_password
-from manas360.services import audit, login, revocation, sessions, users
+from manas360.services import audit, login, revocation, sessions, users, verification
 from manas360.services.lockout import release_check
 from manas360.services.principal import Principal
 from manas360.services.sessions import Client
@@ -44,6 +44,8 @@ async def register(*, settings: Settings, codec: AccessTokenCodec, clock: Clock,
             conn, user_id=user_id, client=client, refresh_ttl_s=settings.jwt_refresh_ttl, now=await db_now(conn))
         await audit.record(conn, action=audit.REGISTER, actor_id=user_id, target_user_id=user_id, ip=client.ip,
                            after={"email": email, "session_id": session_id})
+        # The verification mail commits with the account, or neither exists.
+        await verification.send_link(conn, settings=settings, user_id=user_id, email=email, ip=client.ip)
         user = await users.get_held_user(conn, user_id=user_id)  # inserted above
     return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
                       refresh_token=refresh_token)
@@ -177,3 +179,13 @@ async def _move_epoch(conn: BaseDBAsyncClient, *, user_id: str) -> int:
         'GREATEST("tokens_valid_after", date_trunc(\'milliseconds\', clock_timestamp())), "updated_at" = now() '
         'WHERE "id" = $1 RETURNING "tokens_valid_after"', [user_id])
     return epoch_ms(rows[0]["tokens_valid_after"])
+
+
+async def revoke_for_new_password(conn: BaseDBAsyncClient, *, user_id: str,
+                                  reason: str) -> tuple[datetime, list[str], int]:
+    """In the caller's transaction, user row locked, password just replaced: revoke every
+    session and move the epoch, as a password change does; (now, revoked ids, epoch ms) for
+    the publish to Redis after the commit."""
+    now = await db_now(conn)
+    session_ids = await sessions.revoke_user_sessions(conn, user_id=user_id, reason=reason, now=now)
+    return now, session_ids, await _move_epoch(conn, user_id=user_id)
