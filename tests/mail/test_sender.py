@@ -3,6 +3,7 @@ down, and the development console backend."""
 
 from __future__ import annotations
 
+import pytest
 from loguru import logger
 from prometheus_client import REGISTRY
 
@@ -11,7 +12,8 @@ from manas360.services.outbox import Outbox, build_transport
 from manas360.settings import load_settings
 from tests.fixtures.accounts import unique_email
 from tests.fixtures.gates import eventually
-from tests.fixtures.smtp import SmtpServer
+from tests.fixtures.smtp import SmtpServer, body_of
+from tests.fixtures.tls import make_certificates
 from tests.mail.conftest import mail_environ
 
 
@@ -77,3 +79,52 @@ async def test_the_console_backend_prints_the_whole_mail_in_development(environ,
 async def _delivered(sender: Outbox, pg, mail_id: int) -> bool:
     await sender.deliver_due()
     return await pg.fetchval("SELECT sent_at IS NOT NULL FROM mail_outbox WHERE id = $1", mail_id)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("smtp-tls"), name="smtp")
+
+
+# aiosmtpd warns when AUTH is allowed without STARTTLS; with smtps:// the session is TLS from its first byte.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+async def test_delivery_over_starttls_and_smtps_with_auth_verifies_the_certificate(environ, database, pg, db,
+                                                                                   certificates, mode):
+    server = SmtpServer(mode=mode, certificates=certificates, auth=True)
+    server.start()
+    try:
+        settings = load_settings(mail_environ(environ, server))
+        assert settings.smtp.username == "mailer" and settings.smtp.password == "s3cret p@ss/word"
+        assert "s3cret" not in repr(settings) and "s3cret" not in repr(settings.smtp)
+        sender = Outbox(settings=settings, transport=build_transport(settings))
+        recipient = unique_email(mode)
+        await _queue(pg, recipient, body=f"over {mode}")
+        await eventually(lambda: _drained(sender, server, recipient), what=f"delivery over {mode}")
+        (message,) = server.inbox.to(recipient)
+        assert body_of(message).strip() == f"over {mode}"
+    finally:
+        server.stop()
+
+
+async def test_a_certificate_from_an_unknown_ca_is_refused(environ, database, pg, db, certificates, tmp_path):
+    server = SmtpServer(mode="tls", certificates=certificates)
+    server.start()
+    try:
+        other_ca = make_certificates(tmp_path, name="other").ca
+        settings = load_settings(mail_environ(environ, server, SMTP_URL=f"smtps://127.0.0.1:{server.port}"
+                                                                        f"?ssl_ca_certs={other_ca}"))
+        sender = Outbox(settings=settings, transport=build_transport(settings))
+        mail_id = await _queue(pg, unique_email("mitm"))
+        await eventually(lambda: _tried(sender, pg, mail_id), what="the attempt")
+        row = await pg.fetchrow("SELECT sent_at, last_error FROM mail_outbox WHERE id = $1", mail_id)
+        assert row["sent_at"] is None and "certificate" in row["last_error"].lower()
+        assert server.inbox.messages == []
+        await pg.execute("DELETE FROM mail_outbox WHERE id = $1", mail_id)
+    finally:
+        server.stop()
+
+
+async def _drained(sender: Outbox, server: SmtpServer, recipient: str) -> bool:
+    await sender.deliver_due()
+    return bool(server.inbox.to(recipient))
