@@ -38,6 +38,9 @@ RATE_LIMIT_FAIL_OPEN = Counter("manas360_rate_limit_fail_open_total",
 ENTITLEMENT_CACHE = Counter("manas360_entitlement_cache_total", "User-context lookups in Redis", ["result"])
 MAILS_SENT = Counter("manas360_mails_sent_total", "Mails delivered to the SMTP server", ["kind"])
 MAIL_FAILURES = Counter("manas360_mail_failures_total", "Failed mail delivery attempts (each is retried)", ["kind"])
+for _kind in ("password_reset", "email_verification"):  # exported at 0 from the start, for rates and alerts
+    MAILS_SENT.labels(_kind)
+    MAIL_FAILURES.labels(_kind)
 STORE_ERRORS = Counter("manas360_store_errors_total", "Requests failed by a backing store", ["store"])
 DB_POOL = Gauge("manas360_db_pool_connections", "PostgreSQL pool connections per state",
                 ["state"], multiprocess_mode="livesum")
