@@ -38,6 +38,8 @@ SEND_TIMEOUT_S = 120.0
 LEASE_S = 4 * SEND_TIMEOUT_S
 """How long a claimed row belongs to its sender: far beyond a delivery, so a live sender
 never loses a row to another one."""
+ROUND_RETRY_MAX_S = 30.0
+"""Longest pause between rounds while rounds keep failing (PostgreSQL down)."""
 STOP_GRACE_S = 10.0
 """How long stopping waits for a delivery in progress before cancelling it."""
 UNCONFIGURED, CONSOLE, OK, FAILING = "unconfigured", "console", "ok", "failing"
@@ -103,19 +105,24 @@ class Outbox:
     async def run(self, *, orm: TortoiseContext) -> None:
         """Deliver rounds until stopped; a round that fails (PostgreSQL down) is retried."""
         activate(orm)
+        failed_rounds = 0
         while not self._stopping:
+            pause = self.settings.mail_poll_s
             try:
                 delivered = await self.deliver_due()
+                failed_rounds = 0
             # The sender must outlive any failure of a round (PostgreSQL restarting, a
-            # connection reset): the rows stay in the outbox and the next round retries.
+            # connection reset): the rows stay in the outbox and a later round retries,
+            # the pause doubling (up to ROUND_RETRY_MAX_S) while the failures go on.
             except Exception as exc:
-                logger.warning("mail sender round failed ({}); retrying in {} s", type(exc).__name__,
-                               self.settings.mail_poll_s)
+                failed_rounds += 1
+                pause = min(max(ROUND_RETRY_MAX_S, pause), pause * 2 ** min(failed_rounds - 1, 10))
+                logger.warning("mail sender round failed ({}); retrying in {:.1f} s", type(exc).__name__, pause)
                 delivered = 0
             if delivered >= BATCH_SIZE or self._stopping:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.mail_poll_s)
+                await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
 
     async def deliver_due(self) -> int:
