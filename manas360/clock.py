@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from manas360.queries import clock as clock_queries
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -27,9 +29,7 @@ class Clock:
 async def db_now(conn: BaseDBAsyncClient) -> datetime:
     """PostgreSQL's clock now (not the transaction's start): the clock that decides validity
     (subscription start and end, token expiry, token epochs), the same for every worker."""
-    rows = await conn.execute_query_dict("SELECT clock_timestamp() AS now")
-    now: datetime = rows[0]["now"]  # asyncpg decodes a timestamptz as an aware datetime
-    return now
+    return await clock_queries.fetch_now(conn=conn)
 
 
 def to_ms(moment: datetime) -> int:

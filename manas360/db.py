@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from loguru import logger
 
+from manas360.queries import database as database_queries
 from manas360.settings import Settings
 from manas360.slow_queries import slow_query_init
 
@@ -121,11 +122,10 @@ async def create_database_if_missing(settings: Settings) -> bool:
     name = database_name(settings)
     conn = await connect(settings, database="postgres")  # where CREATE DATABASE is issued
     try:
-        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        if await database_queries.database_exists(conn=conn, name=name):
             return False
-        quoted = '"' + name.replace('"', '""') + '"'
         try:
-            await conn.execute(f"CREATE DATABASE {quoted}")
+            await database_queries.create_database(conn=conn, name=name)
         except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):  # another instance won the race
             return False
         logger.info("created database {}", name)
@@ -151,7 +151,7 @@ async def _upgrade_locked(settings: Settings) -> list[str]:
 
     lock_conn = await connect(settings)
     try:
-        await lock_conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await database_queries.take_migration_lock(conn=lock_conn, key=MIGRATION_LOCK_KEY)
         async with Command(
             tortoise_config=tortoise_config(settings, pool_min=1, pool_max=2),
             app=MODELS_APP,
@@ -161,7 +161,7 @@ async def _upgrade_locked(settings: Settings) -> list[str]:
         return applied
     finally:
         try:
-            await lock_conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+            await database_queries.release_migration_lock(conn=lock_conn, key=MIGRATION_LOCK_KEY)
         finally:
             await lock_conn.close()
 

@@ -21,6 +21,7 @@ from tortoise import connections
 from tortoise.exceptions import BaseORMException
 
 from manas360.edge.stats import count
+from manas360.queries import blocklog as blocklog_queries
 from manas360.tortoise_context import activate
 
 if TYPE_CHECKING:
@@ -31,16 +32,6 @@ if TYPE_CHECKING:
 FLUSH_INTERVAL_S = 2.0
 MAX_KEYS = 10_000
 MAX_KEY_CHARS = 200  # rate_limit_logs.key is VARCHAR(200)
-
-# Sorted rows give every worker the same lock order: concurrent flushes cannot deadlock.
-_UPSERT = """
-INSERT INTO rate_limit_logs AS l (policy, key, window_start, blocked_count, first_blocked_at, last_blocked_at)
-SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::int[], $5::timestamptz[],
-                     $6::timestamptz[])
-ON CONFLICT (policy, key, window_start) DO UPDATE
-SET blocked_count = l.blocked_count + EXCLUDED.blocked_count,
-    last_blocked_at = GREATEST(l.last_blocked_at, EXCLUDED.last_blocked_at)
-"""
 
 Slot = tuple[str, str, datetime]
 
@@ -82,11 +73,13 @@ class BlockLog:
             return 0
         batch, self._pending = self._pending, {}
         rows = sorted(batch.items())
-        columns = [[slot[0] for slot, _ in rows], [slot[1] for slot, _ in rows], [slot[2] for slot, _ in rows],
-                   [entry.count for _, entry in rows], [entry.first_at for _, entry in rows],
-                   [entry.last_at for _, entry in rows]]
         try:
-            await connections.get("default").execute_query(_UPSERT, columns)
+            # Sorted rows give every worker the same lock order: concurrent flushes cannot deadlock.
+            await blocklog_queries.add_blocked(
+                conn=connections.get("default"), policies=[slot[0] for slot, _ in rows],
+                keys=[slot[1] for slot, _ in rows], window_starts=[slot[2] for slot, _ in rows],
+                counts=[entry.count for _, entry in rows], first_at=[entry.first_at for _, entry in rows],
+                last_at=[entry.last_at for _, entry in rows])
         except DATABASE_ERRORS as exc:
             count("block_log_flush_errors")
             logger.warning("rate_limit_logs flush of {} rows failed ({}); kept for the next flush",

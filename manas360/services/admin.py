@@ -42,6 +42,9 @@ from manas360.errors import (
     ValidationError,
 )
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
+from manas360.queries import Row
+from manas360.queries import admin as admin_queries
+from manas360.queries import rbac as rbac_queries
 from manas360.services import account_tokens, audit, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
 from manas360.services.entitlements import forget_user
@@ -76,8 +79,7 @@ class Acting:
 async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listing:
     """Users newest first; the cursor is the last row's (created_at, id), so rows inserted
     while paging never shift or repeat a page."""
-    filters: list[str] = []
-    values: list[object] = []
+    before: tuple[datetime, str] | None = None
     if cursor:
         created_at, user_id = decode_position(cursor, arity=2)
         try:
@@ -86,17 +88,15 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listin
             when = datetime.fromisoformat(created_at)
             if when.utcoffset() is None:
                 raise ValueError("naive")
-            values += [when.astimezone(UTC), str(uuid.UUID(user_id))]
+            before = (when.astimezone(UTC), str(uuid.UUID(user_id)))
         except (TypeError, ValueError, OverflowError):
             raise ValidationError({"cursor": "is not a valid cursor"}) from None
-        filters.append('(u."created_at", u."id") < ($1, $2)')
+    contains = q.lower() if q else None
     if q:
-        values.append(f"%{_escape_like(q.lower())}%")
-        n = len(values)
-        filters.append(f'(LOWER(u."email") LIKE ${n} OR LOWER(u."display_name") LIKE ${n})')
-    where = " AND ".join(filters) or "TRUE"
-    sql = users.USER_SQL.format(where=where) + f' ORDER BY u."created_at" DESC, u."id" DESC LIMIT {int(limit) + 1}'
-    rows = await _search(sql, values) if q else await connections.get("default").execute_query_dict(sql, values)
+        rows = await _search(before=before, contains=contains, limit=limit + 1)
+    else:
+        rows = await admin_queries.list_users(conn=connections.get("default"), before=before, contains=contains,
+                                              limit=limit + 1)
     page = [users.user_from_row(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
@@ -105,22 +105,19 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listin
     return Listing(items=[user.as_dict() for user in page], next_cursor=next_cursor)
 
 
-async def _search(sql: str, values: list[object]) -> list[dict[str, Any]]:
+async def _search(*, before: tuple[datetime, str] | None, contains: str | None, limit: int) -> list[Row]:
     # The best plan depends on the pattern: the trigram indexes for a rare substring, the
     # (created_at, id) index for a common one. A reused generic plan cannot know which and
     # took 150 ms at 100,000 users; planning each search for its own pattern takes < 1 ms.
     async with in_transaction() as conn:
-        await conn.execute_query("SET LOCAL plan_cache_mode = force_custom_plan")
-        return await conn.execute_query_dict(sql, values)
+        await admin_queries.force_custom_plan(conn=conn)
+        return await admin_queries.list_users(conn=conn, before=before, contains=contains, limit=limit)
 
 
 async def get_user_detail(*, user_id: str) -> dict[str, Any]:
     """A user as administrators see them: <User> plus locked_until and subscription."""
     user = await _require_user(user_id)
-    rows = await connections.get("default").execute_query_dict(
-        f'SELECT u."locked_until", s."status", s."ends_at", s."starts_at" FROM "user_accounts" u '
-        f'{subscriptions.ACTIVE_PLAN_JOIN} WHERE u."id" = $1', [user_id])
-    row = rows[0]
+    row = await admin_queries.user_detail(conn=connections.get("default"), user_id=user_id)
     subscription = {"plan": user.plan, "status": row["status"] or "active", "starts_at": iso(row["starts_at"]),
                     "ends_at": iso(row["ends_at"])}
     return {**user.as_dict(), "locked_until": iso(row["locked_until"]), "subscription": subscription}
@@ -134,9 +131,7 @@ async def change_role(*, store: Store, actor: Actor, user_id: str, role: str) ->
                                                       permission="roles.assign")
         new_level = await _role_level(conn, role)
         _check_escalation(actor=acting, target=target, new_level=new_level)
-        await conn.execute_query(
-            'UPDATE "user_accounts" SET "role_id" = (SELECT "id" FROM "roles" WHERE "name" = $2), '
-            '"updated_at" = now() WHERE "id" = $1', [target.id, role])
+        await admin_queries.set_role(conn=conn, user_id=target.id, role=role)
         await audit.record(conn, action=ROLE_CHANGED, actor_id=actor.user_id, target_user_id=target.id, ip=actor.ip,
                            before={"role": target.role}, after={"role": role})
         user = await _require_user(target.id, conn=conn)
@@ -173,8 +168,7 @@ async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
         _check_acts_below(actor=acting, target=target)
         if target.status != status:
-            await conn.execute_query('UPDATE "user_accounts" SET "status" = $2, "updated_at" = now() WHERE "id" = $1',
-                                     [target.id, status])
+            await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
             await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
         if status == ACCOUNT_DISABLED:  # no reset or verification link outlives the account's access
@@ -232,19 +226,10 @@ async def lock_actor_and_target(conn: BaseDBAsyncClient, *, actor: Actor, user_i
     cached context: an administrator demoted a moment ago cannot still act as one.
     """
     target_id = _as_user_id(user_id)
-    await conn.execute_query(
-        'SELECT 1 FROM "user_accounts" WHERE "id" = ANY($1::uuid[]) ORDER BY "id" FOR UPDATE',
-        [sorted({actor.user_id, target_id})])
-    rows = await conn.execute_query_dict(
-        'SELECT r."privilege_level", u."status", u."deleted_at" IS NULL AS "live", '
-        'array_remove(array_agg(pm."name"), NULL) AS "permissions" FROM "user_accounts" u '
-        'JOIN "roles" r ON r."id" = u."role_id" '
-        'LEFT JOIN "role_permissions" rp ON rp."role_id" = r."id" '
-        'LEFT JOIN "permissions" pm ON pm."id" = rp."permission_id" '
-        'WHERE u."id" = $1 GROUP BY r."privilege_level", u."status", u."deleted_at"', [actor.user_id])
-    if not rows or not rows[0]["live"]:
+    await admin_queries.lock_user_rows(conn=conn, user_ids=sorted({actor.user_id, target_id}))
+    row = await admin_queries.fetch_acting(conn=conn, user_id=actor.user_id)
+    if row is None or not row["live"]:
         raise InsufficientPrivileges()
-    row = rows[0]
     if row["status"] != ACCOUNT_ACTIVE:
         raise AccountDisabled()
     acting = Acting(user_id=actor.user_id, privilege_level=row["privilege_level"],
@@ -257,10 +242,9 @@ async def lock_actor_and_target(conn: BaseDBAsyncClient, *, actor: Actor, user_i
 
 
 async def _role_level(conn: BaseDBAsyncClient, role: str) -> int:
-    rows = await conn.execute_query_dict('SELECT "privilege_level" FROM "roles" WHERE "name" = $1', [role])
-    if not rows:
+    level = await rbac_queries.role_level(conn=conn, role=role)
+    if level is None:
         raise ValidationError({"role": f"unknown role {role!r}"})
-    level: int = rows[0]["privilege_level"]  # Tortoise's rows are untyped dicts
     return level
 
 
@@ -280,6 +264,3 @@ def _check_acts_below(*, actor: Acting, target: User) -> None:
         return
     raise PrivilegeEscalationPrevented("You can only act on users below your own privilege level")
 
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -18,6 +18,7 @@ from manas360.clock import iso
 from manas360.cursors import Listing, decode_position, encode_cursor
 from manas360.errors import ValidationError
 from manas360.logs import request_id_var
+from manas360.queries import audit as audit_queries
 
 REGISTER = "auth.register"
 LOGIN = "auth.login"
@@ -44,11 +45,9 @@ async def record(conn: BaseDBAsyncClient, *, action: str, actor_id: str | None, 
                  ip: str = "", before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
     """Append one audit entry, tagged with the current request id."""
     request_id = request_id_var.get()
-    await conn.execute_query(
-        'INSERT INTO "audit_logs" ("actor_id", "target_user_id", "action", "before", "after", "ip", "request_id") '
-        'VALUES ($1, $2, $3, $4, $5, $6, $7)',
-        [actor_id, target_user_id, action, _dumps(before), _dumps(after), ip[:64],
-         "" if request_id == "-" else request_id[:64]])
+    await audit_queries.insert_entry(conn=conn, actor_id=actor_id, target_user_id=target_user_id, action=action,
+                                     before=_dumps(before), after=_dumps(after), ip=ip[:64],
+                                     request_id="" if request_id == "-" else request_id[:64])
 
 
 def _dumps(value: dict[str, Any] | None) -> str | None:
@@ -58,29 +57,22 @@ def _dumps(value: dict[str, Any] | None) -> str | None:
 async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
     """Entries newest first, optionally for one target user and/or one action; the cursor
     is the last entry's id, so entries written while paging never shift a page."""
-    filters: list[str] = []
-    values: list[int | str] = []
+    before_id: int | None = None
     if cursor:
         (last_id,) = decode_position(cursor, arity=1)
         # A bigserial id: anything else (a bool, a number beyond bigint) is not ours and would
         # overflow in asyncpg as a 500.
         if not isinstance(last_id, int) or isinstance(last_id, bool) or not _BIGINT_MIN <= last_id <= _BIGINT_MAX:
             raise ValidationError({"cursor": "is not a valid cursor"})
-        values.append(last_id)
-        filters.append(f'"id" < ${len(values)}')
+        before_id = last_id
+    target_user_id: str | None = None
     if user_id:
         try:
-            values.append(str(uuid.UUID(user_id)))
+            target_user_id = str(uuid.UUID(user_id))
         except ValueError:
             raise ValidationError({"user_id": "must be a UUID"}) from None
-        filters.append(f'"target_user_id" = ${len(values)}')
-    if action:
-        values.append(action)
-        filters.append(f'"action" = ${len(values)}')
-    where = " AND ".join(filters) or "TRUE"
-    rows = await connections.get("default").execute_query_dict(
-        f'SELECT "id", "actor_id", "target_user_id", "action", "before", "after", "ip", "request_id", "created_at" '
-        f'FROM "audit_logs" WHERE {where} ORDER BY "id" DESC LIMIT {int(limit) + 1}', values)
+    rows = await audit_queries.list_entries(conn=connections.get("default"), before_id=before_id,
+                                            target_user_id=target_user_id, action=action, limit=limit + 1)
     items = [_entry(row) for row in rows[:limit]]
     next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
     return Listing(items=items, next_cursor=next_cursor)

@@ -17,6 +17,8 @@ from tortoise.transactions import in_transaction
 
 from manas360.clock import Clock, db_now, epoch_ms, from_ms, to_ms
 from manas360.errors import InvalidCredentials, NotFound, TokenRevoked, ValidationError
+from manas360.queries import sessions as session_queries
+from manas360.queries import users as user_queries
 from manas360.repair import run_to_completion
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password, verify_password
@@ -57,11 +59,9 @@ async def logout(*, settings: Settings, store: Store, principal: Principal, clie
         now = await db_now(conn)
         await sessions.revoke_session(conn, session_id=principal.session_id, user_id=principal.user_id,
                                       reason="logout", now=now)
-        await conn.execute_query(
-            'INSERT INTO "revoked_access_tokens" '
-            '("jti", "user_id", "session_id", "reason", "revoked_at", "expires_at") '
-            'VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ("jti") DO NOTHING',
-            [principal.jti, principal.user_id, principal.session_id, "logout", now, from_ms(principal.expires_ms)])
+        await session_queries.revoke_access_token(
+            conn=conn, jti=principal.jti, user_id=principal.user_id, session_id=principal.session_id,
+            reason="logout", now=now, expires_at=from_ms(principal.expires_ms))
         await audit.record(conn, action=audit.LOGOUT, actor_id=principal.user_id, target_user_id=principal.user_id,
                            ip=client.ip, after={"session_id": principal.session_id})
     await run_to_completion(revocation.publish(
@@ -147,11 +147,9 @@ async def change_password(*, settings: Settings, store: Store, codec: AccessToke
 
 async def _ensure_caller_live(conn: BaseDBAsyncClient, *, principal: Principal) -> None:
     """TokenRevoked unless the caller's session and token are still live (under the user row lock)."""
-    rows = await conn.execute_query_dict(
-        'SELECT u."tokens_valid_after" FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
-        'WHERE s."id" = $1 AND s."user_id" = $2 AND s."revoked_at" IS NULL AND s."expires_at" > clock_timestamp()',
-        [principal.session_id, principal.user_id])
-    if not rows or issued_ms(principal.claims) <= epoch_ms(rows[0]["tokens_valid_after"]):
+    live, tokens_valid_after = await session_queries.caller_epoch(conn=conn, session_id=principal.session_id,
+                                                                  user_id=principal.user_id)
+    if not live or issued_ms(principal.claims) <= epoch_ms(tokens_valid_after):
         raise TokenRevoked()
 
 
@@ -174,11 +172,7 @@ async def _move_epoch(conn: BaseDBAsyncClient, *, user_id: str) -> int:
     before holds an older issue time, and one that comes after finds its session revoked.
     PostgreSQL's clock, in whole ms (the tokens' precision), never moved backwards.
     """
-    rows = await conn.execute_query_dict(
-        'UPDATE "user_accounts" SET "tokens_valid_after" = '
-        'GREATEST("tokens_valid_after", date_trunc(\'milliseconds\', clock_timestamp())), "updated_at" = now() '
-        'WHERE "id" = $1 RETURNING "tokens_valid_after"', [user_id])
-    return epoch_ms(rows[0]["tokens_valid_after"])
+    return epoch_ms(await user_queries.move_token_epoch(conn=conn, user_id=user_id))
 
 
 async def revoke_for_new_password(conn: BaseDBAsyncClient, *, user_id: str,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 from tortoise import connections
 
+from manas360.queries import catalog as catalog_queries
 from manas360.store import Store
 from manas360.store.reference import get_reference_version, listen_reference_changes
 
@@ -54,17 +55,10 @@ class Catalog:
 
 
 async def load_catalog(*, version: int) -> Catalog:
-    """Read the whole catalog from PostgreSQL (three small queries)."""
+    """Read the whole catalog from PostgreSQL (two small queries)."""
     conn = connections.get("default")
-    roles = await conn.execute_query_dict(
-        'SELECT r."name", r."privilege_level", array_remove(array_agg(p."name"), NULL) AS "permissions" '
-        'FROM "roles" r LEFT JOIN "role_permissions" rp ON rp."role_id" = r."id" '
-        'LEFT JOIN "permissions" p ON p."id" = rp."permission_id" GROUP BY r."id"')
-    plans = await conn.execute_query_dict(
-        'SELECT s."name", s."display_name", s."tier", s."price_cents", '
-        'array_remove(array_agg(f."name"), NULL) AS "features" '
-        'FROM "subscription_plans" s LEFT JOIN "plan_features" pf ON pf."plan_id" = s."id" '
-        'LEFT JOIN "features" f ON f."id" = pf."feature_id" GROUP BY s."id" ORDER BY s."tier"')
+    roles = await catalog_queries.roles_with_permissions(conn=conn)
+    plans = await catalog_queries.plans_with_features(conn=conn)
     return Catalog(
         version=version,
         role_levels={r["name"]: r["privilege_level"] for r in roles},

@@ -27,12 +27,12 @@ from manas360 import metrics, reference
 from manas360.clock import Clock, to_ms
 from manas360.errors import AccountDisabled, FeatureNotAvailable, InsufficientPrivileges, PermissionDenied, TokenRevoked
 from manas360.models import ACCOUNT_ACTIVE
+from manas360.queries import entitlements as entitlement_queries
 from manas360.repair import retry_in_background, run_to_completion
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services.catalog import Catalog, CatalogHolder
 from manas360.services.principal import Principal, bearer_token
 from manas360.services.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
-from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
 from manas360.services.tokens import issued_ms
 from manas360.settings import Settings
 from manas360.store import Store, StoreUnavailable
@@ -51,30 +51,6 @@ from manas360.store.revocations import Revocations
 CONTEXT_TTL_S = LOADED_TTL_S
 """How long a cached user context lives; also the bound on staleness when Redis was
 unreachable while a write tried to delete it (the write itself still commits)."""
-
-# One query on a miss: the user's context (role, effective subscription) and revocations.
-# ($2: how far back a revoked session can still have a live access token, in seconds.)
-USER_STATE_SQL = f"""
-    SELECT u."id", u."deleted_at" IS NOT NULL AS "deleted", u."status", r."name" AS "role",
-           COALESCE(p."name", 'free') AS "plan",
-           (EXTRACT(EPOCH FROM s."ends_at") * 1000)::bigint AS "plan_end_ms",
-           (EXTRACT(EPOCH FROM u."tokens_valid_after") * 1000)::bigint AS "epoch_ms",
-           j."jtis", j."exp_ms", x."sids", x."revoked_ms"
-    FROM "user_accounts" u
-    JOIN "roles" r ON r."id" = u."role_id"
-    {ACTIVE_PLAN_JOIN}
-    LEFT JOIN LATERAL (
-        SELECT array_agg(t."jti"::text) AS "jtis",
-               array_agg((EXTRACT(EPOCH FROM t."expires_at") * 1000)::bigint) AS "exp_ms"
-        FROM "revoked_access_tokens" t WHERE t."user_id" = u."id" AND t."expires_at" > now()
-    ) j ON TRUE
-    LEFT JOIN LATERAL (
-        SELECT array_agg(z."id"::text) AS "sids",
-               array_agg((EXTRACT(EPOCH FROM z."revoked_at") * 1000)::bigint) AS "revoked_ms"
-        FROM "sessions" z WHERE z."user_id" = u."id" AND z."revoked_at" > now() - make_interval(secs => $2)
-    ) x ON TRUE
-    WHERE {{where}}"""
-
 
 @dataclass(frozen=True, slots=True)
 class Needs:
@@ -189,11 +165,11 @@ async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, us
 
 async def _read_and_fill(*, settings: Settings, store: Store, clock: Clock, user_id: str,
                          generation: str = NO_GENERATION) -> UserState | None:
-    rows = await connections.get("default").execute_query_dict(
-        USER_STATE_SQL.format(where='u."id" = $1'), [user_id, revocation_horizon_s(settings)])
-    if not rows or rows[0]["deleted"]:
+    row = await entitlement_queries.fetch_user_state(conn=connections.get("default"), user_id=user_id,
+                                                     horizon_s=revocation_horizon_s(settings))
+    if row is None or row["deleted"]:
         return None
-    state = state_from_row(rows[0], settings=settings, clock=clock)
+    state = state_from_row(row, settings=settings, clock=clock)
     await store_user_states(store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S,
                             loaded_ttl_ms=loaded_ttl_ms(settings))
     return state

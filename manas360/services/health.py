@@ -12,6 +12,7 @@ from typing import Any
 from tortoise import connections
 
 from manas360 import __version__
+from manas360.queries import health as health_queries
 from manas360.store import Store
 from manas360.store.client import ping, pool_stats
 
@@ -27,7 +28,7 @@ async def check_database() -> str:
     timeout) rather than cancelled: asyncpg holds a cancelled call until then anyway, and
     the probe must answer within CHECK_TIMEOUT_S even when PostgreSQL is frozen.
     """
-    query = asyncio.ensure_future(connections.get("default").execute_query("SELECT 1"))
+    query = asyncio.ensure_future(health_queries.ping(conn=connections.get("default")))
     done, _ = await asyncio.wait({query}, timeout=CHECK_TIMEOUT_S)
     if not done:
         query.add_done_callback(_discard_outcome)
@@ -37,7 +38,7 @@ async def check_database() -> str:
     return "ok"
 
 
-def _discard_outcome(task: asyncio.Future[object]) -> None:
+def _discard_outcome(task: asyncio.Future[None]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it as never retrieved
 

@@ -33,6 +33,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360.errors import AccountLocked, NotFound
+from manas360.queries import login as login_queries
 from manas360.repair import run_to_completion
 from manas360.services import audit, sessions
 from manas360.settings import Settings
@@ -98,9 +99,7 @@ async def count_failure(conn: BaseDBAsyncClient, *, settings: Settings, store: S
         window_s=settings.lockout_window_s, lock_s=settings.lockout_duration_s, reservation=reservation.token)
     reservation.settled = True
     if verdict.locked_now and user_id is not None:
-        await conn.execute_query(
-            'UPDATE "user_accounts" SET "locked_until" = clock_timestamp() + make_interval(secs => $2) '
-            'WHERE "id" = $1', [user_id, settings.lockout_duration_s])
+        await login_queries.set_locked_until(conn=conn, user_id=user_id, duration_s=settings.lockout_duration_s)
     return verdict
 
 
@@ -120,14 +119,12 @@ async def unlock_account(*, store: Store, user_id: str, actor_id: str | None = N
         # The row lock orders this after any failure being counted (see count_failure).
         if not await sessions.lock_user(conn, user_id=user_id):
             raise NotFound()
-        rows = await conn.execute_query_dict(
-            'UPDATE "user_accounts" SET "locked_until" = NULL, "updated_at" = now() WHERE "id" = $1 '
-            'RETURNING "email"', [user_id])
+        email = await login_queries.clear_locked_until(conn=conn, user_id=user_id)
         await audit.record(conn, action=audit.ACCOUNT_UNLOCKED, actor_id=actor_id, target_user_id=user_id, ip=ip)
         # Cleared under the row lock too: a failure counted after this unlock must not add to
         # the failures before it. (Should the commit fail, locked_until still locks.)
-        await lockout_store.clear(store, email=rows[0]["email"])
-    await run_to_completion(lockout_store.clear(store, email=rows[0]["email"]))
+        await lockout_store.clear(store, email=email)
+    await run_to_completion(lockout_store.clear(store, email=email))
 
 
 async def clear_failures(*, store: Store, email: str) -> None:

@@ -23,6 +23,8 @@ from manas360 import metrics
 from manas360.clock import Clock, db_now, iso
 from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, InvalidCredentials
 from manas360.models import ACCOUNT_ACTIVE
+from manas360.queries import login as login_queries
+from manas360.queries import users as user_queries
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from manas360.services import audit, lockout, sessions, users, verification
@@ -146,8 +148,7 @@ async def _open(conn: BaseDBAsyncClient, *, settings: Settings, account: Credent
     now = await db_now(conn)
     session_id, refresh_token = await sessions.open_session(
         conn, user_id=account.user_id, client=client, refresh_ttl_s=settings.jwt_refresh_ttl, now=now)
-    await conn.execute_query('UPDATE "user_accounts" SET "last_login_at" = $2 WHERE "id" = $1',
-                             [account.user_id, now])
+    await user_queries.touch_last_login(conn=conn, user_id=account.user_id, now=now)
     if new_hash is not None:
         await users.replace_password_hash(conn, user_id=account.user_id, verified_hash=account.password_hash,
                                           new_hash=new_hash)
@@ -164,7 +165,5 @@ def _reason(refusal: AppError) -> str:
 
 async def _record_attempt(conn: BaseDBAsyncClient, *, email: str, account: Credentials | None, client: Client,
                           reason: str, success: bool = False) -> None:
-    await conn.execute_query(
-        'INSERT INTO "login_attempts" ("email", "user_id", "success", "reason", "ip", "user_agent") '
-        'VALUES ($1, $2, $3, $4, $5, $6)',
-        [email[:320], account.user_id if account else None, success, reason, client.ip, client.user_agent])
+    await login_queries.record_attempt(conn=conn, email=email[:320], user_id=account.user_id if account else None,
+                                       success=success, reason=reason, ip=client.ip, user_agent=client.user_agent)

@@ -11,11 +11,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import asyncpg
 
 from manas360 import db
+from manas360.queries import maintenance as maintenance_queries
 from manas360.settings import Settings
 
 JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "prune-rate-limit-logs", "prune-mail",
@@ -66,12 +66,12 @@ async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAU
     # Cron can start a job while the previous run of it is still going (a slow refresh on
     # a big table): the second one steps aside rather than queueing behind the first.
     key = f"manas360.maintenance.{job}"
-    if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
+    if not await maintenance_queries.try_job_lock(conn=conn, key=key):
         return JobResult(job=job, skipped=True)
     try:
         # Batched jobs bound every statement; a concurrent view refresh is one long statement.
         timeout_ms = 0 if job == "refresh-views" else BATCH_STATEMENT_TIMEOUT_MS
-        await conn.execute("SELECT set_config('statement_timeout', $1, false)", str(timeout_ms))
+        await maintenance_queries.set_statement_timeout(conn=conn, timeout_ms=timeout_ms)
         if job == "refresh-views":
             result = await refresh_views(conn=conn)
         elif job == "cleanup-tokens":
@@ -92,15 +92,15 @@ async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAU
         else:
             raise ValueError(f"unknown maintenance job {job!r}")
     finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+        await maintenance_queries.release_job_lock(conn=conn, key=key)
     result.elapsed_s = time.monotonic() - started
     return result
 
 
 async def refresh_views(*, conn: asyncpg.Connection) -> JobResult:
     """REFRESH MATERIALIZED VIEW CONCURRENTLY, each view (readers are never blocked)."""
-    await conn.execute("SELECT refresh_materialized_views()")
-    counts = {f"{view} rows": await conn.fetchval(f'SELECT count(*) FROM "{view}"') for view in VIEWS}
+    await maintenance_queries.refresh_materialized_views(conn=conn)
+    counts = {f"{view} rows": await maintenance_queries.count_rows(conn=conn, table=view) for view in VIEWS}
     return JobResult(job="refresh-views", counts=counts, batches=1)
 
 
@@ -113,10 +113,10 @@ async def cleanup_tokens(*, conn: asyncpg.Connection, batch_size: int = DEFAULT_
               "expired revoked-jti rows deleted": 0}
 
     async def step() -> int:
-        row = await conn.fetchrow("SELECT * FROM cleanup_expired_tokens($1)", batch_size)
+        row = await maintenance_queries.cleanup_expired_tokens(conn=conn, batch_size=batch_size)
         for name, n in zip(counts, (row["refresh_tokens"], row["sessions"], row["revoked_access_tokens"]), strict=True):
             counts[name] += n
-        done: int = row["refresh_tokens"] + row["sessions"] + row["revoked_access_tokens"]  # asyncpg: untyped
+        done: int = row["refresh_tokens"] + row["sessions"] + row["revoked_access_tokens"]  # rows are untyped
         return done
 
     _, batches = await _in_batches(step, on_batch)
@@ -129,8 +129,7 @@ async def archive_audit(*, conn: asyncpg.Connection, days: int = DEFAULT_AUDIT_D
     _check(days=days, batch_size=batch_size)
 
     async def step() -> int:
-        moved: int = await conn.fetchval("SELECT cleanup_old_audit_logs($1, $2)", days, batch_size)  # untyped
-        return moved
+        return await maintenance_queries.archive_audit(conn=conn, days=days, batch_size=batch_size)
 
     moved, batches = await _in_batches(step, on_batch)
     return JobResult(job="archive-audit", counts={f"audit rows older than {days} days archived": moved},
@@ -178,14 +177,11 @@ async def _delete_older(*, conn: asyncpg.Connection, table: str, column: str, da
     """Delete rows of `table` whose `column` is older than `days`, in batches (by an index
     on `column`); the cutoff is fixed once, so the loop ends while new rows keep arriving."""
     _check(days=days, batch_size=batch_size)
-    cutoff: datetime = await conn.fetchval("SELECT now() - make_interval(days => $1)", days)
+    cutoff = await maintenance_queries.cutoff(conn=conn, days=days)
 
     async def step() -> int:
-        status = await conn.execute(
-            f'WITH doomed AS (SELECT "id" FROM "{table}" WHERE "{column}" < $1 '
-            f'ORDER BY "{column}" LIMIT $2 FOR UPDATE SKIP LOCKED) '
-            f'DELETE FROM "{table}" t USING doomed d WHERE t."id" = d."id"', cutoff, batch_size)
-        return int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+        return await maintenance_queries.delete_older(conn=conn, table=table, column=column, before=cutoff,
+                                                      batch_size=batch_size)
 
     return await _in_batches(step, on_batch)
 

@@ -16,6 +16,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360.errors import NotFound, PrivilegeEscalationPrevented, ValidationError
+from manas360.queries import rbac as rbac_queries
+from manas360.queries.rbac import Mapping
 from manas360.services import audit
 from manas360.services.admin import Acting, Actor, lock_actor_and_target
 from manas360.services.catalog import Catalog, CatalogHolder
@@ -56,13 +58,11 @@ async def set_role_permissions(*, store: Store, catalog: CatalogHolder, actor: A
     """
     async with in_transaction() as conn:
         acting, _ = await _lock_actor(conn, actor=actor, permission="roles.manage")
-        levels = await conn.execute_query_dict('SELECT "privilege_level" FROM "roles" WHERE "name" = $1', [role])
-        if levels and not acting.privilege_level > levels[0]["privilege_level"]:
+        level = await rbac_queries.role_level(conn=conn, role=role)
+        if level is not None and not acting.privilege_level > level:
             raise PrivilegeEscalationPrevented("You can only change the permissions of roles below your own")
-        before = await _replace_mapping(conn, actor=actor, owner_table="roles", owner=role,
-                                        link_table="role_permissions", owner_col="role_id",
-                                        item_table="permissions", item_col="permission_id", items=permissions,
-                                        field="permissions", action=ROLE_PERMISSIONS_CHANGED)
+        before = await _replace_mapping(conn, actor=actor, mapping=rbac_queries.ROLE_PERMISSIONS, owner=role,
+                                        items=permissions, field="permissions", action=ROLE_PERMISSIONS_CHANGED)
         granted = set(permissions) - set(before) - acting.permissions
         if granted:
             raise PrivilegeEscalationPrevented(
@@ -75,10 +75,8 @@ async def set_plan_features(*, store: Store, catalog: CatalogHolder, actor: Acto
     """Replace the features of `plan` (audited), then tell every worker; returns the plan."""
     async with in_transaction() as conn:
         await _lock_actor(conn, actor=actor, permission="plans.manage")
-        await _replace_mapping(conn, actor=actor, owner_table="subscription_plans", owner=plan,
-                               link_table="plan_features", owner_col="plan_id", item_table="features",
-                               item_col="feature_id", items=features, field="features",
-                               action=PLAN_FEATURES_CHANGED)
+        await _replace_mapping(conn, actor=actor, mapping=rbac_queries.PLAN_FEATURES, owner=plan, items=features,
+                               field="features", action=PLAN_FEATURES_CHANGED)
     return plan_view(await reference_changed(store=store, catalog=catalog), plan)
 
 
@@ -87,29 +85,20 @@ async def _lock_actor(conn: BaseDBAsyncClient, *, actor: Actor, permission: str)
     return await lock_actor_and_target(conn, actor=actor, user_id=actor.user_id, permission=permission)
 
 
-async def _replace_mapping(conn: BaseDBAsyncClient, *, actor: Actor, owner_table: str, owner: str,
-                           link_table: str, owner_col: str, item_table: str, item_col: str, items: list[str],
+async def _replace_mapping(conn: BaseDBAsyncClient, *, actor: Actor, mapping: Mapping, owner: str, items: list[str],
                            field: str, action: str) -> list[str]:
     """Replace the owner's items inside the caller's transaction; the items before."""
     wanted = sorted(set(items))
-    owners = await conn.execute_query_dict(
-        f'SELECT "id" FROM "{owner_table}" WHERE "name" = $1 FOR UPDATE', [owner])
-    if not owners:
-        raise NotFound(f"No such {owner_table.rstrip('s').replace('_', ' ')}")
-    owner_id = owners[0]["id"]
-    known = await conn.execute_query_dict(
-        f'SELECT "id", "name" FROM "{item_table}" WHERE "name" = ANY($1::text[])', [wanted])
+    owner_id = await rbac_queries.lock_owner(conn=conn, mapping=mapping, owner=owner)
+    if owner_id is None:
+        raise NotFound(f"No such {mapping.owner_table.rstrip('s').replace('_', ' ')}")
+    known = await rbac_queries.items_named(conn=conn, mapping=mapping, names=wanted)
     unknown = sorted(set(wanted) - {row["name"] for row in known})
     if unknown:
         raise ValidationError({field: f"unknown: {', '.join(unknown)}"})
-    before = await conn.execute_query_dict(
-        f'SELECT i."name" FROM "{link_table}" l JOIN "{item_table}" i ON i."id" = l."{item_col}" '
-        f'WHERE l."{owner_col}" = $1 ORDER BY i."name"', [owner_id])
-    await conn.execute_query(f'DELETE FROM "{link_table}" WHERE "{owner_col}" = $1', [owner_id])
-    await conn.execute_query(
-        f'INSERT INTO "{link_table}" ("{owner_col}", "{item_col}") SELECT $1, unnest($2::int[])',
-        [owner_id, [row["id"] for row in known]])
+    before = await rbac_queries.linked_names(conn=conn, mapping=mapping, owner_id=owner_id)
+    await rbac_queries.unlink_all(conn=conn, mapping=mapping, owner_id=owner_id)
+    await rbac_queries.link(conn=conn, mapping=mapping, owner_id=owner_id, item_ids=[row["id"] for row in known])
     await audit.record(conn, action=action, actor_id=actor.user_id, target_user_id=None, ip=actor.ip,
-                       before={"name": owner, field: [row["name"] for row in before]},
-                       after={"name": owner, field: wanted})
-    return [row["name"] for row in before]
+                       before={"name": owner, field: before}, after={"name": owner, field: wanted})
+    return before

@@ -27,6 +27,7 @@ from manas360 import metrics
 from manas360.clock import Clock, db_now, to_ms
 from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
 from manas360.models import ACCOUNT_ACTIVE
+from manas360.queries import sessions as session_queries
 from manas360.repair import run_to_completion
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services import audit, revocation, sessions, users
@@ -61,8 +62,7 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
             successor = await _grace_successor(conn, settings=settings, token=token, rotated_at=token.rotated_at,
                                                parent=refresh_token, now=now)
         if successor is not None:
-            await conn.execute_query('UPDATE "sessions" SET "last_used_at" = $2 WHERE "id" = $1',
-                                     [token.session_id, now])
+            await session_queries.touch_session(conn=conn, session_id=token.session_id, now=now)
             found = await users.get_user(user_id=token.user_id, conn=conn)
             if found is None:
                 # The account was deleted after the token was read (its row is not locked
@@ -84,23 +84,16 @@ async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presen
 
     AccountDisabled for any token of a disabled account, live session or not.
     """
-    rows = await conn.execute_query_dict(
-        'SELECT t."session_id", u."status" FROM "tokens" t JOIN "user_accounts" u ON u."id" = t."user_id" '
-        'WHERE t."token_hash" = $1 AND u."deleted_at" IS NULL', [token_hash])
-    if not rows:
+    found = await session_queries.token_session(conn=conn, token_hash=token_hash)
+    if found is None:
         return None
-    _refuse_disabled(rows[0]["status"])
-    locked = await conn.execute_query_dict(
-        'SELECT u."status" FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
-        'WHERE s."id" = $1 AND s."revoked_at" IS NULL AND u."deleted_at" IS NULL FOR UPDATE OF s',
-        [rows[0]["session_id"]])
-    if not locked:
+    _refuse_disabled(found["status"])
+    locked_status = await session_queries.lock_live_session(conn=conn, session_id=found["session_id"])
+    if locked_status is None:
         return None
-    _refuse_disabled(locked[0]["status"])
-    rows = await conn.execute_query_dict(
-        'SELECT "id", "session_id", "user_id", "expires_at", "rotated_at", "revoked_at" FROM "tokens" '
-        'WHERE "token_hash" = $1', [token_hash])
-    return _presented(rows[0]) if rows else None
+    _refuse_disabled(locked_status)
+    row = await session_queries.fetch_token(conn=conn, token_hash=token_hash)
+    return _presented(row) if row else None
 
 
 def _refuse_disabled(status: str) -> None:
@@ -119,13 +112,11 @@ async def _rotate(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presen
     child_id = uuid.uuid4()
     successor = derive_successor(key=successor_keys(settings)[0], parent=parent, child_id=child_id)
     expires_at = now + timedelta(seconds=settings.jwt_refresh_ttl)
-    await conn.execute_query('UPDATE "tokens" SET "rotated_at" = $2 WHERE "id" = $1', [token.token_id, now])
-    await conn.execute_query(
-        'INSERT INTO "tokens" ("id", "session_id", "user_id", "token_hash", "parent_id", "created_at", "expires_at") '
-        'VALUES ($1, $2, $3, $4, $5, $6, $7)',
-        [str(child_id), token.session_id, token.user_id, hash_refresh_token(successor), token.token_id, now,
-         expires_at])
-    await conn.execute_query('UPDATE "sessions" SET "expires_at" = $2 WHERE "id" = $1', [token.session_id, expires_at])
+    await session_queries.mark_rotated(conn=conn, token_id=token.token_id, now=now)
+    await session_queries.insert_successor_token(
+        conn=conn, token_id=str(child_id), session_id=token.session_id, user_id=token.user_id,
+        token_hash=hash_refresh_token(successor), parent_id=token.token_id, now=now, expires_at=expires_at)
+    await session_queries.extend_session(conn=conn, session_id=token.session_id, expires_at=expires_at)
     return successor
 
 
@@ -137,9 +128,7 @@ async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token
     grace_s = settings.refresh_reuse_grace_s
     if grace_s <= 0 or (now - rotated_at).total_seconds() > grace_s:
         return None
-    rows = await conn.execute_query_dict(
-        'SELECT "id", "token_hash" FROM "tokens" WHERE "parent_id" = $1 AND "rotated_at" IS NULL '
-        'AND "revoked_at" IS NULL AND "expires_at" > $2', [token.token_id, now])
+    rows = await session_queries.live_children(conn=conn, parent_id=token.token_id, now=now)
     if len(rows) != 1:
         return None
     for key in successor_keys(settings):

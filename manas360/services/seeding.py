@@ -13,7 +13,6 @@ that account's sessions and access tokens.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -24,6 +23,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from manas360 import reference
+from manas360.queries import seeding as seeding_queries
+from manas360.queries.rbac import PLAN_FEATURES, ROLE_PERMISSIONS
 from manas360.security.passwords import hash_password, verify_password
 from manas360.services import audit, users
 from manas360.services.auth import revoke_all_sessions
@@ -107,61 +108,28 @@ async def seed_superadmin(*, settings: Settings, store: Store, email: str, passw
 
 async def _take_seed_lock(conn: BaseDBAsyncClient) -> None:
     # Serialises concurrent seeders (several instances starting at once) until commit.
-    await conn.execute_query("SELECT pg_advisory_xact_lock(hashtext('manas360.seed'))")
+    await seeding_queries.take_seed_lock(conn=conn)
 
 
 async def _seed_reference(conn: BaseDBAsyncClient) -> SeedReport:
     report = SeedReport()
-    report.roles = await _insert_many(
-        conn, 'INSERT INTO "roles" ("name", "privilege_level") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
-        list(reference.ROLES.items()))
-    report.permissions = await _insert_many(
-        conn, 'INSERT INTO "permissions" ("name", "description") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
-        list(reference.PERMISSIONS.items()))
-    report.plans = await _insert_many(
-        conn, 'INSERT INTO "subscription_plans" ("name", "display_name", "tier", "price_cents") '
-              'VALUES ($1, $2, $3, $4) ON CONFLICT ("name") DO NOTHING',
-        [(name, *values) for name, values in reference.PLANS.items()])
-    report.features = await _insert_many(
-        conn, 'INSERT INTO "features" ("name", "description") VALUES ($1, $2) ON CONFLICT ("name") DO NOTHING',
-        [(name, description) for name, (_, description) in reference.FEATURES.items()])
+    for role, level in reference.ROLES.items():
+        report.roles += await seeding_queries.insert_role(conn=conn, name=role, privilege_level=level)
+    for permission, description in reference.PERMISSIONS.items():
+        report.permissions += await seeding_queries.insert_permission(conn=conn, name=permission,
+                                                                      description=description)
+    for plan, (display_name, tier, price_cents) in reference.PLANS.items():
+        report.plans += await seeding_queries.insert_plan(conn=conn, name=plan, display_name=display_name, tier=tier,
+                                                          price_cents=price_cents)
+    for feature, (_, description) in reference.FEATURES.items():
+        report.features += await seeding_queries.insert_feature(conn=conn, name=feature, description=description)
     for role, permissions in reference.ROLE_PERMISSIONS.items():
-        report.role_permissions += await _map_if_unmapped(
-            conn, owner_table="roles", owner=role, link_table="role_permissions", owner_col="role_id",
-            item_table="permissions", item_col="permission_id", items=permissions)
+        report.role_permissions += await seeding_queries.map_if_unmapped(
+            conn=conn, mapping=ROLE_PERMISSIONS, owner=role, items=permissions)
     for plan in reference.PLANS:
-        report.plan_features += await _map_if_unmapped(
-            conn, owner_table="subscription_plans", owner=plan, link_table="plan_features",
-            owner_col="plan_id", item_table="features", item_col="feature_id",
-            items=reference.plan_features(plan))
+        report.plan_features += await seeding_queries.map_if_unmapped(
+            conn=conn, mapping=PLAN_FEATURES, owner=plan, items=reference.plan_features(plan))
     return report
-
-
-async def _insert_many(conn: BaseDBAsyncClient, sql: str, rows: list[Sequence[object]]) -> int:
-    inserted = 0
-    for row in rows:
-        inserted += await _count_inserted(conn, sql, list(row))
-    return inserted
-
-
-async def _count_inserted(conn: BaseDBAsyncClient, sql: str, values: list[object]) -> int:
-    # Tortoise reads the row count of "INSERT 0 n" as 0 (it takes the oid), so count the
-    # RETURNING rows instead.
-    rows = await conn.execute_query_dict(f"WITH inserted AS ({sql} RETURNING 1) SELECT count(*) AS n FROM inserted",
-                                         values)
-    inserted: int = rows[0]["n"]  # Tortoise's rows are untyped dicts: count(*) is a bigint
-    return inserted
-
-
-async def _map_if_unmapped(conn: BaseDBAsyncClient, *, owner_table: str, owner: str, link_table: str, owner_col: str,
-                           item_table: str, item_col: str, items: list[str]) -> int:
-    sql = f'''
-        INSERT INTO "{link_table}" ("{owner_col}", "{item_col}")
-        SELECT o."id", i."id" FROM "{owner_table}" o JOIN "{item_table}" i ON i."name" = ANY($2::text[])
-        WHERE o."name" = $1
-          AND NOT EXISTS (SELECT 1 FROM "{link_table}" l WHERE l."{owner_col}" = o."id")
-        ON CONFLICT DO NOTHING'''
-    return await _count_inserted(conn, sql, [owner, items])
 
 
 class SeedError(Exception):
@@ -194,13 +162,11 @@ async def _write_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, stor
         password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
         # DO NOTHING, never DO UPDATE: an account registered meanwhile falls through to the
         # rules below instead of being silently taken over.
-        rows = await conn.execute_query_dict(
-            'INSERT INTO "user_accounts" ("id", "email", "password_hash", "display_name", "role_id") '
-            'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5 '
-            'ON CONFLICT (LOWER("email")) WHERE "deleted_at" IS NULL DO NOTHING RETURNING "id"',
-            [str(uuid.uuid4()), email, password_hash, "Superadmin", reference.SUPERADMIN_ROLE])
-        if rows:
-            user_id = str(rows[0]["id"])
+        created_id = await seeding_queries.insert_superadmin(
+            conn=conn, user_id=str(uuid.uuid4()), email=email, password_hash=password_hash,
+            display_name="Superadmin", role=reference.SUPERADMIN_ROLE)
+        if created_id is not None:
+            user_id = created_id
             await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
                                after={"email": email, "role": reference.SUPERADMIN_ROLE, "created": True})
             return SuperadminOutcome(email=email, status="created", user_id=user_id)
@@ -221,10 +187,8 @@ async def _write_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, stor
         return SuperadminOutcome(email=email, status="unchanged", previous_role=role, user_id=user_id)
     password_hash = account.password_hash if same_password else \
         await hash_password(password=password, cost=settings.bcrypt_cost)
-    await conn.execute_query(
-        'UPDATE "user_accounts" SET "password_hash" = $2, "locked_until" = NULL, "updated_at" = now(), '
-        '"role_id" = (SELECT "id" FROM "roles" WHERE "name" = $3) WHERE "id" = $1',
-        [user_id, password_hash, reference.SUPERADMIN_ROLE])
+    await seeding_queries.update_superadmin(conn=conn, user_id=user_id, password_hash=password_hash,
+                                            role=reference.SUPERADMIN_ROLE)
     await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
                        before={"role": role}, after={"role": reference.SUPERADMIN_ROLE, "changes": list(changes)})
     outcome = SuperadminOutcome(email=email, status="updated", previous_role=role, changes=changes, user_id=user_id)
@@ -244,13 +208,9 @@ class _Account:
 
 
 async def _lock_account(conn: BaseDBAsyncClient, *, email: str) -> _Account | None:
-    rows = await conn.execute_query_dict(
-        'SELECT u."id", u."password_hash", r."name" AS "role", u."locked_until" FROM "user_accounts" u '
-        'JOIN "roles" r ON r."id" = u."role_id" WHERE LOWER(u."email") = $1 AND u."deleted_at" IS NULL '
-        'FOR NO KEY UPDATE OF u', [email])
-    if not rows:
+    row = await seeding_queries.lock_account_by_email(conn=conn, email=email)
+    if row is None:
         return None
-    row = rows[0]
     return _Account(user_id=str(row["id"]), password_hash=row["password_hash"], role=row["role"],
                     locked_until=row["locked_until"])
 
@@ -281,9 +241,4 @@ def _one_line(exc: BaseException) -> str:
 
 async def reference_counts() -> dict[str, int]:
     """Row counts of the reference tables (for summaries and tests)."""
-    conn = connections.get("default")
-    counts = {}
-    for table in ("roles", "permissions", "subscription_plans", "features", "role_permissions", "plan_features"):
-        rows = await conn.execute_query_dict(f'SELECT count(*) AS n FROM "{table}"')
-        counts[table] = rows[0]["n"]
-    return counts
+    return await seeding_queries.reference_counts(conn=connections.get("default"))

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from manas360 import db
+from manas360.queries import synthetic as synthetic_queries
+from manas360.queries.synthetic import SubscriptionRecord, UserRecord
 from manas360.security.passwords import hash_password
 from manas360.settings import Settings
 
@@ -143,43 +145,6 @@ def _subscriptions(*, plan: str, roll: int, created_ago: int) -> tuple[Synthetic
     return (SyntheticSubscription(plan, status, starts_ago, -(starts_ago // 2 + _DAY_S)),)
 
 
-_STAGE_SQL = """
-    CREATE TEMP TABLE IF NOT EXISTS "synthetic_users_stage" (
-        "id" uuid, "email" varchar(320), "display_name" varchar(100), "role_id" int,
-        "created_at" timestamptz, "last_login_at" timestamptz
-    ) ON COMMIT DELETE ROWS;
-    CREATE TEMP TABLE IF NOT EXISTS "synthetic_subscriptions_stage" (
-        "id" uuid, "user_id" uuid, "plan_id" int, "status" varchar(16),
-        "starts_at" timestamptz, "ends_at" timestamptz
-    ) ON COMMIT DELETE ROWS;
-"""
-_USER_COLUMNS = ("id", "email", "display_name", "role_id", "created_at", "last_login_at")
-_SUBSCRIPTION_COLUMNS = ("id", "user_id", "plan_id", "status", "starts_at", "ends_at")
-UserRecord = tuple[uuid.UUID, str, str, int, datetime, datetime | None]
-"""One staged account, in _USER_COLUMNS order."""
-SubscriptionRecord = tuple[uuid.UUID, uuid.UUID, int, str, datetime, datetime]
-"""One staged subscription, in _SUBSCRIPTION_COLUMNS order."""
-# Subscriptions go in only for users this statement inserted: a user who already existed
-# keeps exactly the rows it has. The unique index is LOWER(email) among live rows.
-_MERGE_SQL = """
-    WITH new_users AS (
-        INSERT INTO "user_accounts" ("id", "email", "password_hash", "display_name", "role_id", "status",
-                                     "created_at", "updated_at", "last_login_at")
-        SELECT s."id", s."email", $1, s."display_name", s."role_id", 'active', s."created_at", s."created_at",
-               s."last_login_at"
-        FROM "synthetic_users_stage" s
-        ON CONFLICT (LOWER("email")) WHERE "deleted_at" IS NULL DO NOTHING
-        RETURNING "id"
-    ), new_subscriptions AS (
-        INSERT INTO "user_subscriptions" ("id", "user_id", "plan_id", "status", "starts_at", "ends_at", "created_at")
-        SELECT t."id", t."user_id", t."plan_id", t."status", t."starts_at", t."ends_at", t."starts_at"
-        FROM "synthetic_subscriptions_stage" t JOIN new_users n ON n."id" = t."user_id"
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM new_users) AS "users", (SELECT count(*) FROM new_subscriptions) AS "subscriptions"
-"""
-
-
 async def seed_synthetic_users(*, settings: Settings, count: int, batch_size: int | None = None,
                                on_batch: Callable[[SyntheticReport], None] | None = None) -> SyntheticReport:
     """Make sure synthetic users 1..`count` exist; `on_batch` sees the report after each commit."""
@@ -192,7 +157,7 @@ async def seed_synthetic_users(*, settings: Settings, count: int, batch_size: in
         "application_name": "manas360-seed", "statement_timeout": str(settings.db_statement_timeout)})
     try:
         role_ids, plan_ids = await _reference_ids(conn)
-        await conn.execute(_STAGE_SQL)
+        await synthetic_queries.create_stage_tables(conn=conn)
         now = datetime.now(UTC)
         for first in range(1, count + 1, batch_size):
             last = min(first + batch_size - 1, count)
@@ -201,7 +166,7 @@ async def seed_synthetic_users(*, settings: Settings, count: int, batch_size: in
             if on_batch is not None:
                 on_batch(report)
         if report.created:
-            await conn.execute('ANALYZE "user_accounts", "user_subscriptions"')
+            await synthetic_queries.analyze_accounts(conn=conn)
     finally:
         await conn.close(timeout=5)
     report.finished = time.monotonic()
@@ -209,8 +174,8 @@ async def seed_synthetic_users(*, settings: Settings, count: int, batch_size: in
 
 
 async def _reference_ids(conn: asyncpg.Connection) -> tuple[dict[str, int], dict[str, int]]:
-    roles = {r["name"]: r["id"] for r in await conn.fetch('SELECT "id", "name" FROM "roles"')}
-    plans = {r["name"]: r["id"] for r in await conn.fetch('SELECT "id", "name" FROM "subscription_plans"')}
+    roles = await synthetic_queries.role_ids(conn=conn)
+    plans = await synthetic_queries.plan_ids(conn=conn)
     missing = ({"user", "subscriber", "admin"} - set(roles)) | ({name for name, _ in PLAN_MIX} - set(plans))
     if missing:
         raise LookupError(f"reference data missing ({', '.join(sorted(missing))}): run `manas360 seed` first")
@@ -221,18 +186,15 @@ async def _seed_batch(conn: asyncpg.Connection, *, first: int, last: int, now: d
                       role_ids: dict[str, int], plan_ids: dict[str, int], report: SyntheticReport) -> None:
     emails = [synthetic_email(i) for i in range(first, last + 1)]
     async with conn.transaction():
-        existing = {r[0] for r in await conn.fetch(
-            'SELECT LOWER("email") FROM "user_accounts" WHERE LOWER("email") = ANY($1::text[]) '
-            'AND "deleted_at" IS NULL', emails)}
+        existing = await synthetic_queries.existing_emails(conn=conn, emails=emails)
         created = subscriptions = 0
         if len(existing) < len(emails):
             users, subs = _rows(first=first, emails=emails, existing=existing, now=now,
                                 role_ids=role_ids, plan_ids=plan_ids)
-            await conn.copy_records_to_table("synthetic_users_stage", records=users, columns=_USER_COLUMNS)
+            await synthetic_queries.stage_users(conn=conn, records=users)
             if subs:
-                await conn.copy_records_to_table("synthetic_subscriptions_stage", records=subs,
-                                                 columns=_SUBSCRIPTION_COLUMNS)
-            created, subscriptions = await conn.fetchrow(_MERGE_SQL, password_hash)
+                await synthetic_queries.stage_subscriptions(conn=conn, records=subs)
+            created, subscriptions = await synthetic_queries.merge_staged(conn=conn, password_hash=password_hash)
     report.processed += len(emails)
     report.created += created
     report.skipped += len(emails) - created

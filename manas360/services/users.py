@@ -25,26 +25,13 @@ from manas360 import reference
 from manas360.clock import iso
 from manas360.errors import EmailTaken, NotFound
 from manas360.models import ACCOUNT_ACTIVE
-from manas360.services.subscriptions import ACTIVE_PLAN_JOIN
+from manas360.queries import users as user_queries
 
 MAX_EMAIL_CHARS = 254
 MAX_DISPLAY_NAME_CHARS = 100
 _EMAIL_UNIQUE_INDEX = "uq_user_accounts_email_live"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _EMAIL = re.compile(rf"[a-z0-9!#$%&'*+/=?^_`{{|}}~.-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
-
-# The user, their role and their effective plan: the active subscription's plan, or free
-# when there is none or it has ended (`ends_at` past), at once and with no job running.
-USER_SQL = f"""
-    SELECT u."id", u."email", u."display_name", u."created_at", r."name" AS "role", r."privilege_level",
-           COALESCE(p."name", 'free') AS "plan", s."status" AS "subscription_status", s."ends_at",
-           u."status", u."email_verified_at" IS NOT NULL AS "email_verified", u."mfa_enabled",
-           u."tokens_valid_after"
-    FROM "user_accounts" u
-    JOIN "roles" r ON r."id" = u."role_id"
-    {ACTIVE_PLAN_JOIN}
-    WHERE u."deleted_at" IS NULL AND {{where}}"""
-
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -128,8 +115,8 @@ def user_from_row(row: dict[str, Any]) -> User:
 
 async def get_user(*, user_id: str, conn: BaseDBAsyncClient | None = None) -> User | None:
     """The live user with role and effective plan, or None."""
-    rows = await _db(conn).execute_query_dict(USER_SQL.format(where='u."id" = $1'), [user_id])
-    return user_from_row(rows[0]) if rows else None
+    row = await user_queries.fetch_user(conn=_db(conn), user_id=user_id)
+    return user_from_row(row) if row else None
 
 
 async def get_held_user(conn: BaseDBAsyncClient, *, user_id: str) -> User:
@@ -141,24 +128,16 @@ async def get_held_user(conn: BaseDBAsyncClient, *, user_id: str) -> User:
     return user
 
 
-_CREDENTIALS_SQL = (
-    'SELECT "id", "email", "password_hash", "locked_until", "status", "tokens_valid_after", '
-    'GREATEST(0, CEIL(EXTRACT(EPOCH FROM "locked_until" - clock_timestamp()) * 1000))::bigint AS "lock_ms" '
-    'FROM "user_accounts" WHERE {where} AND "deleted_at" IS NULL')
-
-
 async def get_credentials(*, email: str | None = None, user_id: str | None = None) -> Credentials | None:
     """The live account with a normalised address (or an id), or None."""
-    where, value = ('LOWER("email") = $1', email) if user_id is None else ('"id" = $1', user_id)
-    rows = await _db(None).execute_query_dict(_CREDENTIALS_SQL.format(where=where), [value])
-    return _credentials(rows[0]) if rows else None
+    row = await user_queries.fetch_credentials(conn=_db(None), email=email, user_id=user_id)
+    return _credentials(row) if row else None
 
 
 async def lock_credentials(conn: BaseDBAsyncClient, *, user_id: str) -> Credentials | None:
     """Lock the user row (first in the lock order) and read its credentials as they are now."""
-    rows = await conn.execute_query_dict(
-        _CREDENTIALS_SQL.format(where='"id" = $1') + ' FOR NO KEY UPDATE', [user_id])
-    return _credentials(rows[0]) if rows else None
+    row = await user_queries.lock_credentials(conn=conn, user_id=user_id)
+    return _credentials(row) if row else None
 
 
 def _credentials(row: dict[str, Any]) -> Credentials:
@@ -170,20 +149,16 @@ def _credentials(row: dict[str, Any]) -> Credentials:
 async def replace_password_hash(conn: BaseDBAsyncClient, *, user_id: str, verified_hash: str,
                                 new_hash: str) -> bool:
     """Set a new hash only if the stored one is still the one a check verified (compare-and-set)."""
-    updated, _ = await conn.execute_query(
-        'UPDATE "user_accounts" SET "password_hash" = $3, "updated_at" = now() '
-        'WHERE "id" = $1 AND "password_hash" = $2', [user_id, verified_hash, new_hash])
-    return bool(updated)
+    return await user_queries.replace_password_hash(conn=conn, user_id=user_id, verified_hash=verified_hash,
+                                                    new_hash=new_hash)
 
 
 async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str, display_name: str) -> str:
     """Insert an account with the default role; EmailTaken when the address is in use."""
     user_id = str(uuid.uuid4())
     try:
-        await conn.execute_query(
-            'INSERT INTO "user_accounts" ("id", "email", "password_hash", "display_name", "role_id") '
-            'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5',
-            [user_id, email, password_hash, display_name, reference.DEFAULT_ROLE])
+        await user_queries.insert_user(conn=conn, user_id=user_id, email=email, password_hash=password_hash,
+                                       display_name=display_name, role=reference.DEFAULT_ROLE)
     except IntegrityError as exc:
         # Two registrations racing for one address: the partial unique index decides.
         if getattr(exc.__cause__, "constraint_name", None) == _EMAIL_UNIQUE_INDEX:
@@ -195,27 +170,19 @@ async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str
 async def get_profile(*, user_id: str) -> Profile:
     """The caller as GET /me shows them: user, permissions, features and subscription."""
     conn = _db(None)
-    rows = await conn.execute_query_dict(USER_SQL.format(where='u."id" = $1'), [user_id])
-    if not rows:
+    row = await user_queries.fetch_user(conn=conn, user_id=user_id)
+    if row is None:
         raise NotFound()
-    row = rows[0]
-    permissions = await conn.execute_query_dict(
-        'SELECT pm."name" FROM "user_accounts" u JOIN "role_permissions" rp ON rp."role_id" = u."role_id" '
-        'JOIN "permissions" pm ON pm."id" = rp."permission_id" WHERE u."id" = $1 ORDER BY pm."name"', [user_id])
-    features = await conn.execute_query_dict(
-        'SELECT f."name" FROM "subscription_plans" p JOIN "plan_features" pf ON pf."plan_id" = p."id" '
-        'JOIN "features" f ON f."id" = pf."feature_id" WHERE p."name" = $1 ORDER BY f."name"', [row["plan"]])
+    permissions = await user_queries.role_permission_names(conn=conn, user_id=user_id)
+    features = await user_queries.plan_feature_names(conn=conn, plan=row["plan"])
     subscription = {"plan": row["plan"], "status": row["subscription_status"] or "active",
                     "ends_at": iso(row["ends_at"])}
-    return Profile(user=user_from_row(row), permissions=[r["name"] for r in permissions],
-                   features=[r["name"] for r in features], subscription=subscription)
+    return Profile(user=user_from_row(row), permissions=permissions, features=features, subscription=subscription)
 
 
 async def update_display_name(*, user_id: str, display_name: str) -> User:
     """Change the caller's display name (the only field a user edits about themselves)."""
-    updated, _ = await _db(None).execute_query(
-        'UPDATE "user_accounts" SET "display_name" = $2, "updated_at" = now() '
-        'WHERE "id" = $1 AND "deleted_at" IS NULL', [user_id, display_name])
+    updated = await user_queries.update_display_name(conn=_db(None), user_id=user_id, display_name=display_name)
     user = await get_user(user_id=user_id) if updated else None
     if user is None:
         raise NotFound()

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from tortoise import connections
 
 from manas360.clock import Clock
+from manas360.queries import entitlements as entitlement_queries
 from manas360.services.catalog import load_catalog
 from manas360.services.entitlements import (
     CONTEXT_TTL_S,
-    USER_STATE_SQL,
     loaded_ttl_ms,
     revocation_horizon_s,
     state_from_row,
@@ -43,10 +43,7 @@ class WarmReport:
 
 
 async def count_candidates(*, active_days: int | None) -> int:
-    rows = await connections.get("default").execute_query_dict(
-        f'SELECT count(*) AS "n" FROM "user_accounts" u WHERE {_filter(active_days)}', [])
-    n: int = rows[0]["n"]  # Tortoise's rows are dict[str, Any]: count(*) is a bigint
-    return n
+    return await entitlement_queries.count_warm_candidates(conn=connections.get("default"), active_days=active_days)
 
 
 async def warm_cache(*, settings: Settings, store: Store, clock: Clock, active_days: int | None = None,
@@ -58,15 +55,13 @@ async def warm_cache(*, settings: Settings, store: Store, clock: Clock, active_d
     last_id = "00000000-0000-0000-0000-000000000000"
     conn = connections.get("default")
     while True:
-        ids = await conn.execute_query_dict(
-            f'SELECT u."id" FROM "user_accounts" u WHERE {_filter(active_days)} AND u."id" > $1 '
-            f'ORDER BY u."id" LIMIT {int(batch_size)}', [last_id])
-        if not ids:
+        user_ids = await entitlement_queries.warm_candidate_ids(conn=conn, active_days=active_days, after_id=last_id,
+                                                                limit=batch_size)
+        if not user_ids:
             break
-        user_ids = [str(row["id"]) for row in ids]
         generations = await read_generations(store, user_ids=user_ids)  # before PostgreSQL: see the module doc
-        rows = await conn.execute_query_dict(USER_STATE_SQL.format(where='u."id" = ANY($1::uuid[])'),
-                                             [user_ids, revocation_horizon_s(settings)])
+        rows = await entitlement_queries.fetch_user_states(conn=conn, user_ids=user_ids,
+                                                           horizon_s=revocation_horizon_s(settings))
         states = [state_from_row(row, settings=settings, clock=clock) for row in rows if not row["deleted"]]
         await store_user_states(store, states=[state.fill(generations[state.user_id]) for state in states],
                                 context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
@@ -77,9 +72,3 @@ async def warm_cache(*, settings: Settings, store: Store, clock: Clock, active_d
     report.elapsed_s = time.monotonic() - started
     return report
 
-
-def _filter(active_days: int | None) -> str:
-    where = 'u."deleted_at" IS NULL AND u."status" = \'active\''
-    if active_days is not None:
-        where += f' AND u."last_login_at" > now() - make_interval(days => {int(active_days)})'
-    return where
