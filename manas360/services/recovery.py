@@ -1,7 +1,7 @@
 """Password reset: a request mails a single-use link; confirming it sets a new password.
 
 Request. Whatever the address, the answer is the same 202 after the same work: one SQL
-statement (manas360.queries.account_tokens.REQUEST_RESET) looks the account up, voids its
+statement (manas360.queries.account_tokens.REQUEST_RESET_SQL) looks the account up, voids its
 older reset tokens, stores the new token's hash and queues the mail, all on zero rows when
 there is no active account, plus one audit entry; no bcrypt, no branch that only a known
 address takes. Nothing else changes: the old password keeps working until a confirm.
