@@ -51,17 +51,18 @@ async def confirm_reset(*, settings: Settings, store: Store, codec: AccessTokenC
     """Use up a reset token: new password, no lock, every session revoked, a new session's pair."""
     token_hash = hash_token(token)
     # Checked before bcrypt, so a made-up token costs no hashing.
-    if await queries.find_live(conn=connections.get("default"), token_hash=token_hash,
-                               purpose=PASSWORD_RESET) is None:
+    user_id = await queries.find_live(conn=connections.get("default"), token_hash=token_hash, purpose=PASSWORD_RESET)
+    if user_id is None:
         raise InvalidToken()
     new_hash = await hash_password(password=new_password, cost=settings.bcrypt_cost)
     async with in_transaction() as conn:
-        user_id = await queries.consume(conn=conn, token_hash=token_hash, purpose=PASSWORD_RESET)
-        if user_id is None:  # used or expired meanwhile: another confirm won
-            raise InvalidToken()
+        # The user row first, then the token: the lock order of every writer (a disable
+        # voiding this token takes them in the same order, so the two queue, never deadlock).
         account = await users.lock_credentials(conn, user_id=user_id)
         if account is None or account.status != ACCOUNT_ACTIVE:
             raise InvalidToken()
+        if await queries.consume(conn=conn, token_hash=token_hash, purpose=PASSWORD_RESET) != user_id:
+            raise InvalidToken()  # used, voided or expired meanwhile: another confirm won
         email = await queries.set_reset_password(conn=conn, user_id=user_id, password_hash=new_hash)
         await queries.void_tokens(conn=conn, user_id=user_id, purposes=[PASSWORD_RESET])
         # Under the row lock, like an unlock: a failure counted concurrently comes wholly before.

@@ -49,11 +49,15 @@ async def resend(*, settings: Settings, principal: Principal, client: Client) ->
 
 async def verify(*, token: str, client: Client) -> User:
     """Use up a verification token; the user, now verified. InvalidToken if it is not live."""
+    token_hash = hash_token(token)
     async with in_transaction() as conn:
-        user_id = await queries.consume(conn=conn, token_hash=hash_token(token), purpose=EMAIL_VERIFICATION)
+        user_id = await queries.find_live(conn=conn, token_hash=token_hash, purpose=EMAIL_VERIFICATION)
+        # The user row before the token row: the lock order of every writer.
         if user_id is None or not await sessions.lock_user(conn, user_id=user_id):
             raise InvalidToken()
-        if not await queries.mark_verified(conn=conn, user_id=user_id):  # disabled meanwhile
+        if await queries.consume(conn=conn, token_hash=token_hash, purpose=EMAIL_VERIFICATION) != user_id:
+            raise InvalidToken()  # used or voided meanwhile
+        if not await queries.mark_verified(conn=conn, user_id=user_id):  # disabled
             raise InvalidToken()
         await audit.record(conn, action=audit.EMAIL_VERIFIED, actor_id=user_id, target_user_id=user_id, ip=client.ip)
         return await users.get_held_user(conn, user_id=user_id)

@@ -8,8 +8,9 @@ import hashlib
 
 import pytest
 
+from manas360.services import recovery
 from tests.fixtures.accounts import API, PASSWORD, bearer, login, register, unique_email
-from tests.fixtures.gates import eventually
+from tests.fixtures.gates import Gate, eventually
 from tests.fixtures.smtp import body_of, token_in
 from tests.mail.conftest import PUBLIC_BASE_URL
 
@@ -173,3 +174,22 @@ async def test_disabling_an_account_voids_its_reset_and_verification_tokens(mail
     assert (await _confirm(mail_client, token)).json()["error"] == "InvalidToken"
     verified = await mail_client.post(f"{API}/auth/verify-email", json={"token": verification})
     assert verified.json()["error"] == "InvalidToken"
+
+
+async def test_a_confirm_overtaken_by_disabling_the_account_is_refused(mail_client, client, smtp, pg,
+                                                                       superadmin_headers, monkeypatch):
+    account = await register(mail_client)
+    token = await _reset_token(mail_client, smtp, account.email)
+    bcrypt = Gate(recovery.hash_password)
+    monkeypatch.setattr(recovery, "hash_password", bcrypt)
+    confirming = asyncio.create_task(_confirm(mail_client, token))
+    await eventually(lambda: bcrypt.held == 1, what="the confirm at bcrypt (its token checked)")
+    disabled = await client.put(f"{API}/admin/users/{account.id}/status", headers=superadmin_headers,
+                                json={"status": "disabled"})
+    assert disabled.status_code == 200
+    bcrypt.open()
+    response = await confirming
+    assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
+    old = await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoke_reason = 'password_reset'",
+                            account.id)
+    assert old == 0
