@@ -23,7 +23,8 @@ from redis.exceptions import NoScriptError, RedisError
 
 from manas360.store.cluster import ServiceCluster
 from manas360.store.keys import Keys
-from manas360.store.pipelined import PipelinedRedis
+from manas360.store.pipelined import FastRedis, PipelinedRedis
+from manas360.store.routed import RoutedPipelinedRedis
 from manas360.store.url import parse_redis_url
 
 StoreUnavailable = RedisError
@@ -59,8 +60,9 @@ class Store:
     redis: Redis | ServiceCluster
     keys: Keys
     cluster: bool = False
-    # Single node: per-request scripts go through one auto-pipelined connection per worker.
-    fast: PipelinedRedis | None = None
+    # Per-request scripts go through auto-pipelined connections: one per worker on a single
+    # node (PipelinedRedis), one per node routed by slot on a cluster (RoutedPipelinedRedis).
+    fast: FastRedis | None = None
     _scripts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     async def run_script(self, name: str, *, keys: list[str], args: list[ScriptArg]) -> object:
@@ -79,8 +81,8 @@ class Store:
     async def run_script_and_get(self, name: str, *, keys: list[str], args: list[ScriptArg],
                                  get: str) -> tuple[object, object]:
         """Run a script and GET one more key, e.g. a version that lives outside the script's
-        hash slot: one round trip on a single node; on a cluster two commands, sent at once,
-        to the nodes owning each slot (possibly two different nodes)."""
+        hash slot: one write and one round trip on a single node; on a cluster the two
+        commands go out in the same tick to the nodes owning each slot (possibly two)."""
         source, sha = self.script(name)
         reply: object
         value: object
@@ -176,7 +178,8 @@ def open_store(
     if config.cluster:
         client = ServiceCluster(max_connections=max_connections, queue_timeout_s=socket_timeout_s,
                                 **config.cluster_kwargs(), **common)
-        return Store(redis=client, keys=Keys(prefix), cluster=True)
+        routed = RoutedPipelinedRedis(config=config, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
+        return Store(redis=client, keys=Keys(prefix), cluster=True, fast=routed)
     pool = ConnectionPool(max_connections=max_connections, **config.pool_kwargs(), **common)
     fast = PipelinedRedis(config=config, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
     return Store(redis=Redis(connection_pool=pool), keys=Keys(prefix), fast=fast)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import cast
+from collections.abc import Awaitable
+from typing import Protocol, cast
 
 import hiredis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
@@ -31,6 +32,17 @@ def _pack(command: tuple[CommandArg, ...]) -> bytes:
     # hiredis's stub types the argument as a one-item tuple (Tuple[X]); it packs any length.
     packed: bytes = hiredis.pack_command(cast(tuple[CommandArg], command))
     return packed
+
+
+class FastRedis(Protocol):
+    """What the Store's hot path needs of its connection: `PipelinedRedis` on a single node,
+    `store.routed.RoutedPipelinedRedis` on a cluster (the same calls, routed by key slot)."""
+
+    async def execute(self, *args: CommandArg) -> object: ...
+
+    async def execute_many(self, *commands: tuple[CommandArg, ...]) -> list[object]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class PipelinedRedis:
@@ -65,17 +77,16 @@ class PipelinedRedis:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        futures = [protocol.send(_pack(args)) for args in commands]
-        replies: list[object] = []
-        first_error: Exception | None = None
-        for future in futures:  # collect every outcome, so no failure goes unretrieved
-            try:
-                replies.append(await future)
-            except Exception as exc:  # re-raised below, after the others are collected
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
-        return replies
+        return await gather_replies([protocol.send(_pack(args)) for args in commands])
+
+    def submit(self, command: tuple[CommandArg, ...]) -> Awaitable[object]:
+        """Queue `command` into this tick's write right away, not when awaited (so commands
+        for several connections go out in the same tick); await the result for its reply.
+        Not connected yet: a task that connects first."""
+        protocol = self._protocol
+        if protocol is not None and not protocol.closed:
+            return protocol.send(_pack(command))
+        return asyncio.ensure_future(self.execute(*command))
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None:
@@ -120,6 +131,21 @@ class PipelinedRedis:
         if self._protocol is not None:
             self._protocol.abort(ConnectionError("connection closed"))
             self._protocol = None
+
+
+async def gather_replies(pending: list[Awaitable[object]]) -> list[object]:
+    """The replies of commands already sent, in order; the first error is raised once every
+    outcome is collected, so no failure goes unretrieved."""
+    replies: list[object] = []
+    first_error: Exception | None = None
+    for future in pending:
+        try:
+            replies.append(await future)
+        except Exception as exc:  # re-raised below, after the others are collected
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    return replies
 
 
 class _Protocol(asyncio.Protocol):

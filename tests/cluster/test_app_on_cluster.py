@@ -3,12 +3,13 @@ hot path, and health, with nothing but REDIS_URL changed."""
 
 from __future__ import annotations
 
+from manas360.store.routed import RoutedPipelinedRedis
 from tests.fixtures.accounts import API, bearer, login, register
 
 
 async def test_register_login_logout_and_gated_reads_on_a_cluster(cluster_app, cluster_client):
     store = cluster_app.ctx.deps.store
-    assert store.cluster and store.fast is None
+    assert store.cluster and isinstance(store.fast, RoutedPipelinedRedis)
     account = await register(cluster_client)
     session = await login(cluster_client, account)
     me = await cluster_client.get(f"{API}/me", headers=session.headers)

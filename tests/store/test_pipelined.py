@@ -1,7 +1,7 @@
 """The hot path's auto-pipelined connection: coalescing, ordering, failures, recovery.
 
-Single node only (on a cluster the Store runs on redis-py's RedisCluster), so these tests
-talk to the test Redis directly rather than through the two-backend `store` fixture."""
+These talk to the test Redis directly rather than through the two-backend `store` fixture;
+on a cluster the Store uses one of these per node, routed by slot (tests/store/test_routed.py)."""
 
 from __future__ import annotations
 

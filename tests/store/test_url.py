@@ -140,6 +140,11 @@ async def test_a_rediss_cluster_url_gives_tls_to_every_node_and_to_pubsub(certif
             for tag in prefixes:
                 verdict = await ratelimit.hit(store, policy="t", key=store.keys.prefix + tag, limit=5, window_s=60)
                 assert verdict.allowed
+            # The scripts went over the routed fast path: one TLS connection per primary.
+            connections = store.fast._nodes
+            assert sorted(port for _, port in connections) == sorted(cluster.ports)
+            for node in connections.values():
+                assert node._protocol._transport.get_extra_info("ssl_object") is not None
             pubsub = await store.pubsub()
             await pubsub.subscribe("m360-test-channel")
             await pubsub.aclose()
