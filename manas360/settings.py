@@ -132,7 +132,8 @@ class Settings(BaseSettings):
         "a Redis that does not answer within this many seconds fails the request fast (503), one retry"))
     redis_connect_timeout_s: float = _setting(1.0, description="the same for opening a Redis connection")
     redis_max_connections: int = _setting(256, description=(
-        "per worker, for the connections off the hot path (fills, warm-up, pub/sub, health); more queue, up to the socket timeout"))
+        "per worker, for the connections off the hot path (fills, warm-up, pub/sub, health); "
+        "more queue, up to the socket timeout"))
 
     jwt_secret: SecretStr = _setting(SecretStr(""), shown="random per start outside production", description=(
         f"current signing key (HS256, pinned), at least {MIN_SECRET_BYTES} bytes"))
