@@ -159,10 +159,7 @@ async def _replace_password(conn: BaseDBAsyncClient, *, account: users.Credentia
     if not await users.replace_password_hash(conn, user_id=account.user_id, verified_hash=account.password_hash,
                                              new_hash=new_hash):
         raise InvalidCredentials()
-    now = await db_now(conn)
-    session_ids = await sessions.revoke_user_sessions(conn, user_id=account.user_id, reason="password_change",
-                                                      now=now)
-    return now, session_ids, await _move_epoch(conn, user_id=account.user_id)
+    return await revoke_for_new_password(conn, user_id=account.user_id, reason="password_change")
 
 
 async def _move_epoch(conn: BaseDBAsyncClient, *, user_id: str) -> int:
