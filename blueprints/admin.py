@@ -13,39 +13,35 @@ from typing import Literal
 from pydantic import AwareDatetime, Field, field_validator
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
-from sanic_ext import openapi
 
 from manas360 import reference
-from manas360.blueprints.bodies import StrictBody
-from manas360.blueprints.guard import BEARER, client, guarded
+from manas360.blueprints.bodies import PlanPath, RolePath, StrictBody, UserPath
+from manas360.blueprints.guard import client, guarded
 from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
-from manas360.http.pagination import (
-    CURSOR_PATTERN,
-    DEFAULT_PAGE_LIMIT,
-    MAX_CURSOR_CHARS,
-    MAX_PAGE_LIMIT,
-    Page,
-    parse_page,
-)
-from manas360.http.responses import json_response
+from manas360.http.operations import operation
+from manas360.http.pagination import Page, parse_page
+from manas360.http.responses import model_response
+from manas360.http.schemas import AuditPage, Plan, Role, RoleList, User, UserDetail, UserPage
 from manas360.services import admin, audit, rbac
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE
 _Name = Field(min_length=1, max_length=64)
-# The list routes' query parameters as documented (validated by Page and the query models).
-_LIMIT = openapi.Integer(minimum=1, maximum=MAX_PAGE_LIMIT, default=DEFAULT_PAGE_LIMIT)  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
-_CURSOR = openapi.String(minLength=1, maxLength=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
+# What every admin route may answer besides its success: the two 403s of the admin gate,
+# and 404 for an id that names no user.
+_GATE = {403: ("InsufficientPrivileges", "PermissionDenied")}
+_WRITE = {403: ("InsufficientPrivileges", "PermissionDenied", "PrivilegeEscalationPrevented")}
 
 
 class UserQuery(Page):
-    q: str | None = Field(default=None, max_length=100)
+    q: str | None = Field(default=None, max_length=100,
+                          description="Case-insensitive substring of email or display name")
 
 
 class AuditQuery(Page):
-    user_id: str | None = Field(default=None, max_length=64)
-    action: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, max_length=64, description="Only entries about this user (a UUID)")
+    action: str | None = Field(default=None, max_length=64, description="Only entries of this action")
 
 
 class RoleBody(StrictBody):
@@ -92,75 +88,74 @@ def _actor(request: Request) -> admin.Actor:
 
 
 @bp.get("/users")
-@openapi.definition(summary="List users", tag="admin", secured=BEARER,
-                    description="Newest first, `limit` 1..100 (default 20), `q` a case-insensitive substring of "
-                                "email or display name, `cursor` the `next_cursor` of the previous page (stable "
-                                "while users are being added). Needs `users.read`.")
-@openapi.parameter("limit", _LIMIT, "query", description="Page size, 1..100 (default 20)")
-@openapi.parameter("cursor", _CURSOR, "query", description="`next_cursor` of the previous page")
-@openapi.parameter("q", openapi.String(maxLength=100), "query",  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
-                   description="Case-insensitive substring of email or display name")
+@operation(id="admin_list_users", tag="admin", secured=True, query=UserQuery, responses={200: UserPage},
+           errors=_GATE, summary="List users",
+           description="Newest first, `limit` 1..100 (default 20), `q` a case-insensitive substring of "
+                       "email or display name, `cursor` the `next_cursor` of the previous page (stable "
+                       "while users are being added). Needs `users.read`.")
 @guarded(min_privilege=ADMIN, permissions=("users.read",))
 async def list_users(request: Request) -> HTTPResponse:
     query = parse_page(request, UserQuery)
     page = await admin.list_users(limit=query.limit, cursor=query.cursor, q=query.q)
-    return json_response(page.as_dict())
+    return model_response(UserPage.model_validate(page.as_dict()))
 
 
 @bp.get("/users/<user_id:str>")
-@openapi.definition(summary="Show a user", tag="admin", secured=BEARER,
-                    description="The user with `locked_until` and `subscription`. Needs `users.read`.")
+@operation(id="admin_get_user", tag="admin", secured=True, path=UserPath, responses={200: UserDetail},
+           errors=_GATE, summary="Show a user",
+           description="The user with `locked_until` and `subscription`. Needs `users.read`.")
 @guarded(min_privilege=ADMIN, permissions=("users.read",))
 async def show_user(request: Request, user_id: str) -> HTTPResponse:
-    return json_response(await admin.get_user_detail(user_id=user_id))
+    return model_response(UserDetail.model_validate(await admin.get_user_detail(user_id=user_id)))
 
 
 @bp.put("/users/<user_id:str>/role")
-@openapi.definition(summary="Change a user's role", tag="admin", secured=BEARER,
-                    body={"application/json": RoleBody.model_json_schema()},
-                    description="Only on users below you, only to roles below you (a superadmin may assign any "
-                                "role to a user below 100); never your own role. Refusals are 403 "
-                                "`PrivilegeEscalationPrevented`. Needs `roles.assign`.")
+@operation(id="admin_change_role", tag="admin", secured=True, path=UserPath, body=RoleBody,
+           responses={200: User}, errors=_WRITE, summary="Change a user's role",
+           description="Only on users below you, only to roles below you (a superadmin may assign any "
+                       "role to a user below 100); never your own role. Refusals are 403 "
+                       "`PrivilegeEscalationPrevented`. Needs `roles.assign`.")
 @guarded(min_privilege=ADMIN, permissions=("roles.assign",))
 async def change_role(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, RoleBody)
     user = await admin.change_role(store=deps(request).store, actor=_actor(request), user_id=user_id, role=body.role)
-    return json_response(user.as_dict())
+    return model_response(User.model_validate(user, from_attributes=True))
 
 
 @bp.put("/users/<user_id:str>/subscription")
-@openapi.definition(summary="Change a user's subscription", tag="admin", secured=BEARER,
-                    body={"application/json": SubscriptionBody.model_json_schema()},
-                    description="Puts the user on `plan` from now until `ends_at` (ISO-8601 with an explicit UTC "
-                                "offset; open-ended when absent). `free` ends the current subscription. Needs "
-                                "`subscriptions.manage`.")
+@operation(id="admin_change_subscription", tag="admin", secured=True, path=UserPath, body=SubscriptionBody,
+           responses={200: User}, errors=_WRITE, summary="Change a user's subscription",
+           description="Puts the user on `plan` from now until `ends_at` (ISO-8601 with an explicit UTC "
+                       "offset; open-ended when absent). `free` ends the current subscription. Needs "
+                       "`subscriptions.manage`.")
 @guarded(min_privilege=ADMIN, permissions=("subscriptions.manage",))
 async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, SubscriptionBody)
     user = await admin.change_subscription(store=deps(request).store, actor=_actor(request), user_id=user_id,
                                            plan=body.plan, ends_at=body.ends_at)
-    return json_response(user.as_dict())
+    return model_response(User.model_validate(user, from_attributes=True))
 
 
 @bp.put("/users/<user_id:str>/status")
-@openapi.definition(summary="Enable or disable an account", tag="admin", secured=BEARER,
-                    body={"application/json": StatusBody.model_json_schema()},
-                    description="`disabled` revokes every session of the user at once; their login with the right "
-                                "password, any refresh and any authenticated request then answer 403 "
-                                "`AccountDisabled`. `active` lets them log in again (old tokens stay revoked). "
-                                "Only on users below your level (403 `PrivilegeEscalationPrevented`). Needs "
-                                "`users.write`.")
+@operation(id="admin_set_status", tag="admin", secured=True, path=UserPath, body=StatusBody,
+           responses={200: User}, errors=_WRITE, summary="Enable or disable an account",
+           description="`disabled` revokes every session of the user at once; their login with the right "
+                       "password, any refresh and any authenticated request then answer 403 "
+                       "`AccountDisabled`. `active` lets them log in again (old tokens stay revoked). "
+                       "Only on users below your level (403 `PrivilegeEscalationPrevented`). Needs "
+                       "`users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def set_status(request: Request, user_id: str) -> HTTPResponse:
     body, app = parse_body(request, StatusBody), deps(request)
     user = await admin.set_status(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
                                   status=body.status)
-    return json_response(user.as_dict())
+    return model_response(User.model_validate(user, from_attributes=True))
 
 
 @bp.post("/users/<user_id:str>/unlock")
-@openapi.definition(summary="Unlock a user", tag="admin", secured=BEARER,
-                    description="Lifts a lockout at once and clears the failure count. Needs `users.write`.")
+@operation(id="admin_unlock_user", tag="admin", secured=True, path=UserPath, responses={204: None},
+           errors=_WRITE, summary="Unlock a user",
+           description="Lifts a lockout at once and clears the failure count. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
     await admin.unlock(store=deps(request).store, actor=_actor(request), user_id=user_id)
@@ -168,9 +163,10 @@ async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.post("/users/<user_id:str>/revoke-sessions")
-@openapi.definition(summary="Revoke a user's sessions", tag="admin", secured=BEARER,
-                    description="Every session, refresh token and access token of the user stops working on its "
-                                "next use, on every worker. Needs `users.write`.")
+@operation(id="admin_revoke_sessions", tag="admin", secured=True, path=UserPath, responses={204: None},
+           errors=_WRITE, summary="Revoke a user's sessions",
+           description="Every session, refresh token and access token of the user stops working on its "
+                       "next use, on every worker. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, permissions=("users.write",))
 async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
     app = deps(request)
@@ -179,52 +175,49 @@ async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.get("/roles")
-@openapi.definition(summary="List roles", tag="admin", secured=BEARER,
-                    description="Every role with its privilege level and permissions. Needs `roles.read`.")
+@operation(id="admin_list_roles", tag="admin", secured=True, responses={200: RoleList}, errors=_GATE,
+           summary="List roles",
+           description="Every role with its privilege level and permissions. Needs `roles.read`.")
 @guarded(min_privilege=ADMIN, permissions=("roles.read",))
 async def list_roles(request: Request) -> HTTPResponse:
-    return json_response({"items": rbac.roles_view(request.ctx.access.catalog)})
+    return model_response(RoleList.model_validate({"items": rbac.roles_view(request.ctx.access.catalog)}))
 
 
 @bp.put("/roles/<name:str>/permissions")
-@openapi.definition(summary="Set a role's permissions", tag="admin", secured=BEARER,
-                    body={"application/json": PermissionsBody.model_json_schema()},
-                    description="Replaces the role's permissions; applies to every holder's next request. Only "
-                                "for roles below your level, and only granting permissions you hold yourself "
-                                "(403 `PrivilegeEscalationPrevented`). Needs `roles.manage`.")
+@operation(id="admin_set_role_permissions", tag="admin", secured=True, path=RolePath, body=PermissionsBody,
+           responses={200: Role}, errors=_WRITE, summary="Set a role's permissions",
+           description="Replaces the role's permissions; applies to every holder's next request. Only "
+                       "for roles below your level, and only granting permissions you hold yourself "
+                       "(403 `PrivilegeEscalationPrevented`). Needs `roles.manage`.")
 @guarded(min_privilege=ADMIN, permissions=("roles.manage",))
 async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
     body, app = parse_body(request, PermissionsBody), deps(request)
     role = await rbac.set_role_permissions(store=app.store, catalog=app.catalog, actor=_actor(request), role=name,
                                            permissions=body.permissions)
-    return json_response(role)
+    return model_response(Role.model_validate(role))
 
 
 @bp.put("/plans/<name:str>/features")
-@openapi.definition(summary="Set a plan's features", tag="admin", secured=BEARER,
-                    body={"application/json": FeaturesBody.model_json_schema()},
-                    description="Replaces the plan's features; applies to every subscriber's next request. Needs "
-                                "`plans.manage`.")
+@operation(id="admin_set_plan_features", tag="admin", secured=True, path=PlanPath, body=FeaturesBody,
+           responses={200: Plan}, errors=_GATE, summary="Set a plan's features",
+           description="Replaces the plan's features; applies to every subscriber's next request. Needs "
+                       "`plans.manage`.")
 @guarded(min_privilege=ADMIN, permissions=("plans.manage",))
 async def set_plan_features(request: Request, name: str) -> HTTPResponse:
     body, app = parse_body(request, FeaturesBody), deps(request)
     plan = await rbac.set_plan_features(store=app.store, catalog=app.catalog, actor=_actor(request), plan=name,
                                         features=body.features)
-    return json_response(plan)
+    return model_response(Plan.model_validate(plan))
 
 
 @bp.get("/audit-logs")
-@openapi.definition(summary="Read the audit log", tag="admin", secured=BEARER,
-                    description="Newest first; filter by `user_id` (target) and `action`; `limit` 1..100, "
-                                "`cursor` from the previous page. Needs `audit.read`.")
-@openapi.parameter("user_id", openapi.String(format="uuid", maxLength=64), "query",  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
-                   description="Only entries about this user (target)")
-@openapi.parameter("action", openapi.String(maxLength=64), "query", description="Only entries of this action")  # type: ignore[no-untyped-call]  # unannotated in sanic-ext
-@openapi.parameter("limit", _LIMIT, "query", description="Page size, 1..100 (default 20)")
-@openapi.parameter("cursor", _CURSOR, "query", description="`next_cursor` of the previous page")
+@operation(id="admin_list_audit_logs", tag="admin", secured=True, query=AuditQuery, responses={200: AuditPage},
+           errors=_GATE, summary="Read the audit log",
+           description="Newest first; filter by `user_id` (target) and `action`; `limit` 1..100, "
+                       "`cursor` from the previous page. Needs `audit.read`.")
 @guarded(min_privilege=ADMIN, permissions=("audit.read",))
 async def list_audit_logs(request: Request) -> HTTPResponse:
     query = parse_page(request, AuditQuery)
     page = await audit.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
                                         action=query.action)
-    return json_response(page.as_dict())
+    return model_response(AuditPage.model_validate(page.as_dict()))

@@ -11,18 +11,28 @@ import uuid
 from pydantic import Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
-from sanic_ext import openapi
 
-from manas360.blueprints.bodies import DisplayName, Email, NewEmail, NewPassword, Password, StrictBody
-from manas360.blueprints.guard import BEARER, authenticated, client
+from manas360.blueprints.bodies import (
+    DisplayName,
+    Email,
+    NewEmail,
+    NewPassword,
+    Password,
+    SessionPath,
+    StrictBody,
+)
+from manas360.blueprints.guard import authenticated, client
 from manas360.errors import NotFound
 from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
-from manas360.http.responses import json_response
+from manas360.http.operations import operation
+from manas360.http.responses import model_response
+from manas360.http.schemas import Session, SessionList, TokenPair
 from manas360.services import auth, login, refresh, sessions
 
 bp = Blueprint("auth", url_prefix="/auth")
 _TOKEN_PAIR = "A token pair: `access_token`, `refresh_token`, `token_type`, `expires_in` and `user`."
+_PAIR = {200: TokenPair}
 
 
 class RegisterBody(StrictBody):
@@ -46,53 +56,57 @@ class PasswordBody(StrictBody):
 
 
 @bp.post("/register")
-@openapi.definition(
+@operation(
+    id="auth_register", tag="auth", body=RegisterBody, responses={201: TokenPair}, errors={409: ("EmailTaken",)},
     summary="Create an account",
     description="Opens an account with role `user` on the free plan and signs it in. Emails are "
                 "NFKC-normalised, trimmed and lower-cased, and must be ASCII; passwords are 10 to 128 "
                 "characters. Unknown fields are refused with 422. 409 `EmailTaken` when the address is in "
-                f"use. {_TOKEN_PAIR}",
-    tag="auth", body={"application/json": RegisterBody.model_json_schema()})
+                f"use. {_TOKEN_PAIR}")
 async def register(request: Request) -> HTTPResponse:
     body, app = parse_body(request, RegisterBody), deps(request)
     pair = await auth.register(settings=app.settings, codec=app.codec, clock=app.clock, email=body.email,
                                password=body.password, display_name=body.display_name, client=client(request))
-    return json_response(pair.as_dict(), status=201)
+    return model_response(TokenPair.model_validate(pair, from_attributes=True), status=201)
 
 
 @bp.post("/login")
-@openapi.definition(
+@operation(
+    id="auth_login", tag="auth", body=LoginBody, responses=_PAIR,
+    errors={401: ("InvalidCredentials",), 403: ("AccountDisabled", "EmailNotVerified"),
+            423: ("AccountLocked",)},
     summary="Sign in with email and password",
     description="Opens a new session. A wrong password and an unknown email get the same 401 "
                 "`InvalidCredentials`. Five failures within 15 minutes lock the address for 15 minutes: "
                 "423 `AccountLocked` with `retry_after`, even with the right password. A disabled account's "
-                f"right password gets 403 `AccountDisabled` and no tokens. {_TOKEN_PAIR}",
-    tag="auth", body={"application/json": LoginBody.model_json_schema()})
+                "right password gets 403 `AccountDisabled` and no tokens; with REQUIRE_VERIFIED_EMAIL, so does an "
+                f"unverified address's (403 `EmailNotVerified`). {_TOKEN_PAIR}")
 async def sign_in(request: Request) -> HTTPResponse:
     body, app = parse_body(request, LoginBody), deps(request)
     pair = await login.login(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                              email=body.email, password=body.password, client=client(request))
-    return json_response(pair.as_dict())
+    return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
 
 @bp.post("/refresh")
-@openapi.definition(
+@operation(
+    id="auth_refresh", tag="auth", body=RefreshBody, responses=_PAIR,
+    errors={401: ("InvalidToken", "TokenReuseDetected", "TokenRevoked"), 403: ("AccountDisabled",)},
     summary="Trade a refresh token for a new pair",
     description="Refresh tokens are single use: each call returns a successor. Presenting the same token "
                 "again within the reuse grace returns the same successor; any later reuse revokes the whole "
-                f"session and answers 401 `TokenReuseDetected`. {_TOKEN_PAIR}",
-    tag="auth", body={"application/json": RefreshBody.model_json_schema()})
+                f"session and answers 401 `TokenReuseDetected`. {_TOKEN_PAIR}")
 async def rotate(request: Request) -> HTTPResponse:
     body, app = parse_body(request, RefreshBody), deps(request)
     pair = await refresh.refresh(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                  refresh_token=body.refresh_token, client=client(request))
-    return json_response(pair.as_dict())
+    return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
 
 @bp.post("/logout")
-@openapi.definition(summary="Sign out of this session",
-                    description="Revokes the caller's session: its access and refresh tokens stop working at once.",
-                    tag="auth", secured=BEARER)
+@operation(id="auth_logout", tag="auth", secured=True, responses={204: None},
+           summary="Sign out of this session",
+           description="Revokes the caller's session: its access and refresh tokens stop working at once.")
 @authenticated()
 async def logout(request: Request) -> HTTPResponse:
     app = deps(request)
@@ -101,9 +115,9 @@ async def logout(request: Request) -> HTTPResponse:
 
 
 @bp.post("/logout-all")
-@openapi.definition(summary="Sign out everywhere",
-                    description="Revokes every session of the caller, on every device, at once.",
-                    tag="auth", secured=BEARER)
+@operation(id="auth_logout_all", tag="auth", secured=True, responses={204: None},
+           summary="Sign out everywhere",
+           description="Revokes every session of the caller, on every device, at once.")
 @authenticated()
 async def logout_all(request: Request) -> HTTPResponse:
     app = deps(request)
@@ -113,37 +127,38 @@ async def logout_all(request: Request) -> HTTPResponse:
 
 
 @bp.post("/password")
-@openapi.definition(
+@operation(
+    id="auth_change_password", tag="auth", body=PasswordBody, responses=_PAIR, secured=True,
+    errors={401: ("InvalidCredentials",), 423: ("AccountLocked",)},
     summary="Change the password",
     description="Needs the current password (401 `InvalidCredentials` otherwise); a wrong one counts toward "
                 "the account's lockout like a failed login (423 `AccountLocked` once locked, even with the right "
                 "one). Revokes every session, this one included, and returns the pair of a new session, the only "
-                f"live one. {_TOKEN_PAIR}",
-    tag="auth", body={"application/json": PasswordBody.model_json_schema()}, secured=BEARER)
+                f"live one. {_TOKEN_PAIR}")
 @authenticated()
 async def change_password(request: Request) -> HTTPResponse:
     body, app = parse_body(request, PasswordBody), deps(request)
     pair = await auth.change_password(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                       principal=request.ctx.principal, current_password=body.current_password,
                                       new_password=body.new_password, client=client(request))
-    return json_response(pair.as_dict())
+    return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
 
 @bp.get("/sessions")
-@openapi.definition(summary="List my sessions",
-                    description="The caller's live sessions, newest first, with `current` marking this one.",
-                    tag="auth", secured=BEARER)
+@operation(id="auth_list_sessions", tag="auth", secured=True, responses={200: SessionList},
+           summary="List my sessions",
+           description="The caller's live sessions, newest first, with `current` marking this one.")
 @authenticated()
 async def list_sessions(request: Request) -> HTTPResponse:
     principal = request.ctx.principal
     items = await sessions.list_sessions(user_id=principal.user_id, current_session_id=principal.session_id)
-    return json_response({"items": [item.as_dict() for item in items]})
+    return model_response(SessionList(items=[Session.model_validate(item, from_attributes=True) for item in items]))
 
 
 @bp.delete("/sessions/<session_id:str>")
-@openapi.definition(summary="End one of my sessions",
-                    description="Revokes the session and its tokens. 404 for an unknown id or someone else's.",
-                    tag="auth", secured=BEARER)
+@operation(id="auth_delete_session", tag="auth", secured=True, path=SessionPath, responses={204: None},
+           summary="End one of my sessions",
+           description="Revokes the session and its tokens. 404 for an unknown id or someone else's.")
 @authenticated()
 async def delete_session(request: Request, session_id: str) -> HTTPResponse:
     app = deps(request)

@@ -48,3 +48,21 @@ Email = Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_any_
 NewPassword = Annotated[str, Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)]
 Password = Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_CHARS)]
 DisplayName = Annotated[str, Field(max_length=users.MAX_DISPLAY_NAME_CHARS), AfterValidator(_display_name)]
+
+
+# Path parameters: documented from these models; an id that is not one (not a UUID, or
+# no such row) is 404 `NotFound`, never 422, so nothing about ids is told apart.
+class UserPath(BaseModel):
+    user_id: str = Field(description="The user's id (UUID)")
+
+
+class SessionPath(BaseModel):
+    session_id: str = Field(description="One of the caller's session ids (UUID), as GET /auth/sessions lists them")
+
+
+class RolePath(BaseModel):
+    name: str = Field(description="A role name, e.g. `subscriber`")
+
+
+class PlanPath(BaseModel):
+    name: str = Field(description="A plan name, e.g. `premium`")

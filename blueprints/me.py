@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
-from sanic_ext import openapi
 
 from manas360.blueprints.bodies import DisplayName, StrictBody
-from manas360.blueprints.guard import BEARER, authenticated
+from manas360.blueprints.guard import authenticated
 from manas360.http.bodies import parse_body
-from manas360.http.responses import json_response
+from manas360.http.operations import operation
+from manas360.http.responses import model_response
+from manas360.http.schemas import Me, User, user_fields
 from manas360.services import users
 
 bp = Blueprint("me", url_prefix="/me")
@@ -20,22 +21,23 @@ class ProfileBody(StrictBody):
 
 
 @bp.get("")
-@openapi.definition(summary="Who am I",
-                    description="The caller's account with the permissions of their role, the features of "
-                                "their plan and their subscription (`free` when none is active).",
-                    tag="me", secured=BEARER)
+@operation(id="me_get", tag="me", secured=True, responses={200: Me}, errors={404: ("NotFound",)},
+           summary="Who am I",
+           description="The caller's account with the permissions of their role, the features of "
+                       "their plan and their subscription (`free` when none is active).")
 @authenticated()
 async def show(request: Request) -> HTTPResponse:
     profile = await users.get_profile(user_id=request.ctx.principal.user_id)
-    return json_response(profile.as_dict())
+    return model_response(Me.model_validate({**user_fields(profile.user), "permissions": profile.permissions,
+                                             "features": profile.features, "subscription": profile.subscription}))
 
 
 @bp.patch("")
-@openapi.definition(summary="Change my display name",
-                    description="Only `display_name` may be sent; any other field is refused with 422.",
-                    tag="me", body={"application/json": ProfileBody.model_json_schema()}, secured=BEARER)
+@operation(id="me_update", tag="me", secured=True, body=ProfileBody, responses={200: User},
+           errors={404: ("NotFound",)}, summary="Change my display name",
+           description="Only `display_name` may be sent; any other field is refused with 422.")
 @authenticated()
 async def update(request: Request) -> HTTPResponse:
     body = parse_body(request, ProfileBody)
     user = await users.update_display_name(user_id=request.ctx.principal.user_id, display_name=body.display_name)
-    return json_response(user.as_dict())
+    return model_response(User.model_validate(user, from_attributes=True))

@@ -7,54 +7,55 @@ from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
-from sanic_ext import openapi
 
 from manas360 import metrics
 from manas360.edge import request_client_ip
 from manas360.errors import PermissionDenied, ServiceUnavailable
 from manas360.http.deps import deps
-from manas360.http.responses import json_response
+from manas360.http.operations import TEXT_PLAIN, operation
+from manas360.http.responses import model_response
+from manas360.http.schemas import Health, HealthUnavailable, Live, Ready
 from manas360.services import health
 
 bp = Blueprint("ops")
 
 
 @bp.get("/health/live")
-@openapi.summary("Liveness: 200 while the process serves")
-@openapi.tag("operations")
+@operation(id="ops_live", tag="operations", rate_limited=False, responses={200: Live},
+           summary="Liveness: 200 while the process serves")
 async def live(request: Request) -> HTTPResponse:
-    return json_response({"status": "ok"})
+    return model_response(Live(status="ok"))
 
 
 @bp.get("/health/ready")
-@openapi.summary("Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component")
-@openapi.description("Each worker reuses its last check for about 1 s, and concurrent calls share one check.")
-@openapi.tag("operations")
+@operation(id="ops_ready", tag="operations", rate_limited=False, responses={200: Ready},
+           error_model=HealthUnavailable,
+           summary="Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component",
+           description="Each worker reuses its last check for about 1 s, and concurrent calls share one check.")
 async def ready(request: Request) -> HTTPResponse:
     checks = await _readiness_cache(request).get(deps(request).store)
     _raise_if_down(checks, checks)
-    return json_response({"status": "ok", **checks})
+    return model_response(Ready.model_validate({"status": "ok", **checks}))
 
 
 @bp.get("/health")
-@openapi.summary("Health report: stores, pools, memory, uptime and version")
-@openapi.description("`mail` is the mail sender's state on this worker: `ok`, `failing` (its last delivery "
-                     "attempt failed; mail waits in the outbox and is retried), `console` (development backend) "
-                     "or `unconfigured` (no SMTP_URL: mail waits). It never makes the service unready.")
-@openapi.tag("operations")
+@operation(id="ops_health", tag="operations", rate_limited=False, responses={200: Health},
+           error_model=HealthUnavailable, summary="Health report: stores, pools, memory, uptime and version",
+           description="503 (the envelope with the same report) when PostgreSQL or Redis does not answer.")
 async def report(request: Request) -> HTTPResponse:
     app = deps(request)
     body = await health.report(app.store, cache=_readiness_cache(request), mail=app.outbox.status)
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
-    return json_response(body)
+    return model_response(Health.model_validate(body))
 
 
 @bp.get("/metrics")
-@openapi.summary("Prometheus metrics of every worker (text exposition format)")
-@openapi.description("Open to METRICS_ALLOWED_CIDRS (none by default, loopback included) and to "
-                     "`Authorization: Bearer <METRICS_TOKEN>` when a token is configured; 403 "
-                     "`PermissionDenied` otherwise.")
-@openapi.tag("operations")
+@operation(id="ops_metrics", tag="operations", rate_limited=False, responses={200: TEXT_PLAIN},
+           errors={403: ("PermissionDenied",)},
+           summary="Prometheus metrics of every worker (text exposition format)",
+           description="Open to METRICS_ALLOWED_CIDRS (none by default, loopback included) and to "
+                       "`Authorization: Bearer <METRICS_TOKEN>` when a token is configured; 403 "
+                       "`PermissionDenied` otherwise.")
 async def prometheus(request: Request) -> HTTPResponse:
     settings = deps(request).settings
     if not metrics.scrape_allowed(client_ip=request_client_ip(request), networks=settings.metrics_networks,

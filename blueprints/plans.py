@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
-from sanic_ext import openapi
 
 from manas360.http.deps import deps
-from manas360.http.responses import json_response
+from manas360.http.operations import operation
+from manas360.http.responses import model_response
+from manas360.http.schemas import PlanList
 from manas360.services import rbac
 from manas360.services.entitlements import current_catalog
 
@@ -15,10 +16,10 @@ bp = Blueprint("plans", url_prefix="/plans")
 
 
 @bp.get("")
-@openapi.definition(summary="List plans",
-                    description="Every plan, cheapest tier first, with its monthly price in cents and its features. "
-                                "Public: no token needed.", tag="plans")
+@operation(id="plans_list", tag="plans", responses={200: PlanList}, summary="List plans",
+           description="Every plan, cheapest tier first, with its monthly price in cents and its features. "
+                       "Public: no token needed.")
 async def list_plans(request: Request) -> HTTPResponse:
     app = deps(request)
     catalog = await current_catalog(store=app.store, catalog=app.catalog)
-    return json_response({"items": rbac.plans_view(catalog)})
+    return model_response(PlanList.model_validate({"items": rbac.plans_view(catalog)}))

@@ -8,7 +8,6 @@ import os
 from sanic import Request, Sanic
 from sanic.response import BaseHTTPResponse
 
-from manas360 import __version__
 from manas360.access_log import install_access_log
 from manas360.container import build_collaborators
 from manas360.db import close_orm, open_orm
@@ -25,19 +24,11 @@ from manas360.settings import Settings, load_settings
 from manas360.store import close_store
 from manas360.tortoise_context import activate
 
-# A JSON API never needs to load anything; /docs (Redoc/Swagger UI) needs scripts and
-# styles from its CDN, so it gets its own policy.
+# A JSON API never needs to load anything; /docs (Swagger UI, served from this service)
+# loads its own scripts and styles, and Swagger UI sets inline styles on its elements.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-_DOCS_CDNS = "https://cdnjs.cloudflare.com https://cdn.redoc.ly"
-DOCS_CSP = (f"default-src 'none'; script-src 'self' 'unsafe-inline' {_DOCS_CDNS}; "
-            f"style-src 'self' 'unsafe-inline' {_DOCS_CDNS} https://fonts.googleapis.com; "
-            "font-src https://fonts.gstatic.com; img-src 'self' data: https:; connect-src 'self'; "
-            "worker-src blob:; frame-ancestors 'none'; base-uri 'none'")
-API_DESCRIPTION = """Authentication, authorization and subscription core of MANAS360.
-
-Every error, from every layer, is the JSON envelope `{"error", "message", "request_id"}`
-with `fields`, `upgrade` or `retry_after` where they help. Every response carries
-`X-Request-ID`. Access tokens are sent as `Authorization: Bearer <token>`."""
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
 def create_app(settings: Settings | None = None, *, name: str = "manas360") -> App:
@@ -56,7 +47,9 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
         MOTD=False,
         NOISY_EXCEPTIONS=False,
         FALLBACK_ERROR_FORMAT="json",
-        OAS_UI_DEFAULT="swagger",
+        # The OpenAPI document and /docs come from manas360.openapi and blueprints/docs.py,
+        # not from sanic-ext (which stays for CORS).
+        OAS=False,
         HEALTH=False,
         # request.ip stays the socket peer: the client's address behind TRUSTED_PROXIES is
         # decided in one place (manas360.edge.request_client_ip), never by Sanic itself.
@@ -74,7 +67,6 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     install_metrics(app)
     install_access_log(app, settings=settings)
     _add_blueprints(app)
-    app.ext.openapi.describe("MANAS360 API", version=__version__, description=API_DESCRIPTION)
     return app
 
 
@@ -148,9 +140,9 @@ def _add_middleware(app: App, settings: Settings) -> None:
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import admin, auth, me, ops, plans, product, recovery
+    from manas360.blueprints import admin, auth, docs, me, ops, plans, product, recovery
 
     app.blueprint(ops.bp)
+    app.blueprint(docs.bp)
     app.blueprint(Blueprint.group(auth.bp, recovery.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
                                   version_prefix="/api/v"))
-    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")

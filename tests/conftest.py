@@ -3,7 +3,10 @@ one in-process app. Every resource is removed at the end of the run."""
 
 from __future__ import annotations
 
+import functools
+
 import asyncpg
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -11,6 +14,7 @@ from manas360.db import migrate, orm
 from manas360.services.seeding import seed_reference_data
 from manas360.settings import load_settings
 from manas360.tortoise_context import activate
+from tests.fixtures import contract
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.environment import REDIS_URL, delete_prefixed_keys, drop_database, test_environ
 
@@ -69,3 +73,32 @@ async def pg(database):
     conn = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
     yield conn
     await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _contract_hooks():
+    """Every httpx client of the suite checks each answer against docs/openapi.json
+    (tests/fixtures/contract.py); `_conforms` fails the test that got a violation."""
+    patch = pytest.MonkeyPatch()
+    for cls, hook in ((httpx.Client, contract.check_sync), (httpx.AsyncClient, contract.check_async)):
+        patch.setattr(cls, "__init__", _with_hook(cls.__init__, hook))
+    yield
+    patch.undo()
+
+
+def _with_hook(init, hook):
+    @functools.wraps(init)
+    def wrapped(self, *args, event_hooks=None, **kwargs):
+        hooks = {key: list(value) for key, value in (event_hooks or {}).items()}
+        hooks.setdefault("response", []).append(hook)
+        init(self, *args, event_hooks=hooks, **kwargs)
+
+    return wrapped
+
+
+@pytest.fixture(autouse=True)
+def _conforms(_contract_hooks):
+    contract.take_violations()
+    yield
+    violations = contract.take_violations()
+    assert not violations, "answers outside docs/openapi.json:\n" + "\n".join(violations[:20])

@@ -3,6 +3,7 @@ rendered as the docs/api.md envelope (`EnvelopeErrorHandler`)."""
 
 from __future__ import annotations
 
+import pydantic
 from loguru import logger
 from sanic import Request
 from sanic.exceptions import PayloadTooLarge, RequestCancelled, SanicException
@@ -11,7 +12,8 @@ from sanic.response import HTTPResponse
 
 from manas360 import errors
 from manas360.http.request_id import request_id
-from manas360.http.responses import json_response
+from manas360.http.responses import json_response, model_response
+from manas360.http.schemas import envelope_model
 
 _SANIC_STATUS_TO_ERROR: dict[int, type[errors.AppError]] = {
     400: errors.BadRequest,
@@ -30,7 +32,16 @@ def error_response(request: Request | None, error: errors.AppError) -> HTTPRespo
     retry_after = error.extra.get("retry_after")
     if retry_after is not None and error.status in (429, 503):
         headers["Retry-After"] = str(retry_after)
-    response = json_response(error.body(request_id(request)), status=error.status, headers=headers)
+    body = error.body(request_id(request))
+    try:
+        envelope = envelope_model(body).model_validate(body)
+    except pydantic.ValidationError:
+        # An envelope that breaks its own schema is a bug to fix, never a reason to fail the
+        # error path: the client still gets the body (the contract tests catch the drift).
+        logger.error("error body does not fit the envelope schema: {}", sorted(body))
+        response = json_response(body, status=error.status, headers=headers)
+    else:
+        response = model_response(envelope, status=error.status, headers=headers, exclude_unset=True)
     response.headers["X-Request-ID"] = request_id(request)
     return response
 

@@ -1,10 +1,12 @@
-"""Schema-driven fuzzing of the service's own OpenAPI document (schemathesis strategies run
-by hypothesis): valid and invalid requests for every documented operation, a bounded number
-of each, against a real `manas360 serve`. Whatever arrives, the answer is never a 5xx and
-every error is the docs/api.md envelope. Operations that need a bearer token get a fresh one per
-example (a new registration), so the fuzz reaches their handlers, not just the 401; the
-admin reads (every documented admin query parameter) are made as an administrator, so
-they reach the handlers too, not just the 403. Admin writes stay at the 403: fuzzing them
+"""Schema-driven fuzzing of the service's own OpenAPI document (schemathesis strategies run by
+hypothesis): valid and invalid requests for every documented operation, parameters and
+bodies generated from their schemas, a bounded number of each, against a real `manas360
+serve`. Whatever arrives, the answer is never a 5xx, and schemathesis's conformance checks
+hold: the status is documented for the operation, and the content type, headers and body are
+the documented ones (every error is the envelope). Operations that need a bearer token get a
+fresh one per example (a new registration), so the fuzz reaches their handlers, not just the
+401; the admin reads (every documented admin query parameter) are made as an administrator,
+so they reach the handlers too, not just the 403. Admin writes stay at the 403: fuzzing them
 as an administrator would rewrite the roles and plans the rest of the session relies on.
 
 (schemathesis's own pytest integration, `from_fixture(...).parametrize()`, fails on pytest
@@ -20,6 +22,13 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.fixtures.accounts import PASSWORD
 from tests.fixtures.server import start_server
@@ -29,6 +38,8 @@ pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = 20  # per operation and mode: the whole run stays well under a minute
 ENVELOPE_KEYS = {"error", "message", "request_id"}
+CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+               response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +101,7 @@ def check_response(case, *, registrar: httpx.Client, admin_headers: dict[str, st
         headers = {"authorization": f"Bearer {fresh_token(registrar)}"}
     response = case.call(timeout=10, headers=headers)
     assert response.status_code < 500, (case.as_curl_command(), response.text)
+    case.validate_response(response, checks=CONFORMANCE, headers=headers)
     if response.status_code >= 400:
         body = response.json()
         assert ENVELOPE_KEYS <= set(body), (case.as_curl_command(), response.text)

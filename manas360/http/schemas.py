@@ -1,0 +1,271 @@
+"""The response side of the contract: one pydantic model per JSON shape the API answers with.
+
+Handlers build these from what the services return and render them (`manas360.http.responses`);
+the OpenAPI document (`manas360.openapi`) takes its component schemas from the same classes,
+so what is documented is what is sent. Every model forbids unknown fields, which the schema
+states as `additionalProperties: false`: a field a handler adds without documenting it fails
+validation (and the contract tests) instead of reaching clients unannounced.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from manas360.http.pagination import CURSOR_PATTERN
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+# Times leave as ISO-8601 with an explicit UTC offset (`+00:00`), exactly as before models.
+Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json"),
+                      WithJsonSchema({"type": "string", "format": "date-time"})]
+UserId = Annotated[str, Field(description="A user id (UUID)", examples=["5f0c6f4e-2b7a-4a53-9a51-9f8e0f2a1c3d"])]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+USER_EXAMPLE: dict[str, Any] = {
+    "id": "5f0c6f4e-2b7a-4a53-9a51-9f8e0f2a1c3d", "email": "asha@example.com", "display_name": "Asha",
+    "role": "user", "privilege_level": 10, "plan": "free", "created_at": "2026-01-31T09:30:00.123456+00:00",
+    "status": "active", "email_verified": False, "mfa_enabled": False,
+}
+
+
+class User(ApiModel):
+    """An account as clients see it (`<User>`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [USER_EXAMPLE]})
+
+    id: UserId
+    email: str
+    display_name: str
+    role: str = Field(description="Role name: guest, user, subscriber, admin, superadmin or a newer one")
+    privilege_level: int = Field(description="The role's level, 0..100")
+    plan: str = Field(description="The plan of the active subscription; `free` when none is active")
+    created_at: Timestamp
+    status: Literal["active", "disabled"]
+    email_verified: bool
+    mfa_enabled: bool
+
+
+class TokenPair(ApiModel):
+    """A new access token (JWT, `Authorization: Bearer`) with its single-use refresh token."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.eyJzdWIiOiI1ZjBj...",
+        "refresh_token": "q3Jx0mW8b1y6n0HkR2y7lG5c0dYfV3tO9sPzE4aUuBc", "token_type": "Bearer",
+        "expires_in": 900, "user": USER_EXAMPLE}]})
+
+    access_token: str
+    refresh_token: str = Field(description="Opaque, single use: each refresh returns its successor")
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+    user: User
+
+
+class Subscription(ApiModel):
+    plan: str
+    status: str
+    ends_at: Timestamp | None = Field(description="Open-ended when null")
+
+
+class Me(User):
+    """The caller: `<User>` with the permissions of their role, the features of their plan
+    and their subscription."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    permissions: list[str]
+    features: list[str]
+    subscription: Subscription
+
+
+class AdminSubscription(Subscription):
+    starts_at: Timestamp | None
+
+
+class UserDetail(User):
+    """A user as administrators see them: `<User>` with `locked_until` and `subscription`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    locked_until: Timestamp | None = Field(description="Set while failed logins keep the account locked")
+    subscription: AdminSubscription
+
+
+NextCursor = Annotated[str | None, Field(description="`cursor` of the next page; null on the last page",
+                                         pattern=CURSOR_PATTERN)]
+
+
+class UserPage(ApiModel):
+    items: list[User]
+    next_cursor: NextCursor
+
+
+class AuditEntry(ApiModel):
+    id: int
+    actor_id: str | None = Field(description="Who acted (a user id); null for the system")
+    target_user_id: str | None = Field(description="The user acted on, if any")
+    action: str
+    before: Any = Field(description="The changed state before the action (JSON), if recorded")
+    after: Any = Field(description="The changed state after the action (JSON), if recorded")
+    ip: str | None
+    request_id: str | None
+    created_at: Timestamp
+
+
+class AuditPage(ApiModel):
+    items: list[AuditEntry]
+    next_cursor: NextCursor
+
+
+class Session(ApiModel):
+    id: str = Field(description="The session id (UUID)")
+    created_at: Timestamp
+    last_used_at: Timestamp
+    ip: str
+    user_agent: str
+    current: bool = Field(description="True for the session of the token that asked")
+
+
+class SessionList(ApiModel):
+    items: list[Session]
+
+
+class Role(ApiModel):
+    name: str
+    privilege_level: int
+    permissions: list[str]
+
+
+class RoleList(ApiModel):
+    items: list[Role]
+
+
+class Plan(ApiModel):
+    name: str
+    display_name: str
+    tier: int = Field(description="0 for free; higher tiers include every feature of the lower ones")
+    price_cents: int = Field(description="Monthly price in cents")
+    features: list[str]
+
+
+class PlanList(ApiModel):
+    items: list[Plan] = Field(description="Cheapest tier first")
+
+
+class Dashboard(ApiModel):
+    dashboard: Literal["standard", "premium"]
+    user_id: UserId
+    plan: str
+
+
+class UserCounts(ApiModel):
+    total: int
+    by_role: dict[str, int]
+    by_plan: dict[str, int]
+
+
+class Activity(ApiModel):
+    logins: int
+    failed_logins: int
+    lockouts: int
+
+
+class Analytics(ApiModel):
+    users: UserCounts
+    last_24h: Activity
+
+
+class Live(ApiModel):
+    status: Literal["ok"]
+
+
+class Ready(ApiModel):
+    status: Literal["ok"]
+    database: Literal["ok"]
+    redis: Literal["ok"]
+
+
+class Pools(ApiModel):
+    database: dict[str, int]
+    redis: dict[str, int]
+
+
+class Health(ApiModel):
+    status: Literal["ok", "degraded"]
+    database: str = Field(description="`ok`, `timeout` or `error: <kind>`")
+    redis: str = Field(description="`ok`, `timeout` or `error: <kind>`")
+    latency_ms: dict[str, float]
+    pool: Pools
+    uptime_s: float
+    memory: dict[str, int]
+    version: str
+    pid: int
+    mail: Literal["ok", "failing", "console", "unconfigured"] = Field(description=(
+        "This worker's mail sender: `ok`, `failing` (its last delivery attempt failed; mail waits and is "
+        "retried), `console` (development backend) or `unconfigured` (no SMTP_URL: mail waits). Never makes "
+        "the service unready"))
+
+
+class Accepted(ApiModel):
+    """`{}`: the request is taken; what follows arrives by mail."""
+
+
+class Upgrade(ApiModel):
+    plan: str = Field(description="The cheapest plan that has the feature")
+    price_cents: int
+
+
+class ErrorEnvelope(ApiModel):
+    """Every error, from every layer: a machine code, a message for people and the request id."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"error": "PermissionDenied", "message": "Permission denied", "request_id": "0f4b1c2d9e8a7b6c"},
+        {"error": "ValidationError", "message": "Request validation failed", "request_id": "0f4b1c2d9e8a7b6d",
+         "fields": {"password": "String should have at least 10 characters"}}]})
+
+    error: str = Field(description="The machine-readable code, e.g. `InvalidCredentials` (see the response's "
+                                   "description for the codes of its status)")
+    message: str = Field(description="Human readable")
+    request_id: str = Field(description="Also in the `X-Request-ID` header")
+    fields: dict[str, str] | None = Field(None, description="422: field -> message")
+    upgrade: Upgrade | None = Field(None, description="403 `FeatureNotAvailable`: the cheapest plan with the "
+                                                      "feature (null when no plan has it)")
+    retry_after: int | None = Field(None, description="Seconds to wait (423, 429, 503)")
+    mfa_token: str | None = Field(None, description="403 `MfaRequired`: completes the login at /auth/mfa/verify")
+    component: str | None = Field(None, description="503: the backing store(s) down (`database`, `redis`)")
+
+
+class HealthUnavailable(ErrorEnvelope):
+    """503 from /health and /health/ready: the envelope with the checks that failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["unavailable"]
+    database: str
+    redis: str
+    latency_ms: dict[str, float] | None = None
+    pool: Pools | None = None
+    uptime_s: float | None = None
+    memory: dict[str, int] | None = None
+    version: str | None = None
+    pid: int | None = None
+    mail: str | None = None
+
+
+def envelope_model(body: dict[str, Any]) -> type[ErrorEnvelope]:
+    """The schema an error body is rendered with: /health's 503 carries the failed checks."""
+    return HealthUnavailable if "status" in body else ErrorEnvelope
+
+
+def user_fields(user: object) -> dict[str, Any]:
+    """The `<User>` fields of a service's user (manas360.services.users.User)."""
+    return {name: getattr(user, name) for name in User.model_fields}
