@@ -174,6 +174,18 @@ async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
     return HTTPResponse(status=204)
 
 
+@bp.post("/users/<user_id:str>/mfa/reset")
+@operation(id="admin_reset_mfa", tag="admin", secured=True, path=UserPath, responses={204: None},
+           errors=_WRITE, summary="Turn a user's MFA off",
+           description="Removes the user's TOTP secret and recovery codes and voids their pending MFA logins: they "
+                       "sign in with the password alone until they set MFA up again. Only on users below your level "
+                       "(403 `PrivilegeEscalationPrevented`). Needs `users.write`.")
+@guarded(min_privilege=ADMIN, permissions=("users.write",))
+async def reset_mfa(request: Request, user_id: str) -> HTTPResponse:
+    await admin.reset_mfa(actor=_actor(request), user_id=user_id)
+    return HTTPResponse(status=204)
+
+
 @bp.get("/roles")
 @operation(id="admin_list_roles", tag="admin", secured=True, responses={200: RoleList}, errors=_GATE,
            summary="List roles",

@@ -73,14 +73,16 @@ async def register(request: Request) -> HTTPResponse:
 @bp.post("/login")
 @operation(
     id="auth_login", tag="auth", body=LoginBody, responses=_PAIR,
-    errors={401: ("InvalidCredentials",), 403: ("AccountDisabled", "EmailNotVerified"),
+    errors={401: ("InvalidCredentials",), 403: ("AccountDisabled", "EmailNotVerified", "MfaRequired"),
             423: ("AccountLocked",)},
     summary="Sign in with email and password",
     description="Opens a new session. A wrong password and an unknown email get the same 401 "
                 "`InvalidCredentials`. Five failures within 15 minutes lock the address for 15 minutes: "
                 "423 `AccountLocked` with `retry_after`, even with the right password. A disabled account's "
-                "right password gets 403 `AccountDisabled` and no tokens; with REQUIRE_VERIFIED_EMAIL, so does an "
-                f"unverified address's (403 `EmailNotVerified`). {_TOKEN_PAIR}")
+                "right password gets 403 `AccountDisabled` and no tokens. With MFA on, the right password gets 403 "
+                "`MfaRequired` with an `mfa_token` (single use, 300 s) and no tokens: POST /auth/mfa/verify completes "
+                "the login. With REQUIRE_VERIFIED_EMAIL, an unverified address's right password gets 403 "
+                f"`EmailNotVerified` and no tokens. {_TOKEN_PAIR}")
 async def sign_in(request: Request) -> HTTPResponse:
     body, app = parse_body(request, LoginBody), deps(request)
     pair = await login.login(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,

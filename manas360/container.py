@@ -1,7 +1,7 @@
 """The app's long-lived collaborators, built once by `create_app` and handed out in parts.
 
 Services never receive this container: each names the parts it uses as keyword arguments
-(`settings=`, `store=`, `codec=`, `catalog=`, `clock=`). Building it does no I/O; the
+(`settings=`, `store=`, `codec=`, `catalog=`, `clock=`, `box=`). Building it does no I/O; the
 store's connections open lazily on first use and close in the app's after_server_stop
 listener.
 """
@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from manas360.clock import Clock
 from manas360.security.jwt import AccessTokenCodec
+from manas360.security.secretbox import SecretBox
 from manas360.services.catalog import CatalogHolder
+from manas360.services.mfa import build_secret_box
 from manas360.services.outbox import Outbox, build_transport
 from manas360.services.tokens import build_codec
 from manas360.settings import Settings
@@ -27,6 +29,8 @@ class Collaborators:
     codec: AccessTokenCodec
     catalog: CatalogHolder
     clock: Clock
+    secret_box: SecretBox
+    """Seals and opens the TOTP secrets at rest."""
     outbox: Outbox
 
 
@@ -34,4 +38,5 @@ def build_collaborators(settings: Settings) -> Collaborators:
     """Every collaborator as the settings configure it (no I/O)."""
     return Collaborators(settings=settings, store=open_configured_store(settings), codec=build_codec(settings),
                          catalog=CatalogHolder(), clock=Clock(),
+                         secret_box=build_secret_box(settings),
                          outbox=Outbox(settings=settings, transport=build_transport(settings)))

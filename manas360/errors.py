@@ -76,6 +76,15 @@ class EmailNotVerified(AppError):
     status, code, message = 403, "EmailNotVerified", "Confirm your email address before signing in"
 
 
+class MfaRequired(AppError):
+    """The password was right and multi-factor is on: no tokens yet, an `mfa_token` to verify with."""
+
+    status, code, message = 403, "MfaRequired", "A second factor is required: POST /auth/mfa/verify"
+
+    def __init__(self, mfa_token: str, message: str | None = None) -> None:
+        super().__init__(message, mfa_token=mfa_token)
+
+
 class NotFound(AppError):
     status, code, message = 404, "NotFound", "Not found"
 
@@ -90,6 +99,10 @@ class RequestTimeout(AppError):
 
 class EmailTaken(AppError):
     status, code, message = 409, "EmailTaken", "Email is already registered"
+
+
+class MfaAlreadyEnabled(AppError):
+    status, code, message = 409, "MfaAlreadyEnabled", "Multi-factor authentication is already on"
 
 
 class PayloadTooLarge(AppError):

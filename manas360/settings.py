@@ -41,7 +41,7 @@ from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
-SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token")
+SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token", "mfa_encryption_key")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     lockout_threshold: int = _setting(5, description="failed logins per account and window before a lock")
     lockout_window_s: int = _setting(900, description="the window failed logins are counted in, seconds")
     lockout_duration_s: int = _setting(900, description="length of a lock, seconds")
+
+    mfa_encryption_key: SecretStr = _setting(SecretStr(""), shown="derived from `JWT_SECRET`", description=(
+        f"key for the TOTP secrets at rest (AES-256-GCM, key through HKDF), at least {MIN_SECRET_BYTES} bytes; "
+        "keys derived from `JWT_SECRET` and `JWT_PREVIOUS_KEYS` still open older secrets, so a JWT key rotation "
+        "loses none ([`docs/auth.md`](docs/auth.md), multi-factor)"))
 
     # Empty: the limit and window of the policy table (the README shows those).
     rate_limit_global: str = _setting("", description=(
@@ -279,6 +284,9 @@ class Settings(BaseSettings):
         # Every environment: the key set refuses a shorter key, and it would do so in each worker.
         _require(len(secret.encode()) >= MIN_SECRET_BYTES,
                  f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (the signing key needs at least that)")
+        mfa_key = self.mfa_encryption_key.get_secret_value()
+        _require(not mfa_key or len(mfa_key.encode()) >= MIN_SECRET_BYTES,
+                 f"MFA_ENCRYPTION_KEY is shorter than {MIN_SECRET_BYTES} bytes")
         if self.is_production:
             _require("*" not in self.origins, "ALLOWED_ORIGINS must list origins, not '*', in production")
         for origin in self.origins:

@@ -35,7 +35,6 @@ CODES: dict[int, tuple[str, ...]] = {
     403: ("AccountDisabled",),
     404: ("NotFound",),
     408: ("RequestTimeout",),
-    409: ("EmailTaken",),
     413: ("PayloadTooLarge",),
     422: ("ValidationError",),
     423: ("AccountLocked",),

@@ -70,6 +70,19 @@ class TokenPair(ApiModel):
     user: User
 
 
+class TotpSetup(ApiModel):
+    """A pending TOTP secret (RFC 6238: SHA-1, 6 digits, 30 s)."""
+
+    secret: str = Field(description="The base32 secret, for typing into an authenticator app")
+    otpauth_uri: str = Field(description="The same as an `otpauth://totp/...` URI, for a QR code")
+
+
+class RecoveryCodes(ApiModel):
+    """MFA is on; the single-use recovery codes, shown only this once."""
+
+    recovery_codes: list[str] = Field(min_length=10, max_length=10, description="Ten codes `xxxx-xxxx-xxxx-xxxx`")
+
+
 class Subscription(ApiModel):
     plan: str
     status: str

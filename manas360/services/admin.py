@@ -44,8 +44,9 @@ from manas360.errors import (
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
 from manas360.queries import Row
 from manas360.queries import admin as admin_queries
+from manas360.queries import mfa as mfa_queries
 from manas360.queries import rbac as rbac_queries
-from manas360.services import account_tokens, audit, subscriptions, users
+from manas360.services import account_tokens, audit, mfa, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
 from manas360.services.entitlements import forget_user
 from manas360.services.lockout import unlock_account
@@ -171,8 +172,9 @@ async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id:
             await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
             await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
-        if status == ACCOUNT_DISABLED:  # no reset or verification link outlives the account's access
-            await account_tokens.void_all(conn, user_id=target.id)
+        if status == ACCOUNT_DISABLED:
+            await mfa_queries.void_tokens(conn=conn, user_id=target.id)  # a pending MFA login dies with the rest
+            await account_tokens.void_all(conn, user_id=target.id)  # so do reset and verification links
         user = await _require_user(target.id, conn=conn)
     await forget_user(store=store, user_id=user.id)
     if status == ACCOUNT_DISABLED:
@@ -192,6 +194,15 @@ async def revoke_sessions(*, settings: Settings, store: Store, actor: Actor, use
     target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
     await revoke_all_sessions(settings=settings, store=store, user_id=target.id, actor_id=actor.user_id,
                               client=Client(ip=actor.ip))
+
+
+async def reset_mfa(*, actor: Actor, user_id: str) -> None:
+    """Turn the user's MFA off (only below the actor's level): secret, recovery codes and
+    outstanding mfa_tokens go; the user signs in with the password alone until set up again."""
+    async with in_transaction() as conn:
+        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
+        _check_acts_below(actor=acting, target=target)
+        await mfa.reset(conn, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
 
 
 async def _authorize_on_target(*, actor: Actor, user_id: str, permission: str) -> User:

@@ -5,6 +5,9 @@ the check (manas360.services.lockout), one bcrypt verification (against a dummy 
 there is no account), one counted failure, one 401 InvalidCredentials. Nothing in the
 answer or its timing says whether the account exists.
 
+With MFA on, the right password opens no session: under the same row lock the login stores
+a single-use `mfa_token` and answers 403 MfaRequired (manas360.services.mfa completes it).
+
 The check runs outside any lock; what it verified is confirmed in the write transaction,
 under the user row lock: the hash must be the one verified (a password change in between
 wins), the account must not be locked or disabled, and the cost upgrade is a compare-and-
@@ -21,13 +24,13 @@ from tortoise.transactions import in_transaction
 
 from manas360 import metrics
 from manas360.clock import Clock, db_now, iso
-from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, InvalidCredentials
+from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, InvalidCredentials, MfaRequired
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries import login as login_queries
 from manas360.queries import users as user_queries
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
-from manas360.services import audit, lockout, sessions, users, verification
+from manas360.services import audit, lockout, mfa_challenge, sessions, users, verification
 from manas360.services.lockout import Reservation
 from manas360.services.sessions import Client
 from manas360.services.tokens import TokenPair, issue_pair
@@ -76,7 +79,7 @@ async def _password_matches(*, settings: Settings, account: Credentials | None, 
 
 
 async def reject(*, settings: Settings, store: Store, reservation: Reservation, account: Credentials | None,
-                 client: Client, via: str = LOGIN) -> NoReturn:
+                 client: Client, via: str = LOGIN, action: str = audit.LOGIN_FAILED) -> NoReturn:
     """Count the failure (maybe locking), record it, and raise the answer (401, or 423)."""
     email = reservation.email
     user_id = account.user_id if account else None
@@ -87,7 +90,7 @@ async def reject(*, settings: Settings, store: Store, reservation: Reservation, 
         if via == LOGIN:
             await _record_attempt(conn, email=email, account=account, client=client, reason=reason)
         if not verdict.already_locked:
-            await audit.record(conn, action=audit.LOGIN_FAILED, actor_id=None, target_user_id=user_id, ip=client.ip,
+            await audit.record(conn, action=action, actor_id=None, target_user_id=user_id, ip=client.ip,
                                after={"email": email, "failures": verdict.failures, "via": via})
         if verdict.locked_now:
             until = await db_now(conn) + lockout.lock_duration(settings=settings)
@@ -132,18 +135,36 @@ async def _succeed(*, settings: Settings, store: Store, codec: AccessTokenCodec,
             refusal = exc
             await _record_attempt(conn, email=email, account=account, client=client, reason=_reason(exc))
         else:
-            session_id, refresh_token = await _open(conn, settings=settings, account=account, client=client,
-                                                    email=email, new_hash=new_hash)
-            user = await users.get_held_user(conn, user_id=account.user_id)  # locked by confirm_check
+            if await mfa_challenge.required(conn, user_id=account.user_id):
+                refusal = await _challenge(conn, account=account, client=client, email=email, new_hash=new_hash)
+            else:
+                session_id, refresh_token = await open_login(conn, settings=settings, account=account,
+                                                             client=client, email=email, new_hash=new_hash)
+                user = await users.get_held_user(conn, user_id=account.user_id)  # locked by confirm_check
     if refusal is not None:
+        if isinstance(refusal, MfaRequired):
+            metrics.LOGINS.labels("mfa_required").inc()
         raise refusal
     metrics.LOGINS.labels("success").inc()
     return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
                       refresh_token=refresh_token)
 
 
-async def _open(conn: BaseDBAsyncClient, *, settings: Settings, account: Credentials, client: Client, email: str,
-                new_hash: str | None) -> tuple[str, str]:
+async def _challenge(conn: BaseDBAsyncClient, *, account: Credentials, client: Client, email: str,
+                     new_hash: str | None) -> MfaRequired:
+    """The right password with MFA on: an mfa_token instead of a session (the cost upgrade still lands)."""
+    if new_hash is not None:
+        await users.replace_password_hash(conn, user_id=account.user_id, verified_hash=account.password_hash,
+                                          new_hash=new_hash)
+    token = await mfa_challenge.issue(conn, user_id=account.user_id)
+    await _record_attempt(conn, email=email, account=account, client=client, reason="mfa_required")
+    await audit.record(conn, action=mfa_challenge.MFA_CHALLENGED, actor_id=None, target_user_id=account.user_id,
+                       ip=client.ip)
+    return MfaRequired(mfa_token=token)
+
+
+async def open_login(conn: BaseDBAsyncClient, *, settings: Settings, account: Credentials, client: Client,
+                     email: str, new_hash: str | None) -> tuple[str, str]:
     """The session, the cost upgrade (compare-and-set), the attempt and the audit entry."""
     now = await db_now(conn)
     session_id, refresh_token = await sessions.open_session(

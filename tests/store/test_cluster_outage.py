@@ -22,7 +22,9 @@ def doomed_cluster():
 
 @pytest.fixture
 async def doomed_store(doomed_cluster):
-    handle = open_store(url=doomed_cluster.url, prefix="test-outage:")
+    # Timeouts far above the bound below: a failure that waited for one (or retried into
+    # one) is told apart from a refused connection without a tight, load-sensitive deadline.
+    handle = open_store(url=doomed_cluster.url, prefix="test-outage:", socket_timeout_s=30, connect_timeout_s=30)
     yield handle
     await close_store(handle)
 
@@ -39,7 +41,7 @@ async def _check(store, user_id: str):
         return await check_request(store, user_id=user_id, session_id="s", jti="j", issued_ms=1,
                                    api_limit=100, api_window_s=60)
     finally:
-        assert time.monotonic() - started < 0.5  # fails fast, no retry storm
+        assert time.monotonic() - started < 10  # fails fast: no timeout waited, no retry storm
 
 
 async def test_a_dead_primary_fails_only_its_users_until_it_holds_the_version(doomed_cluster, doomed_store):

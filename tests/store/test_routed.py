@@ -220,7 +220,7 @@ async def test_a_script_flush_on_one_node_reloads_the_script_there_only(own_clus
 
 
 async def test_a_dead_node_fails_its_users_fast_and_serves_them_again_once_back(own_cluster):
-    async with cluster_store(own_cluster) as store:
+    async with cluster_store(own_cluster, socket_timeout_s=30, connect_timeout_s=30) as store:
         users = await user_ids_on_every_node(store)
         for user in users:
             await check(store, user)
@@ -233,7 +233,7 @@ async def test_a_dead_node_fails_its_users_fast_and_serves_them_again_once_back(
                 started = time.monotonic()
                 with pytest.raises(StoreUnavailable):
                     await check(store, by_node[victim])
-                assert time.monotonic() - started < 0.5
+                assert time.monotonic() - started < 10  # refused at once, not a 30 s timeout
             for node, user in by_node.items():
                 if node != victim:
                     await check(store, user)  # the other primaries keep serving

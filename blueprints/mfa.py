@@ -1,0 +1,96 @@
+"""/api/v1/auth/mfa: TOTP setup, confirmation, the login's second step, and turning it off."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from manas360.blueprints.bodies import StrictBody
+from manas360.blueprints.guard import authenticated, client
+from manas360.edge import rate_limited
+from manas360.http.bodies import parse_body
+from manas360.http.deps import deps
+from manas360.http.operations import operation
+from manas360.http.responses import model_response
+from manas360.http.schemas import RecoveryCodes, TokenPair, TotpSetup
+from manas360.services import mfa
+
+bp = Blueprint("mfa", url_prefix="/auth")
+
+# A 6-digit TOTP code or a recovery code (`xxxx-xxxx-xxxx-xxxx`); spaces and dashes are ignored.
+Code = Annotated[str, Field(min_length=1, max_length=64)]
+_WRONG_CODE = {401: ("InvalidCredentials",)}
+
+
+class CodeBody(StrictBody):
+    code: Code
+
+
+class VerifyBody(StrictBody):
+    mfa_token: str = Field(min_length=1, max_length=128)
+    code: Code
+
+
+@bp.post("/mfa/totp/setup")
+@operation(
+    id="auth_mfa_setup", tag="auth", secured=True, responses={200: TotpSetup}, errors={409: ("MfaAlreadyEnabled",)},
+    summary="Start TOTP setup",
+    description="Creates a new TOTP secret for the caller, pending until confirmed (calling again replaces a "
+                "pending one). 409 `MfaAlreadyEnabled` when MFA is already on.")
+@authenticated()
+async def setup(request: Request) -> HTTPResponse:
+    enrolment = await mfa.setup(box=deps(request).secret_box, user_id=request.ctx.principal.user_id,
+                                client=client(request))
+    return model_response(TotpSetup(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri))
+
+
+@bp.post("/mfa/totp/confirm")
+@operation(
+    id="auth_mfa_confirm", tag="auth", secured=True, body=CodeBody, responses={200: RecoveryCodes},
+    errors={**_WRONG_CODE, 409: ("MfaAlreadyEnabled",)},
+    summary="Confirm TOTP setup",
+    description="Turns MFA on with a current code of the pending secret and returns ten recovery codes, each "
+                "usable once instead of a TOTP code. 401 `InvalidCredentials` for a wrong code.")
+@authenticated()
+async def confirm(request: Request) -> HTTPResponse:
+    body, app = parse_body(request, CodeBody), deps(request)
+    codes = await mfa.confirm(box=app.secret_box, clock=app.clock, user_id=request.ctx.principal.user_id,
+                              code=body.code, client=client(request))
+    return model_response(RecoveryCodes(recovery_codes=codes))
+
+
+@bp.post("/mfa/verify")
+@operation(
+    id="auth_mfa_verify", tag="auth", body=VerifyBody, responses={200: TokenPair},
+    errors={401: ("InvalidCredentials", "InvalidToken"), 403: ("AccountDisabled",), 423: ("AccountLocked",)},
+    summary="Complete a login with a second factor",
+    description="With MFA on, a login with the right password answers 403 `MfaRequired` with an `mfa_token` "
+                "(single use, valid 300 s). Send it with a current TOTP code (each accepted once) or an unused "
+                "recovery code for the token pair of a new session. 401 `InvalidCredentials` for a wrong code "
+                "(counted toward the account's lockout like a failed login; 423 `AccountLocked` once locked), "
+                "401 `InvalidToken` for an unknown, expired or used `mfa_token`.")
+@rate_limited("auth")
+async def verify(request: Request) -> HTTPResponse:
+    body, app = parse_body(request, VerifyBody), deps(request)
+    pair = await mfa.verify(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+                            box=app.secret_box, mfa_token=body.mfa_token, code=body.code, client=client(request))
+    return model_response(TokenPair.model_validate(pair, from_attributes=True))
+
+
+@bp.delete("/mfa/totp")
+@operation(
+    id="auth_mfa_disable", tag="auth", secured=True, body=CodeBody, responses={204: None},
+    errors={**_WRONG_CODE, 423: ("AccountLocked",)},
+    summary="Turn MFA off",
+    description="Needs a current TOTP code or an unused recovery code (401 `InvalidCredentials` otherwise, "
+                "counted toward the account's lockout; 423 `AccountLocked` once locked). Removes the secret and "
+                "the recovery codes.")
+@authenticated()
+async def disable(request: Request) -> HTTPResponse:
+    body, app = parse_body(request, CodeBody), deps(request)
+    await mfa.disable(settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
+                      user_id=request.ctx.principal.user_id, code=body.code, client=client(request))
+    return HTTPResponse(status=204)
