@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from manas360.settings import load_settings
+from tests.auth.mfa_helpers import enable
 from tests.fixtures.accounts import API, PASSWORD, register
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.smtp import token_in
@@ -93,3 +94,19 @@ async def test_with_verified_email_required_an_unverified_login_gets_no_tokens(e
         allowed = await client.post(f"{API}/auth/login", json=login)
         assert allowed.status_code == 200
         assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == sessions + 1
+
+
+async def test_an_unverified_address_gets_no_mfa_token_either(environ, smtp, database, redis_raw, pg):
+    settings = load_settings(mail_environ(environ, smtp, REQUIRE_VERIFIED_EMAIL="1"))
+    async with running_app(settings) as app, client_for(app) as client:
+        account = await register(client)
+        await enable(client, account)
+        login = {"email": account.email, "password": PASSWORD}
+        refused = await client.post(f"{API}/auth/login", json=login)
+        assert (refused.status_code, refused.json()["error"]) == (403, "EmailNotVerified")
+        assert "mfa_token" not in refused.json()
+        token = token_in((await smtp.wait_for(account.email))[0])
+        assert (await client.post(VERIFY, json={"token": token})).status_code == 200
+        challenged = await client.post(f"{API}/auth/login", json=login)
+        assert (challenged.status_code, challenged.json()["error"]) == (403, "MfaRequired")
+        assert challenged.json()["mfa_token"]
