@@ -73,7 +73,7 @@ async def register(request: Request) -> HTTPResponse:
 @bp.post("/login")
 @operation(
     id="auth_login", tag="auth", body=LoginBody, responses=_PAIR,
-    errors={401: ("InvalidCredentials",), 403: ("AccountDisabled", "MfaRequired"),
+    errors={401: ("InvalidCredentials",), 403: ("AccountDisabled", "EmailNotVerified", "MfaRequired"),
             423: ("AccountLocked",)},
     summary="Sign in with email and password",
     description="Opens a new session. A wrong password and an unknown email get the same 401 "
@@ -81,7 +81,8 @@ async def register(request: Request) -> HTTPResponse:
                 "423 `AccountLocked` with `retry_after`, even with the right password. A disabled account's "
                 "right password gets 403 `AccountDisabled` and no tokens. With MFA on, the right password gets 403 "
                 "`MfaRequired` with an `mfa_token` (single use, 300 s) and no tokens: POST /auth/mfa/verify completes "
-                f"the login. {_TOKEN_PAIR}")
+                "the login. With REQUIRE_VERIFIED_EMAIL, an unverified address's right password gets 403 "
+                f"`EmailNotVerified` and no tokens. {_TOKEN_PAIR}")
 async def sign_in(request: Request) -> HTTPResponse:
     body, app = parse_body(request, LoginBody), deps(request)
     pair = await login.login(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,

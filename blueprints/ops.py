@@ -43,7 +43,8 @@ async def ready(request: Request) -> HTTPResponse:
            error_model=HealthUnavailable, summary="Health report: stores, pools, memory, uptime and version",
            description="503 (the envelope with the same report) when PostgreSQL or Redis does not answer.")
 async def report(request: Request) -> HTTPResponse:
-    body = await health.report(deps(request).store, cache=_readiness_cache(request))
+    app = deps(request)
+    body = await health.report(app.store, cache=_readiness_cache(request), mail=app.outbox.status)
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return model_response(Health.model_validate(body))
 

@@ -102,13 +102,23 @@ def _add_listeners(app: App, settings: Settings) -> None:
     async def close_catalog(app: App) -> None:
         app.ctx.catalog_watch.cancel()
 
+    @app.before_server_start
+    async def start_mail_sender(app: App) -> None:
+        # Every worker sends; SKIP LOCKED gives each queued mail to one of them.
+        app.ctx.mail_sender = app.ctx.deps.outbox.start(orm=app.ctx.orm)
+
+    @app.before_server_stop
+    async def stop_mail_sender(app: App) -> None:
+        # Before the pools close: a delivery in progress is recorded, not repeated.
+        await app.ctx.deps.outbox.stop(app.ctx.mail_sender)
+
 
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import admin, auth, docs, me, mfa, ops, plans, product
+    from manas360.blueprints import admin, auth, docs, me, mfa, ops, plans, product, recovery
 
     app.blueprint(ops.bp)
     app.blueprint(docs.bp)
-    app.blueprint(Blueprint.group(auth.bp, mfa.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
+    app.blueprint(Blueprint.group(auth.bp, recovery.bp, mfa.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
                                   version_prefix="/api/v"))

@@ -86,11 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--days", dest="login_attempt_days", type=_count, help="default 30")
     blocks = jobs.add_parser("prune-rate-limit-logs", help="delete rate-limit block rows older than --days")
     blocks.add_argument("--days", dest="rate_limit_log_days", type=_count, help="default 14")
+    mails = jobs.add_parser("prune-mail", help="delete outbox mail delivered more than --days ago (never undelivered)")
+    mails.add_argument("--days", dest="mail_days", type=_count, help="default 30")
+    account_tokens = jobs.add_parser("prune-account-tokens",
+                                     help="delete reset/verification tokens expired more than --days ago")
+    account_tokens.add_argument("--days", dest="account_token_days", type=_count, help="default 7")
     every = jobs.add_parser("all", help="every job above, with their defaults")
     every.add_argument("--audit-days", dest="audit_days", type=_count, help="default 90")
     every.add_argument("--login-attempt-days", dest="login_attempt_days", type=_count, help="default 30")
     every.add_argument("--rate-limit-log-days", dest="rate_limit_log_days", type=_count, help="default 14")
-    for job in (tokens, archive, prune, blocks, every):
+    every.add_argument("--mail-days", dest="mail_days", type=_count, help="default 30")
+    every.add_argument("--account-token-days", dest="account_token_days", type=_count, help="default 7")
+    for job in (tokens, archive, prune, blocks, mails, account_tokens, every):
         job.add_argument("--batch-size", type=_positive, help="rows per transaction (default 5000)")
     maintenance.set_defaults(func=_maintenance)
 
@@ -293,7 +300,8 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services import maintenance
 
     names = maintenance.JOBS if args.job == "all" else (args.job,)
-    options = {name: value for name in ("audit_days", "login_attempt_days", "rate_limit_log_days", "batch_size")
+    options = {name: value for name in ("audit_days", "login_attempt_days", "rate_limit_log_days", "mail_days",
+                                        "account_token_days", "batch_size")
                if (value := getattr(args, name, None)) is not None}
 
     def on_batch(job: str) -> OnBatch:

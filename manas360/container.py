@@ -15,6 +15,7 @@ from manas360.security.jwt import AccessTokenCodec
 from manas360.security.secretbox import SecretBox
 from manas360.services.catalog import CatalogHolder
 from manas360.services.mfa import build_secret_box
+from manas360.services.outbox import Outbox, build_transport
 from manas360.services.tokens import build_codec
 from manas360.settings import Settings
 from manas360.store import Store
@@ -30,10 +31,12 @@ class Collaborators:
     clock: Clock
     secret_box: SecretBox
     """Seals and opens the TOTP secrets at rest."""
+    outbox: Outbox
 
 
 def build_collaborators(settings: Settings) -> Collaborators:
     """Every collaborator as the settings configure it (no I/O)."""
     return Collaborators(settings=settings, store=open_configured_store(settings), codec=build_codec(settings),
                          catalog=CatalogHolder(), clock=Clock(),
-                         secret_box=build_secret_box(settings))
+                         secret_box=build_secret_box(settings),
+                         outbox=Outbox(settings=settings, transport=build_transport(settings)))

@@ -72,6 +72,10 @@ class AccountDisabled(AppError):
     status, code, message = 403, "AccountDisabled", "This account has been disabled"
 
 
+class EmailNotVerified(AppError):
+    status, code, message = 403, "EmailNotVerified", "Confirm your email address before signing in"
+
+
 class MfaRequired(AppError):
     """The password was right and multi-factor is on: no tokens yet, an `mfa_token` to verify with."""
 

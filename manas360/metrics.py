@@ -55,6 +55,11 @@ TOKEN_CACHE = Counter("manas360_token_cache_total",
                       "PyJWT ran (miss); hit rate = rate(hit) / rate(all)", ["result"])
 TOKEN_CACHE_ENTRIES = Gauge("manas360_token_cache_entries", "Verified tokens cached, summed over workers",
                             multiprocess_mode="livesum")
+MAILS_SENT = Counter("manas360_mails_sent_total", "Mails delivered to the SMTP server", ["kind"])
+MAIL_FAILURES = Counter("manas360_mail_failures_total", "Failed mail delivery attempts (each is retried)", ["kind"])
+for _kind in ("password_reset", "email_verification"):  # exported at 0 from the start, for rates and alerts
+    MAILS_SENT.labels(_kind)
+    MAIL_FAILURES.labels(_kind)
 STORE_ERRORS = Counter("manas360_store_errors_total", "Requests failed by a backing store", ["store"])
 DB_POOL = Gauge("manas360_db_pool_connections", "PostgreSQL pool connections per state",
                 ["state"], multiprocess_mode="livesum")

@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from manas360.database_url import DatabaseURL, parse_database_url
+from manas360.smtp import SmtpConfig, parse_smtp_url
 from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
@@ -108,6 +109,7 @@ when full, which takes 100,000 distinct live tokens within one access-token life
 worker sees every active user). Smaller than the active population, an LRU misses nearly
 always, so size it to the tokens in use, not below."""
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_URL_FIELDS = ("database_url", "redis_url", "smtp_url")
 _URL_PASSWORD = re.compile(r"(://[^:@/,]*:)[^@/,]*@")
 
 
@@ -208,6 +210,23 @@ class Settings(BaseSettings):
         "password or role it changes revokes that account's sessions"))
     superadmin_password: SecretStr = _setting(SecretStr(""), shown="unset", description="that superadmin's password")
 
+    smtp_url: str = _setting("", shown="unset", description=(
+        "mail delivery: `smtp://[user:pass@]host:port` (plain), `smtp+starttls://…` or `smtps://…` (TLS); "
+        "query `ssl_ca_certs=<path>`, `timeout=<s>`. Unset: in development mails are printed to the log in full "
+        "(console backend); otherwise they wait in the outbox and `/health` shows mail as `unconfigured`"))
+    mail_from: str = _setting("no-reply@localhost", description="`From` of every mail the service sends")
+    public_base_url: str = _setting("http://127.0.0.1:8000", description=(
+        "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password?token=…`, "
+        "`{PUBLIC_BASE_URL}/verify-email?token=…` (http or https)"))
+    password_reset_ttl_s: int = _setting(1800, description="how long a password-reset token is valid, seconds")
+    email_verify_ttl_s: int = _setting(86400, description="how long an email-verification token is valid, seconds")
+    require_verified_email: Flag = _setting(False, description=(
+        "`1`: a login with the right password for an unverified email answers 403 `EmailNotVerified`"))
+    mail_poll_s: float = _setting(2.0, description=(
+        "how often each worker's mail sender looks for mail to send (new mail and retries that are due)"))
+    mail_retry_max_s: int = _setting(300, description=(
+        "longest wait between two delivery attempts of one mail while SMTP fails (backoff doubles from 1 s)"))
+
     log_level: str = _setting("INFO", description=(
         "`TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR` or `CRITICAL`"))
     log_json: str = _setting("auto", description=(
@@ -219,11 +238,12 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # The URLs may carry a password: repr/str (and so any log line) show them without it.
         for name, value in super().__repr_args__():
-            yield name, (_URL_PASSWORD.sub(r"\1***@", value) if name in ("database_url", "redis_url") else value)
+            yield name, (_URL_PASSWORD.sub(r"\1***@", value) if name in _URL_FIELDS else value)
 
     # Derived once by the validator below; private, so repr and dumps never show them.
     _database: DatabaseURL = PrivateAttr()
     _redis: RedisConfig = PrivateAttr()
+    _smtp: SmtpConfig | None = PrivateAttr(None)
     _proxy_networks: tuple[IPNetwork, ...] = PrivateAttr(())
     _metrics_networks: tuple[IPNetwork, ...] = PrivateAttr(())
     _verification_keys: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -289,6 +309,8 @@ class Settings(BaseSettings):
         self._verification_keys = _parse_keys(self)
         self._database = _parse_url("DATABASE_URL", parse_database_url, self.database_url)
         self._redis = _parse_url("REDIS_URL", partial(parse_redis_url, cluster=self.redis_cluster), self.redis_url)
+        self._smtp = _parse_url("SMTP_URL", parse_smtp_url, self.smtp_url) if self.smtp_url else None
+        _check_mail(self)
         self._proxy_networks = _parse_networks(self.trusted_proxies, name="TRUSTED_PROXIES")
         self._metrics_networks = _parse_networks(self.metrics_allowed_cidrs, name="METRICS_ALLOWED_CIDRS")
         self._rate_policies, self._rate_exempt_paths = _read_rate_table(self, _environ())
@@ -327,6 +349,11 @@ class Settings(BaseSettings):
     def redis(self) -> RedisConfig:
         """REDIS_URL (with REDIS_CLUSTER), parsed: what every Redis connection uses."""
         return self._redis
+
+    @property
+    def smtp(self) -> SmtpConfig | None:
+        """SMTP_URL, parsed; None when unset (console backend in development, else mail waits)."""
+        return self._smtp
 
     @property
     def rate_policies(self) -> dict[str, RatePolicy]:
@@ -420,6 +447,20 @@ def _parse_url(name: str, parse: Callable[[str], Any], url: str) -> Any:
         return parse(url)
     except ValueError as exc:
         raise SettingsError(f"{name} {exc}") from None
+
+
+def _check_mail(s: Settings) -> None:
+    base = urlsplit(s.public_base_url)
+    # The links in mails: anything but an http(s) origin (javascript:, a bare path) is unsafe.
+    _require(base.scheme in ("http", "https") and bool(base.netloc) and not base.query and not base.fragment,
+             "PUBLIC_BASE_URL must be an http(s) URL (scheme://host[:port][/path])")
+    sender = s.mail_from
+    _require("@" in sender and sender.isprintable() and len(sender) <= 320,
+             "MAIL_FROM must be an email address (optionally `Name <address>`)")
+    _require(s.password_reset_ttl_s >= 60 and s.email_verify_ttl_s >= 60,
+             "PASSWORD_RESET_TTL_S and EMAIL_VERIFY_TTL_S must be at least 60")
+    _require(0.05 <= s.mail_poll_s <= 3600, "MAIL_POLL_S must be 0.05..3600")
+    _require(1 <= s.mail_retry_max_s <= 86400, "MAIL_RETRY_MAX_S must be 1..86400")
 
 
 def _parse_keys(s: Settings) -> dict[str, str]:

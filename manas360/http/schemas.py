@@ -222,6 +222,14 @@ class Health(ApiModel):
     memory: dict[str, int]
     version: str
     pid: int
+    mail: Literal["ok", "failing", "console", "unconfigured"] = Field(description=(
+        "This worker's mail sender: `ok`, `failing` (its last delivery attempt failed; mail waits and is "
+        "retried), `console` (development backend) or `unconfigured` (no SMTP_URL: mail waits). Never makes "
+        "the service unready"))
+
+
+class Accepted(ApiModel):
+    """`{}`: the request is taken; what follows arrives by mail."""
 
 
 class Upgrade(ApiModel):
@@ -263,6 +271,7 @@ class HealthUnavailable(ErrorEnvelope):
     memory: dict[str, int] | None = None
     version: str | None = None
     pid: int | None = None
+    mail: str | None = None
 
 
 def envelope_model(body: dict[str, Any]) -> type[ErrorEnvelope]:

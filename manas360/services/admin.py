@@ -46,7 +46,7 @@ from manas360.queries import Row
 from manas360.queries import admin as admin_queries
 from manas360.queries import mfa as mfa_queries
 from manas360.queries import rbac as rbac_queries
-from manas360.services import audit, mfa, subscriptions, users
+from manas360.services import account_tokens, audit, mfa, subscriptions, users
 from manas360.services.auth import revoke_all_sessions
 from manas360.services.entitlements import forget_user
 from manas360.services.lockout import unlock_account
@@ -174,6 +174,7 @@ async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id:
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
         if status == ACCOUNT_DISABLED:
             await mfa_queries.void_tokens(conn=conn, user_id=target.id)  # a pending MFA login dies with the rest
+            await account_tokens.void_all(conn, user_id=target.id)  # so do reset and verification links
         user = await _require_user(target.id, conn=conn)
     await forget_user(store=store, user_id=user.id)
     if status == ACCOUNT_DISABLED:

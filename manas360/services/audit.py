@@ -33,6 +33,11 @@ PASSWORD_CHANGED = "auth.password_changed"
 REFRESH_REUSE = "auth.refresh_reuse_detected"
 SUPERADMIN_SEEDED = "seed.superadmin"
 
+PASSWORD_RESET_REQUESTED = "auth.password_reset_requested"
+PASSWORD_RESET = "auth.password_reset"
+EMAIL_VERIFICATION_SENT = "auth.email_verification_sent"
+EMAIL_VERIFIED = "auth.email_verified"
+
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 

@@ -22,7 +22,7 @@ from manas360.queries import users as user_queries
 from manas360.repair import run_to_completion
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password, verify_password
-from manas360.services import audit, login, revocation, sessions, users
+from manas360.services import audit, login, revocation, sessions, users, verification
 from manas360.services.lockout import release_check
 from manas360.services.principal import Principal
 from manas360.services.sessions import Client
@@ -46,6 +46,8 @@ async def register(*, settings: Settings, codec: AccessTokenCodec, clock: Clock,
             conn, user_id=user_id, client=client, refresh_ttl_s=settings.jwt_refresh_ttl, now=await db_now(conn))
         await audit.record(conn, action=audit.REGISTER, actor_id=user_id, target_user_id=user_id, ip=client.ip,
                            after={"email": email, "session_id": session_id})
+        # The verification mail commits with the account, or neither exists.
+        await verification.send_link(conn, settings=settings, user_id=user_id, email=email, ip=client.ip)
         user = await users.get_held_user(conn, user_id=user_id)  # inserted above
     return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
                       refresh_token=refresh_token)
@@ -157,10 +159,7 @@ async def _replace_password(conn: BaseDBAsyncClient, *, account: users.Credentia
     if not await users.replace_password_hash(conn, user_id=account.user_id, verified_hash=account.password_hash,
                                              new_hash=new_hash):
         raise InvalidCredentials()
-    now = await db_now(conn)
-    session_ids = await sessions.revoke_user_sessions(conn, user_id=account.user_id, reason="password_change",
-                                                      now=now)
-    return now, session_ids, await _move_epoch(conn, user_id=account.user_id)
+    return await revoke_for_new_password(conn, user_id=account.user_id, reason="password_change")
 
 
 async def _move_epoch(conn: BaseDBAsyncClient, *, user_id: str) -> int:
@@ -171,3 +170,13 @@ async def _move_epoch(conn: BaseDBAsyncClient, *, user_id: str) -> int:
     PostgreSQL's clock, in whole ms (the tokens' precision), never moved backwards.
     """
     return epoch_ms(await user_queries.move_token_epoch(conn=conn, user_id=user_id))
+
+
+async def revoke_for_new_password(conn: BaseDBAsyncClient, *, user_id: str,
+                                  reason: str) -> tuple[datetime, list[str], int]:
+    """In the caller's transaction, user row locked, password just replaced: revoke every
+    session and move the epoch, as a password change does; (now, revoked ids, epoch ms) for
+    the publish to Redis after the commit."""
+    now = await db_now(conn)
+    session_ids = await sessions.revoke_user_sessions(conn, user_id=user_id, reason=reason, now=now)
+    return now, session_ids, await _move_epoch(conn, user_id=user_id)

@@ -126,13 +126,15 @@ class ReadinessCache:
             self._running = None
 
 
-async def report(store: Store, *, cache: ReadinessCache) -> dict[str, Any]:
-    """The full /health body; `status` is 'ok' only when both stores answer."""
+async def report(store: Store, *, cache: ReadinessCache, mail: str) -> dict[str, Any]:
+    """The full /health body; `status` is 'ok' only when both stores answer (`mail`, the
+    mail sender's state, is reported but never makes the service unready)."""
     checks, latency = await cache.get_timed(store)
     healthy = all(value == "ok" for value in checks.values())
     return {
         "status": "ok" if healthy else "degraded",
         **checks,
+        "mail": mail,
         "latency_ms": latency,
         "pool": {"database": database_pool_stats(), "redis": pool_stats(store)},
         "uptime_s": round(time.monotonic() - _STARTED, 3),

@@ -125,3 +125,9 @@ async def unlock_account(*, store: Store, user_id: str, actor_id: str | None = N
         # the failures before it. (Should the commit fail, locked_until still locks.)
         await lockout_store.clear(store, email=email)
     await run_to_completion(lockout_store.clear(store, email=email))
+
+
+async def clear_failures(*, store: Store, email: str) -> None:
+    """Clear an email's Redis lock and failure count, as an unlock does: call it under the
+    user row lock in the transaction that clears `locked_until`, and again after the commit."""
+    await lockout_store.clear(store, email=email)

@@ -24,13 +24,13 @@ from tortoise.transactions import in_transaction
 
 from manas360 import metrics
 from manas360.clock import Clock, db_now, iso
-from manas360.errors import AccountDisabled, AccountLocked, AppError, InvalidCredentials, MfaRequired
+from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, InvalidCredentials, MfaRequired
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries import login as login_queries
 from manas360.queries import users as user_queries
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
-from manas360.services import audit, lockout, mfa_challenge, sessions, users
+from manas360.services import audit, lockout, mfa_challenge, sessions, users, verification
 from manas360.services.lockout import Reservation
 from manas360.services.sessions import Client
 from manas360.services.tokens import TokenPair, issue_pair
@@ -129,6 +129,8 @@ async def _succeed(*, settings: Settings, store: Store, codec: AccessTokenCodec,
     async with in_transaction() as conn:
         try:
             await confirm_check(conn, store=store, account=account)
+            if settings.require_verified_email:  # after the password, lock and status: it tells nothing new
+                await verification.ensure_verified(conn, user_id=account.user_id)
         except AppError as exc:
             refusal = exc
             await _record_attempt(conn, email=email, account=account, client=client, reason=_reason(exc))
@@ -178,7 +180,8 @@ async def open_login(conn: BaseDBAsyncClient, *, settings: Settings, account: Cr
 
 
 def _reason(refusal: AppError) -> str:
-    return {AccountLocked: "locked", AccountDisabled: "disabled"}.get(type(refusal), "password_changed")
+    return {AccountLocked: "locked", AccountDisabled: "disabled", EmailNotVerified: "unverified"}.get(
+        type(refusal), "password_changed")
 
 
 async def _record_attempt(conn: BaseDBAsyncClient, *, email: str, account: Credentials | None, client: Client,

@@ -18,11 +18,13 @@ from manas360 import db
 from manas360.queries import maintenance as maintenance_queries
 from manas360.settings import Settings
 
-JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "prune-rate-limit-logs",
-        "refresh-views")  # the order of `all`
+JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "prune-rate-limit-logs", "prune-mail",
+        "prune-account-tokens", "refresh-views")  # the order of `all`
 DEFAULT_AUDIT_DAYS = 90
 DEFAULT_LOGIN_ATTEMPT_DAYS = 30
 DEFAULT_RATE_LIMIT_LOG_DAYS = 14
+DEFAULT_MAIL_DAYS = 30
+DEFAULT_ACCOUNT_TOKEN_DAYS = 7
 DEFAULT_BATCH_SIZE = 5000
 BATCH_STATEMENT_TIMEOUT_MS = 30_000
 """Longest one batch may run: a batch that cannot finish in this (a lock it waits for, a
@@ -56,7 +58,8 @@ async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAULT_AUDIT_DAYS,
                   login_attempt_days: int = DEFAULT_LOGIN_ATTEMPT_DAYS,
-                  rate_limit_log_days: int = DEFAULT_RATE_LIMIT_LOG_DAYS, batch_size: int = DEFAULT_BATCH_SIZE,
+                  rate_limit_log_days: int = DEFAULT_RATE_LIMIT_LOG_DAYS, mail_days: int = DEFAULT_MAIL_DAYS,
+                  account_token_days: int = DEFAULT_ACCOUNT_TOKEN_DAYS, batch_size: int = DEFAULT_BATCH_SIZE,
                   on_batch: OnBatch | None = None) -> JobResult:
     """Run one job by its command-line name, unless another run of it holds its lock."""
     started = time.monotonic()
@@ -81,6 +84,11 @@ async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAU
         elif job == "prune-rate-limit-logs":
             result = await prune_rate_limit_logs(conn=conn, days=rate_limit_log_days, batch_size=batch_size,
                                                  on_batch=on_batch)
+        elif job == "prune-mail":
+            result = await prune_mail(conn=conn, days=mail_days, batch_size=batch_size, on_batch=on_batch)
+        elif job == "prune-account-tokens":
+            result = await prune_account_tokens(conn=conn, days=account_token_days, batch_size=batch_size,
+                                                on_batch=on_batch)
         else:
             raise ValueError(f"unknown maintenance job {job!r}")
     finally:
@@ -144,6 +152,24 @@ async def prune_rate_limit_logs(*, conn: asyncpg.Connection, days: int = DEFAULT
                                            batch_size=batch_size, on_batch=on_batch)
     return JobResult(job="prune-rate-limit-logs",
                      counts={f"rate-limit log rows older than {days} days deleted": deleted}, batches=batches)
+
+
+async def prune_mail(*, conn: asyncpg.Connection, days: int = DEFAULT_MAIL_DAYS,
+                     batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+    """Delete outbox rows delivered more than `days` ago; mail not yet delivered is never deleted."""
+    deleted, batches = await _delete_older(conn=conn, table="mail_outbox", column="sent_at", days=days,
+                                           batch_size=batch_size, on_batch=on_batch)
+    return JobResult(job="prune-mail", counts={f"mails delivered more than {days} days ago deleted": deleted},
+                     batches=batches)
+
+
+async def prune_account_tokens(*, conn: asyncpg.Connection, days: int = DEFAULT_ACCOUNT_TOKEN_DAYS,
+                               batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+    """Delete reset and verification tokens that expired more than `days` ago (used or not)."""
+    deleted, batches = await _delete_older(conn=conn, table="account_tokens", column="expires_at", days=days,
+                                           batch_size=batch_size, on_batch=on_batch)
+    return JobResult(job="prune-account-tokens",
+                     counts={f"account tokens expired more than {days} days ago deleted": deleted}, batches=batches)
 
 
 async def _delete_older(*, conn: asyncpg.Connection, table: str, column: str, days: int, batch_size: int,

@@ -35,8 +35,10 @@ async def test_registration_is_audited_and_stores_only_a_hash(client, pg):
     assert row["password_hash"].startswith("$m360v1$") and PASSWORD not in row["password_hash"]
     token_hash = await pg.fetchval("SELECT token_hash FROM tokens WHERE user_id = $1", account.id)
     assert account.refresh_token not in token_hash and len(token_hash) == 64
-    actions = await pg.fetch("SELECT action, actor_id FROM audit_logs WHERE target_user_id = $1", account.id)
-    assert [(r["action"], str(r["actor_id"])) for r in actions] == [("auth.register", account.id)]
+    actions = await pg.fetch("SELECT action, actor_id FROM audit_logs WHERE target_user_id = $1 ORDER BY id",
+                             account.id)
+    assert [(r["action"], str(r["actor_id"])) for r in actions] == [
+        ("auth.register", account.id), ("auth.email_verification_sent", account.id)]
 
 
 async def test_email_differing_only_by_case_or_spaces_is_the_same_account(client):
