@@ -123,7 +123,9 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
 
     Single node: all of it is one script call. On a cluster the version and the per-IP
     key live in other slots than the user's keys, so they are separate commands sent at
-    the same time (the user's script then counts `api` even when the per-IP limit refuses).
+    the same time (the user's script then counts `api` even when the per-IP limit refuses,
+    and a failure of either fails the call: the service's edge therefore keeps the per-IP
+    limit to itself on a cluster, where it fails open, and passes no `client_limit`).
     """
     keys = store.keys
     user_keys = [keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),

@@ -8,8 +8,8 @@ policy has spent one unit of `global` (it did reach the server). Each verdict is
 `request.ctx.rate_verdicts` and rendered as `RateLimit-Policy`/`RateLimit` on the response,
 error responses included.
 
-On a guarded route whose only edge policy is the per-IP `global` one, the edge does not
-call Redis: it leaves the check to the authentication guard (`request.ctx.client_check`),
+On a guarded route whose only edge policy is the per-IP `global` one (single node), the
+edge does not call Redis: it leaves the check to the authentication guard (`request.ctx.client_check`),
 which sends it in the same round trip as the user's checks, first, with the same
 semantics (a request it refuses reads and counts nothing of the user's). A request the
 guard refuses before Redis (no token, a bad one) is checked on its own.
@@ -65,8 +65,10 @@ class EdgeLimiter:
         request.ctx.rate_verdicts = []
         store = request.app.ctx.deps.store
         policies = self.policies.for_request(request)
-        if (len(policies) == 1 and policies[0].key == "ip" and self.policies.is_guarded(request)
-                and time.monotonic() >= self._store_down_until):
+        # Not on a cluster: there the client's counter lives on another node than the user's
+        # keys, and a fail-open policy must keep serving the user while that node is down.
+        if (not store.cluster and len(policies) == 1 and policies[0].key == "ip"
+                and self.policies.is_guarded(request) and time.monotonic() >= self._store_down_until):
             policy = policies[0]
             key, log_key = _request_key(request, policy, store)
             request.ctx.client_check = ClientCheck(policy=policy, key=key, log_key=log_key,
