@@ -26,6 +26,10 @@ async def bump_reference_version(store: Store) -> int:
     return version
 
 
+CLOSE_TIMEOUT_S = 2.0
+"""Longest the listener waits for its pub/sub connection to close."""
+
+
 async def listen_reference_changes(store: Store, on_change: Callable[[int], Awaitable[None]]) -> None:
     """Call `on_change(version)` for every published bump until cancelled.
 
@@ -46,6 +50,8 @@ async def listen_reference_changes(store: Store, on_change: Callable[[int], Awai
         finally:
             try:
                 if pubsub is not None:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 8.1
+                    # Bounded: a close stuck on a half-dead connection must not hold up a
+                    # worker's shutdown (this runs after the listener was cancelled).
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)  # type: ignore[no-untyped-call]  # unannotated in redis-py 8.1
             except Exception:  # the connection may already be dead
                 pass

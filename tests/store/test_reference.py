@@ -63,5 +63,6 @@ async def test_a_listener_started_before_any_other_command_subscribes_at_once(st
             await asyncio.sleep(0.01)
     finally:
         listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+        # A cancelled listener ends promptly (a worker's shutdown waits for it).
+        await asyncio.wait_for(asyncio.gather(listener, return_exceptions=True), 10)
         await close_store(fresh)
