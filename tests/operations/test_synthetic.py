@@ -109,12 +109,19 @@ async def test_seed_command_prints_a_line_per_batch_and_a_summary(ops_environ, n
     assert "synthetic users: 0 created, 1200 already existed, 0 subscriptions" in second.stdout
 
 
+def _interruptible() -> None:
+    # A test run started in the background (a non-interactive shell's `&`, some CI runners)
+    # ignores SIGINT, and an ignored signal stays ignored across exec: Python then installs
+    # no Ctrl-C handler and the seeder would never see the interrupt this test sends.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_ctrl_c_keeps_whole_batches_and_a_rerun_completes(ops_environ, pg, no_synthetic_users):
     total, batch = 30_000, 500
     env = {**ops_environ, "PATH": "/usr/bin:/bin"}
     process = await asyncio.create_subprocess_exec(
         *cli_command("seed", "--users", str(total), "--batch-size", str(batch)), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=_interruptible)
     while b"users (" not in (line := await asyncio.wait_for(process.stderr.readline(), 60)):
         assert line, "seeding ended before reporting a batch"
     process.send_signal(signal.SIGINT)
