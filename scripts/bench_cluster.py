@@ -15,13 +15,10 @@ import argparse
 import asyncio
 import os
 import platform
-import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,13 +29,14 @@ from scripts.bench_run import (
     PY,
     ROOT,
     SYNTHETIC_PASSWORD,
-    UNLIMITED,
     Processes,
     _drop,
     _premium_emails,
+    bench_env,
     free_port,
     log,
     run_cli,
+    start_redis,
     wait_http,
     wrk,
 )
@@ -82,19 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="manas360-bench-cluster-"))
     procs = Processes()
     redis_port, single_port, cluster_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "ENV": "development", "DATABASE_URL": f"{base_url}/{database}",
-           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REDIS_PREFIX": "bench:",
-           "JWT_SECRET": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING", "LOG_JSON": "1",
-           "WORKERS": str(args.workers), "PYTHONPATH": str(ROOT),
-           "RATE_LIMIT_GLOBAL": UNLIMITED, "RATE_LIMIT_AUTH": UNLIMITED, "RATE_LIMIT_API": UNLIMITED}
+    env = bench_env(base_url=base_url, database=database, redis_port=redis_port, workers=args.workers)
     results: dict[str, object] = {"load_before": load_average()}
     try:
         asyncio.run(_drop(admin_dsn, database))
         with start_redis_cluster() as cluster:
-            procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no", "--dir", str(tmp)], env=env, log_path=tmp / "redis.log")
-            while subprocess.run(["redis-cli", "-p", str(redis_port), "ping"], capture_output=True).returncode:
-                time.sleep(0.05)
+            start_redis(procs, port=redis_port, tmp=tmp, env=env)
             log("migrating and seeding")
             run_cli("migrate", env=env)
             run_cli("seed", env=env)

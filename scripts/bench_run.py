@@ -224,6 +224,24 @@ def token_cache_counts(url: str) -> tuple[float, float]:
     return float(found.get("hit", 0)), float(found.get("miss", 0))
 
 
+def bench_env(*, base_url: str, database: str, redis_port: int, workers: int) -> dict[str, str]:
+    """The environment of a benchmarked server: its own database and Redis, quiet logs, and
+    limits no benchmark reaches (the limiter's cost is measured, its refusals are not)."""
+    return {**os.environ, "ENV": "development", "DATABASE_URL": f"{base_url}/{database}",
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REDIS_PREFIX": "bench:",
+            "JWT_SECRET": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING", "LOG_JSON": "1",
+            "WORKERS": str(workers), "PYTHONPATH": str(ROOT),
+            "RATE_LIMIT_GLOBAL": UNLIMITED, "RATE_LIMIT_AUTH": UNLIMITED, "RATE_LIMIT_API": UNLIMITED}
+
+
+def start_redis(procs: Processes, *, port: int, tmp: Path, env: dict[str, str]) -> None:
+    """A private, non-persistent redis-server on `port`, answering PING before this returns."""
+    procs.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(tmp)], env=env, log_path=tmp / "redis.log")
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode:
+        time.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -243,20 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="manas360-bench-"))
     procs = Processes()
     redis_port, app_port, bare_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "ENV": "development", "DATABASE_URL": f"{base_url}/{database}",
-           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REDIS_PREFIX": "bench:",
-           "JWT_SECRET": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING", "LOG_JSON": "1",
-           "WORKERS": str(args.workers), "PORT": str(app_port), "PYTHONPATH": str(ROOT),
-           "RATE_LIMIT_GLOBAL": UNLIMITED, "RATE_LIMIT_AUTH": UNLIMITED, "RATE_LIMIT_API": UNLIMITED,
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), "METRICS_ALLOWED_CIDRS": "127.0.0.1/32"}
+    env = {**bench_env(base_url=base_url, database=database, redis_port=redis_port, workers=args.workers),
+           "PORT": str(app_port), "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+           "METRICS_ALLOWED_CIDRS": "127.0.0.1/32"}
     cost = int(env.get("BCRYPT_COST", "12"))
     results: dict[str, object] = {}
     try:
         asyncio.run(_recreate(admin_dsn, database))
-        procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                     "no", "--dir", str(tmp)], env=env, log_path=tmp / "redis.log")
-        while subprocess.run(["redis-cli", "-p", str(redis_port), "ping"], capture_output=True).returncode:
-            time.sleep(0.05)
+        start_redis(procs, port=redis_port, tmp=tmp, env=env)
         log("migrating and seeding")
         run_cli("migrate", env=env)
         run_cli("seed", env=env)
