@@ -58,7 +58,7 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
             app = deps(request)
             ctx = request.ctx
             # The edge's per-IP limit, when it left it to this round trip (manas360.edge.ratelimit).
-            client_check = getattr(ctx, "client_check", None)
+            client_check = request.app.ctx.edge.deferred_check(request)
             ctx.access = access = await authorize(
                 settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog, clock=app.clock,
                 authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate,

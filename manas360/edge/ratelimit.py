@@ -71,11 +71,22 @@ class EdgeLimiter:
                 and self.policies.is_guarded(request) and time.monotonic() >= self._store_down_until):
             policy = policies[0]
             key, log_key = _request_key(request, policy, store)
-            request.ctx.client_check = ClientCheck(policy=policy, key=key, log_key=log_key,
-                                                   check_alone=partial(self._check_alone, request, policy))
+            # Only the facts: a callable bound to the request, kept on the request's own ctx,
+            # would make every guarded request a reference cycle, freed only by the cyclic GC
+            # (whose full collections then stalled a worker for ~70 ms under load).
+            request.ctx.client_check = (policy, key, log_key)
             return
         for policy in policies:
             await self._check_one(request, store, policy)
+
+    def deferred_check(self, request: Request) -> ClientCheck | None:
+        """The per-IP check this edge left to the guard for `request`, if it left one."""
+        deferred: tuple[RatePolicy, str, str] | None = getattr(request.ctx, "client_check", None)
+        if deferred is None:
+            return None
+        policy, key, log_key = deferred
+        return ClientCheck(policy=policy, key=key, log_key=log_key,
+                           check_alone=partial(self._check_alone, request, policy))
 
     async def _check_one(self, request: Request, store: Store, policy: RatePolicy) -> None:
         key, log_key = _request_key(request, policy, store)
