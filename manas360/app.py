@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 
 from sanic import Sanic
@@ -106,6 +107,14 @@ def _add_listeners(app: App, settings: Settings) -> None:
     async def start_mail_sender(app: App) -> None:
         # Every worker sends; SKIP LOCKED gives each queued mail to one of them.
         app.ctx.mail_sender = app.ctx.deps.outbox.start(orm=app.ctx.orm)
+
+    @app.after_server_start
+    async def freeze_startup_objects(app: App) -> None:
+        # Everything loaded by now (modules, routes, schemas, pools) lives as long as the
+        # worker: moved out of the collector's generations, a full collection no longer
+        # walks it (measured in a started worker: a full collection 50-74 ms before, 0.4-1.1 ms
+        # after; under load, one every ~300 ms had been the gated GET's p99).
+        gc.freeze()
 
     @app.before_server_stop
     async def stop_mail_sender(app: App) -> None:
