@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
+from sanic.helpers import has_message_body
 from sanic.response import HTTPResponse
+from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 JSON = "application/json"
 EncodedHeaders = tuple[tuple[bytes, bytes], ...]
@@ -21,9 +23,23 @@ class ApiResponse(HTTPResponse):
     constant_headers: EncodedHeaders = ()
 
     @property
-    def processed_headers(self) -> Any:  # an iterator of (name, value) byte pairs, as Sanic's
-        yield from super().processed_headers
-        yield from self.constant_headers
+    def processed_headers(self) -> Any:  # (name, value) byte pairs, as Sanic's
+        # Sanic's own property, with the same sanitising (CR, LF and NUL removed) done only
+        # when a header holds one: str.translate on every name and value was 8 % of a
+        # worker's time on the gated GET; three C-level substring checks cost a tenth.
+        headers = self.headers
+        if has_message_body(self.status):
+            headers.setdefault("content-type", self.content_type)
+        pairs = [(_clean(name).encode("ascii"), _clean(f"{value}").encode(errors="surrogateescape"))
+                 for name, value in headers.items()]
+        pairs += self.constant_headers
+        return pairs
+
+
+def _clean(text: str) -> str:
+    if "\r" in text or "\n" in text or "\0" in text:
+        return text.translate(HEADER_TRANSLATION_TABLE)
+    return text
 
 
 def model_response(model: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None,
