@@ -2,9 +2,9 @@
 
 Algorithm. Time is cut into fixed windows of `window_s` seconds (W), aligned on Redis server
 time (`TIME` inside the script, so every worker and instance agrees). A key is one small
-hash: the current window's index, its count and the previous window's count, and for each
-of the two the time of its last admitted request (`l`, carried to `pl` when the window
-rolls). A request of `cost` is admitted when
+string (five packed numbers, see ratelimit.lua): the current window's index, its count and
+the previous window's count, and for each of the two the time of its last admitted request
+(`l`, carried to `pl` when the window rolls). A request of `cost` is admitted when
 
     estimate + cost <= limit,   estimate = prev * (1 - elapsed / window) + curr
 

@@ -44,6 +44,12 @@ def _wait_s(now_ms: int, window_s: int, extra_ms: int) -> int:
     return min(_left_s(now_ms, window_s, extra_ms), window_s)
 
 
+async def _state(store, key: str) -> dict[str, int]:
+    """The limiter's stored state (five packed numbers, see store/ratelimit.lua)."""
+    values = await store.redis.eval("return {struct.unpack('<ddddd', redis.call('GET', KEYS[1]))}", 1, key)
+    return dict(zip(("w", "c", "p", "l", "pl"), values[:5], strict=True))
+
+
 async def _hits(store, *, key: str, limit: int, window_s: int, n: int, cost: int = 1) -> list[Verdict]:
     return [await hit(store, policy="global", key=key, limit=limit, window_s=window_s, cost=cost) for _ in range(n)]
 
@@ -82,7 +88,7 @@ async def test_denied_check_does_not_count(store):
     await _hits(store, key=key, limit=3, window_s=HOUR, n=3)
     denials = await _hits(store, key=key, limit=3, window_s=HOUR, n=20)
     assert not any(v.allowed for v in denials)
-    assert await store.redis.hget(key, "c") == "3"
+    assert (await _state(store, key))["c"] == 3
     assert denials[-1].reset_s <= denials[0].reset_s
 
 
@@ -217,9 +223,9 @@ return ratelimit_hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARG
 """
 # The same check on a scratch copy of the state: what a request then would get, without it counting.
 _PROBE = script_core("ratelimit") + """
-local state = redis.call('HGETALL', KEYS[1])
+local state = redis.call('GET', KEYS[1])
 redis.call('DEL', KEYS[2])
-if #state > 0 then redis.call('HSET', KEYS[2], unpack(state)) end
+if state then redis.call('SET', KEYS[2], state) end
 local reply = ratelimit_hit(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 redis.call('DEL', KEYS[2])
 return reply
@@ -293,6 +299,33 @@ async def test_a_key_written_before_last_times_were_kept_is_never_looser(store):
     denied = await _at(store, keys[0], _EPOCH_MS + 1000, limit=5, window_s=60)
     assert not denied.allowed and denied.reset_s <= 60
     assert (await _at(store, keys[0], _EPOCH_MS + 1000 + denied.reset_s * 1000, limit=5, window_s=60)).allowed
+
+
+async def test_a_key_in_the_older_hash_form_is_honoured_then_replaced(store):
+    """Keys written before the packed form (a deploy) keep their counts and their TTL."""
+    keys, window_ms = _tagged_keys(store), 60_000
+    index, now_ms = _EPOCH_MS // window_ms, _EPOCH_MS + 5_000
+    await store.redis.hset(keys[0], mapping={"w": index, "c": 4, "p": 0, "l": now_ms - 1_000,
+                                             "pl": index * window_ms - 1})
+    await store.redis.pexpire(keys[0], 100_000)
+    admitted = await _at(store, keys[0], now_ms, limit=5, window_s=60)
+    assert admitted.allowed and admitted.remaining == 0
+    assert await store.redis.type(keys[0]) == "string"
+    assert await _state(store, keys[0]) == {"w": index, "c": 5, "p": 0, "l": now_ms, "pl": index * window_ms - 1}
+    assert 90_000 < await store.redis.pttl(keys[0]) <= 100_000  # same window: the TTL stands
+    assert not (await _at(store, keys[0], now_ms + 1, limit=5, window_s=60)).allowed
+
+
+async def test_the_window_rolling_over_sets_the_ttl_and_carries_the_count(store):
+    keys, window_ms = _tagged_keys(store), 60_000
+    index = _EPOCH_MS // window_ms
+    for offset in (0, 10, 20):
+        await _at(store, keys[0], _EPOCH_MS + offset, limit=5, window_s=60)
+    await store.redis.pexpire(keys[0], 500_000)
+    await _at(store, keys[0], _EPOCH_MS + window_ms + 1, limit=5, window_s=60)
+    assert await _state(store, keys[0]) == {"w": index + 1, "c": 1, "p": 3, "l": _EPOCH_MS + window_ms + 1,
+                                            "pl": _EPOCH_MS + 20}
+    assert await store.redis.pttl(keys[0]) <= 2 * window_ms
 
 
 # reuse by a bigger script -----------------------------------------------------------------
