@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from manas360.store.cluster import ServiceCluster
 from manas360.store.keys import Keys
-from manas360.store.pipelined import FastRedis, PipelinedRedis
+from manas360.store.pipelined import FastRedis, PipelinedRedis, pack_command
 from manas360.store.routed import RoutedPipelinedRedis
 from manas360.store.url import parse_redis_url
 
@@ -64,6 +65,8 @@ class Store:
     # node (PipelinedRedis), one per node routed by slot on a cluster (RoutedPipelinedRedis).
     fast: FastRedis | None = None
     _scripts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    prepared: dict[tuple[object, ...], bytes] = field(default_factory=dict)
+    """Per-request commands packed once and sent again (store.entitlements.check_request)."""
 
     async def run_script(self, name: str, *, keys: list[str], args: list[ScriptArg]) -> object:
         """EVALSHA the Lua script `<name>.lua` beside this package; load it on NOSCRIPT."""
@@ -77,6 +80,26 @@ class Store:
             return await self.redis.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self.redis.eval(source, len(keys), *keys, *args)
+
+    def packed_script(self, name: str, *, keys: list[str], args: list[ScriptArg]) -> bytes | None:
+        """The EVALSHA of `name` as bytes ready to send on the pipelined connection, for
+        a caller that sends the same command again and again (`run_packed_script`); None
+        where there is no single-node pipelined connection to send it on."""
+        if not isinstance(self.fast, PipelinedRedis):
+            return None
+        return pack_command(("EVALSHA", self.script(name)[1], len(keys), *keys, *args))
+
+    async def run_packed_script(self, name: str, packed: bytes, *, keys: Callable[[], list[str]],
+                                args: Callable[[], list[ScriptArg]]) -> object:
+        """`run_script` with the EVALSHA already packed by `packed_script`; `keys` and
+        `args` are only built (called) if Redis lost the script and it must be sent whole."""
+        assert isinstance(self.fast, PipelinedRedis)  # packed_script answered None otherwise
+        try:
+            return await self.fast.execute_packed(packed)
+        except NoScriptError:
+            source = self.script(name)[0]
+            built = keys()
+            return await self.fast.execute("EVAL", source, len(built), *built, *args())
 
     async def run_script_and_get(self, name: str, *, keys: list[str], args: list[ScriptArg],
                                  get: str) -> tuple[object, object]:

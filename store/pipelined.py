@@ -28,7 +28,8 @@ CommandArg = str | int | float | bytes
 """One word of a Redis command, as hiredis packs it."""
 
 
-def _pack(command: tuple[CommandArg, ...]) -> bytes:
+def pack_command(command: tuple[CommandArg, ...]) -> bytes:
+    """`command` in Redis's wire format (RESP), as `execute` sends it."""
     # hiredis's stub types the argument as a one-item tuple (Tuple[X]); it packs any length.
     packed: bytes = hiredis.pack_command(cast(tuple[CommandArg], command))
     return packed
@@ -70,14 +71,21 @@ class PipelinedRedis:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        return await protocol.send(_pack(args))
+        return await protocol.send(pack_command(args))
+
+    async def execute_packed(self, packed: bytes) -> object:
+        """`execute` of a command already packed by `pack_command` (reused, not re-packed)."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connect()
+        return await protocol.send(packed)
 
     async def execute_many(self, *commands: tuple[CommandArg, ...]) -> list[object]:
         """Send several commands in the same write; their replies (or errors) in order."""
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        return await gather_replies([protocol.send(_pack(args)) for args in commands])
+        return await gather_replies([protocol.send(pack_command(args)) for args in commands])
 
     def submit(self, command: tuple[CommandArg, ...]) -> Awaitable[object]:
         """Queue `command` into this tick's write right away, not when awaited (so commands
@@ -85,7 +93,7 @@ class PipelinedRedis:
         Not connected yet: a task that connects first."""
         protocol = self._protocol
         if protocol is not None and not protocol.closed:
-            return protocol.send(_pack(command))
+            return protocol.send(pack_command(command))
         return asyncio.ensure_future(self.execute(*command))
 
     async def _connect(self) -> _Protocol:
@@ -118,9 +126,9 @@ class PipelinedRedis:
             if config.password:
                 auth: tuple[CommandArg, ...] = (("AUTH", config.username, config.password) if config.username
                                                 else ("AUTH", config.password))
-                await protocol.send(_pack(auth))
+                await protocol.send(pack_command(auth))
             if config.db:
-                await protocol.send(_pack(("SELECT", config.db)))
+                await protocol.send(pack_command(("SELECT", config.db)))
         except BaseException:
             protocol.abort(ConnectionError("Redis refused the connection's AUTH or SELECT"))
             raise

@@ -3,16 +3,18 @@ or, for the few bodies that are not models, orjson."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel
-from sanic.helpers import has_message_body
+from sanic.helpers import has_message_body as _sanic_has_message_body
 from sanic.response import HTTPResponse
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 JSON = "application/json"
 EncodedHeaders = tuple[tuple[bytes, bytes], ...]
+has_message_body = cast(Callable[[int], bool], _sanic_has_message_body)  # untyped in Sanic
 
 
 class ApiResponse(HTTPResponse):

@@ -7,6 +7,7 @@ import hashlib
 from contextlib import contextmanager
 from uuid import uuid4
 
+import hiredis
 from redis.crc import key_slot
 
 from manas360.store.client import close_store, open_store, ping, pool_stats, script_source
@@ -56,7 +57,15 @@ def recorded_scripts(store, monkeypatch):
     if store.fast is not None:
         spy(type(store.fast), "execute", lambda args: [args])
         spy(type(store.fast), "execute_many", lambda args: args)
+        if hasattr(store.fast, "execute_packed"):  # commands packed once, sent as bytes
+            spy(type(store.fast), "execute_packed", lambda args: [_unpacked(args[0])])
     yield calls
+
+
+def _unpacked(packed: bytes) -> list[str]:
+    reader = hiredis.Reader(encoding="utf-8")
+    reader.feed(packed)
+    return reader.gets()
 
 
 async def test_every_script_touches_exactly_one_slot(store, monkeypatch):

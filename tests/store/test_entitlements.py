@@ -88,3 +88,29 @@ async def test_a_fill_after_redis_forgot_its_scripts_loads_them_and_lands(store)
     check = await _check(store, user)
     assert (check.loaded, check.context) == (True, CONTEXT)
     assert (await _check(store, user, jti="old")).revoked
+
+
+async def test_the_packed_per_request_command_survives_redis_forgetting_its_scripts(store):
+    """The single node's per-request EVALSHA is packed once per token and client and sent
+    again as bytes; after SCRIPT FLUSH it falls back to EVAL and the next one finds it."""
+    user = str(uuid4())
+    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60,
+                            loaded_ttl_ms=60_000)
+    before = await _check(store, user)
+    await store.redis.script_flush()
+    for expected_remaining in (before.remaining - 1, before.remaining - 2):
+        check = await _check(store, user)
+        assert (check.context, check.remaining) == (CONTEXT, expected_remaining)
+
+
+async def test_packed_commands_are_per_token_and_bounded(store, monkeypatch):
+    import manas360.store.entitlements as entitlements
+
+    monkeypatch.setattr(entitlements, "PREPARED_COMMANDS", 3)
+    store.prepared.clear()
+    user = str(uuid4())
+    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations(jtis={"j2": 60_000}))],
+                            context_ttl_s=60, loaded_ttl_ms=60_000)
+    verdicts = [(await _check(store, user, jti=jti)).revoked for jti in ("j1", "j2", "j3", "j4", "j2", "j1")]
+    assert verdicts == [False, True, False, False, True, False]  # each token its own keys
+    assert len(store.prepared) <= 3 or store.cluster
