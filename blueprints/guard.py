@@ -58,11 +58,17 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
             app = deps(request)
             ctx = request.ctx
             # The edge's per-IP limit, when it left it to this round trip (manas360.edge.ratelimit).
-            client_check = request.app.ctx.edge.deferred_check(request)
+            # Only a local closure holds the request: kept on ctx, it would make a reference cycle.
+            client_check = getattr(ctx, "client_check", None)
+            check_client_alone = None
+            if client_check is not None:
+                async def check_client_alone() -> None:
+                    await request.app.ctx.edge.check_deferred_alone(request, client_check)
+
             ctx.access = access = await authorize(
                 settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog, clock=app.clock,
                 authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate,
-                client_check=client_check)
+                client_check=client_check, check_client_alone=check_client_alone)
             ctx.principal = access.principal
             return await handler(request, *args, **kwargs)
 

@@ -23,7 +23,6 @@ Redis would otherwise cost every request its socket timeout). A fail-closed poli
 from __future__ import annotations
 
 import time
-from functools import partial
 
 from loguru import logger
 from sanic import Request
@@ -74,28 +73,21 @@ class EdgeLimiter:
             # Only the facts: a callable bound to the request, kept on the request's own ctx,
             # would make every guarded request a reference cycle, freed only by the cyclic GC
             # (whose full collections then stalled a worker for ~70 ms under load).
-            request.ctx.client_check = (policy, key, log_key)
+            request.ctx.client_check = ClientCheck(policy=policy, key=key, log_key=log_key)
             return
         for policy in policies:
             await self._check_one(request, store, policy)
 
-    def deferred_check(self, request: Request) -> ClientCheck | None:
-        """The per-IP check this edge left to the guard for `request`, if it left one."""
-        deferred: tuple[RatePolicy, str, str] | None = getattr(request.ctx, "client_check", None)
-        if deferred is None:
-            return None
-        policy, key, log_key = deferred
-        return ClientCheck(policy=policy, key=key, log_key=log_key,
-                           check_alone=partial(self._check_alone, request, policy))
+    async def check_deferred_alone(self, request: Request, deferred: ClientCheck) -> None:
+        """The per-IP check this edge left to the guard (`request.ctx.client_check`), run
+        on its own: for a request the guard refuses before Redis."""
+        await self._check_one(request, request.app.ctx.deps.store, deferred.policy)
 
     async def _check_one(self, request: Request, store: Store, policy: RatePolicy) -> None:
         key, log_key = _request_key(request, policy, store)
         verdict = await self._hit(store, policy=policy, key=key)
         if verdict is not None:
             apply_verdict(request, verdict, log_key=log_key)
-
-    async def _check_alone(self, request: Request, policy: RatePolicy) -> None:
-        await self._check_one(request, request.app.ctx.deps.store, policy)
 
     async def _hit(self, store: Store, *, policy: RatePolicy, key: str) -> Verdict | None:
         if time.monotonic() < self._store_down_until:

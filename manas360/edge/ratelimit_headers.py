@@ -17,9 +17,10 @@ def format_headers(verdicts: list[Verdict]) -> dict[str, str]:
     """`RateLimit-Policy` and `RateLimit` for every verdict, plus `Retry-After` on a denial."""
     if not verdicts:
         return {}
+    # List comprehensions, not generators: this runs on every limited response.
     headers = {
-        "RateLimit-Policy": _policy_header(tuple((v.policy, v.limit, v.window_s) for v in verdicts)),
-        "RateLimit": _sf_list(f"{_sf_string(v.policy)};r={v.remaining};t={v.reset_s}" for v in verdicts),
+        "RateLimit-Policy": _policy_header(tuple([(v.policy, v.limit, v.window_s) for v in verdicts])),
+        "RateLimit": ", ".join([f"{_sf_string(v.policy)};r={v.remaining};t={v.reset_s}" for v in verdicts]),
     }
     retry_after = retry_after_s(verdicts)
     if retry_after is not None:

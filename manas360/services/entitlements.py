@@ -102,26 +102,25 @@ class ClientCheck:
     """The Redis key the client is counted under."""
     log_key: str
     """What rate_limit_logs records for it ("ip:<address>")."""
-    check_alone: Callable[[], Awaitable[None]]
-    """Runs the limit on its own (the edge's check): for a request refused before Redis."""
 
 
 async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
                     clock: Clock, authorization_header: str | None, needs: Needs,
-                    on_rate: Callable[[Verdict, str], None], client_check: ClientCheck | None = None) -> Access:
+                    on_rate: Callable[[Verdict, str], None], client_check: ClientCheck | None = None,
+                    check_client_alone: Callable[[], Awaitable[None]] | None = None) -> Access:
     """Authenticate, load live entitlements in one round trip, gate; raise the API error.
 
     `client_check`: the per-IP limit, checked first in the same round trip (a request it
-    refuses spends nothing of the user's), or on its own when the token is refused before
-    Redis is asked. `on_rate(verdict, log_key)` receives each verdict (per-IP, then `api`)
-    before the gate is applied: it renders the RateLimit headers and raises 429 on a
-    denial, so a throttled caller learns nothing more.
+    refuses spends nothing of the user's), or on its own (`check_client_alone`, the edge's
+    check) when the token is refused before Redis is asked. `on_rate(verdict, log_key)`
+    receives each verdict (per-IP, then `api`) before the gate is applied: it renders the
+    RateLimit headers and raises 429 on a denial, so a throttled caller learns nothing more.
     """
     try:
         principal = codec.verify(bearer_token(authorization_header))
     except AppError:
-        if client_check is not None:  # a bad token still counts against the client's limit
-            await client_check.check_alone()
+        if check_client_alone is not None:  # a bad token still counts against the client's limit
+            await check_client_alone()
         raise
     policy = settings.rate_policies["api"]
     client_limit = None
@@ -162,7 +161,7 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
 
 
 def _effective_plan(context: UserContext, *, clock: Clock) -> str:
-    if context.plan_end_ms and context.plan_end_ms <= to_ms(clock.now()):
+    if context.plan_end_ms and context.plan_end_ms <= clock.now_ms():
         return reference.FREE_PLAN
     return context.plan
 
