@@ -52,8 +52,7 @@ client can use no more than the available quota"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from manas360.store.client import Store, reply_items
 
@@ -62,8 +61,8 @@ _SCRIPT = "ratelimit"
 _MAX_LIMIT_WINDOW_MS = 2**53
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+# A NamedTuple, not a frozen dataclass: built on every gated request (see store/entitlements.py).
+class Verdict(NamedTuple):
     policy: str
     allowed: bool
     limit: int

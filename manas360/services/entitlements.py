@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from loguru import logger
 from tortoise import connections
@@ -69,8 +69,8 @@ class Needs:
     min_privilege: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
+# A NamedTuple, not a frozen dataclass: built on every gated request (see store/entitlements.py).
+class Access(NamedTuple):
     """The authorized caller with live entitlements (never read from the token)."""
 
     principal: Principal
@@ -93,8 +93,7 @@ class Access:
         return self.catalog.features_of(self.plan)
 
 
-@dataclass(frozen=True, slots=True)
-class ClientCheck:
+class ClientCheck(NamedTuple):
     """The per-IP limit the edge left to the guard, so that it rides in the user's round trip."""
 
     policy: RatePolicy
