@@ -5,13 +5,13 @@
 -- revoked = 1 already, the caller must ask PostgreSQL.
 
 -- BEGIN access core
--- No KEYS or ARGV in here: a bigger per-request script can include it.
-local function access_revocation(marker_key, epoch_key, jti_key, session_key, issued_ms)
-  local v = redis.call('MGET', marker_key, epoch_key, jti_key, session_key)
-  local loaded = v[1] and 1 or 0
+-- No KEYS or ARGV in here: a bigger per-request script can include it. Takes the values of
+-- the marker, epoch, jti and session keys (the caller reads them in its one MGET).
+local function access_revocation(marker, epoch_value, jti_entry, session_entry, issued_ms)
+  local loaded = marker and 1 or 0
   -- Tokens issued at or before the epoch are dead (logout-all, password change, admin revoke).
-  local epoch = tonumber(v[2]) or 0
-  local revoked = (issued_ms <= epoch or v[3] or v[4]) and 1 or 0
+  local epoch = tonumber(epoch_value) or 0
+  local revoked = (issued_ms <= epoch or jti_entry or session_entry) and 1 or 0
   return loaded, revoked
 end
 -- END access core

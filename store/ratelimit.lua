@@ -31,11 +31,13 @@ local function ratelimit_wait_ms(prev, curr, last_prev, last_curr, limit, cost, 
                   last_curr + window_ms - now_ms)
 end
 
-local function ratelimit_hit(key, now_ms, limit, window_ms, cost)
+-- `prefetched`: the key's value if the caller already read it (an MGET of its own); when
+-- it is absent (nil or false: no key, or a key in the older hash form) the key is read here.
+local function ratelimit_hit(key, now_ms, limit, window_ms, cost, prefetched)
   local index = math.floor(now_ms / window_ms)
   local left_ms = (index + 1) * window_ms - now_ms
   local stored, curr, prev, last_curr, last_prev
-  local packed = redis.pcall('GET', key)
+  local packed = prefetched or redis.pcall('GET', key)
   if type(packed) == 'string' then
     stored, curr, prev, last_curr, last_prev = struct.unpack('<ddddd', packed)
   else

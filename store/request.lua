@@ -20,22 +20,30 @@
 --#include access
 --#include ratelimit
 
-local version = false
-if #KEYS >= 8 then
-  version = redis.call('GET', KEYS[8]) or false
+-- Every string value the request needs, in ONE call (each redis.call costs Redis more than
+-- the Lua around it): revocation state, the `api` counter, and on a single node the
+-- reference version and the client's counter. (The context is a hash: HMGET below.)
+local v
+if #KEYS >= 9 then
+  v = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[8], KEYS[9])
+elseif #KEYS == 8 then
+  v = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[8])
+else
+  v = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
 end
+local version = (#KEYS >= 8 and v[6]) or false
 local now_ms = false
 local g_allowed, g_remaining, g_t = 0, 0, 0
 if #KEYS >= 9 then
   local now = redis.call('TIME')
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local g = ratelimit_hit(KEYS[9], now_ms, tonumber(ARGV[4]), tonumber(ARGV[5]) * 1000, 1)
+  local g = ratelimit_hit(KEYS[9], now_ms, tonumber(ARGV[4]), tonumber(ARGV[5]) * 1000, 1, v[7])
   g_allowed, g_remaining, g_t = g[1], g[2], g[3]
   if g_allowed == 0 then
     return {0, 0, false, false, false, false, 0, 0, 0, false, g_allowed, g_remaining, g_t, version}
   end
 end
-local loaded, revoked = access_revocation(KEYS[1], KEYS[2], KEYS[3], KEYS[4], tonumber(ARGV[1]))
+local loaded, revoked = access_revocation(v[1], v[2], v[3], v[4], tonumber(ARGV[1]))
 local ctx = redis.call('HMGET', KEYS[5], 'role', 'plan', 'plan_end_ms', 'status')
 local gen = false
 if not ctx[1] then
@@ -49,6 +57,6 @@ if not now_ms then
   local now = redis.call('TIME')
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
-local verdict = ratelimit_hit(KEYS[6], now_ms, tonumber(ARGV[2]), tonumber(ARGV[3]) * 1000, 1)
+local verdict = ratelimit_hit(KEYS[6], now_ms, tonumber(ARGV[2]), tonumber(ARGV[3]) * 1000, 1, v[5])
 return {loaded, 0, ctx[1], ctx[2], ctx[3], ctx[4], verdict[1], verdict[2], verdict[3], gen,
         g_allowed, g_remaining, g_t, version}
