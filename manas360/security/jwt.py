@@ -15,8 +15,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 
@@ -29,12 +28,12 @@ NBF_LEEWAY_S = 5
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp")
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
+class VerifiedToken(NamedTuple):
     """What a verified access token proves: identity and its time bounds, nothing more.
 
     Immutable: a request cannot change what it was given (the verified-token cache keeps
-    the fields and hands out a fresh instance per hit)."""
+    the fields and hands out a fresh instance per hit). A NamedTuple rather than a frozen
+    dataclass: built on every request, at less than half the cost."""
 
     user_id: str
     session_id: str
@@ -160,7 +159,7 @@ class AccessTokenCodec:
         if cached is not None:
             self.hits += 1
             self._cache.move_to_end(digest)
-            verified = VerifiedToken(*cached)
+            verified = VerifiedToken._make(cached)
             self._check_times(verified, now, digest)
             return verified
         self.misses += 1

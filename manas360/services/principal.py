@@ -14,7 +14,7 @@ from manas360.security.jwt import VerifiedToken
 Principal = VerifiedToken
 """The authenticated caller: identity only (`user_id`, `session_id`, `jti`, `issued_ms`,
 `expires_ms`); entitlements are never read from the token. Immutable: the codec's
-verified-token cache shares one instance between the requests presenting the same token."""
+verified-token cache keeps its fields and hands each request an instance of its own."""
 
 
 def bearer_token(authorization_header: str | None) -> str:
