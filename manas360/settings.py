@@ -154,7 +154,8 @@ class Settings(BaseSettings):
     token_cache_size: int = _setting(DEFAULT_TOKEN_CACHE_SIZE, description=(
         "verified access tokens each worker keeps (LRU, ~610 bytes each: ~58 MiB per worker when full); "
         "a hit skips the signature check, never revocation or expiry. Size it to the distinct tokens "
-        "in use within one access-token lifetime"))
+        "in use within one access-token lifetime. (Each worker also keeps up to 10,000 packed per-request "
+        "Redis commands, ~10 MiB, one per token and client: not a setting.)"))
 
     bcrypt_cost: int = _setting(12, description="hashes with another cost are upgraded at the next successful login")
     refresh_reuse_grace_s: int = _setting(10, description=(
