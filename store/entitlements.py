@@ -143,20 +143,9 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
             return built if client_limit is None else [*built, client_limit.limit, client_limit.window_s]
 
         # The same token from the same client sends the same bytes every time: packed once.
-        prepared = store.prepared  # a packed EVALSHA names this store's key prefix and script
-        cache_key = (user_id, session_id, jti, issued_ms, api_limit, api_window_s,
-                     *((client_limit.key, client_limit.limit, client_limit.window_s) if client_limit else ()))
-        packed = prepared.get(cache_key)
-        if packed is None:
-            packed = store.packed_script(_REQUEST, keys=single_node_keys(), args=single_node_args())
-            if packed is not None:
-                if len(prepared) >= PREPARED_COMMANDS:
-                    del prepared[next(iter(prepared))]  # the oldest
-                prepared[cache_key] = packed
-        if packed is not None:
-            raw = await store.run_packed_script(_REQUEST, packed, keys=single_node_keys, args=single_node_args)
-        else:
-            raw = await store.run_script(_REQUEST, keys=single_node_keys(), args=single_node_args())
+        call = (user_id, session_id, jti, issued_ms, api_limit, api_window_s,
+                *((client_limit.key, client_limit.limit, client_limit.window_s) if client_limit else ()))
+        raw = await store.run_script_prepared(_REQUEST, call=call, keys=single_node_keys, args=single_node_args)
         reply = reply_items(raw, 14, script=_REQUEST)
         version: object = reply[13]
     else:
@@ -175,10 +164,6 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
             reply[10:13] = reply_items(client_reply, 3, script=_RATELIMIT)
     return request_check_from_reply(reply, client_checked=client_limit is not None), reply_int(version)
 
-
-PREPARED_COMMANDS = 10_000
-"""How many packed per-request commands a worker keeps (one per token and client; ~1 KB
-each): packing the script call's 14 arguments cost ~8 us of every gated request."""
 
 def request_check_from_reply(reply: list[Any], *, client_checked: bool) -> RequestCheck:
     """A RequestCheck from request.lua's 14 items (the version, item 14, is the caller's)."""

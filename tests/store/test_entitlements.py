@@ -104,9 +104,9 @@ async def test_the_packed_per_request_command_survives_redis_forgetting_its_scri
 
 
 async def test_packed_commands_are_per_token_and_bounded(store, monkeypatch):
-    import manas360.store.entitlements as entitlements
+    import manas360.store.client as client
 
-    monkeypatch.setattr(entitlements, "PREPARED_COMMANDS", 3)
+    monkeypatch.setattr(client, "PREPARED_COMMANDS", 3)
     store.prepared.clear()
     user = str(uuid4())
     await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations(jtis={"j2": 60_000}))],
