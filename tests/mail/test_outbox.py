@@ -26,6 +26,16 @@ async def _queue(pg, recipient: str, *, body: str = "hello") -> int:
         recipient, body)
 
 
+async def _queue_leased(pg, recipient: str) -> int:
+    """A row as a sender leaves it after claiming it (attempt counted, lease taken) and dying
+    before delivery. Written in one statement: a row inserted due and leased afterwards could be
+    claimed by the app's own sender in between."""
+    return await pg.fetchval(
+        "INSERT INTO mail_outbox (recipient, subject, body, kind, attempts, next_attempt_at) "
+        "VALUES ($1, 'Test', 'hello', 'test', 1, now() + interval '1 hour') RETURNING id",
+        recipient)
+
+
 async def test_registration_mail_arrives_once_with_its_link_and_the_row_records_delivery(
         mail_client, smtp, pg):
     before = _sent("email_verification")
@@ -73,10 +83,7 @@ def test_backoff_doubles_up_to_the_maximum():
 
 async def test_a_row_leased_by_a_sender_that_died_is_delivered_after_the_lease(mail_app, smtp, pg):
     recipient = unique_email("lease")
-    mail_id = await _queue(pg, recipient)
-    # A sender claimed it (attempt counted, lease taken) and died before delivering.
-    await pg.execute("UPDATE mail_outbox SET attempts = 1, next_attempt_at = now() + interval '1 hour' "
-                     "WHERE id = $1", mail_id)
+    mail_id = await _queue_leased(pg, recipient)
     await asyncio.sleep(0.3)  # several poll rounds of the app's sender: the lease holds
     assert smtp.inbox.to(recipient) == []
     await pg.execute("UPDATE mail_outbox SET next_attempt_at = now() WHERE id = $1", mail_id)  # the lease ends
