@@ -41,6 +41,9 @@ makes one per token and client, ~1 KB each)."""
 ScriptArg = str | int | float
 """An ARGV value of a Lua script (sent as its string form)."""
 
+ScriptCallBuilder = Callable[[Keys, tuple[Any, ...]], tuple[list[str], list[ScriptArg]]]
+"""The keys and arguments of a prepared script call, from the Store's Keys and the call."""
+
 
 def reply_items(reply: object, count: int, *, script: str) -> list[Any]:
     """The `count` items of a script's array reply; TypeError if the reply is not such an
@@ -85,30 +88,31 @@ class Store:
         except NoScriptError:
             return await self.redis.eval(source, len(keys), *keys, *args)
 
-    async def run_script_prepared(self, name: str, *, call: tuple[object, ...], keys: Callable[[], list[str]],
-                                  args: Callable[[], list[ScriptArg]]) -> object:
+    async def run_script_prepared(self, name: str, call: tuple[Any, ...], build: ScriptCallBuilder) -> object:
         """`run_script` for a call made again and again with the same keys and arguments,
-        which `call` identifies (a hashable summary of them): on the single node's pipelined
+        which `call` identifies (a hashable tuple of them): on the single node's pipelined
         connection its EVALSHA is packed once and the bytes are sent again (packing a
-        14-argument call was ~8 us of every gated request). `keys` and `args` are only
-        built when the call is new, or when Redis lost the script and it goes whole (EVAL).
+        14-argument call was ~8 us of every gated request). `build(keys, call)` gives the
+        keys and arguments; it runs only when the call is new, or when Redis lost the script
+        and it goes whole (EVAL). A module-level function, so that a call allocates nothing.
         At most PREPARED_COMMANDS are kept, the oldest dropped first."""
         fast = self.fast
         if not isinstance(fast, PipelinedRedis):  # a cluster routes each command by its keys
-            return await self.run_script(name, keys=keys(), args=args())
+            keys, args = build(self.keys, call)
+            return await self.run_script(name, keys=keys, args=args)
         prepared, entry = self.prepared, (name, call)
         packed = prepared.get(entry)
         if packed is None:
-            built = keys()
-            packed = pack_command(("EVALSHA", self.script(name)[1], len(built), *built, *args()))
+            keys, args = build(self.keys, call)
+            packed = pack_command(("EVALSHA", self.script(name)[1], len(keys), *keys, *args))
             if len(prepared) >= PREPARED_COMMANDS:
                 del prepared[next(iter(prepared))]
             prepared[entry] = packed
         try:
             return await fast.execute_packed(packed)
         except NoScriptError:
-            built = keys()
-            return await fast.execute("EVAL", self.script(name)[0], len(built), *built, *args())
+            keys, args = build(self.keys, call)
+            return await fast.execute("EVAL", self.script(name)[0], len(keys), *keys, *args)
 
     async def run_script_and_get(self, name: str, *, keys: list[str], args: list[ScriptArg],
                                  get: str) -> tuple[object, object]:

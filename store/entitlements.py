@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from redis.exceptions import NoScriptError
 
 from manas360.store.client import ScriptArg, Store, reply_int, reply_items
+from manas360.store.keys import Keys
 from manas360.store.revocations import SCRIPT as REVOCATIONS_SCRIPT
 from manas360.store.revocations import Revocations
 from manas360.store.revocations import script_call as revocations_call
@@ -45,12 +46,12 @@ class UserContext(NamedTuple):
         return {"role": self.role, "plan": self.plan, "plan_end_ms": self.plan_end_ms, "status": self.status}
 
 
-def context_from_reply(values: list[Any]) -> UserContext | None:
-    """A context from HMGET-ordered values, or None when the entry is missing."""
-    role, plan, plan_end_ms, status = values
+def context_from_reply(role: str | None, plan: str | None, plan_end_ms: str | None,
+                       status: str | None) -> UserContext | None:
+    """A context from the HMGET-ordered values, or None when the entry is missing."""
     if not role or not plan:
         return None
-    return UserContext(role=role, plan=plan, plan_end_ms=int(plan_end_ms or 0), status=status or "active")
+    return UserContext(role, plan, int(plan_end_ms or 0), status or "active")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,33 +127,20 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
     and a failure of either fails the call: the service's edge therefore keeps the per-IP
     limit to itself on a cluster, where it fails open, and passes no `client_limit`).
     """
-    keys = store.keys
-
-    def user_keys() -> list[str]:
-        return [keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),
-                keys.revoked_session(user_id, session_id), keys.user_context(user_id),
-                keys.user_rate(user_id, "api"), keys.user_generation(user_id)]
-
     if not store.cluster:
-        def single_node_keys() -> list[str]:
-            built = user_keys() + [keys.reference_version()]
-            return built if client_limit is None else [*built, client_limit.key]
-
-        def single_node_args() -> list[ScriptArg]:
-            built: list[ScriptArg] = [issued_ms, api_limit, api_window_s]
-            return built if client_limit is None else [*built, client_limit.limit, client_limit.window_s]
-
         # The same token from the same client sends the same bytes every time: packed once.
-        call = (user_id, session_id, jti, issued_ms, api_limit, api_window_s,
-                *((client_limit.key, client_limit.limit, client_limit.window_s) if client_limit else ()))
-        raw = await store.run_script_prepared(_REQUEST, call=call, keys=single_node_keys, args=single_node_args)
+        call: tuple[Any, ...] = (user_id, session_id, jti, issued_ms, api_limit, api_window_s)
+        if client_limit is not None:
+            call += client_limit
+        raw = await store.run_script_prepared(_REQUEST, call, _single_node_call)
         reply = reply_items(raw, 14, script=_REQUEST)
         version: object = reply[13]
     else:
-        user_keys_list = user_keys()
+        keys = store.keys
+        user_keys = _user_keys(keys, user_id, session_id, jti)
         args: list[ScriptArg] = [issued_ms, api_limit, api_window_s]
         # Both (or all three) calls are issued before either is awaited: one flush per node.
-        user_call = store.run_script_and_get(_REQUEST, keys=user_keys_list, args=args, get=keys.reference_version())
+        user_call = store.run_script_and_get(_REQUEST, keys=user_keys, args=args, get=keys.reference_version())
         if client_limit is None:
             (script_reply, version), client_reply = await user_call, None
         else:
@@ -165,16 +153,35 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
     return request_check_from_reply(reply, client_checked=client_limit is not None), reply_int(version)
 
 
+def _user_keys(keys: Keys, user_id: str, session_id: str, jti: str) -> list[str]:
+    """request.lua's KEYS[1..7], all in the user's hash slot."""
+    return [keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),
+            keys.revoked_session(user_id, session_id), keys.user_context(user_id),
+            keys.user_rate(user_id, "api"), keys.user_generation(user_id)]
+
+
+def _single_node_call(keys: Keys, call: tuple[Any, ...]) -> tuple[list[str], list[ScriptArg]]:
+    """request.lua's keys and arguments on a single node, from check_request's `call`:
+    (user_id, session_id, jti, issued_ms, api_limit, api_window_s[, client key, limit, window_s])."""
+    user_id, session_id, jti, issued_ms, api_limit, api_window_s = call[:6]
+    built = [*_user_keys(keys, user_id, session_id, jti), keys.reference_version()]
+    args: list[ScriptArg] = [issued_ms, api_limit, api_window_s]
+    if len(call) > 6:
+        client_key, client_limit, client_window_s = call[6:]
+        built.append(client_key)
+        args += [client_limit, client_window_s]
+    return built, args
+
+
 def request_check_from_reply(reply: list[Any], *, client_checked: bool) -> RequestCheck:
     """A RequestCheck from request.lua's 14 items (the version, item 14, is the caller's)."""
     (loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation,
      client_allowed, client_remaining, client_reset_s, _) = reply
-    client = (LimitReply(allowed=bool(client_allowed), remaining=int(client_remaining), reset_s=int(client_reset_s))
+    # Positional: a NamedTuple built from keywords costs twice as much, on every request.
+    client = (LimitReply(bool(client_allowed), int(client_remaining), int(client_reset_s))
               if client_checked else None)
-    return RequestCheck(loaded=bool(loaded), revoked=bool(revoked), context=context_from_reply([role, plan, plan_end_ms,
-                                                                                                  status]),
-                        allowed=bool(allowed), remaining=int(remaining), reset_s=int(reset_s),
-                        generation=generation or NO_GENERATION, client=client)
+    return RequestCheck(bool(loaded), bool(revoked), context_from_reply(role, plan, plan_end_ms, status),
+                        bool(allowed), int(remaining), int(reset_s), generation or NO_GENERATION, client)
 
 
 async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int,

@@ -73,11 +73,18 @@ class PipelinedRedis:
             protocol = await self._connect()
         return await protocol.send(pack_command(args))
 
-    async def execute_packed(self, packed: bytes) -> object:
-        """`execute` of a command already packed by `pack_command` (reused, not re-packed)."""
+    def execute_packed(self, packed: bytes) -> Awaitable[object]:
+        """`execute` of a command already packed by `pack_command` (reused, not re-packed):
+        await the result for its reply. Connected, the command joins this tick's write at
+        once and the caller awaits the reply's future itself (no coroutine in between: this
+        is every gated request's call)."""
         protocol = self._protocol
-        if protocol is None or protocol.closed:
-            protocol = await self._connect()
+        if protocol is not None and not protocol.closed:
+            return protocol.send(packed)
+        return self._connect_and_send(packed)
+
+    async def _connect_and_send(self, packed: bytes) -> object:
+        protocol = await self._connect()
         return await protocol.send(packed)
 
     async def execute_many(self, *commands: tuple[CommandArg, ...]) -> list[object]:

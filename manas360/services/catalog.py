@@ -75,6 +75,11 @@ class CatalogHolder:
         self.catalog = Catalog()
         self._lock = asyncio.Lock()
 
+    def at(self, version: int) -> Catalog | None:
+        """The catalog if it is at `version` (no await: the hot path's usual case), else None."""
+        catalog = self.catalog
+        return catalog if catalog.version == version else None
+
     async def ensure(self, *, version: int) -> Catalog:
         """The catalog at `version` or newer, reloading from PostgreSQL if behind."""
         if self.catalog.version != version:
