@@ -9,6 +9,7 @@ from tortoise import connections
 from manas360.services.catalog import CatalogHolder, load_catalog
 from manas360.store.client import close_store, open_store
 from manas360.store.reference import bump_reference_version, get_reference_version, listen_reference_changes
+from tests.fixtures.gates import eventually
 
 
 async def test_catalog_holds_levels_permissions_and_plans_in_tier_order(db):
@@ -72,10 +73,12 @@ async def test_version_bump_is_published_to_listeners(settings, redis_raw):
     listener = asyncio.create_task(listen_reference_changes(store, on_change))
     try:
         start = await get_reference_version(store)
-        for _ in range(50):  # wait until the subscription is live
-            if await store.redis.pubsub_numsub(store.keys.reference_channel()) != [(store.keys.reference_channel(), 0)]:
-                break
-            await asyncio.sleep(0.02)
+        channel = store.keys.reference_channel()
+
+        async def subscribed() -> bool:
+            return await store.redis.pubsub_numsub(channel) != [(channel, 0)]
+
+        await eventually(subscribed, what="the listener subscribed")  # a bump before it would go unheard
         version = await bump_reference_version(store)
         assert version > start and version == await get_reference_version(store)
         assert await asyncio.wait_for(received.get(), 2) == version

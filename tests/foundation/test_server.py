@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from tests.fixtures.gates import eventually
 from tests.fixtures.server import start_server
 
 pytestmark = pytest.mark.slow
@@ -71,7 +72,10 @@ def test_logs_are_json_lines_carrying_the_request_id(server):
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(environ, database, tmp_path):
-    server = start_server(environ, workers=2, factory="tests.fixtures.slow_app:create_slow_app", tmp_dir=tmp_path)
+    arrivals = tmp_path / "arrivals"
+    arrivals.mkdir()
+    server = start_server({**environ, "PROBE_ARRIVALS_DIR": str(arrivals)}, workers=2,
+                          factory="tests.fixtures.slow_app:create_slow_app", tmp_dir=tmp_path)
 
     async def in_flight():
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
@@ -79,7 +83,8 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(environ, database
 
     async def scenario():
         task = asyncio.create_task(in_flight())
-        await asyncio.sleep(0.5)  # the requests are now inside the handler's sleep
+        # All four are inside the handler's sleep (a fixed pause could be too short on a slow machine).
+        await eventually(lambda: len(list(arrivals.iterdir())) == 4, what="four requests in the handler")
         started = time.monotonic()
         server.process.send_signal(15)
         responses = await task
