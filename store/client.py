@@ -97,7 +97,8 @@ class Store:
         and it goes whole (EVAL). A module-level function, so that a call allocates nothing.
         At most PREPARED_COMMANDS are kept, the oldest dropped first."""
         fast = self.fast
-        if not isinstance(fast, PipelinedRedis):  # a cluster routes each command by its keys
+        if not isinstance(fast, PipelinedRedis):  # a cluster's connections route each command by
+            # its keys, and a Store opened without a pipelined connection goes through redis-py
             keys, args = build(self.keys, call)
             return await self.run_script(name, keys=keys, args=args)
         prepared, entry = self.prepared, (name, call)

@@ -171,11 +171,12 @@ def _gate(access: Access, needs: Needs) -> None:
         raise InsufficientPrivileges()
     if needs.permissions and not (needs.permissions & access.permissions):
         raise PermissionDenied()
-    if needs.features and not needs.features <= access.features:
-        missing = needs.features - access.features
-        plan = access.catalog.cheapest_plan_with(missing)
-        upgrade = {"plan": plan.name, "price_cents": plan.price_cents} if plan else None
-        raise FeatureNotAvailable(upgrade=upgrade)
+    if needs.features:
+        features = access.features
+        if not needs.features <= features:  # the difference is built only for a refusal
+            plan = access.catalog.cheapest_plan_with(needs.features - features)
+            upgrade = {"plan": plan.name, "price_cents": plan.price_cents} if plan else None
+            raise FeatureNotAvailable(upgrade=upgrade)
 
 
 _loading: dict[str, asyncio.Task[UserState | None]] = {}
