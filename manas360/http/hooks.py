@@ -3,8 +3,8 @@
 Every request passes through exactly these two (plus sanic-ext's CORS response hook when
 ALLOWED_ORIGINS lists origins): request id, ORM context, the metrics timer, request-shape
 limits and rate limits on the way in; the request id, the security headers, the RateLimit
-headers, metrics and (when ACCESS_LOG is on) the access line on the way out, error
-responses included. One hook each instead of one per concern, because Sanic pays for
+headers, Cache-Control, metrics and (when ACCESS_LOG is on) the access line on the way out,
+error responses included. One hook each instead of one per concern, because Sanic pays for
 every middleware on every request (a coroutine, a call through its dispatch loop); the
 constant headers are built once here, and a feature that is off costs nothing per request.
 """
@@ -21,7 +21,7 @@ from manas360 import errors
 from manas360.edge.limits import check_request_shape
 from manas360.edge.ratelimit import EdgeLimiter, add_rate_headers
 from manas360.http.request_id import request_id
-from manas360.http.responses import ApiResponse, encode_headers
+from manas360.http.responses import ApiResponse, EncodedHeaders, encode_headers
 from manas360.http.sanic_types import App
 from manas360.logs import request_id_var
 from manas360.metrics import HttpStats, observe_response
@@ -34,6 +34,11 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 HSTS = "max-age=63072000; includeSubDomains"
+# The only responses a cache may keep (HTTP contract): the public price list and the
+# signing keys when they succeed, and /docs* (whose assets set their own max-age). Every
+# other response, and every error, is `no-store`: tokens, users, sessions, admin data.
+CACHEABLE_PATHS = frozenset({"/api/v1/plans", "/.well-known/jwks.json"})
+NO_STORE = {"Cache-Control": "no-store"}
 
 AccessLogger = Callable[[Request, BaseHTTPResponse], None]
 
@@ -54,9 +59,12 @@ def security_headers(settings: Settings, *, docs: bool) -> dict[str, str]:
 
 def install_hooks(app: App, settings: Settings, *, edge: EdgeLimiter, stats: HttpStats,
                   blocked_paths: frozenset[str], access_log: AccessLogger | None) -> None:
+    # Four constant sets, built and encoded once: per request the hook only picks one.
+    # The cacheable ones carry no Cache-Control, so a handler's own (a docs asset's) stands.
     api_headers = security_headers(settings, docs=False)
     docs_headers = security_headers(settings, docs=True)
-    api_encoded, docs_encoded = encode_headers(api_headers), encode_headers(docs_headers)
+    api_cacheable, docs_cacheable = _constants(api_headers), _constants(docs_headers)
+    api_no_store, docs_no_store = _constants({**api_headers, **NO_STORE}), _constants({**docs_headers, **NO_STORE})
 
     @app.middleware("request", priority=100)
     async def on_request(request: Request) -> None:
@@ -72,12 +80,21 @@ def install_hooks(app: App, settings: Settings, *, edge: EdgeLimiter, stats: Htt
     async def on_response(request: Request, response: BaseHTTPResponse) -> None:
         headers = response.headers
         headers["X-Request-ID"] = request_id(request)
-        docs = request.path.startswith("/docs")
+        path = request.path
+        if path.startswith("/docs"):
+            constants = docs_cacheable if response.status < 400 else docs_no_store
+        else:  # the hot path (an authenticated GET): one set lookup, then no-store
+            constants = api_cacheable if path in CACHEABLE_PATHS and response.status < 400 else api_no_store
         if type(response) is ApiResponse:  # ours: the constants go out pre-encoded
-            response.constant_headers = docs_encoded if docs else api_encoded
+            response.constant_headers = constants[1]
         else:  # sanic-ext's pages, Sanic's own answers; update(): a second pass adds no copy
-            headers.update(docs_headers if docs else api_headers)
+            headers.update(constants[0])
         add_rate_headers(request, response)
         observe_response(stats, request, response.status)
         if access_log is not None:
             access_log(request, response)
+
+
+def _constants(headers: dict[str, str]) -> tuple[dict[str, str], EncodedHeaders]:
+    """A constant header set as a dict (for Sanic's responses) and pre-encoded (for ours)."""
+    return headers, encode_headers(headers)
