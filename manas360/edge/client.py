@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from sanic import Request
 
-from manas360.edge.client_address import IPNetwork, client_ip, rate_key_address
+from manas360.edge.client_address import IPNetwork, client_ip, client_source
 
 _CACHED_FORWARDED_CHARS = 256  # longer X-Forwarded-For values are resolved, not cached
 
@@ -42,7 +42,7 @@ def _request_addresses(request: Request) -> tuple[str, str]:
 
 def _addresses(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]) -> tuple[str, str]:
     address = client_ip(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
-    return address, rate_key_address(address)
+    return address, client_source(address, ipv6_prefix=64)
 
 
 # Parsing addresses costs ~7 us a request; a keep-alive client sends the same values again.

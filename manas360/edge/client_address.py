@@ -1,4 +1,4 @@
-"""Who sent a request (behind trusted proxies), and the address a rate limit counts it under.
+"""Who sent a request (behind trusted proxies), and the source its limits count it under.
 
 `forwarded_for` is the X-Forwarded-For value; a request carrying several such header lines
 must have them joined with "," in order by the caller.
@@ -39,16 +39,24 @@ def client_ip(*, peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork,
     return str(last_trusted)
 
 
-def rate_key_address(ip: str) -> str:
-    """The address a per-IP limit counts under: IPv4 as is, IPv6 by its /64, else sanitised."""
+def client_source(ip: str, *, ipv6_prefix: int) -> str:
+    """The source every per-client limit counts `ip` under (each rate-limit policy keyed by
+    address; a per-source login lockout too): an IPv4 address as is, an IPv6 address by its
+    network of `ipv6_prefix` bits, e.g. "2001:db8:1:2::/64".
+
+    Every spelling of one client gives one source: upper or lower case, leading zeros,
+    brackets and a port, a zone id (`fe80::1%eth0`), an IPv4-mapped IPv6 address
+    (`::ffff:192.0.2.1` is 192.0.2.1). Anything unparsable is sanitised into a safe key.
+    """
     address = parse_ip(ip)
     if address is None:
         return _UNSAFE_KEY_CHARS.sub("_", ip[:_MAX_ADDRESS_CHARS]) or "unknown"
     if address.version == 4:
         return str(address)
-    # One subscriber usually holds a whole /64: keying full addresses would let it rotate
-    # through 2**64 of them to escape the limit.
-    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    # One subscriber usually holds a whole /64 (or more): keying full addresses would let it
+    # rotate through 2**64 of them to escape the limit. The network drops any zone id.
+    host_bits = 128 - ipv6_prefix
+    return str(ipaddress.IPv6Network((int(address) >> host_bits << host_bits, ipv6_prefix)))
 
 
 def parse_ip(text: str) -> IPAddress | None:

@@ -1,4 +1,4 @@
-"""Client address resolution behind proxies, and rate-limit keying of addresses."""
+"""Client address resolution behind proxies, and the source a client is counted under."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from manas360.edge.client_address import client_ip, rate_key_address
+from manas360.edge.client_address import client_ip, client_source
 from manas360.store.keys import Keys
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:ffff::/48"))
@@ -92,30 +92,65 @@ def test_unparsable_peer_is_returned_not_raised():
     assert _resolve("unix:/run/app.sock", "198.51.100.9") == "unix:/run/app.sock"
 
 
-# rate_key_address -------------------------------------------------------------------------
+# client_source ----------------------------------------------------------------------------
 
-def test_ipv4_is_keyed_as_is():
-    assert rate_key_address("198.51.100.9") == "198.51.100.9"
+# (address as written, RATE_LIMIT_IPV6_PREFIX, source): every spelling of one client is one source.
+SOURCES = [
+    ("198.51.100.9", 64, "198.51.100.9"),
+    ("198.51.100.9:5555", 64, "198.51.100.9"),
+    ("::ffff:198.51.100.9", 64, "198.51.100.9"),
+    ("::FFFF:198.51.100.9", 64, "198.51.100.9"),
+    ("::ffff:c633:6409", 64, "198.51.100.9"),
+    ("0:0:0:0:0:ffff:198.51.100.9", 64, "198.51.100.9"),
+    ("[::ffff:198.51.100.9]:443", 64, "198.51.100.9"),
+    ("::ffff:198.51.100.9", 128, "198.51.100.9"),
+    ("2001:db8:1:2::1", 64, "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, "2001:db8:1:2::/64"),
+    ("2001:DB8:1:2:AAAA:BBBB:CCCC:DDDD", 64, "2001:db8:1:2::/64"),
+    ("2001:0db8:0001:0002:0000:0000:0000:0001", 64, "2001:db8:1:2::/64"),
+    ("[2001:db8:1:2::abcd]:443", 64, "2001:db8:1:2::/64"),
+    ("[2001:db8:1:2::abcd]", 64, "2001:db8:1:2::/64"),
+    (" 2001:db8:1:2::abcd ", 64, "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::abcd%eth0", 64, "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::abcd%7", 64, "2001:db8:1:2::/64"),
+    ("[2001:db8:1:2::abcd%eth1]:80", 64, "2001:db8:1:2::/64"),
+    ("fe80::1%eth0", 64, "fe80::/64"),
+    ("fe80::2:3%wlan0", 64, "fe80::/64"),
+    ("2001:db8:1:3::1", 64, "2001:db8:1:3::/64"),  # the neighbouring /64 is another source
+    ("2001:db8:1:2ff::1", 56, "2001:db8:1:200::/56"),
+    ("2001:db8:1:200::1", 56, "2001:db8:1:200::/56"),
+    ("2001:db8:1:ffff:1::1", 48, "2001:db8:1::/48"),
+    ("2001:db8:ffff:1::1", 32, "2001:db8::/32"),
+    ("2001:db8:1:2::abcd", 128, "2001:db8:1:2::abcd/128"),
+    ("2001:DB8:1:2::ABCD%eth0", 128, "2001:db8:1:2::abcd/128"),
+    ("2001:db8:1:2::abcd", 127, "2001:db8:1:2::abcc/127"),
+    ("2001:db8:1:2:8000::1", 65, "2001:db8:1:2:8000::/65"),
+    ("2001:db8:1:2:7fff::1", 65, "2001:db8:1:2::/65"),
+]
 
 
-def test_ipv6_is_keyed_by_its_64():
-    assert rate_key_address("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64"
-    assert rate_key_address("2001:db8:1:2::1") == rate_key_address("2001:db8:1:2:ffff::9")
-    assert rate_key_address("2001:db8:1:3::1") != rate_key_address("2001:db8:1:2::1")
+@pytest.mark.parametrize("written, prefix, source", SOURCES)
+def test_every_spelling_of_one_client_is_one_source(written, prefix, source):
+    assert client_source(written, ipv6_prefix=prefix) == source
 
 
-def test_ipv4_mapped_ipv6_is_keyed_as_ipv4():
-    assert rate_key_address("::ffff:198.51.100.9") == "198.51.100.9"
+@pytest.mark.parametrize("written, prefix, source", SOURCES)
+def test_the_client_a_proxy_names_gives_the_same_source(written, prefix, source):
+    """request_rate_address's two steps: the X-Forwarded-For walk (which keeps a zone id in
+    the address sessions record), then the source."""
+    resolved = _resolve("10.0.0.2", f"{written}, 10.0.0.9")
+    assert resolved != "10.0.0.9"
+    assert client_source(resolved, ipv6_prefix=prefix) == source
 
 
 @pytest.mark.parametrize("raw", ["evil} {ip:x", "a b\r\nc", "x" * 500, "unix:/run/app.sock", "\x00{}"])
 def test_unparsable_address_is_sanitised_for_the_hash_tag(raw):
-    address = rate_key_address(raw)
-    assert 0 < len(address) <= 64
-    assert not set(address) & set("{} \r\n\x00")
-    key = Keys("p:").ip_rate(address, "global")
+    source = client_source(raw, ipv6_prefix=64)
+    assert 0 < len(source) <= 64
+    assert not set(source) & set("{} \r\n\x00")
+    key = Keys("p:").ip_rate(source, "global")
     assert key.count("{") == 1 and key.count("}") == 1
 
 
 def test_empty_address_gets_a_placeholder():
-    assert rate_key_address("") == "unknown"
+    assert client_source("", ipv6_prefix=64) == "unknown"
