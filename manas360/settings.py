@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     rate_limits_file: str = _setting("", shown="empty (`config/ratelimits.toml`)", description=(
         "the rate-limit policy table: per policy its key (ip, ip+route, user), the routes it applies to, limit, "
         "window and fail-open; `RATE_LIMIT_<NAME>` still overrides limit and window ([`docs/edge.md`](docs/edge.md))"))
+    # /32 at the shortest: an RIR's smallest allocation to a provider; shorter would give
+    # whole providers one budget. 128 counts every IPv6 address on its own.
+    rate_limit_ipv6_prefix: int = _setting(64, description=(
+        "an IPv6 client counts as its network of this many bits (32..128) wherever a limit counts clients by "
+        "address: one subscriber usually holds a whole /64 and could otherwise rotate through it; IPv4 "
+        "addresses (and IPv4-mapped IPv6 ones) count one by one ([`docs/edge.md`](docs/edge.md))"))
 
     allowed_origins: str = _setting("", description="comma-separated CORS origins (`*` is refused in production)")
     trusted_proxies: str = _setting("", description="comma-separated CIDRs whose `X-Forwarded-For` is believed")
@@ -278,6 +284,8 @@ class Settings(BaseSettings):
         _require(self.jwt_access_ttl > 0 and self.jwt_refresh_ttl > 0,
                  "JWT_ACCESS_TTL and JWT_REFRESH_TTL must be positive")
         _require(1 <= self.token_cache_size <= 10_000_000, "TOKEN_CACHE_SIZE must be 1..10000000")
+        _require(32 <= self.rate_limit_ipv6_prefix <= 128,
+                 f"RATE_LIMIT_IPV6_PREFIX must be 32..128, not {self.rate_limit_ipv6_prefix}")
         _require(self.refresh_reuse_grace_s >= 0, "REFRESH_REUSE_GRACE_S must be >= 0")
         _require(1024 <= self.max_body_bytes <= 64 * 1024 * 1024, "MAX_BODY_BYTES must be 1024..67108864")
         _require(self.lockout_threshold >= 1 and self.lockout_window_s >= 1 and self.lockout_duration_s >= 1,
@@ -509,6 +517,9 @@ def _read_rate_table(s: Settings, env_vars: Mapping[str, str]) -> tuple[dict[str
     _require(not missing, f"{where}: missing policies {', '.join(missing)}")
     policies = {}
     for name, entry in entries.items():
+        # RATE_LIMIT_IPV6_PREFIX is a setting, not the override of a policy "ipv6_prefix".
+        _require(name in REQUIRED_POLICIES or f"rate_limit_{name}" not in Settings.model_fields,
+                 f"{where}: policy name {name!r} is taken (RATE_LIMIT_{name.upper()} is a setting)")
         override = (getattr(s, f"rate_limit_{name}") if name in REQUIRED_POLICIES
                     else env_vars.get(f"RATE_LIMIT_{name.upper()}", ""))
         policies[name] = _parse_policy(name, entry, override=override, where=where)

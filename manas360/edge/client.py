@@ -24,7 +24,8 @@ def request_client_ip(request: Request) -> str:
 
 
 def request_rate_address(request: Request) -> str:
-    """The address per-IP limits count this request under (an IPv6 client by its /64)."""
+    """The source per-IP limits count this request under: `client_source` of the client's
+    address (an IPv6 client by its RATE_LIMIT_IPV6_PREFIX network, /64 by default)."""
     resolved = getattr(request.ctx, "client_address", None)
     if resolved is None:
         resolved = request.ctx.client_address = _request_addresses(request)
@@ -34,15 +35,17 @@ def request_rate_address(request: Request) -> str:
 def _request_addresses(request: Request) -> tuple[str, str]:
     forwarded = request.headers.getall("x-forwarded-for", None)
     forwarded_for = ",".join(forwarded) if forwarded else None
-    trusted = request.app.ctx.deps.settings.proxy_networks
+    settings = request.app.ctx.deps.settings
+    trusted, ipv6_prefix = settings.proxy_networks, settings.rate_limit_ipv6_prefix
     if forwarded_for is not None and len(forwarded_for) > _CACHED_FORWARDED_CHARS:
-        return _addresses(request.ip, forwarded_for, trusted)
-    return _cached_addresses(request.ip, forwarded_for, trusted)
+        return _addresses(request.ip, forwarded_for, trusted, ipv6_prefix)
+    return _cached_addresses(request.ip, forwarded_for, trusted, ipv6_prefix)
 
 
-def _addresses(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]) -> tuple[str, str]:
+def _addresses(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...],
+               ipv6_prefix: int) -> tuple[str, str]:
     address = client_ip(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
-    return address, client_source(address, ipv6_prefix=64)
+    return address, client_source(address, ipv6_prefix=ipv6_prefix)
 
 
 # Parsing addresses costs ~7 us a request; a keep-alive client sends the same values again.

@@ -42,7 +42,7 @@ def client_ip(*, peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork,
 def client_source(ip: str, *, ipv6_prefix: int) -> str:
     """The source every per-client limit counts `ip` under (each rate-limit policy keyed by
     address; a per-source login lockout too): an IPv4 address as is, an IPv6 address by its
-    network of `ipv6_prefix` bits, e.g. "2001:db8:1:2::/64".
+    network of `ipv6_prefix` bits (RATE_LIMIT_IPV6_PREFIX, 32..128), e.g. "2001:db8:1:2::/64".
 
     Every spelling of one client gives one source: upper or lower case, leading zeros,
     brackets and a port, a zone id (`fe80::1%eth0`), an IPv4-mapped IPv6 address

@@ -71,3 +71,15 @@ async def test_ipv6_clients_share_the_budget_of_their_64(app):
     assert statuses == [200] * LIMIT + [429]
     async with client_for(app, client_ip=f"2001:db8:0:{subnet + 1:x}::1") as neighbour:  # the next /64
         assert await _statuses(neighbour, 1) == [200]
+
+
+async def test_the_ipv6_prefix_setting_sets_how_wide_one_client_is(edge_app):
+    """RATE_LIMIT_IPV6_PREFIX=56: the /64s of one /56 are one client; the next /56 is another."""
+    async with edge_app(RATE_LIMIT_GLOBAL=f"{LIMIT}/3600", RATE_LIMIT_IPV6_PREFIX="56") as app:  # its own counters
+        statuses = []
+        for subnet in range(LIMIT + 1):  # a different /64 of 2001:db8:1:ab00::/56 each time
+            async with client_for(app, client_ip=f"2001:db8:1:ab{subnet:02x}::1") as client:
+                statuses += await _statuses(client, 1)
+        assert statuses == [200] * LIMIT + [429]
+        async with client_for(app, client_ip="2001:db8:1:ac00::1") as neighbour:  # the next /56
+            assert await _statuses(neighbour, 1) == [200]

@@ -60,6 +60,7 @@ def test_another_table_can_add_a_policy_overridable_by_its_own_variable(tmp_path
     (lambda t: t.replace('exempt = ["/health", "/metrics"]', 'exempt = ["health"]'), "exempt"),
     (lambda t: t.replace("limit = 100\n", "limit = 100000000000\n"), "too large"),
     (lambda t: t + "\n[policies.Bad-Name]\nlimit = 1\nwindow_s = 1\n", "names are"),
+    (lambda t: t + "\n[policies.ipv6_prefix]\nlimit = 1\nwindow_s = 1\n", "'ipv6_prefix' is taken"),
     (lambda t: t + "\nextra = 1\n", "unknown keys extra"),
     (lambda t: t + "\n[policies", "ratelimits.toml"),
 ])

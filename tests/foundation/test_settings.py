@@ -28,6 +28,7 @@ def test_defaults_match_the_configuration_contract():
     assert (s.lockout_threshold, s.lockout_window_s, s.lockout_duration_s) == (5, 900, 900)
     assert {n: (p.limit, p.window_s) for n, p in s.rate_policies.items()} == {
         "global": (100, 900), "auth": (5, 900), "api": (1000, 3600)}
+    assert s.rate_limit_ipv6_prefix == 64
     assert (s.db_pool_min, s.db_pool_max, s.db_statement_timeout, s.db_slow_query_ms) == (2, 20, 30000, 500)
     assert s.log_level == "INFO" and s.access_log is False
 
@@ -40,12 +41,13 @@ def test_development_gets_a_random_secret_long_enough_to_sign():
 def test_environment_overrides_every_kind_of_value():
     s = load_settings({"PORT": "9001", "HSTS": "1", "REDIS_SOCKET_TIMEOUT_S": "0.25",
                        "ALLOWED_ORIGINS": "https://a.example, https://b.example", "TRUSTED_PROXIES": "10.0.0.0/8,::1",
-                       "JWT_PREVIOUS_KEYS": f"k0:{OLD}", "RATE_LIMIT_AUTH": "7/60"})
+                       "JWT_PREVIOUS_KEYS": f"k0:{OLD}", "RATE_LIMIT_AUTH": "7/60", "RATE_LIMIT_IPV6_PREFIX": "56"})
     assert s.port == 9001 and s.hsts is True and s.redis_socket_timeout_s == 0.25
     assert s.origins == ("https://a.example", "https://b.example")
     assert [str(n) for n in s.proxy_networks] == ["10.0.0.0/8", "::1/128"]
     assert list(s.verification_keys) == ["k1", "k0"] and s.verification_keys["k0"] == OLD
     assert s.rate_policies["auth"].limit == 7 and s.rate_policies["auth"].window_s == 60
+    assert s.rate_limit_ipv6_prefix == 56
 
 
 @pytest.mark.parametrize("environ, fragment", [
@@ -63,6 +65,9 @@ def test_environment_overrides_every_kind_of_value():
     ({"REDIS_SOCKET_TIMEOUT_S": "soon"}, "^REDIS_SOCKET_TIMEOUT_S='soon' is not a valid float$"),
     ({"RATE_LIMIT_API": "1000"}, "RATE_LIMIT_API"),
     ({"RATE_LIMIT_API": "0/60"}, "RATE_LIMIT_API"),
+    ({"RATE_LIMIT_IPV6_PREFIX": "31"}, "^RATE_LIMIT_IPV6_PREFIX must be 32..128, not 31$"),
+    ({"RATE_LIMIT_IPV6_PREFIX": "129"}, "^RATE_LIMIT_IPV6_PREFIX must be 32..128, not 129$"),
+    ({"RATE_LIMIT_IPV6_PREFIX": "/64"}, "^RATE_LIMIT_IPV6_PREFIX='/64' is not a valid int$"),
     ({"TRUSTED_PROXIES": "not-a-cidr"}, "TRUSTED_PROXIES"),
     ({"JWT_PREVIOUS_KEYS": "no-colon"}, "JWT_PREVIOUS_KEYS"),
     ({"DB_POOL_MIN": "30", "DB_POOL_MAX": "20"}, "DB_POOL_MIN"),
