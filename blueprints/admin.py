@@ -24,14 +24,17 @@ from manas360.http.pagination import Page, parse_page
 from manas360.http.responses import model_response
 from manas360.http.schemas import AuditPage, Plan, Role, RoleList, User, UserDetail, UserPage
 from manas360.services import admin, audit, rbac
+from manas360.services.entitlements import ADMIN_READ, ADMIN_WRITE
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE
 _Name = Field(min_length=1, max_length=64)
 # What every admin route may answer besides its success: the two 403s of the admin gate,
 # and 404 for an id that names no user.
-_GATE = {403: ("InsufficientPrivileges", "PermissionDenied")}
-_WRITE = {403: ("InsufficientPrivileges", "PermissionDenied", "PrivilegeEscalationPrevented")}
+# ReauthenticationRequired: ADMIN_REQUIRE_MFA (on in production) wants aal 2, and for writes a fresh auth_time.
+_GATE = {403: ("InsufficientPrivileges", "PermissionDenied", "ReauthenticationRequired")}
+_WRITE = {403: ("InsufficientPrivileges", "PermissionDenied", "PrivilegeEscalationPrevented",
+                "ReauthenticationRequired")}
 
 
 class UserQuery(Page):
@@ -93,7 +96,7 @@ def _actor(request: Request) -> admin.Actor:
            description="Newest first, `limit` 1..100 (default 20), `q` a case-insensitive substring of "
                        "email or display name, `cursor` the `next_cursor` of the previous page (stable "
                        "while users are being added). Needs `users.read`.")
-@guarded(min_privilege=ADMIN, permissions=("users.read",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("users.read",))
 async def list_users(request: Request) -> HTTPResponse:
     query = parse_page(request, UserQuery)
     page = await admin.list_users(limit=query.limit, cursor=query.cursor, q=query.q)
@@ -104,7 +107,7 @@ async def list_users(request: Request) -> HTTPResponse:
 @operation(id="admin_get_user", tag="admin", secured=True, path=UserPath, responses={200: UserDetail},
            errors=_GATE, summary="Show a user",
            description="The user with `locked_until` and `subscription`. Needs `users.read`.")
-@guarded(min_privilege=ADMIN, permissions=("users.read",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("users.read",))
 async def show_user(request: Request, user_id: str) -> HTTPResponse:
     return model_response(UserDetail.model_validate(await admin.get_user_detail(user_id=user_id)))
 
@@ -115,7 +118,7 @@ async def show_user(request: Request, user_id: str) -> HTTPResponse:
            description="Only on users below you, only to roles below you (a superadmin may assign any "
                        "role to a user below 100); never your own role. Refusals are 403 "
                        "`PrivilegeEscalationPrevented`. Needs `roles.assign`.")
-@guarded(min_privilege=ADMIN, permissions=("roles.assign",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("roles.assign",))
 async def change_role(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, RoleBody)
     user = await admin.change_role(store=deps(request).store, actor=_actor(request), user_id=user_id, role=body.role)
@@ -128,7 +131,7 @@ async def change_role(request: Request, user_id: str) -> HTTPResponse:
            description="Puts the user on `plan` from now until `ends_at` (ISO-8601 with an explicit UTC "
                        "offset; open-ended when absent). `free` ends the current subscription. Needs "
                        "`subscriptions.manage`.")
-@guarded(min_privilege=ADMIN, permissions=("subscriptions.manage",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("subscriptions.manage",))
 async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, SubscriptionBody)
     user = await admin.change_subscription(store=deps(request).store, actor=_actor(request), user_id=user_id,
@@ -144,7 +147,7 @@ async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
                        "`AccountDisabled`. `active` lets them log in again (old tokens stay revoked). "
                        "Only on users below your level (403 `PrivilegeEscalationPrevented`). Needs "
                        "`users.write`.")
-@guarded(min_privilege=ADMIN, permissions=("users.write",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def set_status(request: Request, user_id: str) -> HTTPResponse:
     body, app = parse_body(request, StatusBody), deps(request)
     user = await admin.set_status(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
@@ -155,10 +158,12 @@ async def set_status(request: Request, user_id: str) -> HTTPResponse:
 @bp.post("/users/<user_id:str>/unlock")
 @operation(id="admin_unlock_user", tag="admin", secured=True, path=UserPath, responses={204: None},
            errors=_WRITE, summary="Unlock a user",
-           description="Lifts a lockout at once and clears the failure count. Needs `users.write`.")
-@guarded(min_privilege=ADMIN, permissions=("users.write",))
+           description="Lifts every lock of the account at once (per source and account-wide, and the ceiling "
+                       "on wrong second-factor codes) and clears the failure counts. Needs `users.write`.")
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
-    await admin.unlock(store=deps(request).store, actor=_actor(request), user_id=user_id)
+    app = deps(request)
+    await admin.unlock(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -167,7 +172,7 @@ async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
            errors=_WRITE, summary="Revoke a user's sessions",
            description="Every session, refresh token and access token of the user stops working on its "
                        "next use, on every worker. Needs `users.write`.")
-@guarded(min_privilege=ADMIN, permissions=("users.write",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
     app = deps(request)
     await admin.revoke_sessions(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
@@ -177,12 +182,14 @@ async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
 @bp.post("/users/<user_id:str>/mfa/reset")
 @operation(id="admin_reset_mfa", tag="admin", secured=True, path=UserPath, responses={204: None},
            errors=_WRITE, summary="Turn a user's MFA off",
-           description="Removes the user's TOTP secret and recovery codes and voids their pending MFA logins: they "
-                       "sign in with the password alone until they set MFA up again. Only on users below your level "
-                       "(403 `PrivilegeEscalationPrevented`). Needs `users.write`.")
-@guarded(min_privilege=ADMIN, permissions=("users.write",))
+           description="Removes the user's TOTP secret and recovery codes, voids their pending MFA logins and "
+                       "one-time links, signs every session out and mails them: they sign in with the password alone "
+                       "until they set MFA up again. Only on users below your level (403 "
+                       "`PrivilegeEscalationPrevented`). Needs `users.write`.")
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def reset_mfa(request: Request, user_id: str) -> HTTPResponse:
-    await admin.reset_mfa(actor=_actor(request), user_id=user_id)
+    app = deps(request)
+    await admin.reset_mfa(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -190,7 +197,7 @@ async def reset_mfa(request: Request, user_id: str) -> HTTPResponse:
 @operation(id="admin_list_roles", tag="admin", secured=True, responses={200: RoleList}, errors=_GATE,
            summary="List roles",
            description="Every role with its privilege level and permissions. Needs `roles.read`.")
-@guarded(min_privilege=ADMIN, permissions=("roles.read",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("roles.read",))
 async def list_roles(request: Request) -> HTTPResponse:
     return model_response(RoleList.model_validate({"items": rbac.roles_view(request.ctx.access.catalog)}))
 
@@ -201,7 +208,7 @@ async def list_roles(request: Request) -> HTTPResponse:
            description="Replaces the role's permissions; applies to every holder's next request. Only "
                        "for roles below your level, and only granting permissions you hold yourself "
                        "(403 `PrivilegeEscalationPrevented`). Needs `roles.manage`.")
-@guarded(min_privilege=ADMIN, permissions=("roles.manage",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("roles.manage",))
 async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
     body, app = parse_body(request, PermissionsBody), deps(request)
     role = await rbac.set_role_permissions(store=app.store, catalog=app.catalog, actor=_actor(request), role=name,
@@ -214,7 +221,7 @@ async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
            responses={200: Plan}, errors=_GATE, summary="Set a plan's features",
            description="Replaces the plan's features; applies to every subscriber's next request. Needs "
                        "`plans.manage`.")
-@guarded(min_privilege=ADMIN, permissions=("plans.manage",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("plans.manage",))
 async def set_plan_features(request: Request, name: str) -> HTTPResponse:
     body, app = parse_body(request, FeaturesBody), deps(request)
     plan = await rbac.set_plan_features(store=app.store, catalog=app.catalog, actor=_actor(request), plan=name,
@@ -227,7 +234,7 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
            errors=_GATE, summary="Read the audit log",
            description="Newest first; filter by `user_id` (target) and `action`; `limit` 1..100, "
                        "`cursor` from the previous page. Needs `audit.read`.")
-@guarded(min_privilege=ADMIN, permissions=("audit.read",))
+@guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("audit.read",))
 async def list_audit_logs(request: Request) -> HTTPResponse:
     query = parse_page(request, AuditQuery)
     page = await audit.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,

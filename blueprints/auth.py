@@ -1,4 +1,4 @@
-"""/api/v1/auth: register, login, refresh, logout, logout-all, password, sessions.
+"""/api/v1/auth: register, login, refresh, logout, logout-all, password, reauthenticate, sessions.
 
 Bodies refuse unknown fields (422): a `role`, `privilege_level` or `plan` sent by a
 client never reaches a service, let alone the database.
@@ -13,6 +13,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from manas360.blueprints.bodies import (
+    Code,
     DisplayName,
     Email,
     NewEmail,
@@ -27,8 +28,9 @@ from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
-from manas360.http.schemas import Session, SessionList, TokenPair
-from manas360.services import auth, login, refresh, sessions
+from manas360.http.schemas import Registration, Session, SessionList, TokenPair, VerificationRequired, user_fields
+from manas360.services import sessions
+from manas360.services.auth import login, password_change, reauthenticate, refresh, register, signout
 
 bp = Blueprint("auth", url_prefix="/auth")
 _TOKEN_PAIR = "A token pair: `access_token`, `refresh_token`, `token_type`, `expires_in` and `user`."
@@ -53,21 +55,36 @@ class RefreshBody(StrictBody):
 class PasswordBody(StrictBody):
     current_password: Password
     new_password: NewPassword
+    code: Code | None = Field(None, description="With MFA on: a TOTP or recovery code, unless the token has "
+                                                "`aal` 2 and a fresh `auth_time`")
+
+
+class ReauthenticateBody(StrictBody):
+    password: Password
+    code: Code | None = Field(None, description="A TOTP or recovery code: the new token has `aal` 2 (required "
+                                                "with MFA on)")
 
 
 @bp.post("/register")
 @operation(
-    id="auth_register", tag="auth", body=RegisterBody, responses={201: TokenPair}, errors={409: ("EmailTaken",)},
+    id="auth_register", tag="auth", body=RegisterBody, responses={201: Registration}, errors={409: ("EmailTaken",)},
     summary="Create an account",
-    description="Opens an account with role `user` on the free plan and signs it in. Emails are "
-                "NFKC-normalised, trimmed and lower-cased, and must be ASCII; passwords are 10 to 128 "
-                "characters. Unknown fields are refused with 422. 409 `EmailTaken` when the address is in "
-                f"use. {_TOKEN_PAIR}")
-async def register(request: Request) -> HTTPResponse:
+    description="Opens an account with role `user` on the free plan, mails a link to verify the address, and "
+                "signs it in. Emails are NFKC-normalised, trimmed and lower-cased, and must be ASCII; passwords "
+                "are 10 to 128 characters. Unknown fields are refused with 422. 409 `EmailTaken` when the address "
+                f"is in use. {_TOKEN_PAIR} With REQUIRE_VERIFIED_EMAIL on, no session is opened until the address "
+                "is verified: the answer is `{user, verification_required: true}` with no tokens.")
+async def sign_up(request: Request) -> HTTPResponse:
     body, app = parse_body(request, RegisterBody), deps(request)
-    pair = await auth.register(settings=app.settings, codec=app.codec, clock=app.clock, email=body.email,
-                               password=body.password, display_name=body.display_name, client=client(request))
-    return model_response(TokenPair.model_validate(pair, from_attributes=True), status=201)
+    done = await register.register(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+                                   email=body.email, password=body.password, display_name=body.display_name,
+                                   client=client(request))
+    if done.pair is None:
+        answer = Registration(VerificationRequired.model_validate(
+            {"user": user_fields(done.user), "verification_required": True}))
+    else:
+        answer = Registration(TokenPair.model_validate(done.pair, from_attributes=True))
+    return model_response(answer, status=201)
 
 
 @bp.post("/login")
@@ -82,7 +99,8 @@ async def register(request: Request) -> HTTPResponse:
                 "right password gets 403 `AccountDisabled` and no tokens. With MFA on, the right password gets 403 "
                 "`MfaRequired` with an `mfa_token` (single use, 300 s) and no tokens: POST /auth/mfa/verify completes "
                 "the login. With REQUIRE_VERIFIED_EMAIL, an unverified address's right password gets 403 "
-                f"`EmailNotVerified` and no tokens. {_TOKEN_PAIR}")
+                f"`EmailNotVerified` and no tokens. The access token carries `auth_time`, `amr` [\"pwd\"] and `aal` "
+                f"1. {_TOKEN_PAIR}")
 async def sign_in(request: Request) -> HTTPResponse:
     body, app = parse_body(request, LoginBody), deps(request)
     pair = await login.login(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
@@ -93,11 +111,15 @@ async def sign_in(request: Request) -> HTTPResponse:
 @bp.post("/refresh")
 @operation(
     id="auth_refresh", tag="auth", body=RefreshBody, responses=_PAIR,
-    errors={401: ("InvalidToken", "TokenReuseDetected", "TokenRevoked"), 403: ("AccountDisabled",)},
+    errors={401: ("InvalidToken", "TokenReuseDetected", "TokenRevoked"), 403: ("AccountDisabled", "EmailNotVerified")},
     summary="Trade a refresh token for a new pair",
     description="Refresh tokens are single use: each call returns a successor. Presenting the same token "
                 "again within the reuse grace returns the same successor; any later reuse revokes the whole "
-                f"session and answers 401 `TokenReuseDetected`. {_TOKEN_PAIR}")
+                "session, mails the owner and answers 401 `TokenReuseDetected`. The new access token keeps the "
+                "session's `auth_time` and `amr`; `aal` 2 lasts AAL2_MAX_AGE_S after `auth_time`, then 1. A "
+                "session ends SESSION_MAX_AGE_S after its login whatever the refreshes (401 `InvalidToken`). With "
+                "REQUIRE_VERIFIED_EMAIL, an unverified account's refresh is 403 `EmailNotVerified`. "
+                f"{_TOKEN_PAIR}")
 async def rotate(request: Request) -> HTTPResponse:
     body, app = parse_body(request, RefreshBody), deps(request)
     pair = await refresh.refresh(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
@@ -112,18 +134,20 @@ async def rotate(request: Request) -> HTTPResponse:
 @authenticated()
 async def logout(request: Request) -> HTTPResponse:
     app = deps(request)
-    await auth.logout(settings=app.settings, store=app.store, principal=request.ctx.principal, client=client(request))
+    await signout.logout(settings=app.settings, store=app.store, principal=request.ctx.principal,
+                         client=client(request))
     return HTTPResponse(status=204)
 
 
 @bp.post("/logout-all")
 @operation(id="auth_logout_all", tag="auth", secured=True, responses={204: None},
            summary="Sign out everywhere",
-           description="Revokes every session of the caller, on every device, at once.")
+           description="Revokes every session of the caller, on every device, at once, and voids every "
+                       "outstanding password-reset, verification and MFA sign-in link of the account.")
 @authenticated()
 async def logout_all(request: Request) -> HTTPResponse:
     app = deps(request)
-    await auth.logout_all(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.logout_all(settings=app.settings, store=app.store, principal=request.ctx.principal,
                           client=client(request))
     return HTTPResponse(status=204)
 
@@ -131,18 +155,41 @@ async def logout_all(request: Request) -> HTTPResponse:
 @bp.post("/password")
 @operation(
     id="auth_change_password", tag="auth", body=PasswordBody, responses=_PAIR, secured=True,
-    errors={401: ("InvalidCredentials",), 423: ("AccountLocked",)},
+    errors={401: ("InvalidCredentials",), 403: ("ReauthenticationRequired",), 423: ("AccountLocked",)},
     summary="Change the password",
     description="Needs the current password (401 `InvalidCredentials` otherwise); a wrong one counts toward "
                 "the account's lockout like a failed login (423 `AccountLocked` once locked, even with the right "
-                "one). Revokes every session, this one included, and returns the pair of a new session, the only "
-                f"live one. {_TOKEN_PAIR}")
+                "one). With MFA on it also needs `code` (a TOTP or recovery code, counted the same way) unless the "
+                "token has `aal` 2 and a fresh `auth_time`; otherwise 403 `ReauthenticationRequired` and nothing "
+                "changes. Revokes every session, this one included, voids every outstanding one-time link, mails "
+                f"the owner, and returns the pair of a new session, the only live one. {_TOKEN_PAIR}")
 @authenticated()
 async def change_password(request: Request) -> HTTPResponse:
     body, app = parse_body(request, PasswordBody), deps(request)
-    pair = await auth.change_password(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
-                                      principal=request.ctx.principal, current_password=body.current_password,
-                                      new_password=body.new_password, client=client(request))
+    pair = await password_change.change_password(
+        settings=app.settings, store=app.store, codec=app.codec, clock=app.clock, box=app.secret_box,
+        principal=request.ctx.principal, current_password=body.current_password, new_password=body.new_password,
+        code=body.code, client=client(request))
+    return model_response(TokenPair.model_validate(pair, from_attributes=True))
+
+
+@bp.post("/reauthenticate")
+@operation(
+    id="auth_reauthenticate", tag="auth", body=ReauthenticateBody, responses=_PAIR, secured=True,
+    errors={401: ("InvalidCredentials",), 403: ("MfaRequired",), 423: ("AccountLocked",)},
+    summary="Prove it is you again (step-up)",
+    description="Sensitive changes (MFA setup, confirm and disable, new recovery codes) need a credential "
+                "presented within REAUTH_MAX_AGE_S and, with MFA on, `aal` 2; otherwise they answer 403 "
+                "`ReauthenticationRequired`. This takes the password, and a TOTP or recovery `code` (required with "
+                "MFA on: 403 `MfaRequired` without one), and returns a fresh pair for the same session with a new "
+                "`auth_time` (`aal` 2 with a code). Wrong input counts toward the lockout like a failed login. "
+                f"Under the `auth` rate limit. {_TOKEN_PAIR}")
+@authenticated()
+async def step_up(request: Request) -> HTTPResponse:
+    body, app = parse_body(request, ReauthenticateBody), deps(request)
+    pair = await reauthenticate.reauthenticate(
+        settings=app.settings, store=app.store, codec=app.codec, clock=app.clock, box=app.secret_box,
+        principal=request.ctx.principal, password=body.password, code=body.code, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
 
@@ -164,7 +211,7 @@ async def list_sessions(request: Request) -> HTTPResponse:
 @authenticated()
 async def delete_session(request: Request, session_id: str) -> HTTPResponse:
     app = deps(request)
-    await auth.delete_session(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.delete_session(settings=app.settings, store=app.store, principal=request.ctx.principal,
                               session_id=_uuid_or_404(session_id), client=client(request))
     return HTTPResponse(status=204)
 

@@ -47,6 +47,8 @@ Email = Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_any_
 # Length is checked before any hashing, so a long password costs no bcrypt time.
 NewPassword = Annotated[str, Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)]
 Password = Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_CHARS)]
+# A 6-digit TOTP code or a recovery code (`xxxx-xxxx-xxxx-xxxx`); spaces and dashes are ignored.
+Code = Annotated[str, Field(min_length=1, max_length=64)]
 DisplayName = Annotated[str, Field(max_length=users.MAX_DISPLAY_NAME_CHARS), AfterValidator(_display_name)]
 
 

@@ -11,6 +11,7 @@ from sanic import Request
 from sanic.response import HTTPResponse
 
 from manas360.edge import request_client_ip
+from manas360.edge.client import request_rate_address
 from manas360.edge.policies import GUARDED_MARK
 from manas360.edge.ratelimit import apply_verdict
 from manas360.http.deps import deps
@@ -35,11 +36,14 @@ def client_ip(request: Request) -> str:
 
 
 def client(request: Request) -> Client:
-    return Client(ip=client_ip(request), user_agent=request.headers.get("user-agent", "")[:512])
+    """Where the request came from: address, user agent, and the lockout source (the address
+    per-IP limits count it under: IPv4, or the IPv6 prefix)."""
+    return Client(ip=client_ip(request), user_agent=request.headers.get("user-agent", "")[:512],
+                  source=request_rate_address(request))
 
 
 def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = (), min_privilege: int = 0,
-            ) -> Callable[[Handler[P]], Handler[P]]:
+            admin: int = 0) -> Callable[[Handler[P]], Handler[P]]:
     """Require a valid, unrevoked bearer token and what the route needs: any of
     `permissions`, all of `features`, and at least `min_privilege`. The caller lands in
     `request.ctx.principal` and their live entitlements in `request.ctx.access`.
@@ -47,7 +51,8 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
     One Redis round trip answers revocation, the user's context and the `api` rate limit;
     a warm request runs no SQL (manas360.services.entitlements).
     """
-    needs = Needs(permissions=frozenset(permissions), features=frozenset(features), min_privilege=min_privilege)
+    needs = Needs(permissions=frozenset(permissions), features=frozenset(features), min_privilege=min_privilege,
+                  admin=admin)
 
     def decorator(handler: Handler[P]) -> Handler[P]:
         @wraps(handler)

@@ -77,12 +77,28 @@ class EmailNotVerified(AppError):
 
 
 class MfaRequired(AppError):
-    """The password was right and multi-factor is on: no tokens yet, an `mfa_token` to verify with."""
+    """The first factor was right and multi-factor is on: no tokens yet. With an `mfa_token`
+    when the login continues at POST /auth/mfa/verify; without one where the same request must
+    be sent again with a `code` (a password reset, a re-authentication)."""
 
     status, code, message = 403, "MfaRequired", "A second factor is required: POST /auth/mfa/verify"
 
-    def __init__(self, mfa_token: str, message: str | None = None) -> None:
-        super().__init__(message, mfa_token=mfa_token)
+    def __init__(self, mfa_token: str | None = None, message: str | None = None) -> None:
+        if mfa_token is None:
+            super().__init__(message or "A second factor is required: send a `code` (TOTP or recovery code)")
+        else:
+            super().__init__(message, mfa_token=mfa_token)
+
+
+class ReauthenticationRequired(AppError):
+    """A sensitive change needs a credential presented within `max_age` seconds, at
+    `required_aal` (POST /auth/reauthenticate gives the session a fresh one)."""
+
+    status, code, message = 403, "ReauthenticationRequired", (
+        "Confirm it is you: POST /auth/reauthenticate, then try again")
+
+    def __init__(self, *, max_age: int, required_aal: int, message: str | None = None) -> None:
+        super().__init__(message, max_age=max_age, required_aal=required_aal)
 
 
 class NotFound(AppError):

@@ -80,6 +80,8 @@ def _blank_is_false(value: Any) -> Any:
 
 
 Flag = Annotated[bool, BeforeValidator(_blank_is_false)]
+OptionalFlag = Annotated[bool | None, BeforeValidator(lambda value: None if value == "" else value)]
+"""A switch whose default depends on another setting: unset (or blank) is None."""
 
 # The environment load_settings() reads: a test's dict, or os.environ when None.
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("manas360_settings_environ", default=None)
@@ -166,6 +168,21 @@ class Settings(BaseSettings):
     lockout_threshold: int = _setting(5, description="failed logins per account and window before a lock")
     lockout_window_s: int = _setting(900, description="the window failed logins are counted in, seconds")
     lockout_duration_s: int = _setting(900, description="length of a lock, seconds")
+    lockout_account_threshold: int = _setting(50, description=(
+        "failures from all sources within the window that lock the account everywhere, except from a source "
+        "with a recent login of it (`LOCKOUT_THRESHOLD` counts per account and source)"))
+    lockout_known_source_s: int = _setting(2592000, description=(
+        "a source (IPv4 address or IPv6 /64) that completed a login this recently keeps only its own limit "
+        "under an account-wide lock, seconds"))
+
+    reauth_max_age_s: int = _setting(300, description=(
+        "step-up: sensitive changes need a credential presented this recently (`auth_time`), seconds"))
+    aal2_max_age_s: int = _setting(43200, description=(
+        "how long refreshes keep a session's `aal` 2 after its second factor, seconds; then `aal` 1"))
+    session_max_age_s: int = _setting(2592000, description=(
+        "a session ends this long after its login whatever the refreshes, seconds"))
+    admin_require_mfa: OptionalFlag = _setting(None, shown="on in production, off otherwise", description=(
+        "admin routes need `aal` 2 (a second factor in this session), and admin writes a fresh `auth_time`"))
 
     mfa_encryption_key: SecretStr = _setting(SecretStr(""), shown="derived from `JWT_SECRET`", description=(
         f"key for the TOTP secrets at rest (AES-256-GCM, key through HKDF), at least {MIN_SECRET_BYTES} bytes; "
@@ -223,12 +240,16 @@ class Settings(BaseSettings):
         "(console backend); otherwise they wait in the outbox and `/health` shows mail as `unconfigured`"))
     mail_from: str = _setting("no-reply@localhost", description="`From` of every mail the service sends")
     public_base_url: str = _setting("http://127.0.0.1:8000", description=(
-        "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password?token=…`, "
-        "`{PUBLIC_BASE_URL}/verify-email?token=…` (http or https)"))
+        "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password#token=…`, "
+        "`{PUBLIC_BASE_URL}/verify-email#token=…` (the token in the fragment, never sent to a server; http or https)"))
     password_reset_ttl_s: int = _setting(1800, description="how long a password-reset token is valid, seconds")
     email_verify_ttl_s: int = _setting(86400, description="how long an email-verification token is valid, seconds")
     require_verified_email: Flag = _setting(False, description=(
-        "`1`: a login with the right password for an unverified email answers 403 `EmailNotVerified`"))
+        "`1`: no unverified account holds a session: register answers without tokens, a login with the right "
+        "password and a refresh answer 403 `EmailNotVerified`"))
+    mail_per_account_hourly: int = _setting(3, description=(
+        "reset mails, and verification mails, per account per hour; beyond, requests still answer 202 and "
+        "nothing is sent"))
     mail_poll_s: float = _setting(2.0, description=(
         "how often each worker's mail sender looks for mail to send (new mail and retries that are due)"))
     mail_retry_max_s: int = _setting(300, description=(
@@ -290,6 +311,17 @@ class Settings(BaseSettings):
         _require(1024 <= self.max_body_bytes <= 64 * 1024 * 1024, "MAX_BODY_BYTES must be 1024..67108864")
         _require(self.lockout_threshold >= 1 and self.lockout_window_s >= 1 and self.lockout_duration_s >= 1,
                  "LOCKOUT_THRESHOLD, LOCKOUT_WINDOW_S and LOCKOUT_DURATION_S must be positive")
+        _require(self.lockout_threshold <= self.lockout_account_threshold <= 1_000_000,
+                 "LOCKOUT_ACCOUNT_THRESHOLD must be at least LOCKOUT_THRESHOLD")
+        _require(self.lockout_known_source_s >= 0, "LOCKOUT_KNOWN_SOURCE_S must be >= 0")
+        _require(self.reauth_max_age_s >= 1 and self.aal2_max_age_s >= 0 and self.session_max_age_s >= 60,
+                 "REAUTH_MAX_AGE_S must be >= 1, AAL2_MAX_AGE_S >= 0 and SESSION_MAX_AGE_S >= 60")
+        _require(self.mail_per_account_hourly >= 1, "MAIL_PER_ACCOUNT_HOURLY must be >= 1")
+        if self.is_production:
+            _require(self.lockout_account_threshold <= 100,
+                     "LOCKOUT_ACCOUNT_THRESHOLD must be at most 100 in production")
+            _require(self.reauth_max_age_s <= 900, "REAUTH_MAX_AGE_S must be at most 900 in production")
+            _require(self.session_max_age_s <= 90 * 86400, "SESSION_MAX_AGE_S must be at most 90 days in production")
         _require(1 <= self.db_pool_min <= self.db_pool_max, "DB_POOL_MIN must be >= 1 and <= DB_POOL_MAX")
         _require(self.db_statement_timeout >= 0, "DB_STATEMENT_TIMEOUT must be >= 0")
         _require(0 <= self.db_slow_query_ms <= 3_600_000, "DB_SLOW_QUERY_MS must be 0 (off) to 3600000")
@@ -328,6 +360,11 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def admin_mfa_required(self) -> bool:
+        """ADMIN_REQUIRE_MFA, or production when it is unset."""
+        return self.is_production if self.admin_require_mfa is None else self.admin_require_mfa
 
     @property
     def origins(self) -> tuple[str, ...]:

@@ -63,6 +63,14 @@ class Keys:
         """Password checks in flight for the identity (reservations), see store/lockout.py."""
         return f"{self.login_tag(email)}:pending"
 
+    def login_source(self, email: str, source: str) -> str:
+        """The stem of one source's failures, lock and pending checks for the identity (same tag)."""
+        return f"{self.login_tag(email)}:src:{source}"
+
+    def login_cleared(self, email: str) -> str:
+        """When the identity's locks were last cleared (a reset, an unlock): older ones do not count."""
+        return f"{self.login_tag(email)}:cleared"
+
     # reference data ---------------------------------------------------------------------
     def reference_version(self) -> str:
         return f"{self.prefix}ref:version"

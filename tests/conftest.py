@@ -11,10 +11,11 @@ import pytest
 from redis.asyncio import Redis
 
 from manas360.db import migrate, orm
-from manas360.services.seeding import seed_reference_data
+from manas360.services.seeding import seed_reference_data, seed_superadmin
 from manas360.settings import load_settings
 from manas360.tortoise_context import activate
 from tests.fixtures import contract
+from tests.fixtures.accounts import PASSWORD, Account, login
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.environment import REDIS_URL, delete_prefixed_keys, drop_database, test_environ
 
@@ -102,3 +103,11 @@ def _conforms(_contract_hooks):
     yield
     violations = contract.take_violations()
     assert not violations, "answers outside docs/openapi.json:\n" + "\n".join(violations[:20])
+
+
+@pytest.fixture
+async def superadmin_headers(app, db, client) -> dict[str, str]:
+    """A logged-in superadmin's Authorization header (on the run's shared app)."""
+    email = "root-shared@example.com"
+    await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD)
+    return (await login(client, Account(email=email, password=PASSWORD, pair={}))).headers

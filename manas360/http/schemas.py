@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, RootModel, WithJsonSchema
 
 from manas360.http.pagination import CURSOR_PATTERN
 
@@ -74,7 +74,21 @@ class TotpSetup(ApiModel):
     """A pending TOTP secret (RFC 6238: SHA-1, 6 digits, 30 s)."""
 
     secret: str = Field(description="The base32 secret, for typing into an authenticator app")
-    otpauth_uri: str = Field(description="The same as an `otpauth://totp/...` URI, for a QR code")
+    otpauth_uri: str = Field(description="The same as an `otpauth://totp/...` URI")
+    qr_svg: str = Field(description="That URI as a QR code, a standalone SVG document, for an app to scan")
+
+
+class VerificationRequired(ApiModel):
+    """Registered, with no session: REQUIRE_VERIFIED_EMAIL is on and the address is not proved yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: User
+    verification_required: Literal[True] = Field(description="Follow the link mailed to the address, then log in")
+
+
+class Registration(RootModel[TokenPair | VerificationRequired]):
+    """A token pair, or (with REQUIRE_VERIFIED_EMAIL) the user and `verification_required`."""
 
 
 class RecoveryCodes(ApiModel):
@@ -104,12 +118,19 @@ class AdminSubscription(Subscription):
     starts_at: Timestamp | None
 
 
+class SourceLock(ApiModel):
+    source: str
+    until: Timestamp
+
+
 class UserDetail(User):
     """A user as administrators see them: `<User>` with `locked_until` and `subscription`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    locked_until: Timestamp | None = Field(description="Set while failed logins keep the account locked")
+    locked_until: Timestamp | None = Field(description="The end of the account-wide lock, else of the latest "
+                                                       "per-source lock; null when none")
+    locks: list[SourceLock] = Field(description="The per-source locks (a source: an IPv4 address or IPv6 prefix)")
     subscription: AdminSubscription
 
 
@@ -254,6 +275,10 @@ class ErrorEnvelope(ApiModel):
                                                       "feature (null when no plan has it)")
     retry_after: int | None = Field(None, description="Seconds to wait (423, 429, 503)")
     mfa_token: str | None = Field(None, description="403 `MfaRequired`: completes the login at /auth/mfa/verify")
+    max_age: int | None = Field(None, description="403 `ReauthenticationRequired`: the credential must be at most "
+                                                  "this many seconds old")
+    required_aal: int | None = Field(None, description="403 `ReauthenticationRequired`: the assurance level the "
+                                                       "change needs (2: with a second factor)")
     component: str | None = Field(None, description="503: the backing store(s) down (`database`, `redis`)")
 
 

@@ -1,7 +1,13 @@
 """Single-use account tokens: account_tokens (password reset, email verification, SHA-256
-hashes only, expiry by the database's clock), and what using one writes to user_accounts."""
+hashes only, expiry by the database's clock), and what using one writes to user_accounts.
+
+A token is live while unused, unexpired and created after its account's credential epoch
+(user_accounts.credential_epoch: every security event moves it, killing every token made
+before it, whoever holds one)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -9,48 +15,58 @@ INSERT_TOKEN_SQL = (
     'INSERT INTO "account_tokens" ("token_hash", "user_id", "purpose", "expires_at") '
     'VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))')
 
-VOID_TOKENS_SQL = (
-    'UPDATE "account_tokens" SET "used_at" = clock_timestamp() '
-    'WHERE "user_id" = $1 AND "purpose" = ANY($2::varchar[]) AND "used_at" IS NULL')
+_LIVE = """t."used_at" IS NULL AND t."expires_at" > clock_timestamp() AND NOT EXISTS (
+        SELECT 1 FROM "user_accounts" u WHERE u."id" = t."user_id"
+        AND u."credential_epoch" IS NOT NULL AND t."created_at" <= u."credential_epoch")"""
 
-FIND_LIVE_SQL = (
-    'SELECT "user_id" FROM "account_tokens" WHERE "token_hash" = $1 AND "purpose" = $2 '
-    'AND "used_at" IS NULL AND "expires_at" > clock_timestamp()')
+FIND_LIVE_SQL = f'SELECT t."user_id" FROM "account_tokens" t WHERE t."token_hash" = $1 AND t."purpose" = $2 AND {_LIVE}'
 
 # Compare-and-set: of concurrent consumers of one token, the first to commit wins; the
 # others wait on its row lock, re-check `used_at` and match nothing.
 CONSUME_SQL = (
-    'UPDATE "account_tokens" SET "used_at" = clock_timestamp() WHERE "token_hash" = $1 AND "purpose" = $2 '
-    'AND "used_at" IS NULL AND "expires_at" > clock_timestamp() RETURNING "user_id"')
+    'UPDATE "account_tokens" t SET "used_at" = clock_timestamp() WHERE t."token_hash" = $1 AND t."purpose" = $2 '
+    f'AND {_LIVE} RETURNING t."user_id"')
 
-# The request for a password reset, as one statement whose work does not depend on whether
-# the address belongs to an account: the lookup, the voiding of older tokens, the new token
-# and the mail all run (on zero rows for an unknown or disabled address), so the database
-# does the same work either way and answers in the same time.
-REQUEST_RESET_SQL = '''
+# The request for a link (a password reset; a verification resend by address), as one
+# statement whose work does not depend on whether the address belongs to an account that
+# gets one: the lookup, the hourly allowance ($6 mails of this kind per account per hour),
+# dropping the oldest live tokens beyond $7 (a newer request never voids the others: nobody
+# can keep killing the owner's link by asking for new ones), the new token and the mail all
+# run (on zero rows for an unknown, disabled or over-allowance address, and for a verified
+# one when $8 is false), so the database does the same work either way, in the same time.
+REQUEST_LINK_SQL = """
     WITH target AS (
-        SELECT "id", "email" FROM "user_accounts"
-        WHERE LOWER("email") = $1 AND "deleted_at" IS NULL AND "status" = 'active'
-        FOR NO KEY UPDATE),
-    voided AS (
+        SELECT a."id", a."email" FROM "user_accounts" a
+        WHERE LOWER(a."email") = $1 AND a."deleted_at" IS NULL AND a."status" = 'active'
+          AND ($8 OR a."email_verified_at" IS NULL)
+          AND (SELECT count(*) FROM "mail_outbox" m WHERE m."user_id" = a."id" AND m."kind" = $4
+               AND m."created_at" > clock_timestamp() - interval '1 hour') < $6
+        FOR NO KEY UPDATE OF a),
+    dropped AS (
         UPDATE "account_tokens" t SET "used_at" = clock_timestamp() FROM target
-        WHERE t."user_id" = target."id" AND t."purpose" = 'password_reset' AND t."used_at" IS NULL
+        WHERE t."id" IN (
+            SELECT o."id" FROM "account_tokens" o WHERE o."user_id" = target."id" AND o."purpose" = $4
+            AND o."used_at" IS NULL AND o."expires_at" > clock_timestamp() ORDER BY o."created_at" DESC OFFSET $7)
         RETURNING t."id"),
     issued AS (
         INSERT INTO "account_tokens" ("token_hash", "user_id", "purpose", "expires_at")
-        SELECT $2, target."id", 'password_reset', clock_timestamp() + make_interval(secs => $3) FROM target
+        SELECT $2, target."id", $4, clock_timestamp() + make_interval(secs => $3) FROM target
         RETURNING "user_id"),
     mailed AS (
         INSERT INTO "mail_outbox" ("recipient", "subject", "body", "kind", "user_id")
-        SELECT target."email", $4, $5, 'password_reset', target."id" FROM target
+        SELECT target."email", $5, $9, $4, target."id" FROM target
         RETURNING "id")
-    SELECT (SELECT "user_id" FROM issued) AS "user_id", (SELECT count(*) FROM voided) AS "voided",
-           (SELECT "id" FROM mailed) AS "mail_id"'''
+    SELECT (SELECT "user_id" FROM issued) AS "user_id", (SELECT count(*) FROM dropped) AS "dropped",
+           (SELECT "id" FROM mailed) AS "mail_id\""""
 
-SET_RESET_PASSWORD_SQL = (
-    'UPDATE "user_accounts" SET "password_hash" = $2, "locked_until" = NULL, '
-    '"email_verified_at" = COALESCE("email_verified_at", clock_timestamp()), "updated_at" = now() '
-    'WHERE "id" = $1 RETURNING "email"')
+MAILS_THIS_HOUR_SQL = """
+    SELECT count(*) AS "mails" FROM "mail_outbox"
+    WHERE "user_id" = $1 AND "kind" = $2 AND "created_at" > clock_timestamp() - interval '1 hour'"""
+
+LIVE_TOKENS_SQL = f"""
+    SELECT t."id" FROM "account_tokens" t WHERE t."user_id" = $1 AND t."purpose" = $2 AND {_LIVE}
+    ORDER BY t."created_at" DESC OFFSET $3"""
+DROP_TOKENS_SQL = f'UPDATE "account_tokens" SET "used_at" = clock_timestamp() WHERE "id" IN ({LIVE_TOKENS_SQL})'
 
 MARK_VERIFIED_SQL = (
     'UPDATE "user_accounts" SET "email_verified_at" = COALESCE("email_verified_at", clock_timestamp()), '
@@ -64,14 +80,14 @@ async def insert_token(*, conn: BaseDBAsyncClient, token_hash: str, user_id: str
     await conn.execute_query(INSERT_TOKEN_SQL, [token_hash, user_id, purpose, ttl_s])
 
 
-async def void_tokens(*, conn: BaseDBAsyncClient, user_id: str, purposes: list[str]) -> int:
-    """Mark a user's live tokens of these purposes used; how many."""
-    voided, _ = await conn.execute_query(VOID_TOKENS_SQL, [user_id, purposes])
-    return int(voided)
+async def drop_beyond(*, conn: BaseDBAsyncClient, user_id: str, purpose: str, keep: int) -> int:
+    """Mark used every live token of the purpose but the `keep` newest; how many."""
+    dropped, _ = await conn.execute_query(DROP_TOKENS_SQL, [user_id, purpose, keep])
+    return int(dropped)
 
 
 async def find_live(*, conn: BaseDBAsyncClient, token_hash: str, purpose: str) -> str | None:
-    """The user of a live (unused, unexpired) token, or None; reads only."""
+    """The user of a live (unused, unexpired, not voided) token, or None; reads only."""
     rows = await conn.execute_query_dict(FIND_LIVE_SQL, [token_hash, purpose])
     return str(rows[0]["user_id"]) if rows else None
 
@@ -82,19 +98,29 @@ async def consume(*, conn: BaseDBAsyncClient, token_hash: str, purpose: str) -> 
     return str(rows[0]["user_id"]) if rows else None
 
 
-async def request_reset(*, conn: BaseDBAsyncClient, email: str, token_hash: str, ttl_s: int, subject: str,
-                        body: str) -> str | None:
-    """REQUEST_RESET_SQL: the account's id when it got a token and a mail, else None."""
-    rows = await conn.execute_query_dict(REQUEST_RESET_SQL, [email, token_hash, ttl_s, subject, body])
-    user_id = rows[0]["user_id"]
-    return str(user_id) if user_id is not None else None
+class LinkRequest(NamedTuple):
+    """What REQUEST_LINK_SQL did: the account that got a token and a mail (None: nobody did)."""
+
+    user_id: str | None
+    dropped: int
+    mail_id: int | None
 
 
-async def set_reset_password(*, conn: BaseDBAsyncClient, user_id: str, password_hash: str) -> str:
-    """The new hash, no PostgreSQL lock, the address verified (the reset link proved it); the email."""
-    rows = await conn.execute_query_dict(SET_RESET_PASSWORD_SQL, [user_id, password_hash])
-    email: str = rows[0]["email"]
-    return email
+async def request_link(*, conn: BaseDBAsyncClient, email: str, purpose: str, token_hash: str, ttl_s: int,
+                       subject: str, body: str, hourly: int, live: int, verified_too: bool) -> LinkRequest:
+    """REQUEST_LINK_SQL for the address: at most `hourly` such mails per account per hour and
+    `live` live tokens; `verified_too` False skips verified addresses (a verification resend)."""
+    rows = await conn.execute_query_dict(
+        REQUEST_LINK_SQL, [email, token_hash, ttl_s, purpose, subject, hourly, live - 1, verified_too, body])
+    row = rows[0]
+    user_id = row["user_id"]
+    return LinkRequest(str(user_id) if user_id is not None else None, int(row["dropped"]), row["mail_id"])
+
+
+async def mails_this_hour(*, conn: BaseDBAsyncClient, user_id: str, kind: str) -> int:
+    """Mails of this kind queued for the account within the last hour."""
+    rows = await conn.execute_query_dict(MAILS_THIS_HOUR_SQL, [user_id, kind])
+    return int(rows[0]["mails"])
 
 
 async def mark_verified(*, conn: BaseDBAsyncClient, user_id: str) -> bool:

@@ -8,6 +8,7 @@ concurrent uses of one code or one token, exactly one changes a row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -148,39 +149,72 @@ async def turn_off(*, conn: BaseDBAsyncClient, user_id: str) -> bool:
 PRUNE_TOKENS_SQL = """
     DELETE FROM "mfa_tokens" WHERE "user_id" = $1 AND ("used_at" IS NOT NULL OR "expires_at" <= clock_timestamp())"""
 INSERT_TOKEN_SQL = """
-    INSERT INTO "mfa_tokens" ("token_hash", "user_id", "expires_at")
-    VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))"""
+    INSERT INTO "mfa_tokens" ("token_hash", "user_id", "expires_at", "amr")
+    VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3), $4)"""
 
 
-async def insert_token(*, conn: BaseDBAsyncClient, user_id: str, token_hash: bytes, ttl_s: int) -> None:
-    """Store a new mfa_token's hash, expiring by the database's clock; the user's spent and
-    expired ones are deleted on the way, so the table holds about one row per MFA user."""
+async def insert_token(*, conn: BaseDBAsyncClient, user_id: str, token_hash: bytes, ttl_s: int,
+                       amr: list[str]) -> None:
+    """Store a new mfa_token's hash (and the first factor it stands for), expiring by the
+    database's clock; the user's spent and expired ones are deleted on the way, so the table
+    holds about one row per MFA user."""
     await conn.execute_query(PRUNE_TOKENS_SQL, [user_id])
-    await conn.execute_query(INSERT_TOKEN_SQL, [token_hash, user_id, ttl_s])
+    await conn.execute_query(INSERT_TOKEN_SQL, [token_hash, user_id, ttl_s, amr])
 
 
-# Live: unused, unexpired, and issued after the user's token epoch (a password change,
-# logout-all, an admin revoke or disable since then voids it).
+# Live: unused, unexpired, under its wrong-code allowance ($2), and created after the user's
+# credential epoch (every security event since voids it).
 _LIVE_TOKEN_SQL = """
     "mfa_tokens" t JOIN "user_accounts" u ON u."id" = t."user_id"
     WHERE t."token_hash" = $1 AND t."used_at" IS NULL AND t."expires_at" > clock_timestamp()
-      AND u."deleted_at" IS NULL AND (u."tokens_valid_after" IS NULL OR t."created_at" > u."tokens_valid_after")"""
-FIND_LIVE_TOKEN_SQL = f'SELECT t."user_id" FROM {_LIVE_TOKEN_SQL}'
+      AND t."failures" <= $2 AND u."deleted_at" IS NULL
+      AND (u."credential_epoch" IS NULL OR t."created_at" > u."credential_epoch")"""
+# One attempt at a token, counted before its code is looked at (so concurrency never buys a
+# fourth code): the token's user and first factor, or nothing once it is not live.
+TAKE_ATTEMPT_SQL = f"""
+    UPDATE "mfa_tokens" SET "failures" = "failures" + 1
+    WHERE "id" = (SELECT t."id" FROM {_LIVE_TOKEN_SQL} AND t."failures" < $2 FOR UPDATE OF t)
+    RETURNING "user_id", "amr\""""
 USE_TOKEN_SQL = f"""
     UPDATE "mfa_tokens" SET "used_at" = clock_timestamp()
-    WHERE "id" = (SELECT t."id" FROM {_LIVE_TOKEN_SQL} AND t."user_id" = $2)"""
+    WHERE "id" = (SELECT t."id" FROM {_LIVE_TOKEN_SQL} AND t."user_id" = $3)"""
 
 
-async def find_live_token(*, conn: BaseDBAsyncClient, token_hash: bytes) -> str | None:
-    """The user a live mfa_token belongs to, or None."""
-    rows = await conn.execute_query_dict(FIND_LIVE_TOKEN_SQL, [token_hash])
-    return str(rows[0]["user_id"]) if rows else None
+class TokenAttempt(NamedTuple):
+    user_id: str
+    amr: tuple[str, ...]
+    """The first factor the login presented before its token was issued."""
 
 
-async def use_token(*, conn: BaseDBAsyncClient, token_hash: bytes, user_id: str) -> bool:
+async def take_attempt(*, conn: BaseDBAsyncClient, token_hash: bytes, attempts: int) -> TokenAttempt | None:
+    """Count one attempt at a live mfa_token (at most `attempts` per token); None when it is not live."""
+    rows = await conn.execute_query_dict(TAKE_ATTEMPT_SQL, [token_hash, attempts])
+    return TokenAttempt(str(rows[0]["user_id"]), tuple(rows[0]["amr"])) if rows else None
+
+
+async def use_token(*, conn: BaseDBAsyncClient, token_hash: bytes, user_id: str, attempts: int) -> bool:
     """Spend a live mfa_token of `user_id`; False when it is not (any more) live."""
-    updated, _ = await conn.execute_query(USE_TOKEN_SQL, [token_hash, user_id])
+    updated, _ = await conn.execute_query(USE_TOKEN_SQL, [token_hash, attempts, user_id])
     return bool(updated)
+
+
+# Wrong codes per account, no window: taken before a code is checked (like the lockout's
+# reservations), so concurrency never buys a check beyond the ceiling ($2).
+TAKE_CODE_ATTEMPT_SQL = (
+    'UPDATE "user_accounts" SET "mfa_failures" = "mfa_failures" + 1 '
+    'WHERE "id" = $1 AND "mfa_failures" < $2 RETURNING "mfa_failures"')
+CLEAR_CODE_FAILURES_SQL = 'UPDATE "user_accounts" SET "mfa_failures" = 0 WHERE "id" = $1 AND "mfa_failures" <> 0'
+
+
+async def take_code_attempt(*, conn: BaseDBAsyncClient, user_id: str, ceiling: int) -> int | None:
+    """Count one code check of the account as failed until it succeeds; the count, or None at the ceiling."""
+    rows = await conn.execute_query_dict(TAKE_CODE_ATTEMPT_SQL, [user_id, ceiling])
+    return int(rows[0]["mfa_failures"]) if rows else None
+
+
+async def clear_code_failures(*, conn: BaseDBAsyncClient, user_id: str) -> None:
+    """A second factor was accepted: the wrong codes in a row start again from zero."""
+    await conn.execute_query(CLEAR_CODE_FAILURES_SQL, [user_id])
 
 
 VOID_TOKENS_SQL = ('UPDATE "mfa_tokens" SET "used_at" = clock_timestamp() '

@@ -32,7 +32,8 @@ INSERT_SUPERADMIN_SQL = (
     'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5 '
     'ON CONFLICT (LOWER("email")) WHERE "deleted_at" IS NULL DO NOTHING RETURNING "id"')
 UPDATE_SUPERADMIN_SQL = (
-    'UPDATE "user_accounts" SET "password_hash" = $2, "locked_until" = NULL, "updated_at" = now(), '
+    'UPDATE "user_accounts" SET "password_hash" = $2::varchar, "locked_until" = NULL, "updated_at" = now(), '
+    '"password_version" = "password_version" + ("password_hash" <> $2::varchar)::int, '
     '"role_id" = (SELECT "id" FROM "roles" WHERE "name" = $3) WHERE "id" = $1')
 LOCK_ACCOUNT_BY_EMAIL_SQL = (
     'SELECT u."id", u."password_hash", r."name" AS "role", u."locked_until" FROM "user_accounts" u '

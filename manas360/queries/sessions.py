@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360.queries import Row
 
 INSERT_SESSION_SQL = (
-    'INSERT INTO "sessions" ("id", "user_id", "ip", "user_agent", "created_at", "last_used_at", "expires_at") '
-    'VALUES ($1, $2, $3, $4, $5, $5, $6)')
+    'INSERT INTO "sessions" ("id", "user_id", "ip", "user_agent", "created_at", "last_used_at", "expires_at", '
+    '"auth_time", "amr", "aal") VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)')
 INSERT_FIRST_TOKEN_SQL = (
     'INSERT INTO "tokens" ("id", "session_id", "user_id", "token_hash", "created_at", "expires_at") '
     'VALUES ($1, $2, $3, $4, $5, $6)')
@@ -41,7 +42,8 @@ TOKEN_SESSION_SQL = (
     'SELECT t."session_id", u."status" FROM "tokens" t JOIN "user_accounts" u ON u."id" = t."user_id" '
     'WHERE t."token_hash" = $1 AND u."deleted_at" IS NULL')
 LOCK_LIVE_SESSION_SQL = (
-    'SELECT u."status" FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
+    'SELECT u."status", s."created_at", s."auth_time", s."amr", s."aal" '
+    'FROM "sessions" s JOIN "user_accounts" u ON u."id" = s."user_id" '
     'WHERE s."id" = $1 AND s."revoked_at" IS NULL AND u."deleted_at" IS NULL FOR UPDATE OF s')
 TOKEN_SQL = (
     'SELECT "id", "session_id", "user_id", "expires_at", "rotated_at", "revoked_at" FROM "tokens" '
@@ -55,9 +57,10 @@ LIVE_CHILDREN_SQL = (
 
 
 async def insert_session(*, conn: BaseDBAsyncClient, session_id: str, user_id: str, ip: str, user_agent: str,
-                         now: datetime, expires_at: datetime) -> None:
-    """A new session, created and last used `now`."""
-    await conn.execute_query(INSERT_SESSION_SQL, [session_id, user_id, ip, user_agent, now, expires_at])
+                         now: datetime, expires_at: datetime, auth_time: datetime, amr: list[str], aal: int) -> None:
+    """A new session, created and last used `now`, its user proved at `auth_time` with `amr`."""
+    await conn.execute_query(INSERT_SESSION_SQL, [session_id, user_id, ip, user_agent, now, expires_at, auth_time,
+                                                  amr, aal])
 
 
 async def insert_first_token(*, conn: BaseDBAsyncClient, token_id: str, session_id: str, user_id: str,
@@ -118,10 +121,42 @@ async def token_session(*, conn: BaseDBAsyncClient, token_hash: str) -> Row | No
     return rows[0] if rows else None
 
 
-async def lock_live_session(*, conn: BaseDBAsyncClient, session_id: str) -> str | None:
-    """Lock the unrevoked session of a live user (FOR UPDATE OF s); the user's status, or None."""
+class LockedSession(NamedTuple):
+    status: str
+    """The user's account status."""
+    created_at: datetime
+    """The login that opened the session (its absolute age counts from here)."""
+    auth_time: datetime
+    amr: tuple[str, ...]
+    aal: int
+
+
+async def lock_live_session(*, conn: BaseDBAsyncClient, session_id: str) -> LockedSession | None:
+    """Lock the unrevoked session of a live user (FOR UPDATE OF s): the user's status and the
+    session's login time and assurance; None when there is no such session."""
     rows = await conn.execute_query_dict(LOCK_LIVE_SESSION_SQL, [session_id])
-    return str(rows[0]["status"]) if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    return LockedSession(str(row["status"]), row["created_at"], row["auth_time"], tuple(row["amr"]), row["aal"])
+
+
+SET_ASSURANCE_SQL = 'UPDATE "sessions" SET "auth_time" = $2, "amr" = $3, "aal" = $4 WHERE "id" = $1'
+
+
+async def set_assurance(*, conn: BaseDBAsyncClient, session_id: str, auth_time: datetime, amr: list[str],
+                        aal: int) -> None:
+    """The session's user proved who they are again (a re-authentication)."""
+    await conn.execute_query(SET_ASSURANCE_SQL, [session_id, auth_time, amr, aal])
+
+
+REVOKE_SESSION_REFRESH_TOKENS_SQL = (
+    'UPDATE "tokens" SET "revoked_at" = $2 WHERE "session_id" = $1 AND "revoked_at" IS NULL')
+
+
+async def revoke_session_refresh_tokens(*, conn: BaseDBAsyncClient, session_id: str, now: datetime) -> None:
+    """Revoke a session's refresh tokens (the session stays: a new first token follows)."""
+    await conn.execute_query(REVOKE_SESSION_REFRESH_TOKENS_SQL, [session_id, now])
 
 
 async def fetch_token(*, conn: BaseDBAsyncClient, token_hash: str) -> Row | None:

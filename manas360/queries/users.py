@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -22,17 +23,30 @@ USER_SQL = f"""
     WHERE u."deleted_at" IS NULL AND {{where}}"""
 USER_BY_ID_SQL = USER_SQL.format(where='u."id" = $1')
 
-CREDENTIALS_SQL = (
-    'SELECT "id", "email", "password_hash", "locked_until", "status", "tokens_valid_after", '
-    'GREATEST(0, CEIL(EXTRACT(EPOCH FROM "locked_until" - clock_timestamp()) * 1000))::bigint AS "lock_ms" '
-    'FROM "user_accounts" WHERE {where} AND "deleted_at" IS NULL')
-CREDENTIALS_BY_EMAIL_SQL = CREDENTIALS_SQL.format(where='LOWER("email") = $1')
-CREDENTIALS_BY_ID_SQL = CREDENTIALS_SQL.format(where='"id" = $1')
-LOCK_CREDENTIALS_SQL = CREDENTIALS_SQL.format(where='"id" = $1') + ' FOR NO KEY UPDATE'
+# What a credential check and the gate need of an account, by address or id. `source` is the
+# client's lockout source (IPv4 address or IPv6 prefix): its durable lock and whether the
+# account completed a login from it within $3 seconds (a known source).
+CREDENTIALS_SQL = """
+    SELECT u."id", u."email", u."password_hash", u."password_version", u."status",
+           u."email_verified_at" IS NOT NULL AS "email_verified", u."mfa_enabled", u."mfa_failures",
+           GREATEST(0, CEIL(EXTRACT(EPOCH FROM u."locked_until" - clock_timestamp()) * 1000))::bigint AS "lock_ms",
+           COALESCE((SELECT GREATEST(0, CEIL(EXTRACT(EPOCH FROM l."locked_until" - clock_timestamp()) * 1000))::bigint
+                     FROM "account_source_locks" l WHERE l."user_id" = u."id" AND l."source" = $2), 0)
+               AS "source_lock_ms",
+           EXISTS (SELECT 1 FROM "login_sources" k WHERE k."user_id" = u."id" AND k."source" = $2
+                   AND k."last_login_at" > clock_timestamp() - make_interval(secs => $3)) AS "known_source"
+    FROM "user_accounts" u WHERE {where} AND u."deleted_at" IS NULL"""
+CREDENTIALS_BY_EMAIL_SQL = CREDENTIALS_SQL.format(where='LOWER(u."email") = $1')
+CREDENTIALS_BY_ID_SQL = CREDENTIALS_SQL.format(where='u."id" = $1')
+LOCK_CREDENTIALS_SQL = CREDENTIALS_SQL.format(where='u."id" = $1') + ' FOR NO KEY UPDATE OF u'
 LOCK_USER_ROW_SQL = 'SELECT 1 FROM "user_accounts" WHERE "id" = $1 AND "deleted_at" IS NULL FOR NO KEY UPDATE'
-REPLACE_PASSWORD_HASH_SQL = (
-    'UPDATE "user_accounts" SET "password_hash" = $3, "updated_at" = now() '
-    'WHERE "id" = $1 AND "password_hash" = $2')
+# A re-hash at a new cost keeps the version; a new password moves it. Both compare-and-set on
+# the version the check saw, so a re-hash never passes for a change, nor undoes one.
+REHASH_PASSWORD_SQL = (
+    'UPDATE "user_accounts" SET "password_hash" = $3 WHERE "id" = $1 AND "password_version" = $2')
+SET_PASSWORD_SQL = (
+    'UPDATE "user_accounts" SET "password_hash" = $3, "password_version" = "password_version" + 1, '
+    '"updated_at" = now() WHERE "id" = $1 AND "password_version" = $2')
 INSERT_USER_SQL = (
     'INSERT INTO "user_accounts" ("id", "email", "password_hash", "display_name", "role_id") '
     'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5')
@@ -58,18 +72,47 @@ async def fetch_user(*, conn: BaseDBAsyncClient, user_id: str) -> Row | None:
     return rows[0] if rows else None
 
 
-async def fetch_credentials(*, conn: BaseDBAsyncClient, email: str | None = None,
-                            user_id: str | None = None) -> Row | None:
-    """The live account's credentials by normalised address (or by id when `user_id` is given)."""
+class Credentials(NamedTuple):
+    """What a credential check and the gate need to know about an account (CREDENTIALS_SQL)."""
+
+    user_id: str
+    email: str
+    password_hash: str
+    password_version: int
+    """Moved by every real password change; a re-hash at a new cost keeps it."""
+    status: str
+    email_verified: bool
+    mfa_enabled: bool
+    mfa_failures: int
+    """Wrong second-factor codes in a row since the last accepted one."""
+    lock_ms: int
+    """Milliseconds left on the account-wide lock (`locked_until`, the database's clock)."""
+    source_lock_ms: int
+    """Milliseconds left on this source's lock."""
+    known_source: bool
+    """The account completed a login from this source recently (spared the account-wide lock)."""
+
+
+def _credentials(row: Row) -> Credentials:
+    return Credentials(str(row["id"]), row["email"], row["password_hash"], row["password_version"], row["status"],
+                       row["email_verified"], row["mfa_enabled"], row["mfa_failures"], int(row["lock_ms"] or 0),
+                       int(row["source_lock_ms"] or 0), row["known_source"])
+
+
+async def fetch_credentials(*, conn: BaseDBAsyncClient, source: str, known_source_s: int, email: str | None = None,
+                            user_id: str | None = None) -> Credentials | None:
+    """The live account's credentials by normalised address (or by id when `user_id` is given),
+    as seen from `source`."""
     sql, value = (CREDENTIALS_BY_EMAIL_SQL, email) if user_id is None else (CREDENTIALS_BY_ID_SQL, user_id)
-    rows = await conn.execute_query_dict(sql, [value])
-    return rows[0] if rows else None
+    rows = await conn.execute_query_dict(sql, [value, source, known_source_s])
+    return _credentials(rows[0]) if rows else None
 
 
-async def lock_credentials(*, conn: BaseDBAsyncClient, user_id: str) -> Row | None:
+async def lock_credentials(*, conn: BaseDBAsyncClient, user_id: str, source: str,
+                           known_source_s: int) -> Credentials | None:
     """Lock the user row (FOR NO KEY UPDATE) and read its credentials as they are now."""
-    rows = await conn.execute_query_dict(LOCK_CREDENTIALS_SQL, [user_id])
-    return rows[0] if rows else None
+    rows = await conn.execute_query_dict(LOCK_CREDENTIALS_SQL, [user_id, source, known_source_s])
+    return _credentials(rows[0]) if rows else None
 
 
 async def lock_user_row(*, conn: BaseDBAsyncClient, user_id: str) -> bool:
@@ -78,9 +121,15 @@ async def lock_user_row(*, conn: BaseDBAsyncClient, user_id: str) -> bool:
     return bool(rows)
 
 
-async def replace_password_hash(*, conn: BaseDBAsyncClient, user_id: str, verified_hash: str, new_hash: str) -> bool:
-    """Compare-and-set the hash; False when the stored one is no longer `verified_hash`."""
-    updated, _ = await conn.execute_query(REPLACE_PASSWORD_HASH_SQL, [user_id, verified_hash, new_hash])
+async def rehash_password(*, conn: BaseDBAsyncClient, user_id: str, version: int, new_hash: str) -> bool:
+    """The same password at a new cost, if the password is still at `version`; the version stays."""
+    updated, _ = await conn.execute_query(REHASH_PASSWORD_SQL, [user_id, version, new_hash])
+    return bool(updated)
+
+
+async def set_password(*, conn: BaseDBAsyncClient, user_id: str, version: int, new_hash: str) -> bool:
+    """A new password, if the password is still at `version` (compare-and-set); the version moves."""
+    updated, _ = await conn.execute_query(SET_PASSWORD_SQL, [user_id, version, new_hash])
     return bool(updated)
 
 
@@ -117,3 +166,14 @@ async def move_token_epoch(*, conn: BaseDBAsyncClient, user_id: str) -> datetime
 
 async def touch_last_login(*, conn: BaseDBAsyncClient, user_id: str, now: datetime) -> None:
     await conn.execute_query(TOUCH_LAST_LOGIN_SQL, [user_id, now])
+
+
+MOVE_CREDENTIAL_EPOCH_SQL = (
+    'UPDATE "user_accounts" SET "credential_epoch" = GREATEST("credential_epoch", clock_timestamp()) '
+    'WHERE "id" = $1')
+
+
+async def move_credential_epoch(*, conn: BaseDBAsyncClient, user_id: str) -> None:
+    """Kill every one-time token of the user created until now (reset, verification, mfa_token):
+    each is live only while created after `credential_epoch`."""
+    await conn.execute_query(MOVE_CREDENTIAL_EPOCH_SQL, [user_id])

@@ -1,8 +1,11 @@
 """Access tokens: HS256 JWTs signed with a rotating key set, verified through a small cache.
 
-A token carries identity only (`sub` user id, `sid` session id, `jti`); permissions,
-role and plan are never read from it but loaded per request, and revocation is checked
-in Redis per request, so a token proves "who", never "allowed to".
+A token carries identity only (`sub` user id, `sid` session id, `jti`) and how that identity
+was proved (`auth_time`, `amr`, `aal`: read by step-up, never by the permission gate);
+permissions, role and plan are never read from it but loaded per request, and revocation is
+checked in Redis per request, so a token proves "who", never "allowed to". The header says
+`typ: at+jwt` (RFC 9068), and a token without it is refused: no other JWT, even one signed
+with the same key, passes for an access token.
 
 Key rotation: `KeySet(current_kid="k2", keys={"k2": new, "k1": old})` signs with k2 and
 still verifies k1 tokens until k1 is dropped from the set.
@@ -25,7 +28,9 @@ from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE, MIN_SECRET_BYTES
 ALGORITHM = "HS256"
 MAX_TOKEN_CHARS = 8192
 NBF_LEEWAY_S = 5
-REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp")
+TOKEN_TYPE = "at+jwt"
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "auth_time", "amr", "aal")
+AAL_VALUES = (1, 2)
 
 
 class VerifiedToken(NamedTuple):
@@ -44,13 +49,17 @@ class VerifiedToken(NamedTuple):
     """`exp`, in seconds: the token is dead from this instant on."""
     not_before: float
     """The later of `nbf` and `iat`: before this (minus a small leeway) it is not valid yet."""
+    auth_time: int
+    """When the user last presented a credential in this session (seconds): step-up's clock."""
+    aal: int
+    """The assurance level of that proof: 2 with a second factor (or a user-verifying passkey)."""
 
     @property
     def expires_ms(self) -> int:
         return int(self.expires_at * 1000)
 
 
-_Entry = tuple[str, str, str, int, float, float]
+_Entry = tuple[str, str, str, int, float, float, int, int]
 """A cached VerifiedToken's fields, in its field order."""
 
 
@@ -127,8 +136,12 @@ class AccessTokenCodec:
         jti: str | None = None,
         now: float | None = None,
         extra: dict[str, Any] | None = None,
+        auth_time: int | None = None,
+        amr: tuple[str, ...] = ("pwd",),
+        aal: int = 1,
     ) -> tuple[str, dict[str, Any]]:
-        """Sign an access token; return the token and its claims."""
+        """Sign an access token; return the token and its claims. `auth_time` (seconds)
+        defaults to the issue time, `amr`/`aal` to a password login's."""
         if extra and extra.keys() & set(REQUIRED_CLAIMS):
             raise ValueError("extra claims may not override registered claims")
         issued_at = int(time.time() if now is None else now)
@@ -142,9 +155,13 @@ class AccessTokenCodec:
             "iat": issued_at,
             "nbf": issued_at,
             "exp": issued_at + self.ttl_s,
+            "auth_time": issued_at if auth_time is None else int(auth_time),
+            "amr": list(amr),
+            "aal": aal,
         }
         token = jwt.encode(
-            claims, self.keyset.signing_key, algorithm=ALGORITHM, headers={"kid": self.keyset.current_kid}
+            claims, self.keyset.signing_key, algorithm=ALGORITHM,
+            headers={"kid": self.keyset.current_kid, "typ": TOKEN_TYPE},
         )
         return token, dict(claims)
 
@@ -166,10 +183,11 @@ class AccessTokenCodec:
         claims = self._verify(token)
         verified = VerifiedToken(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"],
                                  issued_ms=token_issued_ms(claims), expires_at=claims["exp"],
-                                 not_before=max(claims["nbf"], claims["iat"]))
+                                 not_before=max(claims["nbf"], claims["iat"]), auth_time=claims["auth_time"],
+                                 aal=claims["aal"])
         self._check_times(verified, now, digest)
         self._cache[digest] = (verified.user_id, verified.session_id, verified.jti, verified.issued_ms,
-                               verified.expires_at, verified.not_before)
+                               verified.expires_at, verified.not_before, verified.auth_time, verified.aal)
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return verified
@@ -194,7 +212,7 @@ class AccessTokenCodec:
             raise InvalidToken() from None
         # Pinned algorithm: refuse anything but HS256 before touching a key, so neither
         # `alg: none` nor another algorithm chosen by the sender is ever considered.
-        if header.get("alg") != ALGORITHM:
+        if header.get("alg") != ALGORITHM or header.get("typ") != TOKEN_TYPE:
             raise InvalidToken()
         kid = header.get("kid")
         key = self.keyset.get(kid) if isinstance(kid, str) else None
@@ -226,6 +244,8 @@ class AccessTokenCodec:
             raise InvalidToken()
         if not all(_is_number(claims[name]) for name in ("iat", "nbf", "exp")):
             raise InvalidToken()
+        if not _is_assurance(claims):
+            raise InvalidToken()
         return claims
 
     def _check_times(self, verified: VerifiedToken, now: float, digest: bytes) -> None:
@@ -240,6 +260,15 @@ class AccessTokenCodec:
 def _is_number(value: Any) -> bool:
     """Return whether a claim is a finite real number (bool is not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_assurance(claims: dict[str, Any]) -> bool:
+    """Return whether `auth_time` is a whole number of seconds no later than `iat`, `aal` a
+    known level and `amr` a short list of short names."""
+    auth_time, aal, amr = claims["auth_time"], claims["aal"], claims["amr"]
+    return (isinstance(auth_time, int) and not isinstance(auth_time, bool) and 0 < auth_time <= claims["iat"]
+            and aal in AAL_VALUES and type(aal) is int
+            and isinstance(amr, list) and 0 < len(amr) <= 8 and all(isinstance(m, str) and len(m) <= 16 for m in amr))
 
 
 def _is_canonical_uuid(value: Any) -> bool:

@@ -44,12 +44,14 @@ from manas360.errors import (
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
 from manas360.queries import Row
 from manas360.queries import admin as admin_queries
-from manas360.queries import mfa as mfa_queries
+from manas360.queries import login as login_queries
 from manas360.queries import rbac as rbac_queries
-from manas360.services import account_tokens, audit, mfa, subscriptions, users
-from manas360.services.auth import revoke_all_sessions
+from manas360.services import audit, mfa, subscriptions, users
+from manas360.services.auth import events
+from manas360.services.auth.events import Event
+from manas360.services.auth.lockout import unlock_account
+from manas360.services.auth.signout import revoke_all_sessions
 from manas360.services.entitlements import forget_user
-from manas360.services.lockout import unlock_account
 from manas360.services.sessions import Client
 from manas360.services.users import User, get_user
 from manas360.settings import Settings
@@ -116,12 +118,20 @@ async def _search(*, before: tuple[datetime, str] | None, contains: str | None, 
 
 
 async def get_user_detail(*, user_id: str) -> dict[str, Any]:
-    """A user as administrators see them: <User> plus locked_until and subscription."""
+    """A user as administrators see them: <User> plus locked_until, locks and subscription.
+
+    `locked_until` is the end of the account-wide lock, else of the latest per-source lock
+    (null when none); `locks` lists the per-source locks (PostgreSQL's copy, which every lock
+    of a known account has)."""
     user = await _require_user(user_id)
-    row = await admin_queries.user_detail(conn=connections.get("default"), user_id=user_id)
+    conn = connections.get("default")
+    row = await admin_queries.user_detail(conn=conn, user_id=user.id)
+    locks = await login_queries.source_locks(conn=conn, user_id=user.id)
     subscription = {"plan": user.plan, "status": row["status"] or "active", "starts_at": iso(row["starts_at"]),
                     "ends_at": iso(row["ends_at"])}
-    return {**user.as_dict(), "locked_until": iso(row["locked_until"]), "subscription": subscription}
+    locked_until = row["locked_until"] or (locks[0].locked_until if locks else None)
+    return {**user.as_dict(), "locked_until": iso(locked_until), "subscription": subscription,
+            "locks": [{"source": lock.source, "until": iso(lock.locked_until)} for lock in locks]}
 
 
 async def change_role(*, store: Store, actor: Actor, user_id: str, role: str) -> User:
@@ -172,21 +182,25 @@ async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id:
             await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
             await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
+        revoked = None
         if status == ACCOUNT_DISABLED:
-            await mfa_queries.void_tokens(conn=conn, user_id=target.id)  # a pending MFA login dies with the rest
-            await account_tokens.void_all(conn, user_id=target.id)  # so do reset and verification links
+            # A security event: every session, access token and one-time link dies with it.
+            revoked = await events.record(conn, settings=settings, user_id=target.id, event=Event.DISABLED,
+                                          client=Client(ip=actor.ip), email=target.email)
+            await audit.record(conn, action=audit.SESSIONS_REVOKED, actor_id=actor.user_id, target_user_id=target.id,
+                               ip=actor.ip, after={"sessions": len(revoked.session_ids)})
         user = await _require_user(target.id, conn=conn)
     await forget_user(store=store, user_id=user.id)
-    if status == ACCOUNT_DISABLED:
-        await revoke_all_sessions(settings=settings, store=store, user_id=user.id, actor_id=actor.user_id,
-                                  client=Client(ip=actor.ip), reason="disabled")
+    if revoked is not None:
+        await events.publish(settings=settings, store=store, revoked=revoked)
     return user
 
 
-async def unlock(*, store: Store, actor: Actor, user_id: str) -> None:
-    """Lift the user's lockout at once (only below the actor's level)."""
+async def unlock(*, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
+    """Lift every lock of the user at once, every source's and the wrong-code ceiling (only
+    below the actor's level)."""
     target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
-    await unlock_account(store=store, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+    await unlock_account(settings=settings, store=store, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
 
 
 async def revoke_sessions(*, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
@@ -196,13 +210,16 @@ async def revoke_sessions(*, settings: Settings, store: Store, actor: Actor, use
                               client=Client(ip=actor.ip))
 
 
-async def reset_mfa(*, actor: Actor, user_id: str) -> None:
+async def reset_mfa(*, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
     """Turn the user's MFA off (only below the actor's level): secret, recovery codes and
-    outstanding mfa_tokens go; the user signs in with the password alone until set up again."""
+    outstanding mfa_tokens go, every session is revoked and the owner is mailed; the user
+    signs in with the password alone until set up again."""
     async with in_transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
         _check_acts_below(actor=acting, target=target)
-        await mfa.reset(conn, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+        revoked = await mfa.reset(conn, settings=settings, user_id=target.id, email=target.email,
+                                  actor_id=actor.user_id, client=Client(ip=actor.ip))
+    await events.publish(settings=settings, store=store, revoked=revoked)
 
 
 async def _authorize_on_target(*, actor: Actor, user_id: str, permission: str) -> User:

@@ -37,6 +37,18 @@ PASSWORD_RESET_REQUESTED = "auth.password_reset_requested"
 PASSWORD_RESET = "auth.password_reset"
 EMAIL_VERIFICATION_SENT = "auth.email_verification_sent"
 EMAIL_VERIFIED = "auth.email_verified"
+REAUTHENTICATED = "auth.reauthenticated"
+
+# Multi-factor sign-in (admin.mfa_reset is the administrator's).
+MFA_CHALLENGED = "auth.mfa_challenged"
+MFA_SETUP = "auth.mfa_setup"
+MFA_ENABLED = "auth.mfa_enabled"
+MFA_CONFIRM_FAILED = "auth.mfa_confirm_failed"
+MFA_VERIFIED = "auth.mfa_verified"
+MFA_FAILED = "auth.mfa_failed"
+MFA_DISABLED = "auth.mfa_disabled"
+MFA_RECOVERY_CODES = "auth.mfa_recovery_codes_regenerated"
+MFA_RESET = "admin.mfa_reset"
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 

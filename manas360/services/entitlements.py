@@ -31,6 +31,7 @@ from manas360.errors import (
     FeatureNotAvailable,
     InsufficientPrivileges,
     PermissionDenied,
+    ReauthenticationRequired,
     TokenRevoked,
 )
 from manas360.metrics import ENTITLEMENT_HITS, ENTITLEMENT_MISSES
@@ -60,13 +61,19 @@ CONTEXT_TTL_S = LOADED_TTL_S
 """How long a cached user context lives; also the bound on staleness when Redis was
 unreachable while a write tried to delete it (the write itself still commits)."""
 
+ADMIN_READ, ADMIN_WRITE = 1, 2
+"""`Needs.admin`: an administrative read (aal 2 when ADMIN_REQUIRE_MFA) or write (also a fresh auth_time)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Needs:
-    """What a route requires: permissions (any of), features (all of), a minimum level."""
+    """What a route requires: permissions (any of), features (all of), a minimum level, and
+    for administrative routes (`admin`) the assurance ADMIN_REQUIRE_MFA asks of them."""
 
     permissions: frozenset[str] = frozenset()
     features: frozenset[str] = frozenset()
     min_privilege: int = 0
+    admin: int = 0
 
 
 # A NamedTuple, not a frozen dataclass: built on every gated request (see store/entitlements.py).
@@ -157,7 +164,19 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
     access = Access(principal, context.role, current.level_of(context.role), _effective_plan(context, clock=clock),
                     current, rate)
     _gate(access, needs)
+    if needs.admin and settings.admin_mfa_required:
+        _admin_assurance(principal, needs=needs, settings=settings, clock=clock)
     return access
+
+
+def _admin_assurance(principal: Principal, *, needs: Needs, settings: Settings, clock: Clock) -> None:
+    """ADMIN_REQUIRE_MFA: every admin route at `aal` 2, every admin write with a fresh
+    `auth_time` too (read from the verified token: no round trip). An admin without MFA must
+    enrol first; the command line is not affected."""
+    age_ms = clock.now_ms() - principal.auth_time * 1000
+    stale = needs.admin == ADMIN_WRITE and age_ms > settings.reauth_max_age_s * 1000
+    if principal.aal < 2 or stale:
+        raise ReauthenticationRequired(max_age=settings.reauth_max_age_s, required_aal=2)
 
 
 def _effective_plan(context: UserContext, *, clock: Clock) -> str:

@@ -27,7 +27,7 @@ from manas360.queries import seeding as seeding_queries
 from manas360.queries.rbac import PLAN_FEATURES, ROLE_PERMISSIONS
 from manas360.security.passwords import hash_password, verify_password
 from manas360.services import audit, users
-from manas360.services.auth import revoke_all_sessions
+from manas360.services.auth.signout import revoke_all_sessions
 from manas360.services.entitlements import CONTEXT_TTL_S, forget_user
 from manas360.services.sessions import Client
 from manas360.settings import Settings
@@ -221,7 +221,7 @@ async def _revoke_sessions(*, settings: Settings, store: Store, outcome: Superad
     which at worst logs the account out if the commit then fails."""
     try:
         await revoke_all_sessions(settings=settings, store=store, user_id=outcome.user_id, actor_id=None,
-                                  client=SEED_CLIENT, reason="seed")
+                                  client=SEED_CLIENT)
     except StoreUnavailable as exc:
         return replace(outcome, sessions_revoked=True, cache_error=_one_line(exc))
     return replace(outcome, sessions_revoked=True)

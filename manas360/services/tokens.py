@@ -29,7 +29,8 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from manas360.clock import Clock, epoch_ms, to_ms
 from manas360.security.jwt import AccessTokenCodec, KeySet, token_issued_ms
@@ -38,6 +39,16 @@ from manas360.settings import Settings
 
 REFRESH_TOKEN_BYTES = 32
 _SUCCESSOR_CONTEXT = b"manas360 refresh-token successor v1"
+
+
+class Assurance(NamedTuple):
+    """How a session's user last proved who they are: the access token's `auth_time`, `amr`
+    and `aal` claims, kept on the session row so a refresh carries them on."""
+
+    auth_time: datetime
+    """The database's clock when the credential was presented."""
+    amr: tuple[str, ...]
+    aal: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +91,14 @@ def derive_successor(*, key: bytes, parent: str, child_id: uuid.UUID) -> str:
 
 
 def mint_access_token(*, codec: AccessTokenCodec, clock: Clock, user_id: str, session_id: str,
-                      not_before_ms: int = 0) -> str:
-    """Sign an access token issued now, or at `not_before_ms` if the clock is behind it."""
-    issued_ms = max(to_ms(clock.now()), not_before_ms)
+                      assurance: Assurance, not_before_ms: int = 0) -> str:
+    """Sign an access token issued now, or at `not_before_ms` if the clock is behind it (never
+    before its own `auth_time`)."""
+    auth_time_s = to_ms(assurance.auth_time) // 1000
+    issued_ms = max(to_ms(clock.now()), not_before_ms, auth_time_s * 1000)
     token, _ = codec.encode(user_id=user_id, session_id=session_id, now=issued_ms / 1000,
-                            extra={"iat_ms": issued_ms})
+                            extra={"iat_ms": issued_ms}, auth_time=auth_time_s, amr=assurance.amr,
+                            aal=assurance.aal)
     return token
 
 
@@ -94,7 +108,7 @@ def issued_ms(claims: dict[str, Any]) -> int:
 
 
 def issue_pair(*, settings: Settings, codec: AccessTokenCodec, clock: Clock, user: User, session_id: str,
-               refresh_token: str, not_before_ms: int = 0) -> TokenPair:
+               refresh_token: str, assurance: Assurance, not_before_ms: int = 0) -> TokenPair:
     """A fresh access token for the session, with the given refresh token and user.
 
     The token is issued after the user's STORED epoch (`tokens_valid_after`, written by
@@ -103,6 +117,6 @@ def issue_pair(*, settings: Settings, codec: AccessTokenCodec, clock: Clock, use
     """
     not_before_ms = max(not_before_ms, epoch_ms(user.tokens_valid_after) + 1)
     access_token = mint_access_token(codec=codec, clock=clock, user_id=user.id, session_id=session_id,
-                                     not_before_ms=not_before_ms)
+                                     assurance=assurance, not_before_ms=not_before_ms)
     return TokenPair(access_token=access_token, refresh_token=refresh_token,
                      expires_in=settings.jwt_access_ttl, user=user)

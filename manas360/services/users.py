@@ -26,6 +26,7 @@ from manas360.clock import iso
 from manas360.errors import EmailTaken, NotFound
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries import users as user_queries
+from manas360.queries.users import Credentials
 
 MAX_EMAIL_CHARS = 254
 MAX_DISPLAY_NAME_CHARS = 100
@@ -52,20 +53,6 @@ class User:
         return {"id": self.id, "email": self.email, "display_name": self.display_name, "role": self.role,
                 "privilege_level": self.privilege_level, "plan": self.plan, "created_at": iso(self.created_at),
                 "status": self.status, "email_verified": self.email_verified, "mfa_enabled": self.mfa_enabled}
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """What a password check needs to know about an account."""
-
-    user_id: str
-    password_hash: str
-    locked_until: datetime | None
-    email: str = ""
-    status: str = ACCOUNT_ACTIVE
-    lock_ms: int = 0
-    """Milliseconds left on `locked_until` by the database's clock (0 when not locked)."""
-    tokens_valid_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,29 +115,28 @@ async def get_held_user(conn: BaseDBAsyncClient, *, user_id: str) -> User:
     return user
 
 
-async def get_credentials(*, email: str | None = None, user_id: str | None = None) -> Credentials | None:
-    """The live account with a normalised address (or an id), or None."""
-    row = await user_queries.fetch_credentials(conn=_db(None), email=email, user_id=user_id)
-    return _credentials(row) if row else None
+async def get_credentials(*, source: str, known_source_s: int, email: str | None = None,
+                          user_id: str | None = None) -> Credentials | None:
+    """The live account with a normalised address (or an id) as seen from `source`, or None."""
+    return await user_queries.fetch_credentials(conn=_db(None), source=source, known_source_s=known_source_s,
+                                                email=email, user_id=user_id)
 
 
-async def lock_credentials(conn: BaseDBAsyncClient, *, user_id: str) -> Credentials | None:
+async def lock_credentials(conn: BaseDBAsyncClient, *, user_id: str, source: str = "",
+                           known_source_s: int = 0) -> Credentials | None:
     """Lock the user row (first in the lock order) and read its credentials as they are now."""
-    row = await user_queries.lock_credentials(conn=conn, user_id=user_id)
-    return _credentials(row) if row else None
+    return await user_queries.lock_credentials(conn=conn, user_id=user_id, source=source,
+                                               known_source_s=known_source_s)
 
 
-def _credentials(row: dict[str, Any]) -> Credentials:
-    return Credentials(user_id=str(row["id"]), password_hash=row["password_hash"], locked_until=row["locked_until"],
-                       email=row["email"], status=row["status"], lock_ms=int(row["lock_ms"] or 0),
-                       tokens_valid_after=row["tokens_valid_after"])
+async def rehash_password(conn: BaseDBAsyncClient, *, user_id: str, version: int, new_hash: str) -> bool:
+    """Store the same password at a new cost, if it is still at `version` (the version stays)."""
+    return await user_queries.rehash_password(conn=conn, user_id=user_id, version=version, new_hash=new_hash)
 
 
-async def replace_password_hash(conn: BaseDBAsyncClient, *, user_id: str, verified_hash: str,
-                                new_hash: str) -> bool:
-    """Set a new hash only if the stored one is still the one a check verified (compare-and-set)."""
-    return await user_queries.replace_password_hash(conn=conn, user_id=user_id, verified_hash=verified_hash,
-                                                    new_hash=new_hash)
+async def set_password(conn: BaseDBAsyncClient, *, user_id: str, version: int, new_hash: str) -> bool:
+    """Store a new password if the current one is still at `version`; the version moves."""
+    return await user_queries.set_password(conn=conn, user_id=user_id, version=version, new_hash=new_hash)
 
 
 async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str, display_name: str) -> str:

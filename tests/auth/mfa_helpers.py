@@ -13,7 +13,8 @@ from tests.fixtures.accounts import API, Account
 
 SETUP, CONFIRM, VERIFY, TOTP = (f"{API}/auth/mfa/totp/setup", f"{API}/auth/mfa/totp/confirm",
                                 f"{API}/auth/mfa/verify", f"{API}/auth/mfa/totp")
-LOGIN = f"{API}/auth/login"
+LOGIN, REAUTHENTICATE = f"{API}/auth/login", f"{API}/auth/reauthenticate"
+RECOVERY_CODES = f"{API}/auth/mfa/recovery-codes"
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Enabled:
     account: Account
     secret: str
     recovery_codes: list[str]
+    """All ten, as confirm returned them; the last one was spent on the step-up (`enable`)."""
     offsets: list[int] = field(default_factory=lambda: [-1])
 
     def code(self) -> str:
@@ -46,12 +48,24 @@ def wrong_code(secret: str) -> str:
 
 
 async def enable(client: httpx.AsyncClient, account: Account) -> Enabled:
+    """Turn MFA on, then step the account's session up to `aal` 2 with its last recovery code
+    (keeping the TOTP steps for the test): `account.pair` is the stepped-up pair."""
     setup = await client.post(SETUP, headers=account.headers)
     assert setup.status_code == 200, setup.text
     secret = setup.json()["secret"]
     confirmed = await client.post(CONFIRM, headers=account.headers, json={"code": code_at(secret, -1)})
     assert confirmed.status_code == 200, confirmed.text
-    return Enabled(account=account, secret=secret, recovery_codes=confirmed.json()["recovery_codes"])
+    codes = confirmed.json()["recovery_codes"]
+    await step_up(client, account, code=codes[-1])
+    return Enabled(account=account, secret=secret, recovery_codes=codes)
+
+
+async def step_up(client: httpx.AsyncClient, account: Account, *, code: str | None = None) -> None:
+    """POST /auth/reauthenticate with the password (and a code): `account.pair` becomes the fresh pair."""
+    body = {"password": account.password} if code is None else {"password": account.password, "code": code}
+    response = await client.post(REAUTHENTICATE, headers=account.headers, json=body)
+    assert response.status_code == 200, response.text
+    account.pair = response.json()
 
 
 async def mfa_token(client: httpx.AsyncClient, account: Account) -> str:

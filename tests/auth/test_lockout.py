@@ -7,8 +7,9 @@ import asyncio
 import asyncpg
 import pytest
 
-from manas360.services import login as login_service
-from manas360.services.lockout import unlock_account
+from manas360.services.auth import login as login_service
+from manas360.services.auth import password_check
+from manas360.services.auth.lockout import unlock_account
 from manas360.services.sessions import Client
 from manas360.settings import load_settings
 from tests.fixtures.accounts import API, PASSWORD, register, unique_email
@@ -33,8 +34,10 @@ async def test_fifth_failure_is_401_and_every_attempt_after_is_423_even_with_the
     assert body["error"] == "AccountLocked" and 890 <= body["retry_after"] <= 900
     right = await _attempt(client, account.email, PASSWORD)
     assert right.status_code == 423
-    until = await pg.fetchval("SELECT locked_until FROM user_accounts WHERE id = $1", account.id)
-    assert until is not None
+    # Locked for this source (durably, in PostgreSQL too), not account-wide.
+    assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1 "
+                             "AND locked_until > now()", account.id) == 1
+    assert await pg.fetchval("SELECT locked_until FROM user_accounts WHERE id = $1", account.id) is None
     reasons = await pg.fetch("SELECT reason FROM login_attempts WHERE user_id = $1 ORDER BY id", account.id)
     assert [r["reason"] for r in reasons] == ["invalid_credentials"] * 5 + ["locked"] * 2
     audit = await pg.fetch("SELECT action FROM audit_logs WHERE target_user_id = $1 AND action = "
@@ -90,8 +93,9 @@ async def test_refreshing_tokens_does_not_reset_the_failure_count(client, accoun
 async def test_unlock_account_lets_the_user_in_at_once(client, app, db, pg, account):
     for _ in range(6):
         await _attempt(client, account.email)
-    await unlock_account(store=app.ctx.deps.store, user_id=account.id, actor_id=None, ip="10.0.0.1")
-    assert await pg.fetchval("SELECT locked_until FROM user_accounts WHERE id = $1", account.id) is None
+    await unlock_account(settings=app.ctx.deps.settings, store=app.ctx.deps.store, user_id=account.id,
+                         actor_id=None, ip="10.0.0.1")
+    assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1", account.id) == 0
     assert (await _attempt(client, account.email, PASSWORD)).status_code == 200
     assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
                              "AND action = 'auth.account_unlocked'", account.id) == 1
@@ -118,7 +122,7 @@ async def test_lock_ends_after_its_duration(environ, database, redis_raw):
 async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(client, pg, account, gate):
     """The review's attack: 11 wrong passwords and the right one at once. Every check is held
     in front of bcrypt until all twelve requests are in: only LOCKOUT_THRESHOLD may get there."""
-    bcrypt = gate(login_service, "verify_password")
+    bcrypt = gate(password_check, "verify_password")
     tasks = [asyncio.create_task(_attempt(client, account.email, password))
              for password in [WRONG] * 11 + [PASSWORD]]
     await eventually(lambda: bcrypt.held + sum(task.done() for task in tasks) == 12, what="every request placed")
@@ -140,7 +144,7 @@ async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(cl
 async def test_right_password_is_refused_while_checks_in_flight_could_lock(client, account, gate):
     for _ in range(4):
         assert (await _attempt(client, account.email)).status_code == 401
-    bcrypt = gate(login_service, "verify_password")
+    bcrypt = gate(password_check, "verify_password")
     fifth = asyncio.create_task(_attempt(client, account.email))
     await eventually(lambda: bcrypt.held == 1, what="the fifth wrong password at bcrypt")
     right = asyncio.create_task(_attempt(client, account.email, PASSWORD))
@@ -154,7 +158,7 @@ async def test_right_password_is_refused_while_checks_in_flight_could_lock(clien
 async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, account, gate):
     """The write transaction re-checks the lock: a lock that lands during bcrypt (from another
     worker, a lapsed reservation) still keeps the tokens back."""
-    bcrypt = gate(login_service, "verify_password")
+    bcrypt = gate(password_check, "verify_password")
     right = asyncio.create_task(_attempt(client, account.email, PASSWORD))
     await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
     await pg.execute("UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1",
@@ -166,14 +170,15 @@ async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, a
 
 
 async def test_a_cancelled_login_releases_its_reservation(app, db, redis_raw, account, gate):
-    bcrypt = gate(login_service, "verify_password")
+    bcrypt = gate(password_check, "verify_password")
     deps = app.ctx.deps
     task = asyncio.create_task(login_service.login(settings=deps.settings, store=deps.store, codec=deps.codec,
                                                    clock=deps.clock, email=account.email, password=PASSWORD,
                                                    client=Client(ip="10.0.0.2")))
     await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
-    pending = app.ctx.deps.store.keys.login_pending(account.email)
+    pending = app.ctx.deps.store.keys.login_source(account.email, "10.0.0.2") + ":pending"
     assert await redis_raw.zcard(pending) == 1
+    assert await redis_raw.zcard(app.ctx.deps.store.keys.login_pending(account.email)) == 1
     task.cancel()
     await eventually(lambda: _zero(redis_raw, pending), what="the reservation released")
     with pytest.raises(asyncio.CancelledError):
@@ -215,7 +220,8 @@ async def test_an_unlock_queued_behind_the_locking_failure_is_not_lost(client, a
         await holder.execute("SELECT 1 FROM user_accounts WHERE id = $1 FOR UPDATE", account.id)
         fifth = asyncio.create_task(_attempt(client, account.email))
         await eventually(lambda: backends_waiting_for_locks(pg), what="the failure waiting on the row")
-        unlock = asyncio.create_task(unlock_account(store=app.ctx.deps.store, user_id=account.id))
+        unlock = asyncio.create_task(unlock_account(settings=app.ctx.deps.settings, store=app.ctx.deps.store,
+                                                    user_id=account.id))
         await eventually(lambda: _waiting(pg, 2), what="the unlock waiting on the row")
         await transaction.commit()
     finally:
@@ -223,7 +229,7 @@ async def test_an_unlock_queued_behind_the_locking_failure_is_not_lost(client, a
     assert (await fifth).status_code == 401
     await unlock
     # The unlock came after the lock: nothing of the lock may survive it.
-    assert await pg.fetchval("SELECT locked_until FROM user_accounts WHERE id = $1", account.id) is None
+    assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1", account.id) == 0
     assert (await _attempt(client, account.email, PASSWORD)).status_code == 200
 
 

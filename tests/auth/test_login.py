@@ -46,7 +46,7 @@ async def test_unknown_email_is_checked_against_a_dummy_hash(client, monkeypatch
     async def spy(*, password, cost):
         calls.append(cost)
 
-    monkeypatch.setattr("manas360.services.login.verify_dummy", spy)
+    monkeypatch.setattr("manas360.services.auth.password_check.verify_dummy", spy)
     response = await client.post(URL, json={"email": unique_email(), "password": PASSWORD})
     assert response.status_code == 401 and calls == [4]
 
@@ -62,7 +62,7 @@ async def test_failed_logins_are_audited_with_and_without_an_account(client, pg,
 
 async def test_password_longer_than_128_is_422_without_hashing(client, monkeypatch, account):
     calls = []
-    monkeypatch.setattr("manas360.services.login.verify_password", lambda **kw: calls.append(kw))
+    monkeypatch.setattr("manas360.services.auth.password_check.verify_password", lambda **kw: calls.append(kw))
     response = await client.post(URL, json={"email": account.email, "password": "x" * 129})
     assert response.status_code == 422 and calls == []
 

@@ -43,7 +43,8 @@ async def test_setup_returns_a_pending_secret_and_its_otpauth_uri(client, pg, ac
     response = await client.post(SETUP, headers=account.headers)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"secret", "otpauth_uri"}
+    assert set(body) == {"secret", "otpauth_uri", "qr_svg"}
+    assert body["qr_svg"].startswith("<svg") and body["qr_svg"].rstrip().endswith("</svg>")
     uri = urlsplit(body["otpauth_uri"])
     assert (uri.scheme, uri.netloc) == ("otpauth", "totp")
     assert parse_qs(uri.query)["secret"] == [body["secret"]] and parse_qs(uri.query)["issuer"] == ["MANAS360"]

@@ -176,3 +176,19 @@ async def test_an_account_deleted_during_its_refresh_gets_no_pair_and_keeps_its_
     assert await pg.fetchval("SELECT rotated_at FROM tokens WHERE token_hash = $1",
                              hash_refresh_token(account.refresh_token)) is None
     assert await pg.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1", account.id) == 1
+
+
+async def test_reuse_revokes_both_access_tokens_at_once_on_a_warm_cache(client, pg, account):
+    """Redis must hear of the reuse: with both access tokens already answered from a warm cache,
+    a revocation only PostgreSQL knew would leave them working until the cache expired."""
+    pair = (await _refresh(client, account.refresh_token)).json()
+    for access in (pair["access_token"], account.pair["access_token"]):
+        assert (await client.get(f"{API}/me", headers=bearer(access))).status_code == 200  # warm
+    await _age_rotation(pg, account.refresh_token, 11)
+    assert (await _refresh(client, account.refresh_token)).json()["error"] == "TokenReuseDetected"
+    for access in (pair["access_token"], account.pair["access_token"]):
+        me = await client.get(f"{API}/me", headers=bearer(access))
+        assert (me.status_code, me.json()["error"]) == (401, "TokenRevoked")
+    notice = await pg.fetchval("SELECT body FROM mail_outbox WHERE user_id = $1 AND kind = 'security_notice'",
+                               account.id)
+    assert notice is not None and "used from two places at once" in notice

@@ -76,7 +76,7 @@ async def test_password_outside_10_to_128_characters_is_422(client, password):
 
 async def test_huge_password_is_refused_before_any_hashing(client, monkeypatch):
     calls = []
-    monkeypatch.setattr("manas360.services.auth.hash_password", lambda **kw: calls.append(kw))
+    monkeypatch.setattr("manas360.services.auth.register.hash_password", lambda **kw: calls.append(kw))
     response = await client.post(URL, json={"email": unique_email(), "password": "p" * 60_000})
     assert response.status_code == 422 and calls == []
     # In-process (ASGI) the body limit is not applied, so 422; a real server answers 413

@@ -1,12 +1,10 @@
-"""The Redis side of revocations and lockout, script by script."""
+"""The Redis side of revocations, script by script (the lockout's: tests/store/test_lockout.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from manas360.store.entitlements import UserContext, UserFill, check_request, store_user_states
-from manas360.store.lockout import lock_remaining_ms, record_failure, release_check, reserve_check
 from manas360.store.revocations import Revocations, record_revocations
 
 CONTEXT = UserContext(role="user", plan="free", plan_end_ms=0, status="active")
@@ -69,52 +67,3 @@ async def test_recording_a_revocation_does_not_claim_the_cache_is_complete(app, 
     await record_revocations(store, user_id=user, revocations=Revocations(jtis={jti: 60_000}))
     assert await redis_raw.exists(store.keys.revocations_loaded(user)) == 0
     assert 0 < await redis_raw.pttl(store.keys.revoked_jti(user, jti)) <= 60_000
-
-
-async def test_concurrent_failures_lock_at_exactly_the_threshold(app):
-    email = f"{uuid.uuid4().hex}@example.com"
-    verdicts = await asyncio.gather(*[
-        record_failure(app.ctx.deps.store, email=email, threshold=5, window_s=900, lock_s=900) for _ in range(30)])
-    assert sorted(v.failures for v in verdicts if not v.already_locked) == [1, 2, 3, 4, 5]
-    assert sum(v.locked_now for v in verdicts) == 1 and sum(v.already_locked for v in verdicts) == 25
-    assert 0 < await lock_remaining_ms(app.ctx.deps.store, email=email) <= 900_000
-
-
-async def test_failures_older_than_the_window_do_not_count(app, redis_raw):
-    email = f"{uuid.uuid4().hex}@example.com"
-    store = app.ctx.deps.store
-    for _ in range(4):
-        await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900)
-    # Age the recorded failures past the window instead of waiting 15 minutes.
-    key = store.keys.login_failures(email)
-    for member, score in await redis_raw.zrange(key, 0, -1, withscores=True):
-        await redis_raw.zadd(key, {member: score - 901_000})
-    verdict = await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900)
-    assert (verdict.failures, verdict.locked_now) == (1, False)
-
-
-async def test_checks_in_flight_count_toward_the_threshold_and_a_leaked_one_lapses(app, redis_raw):
-    email = f"{uuid.uuid4().hex}@example.com"
-    store = app.ctx.deps.store
-    limits = dict(threshold=5, window_s=900, ttl_s=30, lock_s=900)
-    await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900)
-    assert [await reserve_check(store, email=email, reservation=f"r{n}", **limits) for n in range(4)] == [0] * 4
-    assert await reserve_check(store, email=email, reservation="over", **limits) == 900_000  # 1 + 4 in flight
-    pending = store.keys.login_pending(email)
-    assert 0 < await redis_raw.pttl(pending) <= 30_000  # a dead worker's reservations go with the key
-    await release_check(store, email=email, reservation="r0")
-    assert await reserve_check(store, email=email, reservation="again", **limits) == 0
-    # A worker died holding r1: its reservation lapses by its score, not only by the key's TTL.
-    await redis_raw.zadd(pending, {"r1": 1})
-    assert await reserve_check(store, email=email, reservation="after", **limits) == 0
-
-
-async def test_a_failure_turns_its_reservation_into_a_counted_failure(app, redis_raw):
-    email = f"{uuid.uuid4().hex}@example.com"
-    store = app.ctx.deps.store
-    assert await reserve_check(store, email=email, reservation="mine", threshold=5, window_s=900, ttl_s=30,
-                               lock_s=900) == 0
-    verdict = await record_failure(store, email=email, threshold=5, window_s=900, lock_s=900, reservation="mine")
-    assert verdict.failures == 1
-    assert await redis_raw.zcard(store.keys.login_pending(email)) == 0
-    assert await redis_raw.zscore(store.keys.login_failures(email), "mine") is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import orjson
@@ -12,7 +13,7 @@ import pytest
 
 from manas360.clock import Clock
 from manas360.security.jwt import AccessTokenCodec, KeySet
-from manas360.services.tokens import mint_access_token
+from manas360.services.tokens import Assurance, mint_access_token
 from manas360.settings import load_settings
 from tests.fixtures.accounts import API, bearer, register
 from tests.fixtures.app import client_for, running_app
@@ -25,14 +26,15 @@ def _claims(account, **overrides):
     now = int(time.time())
     claims = {"iss": "manas360", "aud": "manas360-api", "sub": account.id,
               "sid": jwt.decode(account.pair["access_token"], options={"verify_signature": False})["sid"],
-              "jti": "8b4b0d52-3d7c-4d59-9b1e-4f0c2a3e0c11", "iat": now, "nbf": now, "exp": now + 900}
+              "jti": "8b4b0d52-3d7c-4d59-9b1e-4f0c2a3e0c11", "iat": now, "nbf": now, "exp": now + 900,
+              "auth_time": now, "amr": ["pwd"], "aal": 1}
     claims.update(overrides)
     return claims
 
 
 def _sign(settings, claims, *, secret=None, kid="k1", algorithm="HS256"):
     key = secret or settings.jwt_secret.get_secret_value()
-    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid})
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid, "typ": "at+jwt"})
 
 
 def _b64(data: dict) -> str:
@@ -100,7 +102,7 @@ async def test_wrong_audience_or_issuer_is_invalid(client, settings, override):
 async def test_expired_token_is_token_expired(client, settings):
     account = await register(client)
     past = int(time.time()) - 1000
-    token = _sign(settings, _claims(account, iat=past, nbf=past, exp=past + 900))
+    token = _sign(settings, _claims(account, iat=past, nbf=past, exp=past + 900, auth_time=past))
     assert await _status(client, bearer(token)) == (401, "TokenExpired")
 
 
@@ -153,8 +155,11 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_ne
 def test_access_tokens_carry_identity_and_millisecond_issue_time_only(settings):
     codec = AccessTokenCodec(keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret.get_secret_value()}),
                              issuer="manas360", audience="manas360-api", ttl_s=900)
-    token = mint_access_token(codec=codec, clock=Clock(), user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
+    proved = datetime.now(UTC) - timedelta(seconds=30)
+    token = mint_access_token(codec=codec, clock=Clock(), user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()),
+                              assurance=Assurance(auth_time=proved, amr=("pwd", "otp", "mfa"), aal=2))
     claims = codec.decode(token)
-    assert set(claims) == {"iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "iat_ms"}
+    assert set(claims) == {"iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "iat_ms", "auth_time", "amr", "aal"}
     assert claims["iat"] * 1000 <= claims["iat_ms"] < claims["iat"] * 1000 + 1000
-    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
+    assert (claims["auth_time"], claims["amr"], claims["aal"]) == (int(proved.timestamp()), ["pwd", "otp", "mfa"], 2)
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1", "typ": "at+jwt"}

@@ -19,7 +19,8 @@ def test_the_shipped_table_matches_the_contract():
     assert policies["auth"].routes == (("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/register"),
                                        ("POST", "/api/v1/auth/password"), ("POST", "/api/v1/auth/password-reset"),
                                        ("POST", "/api/v1/auth/password-reset/confirm"),
-                                       ("POST", "/api/v1/auth/verify-email/resend"))
+                                       ("POST", "/api/v1/auth/verify-email/resend"),
+                                       ("POST", "/api/v1/auth/reauthenticate"))
     # Every auth route costs a bcrypt: without Redis to count them they answer 503.
     assert policies["global"].fail_open and not policies["auth"].fail_open and not policies["api"].fail_open
     assert load_settings({}).rate_exempt_paths == ("/health", "/metrics")

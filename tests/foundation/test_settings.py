@@ -55,6 +55,13 @@ def test_environment_overrides_every_kind_of_value():
     ({"ENV": "production", "JWT_SECRET": "short"}, "JWT_SECRET"),
     ({"ENV": "production", "JWT_SECRET": STRONG, "ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS"),
     ({"ENV": "production", "JWT_SECRET": STRONG, "JWT_PREVIOUS_KEYS": "k0:weak"}, "JWT_PREVIOUS_KEYS"),
+    ({"ENV": "production", "JWT_SECRET": STRONG, "LOCKOUT_ACCOUNT_THRESHOLD": "101"}, "LOCKOUT_ACCOUNT_THRESHOLD"),
+    ({"ENV": "production", "JWT_SECRET": STRONG, "REAUTH_MAX_AGE_S": "901"}, "REAUTH_MAX_AGE_S"),
+    ({"ENV": "production", "JWT_SECRET": STRONG, "SESSION_MAX_AGE_S": str(90 * 86400 + 1)}, "SESSION_MAX_AGE_S"),
+    ({"LOCKOUT_THRESHOLD": "5", "LOCKOUT_ACCOUNT_THRESHOLD": "4"}, "LOCKOUT_ACCOUNT_THRESHOLD must be at least"),
+    ({"REAUTH_MAX_AGE_S": "0"}, "REAUTH_MAX_AGE_S"),
+    ({"MAIL_PER_ACCOUNT_HOURLY": "0"}, "MAIL_PER_ACCOUNT_HOURLY"),
+    ({"ADMIN_REQUIRE_MFA": "maybe"}, "ADMIN_REQUIRE_MFA"),
     ({"JWT_SECRET": "short"}, "JWT_SECRET is shorter than 32 bytes"),
     ({"ENV": "test", "JWT_SECRET": "short"}, "JWT_SECRET is shorter than 32 bytes"),
     ({"JWT_PREVIOUS_KEYS": "k0:weak"}, "JWT_PREVIOUS_KEYS secret for 'k0' is shorter than 32 bytes"),
@@ -159,6 +166,15 @@ def test_both_urls_are_parsed_once_with_decoded_credentials_and_tls():
 def test_production_accepts_safe_values():
     s = load_settings({"ENV": "production", "JWT_SECRET": STRONG, "ALLOWED_ORIGINS": "https://app.example"})
     assert s.is_production and "s" * 40 not in repr(s)
+
+
+@pytest.mark.parametrize(("environ", "required"), [
+    ({}, False), ({"ENV": "test"}, False), ({"ENV": "production", "JWT_SECRET": STRONG}, True),
+    ({"ADMIN_REQUIRE_MFA": "1"}, True), ({"ADMIN_REQUIRE_MFA": ""}, False),
+    ({"ENV": "production", "JWT_SECRET": STRONG, "ADMIN_REQUIRE_MFA": "0"}, False),
+])
+def test_admin_mfa_is_required_in_production_unless_switched_off(environ, required):
+    assert load_settings(environ).admin_mfa_required is required
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manas360.services.seeding import seed_superadmin
 from manas360.settings import load_settings
-from tests.fixtures.accounts import PASSWORD, Account, login
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.smtp import SmtpServer
 
@@ -55,11 +53,3 @@ async def mail_app(mail_settings, database, redis_raw):
 async def mail_client(mail_app):
     async with client_for(mail_app) as client:
         yield client
-
-
-@pytest.fixture
-async def superadmin_headers(app, db, client) -> dict[str, str]:
-    """A logged-in superadmin's Authorization header (on the run's shared app)."""
-    email = "root-mail@example.com"
-    await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD)
-    return (await login(client, Account(email=email, password=PASSWORD, pair={}))).headers

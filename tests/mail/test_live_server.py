@@ -48,17 +48,22 @@ async def test_every_recovery_and_verification_row_on_a_live_server(http, tls_sm
     assert registered.status_code == 201
     headers = bearer(registered.json()["access_token"])
 
-    # POST /verify-email: 200 <User> with email_verified true, then 401 InvalidToken.
+    # POST /verify-email: 200 <User> with email_verified true, then 401 InvalidToken. The first
+    # proof of the mailbox revokes the sessions made before it: at once, on a warm cache too.
     (welcome,) = await tls_smtp.wait_for(email)
-    assert f"{PUBLIC_BASE_URL}/verify-email?token=" in body_of(welcome)
+    assert f"{PUBLIC_BASE_URL}/verify-email#token=" in body_of(welcome)
+    for _ in range(4):  # both workers' caches warm
+        assert (await http.get(f"{API}/me", headers=headers)).status_code == 200
     verified = await http.post(f"{API}/auth/verify-email", json={"token": token_in(welcome)})
     assert (verified.status_code, verified.json()["email_verified"]) == (200, True)
+    for _ in range(4):
+        assert (await http.get(f"{API}/me", headers=headers)).json()["error"] == "TokenRevoked"
     again = await http.post(f"{API}/auth/verify-email", json={"token": token_in(welcome)})
     assert (again.status_code, again.json()["error"]) == (401, "InvalidToken")
 
-    # POST /verify-email/resend: Bearer; 202 {} (verified: no mail).
-    assert (await http.post(f"{API}/auth/verify-email/resend")).status_code == 401
-    resent = await http.post(f"{API}/auth/verify-email/resend", headers=headers)
+    # POST /verify-email/resend: Bearer, or {email} without; 202 {} (verified: no mail).
+    assert (await http.post(f"{API}/auth/verify-email/resend")).status_code == 400
+    resent = await http.post(f"{API}/auth/verify-email/resend", json={"email": email})
     assert (resent.status_code, resent.json()) == (202, {})
 
     # POST /password-reset: 202 {} for known and unknown; 422; 429 past the auth budget.
@@ -68,16 +73,21 @@ async def test_every_recovery_and_verification_row_on_a_live_server(http, tls_sm
     assert (await http.post(f"{API}/auth/password-reset", json={"email": ""})).status_code == 422
     reset_mail = (await tls_smtp.wait_for(email, count=2))[1]
     assert reset_mail["Subject"] == "Reset your MANAS360 password"
-    assert f"{PUBLIC_BASE_URL}/reset-password?token=" in body_of(reset_mail)
+    assert f"{PUBLIC_BASE_URL}/reset-password#token=" in body_of(reset_mail)
     assert (await http.post(f"{API}/auth/password-reset", json={"email": unique_email()})).status_code == 202
     limited = await http.post(f"{API}/auth/password-reset", json={"email": unique_email()})
     assert (limited.status_code, limited.json()["error"]) == (429, "RateLimited")
 
     # POST /password-reset/confirm: 200 pair of a new session; 401 InvalidToken once used; 422.
     confirm = {"token": token_in(reset_mail), "new_password": NEW_PASSWORD}
+    signed_in = bearer((await http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+                        ).json()["access_token"])
+    for _ in range(4):
+        assert (await http.get(f"{API}/me", headers=signed_in)).status_code == 200
     confirmed = await http.post(f"{API}/auth/password-reset/confirm", json=confirm)
     assert confirmed.status_code == 200 and confirmed.json()["user"]["email"] == email
-    assert (await http.get(f"{API}/me", headers=headers)).json()["error"] == "TokenRevoked"
+    for _ in range(4):  # revoked on the very next request, whichever worker answers
+        assert (await http.get(f"{API}/me", headers=signed_in)).json()["error"] == "TokenRevoked"
     used = await http.post(f"{API}/auth/password-reset/confirm", json=confirm)
     assert (used.status_code, used.json()["error"]) == (401, "InvalidToken")
     short = await http.post(f"{API}/auth/password-reset/confirm", json={**confirm, "new_password": "short"})
@@ -90,4 +100,6 @@ async def test_every_recovery_and_verification_row_on_a_live_server(http, tls_sm
     log = live.log()
     for token in (token_in(welcome), token_in(reset_mail)):
         assert token not in log
-    assert len(tls_smtp.inbox.to(email)) == 2
+    notice = (await tls_smtp.wait_for(email, count=3))[2]  # the owner is told of the reset
+    assert notice["Subject"] == "Account security" and "was reset" in body_of(notice)
+    assert len(tls_smtp.inbox.to(email)) == 3

@@ -44,7 +44,7 @@ async def test_registration_mail_arrives_once_with_its_link_and_the_row_records_
     assert message["Subject"] == "Confirm your email address"
     assert message["From"] == "MANAS360 <no-reply@manas360.test>"
     token = token_in(message)
-    assert f"{PUBLIC_BASE_URL}/verify-email?token={token}" in body_of(message)
+    assert f"{PUBLIC_BASE_URL}/verify-email#token={token}" in body_of(message)
     assert len(token) >= 43  # 256 bits, base64url
     await eventually(lambda: pg.fetchval("SELECT sent_at IS NOT NULL FROM mail_outbox WHERE recipient = $1",
                                          account.email), what="delivery recorded")

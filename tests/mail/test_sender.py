@@ -71,7 +71,7 @@ async def test_the_console_backend_prints_the_whole_mail_in_development(environ,
     finally:
         logger.remove(sink)
     printed = "".join(lines)
-    assert f"http://127.0.0.1:8000/reset-password?token={token}" in printed
+    assert f"http://127.0.0.1:8000/reset-password#token={token}" in printed
     assert recipient in printed and "Reset your MANAS360 password" in printed
     assert sender.status == "console"
 

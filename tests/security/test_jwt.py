@@ -32,6 +32,7 @@ def claims(**overrides) -> dict:
     base = {
         "iss": "manas360", "aud": "manas360-api", "sub": U1, "sid": S1, "jti": J1,
         "iat": int(NOW), "nbf": int(NOW), "exp": int(NOW) + TTL,
+        "auth_time": int(NOW) - 60, "amr": ["pwd"], "aal": 1,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -44,7 +45,7 @@ def hand_sign(header: dict, payload: dict, *, digest=hashlib.sha256) -> str:
 
 
 def sign(payload: dict, *, secret: str = SECRET_1, algorithm: str = "HS256", headers=None) -> str:
-    headers = {"kid": "k1"} if headers is None else headers
+    headers = {"kid": "k1", "typ": "at+jwt"} if headers is None else headers
     return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)
 
 
@@ -57,7 +58,8 @@ def test_round_trip_returns_claims():
     assert decoded["iss"] == "manas360" and decoded["aud"] == "manas360-api"
     assert decoded["iat"] == decoded["nbf"] == int(NOW) and decoded["exp"] == int(NOW) + TTL
     assert len(decoded["jti"]) == 36
-    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1", "typ": "at+jwt"}
+    assert (decoded["auth_time"], decoded["amr"], decoded["aal"]) == (int(NOW), ["pwd"], 1)
 
 
 def test_each_token_gets_a_fresh_jti_unless_given():
@@ -77,7 +79,41 @@ def test_extra_claims_cannot_override_registered_ones():
 
 
 def test_hand_signed_token_verifies():
-    assert make_codec().decode(hand_sign({"alg": "HS256", "kid": "k1"}, claims()), now=NOW)["sub"] == U1
+    assert make_codec().decode(hand_sign({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, claims()),
+                               now=NOW)["sub"] == U1
+
+
+@pytest.mark.parametrize(("header", "payload"), [
+    ({"alg": "HS256", "kid": "k1"}, {}),  # no typ: not an access token (RFC 9068)
+    ({"alg": "HS256", "kid": "k1", "typ": "JWT"}, {}),
+    ({"alg": "HS256", "kid": "k1", "typ": "AT+JWT"}, {}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": None}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": int(NOW) + 1}),  # proved after it was issued
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": float(NOW)}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": True}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": None}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": 3}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": "2"}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": True}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": None}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": "pwd"}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": []}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": [1]}),
+    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": ["pwd"] * 9}),
+])
+def test_a_token_not_typed_as_an_access_token_or_with_a_bad_assurance_is_invalid(header, payload):
+    codec = make_codec()
+    with pytest.raises(InvalidToken):
+        codec.decode(hand_sign(header, claims(**payload)), now=NOW)
+    with pytest.raises(InvalidToken):
+        codec.verify(hand_sign(header, claims(**payload)), now=NOW)
+
+
+def test_verify_hands_out_auth_time_and_aal():
+    token, _ = make_codec().encode(user_id=U1, session_id=S1, now=NOW, auth_time=int(NOW) - 30,
+                                   amr=("pwd", "otp", "mfa"), aal=2)
+    verified = make_codec().verify(token, now=NOW)
+    assert (verified.auth_time, verified.aal) == (int(NOW) - 30, 2)
 
 
 def test_alg_none_token_is_rejected():
@@ -94,7 +130,7 @@ def test_other_hmac_algorithm_with_right_secret_is_rejected(algorithm):
 
 
 def test_header_claiming_hs256_over_hs512_signature_is_rejected():
-    token = hand_sign({"alg": "HS256", "typ": "JWT", "kid": "k1"}, claims(), digest=hashlib.sha512)
+    token = hand_sign({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}, claims(), digest=hashlib.sha512)
     with pytest.raises(InvalidToken):
         make_codec().decode(token, now=NOW)
 

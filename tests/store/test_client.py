@@ -19,7 +19,7 @@ from manas360.store.entitlements import (
     forget_user_context,
     store_user_states,
 )
-from manas360.store.lockout import record_failure
+from manas360.store.lockout import Limits, record_failure
 from manas360.store.ratelimit import hit
 from manas360.store.reference import bump_reference_version
 from manas360.store.revocations import Revocations, record_revocations
@@ -83,7 +83,8 @@ async def test_every_script_touches_exactly_one_slot(store, monkeypatch):
                                                UserFill(other, context, revocations)],
                                 context_ttl_s=60, loaded_ttl_ms=60_000)
         await forget_user_context(store, user_id=user)
-        await record_failure(store, email=f"{uuid4().hex}@example.com", threshold=5, window_s=60, lock_s=60)
+        await record_failure(store, email=f"{uuid4().hex}@example.com", source="192.0.2.1", known=False,
+                             limits=Limits(threshold=5, account_threshold=50, window_s=60, lock_s=60))
         await hit(store, policy="global", key=store.keys.ip_rate("192.0.2.1", "global"), limit=10, window_s=60)
         await hit(store, policy="api", key=store.keys.user_rate(user, "api"), limit=10, window_s=60)
     assert {name for name, _ in calls} == set(SCRIPTS)

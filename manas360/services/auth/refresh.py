@@ -9,7 +9,15 @@ A token already rotated is answered by the grace rule, else treated as reuse:
 - within REFRESH_REUSE_GRACE_S of its rotation, while its child is still the live token,
   the same successor is returned again (reproduced, see manas360.services.tokens);
 - otherwise (older ancestor, grace over, grace 0) the whole session is revoked, its
-  refresh tokens and its access tokens, and the answer is 401 TokenReuseDetected.
+  refresh tokens and its access tokens, the owner is mailed, and the answer is 401
+  TokenReuseDetected.
+
+A rotation passes the gate as the REFRESH flow (an active account, a verified email when
+REQUIRE_VERIFIED_EMAIL; no locks, no second factor of its own: the session was admitted
+with its factors). The new access token keeps the session's `auth_time` and `amr`, never
+raises them, and carries `aal` 2 only while `auth_time` is within AAL2_MAX_AGE_S. A session
+ends SESSION_MAX_AGE_S after its login whatever the refreshes: its tokens never outlive
+that.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -28,11 +35,22 @@ from manas360.clock import Clock, db_now, to_ms
 from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries import sessions as session_queries
+from manas360.queries.sessions import LockedSession
 from manas360.repair import run_to_completion
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services import audit, revocation, sessions, users
+from manas360.services.auth import gate
+from manas360.services.auth.events import notify
+from manas360.services.auth.gate import Flow, Proof
 from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, derive_successor, hash_refresh_token, issue_pair, successor_keys
+from manas360.services.tokens import (
+    Assurance,
+    TokenPair,
+    derive_successor,
+    hash_refresh_token,
+    issue_pair,
+    successor_keys,
+)
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -45,6 +63,7 @@ class _Presented:
     expires_at: datetime
     rotated_at: datetime | None
     revoked_at: datetime | None
+    session: LockedSession
 
 
 async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, refresh_token: str,
@@ -55,13 +74,18 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
         now = await db_now(conn)
         if token is None or token.revoked_at is not None or token.expires_at <= now:
             raise InvalidToken()
+        session_ends = token.session.created_at + timedelta(seconds=settings.session_max_age_s)
+        if session_ends <= now:
+            raise InvalidToken()
         successor: str | None
         if token.rotated_at is None:
-            successor = await _rotate(conn, settings=settings, token=token, parent=refresh_token, now=now)
+            successor = await _rotate(conn, settings=settings, token=token, parent=refresh_token, now=now,
+                                      session_ends=session_ends)
         else:
             successor = await _grace_successor(conn, settings=settings, token=token, rotated_at=token.rotated_at,
                                                parent=refresh_token, now=now)
         if successor is not None:
+            assurance = await _admit(settings=settings, store=store, token=token, client=client, now=now)
             await session_queries.touch_session(conn=conn, session_id=token.session_id, now=now)
             found = await users.get_user(user_id=token.user_id, conn=conn)
             if found is None:
@@ -70,13 +94,30 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
                 raise InvalidToken()
             user = found
         else:
-            await _revoke_for_reuse(conn, token=token, client=client, now=now)
+            email = await _revoke_for_reuse(conn, token=token, client=client, now=now)
+            if email is not None:
+                await notify(conn, settings=settings, user_id=token.user_id, email=email,
+                             notice="refresh_token_reused", client=client, when=now)
     if successor is None:
         await run_to_completion(revocation.publish(store, settings=settings, user_id=token.user_id,
                                                    now_ms=to_ms(now), session_ids=[token.session_id]))
         raise TokenReuseDetected()
     return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=token.session_id,
-                      refresh_token=successor)
+                      refresh_token=successor, assurance=assurance)
+
+
+async def _admit(*, settings: Settings, store: Store, token: _Presented, client: Client,
+                 now: datetime) -> Assurance:
+    """The gate for a rotation; the assurance the new access token carries (aal decayed)."""
+    account = await users.get_credentials(user_id=token.user_id, source=client.source,
+                                          known_source_s=settings.lockout_known_source_s)
+    if account is None:
+        raise InvalidToken()
+    session = token.session
+    (await gate.decide(settings=settings, store=store, account=account, flow=Flow.REFRESH,
+                       proof=Proof(first=session.amr), client=client)).enforce()
+    recent = now - session.auth_time <= timedelta(seconds=settings.aal2_max_age_s)
+    return Assurance(auth_time=session.auth_time, amr=session.amr, aal=session.aal if recent else 1)
 
 
 async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presented | None:
@@ -88,12 +129,16 @@ async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presen
     if found is None:
         return None
     _refuse_disabled(found["status"])
-    locked_status = await session_queries.lock_live_session(conn=conn, session_id=found["session_id"])
-    if locked_status is None:
+    session = await session_queries.lock_live_session(conn=conn, session_id=found["session_id"])
+    if session is None:
         return None
-    _refuse_disabled(locked_status)
+    _refuse_disabled(session.status)
     row = await session_queries.fetch_token(conn=conn, token_hash=token_hash)
-    return _presented(row) if row else None
+    if row is None:
+        return None
+    return _Presented(token_id=row["id"], session_id=str(row["session_id"]), user_id=str(row["user_id"]),
+                      expires_at=row["expires_at"], rotated_at=row["rotated_at"], revoked_at=row["revoked_at"],
+                      session=session)
 
 
 def _refuse_disabled(status: str) -> None:
@@ -101,17 +146,12 @@ def _refuse_disabled(status: str) -> None:
         raise AccountDisabled()
 
 
-def _presented(row: dict[str, Any]) -> _Presented:
-    return _Presented(token_id=row["id"], session_id=str(row["session_id"]), user_id=str(row["user_id"]),
-                      expires_at=row["expires_at"], rotated_at=row["rotated_at"], revoked_at=row["revoked_at"])
-
-
 async def _rotate(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, parent: str,
-                  now: datetime) -> str:
+                  now: datetime, session_ends: datetime) -> str:
     """Mark the token rotated and store its one successor; return the successor."""
     child_id = uuid.uuid4()
     successor = derive_successor(key=successor_keys(settings)[0], parent=parent, child_id=child_id)
-    expires_at = now + timedelta(seconds=settings.jwt_refresh_ttl)
+    expires_at = min(now + timedelta(seconds=settings.jwt_refresh_ttl), session_ends)
     await session_queries.mark_rotated(conn=conn, token_id=token.token_id, now=now)
     await session_queries.insert_successor_token(
         conn=conn, token_id=str(child_id), session_id=token.session_id, user_id=token.user_id,
@@ -138,9 +178,13 @@ async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token
     return None
 
 
-async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, token: _Presented, client: Client, now: datetime) -> None:
-    """Revoke the whole session: refresh tokens now, access tokens via the session denylist."""
+async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, token: _Presented, client: Client,
+                            now: datetime) -> str | None:
+    """Revoke the whole session: refresh tokens now, access tokens via the session denylist.
+    The owner's address, for the notice (None when the account is gone)."""
     await sessions.revoke_session(conn, session_id=token.session_id, user_id=token.user_id, reason="reuse", now=now)
     await audit.record(conn, action=audit.REFRESH_REUSE, actor_id=None, target_user_id=token.user_id, ip=client.ip,
                        after={"session_id": token.session_id, "token_id": str(token.token_id)})
     metrics.REFRESH_REUSE.inc()
+    user = await users.get_user(user_id=token.user_id, conn=conn)
+    return user.email if user is not None else None

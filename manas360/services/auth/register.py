@@ -1,0 +1,69 @@
+"""Registration: a new account (role `user`, plan free), its verification mail, and, when
+the gate admits it, its first session.
+
+The verification mail commits with the account, or neither exists. With
+REQUIRE_VERIFIED_EMAIL on, the gate refuses a session to the unverified new account: the
+answer carries the user and no tokens (`verification_required`), so nobody holds a session
+of an address they never proved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from manas360.clock import Clock, db_now
+from manas360.errors import EmailNotVerified, ValidationError
+from manas360.security.jwt import AccessTokenCodec
+from manas360.security.passwords import hash_password
+from manas360.services import audit, users, verification
+from manas360.services.auth import gate
+from manas360.services.auth.gate import Flow
+from manas360.services.sessions import Client
+from manas360.services.tokens import TokenPair, issue_pair
+from manas360.services.users import User
+from manas360.settings import Settings
+from manas360.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    user: User
+    pair: TokenPair | None
+    """The first session's pair; None when the email must be verified before any session."""
+
+
+async def register(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str,
+                   password: str, display_name: str, client: Client) -> Registration:
+    """Create an account and, if the gate admits it, its first session."""
+    email = users.normalize_email(email)
+    problem = users.email_problem(email)
+    if problem:
+        raise ValidationError({"email": problem})
+    password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
+    async with in_transaction() as conn:
+        user_id = await users.insert_user(conn, email=email, password_hash=password_hash,
+                                          display_name=display_name.strip())
+        account = await users.lock_credentials(conn, user_id=user_id, source=client.source)
+        if account is None:
+            raise RuntimeError(f"user {user_id} is not readable in the transaction that created it")
+        decision = await gate.decide(settings=settings, store=store, account=account, flow=Flow.REGISTER,
+                                     proof=gate.PASSWORD, client=client)
+        session = None
+        if decision.admitted:
+            session = await gate.open_session(conn, settings=settings, user_id=user_id, client=client,
+                                              flow=Flow.REGISTER, proof=decision.enforce(), now=await db_now(conn))
+        elif not isinstance(decision.refusal, EmailNotVerified):
+            decision.enforce()
+        await audit.record(conn, action=audit.REGISTER, actor_id=user_id, target_user_id=user_id, ip=client.ip,
+                           after={"email": email, "session_id": session[0] if session else None})
+        # The verification mail commits with the account, or neither exists.
+        await verification.send_link(conn, settings=settings, user_id=user_id, email=email, ip=client.ip)
+        user = await users.get_held_user(conn, user_id=user_id)  # inserted above
+    if session is None:
+        return Registration(user=user, pair=None)
+    session_id, refresh_token, assurance = session
+    return Registration(user=user, pair=issue_pair(settings=settings, codec=codec, clock=clock, user=user,
+                                                   session_id=session_id, refresh_token=refresh_token,
+                                                   assurance=assurance))
