@@ -12,7 +12,7 @@ from sanic_ext.extensions.http.extension import HTTPExtension
 from manas360.access_log import access_logger
 from manas360.container import build_collaborators
 from manas360.db import close_orm, open_orm
-from manas360.edge import install_edge
+from manas360.edge import install_edge, startup_stop
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
 from manas360.http.hooks import install_hooks
@@ -107,6 +107,14 @@ def _add_listeners(app: App, settings: Settings) -> None:
     async def start_mail_sender(app: App) -> None:
         # Every worker sends; SKIP LOCKED gives each queued mail to one of them.
         app.ctx.mail_sender = app.ctx.deps.outbox.start(orm=app.ctx.orm)
+
+    @app.after_server_start
+    async def keep_a_stop_asked_during_start(app: App) -> None:
+        # First of the after_server_start listeners: a SIGTERM met while they run would
+        # otherwise be forgotten (manas360.edge.startup_stop). Only under `manas360 serve`
+        # (a worker process): in-process test apps keep their own signal handling.
+        if os.environ.get("SANIC_WORKER_PROCESS"):
+            app.ctx.startup_stop = startup_stop.install(app)
 
     @app.after_server_start
     async def freeze_startup_objects(app: App) -> None:

@@ -118,6 +118,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         protocol=DrainingHttpProtocol,
     )
     watchdog = WorkerWatchdog()
+    app.register_listener(share_stopping_event, "main_process_start")
     app.register_listener(watchdog.start, "main_process_ready")
     app.register_listener(GracefulStop(on_stop=watchdog.halt).install, "main_process_ready")
     app.register_listener(lambda app: watchdog.halt(), "main_process_stop")
@@ -129,6 +130,14 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         if own_metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def share_stopping_event(app: App) -> None:
+    """The event the main process sets when it stops: the workers' second witness of a stop
+    whose signal met them while they were starting (manas360.edge.startup_stop)."""
+    import multiprocessing
+
+    app.shared_ctx.stopping = multiprocessing.get_context("spawn").Event()
 
 
 class GracefulStop:
@@ -170,6 +179,9 @@ class GracefulStop:
                 return
             self._stopping = True
             self._on_stop()
+            stopping = getattr(app.shared_ctx, "stopping", None)
+            if stopping is not None:  # before the workers are told: none may miss it
+                stopping.set()
             for sock in sockets:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RD)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 
 import httpx
@@ -88,7 +89,11 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(environ, database
         started = time.monotonic()
         server.process.send_signal(15)
         responses = await task
-        code = await asyncio.to_thread(server.process.wait, 20)
+        try:
+            code = await asyncio.to_thread(server.process.wait, 20)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            pytest.fail(f"still running 20 s after SIGTERM:\n{server.log()}")
         return responses, code, time.monotonic() - started
 
     responses, code, elapsed = asyncio.run(scenario())

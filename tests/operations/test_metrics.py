@@ -69,7 +69,11 @@ def test_counts_after_known_traffic_are_summed_over_both_workers(server):
             before, "manas360_http_requests_total", status="200", **plans)
         hits = _value(after, "manas360_token_cache_total", result="hit") - _value(
             before, "manas360_token_cache_total", result="hit")
-        if (requests >= 10 and hits >= 4) or time.monotonic() > deadline:
+        timed = _value(after, "manas360_http_request_duration_seconds_count", **plans) - _value(
+            before, "manas360_http_request_duration_seconds_count", **plans)
+        # Every figure asserted below, not only the first two: a worker publishes its counters
+        # one family after another, and a scrape can land between them.
+        if (requests >= 10 and hits >= 4 and timed >= 10) or time.monotonic() > deadline:
             break
         time.sleep(PUBLISH_INTERVAL_S / 10)
 
