@@ -39,7 +39,8 @@ def test_two_workers_admit_exactly_the_limit(server):
     async def connection_on_each_worker(per_worker: int) -> list[httpx.AsyncClient]:
         """Keep-alive connections, `per_worker` of them held by each worker (/health names it)."""
         kept: dict[int, list[httpx.AsyncClient]] = {}
-        for _ in range(100):
+        deadline = time.monotonic() + 20  # the kernel may hand a busy run of connections to one worker
+        while time.monotonic() < deadline:
             client = httpx.AsyncClient(base_url=server.url, timeout=10, limits=httpx.Limits(max_connections=1))
             pid = (await client.get("/health")).json()["pid"]
             if len(kept.setdefault(pid, [])) < per_worker:
@@ -84,7 +85,8 @@ def test_two_workers_admit_exactly_the_limit_on_a_guarded_route(server):
 
     async def burst() -> list[tuple[int, httpx.Response]]:
         by_worker: dict[int, list[httpx.AsyncClient]] = {}
-        for _ in range(100):
+        deadline = time.monotonic() + 20  # the kernel may hand a busy run of connections to one worker
+        while time.monotonic() < deadline:
             client = httpx.AsyncClient(base_url=server.url, timeout=10, limits=httpx.Limits(max_connections=1))
             pid = (await client.get("/health")).json()["pid"]
             if len(by_worker.setdefault(pid, [])) < 4:
