@@ -198,21 +198,25 @@ def _gate(access: Access, needs: Needs) -> None:
             raise FeatureNotAvailable(upgrade=upgrade)
 
 
-_loading: dict[str, asyncio.Task[UserState | None]] = {}
+_loading: dict[tuple[str, str], asyncio.Task[UserState | None]] = {}
 
 
 async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, user_id: str,
                            generation: str = NO_GENERATION) -> UserState:
     """Cold cache: one query for context and revocations, written back (unless invalidated
     meanwhile: `generation` was read in the request's round trip, before PostgreSQL);
-    single-flight per worker, so a burst of requests for one cold user costs one query.
-    TokenRevoked when the user no longer exists."""
-    pending = _loading.get(user_id)
+    single-flight per worker and generation, so a burst of requests for one cold user costs
+    one query. A request joins only a load begun at the generation it read itself: one that
+    began before an invalidation (a demotion, a disable) read PostgreSQL before the change
+    may have committed, and fill.lua refusing to store it would not stop it from answering
+    the requests that joined it. TokenRevoked when the user no longer exists."""
+    key = (user_id, generation)
+    pending = _loading.get(key)
     if pending is None:
         pending = asyncio.get_running_loop().create_task(
             _read_and_fill(settings=settings, store=store, clock=clock, user_id=user_id, generation=generation))
-        _loading[user_id] = pending
-        pending.add_done_callback(lambda _: _loading.pop(user_id, None))
+        _loading[key] = pending
+        pending.add_done_callback(lambda _: _loading.pop(key, None))
     state = await asyncio.shield(pending)
     if state is None:
         raise TokenRevoked()

@@ -52,3 +52,40 @@ async def test_concurrent_misses_for_one_user_do_one_load(client, member, monkey
     responses = await asyncio.gather(*(client.get(f"{API}/dashboard", headers=member.headers) for _ in range(20)))
     assert [r.status_code for r in responses] == [200] * 20
     assert loads == [member.id]
+
+
+async def test_a_request_never_uses_a_load_begun_before_an_invalidation(
+        app, client, superadmin, monkeypatch, redis_raw, settings):
+    """A demoted admin's request must not be answered from a load that read PostgreSQL before
+    the demotion: the load is held right after its SELECT, the demotion commits (and bumps
+    the user's cache generation), and a new request must load again, not join the old load."""
+    import manas360.queries.entitlements as entitlement_queries
+    from tests.authz.conftest import make_admin
+
+    admin = await make_admin(client, superadmin)
+    await delete_prefixed_keys(redis_raw, settings.redis_prefix)  # cold: the next request loads
+    real = entitlement_queries.fetch_user_state
+    read, release = asyncio.Event(), asyncio.Event()
+    calls = []
+
+    async def held_after_select(**kwargs):
+        row = await real(**kwargs)
+        if kwargs["user_id"] != admin.id:
+            return row
+        calls.append(kwargs["user_id"])
+        if len(calls) == 1:  # the admin's first load: it has read the admin role, and waits
+            read.set()
+            await release.wait()
+        return row
+
+    monkeypatch.setattr(entitlement_queries, "fetch_user_state", held_after_select)
+    before = asyncio.create_task(client.get(f"{API}/admin/users", headers=admin.headers))
+    await asyncio.wait_for(read.wait(), 10)
+    demoted = await client.put(f"{API}/admin/users/{admin.id}/role", json={"role": "user"},
+                               headers=superadmin.headers)
+    assert demoted.status_code == 200
+    after = await asyncio.wait_for(client.get(f"{API}/admin/users", headers=admin.headers), 10)
+    assert (after.status_code, after.json()["error"]) == (403, "InsufficientPrivileges")
+    assert calls == [admin.id, admin.id]  # a load of its own, at the new generation
+    release.set()
+    assert (await before).status_code == 200  # it began before the change committed: either answer is right
