@@ -7,5 +7,11 @@ source "$(dirname "$0")/_common.sh"
 
 ensure_venv test
 ensure_services
+# The clock-skew drill runs a server under libfaketime (tests/drills/test_clock_skew.py).
+if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+  say "installing faketime (Debian package) for the clock-skew drill"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; } \
+    || die "the clock-skew drill needs libfaketime: apt-get install faketime"
+fi
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$@"

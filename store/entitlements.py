@@ -112,6 +112,9 @@ class RequestCheck(NamedTuple):
     client: LimitReply | None = None
     """The client's per-IP verdict, when a ClientLimit was given. When it refuses (single
     node), nothing of the user was read or counted and the fields above are defaults."""
+    now_ms: int = 0
+    """Redis's clock when the script ran (0 when the token was revoked or the client refused):
+    the shared clock time-bound rules on the hot path are decided by."""
 
 
 async def check_request(store: Store, *, user_id: str, session_id: str, jti: str, issued_ms: int,
@@ -133,7 +136,7 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
         if client_limit is not None:
             call += client_limit
         raw = await store.run_script_prepared(_REQUEST, call, _single_node_call)
-        reply = reply_items(raw, 14, script=_REQUEST)
+        reply = reply_items(raw, 15, script=_REQUEST)
         version: object = reply[13]
     else:
         keys = store.keys
@@ -147,7 +150,7 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
             (script_reply, version), client_reply = await asyncio.gather(
                 user_call, store.run_script(_RATELIMIT, keys=[client_limit.key],
                                             args=[client_limit.limit, client_limit.window_s, 1]))
-        reply = reply_items(script_reply, 14, script=_REQUEST)
+        reply = reply_items(script_reply, 15, script=_REQUEST)
         if client_reply is not None:
             reply[10:13] = reply_items(client_reply, 3, script=_RATELIMIT)
     return request_check_from_reply(reply, client_checked=client_limit is not None), reply_int(version)
@@ -174,14 +177,15 @@ def _single_node_call(keys: Keys, call: tuple[Any, ...]) -> tuple[list[str], lis
 
 
 def request_check_from_reply(reply: list[Any], *, client_checked: bool) -> RequestCheck:
-    """A RequestCheck from request.lua's 14 items (the version, item 14, is the caller's)."""
+    """A RequestCheck from request.lua's 15 items (the version, item 14, is the caller's)."""
     (loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation,
-     client_allowed, client_remaining, client_reset_s, _) = reply
+     client_allowed, client_remaining, client_reset_s, _, now_ms) = reply
     # Positional: a NamedTuple built from keywords costs twice as much, on every request.
     client = (LimitReply(bool(client_allowed), int(client_remaining), int(client_reset_s))
               if client_checked else None)
     return RequestCheck(bool(loaded), bool(revoked), context_from_reply(role, plan, plan_end_ms, status),
-                        bool(allowed), int(remaining), int(reset_s), generation or NO_GENERATION, client)
+                        bool(allowed), int(remaining), int(reset_s), generation or NO_GENERATION, client,
+                        int(now_ms or 0))
 
 
 async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int,

@@ -11,11 +11,12 @@
 -- ARGV[1] the token's issue time (ms)  ARGV[2] api limit  ARGV[3] api window (s)
 -- ARGV[4] global limit  ARGV[5] global window (s)   (with KEYS[9])
 -- Returns {loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, t, gen,
---          g_allowed, g_remaining, g_t, version}:
+--          g_allowed, g_remaining, g_t, version, now_ms}:
 -- a revoked token is not counted against the `api` limit (allowed, remaining, t are 0);
 -- a request the `global` limit refuses touches nothing of the user (items 1-10 are 0/false).
 -- `gen` (only on a context miss) is what the caller's fill must find unchanged.
--- g_* are 0 and version false when those keys were not passed.
+-- g_* are 0 and version false when those keys were not passed. now_ms is Redis's clock (false
+-- when the request was refused first): the one clock every worker judges a plan's end by.
 
 --#include access
 --#include ratelimit
@@ -40,7 +41,7 @@ if #KEYS >= 9 then
   local g = ratelimit_hit(KEYS[9], now_ms, tonumber(ARGV[4]), tonumber(ARGV[5]) * 1000, 1, v[7])
   g_allowed, g_remaining, g_t = g[1], g[2], g[3]
   if g_allowed == 0 then
-    return {0, 0, false, false, false, false, 0, 0, 0, false, g_allowed, g_remaining, g_t, version}
+    return {0, 0, false, false, false, false, 0, 0, 0, false, g_allowed, g_remaining, g_t, version, false}
   end
 end
 local loaded, revoked = access_revocation(v[1], v[2], v[3], v[4], tonumber(ARGV[1]))
@@ -51,7 +52,7 @@ if not ctx[1] then
 end
 if revoked == 1 then
   -- Not counted against the limit; the context still says whether the account is disabled.
-  return {loaded, 1, ctx[1], ctx[2], ctx[3], ctx[4], 0, 0, 0, gen, g_allowed, g_remaining, g_t, version}
+  return {loaded, 1, ctx[1], ctx[2], ctx[3], ctx[4], 0, 0, 0, gen, g_allowed, g_remaining, g_t, version, false}
 end
 if not now_ms then
   local now = redis.call('TIME')
@@ -59,4 +60,4 @@ if not now_ms then
 end
 local verdict = ratelimit_hit(KEYS[6], now_ms, tonumber(ARGV[2]), tonumber(ARGV[3]) * 1000, 1, v[5])
 return {loaded, 0, ctx[1], ctx[2], ctx[3], ctx[4], verdict[1], verdict[2], verdict[3], gen,
-        g_allowed, g_remaining, g_t, version}
+        g_allowed, g_remaining, g_t, version, now_ms}

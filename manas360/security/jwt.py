@@ -27,7 +27,12 @@ from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE, MIN_SECRET_BYTES
 
 ALGORITHM = "HS256"
 MAX_TOKEN_CHARS = 8192
-NBF_LEEWAY_S = 5
+MAX_CLOCK_SKEW_S = 30
+"""How far a worker's clock may be from the database's (and Redis's) without a token being
+refused as not yet valid. Tokens are issued no earlier than the account's stored epoch and
+`auth_time` (PostgreSQL's clock), so a worker behind the database mints them `iat` in its
+own future; every other time-bound rule is decided on a shared clock (docs/architecture.md,
+"Clocks"). Beyond it, keep the hosts' clocks in sync (NTP): the tolerance is not a licence."""
 TOKEN_TYPE = "at+jwt"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "auth_time", "amr", "aal")
 AAL_VALUES = (1, 2)
@@ -200,7 +205,7 @@ class AccessTokenCodec:
         claims = self._verify(token)
         if now >= claims["exp"]:
             raise TokenExpired()
-        if max(claims["nbf"], claims["iat"]) > now + NBF_LEEWAY_S:
+        if max(claims["nbf"], claims["iat"]) > now + MAX_CLOCK_SKEW_S:
             raise InvalidToken()
         return claims
 
@@ -249,11 +254,12 @@ class AccessTokenCodec:
         return claims
 
     def _check_times(self, verified: VerifiedToken, now: float, digest: bytes) -> None:
-        """Raise TokenExpired past exp (no leeway), InvalidToken before nbf/iat (small leeway)."""
+        """Raise TokenExpired past exp (no leeway), InvalidToken before nbf/iat (beyond the skew
+    allowed between clocks, MAX_CLOCK_SKEW_S)."""
         if now >= verified.expires_at:
             self._cache.pop(digest, None)
             raise TokenExpired()
-        if verified.not_before > now + NBF_LEEWAY_S:
+        if verified.not_before > now + MAX_CLOCK_SKEW_S:
             raise InvalidToken()
 
 

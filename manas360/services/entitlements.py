@@ -161,26 +161,29 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
     current = catalog.at(version)
     if current is None:
         current = await catalog.ensure(version=version)
-    access = Access(principal, context.role, current.level_of(context.role), _effective_plan(context, clock=clock),
+    # Time-bound rules use Redis's clock, read in the same round trip: one clock for every
+    # worker, whatever each host's own says (the worker's only if Redis sent none).
+    now_ms = check.now_ms or clock.now_ms()
+    access = Access(principal, context.role, current.level_of(context.role), _effective_plan(context, now_ms),
                     current, rate)
     _gate(access, needs)
     if needs.admin and settings.admin_mfa_required:
-        _admin_assurance(principal, needs=needs, settings=settings, clock=clock)
+        _admin_assurance(principal, needs=needs, settings=settings, now_ms=now_ms)
     return access
 
 
-def _admin_assurance(principal: Principal, *, needs: Needs, settings: Settings, clock: Clock) -> None:
+def _admin_assurance(principal: Principal, *, needs: Needs, settings: Settings, now_ms: int) -> None:
     """ADMIN_REQUIRE_MFA: every admin route at `aal` 2, every admin write with a fresh
     `auth_time` too (read from the verified token: no round trip). An admin without MFA must
     enrol first; the command line is not affected."""
-    age_ms = clock.now_ms() - principal.auth_time * 1000
+    age_ms = now_ms - principal.auth_time * 1000
     stale = needs.admin == ADMIN_WRITE and age_ms > settings.reauth_max_age_s * 1000
     if principal.aal < 2 or stale:
         raise ReauthenticationRequired(max_age=settings.reauth_max_age_s, required_aal=2)
 
 
-def _effective_plan(context: UserContext, *, clock: Clock) -> str:
-    if context.plan_end_ms and context.plan_end_ms <= clock.now_ms():
+def _effective_plan(context: UserContext, now_ms: int) -> str:
+    if context.plan_end_ms and context.plan_end_ms <= now_ms:
         return reference.FREE_PLAN
     return context.plan
 
