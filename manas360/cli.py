@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--days", dest="login_attempt_days", type=_count, help="default 30")
     blocks = jobs.add_parser("prune-rate-limit-logs", help="delete rate-limit block rows older than --days")
     blocks.add_argument("--days", dest="rate_limit_log_days", type=_count, help="default 14")
-    mails = jobs.add_parser("prune-mail", help="delete outbox mail delivered more than --days ago (never undelivered)")
+    mails = jobs.add_parser("prune-mail", help="discard waiting mail whose link died; delete outbox mail delivered, "
+                                               "discarded or given up more than --days ago")
     mails.add_argument("--days", dest="mail_days", type=_count, help="default 30")
     account_tokens = jobs.add_parser("prune-account-tokens",
                                      help="delete reset/verification tokens expired more than --days ago")

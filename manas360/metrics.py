@@ -57,9 +57,16 @@ TOKEN_CACHE_ENTRIES = Gauge("manas360_token_cache_entries", "Verified tokens cac
                             multiprocess_mode="livesum")
 MAILS_SENT = Counter("manas360_mails_sent_total", "Mails delivered to the SMTP server", ["kind"])
 MAIL_FAILURES = Counter("manas360_mail_failures_total", "Failed mail delivery attempts (each is retried)", ["kind"])
-for _kind in ("password_reset", "email_verification"):  # exported at 0 from the start, for rates and alerts
+MAILS_DISCARDED = Counter("manas360_mails_discarded_total",
+                          "Mails not sent because the link they carry was used, voided or expired first", ["kind"])
+OUTBOX_DEAD = Counter("manas360_outbox_dead_letters_total",
+                      "Outbox rows given up after OUTBOX_MAX_AGE_S undelivered", ["kind"])
+OUTBOX_ROWS = Gauge("manas360_outbox_rows", "Outbox rows waiting (pending) or given up (dead), as the senders "
+                    "last counted them", ["state"], multiprocess_mode="livemax")
+for _kind in ("password_reset", "email_verification", "security_notice"):  # at 0 from the start, for alerts
     MAILS_SENT.labels(_kind)
     MAIL_FAILURES.labels(_kind)
+    OUTBOX_DEAD.labels(_kind)
 STORE_ERRORS = Counter("manas360_store_errors_total", "Requests failed by a backing store", ["store"])
 DB_POOL = Gauge("manas360_db_pool_connections", "PostgreSQL pool connections per state",
                 ["state"], multiprocess_mode="livesum")

@@ -236,8 +236,9 @@ class Settings(BaseSettings):
 
     smtp_url: str = _setting("", shown="unset", description=(
         "mail delivery: `smtp://[user:pass@]host:port` (plain), `smtp+starttls://…` or `smtps://…` (TLS); "
-        "query `ssl_ca_certs=<path>`, `timeout=<s>`. Unset: in development mails are printed to the log in full "
-        "(console backend); otherwise they wait in the outbox and `/health` shows mail as `unconfigured`"))
+        "query `ssl_ca_certs=<path>`, `timeout=<s>`. Unset: see `MAIL_BACKEND` (in development, in a terminal, "
+        "mails are printed in full; otherwise they wait in the outbox and `/health` shows mail as "
+        "`unconfigured`)"))
     mail_from: str = _setting("no-reply@localhost", description="`From` of every mail the service sends")
     public_base_url: str = _setting("http://127.0.0.1:8000", description=(
         "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password#token=…`, "
@@ -250,6 +251,16 @@ class Settings(BaseSettings):
     mail_per_account_hourly: int = _setting(3, description=(
         "reset mails, and verification mails, per account per hour; beyond, requests still answer 202 and "
         "nothing is sent"))
+    mail_backend: Literal["auto", "smtp", "console", "none"] = _setting("auto", description=(
+        "`auto`: SMTP when `SMTP_URL` is set, else in development the console backend when the service "
+        "runs in a terminal (mails printed in full, links included), else none (mail waits in the outbox); "
+        "`console` prints mails wherever the log goes (never in production); `none` sends nothing"))
+    mail_send_timeout_s: float = _setting(120.0, description=(
+        "the longest one delivery may take, all SMTP steps together; a sender owns a row for twice this "
+        "(plus 10 s) from the moment it starts delivering it"))
+    outbox_max_age_s: int = _setting(86400, description=(
+        "an outbox row (a mail) still undelivered after this many seconds is given up: a dead letter, "
+        "counted in `/health` and `/metrics`"))
     mail_poll_s: float = _setting(2.0, description=(
         "how often each worker's mail sender looks for mail to send (new mail and retries that are due)"))
     mail_retry_max_s: int = _setting(300, description=(
@@ -317,6 +328,10 @@ class Settings(BaseSettings):
         _require(self.reauth_max_age_s >= 1 and self.aal2_max_age_s >= 0 and self.session_max_age_s >= 60,
                  "REAUTH_MAX_AGE_S must be >= 1, AAL2_MAX_AGE_S >= 0 and SESSION_MAX_AGE_S >= 60")
         _require(self.mail_per_account_hourly >= 1, "MAIL_PER_ACCOUNT_HOURLY must be >= 1")
+        _require(0 < self.mail_send_timeout_s <= 600, "MAIL_SEND_TIMEOUT_S must be in (0, 600]")
+        _require(self.outbox_max_age_s >= 60, "OUTBOX_MAX_AGE_S must be >= 60")
+        _require(self.mail_backend != "console" or not self.is_production,
+                 "MAIL_BACKEND=console prints links with live tokens: not in production")
         if self.is_production:
             _require(self.lockout_account_threshold <= 100,
                      "LOCKOUT_ACCOUNT_THRESHOLD must be at most 100 in production")

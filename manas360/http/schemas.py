@@ -233,6 +233,11 @@ class Pools(ApiModel):
     redis: dict[str, int]
 
 
+class OutboxCounts(ApiModel):
+    pending: int
+    dead: int
+
+
 class Health(ApiModel):
     status: Literal["ok", "degraded"]
     database: str = Field(description="`ok`, `timeout` or `error: <kind>`")
@@ -247,6 +252,9 @@ class Health(ApiModel):
         "This worker's mail sender: `ok`, `failing` (its last delivery attempt failed; mail waits and is "
         "retried), `console` (development backend) or `unconfigured` (no SMTP_URL: mail waits). Never makes "
         "the service unready"))
+    outbox: OutboxCounts | None = Field(description=(
+        "The outbox: rows waiting to be delivered, and dead letters (given up after OUTBOX_MAX_AGE_S); null "
+        "when the database did not answer"))
 
 
 class Accepted(ApiModel):
@@ -297,6 +305,7 @@ class HealthUnavailable(ErrorEnvelope):
     version: str | None = None
     pid: int | None = None
     mail: str | None = None
+    outbox: OutboxCounts | None = None
 
 
 def envelope_model(body: dict[str, Any]) -> type[ErrorEnvelope]:

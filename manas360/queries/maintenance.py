@@ -72,3 +72,24 @@ async def delete_older(*, conn: asyncpg.Connection, table: str, column: str, bef
     first, skipping locked rows); how many. `table` and `column` are names of ours."""
     status = await conn.execute(DELETE_OLDER_SQL.format(table=table, column=column), before, batch_size)
     return int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+
+
+# Waiting mails whose link died (used, voided by a security event or a newer link, expired,
+# or its token pruned): discarded in batches, their sealed bodies dropped.
+DISCARD_DEAD_LINKS_SQL = """
+    WITH doomed AS (
+        SELECT o."id" FROM "outbox" o
+        WHERE o."carries_token" AND o."sent_at" IS NULL AND o."discarded_at" IS NULL AND o."dead_at" IS NULL
+          AND NOT EXISTS (
+            SELECT 1 FROM "account_tokens" t JOIN "user_accounts" u ON u."id" = t."user_id"
+            WHERE t."id" = o."token_id" AND t."used_at" IS NULL AND t."expires_at" > clock_timestamp()
+              AND (u."credential_epoch" IS NULL OR t."created_at" > u."credential_epoch"))
+        LIMIT $1 FOR UPDATE SKIP LOCKED)
+    UPDATE "outbox" o SET "discarded_at" = clock_timestamp(), "body" = NULL, "payload_sealed" = NULL
+    FROM doomed WHERE o."id" = doomed."id\""""
+
+
+async def discard_dead_links(*, conn: asyncpg.Connection, batch_size: int) -> int:
+    """One batch of DISCARD_DEAD_LINKS_SQL; how many mails it discarded."""
+    status = await conn.execute(DISCARD_DEAD_LINKS_SQL, batch_size)
+    return int(status.rsplit(" ", 1)[-1])  # "UPDATE <n>"

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 from manas360.queries import account_tokens as queries
 from manas360.queries.account_tokens import LinkRequest
 from manas360.services import audit
-from manas360.services.mail import Draft
+from manas360.services.mail import Draft, seal
 from manas360.settings import Settings
 
 PASSWORD_RESET = "password_reset"
@@ -54,9 +54,10 @@ async def mail_link(*, settings: Settings, email: str, purpose: str, draft: Draf
     plus one audit entry `action`."""
     token, token_hash = new_token()
     message = draft(token=token)
+    sealed = seal(settings, recipient=email, body=message.body)  # stored addresses are normalised like `email`
     async with in_transaction() as conn:
         done = await queries.request_link(conn=conn, email=email, purpose=purpose, token_hash=token_hash,
-                                          ttl_s=ttl_s, subject=message.subject, body=message.body,
+                                          ttl_s=ttl_s, subject=message.subject, sealed_body=sealed,
                                           hourly=settings.mail_per_account_hourly, live=MAX_LIVE,
                                           verified_too=verified_too)
         await audit.record(conn, action=action, actor_id=None, target_user_id=done.user_id, ip=ip,

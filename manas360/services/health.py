@@ -13,6 +13,7 @@ from tortoise import connections
 
 from manas360 import __version__
 from manas360.queries import health as health_queries
+from manas360.queries import outbox as outbox_queries
 from manas360.store import Store
 from manas360.store.client import ping, pool_stats
 
@@ -126,15 +127,27 @@ class ReadinessCache:
             self._running = None
 
 
+async def outbox_counts() -> dict[str, int] | None:
+    """The outbox's pending rows and dead letters, or None when the count fails (bounded)."""
+    try:
+        counts = await asyncio.wait_for(
+            outbox_queries.counts(conn=connections.get("default"), channel="mail"), CHECK_TIMEOUT_S)
+    except Exception:  # a slow or failing database is /health's `database` field's to report
+        return None
+    return {"pending": counts.pending, "dead": counts.dead}
+
+
 async def report(store: Store, *, cache: ReadinessCache, mail: str) -> dict[str, Any]:
     """The full /health body; `status` is 'ok' only when both stores answer (`mail`, the
-    mail sender's state, is reported but never makes the service unready)."""
+    mail sender's state, and `outbox`, its pending rows and dead letters, are reported but
+    never make the service unready)."""
     checks, latency = await cache.get_timed(store)
     healthy = all(value == "ok" for value in checks.values())
     return {
         "status": "ok" if healthy else "degraded",
         **checks,
         "mail": mail,
+        "outbox": await outbox_counts() if checks.get("database") == "ok" else None,
         "latency_ms": latency,
         "pool": {"database": database_pool_stats(), "redis": pool_stats(store)},
         "uptime_s": round(time.monotonic() - _STARTED, 3),

@@ -2,8 +2,13 @@
 
 `queue` writes to the outbox inside the caller's transaction, so a mail commits together
 with the token it carries, or neither does; the sender (manas360.services.outbox) delivers
-it after the commit. Bodies are plain text. A mail that carries a token holds one link with
-the token in the URL fragment (`{PUBLIC_BASE_URL}/reset-password#token=<token>`,
+it after the commit. The body is sealed at rest (AES-256-GCM under the data key,
+`MFA_ENCRYPTION_KEY` or keys derived from the JWT secrets, the recipient as associated data):
+a copy of the database yields no link. A mail that carries a token names it, so the mail is
+discarded, never sent, once the token is used, voided or expired.
+
+Bodies are plain text. A mail that carries a token holds one link with the token in the URL
+fragment (`{PUBLIC_BASE_URL}/reset-password#token=<token>`,
 `/verify-email#token=<token>`): browsers never send a fragment to a server, so the token
 stays out of access logs and Referer headers on the way to the page that uses it.
 
@@ -16,12 +21,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import mail as queries
+from manas360.queries import outbox as queries
+from manas360.security.secretbox import Opened, SecretBox, derive_key
 from manas360.settings import Settings
+
+CHANNEL = "mail"
+_KEY_PURPOSE = b"manas360 outbox payload v1"
 
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFICATION = "email_verification"
@@ -92,7 +102,33 @@ def email_verification(settings: Settings, *, token: str) -> Draft:
     return Draft(subject="Confirm your email address", body=body, kind=EMAIL_VERIFICATION)
 
 
-async def queue(conn: BaseDBAsyncClient, *, recipient: str, draft: Draft, user_id: str | None) -> int:
-    """Put a mail in the outbox within the caller's transaction; its id."""
-    return await queries.insert_mail(conn=conn, recipient=recipient, subject=draft.subject, body=draft.body,
-                                     kind=draft.kind, user_id=user_id)
+def payload_box(settings: Settings) -> SecretBox:
+    """The key ring outbox payloads are sealed with: the data key first, as for TOTP secrets
+    (MFA_ENCRYPTION_KEY, else keys derived from JWT_SECRET and JWT_PREVIOUS_KEYS), under a
+    purpose of its own."""
+    configured = (settings.mfa_encryption_key.get_secret_value(), *settings.verification_keys.values())
+    return _box(tuple(secret for secret in configured if secret))
+
+
+@lru_cache(maxsize=8)
+def _box(secrets: tuple[str, ...]) -> SecretBox:
+    return SecretBox(derive_key(secret.encode(), purpose=_KEY_PURPOSE) for secret in secrets)
+
+
+def seal(settings: Settings, *, recipient: str, body: str) -> bytes:
+    # Bound to the recipient: a sealed body copied onto another row does not open there.
+    return payload_box(settings).seal(body.encode(), context=recipient.encode())
+
+
+def open_body(settings: Settings, *, recipient: str, sealed: bytes) -> Opened | None:
+    """The sealed body, or None when no configured key opens it."""
+    return payload_box(settings).open(sealed, context=recipient.encode())
+
+
+async def queue(conn: BaseDBAsyncClient, *, settings: Settings, recipient: str, draft: Draft, user_id: str | None,
+                token_id: int | None = None) -> int:
+    """Put a mail in the outbox within the caller's transaction, sealed; its id. `token_id`:
+    the one-time token the mail carries (the mail dies with it)."""
+    return await queries.insert(conn=conn, channel=CHANNEL, recipient=recipient, subject=draft.subject,
+                                payload_sealed=seal(settings, recipient=recipient, body=draft.body), kind=draft.kind,
+                                user_id=user_id, token_id=token_id)

@@ -156,11 +156,23 @@ async def prune_rate_limit_logs(*, conn: asyncpg.Connection, days: int = DEFAULT
 
 async def prune_mail(*, conn: asyncpg.Connection, days: int = DEFAULT_MAIL_DAYS,
                      batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
-    """Delete outbox rows delivered more than `days` ago; mail not yet delivered is never deleted."""
-    deleted, batches = await _delete_older(conn=conn, table="mail_outbox", column="sent_at", days=days,
-                                           batch_size=batch_size, on_batch=on_batch)
-    return JobResult(job="prune-mail", counts={f"mails delivered more than {days} days ago deleted": deleted},
-                     batches=batches)
+    """Discard waiting mails whose link is no longer live (used, voided, expired), then delete
+    outbox rows delivered, discarded or given up more than `days` ago. Mail still worth
+    sending is never deleted."""
+    _check(days=days, batch_size=batch_size)
+
+    async def discard() -> int:
+        return await maintenance_queries.discard_dead_links(conn=conn, batch_size=batch_size)
+
+    counts, batches = {}, 0
+    for column, what in (("sent_at", "delivered"), ("discarded_at", "discarded"), ("dead_at", "given up")):
+        deleted, more = await _delete_older(conn=conn, table="outbox", column=column, days=days,
+                                            batch_size=batch_size, on_batch=on_batch)
+        counts[f"mails {what} more than {days} days ago deleted"] = deleted
+        batches += more
+    discarded, more = await _in_batches(discard, on_batch)
+    counts["waiting mails whose link is no longer valid discarded"] = discarded
+    return JobResult(job="prune-mail", counts=counts, batches=batches + more)
 
 
 async def prune_account_tokens(*, conn: asyncpg.Connection, days: int = DEFAULT_ACCOUNT_TOKEN_DAYS,

@@ -24,6 +24,7 @@ from tortoise.transactions import in_transaction
 from manas360.errors import InvalidToken
 from manas360.queries import account_tokens as queries
 from manas360.queries import mfa as mfa_queries
+from manas360.queries import outbox as outbox_queries
 from manas360.services import audit, mail, sessions, users
 from manas360.services.account_tokens import EMAIL_VERIFICATION, MAX_LIVE, hash_token, mail_link, new_token
 from manas360.services.auth import events
@@ -45,12 +46,13 @@ async def send_link(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str
         return
     token, token_hash = new_token()
     dropped = await queries.drop_beyond(conn=conn, user_id=user_id, purpose=EMAIL_VERIFICATION, keep=MAX_LIVE - 1)
-    await queries.insert_token(conn=conn, token_hash=token_hash, user_id=user_id, purpose=EMAIL_VERIFICATION,
-                               ttl_s=settings.email_verify_ttl_s)
-    mail_id = await mail.queue(conn, recipient=email, draft=mail.email_verification(settings, token=token),
-                               user_id=user_id)
+    await outbox_queries.discard_for_tokens(conn=conn, token_ids=dropped)
+    token_id = await queries.insert_token(conn=conn, token_hash=token_hash, user_id=user_id,
+                                          purpose=EMAIL_VERIFICATION, ttl_s=settings.email_verify_ttl_s)
+    mail_id = await mail.queue(conn, settings=settings, recipient=email,
+                               draft=mail.email_verification(settings, token=token), user_id=user_id, token_id=token_id)
     await audit.record(conn, action=audit.EMAIL_VERIFICATION_SENT, actor_id=user_id, target_user_id=user_id, ip=ip,
-                       after={"mail_id": mail_id, "dropped": dropped})
+                       after={"mail_id": mail_id, "dropped": len(dropped)})
 
 
 async def resend(*, settings: Settings, principal: Principal, client: Client) -> None:

@@ -62,12 +62,12 @@ async def test_mail_waits_while_smtp_is_down_and_is_delivered_once_when_it_retur
                 assert max(latencies) < ANSWER_BOUND_S, latencies
 
                 async def retried() -> bool:  # every waiting mail tried and failed at least twice
-                    rows = await pg.fetch("SELECT attempts, sent_at, last_error FROM mail_outbox "
+                    rows = await pg.fetch("SELECT attempts, sent_at, last_error FROM outbox "
                                           "WHERE recipient = ANY($1)", during)
                     return all(r["attempts"] >= 2 and r["sent_at"] is None and r["last_error"] for r in rows)
 
                 await eventually(retried, timeout=30, what="the waiting mails retried")
-                waiting = await pg.fetchval("SELECT count(*) FROM mail_outbox WHERE recipient = ANY($1) "
+                waiting = await pg.fetchval("SELECT count(*) FROM outbox WHERE recipient = ANY($1) "
                                             "AND sent_at IS NULL", during)
                 assert waiting == DURING + len(during[::2])
                 assert not [m for email in during for m in smtp.inbox.to(email)]
@@ -82,11 +82,11 @@ async def test_mail_waits_while_smtp_is_down_and_is_delivered_once_when_it_retur
                 delivered_s = time.monotonic() - restarted_at
 
                 async def recorded() -> bool:
-                    return await pg.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM mail_outbox "
+                    return await pg.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM outbox "
                                              "WHERE recipient = ANY($1)", before + during)
 
                 await eventually(recorded, timeout=15, what="every delivery recorded")
-                attempts = await pg.fetchval("SELECT max(attempts) FROM mail_outbox WHERE recipient = ANY($1)",
+                attempts = await pg.fetchval("SELECT max(attempts) FROM outbox WHERE recipient = ANY($1)",
                                              during)
     finally:
         smtp.stop()

@@ -26,7 +26,7 @@ async def quiet_outbox(pg):
 
 
 async def skip_queued_mail(pg) -> None:
-    await pg.execute("UPDATE mail_outbox SET sent_at = clock_timestamp(), body = NULL, "
+    await pg.execute("UPDATE outbox SET sent_at = clock_timestamp(), body = NULL, payload_sealed = NULL, "
                      "last_error = 'skipped by the test suite' WHERE sent_at IS NULL")
 
 

@@ -108,7 +108,7 @@ async def test_a_newer_request_never_voids_a_live_link_but_a_fourth_drops_the_ol
     assert len(set(links)) == 3
     assert await pg.fetchval("SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset' "
                              "AND used_at IS NULL", account.id) == 3
-    await pg.execute("DELETE FROM mail_outbox WHERE user_id = $1", account.id)  # past the hourly allowance
+    await pg.execute("DELETE FROM outbox WHERE user_id = $1", account.id)  # past the hourly allowance
     fourth = await _reset_token(mail_client, smtp, account.email, nth=4)
     assert (await _confirm(mail_client, links[0])).json()["error"] == "InvalidToken"  # the oldest dropped
     assert (await _confirm(mail_client, links[2])).status_code == 200
@@ -122,7 +122,7 @@ async def test_beyond_the_hourly_allowance_the_answer_is_the_same_and_nothing_is
         await _reset_token(mail_client, smtp, account.email, nth=n)
     response = await mail_client.post(REQUEST, json={"email": account.email})
     assert (response.status_code, response.json()) == (202, {})
-    assert await pg.fetchval("SELECT count(*) FROM mail_outbox WHERE user_id = $1 AND kind = 'password_reset'",
+    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND kind = 'password_reset'",
                              account.id) == 3
     assert await pg.fetchval("SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset'",
                              account.id) == 3
@@ -186,7 +186,7 @@ async def test_an_unknown_or_disabled_address_gets_the_same_answer_and_no_mail(m
     # A mail queued after ours would be delivered after it: wait for one, then look.
     marker = await register(mail_client)
     await smtp.wait_for(marker.email)
-    await eventually(lambda: pg.fetchval("SELECT count(*) = 0 FROM mail_outbox WHERE sent_at IS NULL "
+    await eventually(lambda: pg.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL "
                                          "AND next_attempt_at <= now()"), what="the outbox drained")
     assert smtp.inbox.to(ghost) == []
     assert [m["Subject"] for m in smtp.inbox.to(account.email)] == ["Confirm your email address"]

@@ -23,7 +23,7 @@ def _failed(kind: str) -> float:
 
 async def _queue(pg, recipient: str, *, body: str = "hello") -> int:
     return await pg.fetchval(
-        "INSERT INTO mail_outbox (recipient, subject, body, kind) VALUES ($1, 'Test', $2, 'test') RETURNING id",
+        "INSERT INTO outbox (recipient, subject, body, kind) VALUES ($1, 'Test', $2, 'test') RETURNING id",
         recipient, body)
 
 
@@ -33,30 +33,30 @@ async def test_while_smtp_is_down_mail_waits_and_is_retried_with_backoff(environ
     sender = Outbox(settings=settings, transport=build_transport(settings))
     recipient = unique_email("down")
     mail_id = await _queue(pg, recipient)
-    await pg.execute("UPDATE mail_outbox SET next_attempt_at = now() - interval '1 hour' WHERE id = $1", mail_id)
+    await pg.execute("UPDATE outbox SET next_attempt_at = now() - interval '1 hour' WHERE id = $1", mail_id)
     failures = _failed("test")
     # Other rows may be due too (the sender takes the oldest first): run until ours was tried.
     await eventually(lambda: _tried(sender, pg, mail_id), what="the mail tried once")
-    row = await pg.fetchrow("SELECT *, next_attempt_at - now() AS wait FROM mail_outbox WHERE id = $1", mail_id)
+    row = await pg.fetchrow("SELECT *, next_attempt_at - now() AS wait FROM outbox WHERE id = $1", mail_id)
     assert row["sent_at"] is None and row["body"] == "hello" and row["attempts"] == 1
     assert "Connect" in row["last_error"] or "refused" in row["last_error"].lower()
     assert 0 < row["wait"].total_seconds() <= 1
     assert sender.status == "failing"
     assert _failed("test") >= failures + 1
-    await pg.execute("UPDATE mail_outbox SET next_attempt_at = now() - interval '1 second' WHERE id = $1", mail_id)
+    await pg.execute("UPDATE outbox SET next_attempt_at = now() - interval '1 second' WHERE id = $1", mail_id)
     await eventually(lambda: _tried(sender, pg, mail_id, attempts=2), what="the second try")
-    wait = await pg.fetchval("SELECT next_attempt_at - now() FROM mail_outbox WHERE id = $1", mail_id)
+    wait = await pg.fetchval("SELECT next_attempt_at - now() FROM outbox WHERE id = $1", mail_id)
     assert 1 < wait.total_seconds() <= 2  # doubled
-    await pg.execute("DELETE FROM mail_outbox WHERE id = $1", mail_id)
+    await pg.execute("DELETE FROM outbox WHERE id = $1", mail_id)
 
 
 async def _tried(sender: Outbox, pg, mail_id: int, *, attempts: int = 1) -> bool:
     await sender.deliver_due()
-    return await pg.fetchval("SELECT attempts FROM mail_outbox WHERE id = $1", mail_id) >= attempts
+    return await pg.fetchval("SELECT attempts FROM outbox WHERE id = $1", mail_id) >= attempts
 
 
 async def test_the_console_backend_prints_the_whole_mail_in_development(environ, database, pg, db):
-    settings = load_settings({**environ, "ENV": "development"})
+    settings = load_settings({**environ, "ENV": "development", "MAIL_BACKEND": "console"})
     lines: list[str] = []
     sink = logger.add(lambda message: lines.append(str(message)), level="INFO")
     try:
@@ -65,7 +65,7 @@ async def test_the_console_backend_prints_the_whole_mail_in_development(environ,
         recipient = unique_email("console")
         draft = mail.password_reset(settings, token=token)
         mail_id = await pg.fetchval(
-            "INSERT INTO mail_outbox (recipient, subject, body, kind) VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO outbox (recipient, subject, body, kind) VALUES ($1, $2, $3, $4) RETURNING id",
             recipient, draft.subject, draft.body, draft.kind)
         await eventually(lambda: _delivered(sender, pg, mail_id), what="the console delivery")
     finally:
@@ -78,7 +78,7 @@ async def test_the_console_backend_prints_the_whole_mail_in_development(environ,
 
 async def _delivered(sender: Outbox, pg, mail_id: int) -> bool:
     await sender.deliver_due()
-    return await pg.fetchval("SELECT sent_at IS NOT NULL FROM mail_outbox WHERE id = $1", mail_id)
+    return await pg.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE id = $1", mail_id)
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +117,10 @@ async def test_a_certificate_from_an_unknown_ca_is_refused(environ, database, pg
         sender = Outbox(settings=settings, transport=build_transport(settings))
         mail_id = await _queue(pg, unique_email("mitm"))
         await eventually(lambda: _tried(sender, pg, mail_id), what="the attempt")
-        row = await pg.fetchrow("SELECT sent_at, last_error FROM mail_outbox WHERE id = $1", mail_id)
+        row = await pg.fetchrow("SELECT sent_at, last_error FROM outbox WHERE id = $1", mail_id)
         assert row["sent_at"] is None and "certificate" in row["last_error"].lower()
         assert server.inbox.messages == []
-        await pg.execute("DELETE FROM mail_outbox WHERE id = $1", mail_id)
+        await pg.execute("DELETE FROM outbox WHERE id = $1", mail_id)
     finally:
         server.stop()
 

@@ -26,7 +26,7 @@ def _verification_mails(smtp, email: str):
 
 
 async def _queued(pg, email: str) -> int:
-    return await pg.fetchval("SELECT count(*) FROM mail_outbox WHERE recipient = $1 AND kind = "
+    return await pg.fetchval("SELECT count(*) FROM outbox WHERE recipient = $1 AND kind = "
                              "'email_verification'", email)
 
 

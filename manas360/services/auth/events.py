@@ -6,7 +6,8 @@ mailbox; passkey removal and email change as they arrive) calls `record` in the 
 of the change, with the user row locked. In that same transaction it:
 
 - moves the account's credential epoch: every one-time token created before it (password
-  reset, email verification, `mfa_token`) is dead, whoever holds it;
+  reset, email verification, `mfa_token`) is dead, whoever holds it, and a mail still
+  waiting to carry one is discarded;
 - revokes sessions: all of them, or all but the session that made the change (MFA on or
   off, recovery codes): `keep`. "All" also moves the access-token epoch, so every access
   token issued until now dies at once; "all but one" revokes the others by session id;
@@ -25,6 +26,7 @@ from enum import StrEnum
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360.clock import db_now, epoch_ms, to_ms
+from manas360.queries import outbox as outbox_queries
 from manas360.queries import users as user_queries
 from manas360.repair import run_to_completion
 from manas360.services import mail, revocation, sessions
@@ -70,6 +72,7 @@ async def record(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, e
     """In the change's transaction, user row locked: void one-time tokens, revoke sessions
     (all, or all but `keep_session` for the events that keep the caller), queue the notice."""
     await user_queries.move_credential_epoch(conn=conn, user_id=user_id)
+    await outbox_queries.discard_for_user(conn=conn, user_id=user_id)  # the links it voided are never sent
     now = await db_now(conn)
     keep = keep_session if event in KEEPS_THE_CALLER else None
     session_ids = await sessions.revoke_user_sessions(conn, user_id=user_id, reason=event.value, now=now, keep=keep)
@@ -84,7 +87,7 @@ async def notify(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, e
                  client: Client, when: datetime) -> None:
     """Queue one security notice (a key of manas360.services.mail.NOTICES) to the owner."""
     draft = mail.security_notice(settings, event=notice, when=when, ip=client.ip, user_agent=client.user_agent)
-    await mail.queue(conn, recipient=email, draft=draft, user_id=user_id)
+    await mail.queue(conn, settings=settings, recipient=email, draft=draft, user_id=user_id)
 
 
 async def publish(*, settings: Settings, store: Store, revoked: Revocation) -> None:
