@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from manas360.server import EXIT_UNAVAILABLE  # `serve` and the commands exit alike when a store is down
 from manas360.settings import Settings, SettingsError, load_settings
@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="manas360", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="manas360", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     serve = sub.add_parser("serve", help="serve the API with the configured workers")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument("--port", type=_port)
+    serve.add_argument("--workers", type=_workers)
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations (idempotent)")
@@ -109,18 +109,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {number}")
-    return number
+class _Parser(argparse.ArgumentParser):
+    """argparse with the commands' error convention: one line on stderr, exit 2 (argparse
+    prints the whole usage first, several lines for the bigger commands)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {number}")
-    return number
+def _whole_number(*, minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse `type`: a whole number in minimum..maximum, refused in words that say so
+    (argparse names the option: "argument --users: expects a whole number >= 0, not 'abc'")."""
+    accepted = f"a whole number >= {minimum}" if maximum is None else f"a whole number {minimum}..{maximum}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects {accepted}, not {value!r}") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            raise argparse.ArgumentTypeError(f"expects {accepted}, not {number}")
+        return number
+
+    parse.__name__ = accepted  # what argparse would print for any other failure
+    return parse
+
+
+_count = _whole_number(minimum=0)
+_positive = _whole_number(minimum=1)
+_port = _whole_number(minimum=1, maximum=65535)
+_workers = _whole_number(minimum=1, maximum=256)  # the bounds of WORKERS
 
 
 def _run(settings: Settings, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
