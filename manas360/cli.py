@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from manas360.server import EXIT_UNAVAILABLE  # `serve` and the commands exit alike when a store is down
+from manas360.server import EXIT_CONFIG, EXIT_UNAVAILABLE  # `serve` and the commands exit alike
 from manas360.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # the commands import their services lazily, when run
@@ -25,7 +25,7 @@ PROMOTE_FLAG = "--promote-existing-superadmin"
 
 EXIT_FAILED = 1  # a job failed (maintenance, synthetic seeding)
 EXIT_REFUSED = 1  # seed will not take over an existing account without the opt-in
-EXIT_CONFIG = 2
+EXIT_NOT_READY = 1  # the database does not exist or is not migrated (`manas360 migrate` fixes both)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,24 +141,47 @@ _port = _whole_number(minimum=1, maximum=65535)
 _workers = _whole_number(minimum=1, maximum=256)  # the bounds of WORKERS
 
 
-def _run(settings: Settings, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run `work` with logging configured, turning store outages into one-line errors."""
+def _run(settings: Settings, work: Callable[[], Coroutine[Any, Any, int]], *, needs_schema: bool = True) -> int:
+    """Run `work` with logging configured, turning store outages, a missing or unmigrated
+    database and any other failure into one line on stderr (exit 1), never a traceback.
+
+    `needs_schema`: check first that the database exists and is migrated (every command
+    but `migrate`, which makes it so), the one place the commands share for it.
+    """
+    from loguru import logger
+
+    from manas360.db import check_schema, schema_problem
     from manas360.logs import configure_logging
+
+    async def checked() -> int:
+        if needs_schema:
+            await check_schema(settings)
+        return await work()
 
     configure_logging(settings)
     try:
-        return asyncio.run(work())
+        return asyncio.run(checked())
     except KeyboardInterrupt:
         print("manas360: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         from manas360.http.errors import to_app_error
 
+        problem = schema_problem(exc, settings)
+        if problem is not None:
+            print(f"manas360: {problem}", file=sys.stderr)
+            return EXIT_NOT_READY
         error = to_app_error(exc)
         if error.status == 503:
-            print(f"manas360: {error.message}: {exc}", file=sys.stderr)
+            print(f"manas360: {error.message}: {_first_line(exc)}", file=sys.stderr)
             return EXIT_UNAVAILABLE
-        raise
+        logger.opt(exception=exc).debug("the command failed")  # the traceback, at LOG_LEVEL=DEBUG only
+        print(f"manas360: failed: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -169,7 +192,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "database is up to date")
         return 0
 
-    return _run(settings, work)
+    return _run(settings, work, needs_schema=False)
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
