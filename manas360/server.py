@@ -116,6 +116,10 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             return EXIT_UNAVAILABLE
         logger.warning("{}; serving anyway", message)
 
+    # On a terminal Sanic's prepare() warns that it "is running in PRODUCTION mode" and
+    # suggests --debug/--dev, flags of its own CLI that `manas360 serve` does not have; its
+    # debug mode is never what this command runs. Sanic's own switch for the notice:
+    os.environ["SANIC_IGNORE_PRODUCTION_WARNING"] = "true"
     loader = AppLoader(factory=factory)
     app = loader.load()
     app.prepare(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -150,3 +151,33 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
+
+
+def test_serve_on_a_terminal_prints_no_sanic_production_mode_notice(environ, database):
+    """On a terminal Sanic told the operator it "is running in PRODUCTION mode" and to use
+    --debug or --dev, options `manas360 serve` does not have. Run under a pseudo-terminal
+    (Sanic only says it on one) until the service says it serves."""
+    controller, terminal = pty.openpty()
+    env = {"PATH": "/usr/bin:/bin", **environ, "ENV": "development", "LOG_LEVEL": "INFO", "LOG_JSON": "auto",
+           "PORT": str(_free_port())}
+    process = subprocess.Popen([sys.executable, "-m", "manas360.cli", "serve", "--workers", "1"], env=env,
+                               stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    output = b""
+    try:
+        while b"serving on" not in output:
+            try:
+                chunk = os.read(controller, 65536)  # blocks until the process writes; EOF (OSError) when it ends
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+        os.close(controller)
+    text = output.decode(errors="replace")
+    assert "serving on" in text, text
+    assert not text.lstrip().startswith("{"), "not a terminal: the logs were JSON lines"
+    assert "PRODUCTION mode" not in text and "--debug" not in text and "--dev" not in text, text
