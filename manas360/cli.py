@@ -12,9 +12,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from manas360.server import EXIT_UNAVAILABLE  # `serve` and the commands exit alike when a store is down
+from manas360.server import EXIT_CONFIG, EXIT_UNAVAILABLE  # `serve` and the commands exit alike
 from manas360.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # the commands import their services lazily, when run
@@ -25,7 +25,7 @@ PROMOTE_FLAG = "--promote-existing-superadmin"
 
 EXIT_FAILED = 1  # a job failed (maintenance, synthetic seeding)
 EXIT_REFUSED = 1  # seed will not take over an existing account without the opt-in
-EXIT_CONFIG = 2
+EXIT_NOT_READY = 1  # the database does not exist or is not migrated (`manas360 migrate` fixes both)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="manas360", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="manas360", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     serve = sub.add_parser("serve", help="serve the API with the configured workers")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument("--port", type=_port)
+    serve.add_argument("--workers", type=_workers)
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations (idempotent)")
@@ -110,38 +110,79 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {number}")
-    return number
+class _Parser(argparse.ArgumentParser):
+    """argparse with the commands' error convention: one line on stderr, exit 2 (argparse
+    prints the whole usage first, several lines for the bigger commands)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {number}")
-    return number
+def _whole_number(*, minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse `type`: a whole number in minimum..maximum, refused in words that say so
+    (argparse names the option: "argument --users: expects a whole number >= 0, not 'abc'")."""
+    accepted = f"a whole number >= {minimum}" if maximum is None else f"a whole number {minimum}..{maximum}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects {accepted}, not {value!r}") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            raise argparse.ArgumentTypeError(f"expects {accepted}, not {number}")
+        return number
+
+    parse.__name__ = accepted  # what argparse would print for any other failure
+    return parse
 
 
-def _run(settings: Settings, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run `work` with logging configured, turning store outages into one-line errors."""
+_count = _whole_number(minimum=0)
+_positive = _whole_number(minimum=1)
+_port = _whole_number(minimum=1, maximum=65535)
+_workers = _whole_number(minimum=1, maximum=256)  # the bounds of WORKERS
+
+
+def _run(settings: Settings, work: Callable[[], Coroutine[Any, Any, int]], *, needs_schema: bool = True) -> int:
+    """Run `work` with logging configured, turning store outages, a missing or unmigrated
+    database and any other failure into one line on stderr (exit 1), never a traceback.
+
+    `needs_schema`: check first that the database exists and is migrated (every command
+    but `migrate`, which makes it so), the one place the commands share for it.
+    """
+    from loguru import logger
+
+    from manas360.db import check_schema, schema_problem
     from manas360.logs import configure_logging
+
+    async def checked() -> int:
+        if needs_schema:
+            await check_schema(settings)
+        return await work()
 
     configure_logging(settings)
     try:
-        return asyncio.run(work())
+        return asyncio.run(checked())
     except KeyboardInterrupt:
         print("manas360: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         from manas360.http.errors import to_app_error
 
+        problem = schema_problem(exc, settings)
+        if problem is not None:
+            print(f"manas360: {problem}", file=sys.stderr)
+            return EXIT_NOT_READY
         error = to_app_error(exc)
         if error.status == 503:
-            print(f"manas360: {error.message}: {exc}", file=sys.stderr)
+            print(f"manas360: {error.message}: {_first_line(exc)}", file=sys.stderr)
             return EXIT_UNAVAILABLE
-        raise
+        logger.opt(exception=exc).debug("the command failed")  # the traceback, at LOG_LEVEL=DEBUG only
+        print(f"manas360: failed: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -152,7 +193,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "database is up to date")
         return 0
 
-    return _run(settings, work)
+    return _run(settings, work, needs_schema=False)
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:

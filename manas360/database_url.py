@@ -40,6 +40,12 @@ class DatabaseURL:
         return f"DatabaseURL({self.where}, user={self.user!r}, sslmode={self.sslmode!r})"
 
     @property
+    def tls(self) -> bool:
+        """Whether every connection is encrypted: sslmode require, verify-ca or verify-full
+        (prefer, the default, falls back to plain text)."""
+        return self.sslmode in _VERIFYING
+
+    @property
     def where(self) -> str:
         """host:port/database, for messages."""
         return f"{self.host}:{self.port}/{self.database}"

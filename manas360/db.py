@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -132,6 +133,70 @@ async def create_database_if_missing(settings: Settings) -> bool:
         return True
     finally:
         await conn.close()
+
+
+class DatabaseNotReady(Exception):
+    """The configured database does not exist, or lacks migrations this code ships: the
+    commands that need the schema say so in one line (exit 1) instead of failing on the first
+    missing table. `manas360 migrate` is the remedy for both."""
+
+
+def migration_files() -> list[str]:
+    """The migration files this code ships, in order, named as aerich records them (aerich's
+    own rule: `<number>_<name>.py` under the app's folder)."""
+    modules = [module.name for module in pkgutil.iter_modules([str(MIGRATIONS_DIR / MODELS_APP)])
+               if "_" in module.name and module.name.split("_")[0].isdigit()]
+    return [f"{name}.py" for name in sorted(modules, key=lambda name: int(name.split("_")[0]))]
+
+
+def missing_database_message(settings: Settings) -> str:
+    db = settings.database
+    return (f"database {db.database!r} does not exist on PostgreSQL at {db.host}:{db.port} "
+            "(`manas360 migrate` creates it)")
+
+
+def not_migrated_message(settings: Settings, detail: str) -> str:
+    return f"database {settings.database.where} is not migrated ({detail}): run `manas360 migrate`"
+
+
+async def check_schema(settings: Settings) -> None:
+    """Raise DatabaseNotReady unless the database exists and every shipped migration is applied.
+
+    A store that does not answer raises what connecting raised (the callers report it as
+    unreachable)."""
+    try:
+        conn = await connect(settings)
+    except asyncpg.InvalidCatalogNameError:
+        raise DatabaseNotReady(missing_database_message(settings)) from None
+    try:
+        applied = await database_queries.applied_migrations(conn=conn, app=MODELS_APP)
+    finally:
+        await conn.close()
+    if applied is None:
+        raise DatabaseNotReady(not_migrated_message(settings, "no migration applied"))
+    pending = [name for name in migration_files() if name not in applied]
+    if pending:
+        raise DatabaseNotReady(not_migrated_message(
+            settings, f"{len(pending)} migration(s) pending, first {pending[0].removesuffix('.py')}"))
+
+
+def schema_problem(exc: BaseException, settings: Settings) -> str | None:
+    """The one-line reason when `exc` (or what caused it: Tortoise wraps asyncpg's errors)
+    says the database is missing or not migrated; None for anything else. The commands
+    check first (`check_schema`); this catches a schema changed under them (a table dropped
+    by hand while aerich's record stayed)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseNotReady):
+            return str(current)
+        if isinstance(current, asyncpg.InvalidCatalogNameError):
+            return missing_database_message(settings)
+        if isinstance(current, (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError)):
+            return not_migrated_message(settings, (str(current).splitlines() or ["?"])[0])
+        current = current.__cause__ or current.__context__
+    return None
 
 
 async def migrate(settings: Settings) -> list[str]:

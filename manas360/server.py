@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from manas360.http.sanic_types import App
 
 EXIT_UNAVAILABLE = 1
+EXIT_CONFIG = 2
 RESTARTS_PER_WINDOW, RESTART_WINDOW_S = 3, 30.0
 """At most this many restarts of one worker per window: a worker that dies on start
 waits out the window instead of spinning."""
@@ -63,31 +64,39 @@ def create_app_from_environment() -> App:
 
 
 async def _preflight(settings: Settings) -> list[str]:
-    """Names of the stores that do not answer (checked once before workers start)."""
-    from manas360.db import orm
-    from manas360.services.health import check_database, check_redis
+    """What is wrong with the stores, one phrase each (checked once before workers start):
+    a store that does not answer, a database that does not exist or is not migrated."""
+    from manas360.db import DatabaseNotReady, check_schema
+    from manas360.services.health import check_redis
     from manas360.store import close_store
     from manas360.stores import open_configured_store
 
-    down = []
+    problems = []
     try:
-        async with orm(settings, pool_max=1):
-            if await check_database() != "ok":
-                down.append(f"PostgreSQL at {settings.database.where}")
+        await check_schema(settings)
+    except DatabaseNotReady as exc:
+        problems.append(str(exc))
     except Exception:  # unreachable or refused during connect
-        down.append(f"PostgreSQL at {settings.database.where}")
+        problems.append(f"cannot reach PostgreSQL at {settings.database.where}")
     store = open_configured_store(settings)
     try:
         if await check_redis(store) != "ok":
-            down.append(f"Redis at {settings.redis.where}")
+            problems.append(f"cannot reach Redis at {settings.redis.where}")
     finally:
         await close_store(store)
-    return down
+    return problems
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
           factory: Callable[[], App] = create_app_from_environment) -> int:
     """Serve until SIGTERM/SIGINT. `factory` builds the app in each worker (module level)."""
+    host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
+    # Before anything starts: Sanic binds in the main process once the workers are being
+    # set up, and a port in use was a "serving on" line followed by a screenful of OSError.
+    unusable = listen_problem(host, port)
+    if unusable:
+        print(f"manas360: configuration error: {unusable}", file=sys.stderr)
+        return EXIT_CONFIG
     # Shared memory-mapped files for prometheus-client: every worker sums into them. Must
     # exist before anything (here or in a worker) imports prometheus-client.
     own_metrics_dir = not os.environ.get(MULTIPROC_ENV)
@@ -99,20 +108,24 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     from manas360.edge.drain import DrainingHttpProtocol
 
     configure_logging(settings)
-    down = asyncio.run(_preflight(settings))
-    if down:
-        message = f"cannot reach {', '.join(down)}"
+    problems = asyncio.run(_preflight(settings))
+    if problems:
+        message = "; ".join(problems)
         if settings.is_production:
             print(f"manas360: {message}", file=sys.stderr)
             return EXIT_UNAVAILABLE
-        logger.warning("{}; serving anyway (requests that need it answer 503)", message)
+        logger.warning("{}; serving anyway", message)
 
+    # On a terminal Sanic's prepare() warns that it "is running in PRODUCTION mode" and
+    # suggests --debug/--dev, flags of its own CLI that `manas360 serve` does not have; its
+    # debug mode is never what this command runs. Sanic's own switch for the notice:
+    os.environ["SANIC_IGNORE_PRODUCTION_WARNING"] = "true"
     loader = AppLoader(factory=factory)
     app = loader.load()
     app.prepare(
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
+        host=host,
+        port=port,
+        workers=workers,
         access_log=False,
         motd=False,
         protocol=DrainingHttpProtocol,
@@ -122,14 +135,28 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     app.register_listener(watchdog.start, "main_process_ready")
     app.register_listener(GracefulStop(on_stop=watchdog.halt).install, "main_process_ready")
     app.register_listener(lambda app: watchdog.halt(), "main_process_stop")
-    logger.info("serving on http://{}:{} with {} worker(s)", host or settings.host, port or settings.port,
-                workers or settings.workers)
+    logger.info("serving on http://{}:{} with {} worker(s)", host, port, workers)
     try:
         Sanic.serve(primary=app, app_loader=loader)
     finally:
         if own_metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port, or None: a socket bound with the options
+    Sanic's own `bind_socket` uses (SO_REUSEADDR, so a port left in TIME_WAIT is no
+    problem), then closed at once."""
+    from sanic.server.socket import bind_socket
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:  # in use, not an address of this host, a privileged port, a host name unknown
+        return f"cannot listen on {where} (HOST/PORT or --host/--port): {exc.strerror or exc}"
+    sock.close()
+    return None
 
 
 def share_stopping_event(app: App) -> None:

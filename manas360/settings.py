@@ -123,7 +123,8 @@ class Settings(BaseSettings):
                                       str_strip_whitespace=True)
 
     env: Literal["development", "test", "production"] = _setting("development", description=(
-        "`development`, `test` or `production` (production refuses unsafe settings; logs are JSON)"))
+        "`development`, `test` or `production` (production refuses unsafe settings, listed in "
+        "[`docs/operations.md`](docs/operations.md#production-checklist); logs are JSON)"))
     host: str = _setting("127.0.0.1", description="address the Sanic worker processes listen on")
     port: int = _setting(8000, description="port they listen on")
     workers: int = _setting(2, description="how many Sanic worker processes serve")
@@ -142,6 +143,10 @@ class Settings(BaseSettings):
     redis_max_connections: int = _setting(256, description=(
         "per worker, for the connections off the hot path (fills, warm-up, pub/sub, health); "
         "more queue, up to the socket timeout"))
+    allow_insecure_transport: Flag = _setting(False, description=(
+        "`1`: production accepts a `DATABASE_URL` without `sslmode=require` (or `verify-ca`, `verify-full`) "
+        "and a `REDIS_URL` without `rediss://` to a host that is not loopback or a unix socket (a network you "
+        "trust to carry passwords, tokens and personal data in clear); refused otherwise"))
 
     jwt_secret: SecretStr = _setting(SecretStr(""), shown="random per start outside production", description=(
         f"current signing key (HS256, pinned), at least {MIN_SECRET_BYTES} bytes"))
@@ -185,7 +190,8 @@ class Settings(BaseSettings):
         "admin routes need `aal` 2 (a second factor in this session), and admin writes a fresh `auth_time`"))
 
     mfa_encryption_key: SecretStr = _setting(SecretStr(""), shown="derived from `JWT_SECRET`", description=(
-        f"key for the TOTP secrets at rest (AES-256-GCM, key through HKDF), at least {MIN_SECRET_BYTES} bytes; "
+        f"key for the TOTP secrets at rest (AES-256-GCM, key through HKDF), at least {MIN_SECRET_BYTES} bytes, "
+        "required in production; "
         "keys derived from `JWT_SECRET` and `JWT_PREVIOUS_KEYS` still open older secrets, so a JWT key rotation "
         "loses none ([`docs/auth.md`](docs/auth.md), multi-factor)"))
 
@@ -238,11 +244,12 @@ class Settings(BaseSettings):
         "mail delivery: `smtp://[user:pass@]host:port` (plain), `smtp+starttls://…` or `smtps://…` (TLS); "
         "query `ssl_ca_certs=<path>`, `timeout=<s>`. Unset: see `MAIL_BACKEND` (in development, in a terminal, "
         "mails are printed in full; otherwise they wait in the outbox and `/health` shows mail as "
-        "`unconfigured`)"))
+        "`unconfigured`); production refuses to start without it"))
     mail_from: str = _setting("no-reply@localhost", description="`From` of every mail the service sends")
     public_base_url: str = _setting("http://127.0.0.1:8000", description=(
         "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password#token=…`, "
-        "`{PUBLIC_BASE_URL}/verify-email#token=…` (the token in the fragment, never sent to a server; http or https)"))
+        "`{PUBLIC_BASE_URL}/verify-email#token=…` (the token in the fragment, never sent to a server; http or "
+        "https, https in production)"))
     password_reset_ttl_s: int = _setting(1800, description="how long a password-reset token is valid, seconds")
     email_verify_ttl_s: int = _setting(86400, description="how long an email-verification token is valid, seconds")
     require_verified_email: Flag = _setting(False, description=(
@@ -370,6 +377,8 @@ class Settings(BaseSettings):
         self._proxy_networks = _parse_networks(self.trusted_proxies, name="TRUSTED_PROXIES")
         self._metrics_networks = _parse_networks(self.metrics_allowed_cidrs, name="METRICS_ALLOWED_CIDRS")
         self._rate_policies, self._rate_exempt_paths = _read_rate_table(self, _environ())
+        if self.is_production:
+            _check_production(self)
         return self
 
     @property
@@ -522,6 +531,95 @@ def _check_mail(s: Settings) -> None:
              "PASSWORD_RESET_TTL_S and EMAIL_VERIFY_TTL_S must be at least 60")
     _require(0.05 <= s.mail_poll_s <= 3600, "MAIL_POLL_S must be 0.05..3600")
     _require(1 <= s.mail_retry_max_s <= 86400, "MAIL_RETRY_MAX_S must be 1..86400")
+
+
+PRODUCTION_MIN_BCRYPT_COST = 10
+PRODUCTION_MAX_ACCESS_TTL_S = 3600
+PRODUCTION_MAX_REFRESH_TTL_S = 90 * 86400
+PRODUCTION_MAX_PASSWORD_RESET_TTL_S = 86400
+PRODUCTION_MAX_REUSE_GRACE_S = 60
+PRODUCTION_MAX_LOCKOUT_THRESHOLD = 20
+PRODUCTION_MAX_AUTH_LIMIT = 100
+
+
+def _check_production(s: Settings) -> None:
+    """The refusals of ENV=production beyond the rules of every environment (the list is
+    docs/operations.md, "Production checklist"): each one line naming the setting and the
+    rule, never its value when it is a secret."""
+    _require(bool(s.mfa_encryption_key.get_secret_value()),
+             f"MFA_ENCRYPTION_KEY must be set in production (a random key of its own, at least {MIN_SECRET_BYTES} "
+             "bytes; otherwise it is derived from JWT_SECRET)")
+    for name, value in _production_secrets(s):
+        weakness = _weakness(value)
+        _require(weakness is None, f"{name} is {weakness}: production needs a random secret of at least "
+                                   f"{MIN_SECRET_BYTES} bytes")
+    _require(urlsplit(s.public_base_url).scheme == "https",
+             "PUBLIC_BASE_URL must be an https:// URL in production (the links in mails carry tokens)")
+    _require(s.smtp is not None, "SMTP_URL must be set in production (without it no mail ever leaves the outbox)")
+    smtp = s.smtp
+    if smtp is not None and smtp.security == "plain" and (smtp.username or smtp.password):
+        _require(_is_loopback(smtp.host), f"SMTP_URL sends credentials over plain smtp:// to {smtp.host}: "
+                                          "use smtp+starttls:// or smtps:// in production")
+    _require(s.bcrypt_cost >= PRODUCTION_MIN_BCRYPT_COST,
+             f"BCRYPT_COST must be at least {PRODUCTION_MIN_BCRYPT_COST} in production, not {s.bcrypt_cost}")
+    for name, networks in (("TRUSTED_PROXIES", s.proxy_networks), ("METRICS_ALLOWED_CIDRS", s.metrics_networks)):
+        for network in networks:
+            _require(network.prefixlen > 0, f"{name} must not contain {network} in production (every address)")
+    _at_most(s.jwt_access_ttl, PRODUCTION_MAX_ACCESS_TTL_S, "JWT_ACCESS_TTL", "3600 s")
+    _at_most(s.jwt_refresh_ttl, PRODUCTION_MAX_REFRESH_TTL_S, "JWT_REFRESH_TTL", "90 days (7776000 s)")
+    _at_most(s.password_reset_ttl_s, PRODUCTION_MAX_PASSWORD_RESET_TTL_S, "PASSWORD_RESET_TTL_S", "86400 s")
+    _at_most(s.refresh_reuse_grace_s, PRODUCTION_MAX_REUSE_GRACE_S, "REFRESH_REUSE_GRACE_S", "60 s")
+    _at_most(s.lockout_threshold, PRODUCTION_MAX_LOCKOUT_THRESHOLD, "LOCKOUT_THRESHOLD", "20")
+    auth = s.rate_policies["auth"]
+    _require(auth.limit <= PRODUCTION_MAX_AUTH_LIMIT,
+             f"the auth rate limit (RATE_LIMIT_AUTH or the policy table) must be at most {PRODUCTION_MAX_AUTH_LIMIT} "
+             f"requests per window in production, not {auth.limit}/{auth.window_s}")
+    if not s.allow_insecure_transport:
+        database = s.database
+        _require(database.tls or _is_loopback(database.host),
+                 f"DATABASE_URL reaches {database.host} without TLS: add sslmode=require, verify-ca or verify-full "
+                 "in production (or set ALLOW_INSECURE_TRANSPORT=true)")
+        redis = s.redis
+        plain = [host for host, _ in redis.hosts if not _is_loopback(host)] if not (redis.tls or redis.path) else []
+        _require(not plain, f"REDIS_URL reaches {plain[0] if plain else ''} without TLS: use rediss:// in production "
+                            "(or set ALLOW_INSECURE_TRANSPORT=true)")
+
+
+def _production_secrets(s: Settings) -> Iterator[tuple[str, str]]:
+    """(setting, value) of every secret production holds to the strength rule."""
+    yield "JWT_SECRET", s.jwt_secret.get_secret_value()
+    for kid, secret in s.verification_keys.items():
+        if kid != s.jwt_key_id:
+            yield f"JWT_PREVIOUS_KEYS secret for {kid!r}", secret
+    yield "MFA_ENCRYPTION_KEY", s.mfa_encryption_key.get_secret_value()
+    for name, value in (("METRICS_TOKEN", s.metrics_token), ("SUPERADMIN_PASSWORD", s.superadmin_password)):
+        if value.get_secret_value():
+            yield name, value.get_secret_value()
+
+
+def _weakness(secret: str) -> str | None:
+    """Why a secret is too weak for production, or None."""
+    if not secret:
+        return "empty"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(secret)) == 1:
+        return "one repeated character"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, localhost, or a unix socket (libpq names its directory: a path)."""
+    if host.startswith("/") or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _at_most(value: int, limit: int, name: str, shown: str) -> None:
+    _require(value <= limit, f"{name} must be at most {shown} in production, not {value}")
 
 
 def _parse_keys(s: Settings) -> dict[str, str]:

@@ -85,14 +85,23 @@ def _outage_component(exception: BaseException) -> str | None:
     return None
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded (metrics, access log) for a request whose client hung up before the
+answer, as nginx records it. Sanic cancels the handler and still renders a response, which
+nobody receives, through this handler and the response hook: as the 500 of an unknown
+exception it was counted as a server error, e.g. every readiness probe that gave up (a
+probe's 1 s timeout) while a starting worker's first check was still opening its pools."""
+
+
 class EnvelopeErrorHandler(ErrorHandler):
     """Renders every error, from routing to crashes, as the docs/api.md envelope."""
 
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
-        error = to_app_error(exception)
         if isinstance(exception, RequestCancelled):  # the client went away: nothing to answer
             logger.debug("request cancelled by the client on {}", request.path if request is not None else "-")
-        elif error.status >= 500:
+            return HTTPResponse(status=CLIENT_CLOSED_REQUEST)
+        error = to_app_error(exception)
+        if error.status >= 500:
             path = request.path if request is not None else "-"
             if isinstance(error, errors.ServiceUnavailable):
                 if request is not None:

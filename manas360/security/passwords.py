@@ -85,15 +85,46 @@ async def verify_password(*, password: str, password_hash: str) -> bool:
     return await _off_loop(_check_sync, password, hashed)
 
 
+def _cost(hashed: bytes) -> int | None:
+    """The bcrypt cost a hash was made at, None when it cannot be read."""
+    parts = hashed.split(b"$")  # b"", b"2b", b"12", salt+digest
+    if len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return int(parts[2])
+
+
 def needs_rehash(*, password_hash: str, cost: int) -> bool:
     """Return True when the stored hash is of another scheme or another cost."""
     hashed = _bcrypt_part(password_hash)
-    if hashed is None:
-        return True
-    parts = hashed.split(b"$")  # b"", b"2b", b"12", salt+digest
-    if len(parts) != 4 or not parts[2].isdigit():
-        return True
-    return int(parts[2]) != cost
+    return hashed is None or _cost(hashed) != cost
+
+
+async def harden_runtime(*, password: str, password_hash: str, cost: int) -> None:
+    """After a failed check against `password_hash`, spend the bcrypt work it fell short of
+    a check at `cost`, so a wrong password takes as long as an unknown email's dummy check
+    (at `cost`) whatever the account's hash (Django's `harden_runtime`).
+
+    A check costs 2**c rounds at cost c. A hash made at an older, lower cost `c0` (accounts
+    that have not logged in since BCRYPT_COST went up) cost 2**c0: the difference,
+    2**cost - 2**c0, is the sum of 2**k for k in c0..cost-1, so it is paid as one extra
+    hash at each of those costs (a few hashes, not 2**(cost-c0) - 1 at the old cost). A
+    hash verify_password could not use at all (another scheme, unreadable) cost nothing: a
+    full dummy check. A hash at the current cost or above needs nothing (a higher one is
+    upgraded, downwards, at the next login).
+    """
+    hashed = _bcrypt_part(password_hash)
+    spent = _cost(hashed) if hashed is not None else None
+    if spent is None or spent < 4:
+        await verify_dummy(password=password, cost=cost)
+    elif spent < cost:
+        await _off_loop(_extra_work_sync, password, spent, cost)
+
+
+def _extra_work_sync(password: str, spent: int, cost: int) -> None:
+    """One hash at each cost from `spent` to `cost` - 1 (runs in a worker thread)."""
+    prehash = _prehash(password)
+    for extra in range(spent, cost):
+        bcrypt.hashpw(prehash, bcrypt.gensalt(rounds=extra))
 
 
 async def verify_dummy(*, password: str, cost: int) -> None:

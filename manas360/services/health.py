@@ -29,7 +29,11 @@ async def check_database() -> str:
     timeout) rather than cancelled: asyncpg holds a cancelled call until then anyway, and
     the probe must answer within CHECK_TIMEOUT_S even when PostgreSQL is frozen.
     """
-    query = asyncio.ensure_future(health_queries.ping(conn=connections.get("default")))
+    try:
+        conn = connections.get("default")
+    except Exception as exc:  # no ORM context (yet): not ready, never a 500
+        return f"error: {type(exc).__name__}"
+    query = asyncio.ensure_future(health_queries.ping(conn=conn))
     done, _ = await asyncio.wait({query}, timeout=CHECK_TIMEOUT_S)
     if not done:
         query.add_done_callback(_discard_outcome)

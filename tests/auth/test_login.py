@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import bcrypt
 import pytest
 
+from manas360.security import passwords
 from manas360.security.passwords import hash_password, needs_rehash
+from manas360.settings import load_settings
 from tests.fixtures.accounts import API, PASSWORD, register, unique_email
+from tests.fixtures.app import client_for, running_app
 
 URL = f"{API}/auth/login"
 
@@ -93,3 +97,62 @@ async def test_a_user_whose_subscription_ended_still_logs_in_on_free(client, pg,
         "FROM subscription_plans WHERE name = 'premium'", account.id)
     response = await client.post(URL, json={"email": account.email, "password": PASSWORD})
     assert response.status_code == 200 and response.json()["user"]["plan"] == "free"
+
+
+class BcryptWork:
+    """Stands in for the `bcrypt` module inside manas360.security.passwords: every hash and
+    check runs for real and is recorded with its cost, from the salt or the stored hash
+    (`$2b$06$...`). A check or hash at cost c is 2**c rounds of work."""
+
+    def __init__(self) -> None:
+        self.costs: list[int] = []  # appended from the bcrypt threads: list.append is atomic
+
+    @staticmethod
+    def _cost(salt_or_hash: bytes) -> int:
+        return int(salt_or_hash.split(b"$")[2])
+
+    def hashpw(self, password: bytes, salt: bytes) -> bytes:
+        self.costs.append(self._cost(salt))
+        return bcrypt.hashpw(password, salt)
+
+    def checkpw(self, password: bytes, hashed: bytes) -> bool:
+        self.costs.append(self._cost(hashed))
+        return bcrypt.checkpw(password, hashed)
+
+    gensalt = staticmethod(bcrypt.gensalt)
+
+    def take(self) -> int:
+        """The rounds done since the last call."""
+        work, self.costs = sum(2 ** cost for cost in self.costs), []
+        return work
+
+
+@pytest.fixture(scope="module")
+async def app_at_cost_6(environ, database, redis_raw):
+    """The app with BCRYPT_COST=6, so hashes of an older, lower cost (4, 5) can exist."""
+    async with running_app(load_settings({**environ, "BCRYPT_COST": "6"})) as app:
+        yield app
+
+
+@pytest.mark.parametrize("stored", ["cost 4", "cost 5", "cost 6", "another scheme"])
+async def test_a_wrong_password_costs_the_work_of_an_unknown_email_whatever_the_stored_cost(
+        app_at_cost_6, pg, monkeypatch, stored):
+    """After BCRYPT_COST rises, accounts that have not logged in since keep hashes of the old
+    cost; a wrong password checked against one must not be faster than the dummy check an
+    unknown email gets at the current cost, or timing tells which addresses exist."""
+    async with client_for(app_at_cost_6) as client:
+        account = await register(client)
+        if stored == "another scheme":  # a plain bcrypt hash: verify_password rejects it without work
+            old_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+        else:
+            old_hash = await hash_password(password=PASSWORD, cost=int(stored.split()[1]))
+        await pg.execute("UPDATE user_accounts SET password_hash = $2 WHERE id = $1", account.id, old_hash)
+        work = BcryptWork()
+        monkeypatch.setattr(passwords, "bcrypt", work)
+        unknown = await client.post(URL, json={"email": unique_email(), "password": "not the password"})
+        unknown_work = work.take()
+        wrong = await client.post(URL, json={"email": account.email, "password": "not the password"})
+        wrong_work = work.take()
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown_work == 2 ** 6
+    assert wrong_work == unknown_work, f"{stored}: {wrong_work} rounds against {unknown_work}"

@@ -113,3 +113,19 @@ async def test_a_store_going_down_is_reported_within_two_seconds(environ, databa
         assert response.status_code == 503 and response.json()["component"] == "redis"
         assert time.monotonic() - went_down < READINESS_TTL_S + 1
     assert calls["redis"] == 2  # the polling in between was answered from the cache
+
+
+async def test_readiness_is_503_never_500_while_the_database_is_not_set_up(environ, database):
+    """A worker whose ORM is not initialised (as before its start-up listener has opened it):
+    getting the connection itself fails, which used to escape the check as a 500."""
+    from tortoise.context import TortoiseContext
+
+    async with running_app(load_settings(environ)) as app, client_for(app) as client:
+        opened = app.ctx.orm
+        app.ctx.orm = TortoiseContext()  # made current by the request hook, initialised by nobody
+        try:
+            response = await client.get("/health/ready")
+        finally:
+            app.ctx.orm = opened
+    assert response.status_code == 503, response.text
+    assert response.json()["component"] == "database" and response.json()["database"].startswith("error")

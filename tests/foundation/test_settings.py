@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from manas360.settings import SECRET_FIELDS, Settings, SettingsError, load_settings, markdown_table
+from tests.fixtures.environment import production_environ
 
-STRONG = "s" * 40
-OLD = "o" * 40
+STRONG = "strong-signing-secret-0123456789-abcdef"
+OLD = "old-signing-secret-9876543210-zyxwvuts"
+PRODUCTION = production_environ(JWT_SECRET=STRONG)
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -51,13 +53,6 @@ def test_environment_overrides_every_kind_of_value():
 
 
 @pytest.mark.parametrize("environ, fragment", [
-    ({"ENV": "production"}, "JWT_SECRET"),
-    ({"ENV": "production", "JWT_SECRET": "short"}, "JWT_SECRET"),
-    ({"ENV": "production", "JWT_SECRET": STRONG, "ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS"),
-    ({"ENV": "production", "JWT_SECRET": STRONG, "JWT_PREVIOUS_KEYS": "k0:weak"}, "JWT_PREVIOUS_KEYS"),
-    ({"ENV": "production", "JWT_SECRET": STRONG, "LOCKOUT_ACCOUNT_THRESHOLD": "101"}, "LOCKOUT_ACCOUNT_THRESHOLD"),
-    ({"ENV": "production", "JWT_SECRET": STRONG, "REAUTH_MAX_AGE_S": "901"}, "REAUTH_MAX_AGE_S"),
-    ({"ENV": "production", "JWT_SECRET": STRONG, "SESSION_MAX_AGE_S": str(90 * 86400 + 1)}, "SESSION_MAX_AGE_S"),
     ({"LOCKOUT_THRESHOLD": "5", "LOCKOUT_ACCOUNT_THRESHOLD": "4"}, "LOCKOUT_ACCOUNT_THRESHOLD must be at least"),
     ({"REAUTH_MAX_AGE_S": "0"}, "REAUTH_MAX_AGE_S"),
     ({"MAIL_PER_ACCOUNT_HOURLY": "0"}, "MAIL_PER_ACCOUNT_HOURLY"),
@@ -163,15 +158,92 @@ def test_both_urls_are_parsed_once_with_decoded_credentials_and_tls():
     assert "p@ss" not in repr(s.database) + repr(s.redis)
 
 
-def test_production_accepts_safe_values():
-    s = load_settings({"ENV": "production", "JWT_SECRET": STRONG, "ALLOWED_ORIGINS": "https://app.example"})
-    assert s.is_production and "s" * 40 not in repr(s)
+def test_production_accepts_a_safe_configuration():
+    s = load_settings({**PRODUCTION, "JWT_PREVIOUS_KEYS": f"k0:{OLD}", "METRICS_TOKEN": "scrape-" + "t0k3n" * 6,
+                       "SUPERADMIN_PASSWORD": "a superadmin passphrase of 32+ bytes", "BCRYPT_COST": "10",
+                       "TRUSTED_PROXIES": "10.0.0.0/8", "METRICS_ALLOWED_CIDRS": "127.0.0.1/32",
+                       "JWT_ACCESS_TTL": "3600", "JWT_REFRESH_TTL": str(90 * 86400), "PASSWORD_RESET_TTL_S": "86400",
+                       "REFRESH_REUSE_GRACE_S": "60", "LOCKOUT_THRESHOLD": "20", "LOCKOUT_ACCOUNT_THRESHOLD": "100",
+                       "RATE_LIMIT_AUTH": "100/60", "REAUTH_MAX_AGE_S": "900", "SESSION_MAX_AGE_S": str(90 * 86400)})
+    assert s.is_production and STRONG not in repr(s) and s.smtp is not None
+    for url in ("postgres://app@localhost/m360", "postgres://app@[::1]:5432/m360", "postgres://app@%2Frun%2Fpg/m360",
+                "postgres://app@db.internal/m360?sslmode=require", "postgres://app@127.0.0.2/m360"):
+        assert load_settings({**PRODUCTION, "DATABASE_URL": url}).database_url == url
+    for url in ("rediss://cache.internal:6380/0", "unix:///run/redis.sock", "redis://localhost:6379/1",
+                "redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "redis://[::1]:6379/0"):
+        assert load_settings({**PRODUCTION, "REDIS_URL": url}).redis_url == url
+    insecure = {**PRODUCTION, "DATABASE_URL": "postgres://app@db.internal/m360", "REDIS_URL": "redis://cache:6379/0",
+                "ALLOW_INSECURE_TRANSPORT": "true"}
+    assert load_settings(insecure).allow_insecure_transport is True
+    # Credentials over plain smtp:// are fine to a relay on the same host; TLS forms anywhere.
+    for smtp in ("smtp://user:pass@127.0.0.1:25", "smtp://mail.example.com:25", "smtps://user:pass@mail.example.com"):
+        assert load_settings({**PRODUCTION, "SMTP_URL": smtp}).smtp is not None
+
+
+@pytest.mark.parametrize(("environ", "fragment"), [
+    ({"JWT_SECRET": ""}, "^JWT_SECRET must be set"),
+    ({"JWT_SECRET": "tiny-secret"}, "^JWT_SECRET is shorter than 32 bytes"),
+    ({"JWT_SECRET": "s" * 40}, "^JWT_SECRET is one repeated character: production needs a random secret"),
+    ({"JWT_PREVIOUS_KEYS": "k0:weak"}, "^JWT_PREVIOUS_KEYS secret for 'k0' is shorter than 32 bytes"),
+    ({"JWT_PREVIOUS_KEYS": f"k0:{OLD},k9:" + "9" * 40}, "^JWT_PREVIOUS_KEYS secret for 'k9' is one repeated"),
+    ({"MFA_ENCRYPTION_KEY": ""}, "^MFA_ENCRYPTION_KEY must be set in production"),
+    ({"MFA_ENCRYPTION_KEY": "m" * 32}, "^MFA_ENCRYPTION_KEY is one repeated character"),
+    ({"MFA_ENCRYPTION_KEY": "short-key"}, "^MFA_ENCRYPTION_KEY is shorter than 32 bytes"),
+    ({"METRICS_TOKEN": "scrape-me"}, "^METRICS_TOKEN is shorter than 32 bytes"),
+    ({"METRICS_TOKEN": "x" * 64}, "^METRICS_TOKEN is one repeated character"),
+    ({"SUPERADMIN_PASSWORD": "hunter2-hunter2"}, "^SUPERADMIN_PASSWORD is shorter than 32 bytes"),
+    ({"SUPERADMIN_PASSWORD": "a" * 40}, "^SUPERADMIN_PASSWORD is one repeated character"),
+    ({"ALLOWED_ORIGINS": "https://app.example.com,*"}, "^ALLOWED_ORIGINS must list origins, not '\\*'"),
+    ({"PUBLIC_BASE_URL": "http://app.example.com"}, "^PUBLIC_BASE_URL must be an https:// URL in production"),
+    ({"PUBLIC_BASE_URL": ""}, "^PUBLIC_BASE_URL"),
+    ({"SMTP_URL": ""}, "^SMTP_URL must be set in production"),
+    ({"SMTP_URL": "smtp://mailer:secret@mail.example.com:25"},
+     "^SMTP_URL sends credentials over plain smtp:// to mail.example.com"),
+    ({"SMTP_URL": "smtp://mailer@relay.internal"}, "^SMTP_URL sends credentials over plain smtp://"),
+    ({"BCRYPT_COST": "9"}, "^BCRYPT_COST must be at least 10 in production, not 9$"),
+    ({"TRUSTED_PROXIES": "10.0.0.0/8,0.0.0.0/0"}, "^TRUSTED_PROXIES must not contain 0.0.0.0/0 in production"),
+    ({"TRUSTED_PROXIES": "::/0"}, "^TRUSTED_PROXIES must not contain ::/0 in production"),
+    ({"METRICS_ALLOWED_CIDRS": "0.0.0.0/0"}, "^METRICS_ALLOWED_CIDRS must not contain 0.0.0.0/0 in production"),
+    ({"METRICS_ALLOWED_CIDRS": "127.0.0.1/32,::/0"}, "^METRICS_ALLOWED_CIDRS must not contain ::/0"),
+    ({"JWT_ACCESS_TTL": "3601"}, "^JWT_ACCESS_TTL must be at most 3600 s in production, not 3601$"),
+    ({"JWT_REFRESH_TTL": str(90 * 86400 + 1)}, "^JWT_REFRESH_TTL must be at most 90 days"),
+    ({"PASSWORD_RESET_TTL_S": "86401"}, "^PASSWORD_RESET_TTL_S must be at most 86400 s in production"),
+    ({"REFRESH_REUSE_GRACE_S": "61"}, "^REFRESH_REUSE_GRACE_S must be at most 60 s in production"),
+    ({"LOCKOUT_THRESHOLD": "21"}, "^LOCKOUT_THRESHOLD must be at most 20 in production, not 21$"),
+    ({"RATE_LIMIT_AUTH": "101/900"}, r"^the auth rate limit \(RATE_LIMIT_AUTH or the policy table\) .* 101/900$"),
+    ({"LOCKOUT_THRESHOLD": "5", "LOCKOUT_ACCOUNT_THRESHOLD": "4"}, "^LOCKOUT_ACCOUNT_THRESHOLD must be at least"),
+    ({"LOCKOUT_ACCOUNT_THRESHOLD": "101"}, "^LOCKOUT_ACCOUNT_THRESHOLD must be at most 100 in production"),
+    ({"REAUTH_MAX_AGE_S": "901"}, "^REAUTH_MAX_AGE_S must be at most 900 in production"),
+    ({"SESSION_MAX_AGE_S": str(90 * 86400 + 1)}, "^SESSION_MAX_AGE_S must be at most 90 days in production"),
+    ({"DATABASE_URL": "postgres://app@db.internal:5432/m360"}, "^DATABASE_URL reaches db.internal without TLS"),
+    ({"DATABASE_URL": "postgres://app@10.1.2.3/m360?sslmode=prefer"}, "^DATABASE_URL reaches 10.1.2.3 without TLS"),
+    ({"DATABASE_URL": "postgres://app@localhost.example/m360?sslmode=allow"}, "^DATABASE_URL .* without TLS"),
+    ({"REDIS_URL": "redis://cache.internal:6379/0"}, "^REDIS_URL reaches cache.internal without TLS: use rediss://"),
+    ({"REDIS_URL": "redis+cluster://127.0.0.1:7000,10.0.0.7:7001"}, "^REDIS_URL reaches 10.0.0.7 without TLS"),
+    ({"REDIS_URL": "redis://cache.internal:6379/0", "ALLOW_INSECURE_TRANSPORT": "false"}, "^REDIS_URL reaches"),
+])
+def test_production_refuses_each_unsafe_setting_in_one_line_naming_it(environ, fragment):
+    with pytest.raises(SettingsError, match=fragment) as refused:
+        load_settings({**PRODUCTION, **environ})
+    message = str(refused.value)
+    assert "\n" not in message
+    for name in ("JWT_SECRET", "MFA_ENCRYPTION_KEY", "METRICS_TOKEN", "SUPERADMIN_PASSWORD"):
+        value = {**PRODUCTION, **environ}.get(name)
+        assert not value or value not in message, "a refusal never quotes a secret"
+    assert "secret@" not in message and "mailer:" not in message
+
+
+def test_production_refuses_at_the_command_line_in_one_line_exit_2():
+    result = _cli("warm-cache", env={**PRODUCTION, "BCRYPT_COST": "4", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == \
+        "manas360: configuration error: BCRYPT_COST must be at least 10 in production, not 4"
 
 
 @pytest.mark.parametrize(("environ", "required"), [
-    ({}, False), ({"ENV": "test"}, False), ({"ENV": "production", "JWT_SECRET": STRONG}, True),
+    ({}, False), ({"ENV": "test"}, False), (PRODUCTION, True),
     ({"ADMIN_REQUIRE_MFA": "1"}, True), ({"ADMIN_REQUIRE_MFA": ""}, False),
-    ({"ENV": "production", "JWT_SECRET": STRONG, "ADMIN_REQUIRE_MFA": "0"}, False),
+    ({**PRODUCTION, "ADMIN_REQUIRE_MFA": "0"}, False),
 ])
 def test_admin_mfa_is_required_in_production_unless_switched_off(environ, required):
     assert load_settings(environ).admin_mfa_required is required
@@ -211,7 +283,7 @@ def test_serve_with_an_unusable_redis_url_is_one_line_and_exit_2_without_the_pas
 
 
 def test_production_start_with_unreachable_store_is_one_line_and_exit_1(environ):
-    env = {**environ, "ENV": "production", "JWT_SECRET": STRONG, "REDIS_URL": "redis://127.0.0.1:1/0",
+    env = {**PRODUCTION, "DATABASE_URL": environ["DATABASE_URL"], "REDIS_URL": "redis://127.0.0.1:1/0",
            "PATH": "/usr/bin:/bin"}
     result = _cli("serve", "--port", "1", env=env)
     assert result.returncode == 1, result.stderr

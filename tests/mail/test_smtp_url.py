@@ -7,6 +7,7 @@ import pytest
 
 from manas360.settings import SettingsError, load_settings
 from manas360.smtp import parse_smtp_url
+from tests.fixtures.environment import production_environ
 
 
 @pytest.mark.parametrize(("url", "security", "port"), [
@@ -65,6 +66,6 @@ def test_the_mail_defaults_match_the_contract():
         "", None, "no-reply@localhost", "http://127.0.0.1:8000")
     assert (settings.password_reset_ttl_s, settings.email_verify_ttl_s, settings.require_verified_email) == (
         1800, 86400, False)
-    production = load_settings({"ENV": "production", "JWT_SECRET": "x" * 40,
-                                "PUBLIC_BASE_URL": "https://app.example.com"})
-    assert production.smtp is None  # no SMTP_URL is allowed: mail waits, /health says so
+    assert load_settings({"ENV": "test"}).smtp is None  # no SMTP_URL outside production: mail waits, /health says so
+    with pytest.raises(SettingsError, match="^SMTP_URL must be set in production"):
+        load_settings(production_environ(SMTP_URL=""))

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 
 from manas360.services import maintenance
-from tests.fixtures.environment import drop_database
 from tests.fixtures.server import free_port
 from tests.operations.helpers import run_cli
 
@@ -175,31 +174,29 @@ async def test_maintenance_exits_1_with_one_line_when_the_database_is_unreachabl
     assert "Traceback" not in result.stderr
 
 
-async def test_a_failing_job_exits_1_with_one_line(ops_environ, ops_settings):
-    url = ops_settings.database_url + "_bare"  # exists, but was never migrated: no SQL functions
-    admin = await asyncpg.connect(url.rpartition("/")[0].replace("postgres://", "postgresql://", 1) + "/postgres")
+async def test_a_failing_job_exits_1_with_one_line(ops_environ, ops_settings, pg):
+    """A job whose SQL fails on a migrated database (its function renamed under it, as a
+    hand-made change would): one line naming the job, exit 1. (A database never migrated is
+    refused before any job runs: tests/foundation/test_cli.py.)"""
+    await pg.execute("ALTER FUNCTION refresh_materialized_views() RENAME TO refresh_materialized_views_away")
     try:
-        await admin.execute(f'CREATE DATABASE "{url.rpartition("/")[2]}"')
+        result = await asyncio.to_thread(run_cli, ops_environ, "maintenance", "refresh-views", timeout=30)
     finally:
-        await admin.close()
-    try:
-        result = await asyncio.to_thread(run_cli, {**ops_environ, "DATABASE_URL": url}, "maintenance",
-                                         "refresh-views", timeout=30)
-    finally:
-        await drop_database(url)
+        await pg.execute("ALTER FUNCTION refresh_materialized_views_away() RENAME TO refresh_materialized_views")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         "manas360: maintenance refresh-views failed: UndefinedFunctionError: "
-        "function refresh_materialized_views() does not exist")
-    missing = await asyncio.to_thread(run_cli, {**ops_environ, "DATABASE_URL": url}, "maintenance", "all", timeout=30)
+        "function refresh_materialized_views() does not exist"), result.stderr
+    missing = await asyncio.to_thread(run_cli, {**ops_environ, "DATABASE_URL": ops_settings.database_url + "_gone"},
+                                      "maintenance", "all", timeout=30)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
     assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_bad_arguments_are_refused_before_any_work(ops_environ):
     result = run_cli(ops_environ, "maintenance", "archive-audit", "--days", "-1")
-    assert result.returncode == 2 and "must be >= 0" in result.stderr
+    assert result.returncode == 2 and "argument --days: expects a whole number >= 0, not -1" in result.stderr
 
 
 def test_a_one_shot_command_ignores_a_servers_metrics_directory(environ, database, tmp_path):

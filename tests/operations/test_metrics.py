@@ -4,6 +4,7 @@ every metric the shipped alerting rules use is exported."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -184,3 +185,38 @@ async def test_client_chosen_methods_and_paths_mint_no_series(environ, database)
     assert after == before, sorted(after - before)[:10]
     methods = {dict(labels)["method"] for _, labels in after}
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+
+def test_a_readiness_probe_that_gives_up_is_counted_499_not_500(environ, database, tmp_path):
+    """A probe whose client stops waiting (a kubelet's 1 s timeout) while the worker's check
+    is still running: Sanic cancels the handler and renders a response nobody receives,
+    which the metrics counted as a 500. Redis here accepts connections and never answers,
+    so every readiness check takes its full timeout, as a starting worker's first check
+    could while it opened its pools."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        redis_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        server = start_server({**environ, "REDIS_URL": redis_url, "METRICS_ALLOWED_CIDRS": LOOPBACK}, workers=1,
+                              ready_path="/health/live", tmp_dir=tmp_path)
+        try:
+            deadline = time.monotonic() + 10
+            while True:  # until a probe meets a check (start_server's /health calls left a result ~1 s)
+                try:
+                    assert httpx.get(server.url + "/health/ready", timeout=0.3).status_code == 503
+                except httpx.ReadTimeout:
+                    break
+                assert time.monotonic() < deadline, "every probe was answered from a reused result"
+            ready = {"route": "/health/ready", "method": "GET"}
+            deadline = time.monotonic() + 10 * PUBLISH_INTERVAL_S
+            while True:  # counted once the handler is cancelled, published within a second
+                samples = _samples(httpx.get(server.url + "/metrics", timeout=5).text)
+                given_up = sum(_value(samples, "manas360_http_requests_total", status=status, **ready)
+                               for status in ("499", "500"))
+                if given_up or time.monotonic() > deadline:
+                    break
+                time.sleep(PUBLISH_INTERVAL_S / 10)
+        finally:
+            server.stop()
+    assert _value(samples, "manas360_http_requests_total", status="499", **ready) == 1, server.log()[-3000:]
+    assert _value(samples, "manas360_http_requests_total", status="500", **ready) == 0

@@ -7,6 +7,7 @@ import pytest
 from manas360.security.secretbox import SecretBox, derive_key
 from manas360.services.mfa import build_secret_box
 from manas360.settings import SettingsError, load_settings
+from tests.fixtures.environment import production_environ
 
 OLD, NEW = derive_key(b"o" * 40, purpose=b"test"), derive_key(b"n" * 40, purpose=b"test")
 
@@ -59,5 +60,5 @@ def test_a_short_mfa_key_is_refused_without_quoting_it():
         load_settings({"JWT_SECRET": "j" * 40, "MFA_ENCRYPTION_KEY": "short-key-abcdef"})
     assert "MFA_ENCRYPTION_KEY" in str(refused.value) and "short-key-abcdef" not in str(refused.value)
     with pytest.raises(SettingsError, match="MFA_ENCRYPTION_KEY is shorter than 32 bytes"):
-        load_settings({"ENV": "production", "JWT_SECRET": "j" * 40, "MFA_ENCRYPTION_KEY": "s" * 31})
-    assert load_settings({"ENV": "production", "JWT_SECRET": "j" * 40, "MFA_ENCRYPTION_KEY": "s" * 32})
+        load_settings(production_environ(MFA_ENCRYPTION_KEY="mfa-key-" + "0123456789" * 2))
+    assert load_settings(production_environ(MFA_ENCRYPTION_KEY="mfa-key-" + "0123456789abcdef" * 2))

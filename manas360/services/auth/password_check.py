@@ -3,7 +3,8 @@
 Used by every flow that checks a password (login, password change, re-authentication) and,
 through manas360.services.auth.codes, by every second-factor code check. An unknown email
 and a wrong password take the same path: one lookup, one reservation, one bcrypt check
-(against a dummy hash when there is no account), one counted failure, one 401
+(against a dummy hash when there is no account, and topped up to the current cost's work
+when the account's hash is of an older, lower cost), one counted failure, one 401
 InvalidCredentials. Nothing in the answer or its timing says whether the account exists.
 
 The check runs outside any lock; what it verified is confirmed later in the flow's write
@@ -27,7 +28,7 @@ from manas360.clock import db_now, iso
 from manas360.errors import AccountLocked, InvalidCredentials
 from manas360.queries import login as login_queries
 from manas360.queries.users import Credentials
-from manas360.security.passwords import hash_password, needs_rehash, verify_dummy, verify_password
+from manas360.security.passwords import harden_runtime, hash_password, needs_rehash, verify_dummy, verify_password
 from manas360.services import audit, users
 from manas360.services.auth import lockout
 from manas360.services.auth.events import notify
@@ -66,6 +67,9 @@ async def checked_password(*, settings: Settings, store: Store, email: str, acco
             await reject(settings=settings, store=store, reservation=reservation, account=None, client=client,
                          flow=flow)
         if not await verify_password(password=password, password_hash=account.password_hash):
+            # A hash at an older, lower cost is checked faster than the dummy: make up the
+            # difference, or the time would tell which addresses exist after a cost change.
+            await harden_runtime(password=password, password_hash=account.password_hash, cost=settings.bcrypt_cost)
             await reject(settings=settings, store=store, reservation=reservation, account=account, client=client,
                          flow=flow)
         yield account
