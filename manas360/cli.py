@@ -31,7 +31,11 @@ EXIT_NOT_READY = 1  # the database does not exist or is not migrated (`manas360 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command != "serve":
+    if args.command == "serve":
+        from manas360.early_stop import record_early_stops
+
+        record_early_stops()  # as early as possible: a SIGTERM from here on stops start-up cleanly
+    else:
         # The shared metrics directory belongs to a running server (`serve` prepares it);
         # a one-shot command inheriting the variable (a unit file, a benchmark) would write
         # its own samples there, or crash at import when the directory is gone.

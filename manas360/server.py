@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from manas360 import early_stop
 from manas360.logs import configure_logging
 from manas360.settings import Settings
 
@@ -90,6 +91,7 @@ async def _preflight(settings: Settings) -> list[str]:
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
           factory: Callable[[], App] = create_app_from_environment) -> int:
     """Serve until SIGTERM/SIGINT. `factory` builds the app in each worker (module level)."""
+    early_stop.record_early_stops()  # a stop before Sanic takes the signals ends start-up cleanly
     host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
     # Before anything starts: Sanic binds in the main process once the workers are being
     # set up, and a port in use was a "serving on" line followed by a screenful of OSError.
@@ -134,9 +136,13 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     app.register_listener(share_stopping_event, "main_process_start")
     app.register_listener(watchdog.start, "main_process_ready")
     app.register_listener(GracefulStop(on_stop=watchdog.halt).install, "main_process_ready")
+    app.register_listener(lambda app: early_stop.block_stop_signals_for_spawned_workers(), "main_process_ready")
     app.register_listener(lambda app: watchdog.halt(), "main_process_stop")
-    logger.info("serving on http://{}:{} with {} worker(s)", host, port, workers)
     try:
+        if early_stop.early_stop_requested():  # met the preflight or the app's set-up
+            logger.info("stop signal during start-up: not serving")
+            return 0
+        logger.info("serving on http://{}:{} with {} worker(s)", host, port, workers)
         Sanic.serve(primary=app, app_loader=loader)
     finally:
         if own_metrics_dir:
@@ -165,6 +171,8 @@ def share_stopping_event(app: App) -> None:
     import multiprocessing
 
     app.shared_ctx.stopping = multiprocessing.get_context("spawn").Event()
+    if early_stop.early_stop_requested():
+        app.shared_ctx.stopping.set()
 
 
 class GracefulStop:
@@ -216,6 +224,10 @@ class GracefulStop:
 
         for signum in sanic_handlers:
             signal.signal(signum, handle)
+        # A signal that met start-up: recorded before Sanic's manager existed, or taken by
+        # its handler in the instant between the manager's creation and this listener.
+        if early_stop.early_stop_requested() or getattr(manager, "_shutting_down", False):
+            handle(signal.SIGTERM, None)  # the workers stop as soon as they serve
 
 
 class WorkerWatchdog:

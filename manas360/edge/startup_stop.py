@@ -17,6 +17,11 @@ starts, a signal only records the stop; once it serves (`app.state.is_running`, 
 before `run_forever`), the task stops it if a stop was recorded or the event is set, and
 keeps watching the event for WATCH_S before it ends. Once serving, a signal stops the worker
 directly, as Sanic's handler would.
+
+A worker that got the manager's SIGINT while still importing or opening its pools raised
+KeyboardInterrupt wherever it was (a traceback in the log), so workers are spawned with the
+stop signals blocked (`manas360.early_stop`) and `install` unblocks them once its handlers
+are in place; the shared event covers a signal Sanic discarded meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from typing import Any
 
 from sanic import Sanic
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from manas360.early_stop import STOP_SIGNALS
+
 WATCH_S = 5.0
 """How long after it starts serving a worker still watches for a stop whose signal it missed."""
 _POLL_S = 0.02
@@ -50,6 +56,8 @@ class StartupStop:
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.on_signal)
+        # Spawned with them blocked (see the module docstring); one that is pending arrives now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         loop.create_task(self._stop_once_serving(), name="startup-stop-watch")
 
     def on_signal(self) -> None:
@@ -84,3 +92,4 @@ def install(app: Sanic) -> StartupStop:  # type: ignore[type-arg]
     guard = StartupStop(app, stopping=getattr(app.shared_ctx, "stopping", None))
     guard.install()
     return guard
+
