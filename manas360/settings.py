@@ -41,7 +41,8 @@ from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
-SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token", "mfa_encryption_key")
+SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token", "mfa_encryption_key",
+                 "mfa_encryption_previous_keys")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -190,10 +191,13 @@ class Settings(BaseSettings):
         "admin routes need `aal` 2 (a second factor in this session), and admin writes a fresh `auth_time`"))
 
     mfa_encryption_key: SecretStr = _setting(SecretStr(""), shown="derived from `JWT_SECRET`", description=(
-        f"key for the TOTP secrets at rest (AES-256-GCM, key through HKDF), at least {MIN_SECRET_BYTES} bytes, "
-        "required in production; "
-        "keys derived from `JWT_SECRET` and `JWT_PREVIOUS_KEYS` still open older secrets, so a JWT key rotation "
-        "loses none ([`docs/auth.md`](docs/auth.md), multi-factor)"))
+        "the data key: seals TOTP secrets and outbox mails at rest (AES-256-GCM, key through HKDF), at least "
+        f"{MIN_SECRET_BYTES} bytes, required in production; keys derived from `JWT_SECRET` and `JWT_PREVIOUS_KEYS` "
+        "still open what was sealed before it was set, so a JWT key rotation loses nothing "
+        "([`docs/auth.md`](docs/auth.md), multi-factor)"))
+    mfa_encryption_previous_keys: SecretStr = _setting(SecretStr(""), description=(
+        "`kid:key,...`: earlier data keys, which only open (rotation: move the old key here, set a new "
+        f"`MFA_ENCRYPTION_KEY`); each key at least {MIN_SECRET_BYTES} bytes"))
 
     # Empty: the limit and window of the policy table (the README shows those).
     rate_limit_global: str = _setting("", description=(
@@ -293,6 +297,7 @@ class Settings(BaseSettings):
     _proxy_networks: tuple[IPNetwork, ...] = PrivateAttr(())
     _metrics_networks: tuple[IPNetwork, ...] = PrivateAttr(())
     _verification_keys: dict[str, str] = PrivateAttr(default_factory=dict)
+    _previous_data_keys: dict[str, str] = PrivateAttr(default_factory=dict)
     _rate_policies: dict[str, RatePolicy] = PrivateAttr(default_factory=dict)
     _rate_exempt_paths: tuple[str, ...] = PrivateAttr(())
 
@@ -370,6 +375,7 @@ class Settings(BaseSettings):
                                        and not parts.path and not parts.query and not parts.fragment),
                      f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])")
         self._verification_keys = _parse_keys(self)
+        self._previous_data_keys = _parse_previous_data_keys(self)
         self._database = _parse_url("DATABASE_URL", parse_database_url, self.database_url)
         self._redis = _parse_url("REDIS_URL", partial(parse_redis_url, cluster=self.redis_cluster), self.redis_url)
         self._smtp = _parse_url("SMTP_URL", parse_smtp_url, self.smtp_url) if self.smtp_url else None
@@ -409,6 +415,20 @@ class Settings(BaseSettings):
     def verification_keys(self) -> dict[str, str]:
         """kid -> secret for every key a token may be verified with (current first)."""
         return self._verification_keys
+
+    @property
+    def previous_data_keys(self) -> dict[str, str]:
+        """MFA_ENCRYPTION_PREVIOUS_KEYS, parsed: key id -> key."""
+        return self._previous_data_keys
+
+    @property
+    def data_key_secrets(self) -> tuple[str, ...]:
+        """The data key ring, current first: MFA_ENCRYPTION_KEY (when set), its previous keys,
+        then the JWT keys, from which the data key is derived when it is not set (each use
+        derives its own key from these through HKDF, manas360.security.secretbox)."""
+        configured = (self.mfa_encryption_key.get_secret_value(), *self._previous_data_keys.values(),
+                      *self._verification_keys.values())
+        return tuple(secret for secret in configured if secret)
 
     @property
     def database(self) -> DatabaseURL:
@@ -592,6 +612,8 @@ def _production_secrets(s: Settings) -> Iterator[tuple[str, str]]:
         if kid != s.jwt_key_id:
             yield f"JWT_PREVIOUS_KEYS secret for {kid!r}", secret
     yield "MFA_ENCRYPTION_KEY", s.mfa_encryption_key.get_secret_value()
+    for kid, secret in s.previous_data_keys.items():
+        yield f"MFA_ENCRYPTION_PREVIOUS_KEYS key for {kid!r}", secret
     for name, value in (("METRICS_TOKEN", s.metrics_token), ("SUPERADMIN_PASSWORD", s.superadmin_password)):
         if value.get_secret_value():
             yield name, value.get_secret_value()
@@ -620,6 +642,18 @@ def _is_loopback(host: str) -> bool:
 
 def _at_most(value: int, limit: int, name: str, shown: str) -> None:
     _require(value <= limit, f"{name} must be at most {shown} in production, not {value}")
+
+
+def _parse_previous_data_keys(s: Settings) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for entry in _split_csv(s.mfa_encryption_previous_keys.get_secret_value()):
+        kid, sep, secret = entry.partition(":")
+        _require(bool(sep and kid and secret), "MFA_ENCRYPTION_PREVIOUS_KEYS must be 'kid:key,...'")
+        _require(kid not in keys, f"MFA_ENCRYPTION_PREVIOUS_KEYS repeats key id {kid!r}")
+        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
+                 f"MFA_ENCRYPTION_PREVIOUS_KEYS key for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
+        keys[kid] = secret
+    return keys
 
 
 def _parse_keys(s: Settings) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Secrets at rest (the TOTP secrets): AES-256-GCM under a small key ring.
+"""Secrets at rest (TOTP secrets, outbox mails): AES-256-GCM under a small key ring.
 
 Sealed form: `b"\\x01" + key_id (4 bytes) + nonce (12 bytes) + ciphertext+tag`. The key id
 is the first 4 bytes of SHA-256 of the key, so a stored secret names the key that sealed it
@@ -7,10 +7,10 @@ data: a ciphertext copied onto another account's row does not open there.
 
 Keys are never used as given: each configured secret goes through HKDF-SHA256 with a
 purpose label, so the JWT signing secret and the key derived from it for this purpose are
-unrelated keys. The ring is, current first: MFA_ENCRYPTION_KEY when set, then the key
-derived from JWT_SECRET, then those derived from JWT_PREVIOUS_KEYS, so rotating the JWT
-key (the old one moved to JWT_PREVIOUS_KEYS) or setting MFA_ENCRYPTION_KEY later does not
-lose a secret; `open` tells whether the sealing key was an older one, and the caller seals
+unrelated keys. The ring is, current first: MFA_ENCRYPTION_KEY when set, then
+MFA_ENCRYPTION_PREVIOUS_KEYS, then the key derived from JWT_SECRET and those derived from
+JWT_PREVIOUS_KEYS (`Settings.data_key_secrets`), so rotating either key (the old one moved
+to the previous keys) or setting MFA_ENCRYPTION_KEY later does not lose a secret; `open` tells whether the sealing key was an older one, and the caller seals
 it again under the current key.
 
 A secret sealed under a key that is no longer in the ring does not open (`None`): the

@@ -103,11 +103,9 @@ def email_verification(settings: Settings, *, token: str) -> Draft:
 
 
 def payload_box(settings: Settings) -> SecretBox:
-    """The key ring outbox payloads are sealed with: the data key first, as for TOTP secrets
-    (MFA_ENCRYPTION_KEY, else keys derived from JWT_SECRET and JWT_PREVIOUS_KEYS), under a
-    purpose of its own."""
-    configured = (settings.mfa_encryption_key.get_secret_value(), *settings.verification_keys.values())
-    return _box(tuple(secret for secret in configured if secret))
+    """The key ring outbox payloads are sealed with: the data key ring, as for TOTP secrets
+    (`Settings.data_key_secrets`), under a purpose of its own."""
+    return _box(settings.data_key_secrets)
 
 
 @lru_cache(maxsize=8)

@@ -51,10 +51,8 @@ _KEY_PURPOSE = b"manas360 mfa totp secret v1"
 
 
 def build_secret_box(settings: Settings) -> SecretBox:
-    """The key ring for TOTP secrets: MFA_ENCRYPTION_KEY (when set), then keys derived from
-    JWT_SECRET and JWT_PREVIOUS_KEYS (see manas360.security.secretbox)."""
-    configured = [settings.mfa_encryption_key.get_secret_value(), *settings.verification_keys.values()]
-    return SecretBox(derive_key(secret.encode(), purpose=_KEY_PURPOSE) for secret in configured if secret)
+    """The key ring for TOTP secrets, derived from the data key ring (`Settings.data_key_secrets`)."""
+    return SecretBox(derive_key(secret.encode(), purpose=_KEY_PURPOSE) for secret in settings.data_key_secrets)
 
 
 @dataclass(frozen=True, slots=True)

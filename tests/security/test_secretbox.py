@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from manas360.security.secretbox import SecretBox, derive_key
+from manas360.services.mail import payload_box
 from manas360.services.mfa import build_secret_box
 from manas360.settings import SettingsError, load_settings
 from tests.fixtures.environment import production_environ
@@ -62,3 +63,35 @@ def test_a_short_mfa_key_is_refused_without_quoting_it():
     with pytest.raises(SettingsError, match="MFA_ENCRYPTION_KEY is shorter than 32 bytes"):
         load_settings(production_environ(MFA_ENCRYPTION_KEY="mfa-key-" + "0123456789" * 2))
     assert load_settings(production_environ(MFA_ENCRYPTION_KEY="mfa-key-" + "0123456789abcdef" * 2))
+
+
+@pytest.mark.parametrize("box_for", [build_secret_box, payload_box], ids=["totp-secrets", "outbox-mails"])
+def test_a_rotated_data_key_opens_through_the_previous_keys_and_only_then(box_for):
+    base = {"JWT_SECRET": "jwt-secret-" + "0123456789abcdef" * 2}
+    old_key, new_key = "old-data-key-" + "0123456789abcdef" * 2, "new-data-key-" + "fedcba9876543210" * 2
+    sealed = box_for(load_settings({**base, "MFA_ENCRYPTION_KEY": old_key})).seal(b"s", context=b"u")
+    rotated = box_for(load_settings({**base, "MFA_ENCRYPTION_KEY": new_key,
+                                     "MFA_ENCRYPTION_PREVIOUS_KEYS": f"2025:{old_key}"}))
+    opened = rotated.open(sealed, context=b"u")
+    assert opened is not None and opened.plaintext == b"s" and opened.stale_key
+    fresh = rotated.open(rotated.seal(b"s", context=b"u"), context=b"u")
+    assert fresh is not None and not fresh.stale_key  # the new key seals; previous keys only open
+    forgotten = box_for(load_settings({**base, "MFA_ENCRYPTION_KEY": new_key}))
+    assert forgotten.open(sealed, context=b"u") is None
+
+
+@pytest.mark.parametrize(("previous", "message"), [
+    ("no-key-id", "MFA_ENCRYPTION_PREVIOUS_KEYS must be 'kid:key,...'"),
+    (f"a:{'k' * 20}-tail-0123456789,a:{'q' * 20}-tail-0123456789", "repeats key id 'a'"),
+    ("a:short-previous-key", "MFA_ENCRYPTION_PREVIOUS_KEYS key for 'a' is shorter than 32 bytes"),
+])
+def test_malformed_previous_data_keys_are_refused_without_quoting_them(previous, message):
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"JWT_SECRET": "j" * 40, "MFA_ENCRYPTION_PREVIOUS_KEYS": previous})
+    assert message in str(refused.value) and "short-previous-key" not in str(refused.value)
+
+
+def test_production_holds_previous_data_keys_to_the_secret_rule():
+    with pytest.raises(SettingsError, match="MFA_ENCRYPTION_PREVIOUS_KEYS key for 'old'"):
+        load_settings(production_environ(MFA_ENCRYPTION_PREVIOUS_KEYS="old:" + "x" * 40))
+    assert load_settings(production_environ(MFA_ENCRYPTION_PREVIOUS_KEYS="old:" + "0123456789abcdef" * 3))
