@@ -12,7 +12,7 @@ from sanic_ext.extensions.http.extension import HTTPExtension
 from manas360.access_log import access_logger
 from manas360.container import build_collaborators
 from manas360.db import close_orm, open_orm
-from manas360.edge import install_edge, startup_stop
+from manas360.edge import install_edge, orphan, startup_stop
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
 from manas360.http.hooks import install_hooks
@@ -115,6 +115,7 @@ def _add_listeners(app: App, settings: Settings) -> None:
         # (a worker process): in-process test apps keep their own signal handling.
         if os.environ.get("SANIC_WORKER_PROCESS"):
             app.ctx.startup_stop = startup_stop.install(app)
+            app.add_task(orphan.stop_when_orphaned(app, parent_pid=os.getppid()), name="orphan-watch")
 
     @app.after_server_start
     async def freeze_startup_objects(app: App) -> None:

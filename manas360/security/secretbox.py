@@ -10,8 +10,9 @@ purpose label, so the JWT signing secret and the key derived from it for this pu
 unrelated keys. The ring is, current first: MFA_ENCRYPTION_KEY when set, then
 MFA_ENCRYPTION_PREVIOUS_KEYS, then the key derived from JWT_SECRET and those derived from
 JWT_PREVIOUS_KEYS (`Settings.data_key_secrets`), so rotating either key (the old one moved
-to the previous keys) or setting MFA_ENCRYPTION_KEY later does not lose a secret; `open` tells whether the sealing key was an older one, and the caller seals
-it again under the current key.
+to the previous keys) or setting MFA_ENCRYPTION_KEY later does not lose a secret; `open`
+tells whether the sealing key was an older one, and the caller seals it again under the
+current key.
 
 A secret sealed under a key that is no longer in the ring does not open (`None`): the
 caller treats it as no secret at all, never as a crash.

@@ -69,3 +69,27 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_serving(drill_environ
     numbers = {"restart_s": round(restart_s, 3), "requests_after_kill": len(after_kill),
                "ok_after_kill": sum(o.status == 200 for o in after_kill), "broken_connections": len(broken)}
     report(record_property, "worker", numbers)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for whoever adopted it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_stop_when_the_main_process_is_killed(drill_environ, tmp_path):
+    """The main process SIGKILLed (the OOM killer's way): its workers must not serve on as
+    orphans, holding the port, database connections and the mail sender."""
+    with serving(drill_environ(), tmp_path) as server:
+        clients = clients_per_worker(server.url)
+        workers = [client.get("/health").json()["pid"] for client in clients]
+        for client in clients:
+            client.close()
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(5)
+        wait_until(lambda: all(_gone(pid) for pid in workers), timeout=10, what="the orphaned workers to stop")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/health/live", timeout=2)
