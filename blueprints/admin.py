@@ -2,7 +2,7 @@
 
 Every route needs privilege level 90 or more (else 403 `InsufficientPrivileges`) and its
 own permission (else 403 `PermissionDenied`). Writes follow the escalation rule and are
-audited; see manas360.services.admin.
+audited; see manas360.services.admin.users.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pydantic import AwareDatetime, Field, field_validator
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from manas360 import reference
 from manas360.blueprints.bodies import PlanPath, RolePath, StrictBody, UserPath
 from manas360.blueprints.guard import client, guarded
 from manas360.http.bodies import parse_body
@@ -23,8 +22,11 @@ from manas360.http.operations import operation
 from manas360.http.pagination import Page, parse_page
 from manas360.http.responses import model_response
 from manas360.http.schemas import AuditPage, Plan, Role, RoleList, User, UserDetail, UserPage
-from manas360.services import admin, audit, rbac
-from manas360.services.entitlements import ADMIN_READ, ADMIN_WRITE
+from manas360.services.access import catalog_defaults as reference
+from manas360.services.access import rbac
+from manas360.services.access.entitlements import ADMIN_READ, ADMIN_WRITE
+from manas360.services.admin import audit
+from manas360.services.admin import users as admin
 
 bp = Blueprint("admin", url_prefix="/admin")
 ADMIN = reference.ADMIN_PRIVILEGE

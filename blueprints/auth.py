@@ -29,8 +29,7 @@ from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import Registration, Session, SessionList, TokenPair, VerificationRequired, user_fields
-from manas360.services import sessions
-from manas360.services.auth import login, password_change, reauthenticate, refresh, register, signout
+from manas360.services.auth import login, password_change, reauthenticate, refresh, register, sessions, signout
 
 bp = Blueprint("auth", url_prefix="/auth")
 _TOKEN_PAIR = "A token pair: `access_token`, `refresh_token`, `token_type`, `expires_in` and `user`."

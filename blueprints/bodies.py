@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from manas360.security.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
-from manas360.services import users
+from manas360.services.accounts import users
 
 
 class StrictBody(BaseModel):

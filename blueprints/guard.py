@@ -15,8 +15,8 @@ from manas360.edge.client import request_rate_address
 from manas360.edge.policies import GUARDED_MARK
 from manas360.edge.ratelimit import apply_verdict
 from manas360.http.deps import deps
-from manas360.services.entitlements import Needs, authorize
-from manas360.services.sessions import Client
+from manas360.services.access.entitlements import Needs, authorize
+from manas360.services.auth.sessions import Client
 from manas360.store.ratelimit import Verdict
 
 P = ParamSpec("P")
@@ -49,7 +49,7 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
     `request.ctx.principal` and their live entitlements in `request.ctx.access`.
 
     One Redis round trip answers revocation, the user's context and the `api` rate limit;
-    a warm request runs no SQL (manas360.services.entitlements).
+    a warm request runs no SQL (manas360.services.access.entitlements).
     """
     needs = Needs(permissions=frozenset(permissions), features=frozenset(features), min_privilege=min_privilege,
                   admin=admin)

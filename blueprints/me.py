@@ -11,7 +11,7 @@ from manas360.http.bodies import parse_body
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import Me, User, user_fields
-from manas360.services import users
+from manas360.services.accounts import users
 
 bp = Blueprint("me", url_prefix="/me")
 

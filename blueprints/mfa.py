@@ -15,7 +15,7 @@ from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import RecoveryCodes, TokenPair, TotpSetup
-from manas360.services import mfa
+from manas360.services.auth import mfa_enrolment as mfa
 from manas360.services.auth import mfa_verify
 
 bp = Blueprint("mfa", url_prefix="/auth")

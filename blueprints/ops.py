@@ -15,7 +15,7 @@ from manas360.http.deps import deps
 from manas360.http.operations import TEXT_PLAIN, operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import Health, HealthUnavailable, Live, Ready
-from manas360.services import health
+from manas360.services.ops import health
 
 bp = Blueprint("ops")
 

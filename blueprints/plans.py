@@ -9,8 +9,8 @@ from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import PlanList
-from manas360.services import rbac
-from manas360.services.entitlements import current_catalog
+from manas360.services.access import rbac
+from manas360.services.access.entitlements import current_catalog
 
 bp = Blueprint("plans", url_prefix="/plans")
 

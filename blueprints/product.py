@@ -9,7 +9,7 @@ from manas360.blueprints.guard import guarded
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import Analytics, Dashboard
-from manas360.services import analytics
+from manas360.services.admin import analytics
 
 bp = Blueprint("product")
 

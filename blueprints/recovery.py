@@ -1,7 +1,7 @@
 """/api/v1/auth: password reset and email verification (links sent by mail).
 
 Requests for a link answer 202 `{}` whatever the address, in the same time, so the answer
-never tells whether an account exists; the link arrives by mail (manas360.services.mail).
+never tells whether an account exists; the link arrives by mail (manas360.services.mail.messages).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import Accepted, TokenPair, User
-from manas360.services import verification
-from manas360.services.account_tokens import MAX_TOKEN_CHARS
+from manas360.services.accounts import verification
+from manas360.services.accounts.account_tokens import MAX_TOKEN_CHARS
 from manas360.services.auth import reset
 
 bp = Blueprint("recovery", url_prefix="/auth")

@@ -20,7 +20,7 @@ from manas360.http.sanic_types import App
 from manas360.logs import configure_logging
 from manas360.metrics import install_metrics
 from manas360.security.passwords import set_hashing_threads, verify_dummy
-from manas360.services.catalog import watch_reference
+from manas360.services.access.catalog import watch_reference
 from manas360.settings import Settings, load_settings
 from manas360.store import close_store
 

@@ -18,8 +18,8 @@ from manas360.server import EXIT_CONFIG, EXIT_UNAVAILABLE  # `serve` and the com
 from manas360.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # the commands import their services lazily, when run
-    from manas360.services.maintenance import OnBatch
-    from manas360.services.seeding import SuperadminOutcome
+    from manas360.services.ops.maintenance import OnBatch
+    from manas360.services.ops.seeding import SuperadminOutcome
 
 PROMOTE_FLAG = "--promote-existing-superadmin"
 
@@ -201,10 +201,10 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    from manas360.configured_store import open_configured_store
     from manas360.db import orm
-    from manas360.services.seeding import SeedError, seed
+    from manas360.services.ops.seeding import SeedError, seed
     from manas360.store import close_store
-    from manas360.stores import open_configured_store
 
     email, password = settings.superadmin_email, settings.superadmin_password.get_secret_value()
     if bool(email) != bool(password) or (args.promote_existing_superadmin and not email):
@@ -260,7 +260,7 @@ def _print_superadmin(outcome: SuperadminOutcome) -> int:
 async def _seed_users(settings: Settings, *, users: int, batch_size: int | None) -> int:
     import asyncpg
 
-    from manas360.services.synthetic import SYNTHETIC_PASSWORD, seed_synthetic_users
+    from manas360.services.ops.synthetic import SYNTHETIC_PASSWORD, seed_synthetic_users
 
     progress = _Progress(total=users, unit="users")
     try:
@@ -317,10 +317,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.clock import Clock
+    from manas360.configured_store import open_configured_store
     from manas360.db import orm
-    from manas360.services.warmup import count_candidates, warm_cache
+    from manas360.services.ops.warmup import count_candidates, warm_cache
     from manas360.store import close_store
-    from manas360.stores import open_configured_store
 
     async def work() -> int:
         store = open_configured_store(settings, socket_timeout_s=max(settings.redis_socket_timeout_s, 5.0))
@@ -343,7 +343,7 @@ def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
 def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     import asyncpg
 
-    from manas360.services import maintenance
+    from manas360.services.ops import maintenance
 
     names = maintenance.JOBS if args.job == "all" else (args.job,)
     options = {name: value for name in ("audit_days", "login_attempt_days", "rate_limit_log_days", "mail_days",

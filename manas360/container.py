@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manas360.clock import Clock
+from manas360.configured_store import open_configured_store
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.secretbox import SecretBox
-from manas360.services.catalog import CatalogHolder
-from manas360.services.mfa import build_secret_box
-from manas360.services.outbox import Outbox, build_transport
-from manas360.services.tokens import build_codec
+from manas360.services.access.catalog import CatalogHolder
+from manas360.services.auth.mfa_enrolment import build_secret_box
+from manas360.services.auth.tokens import build_codec
+from manas360.services.mail.outbox import Outbox, build_transport
 from manas360.settings import Settings
 from manas360.store import Store
-from manas360.stores import open_configured_store
 
 
 @dataclass(frozen=True, slots=True)

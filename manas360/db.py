@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from loguru import logger
 
-from manas360.queries import database as database_queries
+from manas360.queries.ops import database as database_queries
 from manas360.settings import Settings
 from manas360.slow_queries import slow_query_init
 

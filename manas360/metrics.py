@@ -180,7 +180,7 @@ def render() -> tuple[bytes, str]:
 
 def refresh_gauges() -> None:
     """Sample this worker's pool and memory (called at scrape time and periodically)."""
-    from manas360.services.health import database_pool_stats, memory_stats
+    from manas360.services.ops.health import database_pool_stats, memory_stats
 
     try:
         pool = database_pool_stats()

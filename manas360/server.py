@@ -67,10 +67,10 @@ def create_app_from_environment() -> App:
 async def _preflight(settings: Settings) -> list[str]:
     """What is wrong with the stores, one phrase each (checked once before workers start):
     a store that does not answer, a database that does not exist or is not migrated."""
+    from manas360.configured_store import open_configured_store
     from manas360.db import DatabaseNotReady, check_schema
-    from manas360.services.health import check_redis
+    from manas360.services.ops.health import check_redis
     from manas360.store import close_store
-    from manas360.stores import open_configured_store
 
     problems = []
     try:

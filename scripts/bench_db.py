@@ -33,7 +33,7 @@ CHAIN = 10  # refresh tokens per session: the first half expired
 async def search_ms(settings, *, runs: int) -> dict[str, float]:
     """Median and worst time of the admin listing's search query per term, in ms."""
     from manas360.db import orm
-    from manas360.services import admin
+    from manas360.services.admin import users as admin
 
     timings: dict[str, float] = {}
     async with orm(settings):

@@ -208,7 +208,7 @@ def mint_tokens(env: dict[str, str], user_ids: list[str]) -> list[str]:
     each with a session id of its own: what a population of logged-in users presents."""
     import uuid
 
-    from manas360.services.tokens import build_codec
+    from manas360.services.auth.tokens import build_codec
     from manas360.settings import load_settings
 
     codec = build_codec(load_settings(env))

@@ -143,7 +143,7 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
         user_keys = _user_keys(keys, user_id, session_id, jti)
         args: list[ScriptArg] = [issued_ms, api_limit, api_window_s]
         # Both (or all three) calls are issued before either is awaited: one flush per node.
-        user_call = store.run_script_and_get(_REQUEST, keys=user_keys, args=args, get=keys.reference_version())
+        user_call = store.run_script_and_get(_REQUEST, keys=user_keys, args=args, get=keys.catalog_version())
         if client_limit is None:
             (script_reply, version), client_reply = await user_call, None
         else:
@@ -167,7 +167,7 @@ def _single_node_call(keys: Keys, call: tuple[Any, ...]) -> tuple[list[str], lis
     """request.lua's keys and arguments on a single node, from check_request's `call`:
     (user_id, session_id, jti, issued_ms, api_limit, api_window_s[, client key, limit, window_s])."""
     user_id, session_id, jti, issued_ms, api_limit, api_window_s = call[:6]
-    built = [*_user_keys(keys, user_id, session_id, jti), keys.reference_version()]
+    built = [*_user_keys(keys, user_id, session_id, jti), keys.catalog_version()]
     args: list[ScriptArg] = [issued_ms, api_limit, api_window_s]
     if len(call) > 6:
         client_key, client_limit, client_window_s = call[6:]

@@ -71,11 +71,11 @@ class Keys:
         """When the identity's locks were last cleared (a reset, an unlock): older ones do not count."""
         return f"{self.login_tag(email)}:cleared"
 
-    # reference data ---------------------------------------------------------------------
-    def reference_version(self) -> str:
+    # catalog (reference data) ---------------------------------------------------------------------
+    def catalog_version(self) -> str:
         return f"{self.prefix}ref:version"
 
-    def reference_channel(self) -> str:
+    def catalog_channel(self) -> str:
         return f"{self.prefix}ref:changed"
 
     def health_probe(self) -> str:

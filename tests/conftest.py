@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from manas360.db import migrate, orm
-from manas360.services.seeding import seed_reference_data, seed_superadmin
+from manas360.services.ops.seeding import seed_reference_data, seed_superadmin
 from manas360.settings import load_settings
 from manas360.tortoise_context import activate
 from tests.fixtures import contract

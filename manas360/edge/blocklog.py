@@ -21,7 +21,7 @@ from tortoise import connections
 from tortoise.exceptions import BaseORMException
 
 from manas360.edge.stats import count
-from manas360.queries import blocklog as blocklog_queries
+from manas360.queries.ops import blocklog as blocklog_queries
 from manas360.tortoise_context import activate
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from manas360.edge.policies import PolicyMap, rate_limited, route_path
 from manas360.edge.ratelimit_headers import format_headers
 from manas360.edge.stats import count
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
-from manas360.services.entitlements import ClientCheck
+from manas360.services.access.entitlements import ClientCheck
 from manas360.settings import RatePolicy
 from manas360.store import Store, StoreUnavailable
 from manas360.store.ratelimit import Verdict, hit

@@ -314,5 +314,5 @@ def envelope_model(body: dict[str, Any]) -> type[ErrorEnvelope]:
 
 
 def user_fields(user: object) -> dict[str, Any]:
-    """The `<User>` fields of a service's user (manas360.services.users.User)."""
+    """The `<User>` fields of a service's user (manas360.services.accounts.users.User)."""
     return {name: getattr(user, name) for name in User.model_fields}

@@ -49,7 +49,7 @@ class VerifiedToken(NamedTuple):
     session_id: str
     jti: str
     issued_ms: int
-    """`iat_ms` when consistent with `iat`, else `iat * 1000` (see services/tokens.py)."""
+    """`iat_ms` when consistent with `iat`, else `iat * 1000` (see services/auth/tokens.py)."""
     expires_at: float
     """`exp`, in seconds: the token is dead from this instant on."""
     not_before: float

@@ -5,7 +5,7 @@
 `mfa_totp` holds one row per user: pending while `confirmed_at` is NULL, confirmed when
 `user_accounts.mfa_enabled` is on. `last_step` is the last accepted TOTP time step: a code
 is accepted only for a later step, compared and set under the user's row lock, so one code
-never signs in twice. The tables are read and written in SQL (manas360.queries.mfa), not
+never signs in twice. The tables are read and written in SQL (manas360.queries.auth.mfa), not
 through Tortoise models, so the models snapshot below is migration 3's."""
 
 from tortoise import BaseDBAsyncClient

@@ -11,7 +11,7 @@
   compare-and-set on it, and a sender renews its lease on a row right before sending it, so
   a slow SMTP server never lets two senders deliver one row.
 - `dead_at`: gave up (OUTBOX_MAX_AGE_S without a delivery), counted in /health and /metrics.
-Rows are read and written in SQL (manas360.queries.outbox); the models snapshot below is
+Rows are read and written in SQL (manas360.queries.mail.outbox); the models snapshot below is
 migration 3's."""
 
 from tortoise import BaseDBAsyncClient

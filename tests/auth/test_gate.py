@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from manas360.services.entitlements import forget_user
+from manas360.services.access.entitlements import forget_user
 from manas360.settings import load_settings
 from tests.auth.mfa_helpers import CONFIRM, SETUP, code_at
 from tests.fixtures.accounts import API, PASSWORD, Account, bearer, register

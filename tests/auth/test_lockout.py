@@ -10,7 +10,7 @@ import pytest
 from manas360.services.auth import login as login_service
 from manas360.services.auth import password_check
 from manas360.services.auth.lockout import unlock_account
-from manas360.services.sessions import Client
+from manas360.services.auth.sessions import Client
 from manas360.settings import load_settings
 from tests.fixtures.accounts import API, PASSWORD, register, unique_email
 from tests.fixtures.app import client_for, running_app

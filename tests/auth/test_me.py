@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manas360 import reference
+from manas360.services.access import catalog_defaults as reference
 from tests.fixtures.accounts import API
 
 URL = f"{API}/me"

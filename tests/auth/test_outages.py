@@ -8,10 +8,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from manas360 import repair
-from manas360.services import revocation
+from manas360 import after_commit as repair
+from manas360.services.auth import revocation
 from manas360.services.auth import signout as auth
-from manas360.services.sessions import Client
+from manas360.services.auth.sessions import Client
 from manas360.settings import load_settings
 from manas360.store.client import close_store, open_store
 from tests.fixtures.accounts import API, PASSWORD, register

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from manas360.services.tokens import hash_refresh_token
+from manas360.services.auth.tokens import hash_refresh_token
 from manas360.settings import load_settings
 from tests.fixtures.accounts import API, bearer, register
 from tests.fixtures.app import client_for, running_app
@@ -163,7 +163,7 @@ async def test_an_account_deleted_during_its_refresh_gets_no_pair_and_keeps_its_
                                                                                        monkeypatch):
     """The refresh does not lock the account's row: an account deleted between the token's
     read and the user's read is refused (401), and the rotation rolls back."""
-    from manas360.services import users
+    from manas360.services.accounts import users
 
     real_get_user = users.get_user
 

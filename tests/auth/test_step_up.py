@@ -133,7 +133,7 @@ async def strict_admin_app(environ, database, redis_raw):
 
 async def test_with_admin_mfa_required_admin_routes_need_aal_2_and_writes_a_fresh_credential(
         strict_admin_app, app, db, pg):
-    from manas360.services.seeding import seed_superadmin
+    from manas360.services.ops.seeding import seed_superadmin
     from tests.fixtures.accounts import Account
 
     email = "root-stepup@example.com"

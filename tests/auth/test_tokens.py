@@ -13,7 +13,7 @@ import pytest
 
 from manas360.clock import Clock
 from manas360.security.jwt import AccessTokenCodec, KeySet
-from manas360.services.tokens import Assurance, mint_access_token
+from manas360.services.auth.tokens import Assurance, mint_access_token
 from manas360.settings import load_settings
 from tests.fixtures.accounts import API, bearer, register
 from tests.fixtures.app import client_for, running_app

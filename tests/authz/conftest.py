@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from manas360.services.seeding import seed_superadmin
+from manas360.services.ops.seeding import seed_superadmin
 from tests.fixtures.accounts import PASSWORD, Account, login, register
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 from tortoise import connections
 
-from manas360.services.catalog import CatalogHolder, load_catalog
+from manas360.services.access.catalog import CatalogHolder, load_catalog
+from manas360.store.catalog import bump_catalog_version, get_catalog_version, listen_catalog_changes
 from manas360.store.client import close_store, open_store
-from manas360.store.reference import bump_reference_version, get_reference_version, listen_reference_changes
 from tests.fixtures.gates import eventually
 
 
@@ -26,7 +26,7 @@ async def test_catalog_holds_levels_permissions_and_plans_in_tier_order(db):
 
 
 async def test_holder_reloads_once_for_concurrent_requests_at_a_new_version(db, monkeypatch):
-    import manas360.services.catalog as module
+    import manas360.services.access.catalog as module
 
     loads = []
     real_load = module.load_catalog
@@ -70,19 +70,19 @@ async def test_version_bump_is_published_to_listeners(settings, redis_raw):
     async def on_change(version: int) -> None:
         await received.put(version)
 
-    listener = asyncio.create_task(listen_reference_changes(store, on_change))
+    listener = asyncio.create_task(listen_catalog_changes(store, on_change))
     try:
-        start = await get_reference_version(store)
-        channel = store.keys.reference_channel()
+        start = await get_catalog_version(store)
+        channel = store.keys.catalog_channel()
 
         async def subscribed() -> bool:
             return await store.redis.pubsub_numsub(channel) != [(channel, 0)]
 
         await eventually(subscribed, what="the listener subscribed")  # a bump before it would go unheard
-        version = await bump_reference_version(store)
-        assert version > start and version == await get_reference_version(store)
+        version = await bump_catalog_version(store)
+        assert version > start and version == await get_catalog_version(store)
         assert await asyncio.wait_for(received.get(), 2) == version
     finally:
         listener.cancel()
-        await store.redis.delete(store.keys.reference_version())
+        await store.redis.delete(store.keys.catalog_version())
         await close_store(store)

@@ -9,9 +9,9 @@ import asyncio
 
 import pytest
 
-import manas360.services.entitlements as entitlements
-import manas360.services.warmup as warmup
-from manas360.services.warmup import warm_cache
+import manas360.services.access.entitlements as entitlements
+import manas360.services.ops.warmup as warmup
+from manas360.services.ops.warmup import warm_cache
 from tests.authz.conftest import make_admin
 from tests.fixtures.accounts import API, login, register
 

@@ -39,7 +39,7 @@ async def test_cold_gated_request_reads_postgresql_once_and_refills_the_cache(
 async def test_concurrent_misses_for_one_user_do_one_load(client, member, monkeypatch, redis_raw, settings):
     await client.get(f"{API}/dashboard", headers=member.headers)
     await delete_prefixed_keys(redis_raw, settings.redis_prefix)
-    import manas360.services.entitlements as entitlements
+    import manas360.services.access.entitlements as entitlements
 
     loads = []
     real = entitlements._read_and_fill
@@ -59,7 +59,7 @@ async def test_a_request_never_uses_a_load_begun_before_an_invalidation(
     """A demoted admin's request must not be answered from a load that read PostgreSQL before
     the demotion: the load is held right after its SELECT, the demotion commits (and bumps
     the user's cache generation), and a new request must load again, not join the old load."""
-    import manas360.queries.entitlements as entitlement_queries
+    import manas360.queries.access.entitlements as entitlement_queries
     from tests.authz.conftest import make_admin
 
     admin = await make_admin(client, superadmin)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from manas360.services.seeding import seed_superadmin
+from manas360.services.ops.seeding import seed_superadmin
 from tests.fixtures.accounts import API, PASSWORD, unique_email
 from tests.fixtures.server import clients_per_worker, start_server
 

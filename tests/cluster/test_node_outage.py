@@ -36,7 +36,7 @@ async def test_a_dead_primary_answers_503_for_its_users_and_recovers_without_res
         for account in accounts:
             assert (await client.get(f"{API}/me", headers=account.headers)).status_code == 200
         fast = store.fast
-        version_node = fast.node_for(key_slot(store.keys.reference_version().encode()))
+        version_node = fast.node_for(key_slot(store.keys.catalog_version().encode()))
         by_node = {fast.node_for(key_slot(store.keys.user_context(a.id).encode())): a for a in accounts}
         victim = next((node for node in by_node if node != version_node), None)
         assert victim is not None, "six users all on the version's node"

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from manas360.db import migrate, orm
-from manas360.services.seeding import seed_reference_data
+from manas360.services.ops.seeding import seed_reference_data
 from manas360.settings import load_settings
 from tests.fixtures.services import PostgresServer, RedisServer, postgres_server, redis_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from manas360.services.health import READINESS_TTL_S
+from manas360.services.ops.health import READINESS_TTL_S
 from tests.fixtures.accounts import API, PASSWORD, Account, unique_email
 from tests.fixtures.server import ServerProcess, start_server
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from manas360.services.seeding import seed_superadmin
+from manas360.services.ops.seeding import seed_superadmin
 from tests.fixtures.accounts import PASSWORD, unique_email
 from tests.fixtures.server import start_server
 

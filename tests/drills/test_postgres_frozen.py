@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from manas360.db import COMMAND_TIMEOUT_MARGIN_S
-from manas360.services.health import CHECK_TIMEOUT_S, READINESS_TTL_S
+from manas360.services.ops.health import CHECK_TIMEOUT_S, READINESS_TTL_S
 from tests.drills.helpers import DASHBOARD, answer, login, readiness_after_a_change, register, report, serving
 from tests.drills.traffic import Outcome, Traffic, outcome_of
 from tests.fixtures.accounts import API, unique_email

@@ -32,7 +32,7 @@ import pytest
 from redis.asyncio import Redis
 
 from manas360.db import migrate, orm
-from manas360.services.seeding import seed_reference_data
+from manas360.services.ops.seeding import seed_reference_data
 from manas360.settings import Settings, load_settings
 from tests.drills.helpers import DASHBOARD, answer, report
 from tests.fixtures.accounts import API, Account, bearer, login, register

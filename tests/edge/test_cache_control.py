@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from manas360.services.seeding import seed_superadmin
+from manas360.services.ops.seeding import seed_superadmin
 from manas360.tortoise_context import activate
 from tests.edge.conftest import fresh_ip
 from tests.fixtures.accounts import PASSWORD, Account, bearer, login, register

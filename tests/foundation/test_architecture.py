@@ -108,20 +108,22 @@ def test_the_tripwire_leaves_prose_alone(text, tmp_path):
 
 
 def test_the_queries_package_is_where_the_sql_is():
-    assert sum(len(sql_literals(path)) for path in QUERIES.glob("*.py")) > 50
+    assert sum(len(sql_literals(path)) for path in QUERIES.rglob("*.py")) > 50
 
 
-QUERY_MODULES = sorted(path.stem for path in QUERIES.glob("*.py") if path.stem != "__init__")
+QUERY_MODULES = sorted(".".join(path.relative_to(QUERIES).with_suffix("").parts)
+                       for path in QUERIES.rglob("*.py") if path.stem != "__init__")
 
 
 @pytest.mark.parametrize("name", QUERY_MODULES)
 def test_query_modules_say_what_they_cover_and_take_keyword_arguments(name):
     module = importlib.import_module(f"manas360.queries.{name}")
-    assert module.__doc__ and module.__doc__.strip(), f"manas360/queries/{name}.py needs a docstring (its tables)"
+    assert module.__doc__ and module.__doc__.strip(), (
+        f"manas360/queries/{name.replace('.', '/')}.py needs a docstring (its tables)")
     functions = [value for key, value in vars(module).items()
                  if inspect.iscoroutinefunction(value) and value.__module__ == module.__name__
                  and not key.startswith("_")]
-    assert functions, f"manas360/queries/{name}.py has no query function"
+    assert functions, f"manas360/queries/{name.replace('.', '/')}.py has no query function"
     for function in functions:
         parameters = inspect.signature(function).parameters.values()
         positional = [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]

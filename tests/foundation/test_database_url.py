@@ -21,9 +21,9 @@ from tortoise.exceptions import DBConnectionError
 
 from manas360.db import migrate, orm
 from manas360.server import _preflight
-from manas360.services import maintenance
-from manas360.services.seeding import seed_reference_data
-from manas360.services.synthetic import seed_synthetic_users
+from manas360.services.ops import maintenance
+from manas360.services.ops.seeding import seed_reference_data
+from manas360.services.ops.synthetic import seed_synthetic_users
 from manas360.settings import load_settings
 from tests.fixtures import environment
 from tests.fixtures.services import postgres_server

@@ -56,7 +56,7 @@ async def test_report_gives_the_latency_of_each_check_behind_its_result(client):
 
 
 async def test_a_reused_result_keeps_the_latency_of_the_check_that_produced_it(app, db):
-    from manas360.services.health import ReadinessCache
+    from manas360.services.ops.health import ReadinessCache
 
     cache = ReadinessCache(ttl_s=60)
     first = await cache.get_timed(app.ctx.deps.store)
@@ -68,7 +68,7 @@ async def test_a_reused_result_keeps_the_latency_of_the_check_that_produced_it(a
 
 def _count_checks(monkeypatch) -> dict[str, int]:
     """Count every real check of each store made by the readiness endpoints."""
-    from manas360.services import health
+    from manas360.services.ops import health
 
     calls = {"database": 0, "redis": 0}
 
@@ -93,7 +93,7 @@ async def test_a_flood_of_health_calls_queries_each_store_once(environ, database
 
 
 async def test_a_store_going_down_is_reported_within_two_seconds(environ, database, monkeypatch):
-    from manas360.services.health import READINESS_TTL_S
+    from manas360.services.ops.health import READINESS_TTL_S
     from manas360.store import close_store, open_store
 
     calls = _count_checks(monkeypatch)

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import asyncpg
 from tortoise import connections
 
-from manas360 import reference
 from manas360.security.passwords import verify_password
-from manas360.services.seeding import reference_counts, seed_reference_data, seed_superadmin
+from manas360.services.access import catalog_defaults as reference
+from manas360.services.ops.seeding import reference_counts, seed_reference_data, seed_superadmin
 from tests.fixtures.accounts import API, Account, bearer, login, register, unique_email
 from tests.fixtures.server import free_port
 

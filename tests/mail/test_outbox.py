@@ -10,7 +10,7 @@ import uuid
 import pytest
 from prometheus_client import REGISTRY
 
-from manas360.services.outbox import BATCH_SIZE, Outbox, backoff_s, build_transport
+from manas360.services.mail.outbox import BATCH_SIZE, Outbox, backoff_s, build_transport
 from manas360.settings import SettingsError, load_settings
 from manas360.smtp import ConsoleTransport, SmtpTransport
 from tests.fixtures.accounts import API, register, unique_email

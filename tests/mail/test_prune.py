@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from manas360.services import maintenance
+from manas360.services.ops import maintenance
 from tests.operations.helpers import run_cli
 
 

@@ -7,8 +7,8 @@ import pytest
 from loguru import logger
 from prometheus_client import REGISTRY
 
-from manas360.services import mail
-from manas360.services.outbox import Outbox, build_transport
+from manas360.services.mail import messages as mail
+from manas360.services.mail.outbox import Outbox, build_transport
 from manas360.settings import load_settings
 from tests.fixtures.accounts import unique_email
 from tests.fixtures.gates import eventually

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from manas360.db import migrate, orm
-from manas360.services.seeding import seed_reference_data
+from manas360.services.ops.seeding import seed_reference_data
 from manas360.settings import load_settings
 from tests.fixtures.environment import drop_database
 

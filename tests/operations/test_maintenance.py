@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
-from manas360.services import maintenance
+from manas360.services.ops import maintenance
 from tests.fixtures.server import free_port
 from tests.operations.helpers import run_cli
 

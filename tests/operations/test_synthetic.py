@@ -11,7 +11,7 @@ import pytest
 
 from manas360.cli import _Progress
 from manas360.security.passwords import needs_rehash, verify_password
-from manas360.services.synthetic import (
+from manas360.services.ops.synthetic import (
     SYNTHETIC_DOMAIN,
     SYNTHETIC_PASSWORD,
     seed_synthetic_users,

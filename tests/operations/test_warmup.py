@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from manas360.services.synthetic import SYNTHETIC_PASSWORD
+from manas360.services.ops.synthetic import SYNTHETIC_PASSWORD
 from manas360.settings import load_settings
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.counting import counting

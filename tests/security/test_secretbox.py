@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from manas360.security.secretbox import SecretBox, derive_key
-from manas360.services.mail import payload_box
-from manas360.services.mfa import build_secret_box
+from manas360.services.auth.mfa_enrolment import build_secret_box
+from manas360.services.mail.messages import payload_box
 from manas360.settings import SettingsError, load_settings
 from tests.fixtures.environment import production_environ
 

@@ -10,6 +10,7 @@ from uuid import uuid4
 import hiredis
 from redis.crc import key_slot
 
+from manas360.store.catalog import bump_catalog_version
 from manas360.store.client import close_store, open_store, ping, pool_stats, script_source
 from manas360.store.entitlements import (
     ClientLimit,
@@ -21,7 +22,6 @@ from manas360.store.entitlements import (
 )
 from manas360.store.lockout import Limits, record_failure
 from manas360.store.ratelimit import hit
-from manas360.store.reference import bump_reference_version
 from manas360.store.revocations import Revocations, record_revocations
 from manas360.store.url import parse_redis_url
 from tests.store.helpers import node_of, user_ids_on_every_node
@@ -92,7 +92,7 @@ async def test_every_script_touches_exactly_one_slot(store, monkeypatch):
         if name == "request" and not store.cluster:
             # On a single node the reference version and the client's per-IP counter ride
             # in the same script (other slots: never sent so to a cluster).
-            assert keys[7:] == [store.keys.reference_version(), store.keys.ip_rate("192.0.2.1", "global")]
+            assert keys[7:] == [store.keys.catalog_version(), store.keys.ip_rate("192.0.2.1", "global")]
             keys = keys[:7]
         assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)
 
@@ -116,12 +116,12 @@ async def test_a_script_no_node_has_seen_is_loaded_on_each_node_at_first_use(sto
 
 
 async def test_the_per_request_check_reads_a_version_kept_on_another_node(store):
-    version_node = await node_of(store, store.keys.reference_version())
+    version_node = await node_of(store, store.keys.catalog_version())
     users = await user_ids_on_every_node(store)
     nodes = [await node_of(store, store.keys.user_context(user)) for user in users]
     elsewhere = (u for u, node in zip(users, nodes, strict=True) if node != version_node)
     user = users[-1] if len(users) == 1 else next(elsewhere)
-    version = await bump_reference_version(store)
+    version = await bump_catalog_version(store)
     _, seen = await check_request(store, user_id=user, session_id="s", jti="j", issued_ms=1,
                                   api_limit=100, api_window_s=60)
     assert seen == version

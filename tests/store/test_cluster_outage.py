@@ -46,7 +46,7 @@ async def _check(store, user_id: str):
 
 async def test_a_dead_primary_fails_only_its_users_until_it_holds_the_version(doomed_cluster, doomed_store):
     store = doomed_store
-    version_node = await node_of(store, store.keys.reference_version())
+    version_node = await node_of(store, store.keys.catalog_version())
     users = {await node_of(store, store.keys.user_context(user)): user for user in await user_ids_on_every_node(store)}
     victim_node = next(node for node in users if node != version_node)
     _kill(doomed_cluster, victim_node)

@@ -105,14 +105,14 @@ async def test_concurrent_commands_share_one_write_per_node(redis_cluster):  # n
 async def test_a_script_and_a_get_of_another_node_go_out_in_the_same_tick(redis_cluster):  # noqa: F811
     async with cluster_store(redis_cluster) as store:
         await store.fast.execute("PING")  # loads the map
-        version_node = store.fast.node_for(key_slot(store.keys.reference_version().encode()))
+        version_node = store.fast.node_for(key_slot(store.keys.catalog_version().encode()))
         user = str(uuid4())
         while store.fast.node_for(slot_of_user(store, user)) == version_node:
             user = str(uuid4())
-        await store.redis.set(store.keys.reference_version(), "41")
+        await store.redis.set(store.keys.catalog_version(), "41")
         _, version = await check(store, user)  # the two replies came from two nodes
         assert version == 41
-        await store.redis.delete(store.keys.reference_version(), store.keys.user_rate(user, "api"))
+        await store.redis.delete(store.keys.catalog_version(), store.keys.user_rate(user, "api"))
 
 
 async def _node_ids(cluster) -> dict[int, str]:
@@ -224,7 +224,7 @@ async def test_a_dead_node_fails_its_users_fast_and_serves_them_again_once_back(
         users = await user_ids_on_every_node(store)
         for user in users:
             await check(store, user)
-        version_node = store.fast.node_for(key_slot(store.keys.reference_version().encode()))
+        version_node = store.fast.node_for(key_slot(store.keys.catalog_version().encode()))
         by_node = {store.fast.node_for(slot_of_user(store, user)): user for user in users}
         victim = next(node for node in by_node if node != version_node)
         own_cluster.kill(victim[1])

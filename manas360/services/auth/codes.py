@@ -3,7 +3,7 @@ either way) or a recovery code, checked like a password and spent once.
 
 - Spaces and dashes in a code are ignored (`123 456`, `123-456`, `abcd-efgh-...`).
 - A TOTP code is accepted once: the time step it matched must be later than the last one
-  accepted, compared and set under the user's row lock (manas360.queries.mfa.accept_step);
+  accepted, compared and set under the user's row lock (manas360.queries.auth.mfa.accept_step);
   a recovery code is spent the same way. Two concurrent uses of one code: one passes.
 - Every check is reserved against the lockout of the account and the client's source before
   the code is looked at, and a wrong code counts as a failed login (manas360.services.auth.
@@ -38,15 +38,15 @@ from tortoise.transactions import in_transaction
 from manas360 import metrics
 from manas360.clock import Clock, db_now
 from manas360.errors import AccountLocked
-from manas360.queries import mfa as queries
-from manas360.queries.users import Credentials
+from manas360.queries.accounts.users import Credentials
+from manas360.queries.auth import mfa as queries
 from manas360.security.secretbox import SecretBox
-from manas360.services import audit
+from manas360.services.admin import audit
 from manas360.services.auth import lockout, password_check
 from manas360.services.auth.events import notify
 from manas360.services.auth.gate import Flow
 from manas360.services.auth.lockout import Reservation
-from manas360.services.sessions import Client
+from manas360.services.auth.sessions import Client
 from manas360.settings import Settings
 from manas360.store import Store
 

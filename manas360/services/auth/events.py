@@ -25,12 +25,13 @@ from enum import StrEnum
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from manas360.after_commit import run_to_completion
 from manas360.clock import db_now, epoch_ms, to_ms
-from manas360.queries import outbox as outbox_queries
-from manas360.queries import users as user_queries
-from manas360.repair import run_to_completion
-from manas360.services import mail, revocation, sessions
-from manas360.services.sessions import Client
+from manas360.queries.accounts import users as user_queries
+from manas360.queries.mail import outbox as outbox_queries
+from manas360.services.auth import revocation, sessions
+from manas360.services.auth.sessions import Client
+from manas360.services.mail import messages as mail
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -53,7 +54,7 @@ KEEPS_THE_CALLER = frozenset({Event.MFA_ENABLED, Event.MFA_DISABLED, Event.RECOV
 """Events made from a session that stays: every other session is revoked, this one is not."""
 NOTIFIED = frozenset({Event.PASSWORD_CHANGED, Event.PASSWORD_RESET, Event.MFA_ENABLED, Event.MFA_DISABLED,
                       Event.RECOVERY_CODES_REGENERATED, Event.ADMIN_MFA_RESET})
-"""Events the owner is told of by mail (manas360.services.mail.NOTICES)."""
+"""Events the owner is told of by mail (manas360.services.mail.messages.NOTICES)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ async def record(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, e
 
 async def notify(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, email: str, notice: str,
                  client: Client, when: datetime) -> None:
-    """Queue one security notice (a key of manas360.services.mail.NOTICES) to the owner."""
+    """Queue one security notice (a key of manas360.services.mail.messages.NOTICES) to the owner."""
     draft = mail.security_notice(settings, event=notice, when=when, ip=client.ip, user_agent=client.user_agent)
     await mail.queue(conn, settings=settings, recipient=email, draft=draft, user_id=user_id)
 

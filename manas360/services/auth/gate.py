@@ -29,13 +29,12 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, MfaRequired
 from manas360.models import ACCOUNT_ACTIVE
-from manas360.queries import login as login_queries
-from manas360.queries import users as user_queries
-from manas360.queries.users import Credentials
-from manas360.services import sessions
-from manas360.services.auth import lockout
-from manas360.services.sessions import Client
-from manas360.services.tokens import Assurance
+from manas360.queries.accounts import users as user_queries
+from manas360.queries.accounts.users import Credentials
+from manas360.queries.auth import login as login_queries
+from manas360.services.auth import lockout, sessions
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import Assurance
 from manas360.settings import Settings
 from manas360.store import Store
 

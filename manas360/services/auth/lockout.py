@@ -38,12 +38,13 @@ from loguru import logger
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from manas360.after_commit import run_to_completion
 from manas360.errors import AccountLocked, NotFound
-from manas360.queries import login as login_queries
-from manas360.queries.users import Credentials
-from manas360.repair import run_to_completion
-from manas360.services import audit, sessions
-from manas360.services.sessions import Client
+from manas360.queries.accounts.users import Credentials
+from manas360.queries.auth import login as login_queries
+from manas360.services.admin import audit
+from manas360.services.auth import sessions
+from manas360.services.auth.sessions import Client
 from manas360.settings import Settings
 from manas360.store import Store, StoreUnavailable
 from manas360.store import lockout as lockout_store

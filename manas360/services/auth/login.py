@@ -17,11 +17,12 @@ from manas360 import metrics
 from manas360.clock import Clock, db_now
 from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, InvalidCredentials, MfaRequired
 from manas360.security.jwt import AccessTokenCodec
-from manas360.services import audit, users
+from manas360.services.accounts import users
+from manas360.services.admin import audit
 from manas360.services.auth import gate, mfa_challenge, password_check
 from manas360.services.auth.gate import Flow
-from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, issue_pair
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 

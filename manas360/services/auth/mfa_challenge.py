@@ -15,7 +15,7 @@ import secrets
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import mfa as queries
+from manas360.queries.auth import mfa as queries
 
 MFA_TOKEN_TTL_S = 300
 ATTEMPTS = 3

@@ -14,15 +14,16 @@ from tortoise.transactions import in_transaction
 from manas360 import metrics
 from manas360.clock import Clock, db_now
 from manas360.errors import InvalidToken
-from manas360.queries import mfa as mfa_queries
+from manas360.queries.auth import mfa as mfa_queries
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.secretbox import SecretBox
-from manas360.services import audit, users
+from manas360.services.accounts import users
+from manas360.services.admin import audit
 from manas360.services.auth import codes, gate, password_check
 from manas360.services.auth.gate import Flow, Proof
 from manas360.services.auth.mfa_challenge import ATTEMPTS, token_digest
-from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, issue_pair
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 

@@ -20,13 +20,14 @@ from manas360.errors import InvalidCredentials, ReauthenticationRequired
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password
 from manas360.security.secretbox import SecretBox
-from manas360.services import audit, sessions, users
-from manas360.services.auth import codes, events, gate, password_check, stepup
+from manas360.services.accounts import users
+from manas360.services.admin import audit
+from manas360.services.auth import codes, events, gate, password_check, sessions, stepup
 from manas360.services.auth.events import Event
 from manas360.services.auth.gate import PWD, Flow, Proof
-from manas360.services.principal import Principal
-from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, issue_pair
+from manas360.services.auth.principal import Principal
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 

@@ -26,15 +26,16 @@ from tortoise.transactions import in_transaction
 from manas360 import metrics
 from manas360.clock import db_now, iso
 from manas360.errors import AccountLocked, InvalidCredentials
-from manas360.queries import login as login_queries
-from manas360.queries.users import Credentials
+from manas360.queries.accounts.users import Credentials
+from manas360.queries.auth import login as login_queries
 from manas360.security.passwords import harden_runtime, hash_password, needs_rehash, verify_dummy, verify_password
-from manas360.services import audit, users
+from manas360.services.accounts import users
+from manas360.services.admin import audit
 from manas360.services.auth import lockout
 from manas360.services.auth.events import notify
 from manas360.services.auth.gate import Flow
 from manas360.services.auth.lockout import Reservation
-from manas360.services.sessions import Client
+from manas360.services.auth.sessions import Client
 from manas360.settings import Settings
 from manas360.store import Store
 

@@ -16,15 +16,16 @@ from tortoise.transactions import in_transaction
 
 from manas360.clock import Clock, db_now
 from manas360.errors import InvalidCredentials, TokenRevoked
-from manas360.queries import sessions as session_queries
+from manas360.queries.auth import sessions as session_queries
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.secretbox import SecretBox
-from manas360.services import audit, sessions, users
-from manas360.services.auth import codes, gate, password_check
+from manas360.services.accounts import users
+from manas360.services.admin import audit
+from manas360.services.auth import codes, gate, password_check, sessions
 from manas360.services.auth.gate import PWD, Flow, Proof
-from manas360.services.principal import Principal
-from manas360.services.sessions import Client
-from manas360.services.tokens import Assurance, TokenPair, issue_pair
+from manas360.services.auth.principal import Principal
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import Assurance, TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 

@@ -7,7 +7,7 @@ the rotation (and revokes its successor too) or is seen by it (and the refresh f
 
 A token already rotated is answered by the grace rule, else treated as reuse:
 - within REFRESH_REUSE_GRACE_S of its rotation, while its child is still the live token,
-  the same successor is returned again (reproduced, see manas360.services.tokens);
+  the same successor is returned again (reproduced, see manas360.services.auth.tokens);
 - otherwise (older ancestor, grace over, grace 0) the whole session is revoked, its
   refresh tokens and its access tokens, the owner is mailed, and the answer is 401
   TokenReuseDetected.
@@ -31,19 +31,20 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from manas360 import metrics
+from manas360.after_commit import run_to_completion
 from manas360.clock import Clock, db_now, to_ms
 from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
 from manas360.models import ACCOUNT_ACTIVE
-from manas360.queries import sessions as session_queries
-from manas360.queries.sessions import LockedSession
-from manas360.repair import run_to_completion
+from manas360.queries.auth import sessions as session_queries
+from manas360.queries.auth.sessions import LockedSession
 from manas360.security.jwt import AccessTokenCodec
-from manas360.services import audit, revocation, sessions, users
-from manas360.services.auth import gate
+from manas360.services.accounts import users
+from manas360.services.admin import audit
+from manas360.services.auth import gate, revocation, sessions
 from manas360.services.auth.events import notify
 from manas360.services.auth.gate import Flow, Proof
-from manas360.services.sessions import Client
-from manas360.services.tokens import (
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import (
     Assurance,
     TokenPair,
     derive_successor,

@@ -17,12 +17,13 @@ from manas360.clock import Clock, db_now
 from manas360.errors import EmailNotVerified, ValidationError
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password
-from manas360.services import audit, users, verification
+from manas360.services.accounts import users, verification
+from manas360.services.accounts.users import User
+from manas360.services.admin import audit
 from manas360.services.auth import gate
 from manas360.services.auth.gate import Flow
-from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, issue_pair
-from manas360.services.users import User
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 

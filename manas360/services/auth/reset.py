@@ -1,7 +1,7 @@
 """Password reset: a request mails a single-use link; confirming it sets a new password.
 
 Request. Whatever the address, the answer is the same 202 after the same work: one SQL
-statement (manas360.queries.account_tokens.REQUEST_LINK_SQL) looks the account up, keeps
+statement (manas360.queries.accounts.account_tokens.REQUEST_LINK_SQL) looks the account up, keeps
 at most MAX_LIVE live links (a newer request drops the oldest beyond, never the others, so
 nobody can keep killing the owner's link), stores the new token's hash and queues the mail,
 all on zero rows when there is no active account or it had MAIL_PER_ACCOUNT_HOURLY reset
@@ -33,18 +33,20 @@ from tortoise.transactions import in_transaction
 
 from manas360.clock import Clock, db_now
 from manas360.errors import InvalidToken, MfaRequired
-from manas360.queries import account_tokens as queries
-from manas360.queries import mfa as mfa_queries
+from manas360.queries.accounts import account_tokens as queries
+from manas360.queries.auth import mfa as mfa_queries
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password
 from manas360.security.secretbox import SecretBox
-from manas360.services import audit, mail, users
-from manas360.services.account_tokens import PASSWORD_RESET, hash_token, mail_link
+from manas360.services.accounts import users
+from manas360.services.accounts.account_tokens import PASSWORD_RESET, hash_token, mail_link
+from manas360.services.admin import audit
 from manas360.services.auth import codes, events, gate, lockout
 from manas360.services.auth.events import Event
 from manas360.services.auth.gate import EMAIL, Flow, Proof
-from manas360.services.sessions import Client
-from manas360.services.tokens import TokenPair, issue_pair
+from manas360.services.auth.sessions import Client
+from manas360.services.auth.tokens import TokenPair, issue_pair
+from manas360.services.mail import messages as mail
 from manas360.settings import Settings
 from manas360.store import Store
 

@@ -3,7 +3,7 @@ session, logout-all, and the administrator's revoke-all.
 
 Each one commits to PostgreSQL first (sessions and refresh tokens revoked, the access
 token's jti or the user's token epoch recorded), then publishes to Redis
-(manas360.services.revocation), so a flush never resurrects a revoked token. The publish
+(manas360.services.auth.revocation), so a flush never resurrects a revoked token. The publish
 runs to completion even if the client disconnects and its handler is cancelled. Validity
 times (session expiry, revocation times, the token epoch) are PostgreSQL's clock.
 Logout-all and an administrator's revoke are security events (manas360.services.auth.events):
@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
+from manas360.after_commit import run_to_completion
 from manas360.clock import db_now, from_ms, to_ms
 from manas360.errors import NotFound
-from manas360.queries import sessions as session_queries
-from manas360.repair import run_to_completion
-from manas360.services import audit, revocation, sessions, users
-from manas360.services.auth import events
+from manas360.queries.auth import sessions as session_queries
+from manas360.services.accounts import users
+from manas360.services.admin import audit
+from manas360.services.auth import events, revocation, sessions
 from manas360.services.auth.events import Event
-from manas360.services.principal import Principal
-from manas360.services.sessions import Client
+from manas360.services.auth.principal import Principal
+from manas360.services.auth.sessions import Client
 from manas360.settings import Settings
 from manas360.store import Store
 
