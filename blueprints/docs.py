@@ -3,7 +3,7 @@
 The UI's scripts and styles come from the installed `swagger-ui-py` package (Swagger UI 5,
 Apache-2.0, its licence beside the files), the page and its start script from
 manas360/docs_ui; nothing is fetched from a CDN. The document is built once per worker from
-the route table (manas360.openapi) and equals the committed docs/openapi.json (a test keeps
+the route table (manas360.http.openapi) and equals the committed docs/openapi.json (a test keeps
 them equal).
 """
 
@@ -18,7 +18,7 @@ from sanic.response import HTTPResponse
 
 import manas360
 from manas360.errors import NotFound
-from manas360.openapi import build_document, render
+from manas360.http.openapi import build_document, render
 
 bp = Blueprint("docs", url_prefix="/docs")
 

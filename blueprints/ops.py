@@ -8,9 +8,9 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from manas360 import metrics
 from manas360.edge import request_client_ip
 from manas360.errors import PermissionDenied, ServiceUnavailable
+from manas360.http import metrics
 from manas360.http.deps import deps
 from manas360.http.operations import TEXT_PLAIN, operation
 from manas360.http.responses import model_response

@@ -15,8 +15,8 @@ from sanic import Request
 from sanic.response import BaseHTTPResponse
 
 from manas360.edge import request_client_ip
+from manas360.http.metrics import method_label, request_started, route_label
 from manas360.http.request_id import request_id
-from manas360.metrics import method_label, request_started, route_label
 from manas360.settings import Settings
 
 ACCESS_LOGGER = "manas360.access"

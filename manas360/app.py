@@ -16,9 +16,9 @@ from manas360.edge import install_edge, orphan, startup_stop
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
 from manas360.http.hooks import install_hooks
+from manas360.http.metrics import install_metrics
 from manas360.http.sanic_types import App
 from manas360.logs import configure_logging
-from manas360.metrics import install_metrics
 from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.access.catalog import watch_reference
 from manas360.settings import Settings, load_settings
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
         MOTD=False,
         NOISY_EXCEPTIONS=False,
         FALLBACK_ERROR_FORMAT="json",
-        # The OpenAPI document and /docs come from manas360.openapi and blueprints/docs.py,
+        # The OpenAPI document and /docs come from manas360.http.openapi and blueprints/docs.py,
         # not from sanic-ext (which stays for CORS).
         OAS=False,
         HEALTH=False,
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     )
     # sanic-ext: only what the service uses, its HTTP extension (CORS, automatic HEAD and
     # OPTIONS). Its dependency injection, unused here, would run a signal handler on every
-    # request; its OpenAPI (replaced by manas360.openapi), health monitor and logger are off.
+    # request; its OpenAPI (replaced by manas360.http.openapi), health monitor and logger are off.
     app.extend(built_in_extensions=False, extensions=[HTTPExtension])
     # One typed container of long-lived collaborators (no I/O here); handlers hand its
     # parts to services, which never see the container itself.

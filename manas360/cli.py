@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         # The shared metrics directory belongs to a running server (`serve` prepares it);
         # a one-shot command inheriting the variable (a unit file, a benchmark) would write
         # its own samples there, or crash at import when the directory is gone.
-        from manas360.server import MULTIPROC_ENV  # no prometheus-client import on the way
+        from manas360.metrics_dir import MULTIPROC_ENV  # no prometheus-client import on the way
 
         os.environ.pop(MULTIPROC_ENV, None)
     try:

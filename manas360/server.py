@@ -30,6 +30,7 @@ from loguru import logger
 
 from manas360 import early_stop
 from manas360.logs import configure_logging
+from manas360.metrics_dir import MULTIPROC_ENV, prepare_metrics_dir
 from manas360.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,19 +43,6 @@ EXIT_CONFIG = 2
 RESTARTS_PER_WINDOW, RESTART_WINDOW_S = 3, 30.0
 """At most this many restarts of one worker per window: a worker that dies on start
 waits out the window instead of spinning."""
-
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def prepare_metrics_dir(path: str) -> None:
-    """Create or empty prometheus-client's shared directory, before anything imports it
-    (prometheus-client picks its storage at import time)."""
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):
-        if name.endswith(".db"):
-            os.unlink(os.path.join(path, name))
-    os.environ[MULTIPROC_ENV] = path
 
 
 def create_app_from_environment() -> App:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from redis.exceptions import NoScriptError
 
@@ -88,6 +88,32 @@ class ClientLimit(NamedTuple):
     key: str
     limit: int
     window_s: int
+
+
+class LimitPolicy(Protocol):
+    """What the store needs of a rate policy (the edge's policy table holds more)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def window_s(self) -> int: ...
+
+
+P = TypeVar("P", bound=LimitPolicy)
+
+
+class ClientCheck(NamedTuple, Generic[P]):
+    """The per-IP limit the edge left to the guard, so that it rides in the user's round trip."""
+
+    policy: P
+    key: str
+    """The Redis key the client is counted under."""
+    log_key: str
+    """What rate_limit_logs records for it ("ip:<address>")."""
 
 
 class LimitReply(NamedTuple):

@@ -35,9 +35,9 @@ from manas360.edge.policies import PolicyMap, rate_limited, route_path
 from manas360.edge.ratelimit_headers import format_headers
 from manas360.edge.stats import count
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
-from manas360.services.access.entitlements import ClientCheck
 from manas360.settings import RatePolicy
 from manas360.store import Store, StoreUnavailable
+from manas360.store.entitlements import ClientCheck
 from manas360.store.ratelimit import Verdict, hit
 
 __all__ = ["EdgeLimiter", "apply_verdict", "rate_limited", "user_rate_key"]
@@ -78,7 +78,7 @@ class EdgeLimiter:
         for policy in policies:
             await self._check_one(request, store, policy)
 
-    async def check_deferred_alone(self, request: Request, deferred: ClientCheck) -> None:
+    async def check_deferred_alone(self, request: Request, deferred: ClientCheck[RatePolicy]) -> None:
         """The per-IP check this edge left to the guard (`request.ctx.client_check`), run
         on its own: for a request the guard refuses before Redis."""
         await self._check_one(request, request.app.ctx.deps.store, deferred.policy)

@@ -20,11 +20,11 @@ from sanic.response import BaseHTTPResponse
 from manas360 import errors
 from manas360.edge.limits import check_request_shape
 from manas360.edge.ratelimit import EdgeLimiter, add_rate_headers
+from manas360.http.metrics import HttpStats, observe_response
 from manas360.http.request_id import request_id
 from manas360.http.responses import ApiResponse, EncodedHeaders, encode_headers
 from manas360.http.sanic_types import App
 from manas360.logs import request_id_var
-from manas360.metrics import HttpStats, observe_response
 from manas360.settings import Settings
 from manas360.tortoise_context import activate
 

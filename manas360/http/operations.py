@@ -2,7 +2,7 @@
 
 The declaration names the pydantic models the handler validates its input with (`body`,
 `query`, `path`) and renders its answers from (`responses`), plus its operationId, tag and
-texts; manas360.openapi reads it from the route table to build the OpenAPI document. The
+texts; manas360.http.openapi reads it from the route table to build the OpenAPI document. The
 error statuses each operation can really return are derived here from what it takes (a body
 can be 400/422, a guard 401/403, an id 404) plus the ones it names itself, so a new route
 cannot forget the envelope statuses every route shares.
@@ -85,7 +85,7 @@ def operation(*, id: str, tag: str, summary: str, description: str = "",
               path: type[BaseModel] | None = None, secured: bool = False, rate_limited: bool = True,
               errors: Mapping[int, tuple[str, ...]] | None = None,
               error_model: type[ErrorEnvelope] = ErrorEnvelope) -> Callable[[F], F]:
-    """Declare a handler's place in the contract (read by manas360.openapi)."""
+    """Declare a handler's place in the contract (read by manas360.http.openapi)."""
     declared = Operation(id=id, tag=tag, summary=summary, description=description, responses=responses, body=body,
                          query=query, path=path, secured=secured, rate_limited=rate_limited, errors=errors or {},
                          error_model=error_model)

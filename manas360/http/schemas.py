@@ -1,7 +1,7 @@
 """The response side of the contract: one pydantic model per JSON shape the API answers with.
 
 Handlers build these from what the services return and render them (`manas360.http.responses`);
-the OpenAPI document (`manas360.openapi`) takes its component schemas from the same classes,
+the OpenAPI document (`manas360.http.openapi`) takes its component schemas from the same classes,
 so what is documented is what is sent. Every model forbids unknown fields, which the schema
 states as `additionalProperties: false`: a field a handler adds without documenting it fails
 validation (and the contract tests) instead of reaching clients unannounced.

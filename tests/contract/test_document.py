@@ -9,8 +9,8 @@ import json
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.validators import OpenAPIV31SpecValidator
 
+from manas360.http.openapi import REGENERATE, build_document, render, routes
 from manas360.http.operations import declared
-from manas360.openapi import REGENERATE, build_document, render, routes
 from tests.fixtures.contract import DOCUMENT
 
 

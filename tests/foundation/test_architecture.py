@@ -129,3 +129,80 @@ def test_query_modules_say_what_they_cover_and_take_keyword_arguments(name):
         positional = [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         assert not positional, f"{name}.{function.__name__} takes {positional} positionally: make them keyword-only"
         assert "conn" in inspect.signature(function).parameters, f"{name}.{function.__name__} takes no conn"
+
+
+# The layers, top to bottom: a module may import its own layer and the layers below it,
+# never one above. Each layer is a set of module prefixes (the longest matching prefix
+# wins); what matches none of them is `foundation`.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("wiring", ("manas360.app", "manas360.server", "manas360.cli", "manas360.openapi")),
+    ("blueprints", ("manas360.blueprints",)),
+    ("http", ("manas360.http", "manas360.access_log")),
+    ("container", ("manas360.container",)),
+    ("services", ("manas360.services",)),
+    ("edge", ("manas360.edge",)),
+    ("data", ("manas360.db", "manas360.clock", "manas360.after_commit", "manas360.configured_store")),
+    ("queries", ("manas360.queries",)),
+    # settings, errors, metrics (the series; manas360.http.metrics installs them), security,
+    # models, logs; and the app's type, which every layer that annotates the app imports.
+    ("foundation", ("manas360", "manas360.http.sanic_types")),
+    ("store", ("manas360.store",)),
+]
+LAYER_FOLDERS = {"manas360": "manas360", "blueprints": "manas360.blueprints", "store": "manas360.store"}
+
+
+def _layer(module: str) -> int:
+    matches = [(len(prefix), index) for index, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or module.startswith(prefix + ".")]
+    return max(matches)[1]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join([LAYER_FOLDERS[parts[0]], *parts[1:]])
+
+
+def _our_imports(path: Path, module: str, known: set[str]) -> list[tuple[int, str]]:
+    """(line, module) of every import of ours in `path`, at any depth (a lazy import is an arrow too)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            # `from manas360 import db` imports the module manas360.db, not the package.
+            found += [(node.lineno, f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+                      for alias in node.names]
+    return [(line, name) for line, name in found if name == "manas360" or name.startswith("manas360.")]
+
+
+def test_import_layers():
+    """wiring > blueprints > http > container > services > edge > data > queries > foundation > store:
+    no import runs back up (a leaf like metrics importing the server, the edge importing a service)."""
+    paths = {path: _module_name(path) for folder in LAYER_FOLDERS for path in (ROOT / folder).rglob("*.py")}
+    known = set(paths.values())
+    offenders = []
+    for path, module in sorted(paths.items()):
+        for line, imported in _our_imports(path, module, known):
+            if _layer(imported) < _layer(module):
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: {module} ({LAYERS[_layer(module)][0]}) "
+                                 f"imports {imported} ({LAYERS[_layer(imported)][0]}), a layer above it")
+    assert not offenders, ("imports must run down the layers (" + " > ".join(name for name, _ in LAYERS)
+                           + "):\n" + "\n".join(offenders))
+
+
+def test_the_layer_check_names_the_offending_import(tmp_path, monkeypatch):
+    leaf = tmp_path / "manas360" / "metrics.py"
+    leaf.parent.mkdir()
+    leaf.write_text("def render():\n    from manas360.server import MULTIPROC_ENV\n")
+    imports = _our_imports(leaf, "manas360.metrics", {"manas360.server"})
+    assert imports == [(2, "manas360.server")]
+    assert _layer("manas360.server") < _layer("manas360.metrics")
+    assert _layer("manas360.edge.ratelimit") > _layer("manas360.services.access.entitlements")
+    assert LAYERS[_layer("manas360.store.keys")][0] == "store"

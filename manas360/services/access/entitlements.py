@@ -47,6 +47,7 @@ from manas360.store import Store, StoreUnavailable
 from manas360.store.catalog import bump_catalog_version, get_catalog_version
 from manas360.store.entitlements import (
     NO_GENERATION,
+    ClientCheck,
     ClientLimit,
     UserContext,
     UserFill,
@@ -100,19 +101,9 @@ class Access(NamedTuple):
         return self.catalog.features_of(self.plan)
 
 
-class ClientCheck(NamedTuple):
-    """The per-IP limit the edge left to the guard, so that it rides in the user's round trip."""
-
-    policy: RatePolicy
-    key: str
-    """The Redis key the client is counted under."""
-    log_key: str
-    """What rate_limit_logs records for it ("ip:<address>")."""
-
-
 async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
                     clock: Clock, authorization_header: str | None, needs: Needs,
-                    on_rate: Callable[[Verdict, str], None], client_check: ClientCheck | None = None,
+                    on_rate: Callable[[Verdict, str], None], client_check: ClientCheck[RatePolicy] | None = None,
                     check_client_alone: Callable[[], Awaitable[None]] | None = None) -> Access:
     """Authenticate, load live entitlements in one round trip, gate; raise the API error.
 
