@@ -42,9 +42,6 @@ class UserContext(NamedTuple):
     plan_end_ms: int  # 0: open-ended
     status: str
 
-    def as_mapping(self) -> dict[str, str | int]:
-        return {"role": self.role, "plan": self.plan, "plan_end_ms": self.plan_end_ms, "status": self.status}
-
 
 def context_from_reply(role: str | None, plan: str | None, plan_end_ms: str | None,
                        status: str | None) -> UserContext | None:

@@ -77,6 +77,3 @@ class Keys:
 
     def catalog_channel(self) -> str:
         return f"{self.prefix}ref:changed"
-
-    def health_probe(self) -> str:
-        return f"{self.prefix}health"

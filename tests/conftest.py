@@ -11,13 +11,14 @@ import pytest
 from redis.asyncio import Redis
 
 from manas360.db import migrate, orm
-from manas360.services.ops.seeding import seed_reference_data, seed_superadmin
+from manas360.services.ops.seeding import seed_superadmin
 from manas360.settings import load_settings
 from manas360.tortoise_context import activate
 from tests.fixtures import contract
 from tests.fixtures.accounts import PASSWORD, Account, login
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.environment import REDIS_URL, delete_prefixed_keys, drop_database, test_environ
+from tests.fixtures.seeding import seed_catalog
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,7 @@ async def database(settings):
     """The run's database: created, migrated exactly as `manas360 migrate` does, seeded."""
     await migrate(settings)
     async with orm(settings):
-        await seed_reference_data()
+        await seed_catalog(settings)
     yield settings.database_url
     await drop_database(settings.database_url)
 

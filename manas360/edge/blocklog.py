@@ -20,7 +20,6 @@ from loguru import logger
 from tortoise import connections
 from tortoise.exceptions import BaseORMException
 
-from manas360.edge.stats import count
 from manas360.queries.ops import blocklog as blocklog_queries
 from manas360.tortoise_context import activate
 
@@ -81,13 +80,11 @@ class BlockLog:
                 counts=[entry.count for _, entry in rows], first_at=[entry.first_at for _, entry in rows],
                 last_at=[entry.last_at for _, entry in rows])
         except DATABASE_ERRORS as exc:
-            count("block_log_flush_errors")
             logger.warning("rate_limit_logs flush of {} rows failed ({}); kept for the next flush",
                            len(rows), type(exc).__name__)
             for slot, entry in rows:
                 self._add(slot, entry.count, entry.first_at, entry.last_at)
             return 0
-        count("block_log_rows", len(rows))
         return len(rows)
 
     def _add(self, slot: Slot, blocked: int, first_at: datetime, last_at: datetime) -> None:
@@ -96,10 +93,8 @@ class BlockLog:
             entry.count += blocked
             entry.first_at = min(entry.first_at, first_at)
             entry.last_at = max(entry.last_at, last_at)
-        elif len(self._pending) < self.max_keys:
+        elif len(self._pending) < self.max_keys:  # past it, a new slot is dropped: memory stays bounded
             self._pending[slot] = _Blocked(blocked, first_at, last_at)
-        else:
-            count("block_log_dropped", blocked)
 
 
 async def run_flusher(block_log: BlockLog, *, orm: TortoiseContext, interval_s: float = FLUSH_INTERVAL_S) -> None:

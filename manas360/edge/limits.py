@@ -12,7 +12,6 @@ from __future__ import annotations
 from sanic import Request
 
 from manas360 import errors
-from manas360.edge.stats import count
 
 MAX_HEADER_FIELDS = 100
 
@@ -21,14 +20,11 @@ def check_request_shape(request: Request) -> None:
     """431 past MAX_HEADER_FIELDS header fields; for a NUL byte: 404 in the path (no
     resource has such a name), 400 in the query string or a header."""
     if len(request.headers) > MAX_HEADER_FIELDS:
-        count("rejected_headers")
         raise errors.RequestHeaderFieldsTooLarge(f"More than {MAX_HEADER_FIELDS} header fields")
     path, _, query = request.raw_url.partition(b"?")
     if b"%00" in path or b"\x00" in path:
-        count("rejected_nul")
         raise errors.NotFound()
     if b"%00" in query or _nul_in_head(request):
-        count("rejected_nul")
         raise errors.BadRequest("NUL bytes are not allowed in the query string or headers")
 
 

@@ -33,7 +33,6 @@ from manas360.edge.blocklog import BlockLog
 from manas360.edge.client import request_rate_address
 from manas360.edge.policies import PolicyMap, rate_limited, route_path
 from manas360.edge.ratelimit_headers import format_headers
-from manas360.edge.stats import count
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
 from manas360.settings import RatePolicy
 from manas360.store import Store, StoreUnavailable
@@ -96,16 +95,13 @@ class EdgeLimiter:
             verdict = await hit(store, policy=policy.name, key=key, limit=policy.limit, window_s=policy.window_s)
         except _STORE_ERRORS as exc:
             self._store_down_until = time.monotonic() + STORE_RETRY_S
-            count("rate_limit_store_errors")
             return self._store_failed(policy, exc)
-        count("rate_limit_checks")
         return verdict
 
     @staticmethod
     def _store_failed(policy: RatePolicy, exc: BaseException | None) -> None:
         if not policy.fail_open:
             raise errors.ServiceUnavailable("Rate limiter unavailable", component="redis") from exc
-        count("rate_limit_fail_open")
         RATE_LIMIT_FAIL_OPEN.inc()
         if exc is not None:  # once per breaker opening, not once per request
             logger.warning("rate limit {!r} failed open for {}s: Redis error {}", policy.name, STORE_RETRY_S,
@@ -145,7 +141,6 @@ def apply_verdict(request: Request, verdict: Verdict, *, log_key: str) -> None:
     verdicts.append(verdict)
     if not verdict.allowed:
         request.app.ctx.edge.block_log.record(policy=verdict.policy, key=log_key, window_s=verdict.window_s)
-        count("rate_limited")
         RATE_LIMIT_BLOCKS.labels(verdict.policy).inc()
         raise errors.RateLimited(retry_after=verdict.reset_s)
 

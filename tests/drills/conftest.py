@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from manas360.db import migrate, orm
-from manas360.services.ops.seeding import seed_reference_data
 from manas360.settings import load_settings
+from tests.fixtures.seeding import seed_catalog
 from tests.fixtures.services import PostgresServer, RedisServer, postgres_server, redis_server
 
 
@@ -37,7 +37,7 @@ def private_redis() -> Iterator[RedisServer]:
 
 async def _seed(settings) -> None:
     async with orm(settings):
-        await seed_reference_data()
+        await seed_catalog(settings)
 
 
 @pytest.fixture

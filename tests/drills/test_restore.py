@@ -32,12 +32,12 @@ import pytest
 from redis.asyncio import Redis
 
 from manas360.db import migrate, orm
-from manas360.services.ops.seeding import seed_reference_data
 from manas360.settings import Settings, load_settings
 from tests.drills.helpers import DASHBOARD, answer, report
 from tests.fixtures.accounts import API, Account, bearer, login, register
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.environment import delete_prefixed_keys, drop_database
+from tests.fixtures.seeding import seed_catalog
 from tests.fixtures.services import redis_server
 
 pytestmark = pytest.mark.slow
@@ -282,7 +282,7 @@ async def _session_id_of(client: httpx.AsyncClient, account: Account, *, asked_b
 
 async def _seed(settings: Settings) -> None:
     async with orm(settings):
-        await seed_reference_data()
+        await seed_catalog(settings)
 
 
 async def _row_counts(settings: Settings) -> dict[str, int]:

@@ -10,7 +10,6 @@ import pytest
 from manas360.db import close_orm, open_orm
 from manas360.edge import flush_block_log
 from manas360.edge.blocklog import BlockLog
-from manas360.edge.stats import read_edge_stats
 from manas360.models import RateLimitLog
 from manas360.settings import load_settings
 from manas360.tortoise_context import activate
@@ -71,26 +70,23 @@ async def test_a_failed_flush_keeps_the_counts_for_the_next_one(app, environ):
     key = f"ip:{fresh_ip()}"
     for _ in range(4):
         log.record(policy="global", key=key, window_s=WINDOW)
-    before = read_edge_stats().get("block_log_flush_errors", 0)
     dead = await open_orm(load_settings({**environ, "DATABASE_URL": "postgres://root@127.0.0.1:1/nowhere"}))
     try:
         assert await log.flush() == 0  # the dead context is the current one: connection refused
     finally:
         await close_orm(dead)
-    assert read_edge_stats()["block_log_flush_errors"] == before + 1 and log.pending == 1
+    assert log.pending == 1
     activate(app.ctx.orm)
     assert await log.flush() == 1
     [row] = await _rows(app, key)
     assert row.blocked_count == 4
 
 
-def test_the_buffer_is_bounded_and_counts_what_it_drops():
+def test_the_buffer_is_bounded():
     log = BlockLog(max_keys=2)
-    before = read_edge_stats().get("block_log_dropped", 0)
     for key in ("ip:a", "ip:b", "ip:c", "ip:c", "ip:a"):
         log.record(policy="global", key=key, window_s=60, now=1_000_000.0)
     assert log.pending == 2
-    assert read_edge_stats()["block_log_dropped"] == before + 2
 
 
 async def test_the_stop_listener_flushes_what_is_left(edge_app, app):

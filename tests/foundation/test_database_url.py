@@ -22,10 +22,10 @@ from tortoise.exceptions import DBConnectionError
 from manas360.db import migrate, orm
 from manas360.server import _preflight
 from manas360.services.ops import maintenance
-from manas360.services.ops.seeding import seed_reference_data
 from manas360.services.ops.synthetic import seed_synthetic_users
 from manas360.settings import load_settings
 from tests.fixtures import environment
+from tests.fixtures.seeding import seed_catalog
 from tests.fixtures.services import postgres_server
 from tests.fixtures.tls import make_certificates
 
@@ -61,7 +61,7 @@ async def test_app_pool_migrate_maintenance_seeding_and_preflight_connect_over_t
     async with orm(settings):
         rows = await connections.get("default").execute_query_dict(SSL_IN_USE)
         assert rows == [{"ssl": True}]
-        await seed_reference_data()
+        await seed_catalog(settings)
     async with maintenance.connect(settings) as conn:
         assert await conn.fetchval(SSL_IN_USE) is True
     report = await seed_synthetic_users(settings=settings, count=2)

@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 import asyncpg
 from tortoise import connections
 
+from manas360.queries.ops import seeding as seeding_queries
 from manas360.security.passwords import verify_password
 from manas360.services.access import catalog_defaults as reference
-from manas360.services.ops.seeding import reference_counts, seed_reference_data, seed_superadmin
+from manas360.services.ops.seeding import seed_superadmin
 from tests.fixtures.accounts import API, Account, bearer, login, register, unique_email
+from tests.fixtures.seeding import seed_catalog
 from tests.fixtures.server import free_port
 
 
@@ -22,7 +24,7 @@ async def _rows(sql: str, *values):
 
 
 async def test_reference_data_matches_the_contract(db):
-    counts = await reference_counts()
+    counts = await _reference_counts()
     assert counts["roles"] == 5 and counts["subscription_plans"] == 5 and counts["features"] == 14
     roles = {r["name"]: r["privilege_level"] for r in await _rows("SELECT name, privilege_level FROM roles")}
     assert roles == {"guest": 0, "user": 10, "subscriber": 50, "admin": 90, "superadmin": 100}
@@ -48,14 +50,14 @@ async def test_each_plan_includes_every_feature_of_the_tiers_below(db):
     assert len(features["enterprise"]) == 14
 
 
-async def test_seeding_again_inserts_nothing_and_keeps_admin_changes(db):
+async def test_seeding_again_inserts_nothing_and_keeps_admin_changes(db, settings):
     await _rows("DELETE FROM role_permissions WHERE role_id = (SELECT id FROM roles WHERE name='admin') "
                 "AND permission_id = (SELECT id FROM permissions WHERE name='audit.read') RETURNING 1")
-    before = await reference_counts()
-    report = await seed_reference_data()
+    before = await _reference_counts()
+    report = await seed_catalog(settings)
     assert (report.roles, report.permissions, report.plans, report.features,
             report.role_permissions, report.plan_features) == (0, 0, 0, 0, 0, 0)
-    assert await reference_counts() == before
+    assert await _reference_counts() == before
     await _rows("INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id FROM roles r, permissions p "
                 "WHERE r.name='admin' AND p.name='audit.read' RETURNING 1")
 
@@ -245,3 +247,7 @@ def test_promote_flag_without_a_configured_superadmin_is_a_config_error(environ,
     done = subprocess.run([sys.executable, "-m", "manas360.cli", "seed", "--promote-existing-superadmin"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "SUPERADMIN_EMAIL" in done.stderr
+
+
+async def _reference_counts() -> dict[str, int]:
+    return await seeding_queries.reference_counts(conn=connections.get("default"))

@@ -10,14 +10,14 @@ import asyncpg
 import pytest
 
 from manas360.db import migrate, orm
-from manas360.services.ops.seeding import seed_reference_data
 from manas360.settings import load_settings
 from tests.fixtures.environment import drop_database
+from tests.fixtures.seeding import seed_catalog
 
 
 async def _seed_reference(settings) -> None:
     async with orm(settings):
-        await seed_reference_data()
+        await seed_catalog(settings)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import asyncpg
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -84,13 +83,6 @@ async def seed(*, settings: Settings, store: Store, email: str = "", password: s
     if report.superadmin is not None:
         report.superadmin = await _after_commit(store=store, outcome=report.superadmin)
     return report
-
-
-async def seed_reference_data() -> SeedReport:
-    """Insert missing roles, permissions, plans, features and first-time mappings."""
-    async with in_transaction() as conn:
-        await _take_seed_lock(conn)
-        return await _seed_reference(conn)
 
 
 async def seed_superadmin(*, settings: Settings, store: Store, email: str, password: str,
@@ -238,8 +230,3 @@ async def _after_commit(*, store: Store, outcome: SuperadminOutcome) -> Superadm
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
-async def reference_counts() -> dict[str, int]:
-    """Row counts of the reference tables (for summaries and tests)."""
-    return await seeding_queries.reference_counts(conn=connections.get("default"))
