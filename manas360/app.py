@@ -134,9 +134,11 @@ def _add_listeners(app: App, settings: Settings) -> None:
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import admin, auth, docs, me, mfa, ops, plans, product, recovery
+    from manas360.blueprints import admin, auth, docs, integration, me, mfa, ops, plans, product, recovery
 
     app.blueprint(ops.bp)
     app.blueprint(docs.bp)
-    app.blueprint(Blueprint.group(auth.bp, recovery.bp, mfa.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
+    app.blueprint(integration.keys_bp)
+    app.blueprint(Blueprint.group(auth.bp, recovery.bp, mfa.bp, integration.bp, me.bp, plans.bp, product.bp, admin.bp,
+                                  version=1,
                                   version_prefix="/api/v"))

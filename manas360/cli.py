@@ -1,6 +1,6 @@
-"""The `manas360` command: serve, migrate, seed, warm-cache, maintenance.
+"""The `manas360` command: serve, migrate, seed, warm-cache, maintenance, keys.
 
-Every subcommand loads and validates settings first; a bad or unsafe setting is one line
+Every subcommand but `keys generate` loads and validates settings first; a bad or unsafe setting is one line
 on stderr and exit status 2, an unreachable store exit status 1 — never a traceback.
 """
 
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
+from manas360.security.signing import ASYMMETRIC, KeyConfigError, generate_private_key
 from manas360.server import EXIT_CONFIG, EXIT_UNAVAILABLE  # `serve` and the commands exit alike
 from manas360.settings import Settings, SettingsError, load_settings
 
@@ -31,6 +33,8 @@ EXIT_NOT_READY = 1  # the database does not exist or is not migrated (`manas360 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "keys":  # needs no configuration: an operator makes keys before setting them
+        return _generate_key(args)
     if args.command == "serve":
         from manas360.early_stop import record_early_stops
 
@@ -111,7 +115,25 @@ def _parser() -> argparse.ArgumentParser:
                       help="only users who logged in within this many days (default: every active user)")
     warm.add_argument("--batch-size", type=_positive, default=2000)
     warm.set_defaults(func=_warm_cache)
+
+    keys = sub.add_parser("keys", help="signing keys for JWT_PRIVATE_KEYS")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="<action>")
+    generate = key_commands.add_parser(
+        "generate", help="print a new private key as one JSON element of JWT_PRIVATE_KEYS ({\"kid\", \"pem\"})")
+    generate.add_argument("--algorithm", choices=ASYMMETRIC, default="EdDSA",
+                          help="EdDSA (Ed25519) or ES256 (ECDSA P-256); it must match JWT_ALGORITHM (default EdDSA)")
+    generate.add_argument("--kid", help="the key id tokens will name (default: <algorithm>-<date>-<random>)")
     return parser
+
+
+def _generate_key(args: argparse.Namespace) -> int:
+    try:
+        element = generate_private_key(args.algorithm, args.kid)
+    except KeyConfigError as exc:
+        print(f"manas360: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(element))
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):

@@ -39,6 +39,8 @@ LOGINS = Counter("manas360_logins_total", "Login attempts by outcome", ["outcome
 LOCKOUTS = Counter("manas360_lockouts_total", "Accounts (or unknown emails) locked after repeated failures")
 REFRESH_REUSE = Counter("manas360_refresh_reuse_detected_total", "Rotated refresh tokens presented again")
 MFA_FAILURES = Counter("manas360_mfa_failures_total", "Second-factor checks refused, by reason", ["reason"])
+INTROSPECTIONS = Counter("manas360_introspections_total",
+                         "Introspection calls by answer (`unauthorized`: no valid service key)", ["result"])
 RATE_LIMIT_BLOCKS = Counter("manas360_rate_limit_blocks_total", "Requests refused by a rate limit", ["policy"])
 RATE_LIMIT_FAIL_OPEN = Counter("manas360_rate_limit_fail_open_total",
                                "Public requests let through because Redis failed during the limit check")

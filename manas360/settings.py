@@ -36,13 +36,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from manas360.database_url import DatabaseURL, parse_database_url
+from manas360.security.signing import KeyConfigError, SigningKey, parse_private_keys
 from manas360.smtp import SmtpConfig, parse_smtp_url
 from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
-SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token", "mfa_encryption_key",
-                 "mfa_encryption_previous_keys")
+SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "jwt_private_keys", "superadmin_password", "metrics_token",
+                 "mfa_encryption_key", "mfa_encryption_previous_keys", "introspection_keys")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -54,6 +55,7 @@ RATE_KEYS = ("ip", "user", "ip+route")
 RATE_SCOPES = ("every-request", "routes", "authenticated")
 REQUIRED_POLICIES = ("global", "auth", "api")
 _POLICY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ROUTE_SPEC = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[^\s]*)$")
 
 
@@ -149,8 +151,16 @@ class Settings(BaseSettings):
         "and a `REDIS_URL` without `rediss://` to a host that is not loopback or a unix socket (a network you "
         "trust to carry passwords, tokens and personal data in clear); refused otherwise"))
 
+    jwt_algorithm: Literal["HS256", "EdDSA", "ES256"] = _setting("HS256", description=(
+        "how access tokens are signed: `HS256` (a shared secret, `JWT_SECRET`) or `EdDSA` / `ES256` (key pairs "
+        "from `JWT_PRIVATE_KEYS`; other services verify with `/.well-known/jwks.json` and cannot mint tokens)"))
+    jwt_private_keys: SecretStr = _setting(SecretStr(""), description=(
+        "with `EdDSA`/`ES256`: a JSON array `[{\"kid\": ..., \"pem\": ...}]` of PKCS#8 PEM private keys of that "
+        "type, the first signs, every one verifies and is published (`manas360 keys generate` makes one; "
+        "rotation in [`docs/integration.md`](docs/integration.md))"))
     jwt_secret: SecretStr = _setting(SecretStr(""), shown="random per start outside production", description=(
-        f"current signing key (HS256, pinned), at least {MIN_SECRET_BYTES} bytes"))
+        f"current signing key with `HS256`, at least {MIN_SECRET_BYTES} bytes; also keys refresh-token "
+        "successors (not required in production with `EdDSA`/`ES256`)"))
     jwt_key_id: str = _setting("k1", description="`kid` of the current signing key")
     jwt_previous_keys: SecretStr = _setting(SecretStr(""), description=(
         "`kid:secret,...` still accepted for verification (key rotation without logging anyone out); "
@@ -198,6 +208,10 @@ class Settings(BaseSettings):
     mfa_encryption_previous_keys: SecretStr = _setting(SecretStr(""), description=(
         "`kid:key,...`: earlier data keys, which only open (rotation: move the old key here, set a new "
         f"`MFA_ENCRYPTION_KEY`); each key at least {MIN_SECRET_BYTES} bytes"))
+    introspection_keys: SecretStr = _setting(SecretStr(""), description=(
+        "`name:key,...`: the services allowed to call `POST /api/v1/auth/introspect` (each sends "
+        f"`Authorization: Bearer <key>`; keys of at least {MIN_SECRET_BYTES} random bytes); empty: introspection "
+        "answers 401 to everyone"))
 
     # Empty: the limit and window of the policy table (the README shows those).
     rate_limit_global: str = _setting("", description=(
@@ -297,6 +311,8 @@ class Settings(BaseSettings):
     _proxy_networks: tuple[IPNetwork, ...] = PrivateAttr(())
     _metrics_networks: tuple[IPNetwork, ...] = PrivateAttr(())
     _verification_keys: dict[str, str] = PrivateAttr(default_factory=dict)
+    _signing_keys: tuple[SigningKey, ...] = PrivateAttr(())
+    _introspection_keys: dict[str, bytes] = PrivateAttr(default_factory=dict)
     _previous_data_keys: dict[str, str] = PrivateAttr(default_factory=dict)
     _rate_policies: dict[str, RatePolicy] = PrivateAttr(default_factory=dict)
     _rate_exempt_paths: tuple[str, ...] = PrivateAttr(())
@@ -358,11 +374,14 @@ class Settings(BaseSettings):
         _require(bool(self.jwt_key_id) and ":" not in self.jwt_key_id and "," not in self.jwt_key_id,
                  "JWT_KEY_ID must be non-empty and contain no ':' or ','")
         secret = self.jwt_secret.get_secret_value()
-        _require(bool(secret) or not self.is_production,
+        asymmetric = self.jwt_algorithm != "HS256"
+        _require(bool(secret) or not self.is_production or asymmetric,
                  f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production")
         # Every environment: the key set refuses a shorter key, and it would do so in each worker.
-        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
+        _require(not secret or len(secret.encode()) >= MIN_SECRET_BYTES,
                  f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (the signing key needs at least that)")
+        self._signing_keys = _parse_signing_keys(self)
+        self._introspection_keys = _parse_introspection_keys(self.introspection_keys.get_secret_value())
         mfa_key = self.mfa_encryption_key.get_secret_value()
         _require(not mfa_key or len(mfa_key.encode()) >= MIN_SECRET_BYTES,
                  f"MFA_ENCRYPTION_KEY is shorter than {MIN_SECRET_BYTES} bytes")
@@ -415,6 +434,16 @@ class Settings(BaseSettings):
     def verification_keys(self) -> dict[str, str]:
         """kid -> secret for every key a token may be verified with (current first)."""
         return self._verification_keys
+
+    @property
+    def signing_keys(self) -> tuple[SigningKey, ...]:
+        """JWT_PRIVATE_KEYS, parsed (empty with HS256): the first signs."""
+        return self._signing_keys
+
+    @property
+    def introspection_keys_by_name(self) -> dict[str, bytes]:
+        """INTROSPECTION_KEYS, parsed: service name -> key."""
+        return self._introspection_keys
 
     @property
     def previous_data_keys(self) -> dict[str, str]:
@@ -607,7 +636,10 @@ def _check_production(s: Settings) -> None:
 
 def _production_secrets(s: Settings) -> Iterator[tuple[str, str]]:
     """(setting, value) of every secret production holds to the strength rule."""
-    yield "JWT_SECRET", s.jwt_secret.get_secret_value()
+    if s.jwt_algorithm == "HS256" or s.jwt_secret.get_secret_value():
+        yield "JWT_SECRET", s.jwt_secret.get_secret_value()
+    for name, key in s.introspection_keys_by_name.items():
+        yield f"INTROSPECTION_KEYS key for {name!r}", key.decode()
     for kid, secret in s.verification_keys.items():
         if kid != s.jwt_key_id:
             yield f"JWT_PREVIOUS_KEYS secret for {kid!r}", secret
@@ -656,7 +688,41 @@ def _parse_previous_data_keys(s: Settings) -> dict[str, str]:
     return keys
 
 
+def _parse_signing_keys(s: Settings) -> tuple[SigningKey, ...]:
+    """JWT_PRIVATE_KEYS for an asymmetric JWT_ALGORITHM; refused with HS256 (a key set there
+    would sign nothing: an operator meant something else)."""
+    value = s.jwt_private_keys.get_secret_value().strip()
+    if s.jwt_algorithm == "HS256":
+        _require(not value, "JWT_PRIVATE_KEYS is set but JWT_ALGORITHM is HS256: set JWT_ALGORITHM=EdDSA or ES256")
+        return ()
+    _require(bool(value), f"JWT_ALGORITHM={s.jwt_algorithm} needs JWT_PRIVATE_KEYS (`manas360 keys generate`)")
+    try:
+        keys = parse_private_keys(value)
+    except KeyConfigError as exc:
+        raise SettingsError(f"JWT_PRIVATE_KEYS {exc}") from None
+    for key in keys:
+        _require(key.alg == s.jwt_algorithm,
+                 f"JWT_PRIVATE_KEYS key {key.kid!r} is an {key.alg} key, not {s.jwt_algorithm} (JWT_ALGORITHM)")
+    return tuple(keys)
+
+
+def _parse_introspection_keys(value: str) -> dict[str, bytes]:
+    """INTROSPECTION_KEYS: `name:key,...`, each key at least MIN_SECRET_BYTES bytes."""
+    keys: dict[str, bytes] = {}
+    for entry in _split_csv(value):
+        name, sep, key = entry.partition(":")
+        _require(bool(sep and _SERVICE_NAME.match(name) and key),
+                 "INTROSPECTION_KEYS must be 'name:key,...' (names: letters, digits, '-', '_')")
+        _require(name not in keys, f"INTROSPECTION_KEYS repeats the name {name!r}")
+        _require(len(key.encode()) >= MIN_SECRET_BYTES,
+                 f"INTROSPECTION_KEYS key for {name!r} is shorter than {MIN_SECRET_BYTES} bytes")
+        keys[name] = key.encode()
+    return keys
+
+
 def _parse_keys(s: Settings) -> dict[str, str]:
+    if not s.jwt_secret.get_secret_value():
+        return {}  # production with EdDSA/ES256 and no JWT_SECRET: no HMAC keys at all
     keys = {s.jwt_key_id: s.jwt_secret.get_secret_value()}
     for entry in _split_csv(s.jwt_previous_keys.get_secret_value()):
         kid, sep, secret = entry.partition(":")

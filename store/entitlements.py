@@ -30,7 +30,7 @@ GENERATION_TTL_S = 86_400
 """How long a bumped generation is remembered: far longer than any fill can take."""
 NO_GENERATION = "0"
 """The generation of a user whose context was never invalidated (or forgotten by Redis)."""
-_FILL, _FORGET, _REQUEST, _RATELIMIT = "fill", "forget", "request", "ratelimit"
+_FILL, _FORGET, _REQUEST, _RATELIMIT, _INTROSPECT = "fill", "forget", "request", "ratelimit", "introspect"
 
 
 # Values built on every gated request are NamedTuples, not frozen dataclasses: immutable
@@ -177,6 +177,38 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
         if client_reply is not None:
             reply[10:13] = reply_items(client_reply, 3, script=_RATELIMIT)
     return request_check_from_reply(reply, client_checked=client_limit is not None), reply_int(version)
+
+
+class TokenState(NamedTuple):
+    """What Redis holds about one token and its user (store/introspect.lua): `check_request`
+    without the rate limits."""
+
+    loaded: bool
+    revoked: bool
+    context: UserContext | None
+    generation: str
+    now_ms: int
+
+
+async def read_token_state(store: Store, *, user_id: str, session_id: str, jti: str,
+                           issued_ms: int) -> tuple[TokenState, int]:
+    """Revocation state and user context of a token, and the reference-catalog version, in
+    one round trip, counting nothing (introspection)."""
+    keys = store.keys
+    user_keys = [keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),
+                 keys.revoked_session(user_id, session_id), keys.user_context(user_id),
+                 keys.user_generation(user_id)]
+    if not store.cluster:
+        raw = await store.run_script(_INTROSPECT, keys=[*user_keys, keys.reference_version()], args=[issued_ms])
+        reply = reply_items(raw, 9, script=_INTROSPECT)
+        version: object = reply[8]
+    else:
+        raw, version = await store.run_script_and_get(_INTROSPECT, keys=user_keys, args=[issued_ms],
+                                                      get=keys.reference_version())
+        reply = reply_items(raw, 9, script=_INTROSPECT)
+    loaded, revoked, role, plan, plan_end_ms, status, generation, now_ms, _ = reply
+    return (TokenState(bool(loaded), bool(revoked), context_from_reply(role, plan, plan_end_ms, status),
+                       generation or NO_GENERATION, int(now_ms or 0)), reply_int(version))
 
 
 def _user_keys(keys: Keys, user_id: str, session_id: str, jti: str) -> list[str]:

@@ -77,6 +77,12 @@ class EdgeLimiter:
         for policy in policies:
             await self._check_one(request, store, policy)
 
+    async def charge(self, request: Request, policy_name: str) -> None:
+        """Count this request under one policy from the handler (for a route the edge leaves
+        alone, e.g. introspection without a valid service key); RateLimited on a denial."""
+        app = request.app.ctx.deps
+        await self._check_one(request, app.store, app.settings.rate_policies[policy_name])
+
     async def check_deferred_alone(self, request: Request, deferred: ClientCheck[RatePolicy]) -> None:
         """The per-IP check this edge left to the guard (`request.ctx.client_check`), run
         on its own: for a request the guard refuses before Redis."""

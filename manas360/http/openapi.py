@@ -41,6 +41,8 @@ TAGS = [
     {"name": "plans", "description": "The public price list (`/api/v1/plans`)"},
     {"name": "product", "description": "The gated product surfaces"},
     {"name": "admin", "description": "Users, roles, plans and audit administration (`/api/v1/admin`, privilege 90+)"},
+    {"name": "integration", "description": "For other services: the public signing keys (JWKS) and token "
+                                           "introspection (docs/integration.md)"},
     {"name": "operations", "description": "Health, readiness and metrics (no `/api/v1` prefix, no rate limit)"},
 ]
 _PARAMETER = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")
@@ -80,7 +82,9 @@ def build_document(app: Sanic[Any, Any]) -> dict[str, Any]:
         "components": {
             "schemas": _schemas(operation for _, _, operation in operations),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                                           "description": "The `access_token` of a token pair"}},
+                                           "description": "The `access_token` of a token pair"},
+                                "serviceKey": {"type": "http", "scheme": "bearer",
+                                               "description": "A service's key from INTROSPECTION_KEYS"}},
             "headers": {"X-Request-ID": {
                 "description": "The request's id: the client's own when sane (1-64 of `A-Za-z0-9._:-`), else "
                                "a generated one; also the envelope's `request_id`",
@@ -124,6 +128,8 @@ def _operation(path: str, operation: Operation) -> dict[str, Any]:
     item["responses"] = responses
     if operation.secured:
         item["security"] = [{"bearer": []}]
+    elif operation.service_key:
+        item["security"] = [{"serviceKey": []}]
     return item
 
 

@@ -58,6 +58,8 @@ class Operation:
     query: type[BaseModel] | None = None
     path: type[BaseModel] | None = None
     secured: bool = False
+    service_key: bool = False
+    """Called by another service with a key of INTROSPECTION_KEYS (not a user's token)."""
     rate_limited: bool = True
     errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     """Error statuses beyond the derived ones, with the codes they add."""
@@ -82,12 +84,14 @@ class Operation:
 def operation(*, id: str, tag: str, summary: str, description: str = "",
               responses: Mapping[int, type[BaseModel] | str | None],
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-              path: type[BaseModel] | None = None, secured: bool = False, rate_limited: bool = True,
+              path: type[BaseModel] | None = None, secured: bool = False, service_key: bool = False,
+              rate_limited: bool = True,
               errors: Mapping[int, tuple[str, ...]] | None = None,
               error_model: type[ErrorEnvelope] = ErrorEnvelope) -> Callable[[F], F]:
     """Declare a handler's place in the contract (read by manas360.http.openapi)."""
     declared = Operation(id=id, tag=tag, summary=summary, description=description, responses=responses, body=body,
-                         query=query, path=path, secured=secured, rate_limited=rate_limited, errors=errors or {},
+                         query=query, path=path, secured=secured, service_key=service_key,
+                         rate_limited=rate_limited, errors=errors or {},
                          error_model=error_model)
 
     def decorator(handler: F) -> F:

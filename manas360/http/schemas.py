@@ -257,6 +257,44 @@ class Health(ApiModel):
         "when the database did not answer"))
 
 
+class PublicKey(BaseModel):
+    """One public signing key as a JWK (RFC 7517): `kty`, `crv`, `x` (and `y` for EC), plus the
+    fields below."""
+
+    model_config = ConfigDict(extra="allow")
+    kid: str = Field(description="The key id access tokens name in their `kid` header")
+    alg: Literal["EdDSA", "ES256"] = Field(description="The only algorithm tokens of this key verify under")
+    use: Literal["sig"]
+    kty: str
+    crv: str
+    x: str
+
+
+class Jwks(ApiModel):
+    """The JWK Set of the public keys still accepted; empty with HS256 (the secret is never published)."""
+
+    keys: list[PublicKey]
+
+
+class Introspection(ApiModel):
+    """RFC 7662: `{"active": false}` alone for anything but a live access token of an active account."""
+
+    active: bool
+    sub: str | None = Field(None, description="The user id")
+    sid: str | None = Field(None, description="The session id")
+    exp: int | float | None = None
+    iat: int | float | None = None
+    auth_time: int | None = Field(None, description="When the user last presented a credential (seconds)")
+    amr: list[str] | None = Field(None, description="How: `pwd`, `otp`, `hwk`, `user`, `email`, ...")
+    aal: int | None = Field(None, description="1, or 2 with a second factor or a user-verifying passkey")
+    role: str | None = Field(None, description="The account's role now (not when the token was issued)")
+    plan: str | None = Field(None, description="The account's effective plan now (free once a plan has ended)")
+    permissions: list[str] | None = Field(None, description="The role's permissions now")
+    token_type: Literal["Bearer"] | None = None
+    iss: str | None = None
+    aud: str | None = None
+
+
 class Accepted(ApiModel):
     """`{}`: the request is taken; what follows arrives by mail."""
 

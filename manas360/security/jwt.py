@@ -1,4 +1,5 @@
-"""Access tokens: HS256 JWTs signed with a rotating key set, verified through a small cache.
+"""Access tokens: JWTs signed with a rotating key set (HS256, EdDSA or ES256: see
+manas360.security.signing), verified through a small cache.
 
 A token carries identity only (`sub` user id, `sid` session id, `jti`) and how that identity
 was proved (`auth_time`, `amr`, `aal`: read by step-up, never by the permission gate);
@@ -7,8 +8,9 @@ checked in Redis per request, so a token proves "who", never "allowed to". The h
 `typ: at+jwt` (RFC 9068), and a token without it is refused: no other JWT, even one signed
 with the same key, passes for an access token.
 
-Key rotation: `KeySet(current_kid="k2", keys={"k2": new, "k1": old})` signs with k2 and
-still verifies k1 tokens until k1 is dropped from the set.
+Key rotation: `KeySet([new, old])` signs with `new` and still verifies `old`'s tokens until
+it is dropped from the set (`KeySet.hmac(current_kid="k2", keys={"k2": ..., "k1": ...})` for
+HS256 secrets).
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import math
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jwt
 
 from manas360.errors import InvalidToken, TokenExpired
+from manas360.security.signing import HMAC, SigningKey, hmac_key
 from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE, MIN_SECRET_BYTES
 
-ALGORITHM = "HS256"
+_REFUSED_HEADERS = frozenset(("jku", "x5u", "jwk", "x5c", "crit"))
 MAX_TOKEN_CHARS = 8192
 MAX_CLOCK_SKEW_S = 30
 """How far a worker's clock may be from the database's (and Redis's) without a token being
@@ -78,25 +82,40 @@ def token_issued_ms(claims: dict[str, Any]) -> int:
 
 
 class KeySet:
-    """HMAC secrets by key id: the current one signs, every one verifies."""
+    """Signing keys by key id: the first signs, every one verifies (under its own algorithm)."""
 
-    def __init__(self, *, current_kid: str, keys: dict[str, str]) -> None:
+    def __init__(self, keys: Sequence[SigningKey]) -> None:
+        if not keys:
+            raise ValueError("a key set needs at least one key")
+        by_kid: dict[str, SigningKey] = {}
+        for key in keys:
+            if not key.kid or key.kid in by_kid:
+                raise ValueError(f"key id {key.kid!r} is empty or repeated")
+            if key.alg == HMAC and len(key.private) < MIN_SECRET_BYTES:
+                raise ValueError(f"key {key.kid!r}: an HS256 secret needs at least {MIN_SECRET_BYTES} bytes")
+            by_kid[key.kid] = key
+        self.signing = keys[0]
+        self._keys = by_kid
+
+    @classmethod
+    def hmac(cls, *, current_kid: str, keys: dict[str, str]) -> KeySet:
+        """HS256 secrets by key id; `current_kid` signs."""
         if current_kid not in keys:
             raise ValueError(f"current key id {current_kid!r} is not in the key set")
-        for kid, secret in keys.items():
-            if not kid or len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
-                raise ValueError(f"key {kid!r}: need a kid and a secret of >= {MIN_SECRET_BYTES} bytes")
-        self.current_kid = current_kid
-        self._keys = {kid: secret.encode("utf-8") for kid, secret in keys.items()}
+        ordered = [current_kid, *(kid for kid in keys if kid != current_kid)]
+        return cls([hmac_key(kid, keys[kid]) for kid in ordered])
 
     @property
-    def signing_key(self) -> bytes:
-        """Return the secret of the current key."""
-        return self._keys[self.current_kid]
+    def current_kid(self) -> str:
+        return self.signing.kid
 
-    def get(self, kid: str) -> bytes | None:
-        """Return the secret for a key id, or None when unknown."""
+    def get(self, kid: str) -> SigningKey | None:
+        """Return the key with this id, or None when unknown."""
         return self._keys.get(kid)
+
+    def public_jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The JWK Set of the public keys (RFC 7517); empty for HS256 secrets, which stay here."""
+        return {"keys": [key.public_jwk() for key in self._keys.values() if key.is_asymmetric]}
 
     def __repr__(self) -> str:  # never print secrets
         return f"KeySet(current_kid={self.current_kid!r}, kids={sorted(self._keys)!r})"
@@ -164,10 +183,9 @@ class AccessTokenCodec:
             "amr": list(amr),
             "aal": aal,
         }
-        token = jwt.encode(
-            claims, self.keyset.signing_key, algorithm=ALGORITHM,
-            headers={"kid": self.keyset.current_kid, "typ": TOKEN_TYPE},
-        )
+        signing = self.keyset.signing
+        token = jwt.encode(claims, signing.private, algorithm=signing.alg,
+                           headers={"kid": signing.kid, "typ": TOKEN_TYPE})
         return token, dict(claims)
 
     def verify(self, token: str, *, now: float | None = None) -> VerifiedToken:
@@ -215,19 +233,20 @@ class AccessTokenCodec:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidToken() from None
-        # Pinned algorithm: refuse anything but HS256 before touching a key, so neither
-        # `alg: none` nor another algorithm chosen by the sender is ever considered.
-        if header.get("alg") != ALGORITHM or header.get("typ") != TOKEN_TYPE:
-            raise InvalidToken()
+        # Pinned algorithm: the key the `kid` names decides it, and the header must say the
+        # same, so neither `alg: none` nor an algorithm chosen by the sender (HS256 "signed"
+        # with a public key) is ever considered. Headers that point elsewhere for a key
+        # (`jku`, `x5u`, `jwk`, `x5c`) or ask for extensions (`crit`) are refused outright.
         kid = header.get("kid")
         key = self.keyset.get(kid) if isinstance(kid, str) else None
-        if key is None:
+        if (key is None or header.get("alg") != key.alg or header.get("typ") != TOKEN_TYPE
+                or not _REFUSED_HEADERS.isdisjoint(header)):
             raise InvalidToken()
         try:
             claims = jwt.decode(
                 token,
-                key,
-                algorithms=[ALGORITHM],
+                key.public,
+                algorithms=[key.alg],
                 issuer=self.issuer,
                 audience=self.audience,
                 # Times are checked by _check_times against the caller's clock, with our

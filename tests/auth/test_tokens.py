@@ -153,7 +153,7 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_ne
 
 
 def test_access_tokens_carry_identity_and_millisecond_issue_time_only(settings):
-    codec = AccessTokenCodec(keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret.get_secret_value()}),
+    codec = AccessTokenCodec(keyset=KeySet.hmac(current_kid="k1", keys={"k1": settings.jwt_secret.get_secret_value()}),
                              issuer="manas360", audience="manas360-api", ttl_s=900)
     proved = datetime.now(UTC) - timedelta(seconds=30)
     token = mint_access_token(codec=codec, clock=Clock(), user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()),

@@ -59,7 +59,9 @@ def test_operations_are_named_tagged_and_secured():
             assert "default" not in responses, (method, path)
             assert {"400", "500", "503"} <= set(responses), (method, path)
             secured = operation.get("security") == [{"bearer": []}]
-            assert secured == ("401" in responses and path not in PUBLIC_401), (
+            service = operation.get("security") == [{"serviceKey": []}]
+            assert service == (path == "/api/v1/auth/introspect"), (method, path)
+            assert secured == ("401" in responses and path not in PUBLIC_401 and not service), (
                 method, path)
     assert len(ids) == len(set(ids))
     for expected in ("auth_login", "auth_register", "auth_refresh", "auth_logout", "me_get", "admin_list_users",

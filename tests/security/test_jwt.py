@@ -21,7 +21,7 @@ S1, J1 = "5e2f8c1d-3b7a-4f9e-a0c6-d4e1b2a3c433", "c7d9e1f3-2a4b-4c6d-8e0f-a1b3c5
 def make_codec(keyset: KeySet | None = None, **overrides) -> AccessTokenCodec:
     options = {"issuer": "manas360", "audience": "manas360-api", "ttl_s": TTL}
     options.update(overrides)
-    return AccessTokenCodec(keyset=keyset or KeySet(current_kid="k1", keys={"k1": SECRET_1}), **options)
+    return AccessTokenCodec(keyset=keyset or KeySet.hmac(current_kid="k1", keys={"k1": SECRET_1}), **options)
 
 
 def b64(obj) -> str:
@@ -223,7 +223,7 @@ def test_token_signed_with_another_key_is_rejected():
 
 def test_previous_key_still_verifies_after_rotation():
     old_token, _ = make_codec().encode(user_id=U1, session_id=S1, now=NOW)
-    rotated = make_codec(KeySet(current_kid="k2", keys={"k2": SECRET_2, "k1": SECRET_1}))
+    rotated = make_codec(KeySet.hmac(current_kid="k2", keys={"k2": SECRET_2, "k1": SECRET_1}))
     new_token, _ = rotated.encode(user_id=U2, session_id=S1, now=NOW)
     assert jwt.get_unverified_header(new_token)["kid"] == "k2"
     assert rotated.decode(old_token, now=NOW)["sub"] == U1
@@ -232,7 +232,7 @@ def test_previous_key_still_verifies_after_rotation():
 
 def test_dropped_key_no_longer_verifies_in_a_new_codec():
     old_token, _ = make_codec().encode(user_id=U1, session_id=S1, now=NOW)
-    dropped = make_codec(KeySet(current_kid="k2", keys={"k2": SECRET_2}))
+    dropped = make_codec(KeySet.hmac(current_kid="k2", keys={"k2": SECRET_2}))
     with pytest.raises(InvalidToken):
         dropped.decode(old_token, now=NOW)
 
@@ -341,7 +341,7 @@ def test_garbage_is_invalid_token(garbage):
 
 def test_keyset_refuses_unknown_current_kid_and_short_secrets():
     with pytest.raises(ValueError):
-        KeySet(current_kid="k2", keys={"k1": SECRET_1})
+        KeySet.hmac(current_kid="k2", keys={"k1": SECRET_1})
     with pytest.raises(ValueError):
-        KeySet(current_kid="k1", keys={"k1": "short"})
-    assert SECRET_1 not in repr(KeySet(current_kid="k1", keys={"k1": SECRET_1}))
+        KeySet.hmac(current_kid="k1", keys={"k1": "short"})
+    assert SECRET_1 not in repr(KeySet.hmac(current_kid="k1", keys={"k1": SECRET_1}))

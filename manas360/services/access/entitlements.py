@@ -138,7 +138,7 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
         ENTITLEMENT_HITS.inc()
     else:
         ENTITLEMENT_MISSES.inc()
-        state = await _load_user_state(settings=settings, store=store, clock=clock, user_id=principal.user_id,
+        state = await load_user_state(settings=settings, store=store, clock=clock, user_id=principal.user_id,
                                        generation=check.generation)
         context = state.context
         revoked = revoked or state.revokes(principal, issued_ms=principal.issued_ms)
@@ -155,7 +155,7 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
     # Time-bound rules use Redis's clock, read in the same round trip: one clock for every
     # worker, whatever each host's own says (the worker's only if Redis sent none).
     now_ms = check.now_ms or clock.now_ms()
-    access = Access(principal, context.role, current.level_of(context.role), _effective_plan(context, now_ms),
+    access = Access(principal, context.role, current.level_of(context.role), effective_plan(context, now_ms),
                     current, rate)
     _gate(access, needs)
     if needs.admin and settings.admin_mfa_required:
@@ -173,7 +173,8 @@ def _admin_assurance(principal: Principal, *, needs: Needs, settings: Settings, 
         raise ReauthenticationRequired(max_age=settings.reauth_max_age_s, required_aal=2)
 
 
-def _effective_plan(context: UserContext, now_ms: int) -> str:
+def effective_plan(context: UserContext, now_ms: int) -> str:
+    """The plan the user has at `now_ms`: free once the subscription's end has passed."""
     if context.plan_end_ms and context.plan_end_ms <= now_ms:
         return reference.FREE_PLAN
     return context.plan
@@ -195,7 +196,7 @@ def _gate(access: Access, needs: Needs) -> None:
 _loading: dict[tuple[str, str], asyncio.Task[UserState | None]] = {}
 
 
-async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, user_id: str,
+async def load_user_state(*, settings: Settings, store: Store, clock: Clock, user_id: str,
                            generation: str = NO_GENERATION) -> UserState:
     """Cold cache: one query for context and revocations, written back (unless invalidated
     meanwhile: `generation` was read in the request's round trip, before PostgreSQL);
@@ -242,8 +243,10 @@ class UserState:
 
     def revokes(self, principal: Principal, *, issued_ms: int) -> bool:
         """Whether PostgreSQL's revocations kill this token (epoch, jti or session)."""
-        return (issued_ms <= self.epoch_ms or principal.jti in self.jtis
-                or principal.session_id in self.sessions)
+        return self.revokes_token(jti=principal.jti, session_id=principal.session_id, issued_ms=issued_ms)
+
+    def revokes_token(self, *, jti: str, session_id: str, issued_ms: int) -> bool:
+        return issued_ms <= self.epoch_ms or jti in self.jtis or session_id in self.sessions
 
     def fill(self, generation: str) -> UserFill:
         """This state as a cache write that lands only if `generation` is still current."""

@@ -65,7 +65,8 @@ class TokenPair:
 
 def build_codec(settings: Settings) -> AccessTokenCodec:
     """The worker's access-token codec: current key signs, every configured key verifies."""
-    keyset = KeySet(current_kid=settings.jwt_key_id, keys=settings.verification_keys)
+    keyset = (KeySet(settings.signing_keys) if settings.signing_keys
+              else KeySet.hmac(current_kid=settings.jwt_key_id, keys=settings.verification_keys))
     return AccessTokenCodec(keyset=keyset, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
                             ttl_s=settings.jwt_access_ttl, cache_size=settings.token_cache_size)
 
@@ -79,9 +80,10 @@ def hash_refresh_token(token: str) -> str:
 
 
 def successor_keys(settings: Settings) -> list[bytes]:
-    """Successor keys, current first; previous JWT keys keep a grace retry working across a key rotation."""
-    return [hmac.new(secret.encode("utf-8"), _SUCCESSOR_CONTEXT, hashlib.sha256).digest()
-            for secret in settings.verification_keys.values()]
+    """Successor keys, current first; previous JWT keys keep a grace retry working across a key rotation.
+    Without a JWT_SECRET (production with EdDSA/ES256) the data key ring keys them instead."""
+    secrets_ = tuple(settings.verification_keys.values()) or settings.data_key_secrets
+    return [hmac.new(secret.encode("utf-8"), _SUCCESSOR_CONTEXT, hashlib.sha256).digest() for secret in secrets_]
 
 
 def derive_successor(*, key: bytes, parent: str, child_id: uuid.UUID) -> str:
