@@ -199,12 +199,12 @@ async def read_token_state(store: Store, *, user_id: str, session_id: str, jti: 
                  keys.revoked_session(user_id, session_id), keys.user_context(user_id),
                  keys.user_generation(user_id)]
     if not store.cluster:
-        raw = await store.run_script(_INTROSPECT, keys=[*user_keys, keys.reference_version()], args=[issued_ms])
+        raw = await store.run_script(_INTROSPECT, keys=[*user_keys, keys.catalog_version()], args=[issued_ms])
         reply = reply_items(raw, 9, script=_INTROSPECT)
         version: object = reply[8]
     else:
         raw, version = await store.run_script_and_get(_INTROSPECT, keys=user_keys, args=[issued_ms],
-                                                      get=keys.reference_version())
+                                                      get=keys.catalog_version())
         reply = reply_items(raw, 9, script=_INTROSPECT)
     loaded, revoked, role, plan, plan_end_ms, status, generation, now_ms, _ = reply
     return (TokenState(bool(loaded), bool(revoked), context_from_reply(role, plan, plan_end_ms, status),
