@@ -123,7 +123,9 @@ async def show_user(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("roles.assign",))
 async def change_role(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, RoleBody)
-    user = await admin.change_role(store=deps(request).store, actor=_actor(request), user_id=user_id, role=body.role)
+    app = deps(request)
+    user = await admin.change_role(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
+                                   role=body.role)
     return model_response(User.model_validate(user, from_attributes=True))
 
 
@@ -136,8 +138,9 @@ async def change_role(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("subscriptions.manage",))
 async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, SubscriptionBody)
-    user = await admin.change_subscription(store=deps(request).store, actor=_actor(request), user_id=user_id,
-                                           plan=body.plan, ends_at=body.ends_at)
+    app = deps(request)
+    user = await admin.change_subscription(settings=app.settings, store=app.store, actor=_actor(request),
+                                           user_id=user_id, plan=body.plan, ends_at=body.ends_at)
     return model_response(User.model_validate(user, from_attributes=True))
 
 

@@ -19,7 +19,7 @@ from manas360.http.responses import json_response, model_response
 from manas360.http.schemas import Introspection, Jwks
 from manas360.metrics import INTROSPECTIONS
 from manas360.security.jwt import MAX_TOKEN_CHARS
-from manas360.services.access import introspection
+from manas360.services.integration import introspection
 
 JWKS_MAX_AGE_S = 300
 """How long a verifier may keep the key set: the wait between publishing a new key and

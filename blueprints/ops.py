@@ -44,7 +44,8 @@ async def ready(request: Request) -> HTTPResponse:
            description="503 (the envelope with the same report) when PostgreSQL or Redis does not answer.")
 async def report(request: Request) -> HTTPResponse:
     app = deps(request)
-    body = await health.report(app.store, cache=_readiness_cache(request), mail=app.outbox.status)
+    body = await health.report(app.store, cache=_readiness_cache(request), mail=app.outbox.status,
+                               webhooks=app.webhooks.status)
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return model_response(Health.model_validate(body))
 

@@ -107,6 +107,7 @@ def _add_listeners(app: App, settings: Settings) -> None:
     async def start_mail_sender(app: App) -> None:
         # Every worker sends; SKIP LOCKED gives each queued mail to one of them.
         app.ctx.mail_sender = app.ctx.deps.outbox.start(orm=app.ctx.orm)
+        app.ctx.webhook_sender = app.ctx.deps.webhooks.start(orm=app.ctx.orm)
 
     @app.after_server_start
     async def keep_a_stop_asked_during_start(app: App) -> None:
@@ -129,6 +130,7 @@ def _add_listeners(app: App, settings: Settings) -> None:
     async def stop_mail_sender(app: App) -> None:
         # Before the pools close: a delivery in progress is recorded, not repeated.
         await app.ctx.deps.outbox.stop(app.ctx.mail_sender)
+        await app.ctx.deps.webhooks.stop(app.ctx.webhook_sender)
 
 
 def _add_blueprints(app: App) -> None:

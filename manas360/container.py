@@ -17,7 +17,9 @@ from manas360.security.secretbox import SecretBox
 from manas360.services.access.catalog import CatalogHolder
 from manas360.services.auth.mfa_enrolment import build_secret_box
 from manas360.services.auth.tokens import build_codec
-from manas360.services.mail.outbox import Outbox, build_transport
+from manas360.services.integration import webhooks
+from manas360.services.integration.webhooks import build_webhook_courier
+from manas360.services.mail.outbox import Outbox, build_mail_courier
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -32,6 +34,9 @@ class Collaborators:
     secret_box: SecretBox
     """Seals and opens the TOTP secrets at rest."""
     outbox: Outbox
+    """The mail sender."""
+    webhooks: Outbox
+    """The webhook sender (idle without WEBHOOK_URL)."""
 
 
 def build_collaborators(settings: Settings) -> Collaborators:
@@ -39,4 +44,6 @@ def build_collaborators(settings: Settings) -> Collaborators:
     return Collaborators(settings=settings, store=open_configured_store(settings), codec=build_codec(settings),
                          catalog=CatalogHolder(), clock=Clock(),
                          secret_box=build_secret_box(settings),
-                         outbox=Outbox(settings=settings, transport=build_transport(settings)))
+                         outbox=Outbox(settings=settings, courier=build_mail_courier(settings)),
+                         webhooks=Outbox(settings=settings, courier=build_webhook_courier(settings),
+                                         channel=webhooks.CHANNEL))

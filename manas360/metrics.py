@@ -62,6 +62,11 @@ for _kind in ("password_reset", "email_verification", "security_notice"):  # at 
     MAILS_SENT.labels(_kind)
     MAIL_FAILURES.labels(_kind)
     OUTBOX_DEAD.labels(_kind)
+WEBHOOKS_SENT = Counter("manas360_webhooks_sent_total", "Webhook events the receiver accepted (2xx)", ["kind"])
+WEBHOOK_FAILURES = Counter("manas360_webhook_failures_total",
+                           "Failed webhook delivery attempts (each is retried)", ["kind"])
+WEBHOOK_ROWS = Gauge("manas360_webhook_rows", "Webhook events waiting (pending) or given up (dead), as the "
+                     "senders last counted them", ["state"], multiprocess_mode="livemax")
 STORE_ERRORS = Counter("manas360_store_errors_total", "Requests failed by a backing store", ["store"])
 DB_POOL = Gauge("manas360_db_pool_connections", "PostgreSQL pool connections per state",
                 ["state"], multiprocess_mode="livesum")

@@ -9,6 +9,7 @@ exiting non-zero.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -43,7 +44,7 @@ from manas360.store.url import RedisConfig, parse_redis_url
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
 SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "jwt_private_keys", "superadmin_password", "metrics_token",
-                 "mfa_encryption_key", "mfa_encryption_previous_keys", "introspection_keys")
+                 "mfa_encryption_key", "mfa_encryption_previous_keys", "introspection_keys", "webhook_secret")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -291,6 +292,19 @@ class Settings(BaseSettings):
     mail_retry_max_s: int = _setting(300, description=(
         "longest wait between two delivery attempts of one mail while SMTP fails (backoff doubles from 1 s)"))
 
+    webhook_url: str = _setting("", description=(
+        "where signed event notifications are POSTed (Standard Webhooks; `https://` in production); empty: no "
+        "events are recorded ([`docs/integration.md`](docs/integration.md#webhooks))"))
+    webhook_secret: SecretStr = _setting(SecretStr(""), description=(
+        "one or more `whsec_<base64>` secrets, space-separated: each delivery carries a signature by each "
+        f"(rotation without a gap); at least {MIN_SECRET_BYTES} bytes each in production; required with "
+        "`WEBHOOK_URL`"))
+    webhook_max_age_s: int = _setting(86400, description=(
+        "an event undelivered this long is given up (a dead letter, audited and counted) and the user's next "
+        "event goes out"))
+    webhook_timeout_s: float = _setting(10.0, description=(
+        "the longest one delivery may take; a slower receiver counts as failed and is retried"))
+
     log_level: str = _setting("INFO", description=(
         "`TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR` or `CRITICAL`"))
     log_json: str = _setting("auto", description=(
@@ -313,6 +327,7 @@ class Settings(BaseSettings):
     _verification_keys: dict[str, str] = PrivateAttr(default_factory=dict)
     _signing_keys: tuple[SigningKey, ...] = PrivateAttr(())
     _introspection_keys: dict[str, bytes] = PrivateAttr(default_factory=dict)
+    _webhook_secrets: tuple[bytes, ...] = PrivateAttr(())
     _previous_data_keys: dict[str, str] = PrivateAttr(default_factory=dict)
     _rate_policies: dict[str, RatePolicy] = PrivateAttr(default_factory=dict)
     _rate_exempt_paths: tuple[str, ...] = PrivateAttr(())
@@ -358,6 +373,9 @@ class Settings(BaseSettings):
         _require(self.mail_per_account_hourly >= 1, "MAIL_PER_ACCOUNT_HOURLY must be >= 1")
         _require(0 < self.mail_send_timeout_s <= 600, "MAIL_SEND_TIMEOUT_S must be in (0, 600]")
         _require(self.outbox_max_age_s >= 60, "OUTBOX_MAX_AGE_S must be >= 60")
+        _require(self.webhook_max_age_s >= 60, "WEBHOOK_MAX_AGE_S must be >= 60")
+        _require(0 < self.webhook_timeout_s <= 300, "WEBHOOK_TIMEOUT_S must be in (0, 300]")
+        self._webhook_secrets = _parse_webhook(self)
         _require(self.mail_backend != "console" or not self.is_production,
                  "MAIL_BACKEND=console prints links with live tokens: not in production")
         if self.is_production:
@@ -439,6 +457,11 @@ class Settings(BaseSettings):
     def signing_keys(self) -> tuple[SigningKey, ...]:
         """JWT_PRIVATE_KEYS, parsed (empty with HS256): the first signs."""
         return self._signing_keys
+
+    @property
+    def webhook_secrets(self) -> tuple[bytes, ...]:
+        """WEBHOOK_SECRET, decoded: the keys each delivery is signed with."""
+        return self._webhook_secrets
 
     @property
     def introspection_keys_by_name(self) -> dict[str, bytes]:
@@ -640,6 +663,8 @@ def _production_secrets(s: Settings) -> Iterator[tuple[str, str]]:
         yield "JWT_SECRET", s.jwt_secret.get_secret_value()
     for name, key in s.introspection_keys_by_name.items():
         yield f"INTROSPECTION_KEYS key for {name!r}", key.decode()
+    for position, secret in enumerate(s.webhook_secrets, start=1):
+        yield f"WEBHOOK_SECRET secret {position}", secret.decode("latin-1")
     for kid, secret in s.verification_keys.items():
         if kid != s.jwt_key_id:
             yield f"JWT_PREVIOUS_KEYS secret for {kid!r}", secret
@@ -704,6 +729,32 @@ def _parse_signing_keys(s: Settings) -> tuple[SigningKey, ...]:
         _require(key.alg == s.jwt_algorithm,
                  f"JWT_PRIVATE_KEYS key {key.kid!r} is an {key.alg} key, not {s.jwt_algorithm} (JWT_ALGORITHM)")
     return tuple(keys)
+
+
+def _parse_webhook(s: Settings) -> tuple[bytes, ...]:
+    """WEBHOOK_URL and WEBHOOK_SECRET: an http(s) URL and its `whsec_` secrets, or neither."""
+    url, value = s.webhook_url.strip(), s.webhook_secret.get_secret_value().split()
+    if not url:
+        _require(not value, "WEBHOOK_SECRET is set but WEBHOOK_URL is not")
+        return ()
+    parts = urlsplit(url)
+    _require(parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.fragment,
+             "WEBHOOK_URL must be an http(s) URL")
+    _require(parts.scheme == "https" or not s.is_production, "WEBHOOK_URL must be an https:// URL in production")
+    _require(bool(value), "WEBHOOK_URL needs WEBHOOK_SECRET (`whsec_` and base64 of random bytes)")
+    secrets_: list[bytes] = []
+    for position, secret in enumerate(value, start=1):
+        try:
+            encoded = secret.removeprefix("whsec_")
+            decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except ValueError:
+            decoded = b""
+        _require(secret.startswith("whsec_") and len(decoded) >= 16,
+                 f"WEBHOOK_SECRET secret {position} must be `whsec_` followed by base64 of random bytes")
+        _require(len(decoded) >= MIN_SECRET_BYTES or not s.is_production,
+                 f"WEBHOOK_SECRET secret {position} is shorter than {MIN_SECRET_BYTES} bytes: not in production")
+        secrets_.append(decoded)
+    return tuple(secrets_)
 
 
 def _parse_introspection_keys(value: str) -> dict[str, bytes]:

@@ -238,6 +238,15 @@ class OutboxCounts(ApiModel):
     dead: int
 
 
+class WebhookState(ApiModel):
+    state: Literal["ok", "failing", "unconfigured"] = Field(description=(
+        "This worker's webhook sender: `ok`, `failing` (its last delivery attempt failed; events wait and are "
+        "retried) or `unconfigured` (no WEBHOOK_URL: no events are recorded)"))
+    pending: int | None = Field(None, description="Events waiting to be delivered (absent when the database did "
+                                                  "not answer)")
+    dead: int | None = Field(None, description="Events given up after WEBHOOK_MAX_AGE_S")
+
+
 class Health(ApiModel):
     status: Literal["ok", "degraded"]
     database: str = Field(description="`ok`, `timeout` or `error: <kind>`")
@@ -255,6 +264,7 @@ class Health(ApiModel):
     outbox: OutboxCounts | None = Field(description=(
         "The outbox: rows waiting to be delivered, and dead letters (given up after OUTBOX_MAX_AGE_S); null "
         "when the database did not answer"))
+    webhooks: WebhookState
 
 
 class PublicKey(BaseModel):
@@ -344,6 +354,7 @@ class HealthUnavailable(ErrorEnvelope):
     pid: int | None = None
     mail: str | None = None
     outbox: OutboxCounts | None = None
+    webhooks: WebhookState | None = None
 
 
 def envelope_model(body: dict[str, Any]) -> type[ErrorEnvelope]:

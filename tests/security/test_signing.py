@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 
 import jwt
@@ -135,6 +136,7 @@ def _keys(*elements) -> str:
 
 
 EDDSA_A, EDDSA_B = generate_private_key("EdDSA", "a"), generate_private_key("EdDSA", "b")
+WHSEC = "whsec_" + base64.b64encode(b"k" * 32).decode()
 ES256_A = generate_private_key("ES256", "e")
 
 
@@ -157,6 +159,12 @@ ES256_A = generate_private_key("ES256", "e")
     ({"INTROSPECTION_KEYS": "svc:short"}, "shorter than 32 bytes"),
     ({"INTROSPECTION_KEYS": "svc"}, "'name:key,...'"),
     ({"INTROSPECTION_KEYS": f"svc:{'k' * 40},svc:{'j' * 40}"}, "repeats the name 'svc'"),
+    ({"WEBHOOK_SECRET": WHSEC}, "WEBHOOK_SECRET is set but WEBHOOK_URL is not"),
+    ({"WEBHOOK_URL": "https://hooks.example.com/in"}, "needs WEBHOOK_SECRET"),
+    ({"WEBHOOK_URL": "ftp://hooks.example.com/in", "WEBHOOK_SECRET": WHSEC}, "http(s) URL"),
+    ({"WEBHOOK_URL": "https://hooks.example.com/in", "WEBHOOK_SECRET": "k" * 40}, "secret 1 must be `whsec_`"),
+    ({"WEBHOOK_URL": "https://hooks.example.com/in", "WEBHOOK_SECRET": f"{WHSEC} whsec_c2hvcnQ="},
+     "secret 2 must be `whsec_`"),
 ])
 def test_key_settings_are_refused_in_one_line_that_never_quotes_a_key(environ, refusal):
     with pytest.raises(SettingsError) as refused:
@@ -174,6 +182,17 @@ def test_production_with_key_pairs_needs_no_jwt_secret_but_refuses_weak_service_
         load_settings(production_environ(INTROSPECTION_KEYS=f"svc:{'x' * 40}"))
     with pytest.raises(SettingsError, match="JWT_SECRET must be set"):
         load_settings(production_environ(JWT_SECRET=""))
+    short = "whsec_" + base64.b64encode(b"0123456789abcdefghij").decode()
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET secret 1 is shorter than 32 bytes"):
+        load_settings(production_environ(WEBHOOK_URL="https://hooks.example.com/in", WEBHOOK_SECRET=short))
+    with pytest.raises(SettingsError, match="WEBHOOK_URL must be an https:// URL in production"):
+        load_settings(production_environ(WEBHOOK_URL="http://hooks.example.com/in", WEBHOOK_SECRET=WHSEC))
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET secret 1 is one repeated character"):
+        load_settings(production_environ(WEBHOOK_URL="https://hooks.example.com/in", WEBHOOK_SECRET=WHSEC))
+    good = secrets.token_bytes(32)
+    assert load_settings(production_environ(WEBHOOK_URL="https://hooks.example.com/in",
+                                            WEBHOOK_SECRET="whsec_" + base64.b64encode(good).decode())
+                         ).webhook_secrets == (good,)
 
 
 def test_parse_private_keys_keeps_the_order_the_first_signs():

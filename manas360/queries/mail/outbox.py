@@ -1,4 +1,4 @@
-"""The outbox: outbox (mail today, webhooks next). Queue in the caller's transaction; a
+"""The outbox: outbox (mail and webhooks, by `channel`), and webhook_sequences. Queue in the caller's transaction; a
 sender claims due rows, renews its lease on a row right before delivering it, and records
 the delivery or the failure, every change after the claim a compare-and-set on its lease
 token; pruning is a maintenance job."""
@@ -20,20 +20,28 @@ NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', '')"
 
 _PENDING = 'o."sent_at" IS NULL AND o."discarded_at" IS NULL AND o."dead_at" IS NULL'
 
-# One statement, so one short transaction: the due rows this sender takes are locked (SKIP
-# LOCKED: concurrent senders take other rows, never wait), stamped with this claim's lease
-# token and leased by moving next_attempt_at past the lease. Rows older than the max age
-# are not taken: the sender declares them dead (`mark_dead_letters`).
-CLAIM_DUE_SQL = f"""
+# One statement, so one short transaction: the due rows of one channel this sender takes are
+# locked (SKIP LOCKED: concurrent senders take other rows, never wait), stamped with this
+# claim's lease token and leased by moving next_attempt_at past the lease. Rows older than the
+# max age are not taken: the sender declares them dead (`mark_dead`). {ordered} is empty, or
+# for a channel delivered in order per user (webhooks) the condition that no earlier row of
+# the same user is still pending: only the head of each user's queue is due.
+_CLAIM_DUE = """
     WITH due AS (
         SELECT o."id" FROM "outbox" o
-        WHERE {_PENDING} AND o."next_attempt_at" <= clock_timestamp()
-          AND o."created_at" > clock_timestamp() - make_interval(secs => $4)
+        WHERE {pending} AND o."channel" = $5 AND o."next_attempt_at" <= clock_timestamp()
+          AND o."created_at" > clock_timestamp() - make_interval(secs => $4){ordered}
         ORDER BY o."next_attempt_at" LIMIT $1 FOR UPDATE SKIP LOCKED)
     UPDATE "outbox" o SET "lease_token" = $3, "next_attempt_at" = clock_timestamp() + make_interval(secs => $2)
     FROM due WHERE o."id" = due."id"
     RETURNING o."id", o."channel", o."recipient", o."subject", o."body", o."payload_sealed", o."kind",
-              o."attempts\""""
+              o."attempts", o."user_id\""""
+_HEAD_OF_ITS_USER = """
+          AND NOT EXISTS (SELECT 1 FROM "outbox" p WHERE p."channel" = o."channel" AND p."user_id" = o."user_id"
+                          AND p."id" < o."id" AND p."sent_at" IS NULL AND p."discarded_at" IS NULL
+                          AND p."dead_at" IS NULL)"""
+CLAIM_DUE_SQL = _CLAIM_DUE.format(pending=_PENDING, ordered="")
+CLAIM_DUE_IN_ORDER_SQL = _CLAIM_DUE.format(pending=_PENDING, ordered=_HEAD_OF_ITS_USER)
 
 # Right before a row is delivered: still ours (the lease token), leased afresh for one
 # delivery, its attempt counted, and whether the token it carries is still live.
@@ -45,6 +53,20 @@ RENEW_SQL = f"""
         SELECT 1 FROM "account_tokens" t JOIN "user_accounts" u ON u."id" = t."user_id"
         WHERE t."id" = o."token_id" AND t."used_at" IS NULL AND t."expires_at" > clock_timestamp()
           AND (u."credential_epoch" IS NULL OR t."created_at" > u."credential_epoch")) AS "live\""""
+
+# RENEW_SQL for a numbered channel (webhooks): the row gets its user's next number at its first
+# attempt (the user's rows go out one at a time, so numbers follow delivery order) and keeps it.
+RENEW_NUMBERED_SQL = f"""
+    WITH next AS (
+        INSERT INTO "webhook_sequences" AS w ("user_id", "seq")
+        SELECT o."user_id", 1 FROM "outbox" o
+        WHERE o."id" = $1 AND o."lease_token" = $2 AND o."seq" IS NULL AND {_PENDING}
+        ON CONFLICT ("user_id") DO UPDATE SET "seq" = w."seq" + 1
+        RETURNING w."seq")
+    UPDATE "outbox" o SET "next_attempt_at" = clock_timestamp() + make_interval(secs => $3),
+                          "attempts" = o."attempts" + 1, "seq" = COALESCE(o."seq", (SELECT "seq" FROM next))
+    WHERE o."id" = $1 AND o."lease_token" = $2 AND {_PENDING}
+    RETURNING o."attempts", TRUE AS "live", o."seq\""""
 
 # The body carries a live token: once delivered it is not kept.
 MARK_SENT_SQL = (
@@ -70,10 +92,10 @@ DISCARD_FOR_USER_SQL = f"""
 # Pending rows past the max age: given up, counted as dead letters.
 MARK_DEAD_SQL = f"""
     UPDATE "outbox" o SET "dead_at" = clock_timestamp(), "body" = NULL, "payload_sealed" = NULL
-    WHERE o."id" IN (SELECT o."id" FROM "outbox" o WHERE {_PENDING}
+    WHERE o."id" IN (SELECT o."id" FROM "outbox" o WHERE {_PENDING} AND o."channel" = $3
                      AND o."created_at" <= clock_timestamp() - make_interval(secs => $1)
                      ORDER BY o."created_at" LIMIT $2 FOR UPDATE SKIP LOCKED)
-    RETURNING o."kind\""""
+    RETURNING o."id", o."kind", o."user_id\""""
 
 COUNTS_SQL = f"""
     SELECT count(*) FILTER (WHERE {_PENDING}) AS "pending", count(*) FILTER (WHERE o."dead_at" IS NOT NULL) AS "dead"
@@ -92,6 +114,7 @@ class Claimed(NamedTuple):
     payload_sealed: bytes | None
     kind: str
     attempts: int
+    user_id: str | None
 
 
 class Renewed(NamedTuple):
@@ -99,6 +122,14 @@ class Renewed(NamedTuple):
     """This attempt's number (1 for the first)."""
     live: bool
     """False when the token the row carries is no longer live: discard it, do not send it."""
+    seq: int | None = None
+    """A numbered channel's number for this row (its user's n-th event)."""
+
+
+class Dead(NamedTuple):
+    id: int
+    kind: str
+    user_id: str | None
 
 
 class Counts(NamedTuple):
@@ -121,20 +152,26 @@ async def notify(*, conn: BaseDBAsyncClient) -> None:
     await conn.execute_query(NOTIFY_SQL)
 
 
-async def claim_due(*, conn: BaseDBAsyncClient, limit: int, lease_s: float, lease_token: uuid.UUID,
-                    max_age_s: int) -> list[Claimed]:
-    """Lease up to `limit` due, pending rows younger than `max_age_s` for this sender."""
-    rows = await conn.execute_query_dict(CLAIM_DUE_SQL, [limit, lease_s, lease_token, max_age_s])
+async def claim_due(*, conn: BaseDBAsyncClient, channel: str, limit: int, lease_s: float, lease_token: uuid.UUID,
+                    max_age_s: int, in_order: bool = False) -> list[Claimed]:
+    """Lease up to `limit` due, pending rows of `channel` younger than `max_age_s` for this
+    sender; `in_order`: only each user's oldest pending row."""
+    sql = CLAIM_DUE_IN_ORDER_SQL if in_order else CLAIM_DUE_SQL
+    rows = await conn.execute_query_dict(sql, [limit, lease_s, lease_token, max_age_s, channel])
     return [Claimed(row["id"], row["channel"], row["recipient"], row["subject"], row["body"],
                     bytes(row["payload_sealed"]) if row["payload_sealed"] is not None else None, row["kind"],
-                    row["attempts"]) for row in rows]
+                    row["attempts"], str(row["user_id"]) if row["user_id"] is not None else None) for row in rows]
 
 
-async def renew(*, conn: BaseDBAsyncClient, row_id: int, lease_token: uuid.UUID, lease_s: float) -> Renewed | None:
-    """Lease a claimed row afresh for one delivery and count the attempt; None when it is not
-    this sender's any more (another sender took it after the lease ran out, or it is done)."""
-    rows = await conn.execute_query_dict(RENEW_SQL, [row_id, lease_token, lease_s])
-    return Renewed(rows[0]["attempts"], rows[0]["live"]) if rows else None
+async def renew(*, conn: BaseDBAsyncClient, row_id: int, lease_token: uuid.UUID, lease_s: float,
+                numbered: bool = False) -> Renewed | None:
+    """Lease a claimed row afresh for one delivery and count the attempt (`numbered`: and give
+    it its user's next number at the first); None when it is not this sender's any more
+    (another sender took it after the lease ran out, or it is done)."""
+    rows = await conn.execute_query_dict(RENEW_NUMBERED_SQL if numbered else RENEW_SQL, [row_id, lease_token, lease_s])
+    if not rows:
+        return None
+    return Renewed(rows[0]["attempts"], rows[0]["live"], rows[0].get("seq"))
 
 
 async def mark_sent(*, conn: BaseDBAsyncClient, row_id: int, lease_token: uuid.UUID) -> bool:
@@ -165,10 +202,11 @@ async def discard_for_user(*, conn: BaseDBAsyncClient, user_id: str) -> int:
     return int(updated)
 
 
-async def mark_dead(*, conn: BaseDBAsyncClient, max_age_s: int, limit: int) -> list[str]:
-    """Give up on up to `limit` pending rows older than `max_age_s`; their kinds."""
-    rows = await conn.execute_query_dict(MARK_DEAD_SQL, [max_age_s, limit])
-    return [row["kind"] for row in rows]
+async def mark_dead(*, conn: BaseDBAsyncClient, channel: str, max_age_s: int, limit: int) -> list[Dead]:
+    """Give up on up to `limit` pending rows of `channel` older than `max_age_s`."""
+    rows = await conn.execute_query_dict(MARK_DEAD_SQL, [max_age_s, limit, channel])
+    return [Dead(row["id"], row["kind"], str(row["user_id"]) if row["user_id"] is not None else None)
+            for row in rows]
 
 
 async def counts(*, conn: BaseDBAsyncClient, channel: str) -> Counts:

@@ -57,6 +57,7 @@ from manas360.services.auth.events import Event
 from manas360.services.auth.lockout import unlock_account
 from manas360.services.auth.sessions import Client
 from manas360.services.auth.signout import revoke_all_sessions
+from manas360.services.integration import webhooks
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -137,7 +138,7 @@ async def get_user_detail(*, user_id: str) -> dict[str, Any]:
             "locks": [{"source": lock.source, "until": iso(lock.locked_until)} for lock in locks]}
 
 
-async def change_role(*, store: Store, actor: Actor, user_id: str, role: str) -> User:
+async def change_role(*, settings: Settings, store: Store, actor: Actor, user_id: str, role: str) -> User:
     """Assign `role` under the escalation rule, checked against the actor's level as it is
     now (re-read under lock); audited; the user's cached context is dropped after commit."""
     async with in_transaction() as conn:
@@ -148,12 +149,13 @@ async def change_role(*, store: Store, actor: Actor, user_id: str, role: str) ->
         await admin_queries.set_role(conn=conn, user_id=target.id, role=role)
         await audit.record(conn, action=ROLE_CHANGED, actor_id=actor.user_id, target_user_id=target.id, ip=actor.ip,
                            before={"role": target.role}, after={"role": role})
+        await webhooks.user_changed(conn, settings=settings, user_id=target.id, event=webhooks.USER_UPDATED)
         user = await _require_user(target.id, conn=conn)
     await forget_user(store=store, user_id=user.id)
     return user
 
 
-async def change_subscription(*, store: Store, actor: Actor, user_id: str, plan: str,
+async def change_subscription(*, settings: Settings, store: Store, actor: Actor, user_id: str, plan: str,
                               ends_at: datetime | None) -> User:
     """Put the user on `plan` from now (PostgreSQL's clock) until `ends_at` (open-ended when
     None); audited; returns the user as they are after the change."""
@@ -165,6 +167,7 @@ async def change_subscription(*, store: Store, actor: Actor, user_id: str, plan:
         await audit.record(conn, action=SUBSCRIPTION_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                            ip=actor.ip, before={"plan": target.plan},
                            after={"plan": plan, "ends_at": iso(ends_at)})
+        await webhooks.user_changed(conn, settings=settings, user_id=target.id, event=webhooks.USER_UPDATED)
         # Read in the same transaction: the new subscription starts at the transaction's
         # now() (set_plan), which is also the now() this read compares with.
         user = await _require_user(target.id, conn=conn)
@@ -185,6 +188,7 @@ async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id:
             await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
             await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
                                ip=actor.ip, before={"status": target.status}, after={"status": status})
+            await webhooks.user_changed(conn, settings=settings, user_id=target.id, event=webhooks.USER_UPDATED)
         revoked = None
         if status == ACCOUNT_DISABLED:
             # A security event: every session, access token and one-time link dies with it.

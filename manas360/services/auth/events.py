@@ -11,7 +11,8 @@ of the change, with the user row locked. In that same transaction it:
 - revokes sessions: all of them, or all but the session that made the change (MFA on or
   off, recovery codes): `keep`. "All" also moves the access-token epoch, so every access
   token issued until now dies at once; "all but one" revokes the others by session id;
-- queues the owner's notice (to the address the account has now, before any change of it).
+- queues the owner's notice (to the address the account has now, before any change of it);
+- queues the `session.revoked` webhook event (manas360.services.integration.webhooks).
 
 After the commit the flow calls `publish`: Redis learns of the revocations (never before
 PostgreSQL has them), and a flush cannot resurrect them.
@@ -31,6 +32,7 @@ from manas360.queries.accounts import users as user_queries
 from manas360.queries.mail import outbox as outbox_queries
 from manas360.services.auth import revocation, sessions
 from manas360.services.auth.sessions import Client
+from manas360.services.integration import webhooks
 from manas360.services.mail import messages as mail
 from manas360.settings import Settings
 from manas360.store import Store
@@ -78,6 +80,9 @@ async def record(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, e
     keep = keep_session if event in KEEPS_THE_CALLER else None
     session_ids = await sessions.revoke_user_sessions(conn, user_id=user_id, reason=event.value, now=now, keep=keep)
     moved = 0 if keep else epoch_ms(await user_queries.move_token_epoch(conn=conn, user_id=user_id))
+    if not keep or session_ids:  # "all" also kills every access token, even with no session open
+        await webhooks.sessions_revoked(conn, settings=settings, user_id=user_id,
+                                        session_ids=session_ids if keep else None, reason=event.value)
     if event in NOTIFIED:
         await notify(conn, settings=settings, user_id=user_id, email=email, notice=event.value, client=client,
                      when=now)

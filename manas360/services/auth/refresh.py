@@ -95,7 +95,7 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
                 raise InvalidToken()
             user = found
         else:
-            email = await _revoke_for_reuse(conn, token=token, client=client, now=now)
+            email = await _revoke_for_reuse(conn, settings=settings, token=token, client=client, now=now)
             if email is not None:
                 await notify(conn, settings=settings, user_id=token.user_id, email=email,
                              notice="refresh_token_reused", client=client, when=now)
@@ -179,11 +179,12 @@ async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token
     return None
 
 
-async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, token: _Presented, client: Client,
+async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, client: Client,
                             now: datetime) -> str | None:
     """Revoke the whole session: refresh tokens now, access tokens via the session denylist.
     The owner's address, for the notice (None when the account is gone)."""
-    await sessions.revoke_session(conn, session_id=token.session_id, user_id=token.user_id, reason="reuse", now=now)
+    await sessions.revoke_session(conn, settings=settings, session_id=token.session_id, user_id=token.user_id,
+                                  reason="reuse", now=now)
     await audit.record(conn, action=audit.REFRESH_REUSE, actor_id=None, target_user_id=token.user_id, ip=client.ip,
                        after={"session_id": token.session_id, "token_id": str(token.token_id)})
     metrics.REFRESH_REUSE.inc()

@@ -24,6 +24,7 @@ from manas360.services.auth import gate
 from manas360.services.auth.gate import Flow
 from manas360.services.auth.sessions import Client
 from manas360.services.auth.tokens import TokenPair, issue_pair
+from manas360.services.integration import webhooks
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -61,6 +62,7 @@ async def register(*, settings: Settings, store: Store, codec: AccessTokenCodec,
                            after={"email": email, "session_id": session[0] if session else None})
         # The verification mail commits with the account, or neither exists.
         await verification.send_link(conn, settings=settings, user_id=user_id, email=email, ip=client.ip)
+        await webhooks.user_changed(conn, settings=settings, user_id=user_id, event=webhooks.USER_CREATED)
         user = await users.get_held_user(conn, user_id=user_id)  # inserted above
     if session is None:
         return Registration(user=user, pair=None)

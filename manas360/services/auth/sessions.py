@@ -20,6 +20,8 @@ from manas360.queries.accounts import users as user_queries
 from manas360.queries.auth import sessions as session_queries
 from manas360.security.jwt import VerifiedToken
 from manas360.services.auth.tokens import Assurance, hash_refresh_token, new_refresh_token
+from manas360.services.integration import webhooks
+from manas360.settings import Settings
 
 MAX_USER_AGENT_CHARS = 512
 MAX_IP_CHARS = 64
@@ -78,13 +80,15 @@ async def lock_user(conn: BaseDBAsyncClient, *, user_id: str) -> bool:
     return await user_queries.lock_user_row(conn=conn, user_id=user_id)
 
 
-async def revoke_session(conn: BaseDBAsyncClient, *, session_id: str, user_id: str, reason: str,
-                         now: datetime) -> bool:
-    """Revoke one live session of `user_id` and its refresh tokens; False if there is none."""
+async def revoke_session(conn: BaseDBAsyncClient, *, settings: Settings, session_id: str, user_id: str,
+                         reason: str, now: datetime) -> bool:
+    """Revoke one live session of `user_id` and its refresh tokens, and queue the
+    `session.revoked` event; False if there is none."""
     if not await session_queries.revoke_session(conn=conn, session_id=session_id, user_id=user_id, reason=reason,
                                                 now=now):
         return False
     await _revoke_refresh_tokens(conn, session_ids=[session_id], now=now)
+    await webhooks.sessions_revoked(conn, settings=settings, user_id=user_id, session_ids=[session_id], reason=reason)
     return True
 
 

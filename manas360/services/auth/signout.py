@@ -32,8 +32,8 @@ async def logout(*, settings: Settings, store: Store, principal: Principal, clie
     """Revoke the caller's session: its refresh tokens and access tokens, this one included."""
     async with in_transaction() as conn:
         now = await db_now(conn)
-        await sessions.revoke_session(conn, session_id=principal.session_id, user_id=principal.user_id,
-                                      reason="logout", now=now)
+        await sessions.revoke_session(conn, settings=settings, session_id=principal.session_id,
+                                      user_id=principal.user_id, reason="logout", now=now)
         await session_queries.revoke_access_token(
             conn=conn, jti=principal.jti, user_id=principal.user_id, session_id=principal.session_id,
             reason="logout", now=now, expires_at=from_ms(principal.expires_ms))
@@ -49,7 +49,7 @@ async def delete_session(*, settings: Settings, store: Store, principal: Princip
     """Revoke one of the caller's own sessions; NotFound for anyone else's or an unknown id."""
     async with in_transaction() as conn:
         now = await db_now(conn)
-        if not await sessions.revoke_session(conn, session_id=session_id, user_id=principal.user_id,
+        if not await sessions.revoke_session(conn, settings=settings, session_id=session_id, user_id=principal.user_id,
                                              reason="deleted", now=now):
             raise NotFound()
         await audit.record(conn, action=audit.SESSION_REVOKED, actor_id=principal.user_id,

@@ -1,7 +1,9 @@
-"""The outbox sender: delivers queued mail exactly as far as it owns it, retrying with
-backoff while SMTP fails.
+"""The outbox sender: delivers queued rows of one channel (mail, or webhooks) exactly as far
+as it owns them, retrying with backoff while the receiver fails.
 
-Every worker runs one (started and stopped with the app). A round claims up to BATCH_SIZE
+Every worker runs one per configured channel (started and stopped with the app), each with
+its own courier (manas360.services.mail.outbox.MailCourier, or the webhook one in
+manas360.services.integration.webhooks): a slow webhook receiver never delays mail. A round claims up to BATCH_SIZE
 due rows in one short statement (`FOR UPDATE SKIP LOCKED`: two senders never take the same
 row, and never wait for each other) under a fresh lease token, then delivers them one by
 one. Right before delivering a row the sender renews its lease on it (a compare-and-set on
@@ -22,6 +24,10 @@ New rows wake every sender at once (PostgreSQL LISTEN/NOTIFY on a connection of 
 sender's own, reopened with backoff if it drops); the poll every MAIL_POLL_S stays as the
 fallback. Without a transport (see MAIL_BACKEND) nothing runs: mail waits in the outbox,
 and /health reports mail as `unconfigured`.
+
+A channel delivered in order (webhooks) claims only the oldest pending row of each user, so a
+user's events go out one at a time, each after the one before is delivered or dead; each gets
+its user's next number (`seq`) at its first attempt.
 """
 
 from __future__ import annotations
@@ -30,14 +36,14 @@ import asyncio
 import contextlib
 import sys
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
 from tortoise import connections
 
 from manas360 import metrics
 from manas360.queries.mail import outbox as queries
-from manas360.queries.mail.outbox import Claimed
+from manas360.queries.mail.outbox import Claimed, Dead
 from manas360.services.mail import messages as mail
 from manas360.settings import Settings
 from manas360.smtp import ConsoleTransport, MailTransport, OutgoingMail, SmtpTransport
@@ -76,17 +82,67 @@ def backoff_s(*, attempts: int, max_s: int) -> float:
     return float(min(max_s, 2 ** min(max(attempts - 1, 0), 30)))
 
 
-def lease_s(settings: Settings) -> float:
+def lease_s(send_timeout_s: float) -> float:
     """How long a sender owns a row it is about to deliver: beyond any delivery."""
-    return 2 * settings.mail_send_timeout_s + 10
+    return 2 * send_timeout_s + 10
+
+
+class Courier(Protocol):
+    """How the rows of one channel are delivered."""
+
+    channel: str
+    name: str
+    """What /health shows for a working courier (`ok` aside): e.g. `console`."""
+    in_order: bool
+    """Deliver each user's rows one at a time, oldest first, each numbered (`seq`)."""
+    max_age_s: int
+    send_timeout_s: float
+
+    async def deliver(self, row: Claimed, payload: bytes, *, seq: int | None) -> None:
+        """Deliver or raise (any exception is a failed attempt, retried later)."""
+
+    async def gave_up(self, conn: Any, dead: Dead) -> None:
+        """A row became a dead letter (already counted and logged)."""
+
+    async def close(self) -> None:
+        """Release what the courier holds (connections)."""
+
+
+class MailCourier:
+    """Mail through a MailTransport (SMTP or the console)."""
+
+    channel = mail.CHANNEL
+    in_order = False
+
+    def __init__(self, settings: Settings, transport: MailTransport) -> None:
+        self.transport = transport
+        self.name = transport.name
+        self.max_age_s = settings.outbox_max_age_s
+        self.send_timeout_s = settings.mail_send_timeout_s
+
+    async def deliver(self, row: Claimed, payload: bytes, *, seq: int | None) -> None:
+        await self.transport.send(OutgoingMail(id=row.id, recipient=row.recipient, subject=row.subject,
+                                               body=payload.decode(), kind=row.kind))
+
+    async def gave_up(self, conn: Any, dead: Dead) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def build_mail_courier(settings: Settings) -> MailCourier | None:
+    transport = build_transport(settings)
+    return MailCourier(settings, transport) if transport is not None else None
 
 
 class Outbox:
-    """One worker's sender; building it does no I/O."""
+    """One worker's sender for one channel; building it does no I/O."""
 
-    def __init__(self, *, settings: Settings, transport: MailTransport | None) -> None:
+    def __init__(self, *, settings: Settings, courier: Courier | None, channel: str = mail.CHANNEL) -> None:
         self.settings = settings
-        self.transport = transport
+        self.courier = courier
+        self.channel = courier.channel if courier is not None else channel
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_failed = False
@@ -95,9 +151,9 @@ class Outbox:
     @property
     def status(self) -> str:
         """What /health shows: unconfigured, console, ok, or failing (this worker's last attempt)."""
-        if self.transport is None:
+        if self.courier is None:
             return UNCONFIGURED
-        if self.transport.name == CONSOLE:
+        if self.courier.name == CONSOLE:
             return CONSOLE
         return FAILING if self._last_failed else OK
 
@@ -106,8 +162,8 @@ class Outbox:
         self._wake.set()
 
     def start(self, *, orm: TortoiseContext) -> asyncio.Task[None] | None:
-        """Start the sender task and its LISTEN connection (none without a transport)."""
-        if self.transport is None:
+        """Start the sender task and its LISTEN connection (none without a courier)."""
+        if self.courier is None:
             return None
         self._stopping = False
         loop = asyncio.get_running_loop()
@@ -130,6 +186,8 @@ class Outbox:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.courier is not None:
+            await self.courier.close()
 
     async def run(self, *, orm: TortoiseContext) -> None:
         """Deliver rounds until stopped; a round that fails (PostgreSQL down) is retried."""
@@ -146,7 +204,8 @@ class Outbox:
             except Exception as exc:
                 failed_rounds += 1
                 pause = min(max(ROUND_RETRY_MAX_S, pause), pause * 2 ** min(failed_rounds - 1, 10))
-                logger.warning("mail sender round failed ({}); retrying in {:.1f} s", type(exc).__name__, pause)
+                logger.warning("{} sender round failed ({}); retrying in {:.1f} s", self.channel, type(exc).__name__,
+                               pause)
                 claimed = 0
             if claimed >= BATCH_SIZE or self._stopping:
                 continue
@@ -156,74 +215,78 @@ class Outbox:
 
     async def deliver_due(self) -> int:
         """One round: claim due rows under a fresh lease token and deliver each; declare the
-        rows past OUTBOX_MAX_AGE_S dead; how many were claimed."""
-        if self.transport is None:
+        rows past the channel's max age dead; how many were claimed."""
+        courier = self.courier
+        if courier is None:
             return 0
         conn = connections.get("default")
         lease_token = uuid.uuid4()
-        rows = await queries.claim_due(conn=conn, limit=BATCH_SIZE, lease_s=lease_s(self.settings),
-                                       lease_token=lease_token, max_age_s=self.settings.outbox_max_age_s)
+        rows = await queries.claim_due(conn=conn, channel=courier.channel, limit=BATCH_SIZE,
+                                       lease_s=lease_s(courier.send_timeout_s), lease_token=lease_token,
+                                       max_age_s=courier.max_age_s, in_order=courier.in_order)
         for row in rows:
             if self._stopping:
                 break  # the rest return to the queue when their claim lease ends
-            await self._deliver(conn, row, lease_token)
-        for kind in await queries.mark_dead(conn=conn, max_age_s=self.settings.outbox_max_age_s,
+            await self._deliver(conn, courier, row, lease_token)
+        for dead in await queries.mark_dead(conn=conn, channel=courier.channel, max_age_s=courier.max_age_s,
                                             limit=DEAD_PER_ROUND):
-            metrics.OUTBOX_DEAD.labels(kind).inc()
-            logger.error("outbox row ({}) given up after {} s undelivered: a dead letter", kind,
-                         self.settings.outbox_max_age_s)
-        counts = await queries.counts(conn=conn, channel=mail.CHANNEL)
-        metrics.OUTBOX_ROWS.labels("pending").set(counts.pending)
-        metrics.OUTBOX_ROWS.labels("dead").set(counts.dead)
+            metrics.OUTBOX_DEAD.labels(dead.kind).inc()
+            logger.error("outbox row {} ({}) given up after {} s undelivered: a dead letter", dead.id, dead.kind,
+                         courier.max_age_s)
+            await courier.gave_up(conn, dead)
+        counts = await queries.counts(conn=conn, channel=courier.channel)
+        gauge = metrics.OUTBOX_ROWS if courier.channel == mail.CHANNEL else metrics.WEBHOOK_ROWS
+        gauge.labels("pending").set(counts.pending)
+        gauge.labels("dead").set(counts.dead)
         return len(rows)
 
-    async def _deliver(self, conn: Any, row: Claimed, lease_token: uuid.UUID) -> None:
-        assert self.transport is not None
+    async def _deliver(self, conn: Any, courier: Courier, row: Claimed, lease_token: uuid.UUID) -> None:
         renewed = await queries.renew(conn=conn, row_id=row.id, lease_token=lease_token,
-                                      lease_s=lease_s(self.settings))
+                                      lease_s=lease_s(courier.send_timeout_s), numbered=courier.in_order)
         if renewed is None:
-            logger.info("mail {} ({}) is another sender's now; skipped", row.id, row.kind)
+            logger.info("outbox row {} ({}) is another sender's now; skipped", row.id, row.kind)
             return
         if not renewed.live:
             await queries.discard(conn=conn, row_id=row.id, lease_token=lease_token)
             metrics.MAILS_DISCARDED.labels(row.kind).inc()
             logger.info("mail {} ({}) discarded: the link it carries is no longer valid", row.id, row.kind)
             return
-        body = self._body(row)
-        if body is None:
+        payload = self._payload(row)
+        if payload is None:
             await self._failed(conn, row, lease_token, attempts=renewed.attempts,
-                               error="no configured key opens the sealed body (MFA_ENCRYPTION_KEY changed?)")
+                               error="no configured key opens the sealed payload (MFA_ENCRYPTION_KEY changed?)")
             return
-        mail_out = OutgoingMail(id=row.id, recipient=row.recipient, subject=row.subject, body=body, kind=row.kind)
         try:
-            await asyncio.wait_for(self.transport.send(mail_out), self.settings.mail_send_timeout_s)
-        # Whatever the transport raised (refused connection, TLS failure, an SMTP error
-        # reply, a timeout), the mail stays queued and is tried again later.
+            await asyncio.wait_for(courier.deliver(row, payload, seq=renewed.seq), courier.send_timeout_s)
+        # Whatever the courier raised (refused connection, TLS failure, an error reply, a
+        # timeout), the row stays queued and is tried again later.
         except Exception as exc:
             await self._failed(conn, row, lease_token, attempts=renewed.attempts,
                                error=f"{type(exc).__name__}: {exc}")
             return
         if not await queries.mark_sent(conn=conn, row_id=row.id, lease_token=lease_token):
-            # Only if this process stalled past its lease mid-delivery: never on a slow server.
-            logger.warning("mail {} ({}) was delivered after this sender's lease ran out", row.id, row.kind)
+            # Only if this process stalled past its lease mid-delivery: never on a slow receiver.
+            logger.warning("outbox row {} ({}) was delivered after this sender's lease ran out", row.id, row.kind)
         self._last_failed = False
-        metrics.MAILS_SENT.labels(row.kind).inc()
-        logger.info("mail {} ({}) delivered after {} attempt(s)", row.id, row.kind, renewed.attempts)
+        sent = metrics.MAILS_SENT if courier.channel == mail.CHANNEL else metrics.WEBHOOKS_SENT
+        sent.labels(row.kind).inc()
+        logger.info("outbox row {} ({}) delivered after {} attempt(s)", row.id, row.kind, renewed.attempts)
 
-    def _body(self, row: Claimed) -> str | None:
+    def _payload(self, row: Claimed) -> bytes | None:
         if row.payload_sealed is None:
-            return row.body  # queued before bodies were sealed
+            return row.body.encode() if row.body is not None else None  # queued before bodies were sealed
         opened = mail.open_body(self.settings, recipient=row.recipient, sealed=row.payload_sealed)
-        return opened.plaintext.decode() if opened is not None else None
+        return opened.plaintext if opened is not None else None
 
     async def _failed(self, conn: Any, row: Claimed, lease_token: uuid.UUID, *, attempts: int, error: str) -> None:
         retry_in = backoff_s(attempts=attempts, max_s=self.settings.mail_retry_max_s)
         await queries.mark_failed(conn=conn, row_id=row.id, lease_token=lease_token, error=error[:500],
                                   retry_in_s=retry_in)
         self._last_failed = True
-        metrics.MAIL_FAILURES.labels(row.kind).inc()
-        logger.warning("mail {} ({}) not delivered, attempt {}: {}; next attempt in {:.0f} s", row.id, row.kind,
-                       attempts, error, retry_in)
+        failures = metrics.MAIL_FAILURES if self.channel == mail.CHANNEL else metrics.WEBHOOK_FAILURES
+        failures.labels(row.kind).inc()
+        logger.warning("outbox row {} ({}) not delivered, attempt {}: {}; next attempt in {:.0f} s", row.id,
+                       row.kind, attempts, error, retry_in)
 
     async def _listen(self) -> None:
         """Wake on every NOTIFY of a queued row; reopen the connection when it drops."""

@@ -131,20 +131,21 @@ class ReadinessCache:
             self._running = None
 
 
-async def outbox_counts() -> dict[str, int] | None:
-    """The outbox's pending rows and dead letters, or None when the count fails (bounded)."""
+async def outbox_counts(channel: str = "mail") -> dict[str, int] | None:
+    """A channel's pending rows and dead letters, or None when the count fails (bounded)."""
     try:
         counts = await asyncio.wait_for(
-            outbox_queries.counts(conn=connections.get("default"), channel="mail"), CHECK_TIMEOUT_S)
+            outbox_queries.counts(conn=connections.get("default"), channel=channel), CHECK_TIMEOUT_S)
     except Exception:  # a slow or failing database is /health's `database` field's to report
         return None
     return {"pending": counts.pending, "dead": counts.dead}
 
 
-async def report(store: Store, *, cache: ReadinessCache, mail: str) -> dict[str, Any]:
+async def report(store: Store, *, cache: ReadinessCache, mail: str,
+                 webhooks: str = "unconfigured") -> dict[str, Any]:
     """The full /health body; `status` is 'ok' only when both stores answer (`mail`, the
     mail sender's state, and `outbox`, its pending rows and dead letters, are reported but
-    never make the service unready)."""
+    never make the service unready; so are `webhooks`, the webhook sender's state and rows)."""
     checks, latency = await cache.get_timed(store)
     healthy = all(value == "ok" for value in checks.values())
     return {
@@ -152,6 +153,8 @@ async def report(store: Store, *, cache: ReadinessCache, mail: str) -> dict[str,
         **checks,
         "mail": mail,
         "outbox": await outbox_counts() if checks.get("database") == "ok" else None,
+        "webhooks": {"state": webhooks,
+                     **((await outbox_counts("webhook") or {}) if checks.get("database") == "ok" else {})},
         "latency_ms": latency,
         "pool": {"database": database_pool_stats(), "redis": pool_stats(store)},
         "uptime_s": round(time.monotonic() - _STARTED, 3),

@@ -30,6 +30,7 @@ from manas360.services.accounts import users
 from manas360.services.admin import audit
 from manas360.services.auth.sessions import Client
 from manas360.services.auth.signout import revoke_all_sessions
+from manas360.services.integration import webhooks
 from manas360.settings import Settings
 from manas360.store import Store, StoreUnavailable
 
@@ -162,6 +163,7 @@ async def _write_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, stor
             user_id = created_id
             await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
                                after={"email": email, "role": reference.SUPERADMIN_ROLE, "created": True})
+            await webhooks.user_changed(conn, settings=settings, user_id=user_id, event=webhooks.USER_CREATED)
             return SuperadminOutcome(email=email, status="created", user_id=user_id)
         account = await _lock_account(conn, email=email)
         if account is None:
@@ -184,6 +186,8 @@ async def _write_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, stor
                                             role=reference.SUPERADMIN_ROLE)
     await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
                        before={"role": role}, after={"role": reference.SUPERADMIN_ROLE, "changes": list(changes)})
+    if role != reference.SUPERADMIN_ROLE:
+        await webhooks.user_changed(conn, settings=settings, user_id=user_id, event=webhooks.USER_UPDATED)
     outcome = SuperadminOutcome(email=email, status="updated", previous_role=role, changes=changes, user_id=user_id)
     if role == reference.SUPERADMIN_ROLE and same_password:
         return outcome  # only unlocked: every token issued so far was issued to this same owner
