@@ -23,7 +23,8 @@ def test_the_shipped_table_matches_the_contract():
                                        ("POST", "/api/v1/auth/reauthenticate"))
     # Every auth route costs a bcrypt: without Redis to count them they answer 503.
     assert policies["global"].fail_open and not policies["auth"].fail_open and not policies["api"].fail_open
-    assert load_settings({}).rate_exempt_paths == ("/health", "/metrics")
+    assert load_settings({}).rate_exempt_paths == ("/health", "/metrics", "/.well-known/jwks.json",
+                                                  "/api/v1/auth/introspect")
 
 
 def test_environment_overrides_limit_and_window_only():

@@ -21,6 +21,7 @@ async def _introspect(client, token: str, **kwargs) -> dict:
     response = await client.post(INTROSPECT, headers=SERVICE, json={"token": token}, **kwargs)
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
+    assert "ratelimit" not in response.headers  # a service with a key is under no policy
     return response.json()
 
 
