@@ -203,3 +203,13 @@ async def test_with_no_service_keys_configured_everyone_is_refused(environ, data
         for headers in ({"authorization": "Bearer "}, SERVICE, account.headers):
             response = await client.post(INTROSPECT, headers=headers, json={"token": account.pair["access_token"]})
             assert (response.status_code, response.json()["error"]) == (401, "Unauthorized")
+
+
+async def test_a_warm_introspection_runs_no_sql_and_one_redis_round_trip(client, account, monkeypatch):
+    from tests.fixtures.counting import counting
+
+    await _introspect(client, account.pair["access_token"])  # warm: context and revocations cached
+    with counting(monkeypatch) as counts:
+        answer = await _introspect(client, account.pair["access_token"])
+    assert answer["active"] is True
+    assert counts == {"sql": 0, "redis": 1}
