@@ -101,7 +101,7 @@ def _actor(request: Request) -> admin.Actor:
 @guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("users.read",))
 async def list_users(request: Request) -> HTTPResponse:
     query = parse_page(request, UserQuery)
-    page = await admin.list_users(limit=query.limit, cursor=query.cursor, q=query.q)
+    page = await admin.list_users(db=deps(request).db, limit=query.limit, cursor=query.cursor, q=query.q)
     return model_response(UserPage.model_validate(page.as_dict()))
 
 
@@ -111,7 +111,7 @@ async def list_users(request: Request) -> HTTPResponse:
            description="The user with `locked_until` and `subscription`. Needs `users.read`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("users.read",))
 async def show_user(request: Request, user_id: str) -> HTTPResponse:
-    return model_response(UserDetail.model_validate(await admin.get_user_detail(user_id=user_id)))
+    return model_response(UserDetail.model_validate(await admin.get_user_detail(db=deps(request).db, user_id=user_id)))
 
 
 @bp.put("/users/<user_id:str>/role")
@@ -123,7 +123,8 @@ async def show_user(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("roles.assign",))
 async def change_role(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, RoleBody)
-    user = await admin.change_role(store=deps(request).store, actor=_actor(request), user_id=user_id, role=body.role)
+    user = await admin.change_role(db=deps(request).db,
+                                   store=deps(request).store, actor=_actor(request), user_id=user_id, role=body.role)
     return model_response(User.model_validate(user, from_attributes=True))
 
 
@@ -136,7 +137,8 @@ async def change_role(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("subscriptions.manage",))
 async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
     body = parse_body(request, SubscriptionBody)
-    user = await admin.change_subscription(store=deps(request).store, actor=_actor(request), user_id=user_id,
+    user = await admin.change_subscription(db=deps(request).db,
+                                           store=deps(request).store, actor=_actor(request), user_id=user_id,
                                            plan=body.plan, ends_at=body.ends_at)
     return model_response(User.model_validate(user, from_attributes=True))
 
@@ -152,7 +154,8 @@ async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def set_status(request: Request, user_id: str) -> HTTPResponse:
     body, app = parse_body(request, StatusBody), deps(request)
-    user = await admin.set_status(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
+    user = await admin.set_status(db=deps(request).db,
+                                  settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
                                   status=body.status)
     return model_response(User.model_validate(user, from_attributes=True))
 
@@ -165,7 +168,7 @@ async def set_status(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
     app = deps(request)
-    await admin.unlock(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
+    await admin.unlock(db=app.db, settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -177,7 +180,8 @@ async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
     app = deps(request)
-    await admin.revoke_sessions(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
+    await admin.revoke_sessions(db=app.db,
+                                settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -191,7 +195,7 @@ async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
 async def reset_mfa(request: Request, user_id: str) -> HTTPResponse:
     app = deps(request)
-    await admin.reset_mfa(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
+    await admin.reset_mfa(db=app.db, settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -213,7 +217,8 @@ async def list_roles(request: Request) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("roles.manage",))
 async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
     body, app = parse_body(request, PermissionsBody), deps(request)
-    role = await rbac.set_role_permissions(store=app.store, catalog=app.catalog, actor=_actor(request), role=name,
+    role = await rbac.set_role_permissions(db=deps(request).db,
+                                           store=app.store, catalog=app.catalog, actor=_actor(request), role=name,
                                            permissions=body.permissions)
     return model_response(Role.model_validate(role))
 
@@ -226,7 +231,8 @@ async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("plans.manage",))
 async def set_plan_features(request: Request, name: str) -> HTTPResponse:
     body, app = parse_body(request, FeaturesBody), deps(request)
-    plan = await rbac.set_plan_features(store=app.store, catalog=app.catalog, actor=_actor(request), plan=name,
+    plan = await rbac.set_plan_features(db=deps(request).db,
+                                        store=app.store, catalog=app.catalog, actor=_actor(request), plan=name,
                                         features=body.features)
     return model_response(Plan.model_validate(plan))
 
@@ -239,6 +245,6 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
 @guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("audit.read",))
 async def list_audit_logs(request: Request) -> HTTPResponse:
     query = parse_page(request, AuditQuery)
-    page = await audit.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
+    page = await audit.list_entries(db=deps(request).db, limit=query.limit, cursor=query.cursor, user_id=query.user_id,
                                         action=query.action)
     return model_response(AuditPage.model_validate(page.as_dict()))

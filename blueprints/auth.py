@@ -75,7 +75,8 @@ class ReauthenticateBody(StrictBody):
                 "is verified: the answer is `{user, verification_required: true}` with no tokens.")
 async def sign_up(request: Request) -> HTTPResponse:
     body, app = parse_body(request, RegisterBody), deps(request)
-    done = await register.register(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    done = await register.register(db=deps(request).db,
+                                   settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                    email=body.email, password=body.password, display_name=body.display_name,
                                    client=client(request))
     if done.pair is None:
@@ -102,7 +103,8 @@ async def sign_up(request: Request) -> HTTPResponse:
                 f"1. {_TOKEN_PAIR}")
 async def sign_in(request: Request) -> HTTPResponse:
     body, app = parse_body(request, LoginBody), deps(request)
-    pair = await login.login(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await login.login(db=deps(request).db,
+                             settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                              email=body.email, password=body.password, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
@@ -121,7 +123,8 @@ async def sign_in(request: Request) -> HTTPResponse:
                 f"{_TOKEN_PAIR}")
 async def rotate(request: Request) -> HTTPResponse:
     body, app = parse_body(request, RefreshBody), deps(request)
-    pair = await refresh.refresh(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await refresh.refresh(db=deps(request).db,
+                                 settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                  refresh_token=body.refresh_token, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
@@ -133,7 +136,7 @@ async def rotate(request: Request) -> HTTPResponse:
 @authenticated()
 async def logout(request: Request) -> HTTPResponse:
     app = deps(request)
-    await signout.logout(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.logout(db=app.db, settings=app.settings, store=app.store, principal=request.ctx.principal,
                          client=client(request))
     return HTTPResponse(status=204)
 
@@ -146,7 +149,7 @@ async def logout(request: Request) -> HTTPResponse:
 @authenticated()
 async def logout_all(request: Request) -> HTTPResponse:
     app = deps(request)
-    await signout.logout_all(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.logout_all(db=app.db, settings=app.settings, store=app.store, principal=request.ctx.principal,
                           client=client(request))
     return HTTPResponse(status=204)
 
@@ -165,7 +168,7 @@ async def logout_all(request: Request) -> HTTPResponse:
 @authenticated()
 async def change_password(request: Request) -> HTTPResponse:
     body, app = parse_body(request, PasswordBody), deps(request)
-    pair = await password_change.change_password(
+    pair = await password_change.change_password(db=deps(request).db,
         settings=app.settings, store=app.store, codec=app.codec, clock=app.clock, box=app.secret_box,
         principal=request.ctx.principal, current_password=body.current_password, new_password=body.new_password,
         code=body.code, client=client(request))
@@ -186,7 +189,7 @@ async def change_password(request: Request) -> HTTPResponse:
 @authenticated()
 async def step_up(request: Request) -> HTTPResponse:
     body, app = parse_body(request, ReauthenticateBody), deps(request)
-    pair = await reauthenticate.reauthenticate(
+    pair = await reauthenticate.reauthenticate(db=deps(request).db,
         settings=app.settings, store=app.store, codec=app.codec, clock=app.clock, box=app.secret_box,
         principal=request.ctx.principal, password=body.password, code=body.code, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
@@ -199,7 +202,8 @@ async def step_up(request: Request) -> HTTPResponse:
 @authenticated()
 async def list_sessions(request: Request) -> HTTPResponse:
     principal = request.ctx.principal
-    items = await sessions.list_sessions(user_id=principal.user_id, current_session_id=principal.session_id)
+    items = await sessions.list_sessions(db=deps(request).db,
+                                         user_id=principal.user_id, current_session_id=principal.session_id)
     return model_response(SessionList(items=[Session.model_validate(item, from_attributes=True) for item in items]))
 
 
@@ -210,7 +214,7 @@ async def list_sessions(request: Request) -> HTTPResponse:
 @authenticated()
 async def delete_session(request: Request, session_id: str) -> HTTPResponse:
     app = deps(request)
-    await signout.delete_session(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.delete_session(db=app.db, settings=app.settings, store=app.store, principal=request.ctx.principal,
                               session_id=_uuid_or_404(session_id), client=client(request))
     return HTTPResponse(status=204)
 

@@ -71,7 +71,8 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
                     await request.app.ctx.edge.check_deferred_alone(request, client_check)
 
             ctx.access = access = await authorize(
-                settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog, clock=app.clock,
+                db=app.db, settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog,
+                clock=app.clock,
                 authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate,
                 client_check=client_check, check_client_alone=check_client_alone)
             ctx.principal = access.principal

@@ -8,6 +8,7 @@ from sanic.response import HTTPResponse
 from manas360.blueprints.bodies import DisplayName, StrictBody
 from manas360.blueprints.guard import authenticated
 from manas360.http.bodies import parse_body
+from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import Me, User, user_fields
@@ -27,7 +28,7 @@ class ProfileBody(StrictBody):
                        "their plan and their subscription (`free` when none is active).")
 @authenticated()
 async def show(request: Request) -> HTTPResponse:
-    profile = await users.get_profile(user_id=request.ctx.principal.user_id)
+    profile = await users.get_profile(db=deps(request).db, user_id=request.ctx.principal.user_id)
     return model_response(Me.model_validate({**user_fields(profile.user), "permissions": profile.permissions,
                                              "features": profile.features, "subscription": profile.subscription}))
 
@@ -39,5 +40,6 @@ async def show(request: Request) -> HTTPResponse:
 @authenticated()
 async def update(request: Request) -> HTTPResponse:
     body = parse_body(request, ProfileBody)
-    user = await users.update_display_name(user_id=request.ctx.principal.user_id, display_name=body.display_name)
+    user = await users.update_display_name(db=deps(request).db,
+                                           user_id=request.ctx.principal.user_id, display_name=body.display_name)
     return model_response(User.model_validate(user, from_attributes=True))

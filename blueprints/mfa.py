@@ -46,7 +46,7 @@ class VerifyBody(StrictBody):
 @authenticated()
 async def setup(request: Request) -> HTTPResponse:
     app = deps(request)
-    enrolment = await mfa.setup(settings=app.settings, box=app.secret_box, principal=request.ctx.principal,
+    enrolment = await mfa.setup(db=app.db, settings=app.settings, box=app.secret_box, principal=request.ctx.principal,
                                 client=client(request))
     return model_response(TotpSetup(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri,
                                     qr_svg=enrolment.qr_svg))
@@ -63,7 +63,8 @@ async def setup(request: Request) -> HTTPResponse:
 @authenticated()
 async def confirm(request: Request) -> HTTPResponse:
     body, app = parse_body(request, CodeBody), deps(request)
-    codes = await mfa.confirm(settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
+    codes = await mfa.confirm(db=deps(request).db,
+                              settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
                               principal=request.ctx.principal, code=body.code, client=client(request))
     return model_response(RecoveryCodes(recovery_codes=codes))
 
@@ -83,7 +84,8 @@ async def confirm(request: Request) -> HTTPResponse:
 @rate_limited("auth")
 async def verify(request: Request) -> HTTPResponse:
     body, app = parse_body(request, VerifyBody), deps(request)
-    pair = await mfa_verify.verify(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await mfa_verify.verify(db=deps(request).db,
+                                   settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                    box=app.secret_box, mfa_token=body.mfa_token, code=body.code,
                                    client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
@@ -100,7 +102,7 @@ async def verify(request: Request) -> HTTPResponse:
 @authenticated()
 async def disable(request: Request) -> HTTPResponse:
     body, app = parse_body(request, CodeBody), deps(request)
-    await mfa.disable(settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
+    await mfa.disable(db=deps(request).db, settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
                       principal=request.ctx.principal, code=body.code, client=client(request))
     return HTTPResponse(status=204)
 
@@ -116,7 +118,8 @@ async def disable(request: Request) -> HTTPResponse:
 @authenticated()
 async def recovery_codes(request: Request) -> HTTPResponse:
     body, app = parse_body(request, CodeBody), deps(request)
-    codes = await mfa.regenerate_recovery_codes(settings=app.settings, store=app.store, box=app.secret_box,
+    codes = await mfa.regenerate_recovery_codes(db=deps(request).db,
+                                                settings=app.settings, store=app.store, box=app.secret_box,
                                                 clock=app.clock, principal=request.ctx.principal, code=body.code,
                                                 client=client(request))
     return model_response(RecoveryCodes(recovery_codes=codes))

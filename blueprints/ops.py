@@ -33,7 +33,7 @@ async def live(request: Request) -> HTTPResponse:
            summary="Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component",
            description="Each worker reuses its last check for about 1 s, and concurrent calls share one check.")
 async def ready(request: Request) -> HTTPResponse:
-    checks = await _readiness_cache(request).get(deps(request).store)
+    checks = await _readiness_cache(request).get(db=deps(request).db, store=deps(request).store)
     _raise_if_down(checks, checks)
     return model_response(Ready.model_validate({"status": "ok", **checks}))
 
@@ -44,7 +44,7 @@ async def ready(request: Request) -> HTTPResponse:
            description="503 (the envelope with the same report) when PostgreSQL or Redis does not answer.")
 async def report(request: Request) -> HTTPResponse:
     app = deps(request)
-    body = await health.report(app.store, cache=_readiness_cache(request), mail=app.outbox.status)
+    body = await health.report(db=app.db, store=app.store, cache=_readiness_cache(request), mail=app.outbox.status)
     _raise_if_down(body, {"database": body["database"], "redis": body["redis"]})
     return model_response(Health.model_validate(body))
 
@@ -62,7 +62,7 @@ async def prometheus(request: Request) -> HTTPResponse:
                                   token=settings.metrics_token.get_secret_value(),
                                   authorization=request.headers.get("authorization")):
         raise PermissionDenied("Metrics are not open to this client")
-    body, content_type = metrics.render()
+    body, content_type = metrics.render(deps(request).db)
     return HTTPResponse(body, content_type=content_type)
 
 

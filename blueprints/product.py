@@ -6,6 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from manas360.blueprints.guard import guarded
+from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.schemas import Analytics, Dashboard
@@ -42,4 +43,4 @@ async def premium_dashboard(request: Request) -> HTTPResponse:
                        "hours. Needs `analytics.read` (403 `PermissionDenied`).")
 @guarded(permissions=("analytics.read",))
 async def admin_analytics(request: Request) -> HTTPResponse:
-    return model_response(Analytics.model_validate(await analytics.summary()))
+    return model_response(Analytics.model_validate(await analytics.summary(db=deps(request).db)))

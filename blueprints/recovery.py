@@ -59,7 +59,7 @@ def _accepted() -> HTTPResponse:
                 "current password keeps working until the reset is confirmed. Under the `auth` rate limit.")
 async def request_password_reset(request: Request) -> HTTPResponse:
     body, app = parse_body(request, PasswordResetBody), deps(request)
-    await reset.request_reset(settings=app.settings, email=body.email, client=client(request))
+    await reset.request_reset(db=deps(request).db, settings=app.settings, email=body.email, client=client(request))
     return _accepted()
 
 
@@ -81,7 +81,8 @@ async def request_password_reset(request: Request) -> HTTPResponse:
                 "confirms of one token exactly one succeeds. Under the `auth` rate limit.")
 async def confirm_password_reset(request: Request) -> HTTPResponse:
     body, app = parse_body(request, PasswordResetConfirmBody), deps(request)
-    pair = await reset.confirm_reset(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await reset.confirm_reset(db=deps(request).db,
+                                     settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                      box=app.secret_box, token=body.token, new_password=body.new_password,
                                      code=body.code, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
@@ -99,7 +100,7 @@ async def confirm_password_reset(request: Request) -> HTTPResponse:
                 "401 `InvalidToken` for an unknown, expired, used or voided token.")
 async def verify_email(request: Request) -> HTTPResponse:
     body, app = parse_body(request, VerifyEmailBody), deps(request)
-    user = await verification.verify(settings=app.settings, store=app.store, token=body.token,
+    user = await verification.verify(db=deps(request).db, settings=app.settings, store=app.store, token=body.token,
                                      client=client(request))
     return model_response(User.model_validate(user, from_attributes=True))
 
@@ -118,12 +119,12 @@ async def resend_verification(request: Request) -> HTTPResponse:
     if request.headers.get("authorization") is not None:
         return await _resend_to_caller(request)
     body, app = parse_body(request, ResendBody), deps(request)
-    await verification.resend_to(settings=app.settings, email=body.email, client=client(request))
+    await verification.resend_to(db=deps(request).db, settings=app.settings, email=body.email, client=client(request))
     return _accepted()
 
 
 @authenticated()
 async def _resend_to_caller(request: Request) -> HTTPResponse:
     app = deps(request)
-    await verification.resend(settings=app.settings, principal=request.ctx.principal, client=client(request))
+    await verification.resend(db=app.db, settings=app.settings, principal=request.ctx.principal, client=client(request))
     return _accepted()

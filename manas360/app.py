@@ -11,7 +11,6 @@ from sanic_ext.extensions.http.extension import HTTPExtension
 
 from manas360.access_log import access_logger
 from manas360.container import build_collaborators
-from manas360.db import close_orm, open_orm
 from manas360.edge import install_edge, orphan, startup_stop
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
@@ -73,11 +72,11 @@ def _add_listeners(app: App, settings: Settings) -> None:
     async def open_database(app: App) -> None:
         # The pool is lazy: a database that is down at start does not stop the worker;
         # requests that need it answer 503 until it is back.
-        app.ctx.orm = await open_orm(settings)
+        await app.ctx.deps.db.open()
 
     @app.after_server_stop
     async def close_database(app: App) -> None:
-        await close_orm(app.ctx.orm)
+        await app.ctx.deps.db.close()
 
     @app.after_server_stop
     async def close_redis(app: App) -> None:
@@ -106,7 +105,7 @@ def _add_listeners(app: App, settings: Settings) -> None:
     @app.before_server_start
     async def start_mail_sender(app: App) -> None:
         # Every worker sends; SKIP LOCKED gives each queued mail to one of them.
-        app.ctx.mail_sender = app.ctx.deps.outbox.start(orm=app.ctx.orm)
+        app.ctx.mail_sender = app.ctx.deps.outbox.start()
 
     @app.after_server_start
     async def keep_a_stop_asked_during_start(app: App) -> None:

@@ -26,7 +26,6 @@ from manas360.http.responses import ApiResponse, EncodedHeaders, encode_headers
 from manas360.http.sanic_types import App
 from manas360.logs import request_id_var
 from manas360.settings import Settings
-from manas360.tortoise_context import activate
 
 # A JSON API never needs to load anything; /docs (Swagger UI, served from this service)
 # loads its own scripts and styles, and Swagger UI sets inline styles on its elements.
@@ -70,7 +69,6 @@ def install_hooks(app: App, settings: Settings, *, edge: EdgeLimiter, stats: Htt
     async def on_request(request: Request) -> None:
         request.ctx.metrics_started = time.perf_counter()
         request_id_var.set(request_id(request))
-        activate(request.app.ctx.orm)
         check_request_shape(request)
         if request.path in blocked_paths:
             raise errors.NotFound()

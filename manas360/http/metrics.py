@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sanic import Request
 
+from manas360.db import Database
 from manas360.http.sanic_types import App
 from manas360.metrics import (
     DB_POOL,
@@ -92,11 +93,11 @@ def scrape_allowed(*, client_ip: str, networks: Iterable[IPNetwork], token: str,
     return any(address in network for network in networks)
 
 
-def render() -> tuple[bytes, str]:
+def render(db: Database) -> tuple[bytes, str]:
     """The exposition text for every worker (multiprocess) or this process; this worker's
     own counts are published first, the others' are at most PUBLISH_INTERVAL_S old."""
     publish()
-    refresh_gauges()
+    refresh_gauges(db)
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated upstream
@@ -106,14 +107,11 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def refresh_gauges() -> None:
-    """Sample this worker's pool and memory (called at scrape time and periodically)."""
-    from manas360.services.ops.health import database_pool_stats, memory_stats
+def refresh_gauges(db: Database) -> None:
+    """Sample this worker's pool and memory (at scrape time)."""
+    from manas360.services.ops.health import memory_stats
 
-    try:
-        pool = database_pool_stats()
-    except Exception:  # no ORM context in this process (e.g. a script): nothing to report
-        pool = {}
+    pool = db.pool_stats()
     for state in ("size", "in_use", "idle", "max", "waiting"):
         DB_POOL.labels(state).set(pool.get(state, 0))
     WORKER_MEMORY.labels(str(os.getpid())).set(memory_stats()["rss_bytes"])

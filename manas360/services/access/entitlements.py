@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from loguru import logger
-from tortoise import connections
 
 from manas360.after_commit import retry_in_background, run_to_completion
 from manas360.clock import Clock, to_ms
+from manas360.db import Database
 from manas360.errors import (
     AccountDisabled,
     AppError,
@@ -101,7 +101,7 @@ class Access(NamedTuple):
         return self.catalog.features_of(self.plan)
 
 
-async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
+async def authorize(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
                     clock: Clock, authorization_header: str | None, needs: Needs,
                     on_rate: Callable[[Verdict, str], None], client_check: ClientCheck[RatePolicy] | None = None,
                     check_client_alone: Callable[[], Awaitable[None]] | None = None) -> Access:
@@ -138,7 +138,7 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
         ENTITLEMENT_HITS.inc()
     else:
         ENTITLEMENT_MISSES.inc()
-        state = await _load_user_state(settings=settings, store=store, clock=clock, user_id=principal.user_id,
+        state = await _load_user_state(db=db, settings=settings, store=store, clock=clock, user_id=principal.user_id,
                                        generation=check.generation)
         context = state.context
         revoked = revoked or state.revokes(principal, issued_ms=principal.issued_ms)
@@ -195,7 +195,7 @@ def _gate(access: Access, needs: Needs) -> None:
 _loading: dict[tuple[str, str], asyncio.Task[UserState | None]] = {}
 
 
-async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, user_id: str,
+async def _load_user_state(*, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str,
                            generation: str = NO_GENERATION) -> UserState:
     """Cold cache: one query for context and revocations, written back (unless invalidated
     meanwhile: `generation` was read in the request's round trip, before PostgreSQL);
@@ -208,7 +208,7 @@ async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, us
     pending = _loading.get(key)
     if pending is None:
         pending = asyncio.get_running_loop().create_task(
-            _read_and_fill(settings=settings, store=store, clock=clock, user_id=user_id, generation=generation))
+            _read_and_fill(db=db, settings=settings, store=store, clock=clock, user_id=user_id, generation=generation))
         _loading[key] = pending
         pending.add_done_callback(lambda _: _loading.pop(key, None))
     state = await asyncio.shield(pending)
@@ -217,9 +217,9 @@ async def _load_user_state(*, settings: Settings, store: Store, clock: Clock, us
     return state
 
 
-async def _read_and_fill(*, settings: Settings, store: Store, clock: Clock, user_id: str,
+async def _read_and_fill(*, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str,
                          generation: str = NO_GENERATION) -> UserState | None:
-    row = await entitlement_queries.fetch_user_state(conn=connections.get("default"), user_id=user_id,
+    row = await entitlement_queries.fetch_user_state(conn=db.connection, user_id=user_id,
                                                      horizon_s=revocation_horizon_s(settings))
     if row is None or row["deleted"]:
         return None

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tortoise import connections
-
+from manas360.db import Database
 from manas360.queries.admin import analytics as analytics_queries
 from manas360.services.admin import audit
 
 
-async def summary() -> dict[str, Any]:
+async def summary(*, db: Database) -> dict[str, Any]:
     """Users by plan and by role; logins, failed logins and lockouts in the last 24 hours."""
-    conn = connections.get("default")
+    conn = db.connection
     by_role = await analytics_queries.users_by_role(conn=conn)
     by_plan = await analytics_queries.users_by_plan(conn=conn)
     activity = await analytics_queries.logins_last_24h(conn=conn)

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from manas360 import metrics
 from manas360.after_commit import run_to_completion
 from manas360.clock import Clock, db_now, to_ms
+from manas360.db import Database
 from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.auth import sessions as session_queries
@@ -67,10 +67,11 @@ class _Presented:
     session: LockedSession
 
 
-async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, refresh_token: str,
+async def refresh(*, db: Database,
+                  settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, refresh_token: str,
                   client: Client) -> TokenPair:
     """Exchange a refresh token for a new pair (rotation), or its grace successor again."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         token = await _lock_and_read(conn, token_hash=hash_refresh_token(refresh_token))
         now = await db_now(conn)
         if token is None or token.revoked_at is not None or token.expires_at <= now:
@@ -86,7 +87,7 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
             successor = await _grace_successor(conn, settings=settings, token=token, rotated_at=token.rotated_at,
                                                parent=refresh_token, now=now)
         if successor is not None:
-            assurance = await _admit(settings=settings, store=store, token=token, client=client, now=now)
+            assurance = await _admit(conn, settings=settings, store=store, token=token, client=client, now=now)
             await session_queries.touch_session(conn=conn, session_id=token.session_id, now=now)
             found = await users.get_user(user_id=token.user_id, conn=conn)
             if found is None:
@@ -107,10 +108,11 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
                       refresh_token=successor, assurance=assurance)
 
 
-async def _admit(*, settings: Settings, store: Store, token: _Presented, client: Client,
+async def _admit(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, token: _Presented, client: Client,
                  now: datetime) -> Assurance:
     """The gate for a rotation; the assurance the new access token carries (aal decayed)."""
-    account = await users.get_credentials(user_id=token.user_id, source=client.source,
+    # Inside the rotation's transaction, as it always ran.
+    account = await users.get_credentials(conn=conn, user_id=token.user_id, source=client.source,
                                           known_source_s=settings.lockout_known_source_s)
     if account is None:
         raise InvalidToken()
