@@ -129,6 +129,9 @@ def test_query_modules_say_what_they_cover_and_take_keyword_arguments(name):
         positional = [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         assert not positional, f"{name}.{function.__name__} takes {positional} positionally: make them keyword-only"
         assert "conn" in inspect.signature(function).parameters, f"{name}.{function.__name__} takes no conn"
+        returns = str(inspect.signature(function).return_annotation)
+        assert "Any" not in returns, (
+            f"{name}.{function.__name__} returns {returns}: return a NamedTuple or frozen dataclass, not a dict")
 
 
 # The layers, top to bottom: a module may import its own layer and the layers below it,

@@ -61,9 +61,9 @@ async def load_catalog(*, db: Database, version: int) -> Catalog:
     plans = await catalog_queries.plans_with_features(conn=conn)
     return Catalog(
         version=version,
-        role_levels={r["name"]: r["privilege_level"] for r in roles},
-        role_permissions={r["name"]: frozenset(r["permissions"]) for r in roles},
-        plans={p["name"]: Plan(p["name"], p["display_name"], p["tier"], p["price_cents"], frozenset(p["features"]))
+        role_levels={r.name: r.privilege_level for r in roles},
+        role_permissions={r.name: frozenset(r.permissions) for r in roles},
+        plans={p.name: Plan(p.name, p.display_name, p.tier, p.price_cents, frozenset(p.features))
                for p in plans},
     )
 

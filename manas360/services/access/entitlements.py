@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from loguru import logger
 
@@ -37,6 +37,7 @@ from manas360.errors import (
 from manas360.metrics import ENTITLEMENT_HITS, ENTITLEMENT_MISSES
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.access import entitlements as entitlement_queries
+from manas360.queries.access.entitlements import UserStateRow
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services.access import catalog_defaults as reference
 from manas360.services.access.catalog import Catalog, CatalogHolder
@@ -221,7 +222,7 @@ async def _read_and_fill(*, db: Database, settings: Settings, store: Store, cloc
                          generation: str = NO_GENERATION) -> UserState | None:
     row = await entitlement_queries.fetch_user_state(conn=db.connection, user_id=user_id,
                                                      horizon_s=revocation_horizon_s(settings))
-    if row is None or row["deleted"]:
+    if row is None or row.deleted:
         return None
     state = state_from_row(row, settings=settings, clock=clock)
     await store_user_states(store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S,
@@ -251,14 +252,14 @@ class UserState:
                         generation=generation)
 
 
-def state_from_row(row: dict[str, Any], *, settings: Settings, clock: Clock) -> UserState:
-    epoch_ms = row["epoch_ms"] or 0
-    jtis = dict(zip(row["jtis"] or [], row["exp_ms"] or [], strict=True))
-    sessions = dict(zip(row["sids"] or [], row["revoked_ms"] or [], strict=True))
+def state_from_row(row: UserStateRow, *, settings: Settings, clock: Clock) -> UserState:
+    epoch_ms = row.epoch_ms or 0
+    jtis = dict(zip(row.jtis or [], row.exp_ms or [], strict=True))
+    sessions = dict(zip(row.sids or [], row.revoked_ms or [], strict=True))
     return UserState(
-        user_id=str(row["id"]),
-        context=UserContext(role=row["role"], plan=row["plan"], plan_end_ms=row["plan_end_ms"] or 0,
-                            status=row["status"]),
+        user_id=str(row.id),
+        context=UserContext(role=row.role, plan=row.plan, plan_end_ms=row.plan_end_ms or 0,
+                            status=row.status),
         epoch_ms=epoch_ms, jtis=jtis, sessions=sessions,
         revocations=revocations_at(settings=settings, now_ms=to_ms(clock.now()), epoch_ms=epoch_ms,
                                    sessions=sessions, jtis=jtis))

@@ -93,12 +93,12 @@ async def _replace_mapping(conn: BaseDBAsyncClient, *, actor: Actor, mapping: Ma
     if owner_id is None:
         raise NotFound(f"No such {mapping.owner_table.rstrip('s').replace('_', ' ')}")
     known = await rbac_queries.items_named(conn=conn, mapping=mapping, names=wanted)
-    unknown = sorted(set(wanted) - {row["name"] for row in known})
+    unknown = sorted(set(wanted) - {row.name for row in known})
     if unknown:
         raise ValidationError({field: f"unknown: {', '.join(unknown)}"})
     before = await rbac_queries.linked_names(conn=conn, mapping=mapping, owner_id=owner_id)
     await rbac_queries.unlink_all(conn=conn, mapping=mapping, owner_id=owner_id)
-    await rbac_queries.link(conn=conn, mapping=mapping, owner_id=owner_id, item_ids=[row["id"] for row in known])
+    await rbac_queries.link(conn=conn, mapping=mapping, owner_id=owner_id, item_ids=[row.id for row in known])
     await audit.record(conn, action=action, actor_id=actor.user_id, target_user_id=None, ip=actor.ip,
                        before={"name": owner, field: before}, after={"name": owner, field: wanted})
     return before

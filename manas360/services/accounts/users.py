@@ -25,7 +25,7 @@ from manas360.db import Database
 from manas360.errors import EmailTaken, NotFound
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.accounts import users as user_queries
-from manas360.queries.accounts.users import Credentials
+from manas360.queries.accounts.users import Credentials, UserRow
 from manas360.services.access import catalog_defaults as reference
 
 MAX_EMAIL_CHARS = 254
@@ -89,11 +89,11 @@ def display_name_problem(name: str) -> str | None:
     return None
 
 
-def user_from_row(row: dict[str, Any]) -> User:
-    return User(id=str(row["id"]), email=row["email"], display_name=row["display_name"], role=row["role"],
-                privilege_level=row["privilege_level"], plan=row["plan"], created_at=row["created_at"],
-                status=row["status"], email_verified=row["email_verified"], mfa_enabled=row["mfa_enabled"],
-                tokens_valid_after=row["tokens_valid_after"])
+def user_from_row(row: UserRow) -> User:
+    return User(id=str(row.id), email=row.email, display_name=row.display_name, role=row.role,
+                privilege_level=row.privilege_level, plan=row.plan, created_at=row.created_at,
+                status=row.status, email_verified=row.email_verified, mfa_enabled=row.mfa_enabled,
+                tokens_valid_after=row.tokens_valid_after)
 
 
 async def get_user(*, conn: BaseDBAsyncClient, user_id: str) -> User | None:
@@ -156,9 +156,9 @@ async def get_profile(*, db: Database, user_id: str) -> Profile:
     if row is None:
         raise NotFound()
     permissions = await user_queries.role_permission_names(conn=conn, user_id=user_id)
-    features = await user_queries.plan_feature_names(conn=conn, plan=row["plan"])
-    subscription = {"plan": row["plan"], "status": row["subscription_status"] or "active",
-                    "ends_at": iso(row["ends_at"])}
+    features = await user_queries.plan_feature_names(conn=conn, plan=row.plan)
+    subscription = {"plan": row.plan, "status": row.subscription_status or "active",
+                    "ends_at": iso(row.ends_at)}
     return Profile(user=user_from_row(row), permissions=permissions, features=features, subscription=subscription)
 
 

@@ -17,12 +17,12 @@ async def summary(*, db: Database) -> dict[str, Any]:
     activity = await analytics_queries.logins_last_24h(conn=conn)
     lockouts = await analytics_queries.count_actions_last_24h(conn=conn, action=audit.ACCOUNT_LOCKED)
     plans = await analytics_queries.plan_names(conn=conn)
-    plan_counts = {row["name"]: row["n"] for row in by_plan}
+    plan_counts = {row.name: row.n for row in by_plan}
     return {
         "users": {
-            "total": sum(row["n"] for row in by_role),
-            "by_role": {row["name"]: row["n"] for row in by_role},
+            "total": sum(row.n for row in by_role),
+            "by_role": {row.name: row.n for row in by_role},
             "by_plan": {name: plan_counts.get(name, 0) for name in plans},
         },
-        "last_24h": {"logins": activity["logins"], "failed_logins": activity["failed"], "lockouts": lockouts},
+        "last_24h": {"logins": activity.logins, "failed_logins": activity.failed, "lockouts": lockouts},
     }

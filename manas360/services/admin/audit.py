@@ -19,6 +19,7 @@ from manas360.db import Database
 from manas360.errors import ValidationError
 from manas360.logs import request_id_var
 from manas360.queries.admin import audit as audit_queries
+from manas360.queries.admin.audit import Entry
 
 REGISTER = "auth.register"
 LOGIN = "auth.login"
@@ -87,14 +88,14 @@ async def list_entries(*, db: Database,
     rows = await audit_queries.list_entries(conn=db.connection, before_id=before_id,
                                             target_user_id=target_user_id, action=action, limit=limit + 1)
     items = [_entry(row) for row in rows[:limit]]
-    next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
     return Listing(items=items, next_cursor=next_cursor)
 
 
-def _entry(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "actor_id": _str(row["actor_id"]), "target_user_id": _str(row["target_user_id"]),
-            "action": row["action"], "before": _loads(row["before"]), "after": _loads(row["after"]), "ip": row["ip"],
-            "request_id": row["request_id"], "created_at": iso(row["created_at"])}
+def _entry(row: Entry) -> dict[str, Any]:
+    return {"id": row.id, "actor_id": _str(row.actor_id), "target_user_id": _str(row.target_user_id),
+            "action": row.action, "before": _loads(row.before), "after": _loads(row.after), "ip": row.ip,
+            "request_id": row.request_id, "created_at": iso(row.created_at)}
 
 
 def _str(value: Any) -> str | None:

@@ -40,8 +40,8 @@ from manas360.errors import (
     ValidationError,
 )
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
-from manas360.queries import Row
 from manas360.queries.access import rbac as rbac_queries
+from manas360.queries.accounts.users import UserRow
 from manas360.queries.admin import users as admin_queries
 from manas360.queries.auth import login as login_queries
 from manas360.services.access import catalog_defaults as reference
@@ -106,11 +106,12 @@ async def list_users(*, db: Database, limit: int, cursor: str | None, q: str | N
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
+        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
     return Listing(items=[user.as_dict() for user in page], next_cursor=next_cursor)
 
 
-async def _search(*, db: Database, before: tuple[datetime, str] | None, contains: str | None, limit: int) -> list[Row]:
+async def _search(*, db: Database,
+                  before: tuple[datetime, str] | None, contains: str | None, limit: int) -> list[UserRow]:
     # The best plan depends on the pattern: the trigram indexes for a rare substring, the
     # (created_at, id) index for a common one. A reused generic plan cannot know which and
     # took 150 ms at 100,000 users; planning each search for its own pattern takes < 1 ms.
@@ -129,9 +130,9 @@ async def get_user_detail(*, db: Database, user_id: str) -> dict[str, Any]:
     conn = db.connection
     row = await admin_queries.user_detail(conn=conn, user_id=user.id)
     locks = await login_queries.source_locks(conn=conn, user_id=user.id)
-    subscription = {"plan": user.plan, "status": row["status"] or "active", "starts_at": iso(row["starts_at"]),
-                    "ends_at": iso(row["ends_at"])}
-    locked_until = row["locked_until"] or (locks[0].locked_until if locks else None)
+    subscription = {"plan": user.plan, "status": row.status or "active", "starts_at": iso(row.starts_at),
+                    "ends_at": iso(row.ends_at)}
+    locked_until = row.locked_until or (locks[0].locked_until if locks else None)
     return {**user.as_dict(), "locked_until": iso(locked_until), "subscription": subscription,
             "locks": [{"source": lock.source, "until": iso(lock.locked_until)} for lock in locks]}
 
@@ -259,12 +260,12 @@ async def lock_actor_and_target(conn: BaseDBAsyncClient, *, actor: Actor, user_i
     target_id = _as_user_id(user_id)
     await admin_queries.lock_user_rows(conn=conn, user_ids=sorted({actor.user_id, target_id}))
     row = await admin_queries.fetch_acting(conn=conn, user_id=actor.user_id)
-    if row is None or not row["live"]:
+    if row is None or not row.live:
         raise InsufficientPrivileges()
-    if row["status"] != ACCOUNT_ACTIVE:
+    if row.status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
-    acting = Acting(user_id=actor.user_id, privilege_level=row["privilege_level"],
-                    permissions=frozenset(row["permissions"]))
+    acting = Acting(user_id=actor.user_id, privilege_level=row.privilege_level,
+                    permissions=frozenset(row.permissions))
     if acting.privilege_level < reference.ADMIN_PRIVILEGE:
         raise InsufficientPrivileges()
     if permission not in acting.permissions:

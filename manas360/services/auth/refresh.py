@@ -131,16 +131,16 @@ async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presen
     found = await session_queries.token_session(conn=conn, token_hash=token_hash)
     if found is None:
         return None
-    _refuse_disabled(found["status"])
-    session = await session_queries.lock_live_session(conn=conn, session_id=found["session_id"])
+    _refuse_disabled(found.status)
+    session = await session_queries.lock_live_session(conn=conn, session_id=str(found.session_id))
     if session is None:
         return None
     _refuse_disabled(session.status)
     row = await session_queries.fetch_token(conn=conn, token_hash=token_hash)
     if row is None:
         return None
-    return _Presented(token_id=row["id"], session_id=str(row["session_id"]), user_id=str(row["user_id"]),
-                      expires_at=row["expires_at"], rotated_at=row["rotated_at"], revoked_at=row["revoked_at"],
+    return _Presented(token_id=row.id, session_id=str(row.session_id), user_id=str(row.user_id),
+                      expires_at=row.expires_at, rotated_at=row.rotated_at, revoked_at=row.revoked_at,
                       session=session)
 
 
@@ -175,8 +175,8 @@ async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token
     if len(rows) != 1:
         return None
     for key in successor_keys(settings):
-        successor = derive_successor(key=key, parent=parent, child_id=rows[0]["id"])
-        if hmac.compare_digest(hash_refresh_token(successor), rows[0]["token_hash"]):
+        successor = derive_successor(key=key, parent=parent, child_id=rows[0].id)
+        if hmac.compare_digest(hash_refresh_token(successor), rows[0].token_hash):
             return successor
     return None
 

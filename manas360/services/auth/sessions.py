@@ -106,8 +106,8 @@ async def _revoke_refresh_tokens(conn: BaseDBAsyncClient, *, session_ids: list[s
 async def list_sessions(*, db: Database, user_id: str, current_session_id: str) -> list[SessionInfo]:
     """The user's live sessions, newest first, the caller's own marked `current`."""
     rows = await session_queries.live_sessions(conn=db.connection, user_id=user_id)
-    return [SessionInfo(id=str(row["id"]), created_at=row["created_at"], last_used_at=row["last_used_at"],
-                        ip=row["ip"], user_agent=row["user_agent"], current=str(row["id"]) == current_session_id)
+    return [SessionInfo(id=str(row.id), created_at=row.created_at, last_used_at=row.last_used_at,
+                        ip=row.ip, user_agent=row.user_agent, current=str(row.id) == current_session_id)
             for row in rows]
 
 

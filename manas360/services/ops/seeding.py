@@ -206,8 +206,8 @@ async def _lock_account(conn: BaseDBAsyncClient, *, email: str) -> _Account | No
     row = await seeding_queries.lock_account_by_email(conn=conn, email=email)
     if row is None:
         return None
-    return _Account(user_id=str(row["id"]), password_hash=row["password_hash"], role=row["role"],
-                    locked_until=row["locked_until"])
+    return _Account(user_id=str(row.id), password_hash=row.password_hash, role=row.role,
+                    locked_until=row.locked_until)
 
 
 async def _revoke_sessions(*, db: Database,

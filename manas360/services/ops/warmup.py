@@ -61,7 +61,7 @@ async def warm_cache(*, db: Database, settings: Settings, store: Store, clock: C
         generations = await read_generations(store, user_ids=user_ids)  # before PostgreSQL: see the module doc
         rows = await entitlement_queries.fetch_user_states(conn=conn, user_ids=user_ids,
                                                            horizon_s=revocation_horizon_s(settings))
-        states = [state_from_row(row, settings=settings, clock=clock) for row in rows if not row["deleted"]]
+        states = [state_from_row(row, settings=settings, clock=clock) for row in rows if not row.deleted]
         await store_user_states(store, states=[state.fill(generations[state.user_id]) for state in states],
                                 context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
         last_id = user_ids[-1]
