@@ -1,7 +1,7 @@
 """Typed settings: one pydantic-settings model, each field overridden by its environment variable.
 
 Every field's default and description live on `Settings` (the README's configuration table is
-generated from them: `python -m manas360.settings`). Loaded and validated once at start
+generated from them: `python -m scripts.settings_table`). Loaded and validated once at start
 (`load_settings()`); the same object feeds the app, Tortoise/aerich and the scripts. An invalid
 value raises `SettingsError` with a one-line, human-readable message that the CLI prints before
 exiting non-zero.
@@ -13,13 +13,10 @@ import ipaddress
 import os
 import re
 import secrets
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from functools import partial
-from importlib import resources
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -36,6 +33,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from manas360.database_url import DatabaseURL, parse_database_url
+from manas360.rate_policies import REQUIRED_POLICIES, RatePolicy, RateTableError, read_rate_table
 from manas360.smtp import SmtpConfig, parse_smtp_url
 from manas360.store.url import RedisConfig, parse_redis_url
 
@@ -48,31 +46,6 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL
 
 class SettingsError(ValueError):
     """A setting is missing, malformed or unsafe for the chosen environment."""
-
-
-RATE_KEYS = ("ip", "user", "ip+route")
-RATE_SCOPES = ("every-request", "routes", "authenticated")
-REQUIRED_POLICIES = ("global", "auth", "api")
-_POLICY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_ROUTE_SPEC = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[^\s]*)$")
-
-
-@dataclass(frozen=True, slots=True)
-class RatePolicy:
-    """A sliding-window limit: `limit` requests per `window_s` seconds.
-
-    The rest comes from the policy table (config/ratelimits.toml): what a request is
-    counted under (`key`), which requests the policy applies to (`applies`, `routes`) and
-    whether a Redis failure during the check lets the request through (`fail_open`).
-    """
-
-    name: str
-    limit: int
-    window_s: int
-    key: str = "ip"
-    applies: str = "routes"
-    routes: tuple[tuple[str, str], ...] = ()
-    fail_open: bool = True
 
 
 def _blank_is_false(value: Any) -> Any:
@@ -505,32 +478,6 @@ def _one_line(exc: ValidationError) -> str:
     return f"{shown} is not a valid {kind}"
 
 
-def markdown_table() -> str:
-    """The README's configuration table (variable | default | meaning), from the field descriptions."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    shipped = _shipped_rate_table().get("policies", {})
-    for name, field in Settings.model_fields.items():
-        extra = field.json_schema_extra  # _setting gives a dict or None
-        shown = extra.get("shown_default") if isinstance(extra, dict) else None
-        policy = shipped.get(name.removeprefix("rate_limit_")) if name.startswith("rate_limit_") else None
-        if shown is None and policy is not None:
-            shown = f"`{policy['limit']}/{policy['window_s']}` (policy table)"
-        rows.append(f"| `{name.upper()}` | {shown or _shown_default(field.default)} | {field.description} |")
-    return "\n".join(rows) + "\n"
-
-
-def _shown_default(value: Any) -> str:
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if isinstance(value, bool):
-        return f"`{int(value)}`"
-    return f"`{value}`" if value != "" else "empty"
-
-
-def _shipped_rate_table() -> dict[str, Any]:
-    return tomllib.loads(resources.files("manas360.config").joinpath("ratelimits.toml").read_text(encoding="utf-8"))
-
-
 def _parse_url(name: str, parse: Callable[[str], Any], url: str) -> Any:
     # The parsers' messages never quote the URL: it carries the password.
     try:
@@ -680,87 +627,16 @@ def _parse_networks(value: str, *, name: str) -> tuple[IPNetwork, ...]:
 
 def _read_rate_table(s: Settings, env_vars: Mapping[str, str]) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
     """The policy table, each policy's limit/window overridden by RATE_LIMIT_<NAME>."""
-    where = s.rate_limits_file or "config/ratelimits.toml"
+
+    def override(name: str) -> str:
+        return str(getattr(s, f"rate_limit_{name}")) if name in REQUIRED_POLICIES else \
+            env_vars.get(f"RATE_LIMIT_{name.upper()}", "")
+
     try:
-        if s.rate_limits_file:
-            with open(s.rate_limits_file, "rb") as table_file:
-                table = tomllib.load(table_file)
-        else:
-            table = _shipped_rate_table()
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"rate-limit policy table {where}: {exc}") from None
-    unknown = set(table) - {"exempt", "policies"}
-    _require(not unknown, f"{where}: unknown keys {', '.join(sorted(unknown))}")
-    exempt = table.get("exempt", [])
-    _require(isinstance(exempt, list) and all(isinstance(p, str) and p.startswith("/") for p in exempt),
-             f"{where}: exempt must be a list of paths starting with '/'")
-    entries = table.get("policies", {})
-    _require(isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()),
-             f"{where}: policies must be tables ([policies.<name>])")
-    missing = [name for name in REQUIRED_POLICIES if name not in entries]
-    _require(not missing, f"{where}: missing policies {', '.join(missing)}")
-    policies = {}
-    for name, entry in entries.items():
-        # RATE_LIMIT_IPV6_PREFIX is a setting, not the override of a policy "ipv6_prefix".
-        _require(name in REQUIRED_POLICIES or f"rate_limit_{name}" not in Settings.model_fields,
-                 f"{where}: policy name {name!r} is taken (RATE_LIMIT_{name.upper()} is a setting)")
-        override = (getattr(s, f"rate_limit_{name}") if name in REQUIRED_POLICIES
-                    else env_vars.get(f"RATE_LIMIT_{name.upper()}", ""))
-        policies[name] = _parse_policy(name, entry, override=override, where=where)
-    return policies, tuple(p.rstrip("/") or "/" for p in exempt)
-
-
-def _parse_policy(name: str, entry: dict[str, Any], *, override: str, where: str) -> RatePolicy:
-    context = f"{where}: policy {name!r}"
-    _require(bool(_POLICY_NAME.match(name)), f"{context}: names are lower-case letters, digits and '_', 32 at most")
-    known = {"key", "applies", "routes", "limit", "window_s", "fail_open"}
-    _require(set(entry) <= known, f"{context}: unknown keys {', '.join(sorted(set(entry) - known))}")
-    limit: object
-    window_s: object
-    if override:
-        limit, window_s = _parse_override(f"RATE_LIMIT_{name.upper()}", override)
-    else:
-        limit, window_s = entry.get("limit"), entry.get("window_s")
-    if not (isinstance(limit, int) and isinstance(window_s, int) and limit >= 1 and window_s >= 1):
-        raise SettingsError(f"{context}: limit and window_s must be positive integers")
-    # The limiter's Lua arithmetic is exact only while limit * window in ms fits a double.
-    _require(limit * window_s * 1000 < 2**53, f"{context}: limit * window_s is too large")
-    key, applies = entry.get("key", "ip"), entry.get("applies", "routes")
-    _require(key in RATE_KEYS, f"{context}: key must be one of {', '.join(RATE_KEYS)}")
-    _require(applies in RATE_SCOPES, f"{context}: applies must be one of {', '.join(RATE_SCOPES)}")
-    _require((key == "user") == (applies == "authenticated"),
-             f"{context}: key 'user' goes with applies 'authenticated', and only with it")
-    _require(not (applies == "every-request" and key == "ip+route"),
-             f"{context}: an every-request policy is keyed by ip")
-    routes = _parse_routes(context, entry.get("routes", []))
-    _require(not routes or applies == "routes", f"{context}: routes are listed only when applies = 'routes'")
-    fail_open = entry.get("fail_open", key != "user")
-    _require(isinstance(fail_open, bool), f"{context}: fail_open must be true or false")
-    return RatePolicy(name=name, limit=limit, window_s=window_s, key=key, applies=applies,
-                      routes=routes, fail_open=fail_open)
-
-
-def _parse_override(env_name: str, value: str) -> tuple[int, int]:
-    count, sep, window = value.partition("/")
-    try:
-        limit, window_s = int(count), int(window)
-    except ValueError:
-        raise SettingsError(f"{env_name}={value!r} must be '<requests>/<window seconds>'") from None
-    _require(bool(sep) and limit >= 1 and window_s >= 1,
-             f"{env_name}={value!r} must be '<requests>/<window seconds>', both positive")
-    return limit, window_s
-
-
-def _parse_routes(context: str, specs: Any) -> tuple[tuple[str, str], ...]:
-    """("POST", "/api/v1/auth/login") pairs from "METHOD /path" strings (no trailing slash)."""
-    _require(isinstance(specs, list), f"{context}: routes must be a list of 'METHOD /path'")
-    routes: list[tuple[str, str]] = []
-    for spec in specs:
-        match = _ROUTE_SPEC.match(spec) if isinstance(spec, str) else None
-        if match is None:
-            raise SettingsError(f"{context}: route {spec!r} must be 'METHOD /path'")
-        routes.append((match.group(1), match.group(2).rstrip("/") or "/"))
-    return tuple(routes)
+        return read_rate_table(path=s.rate_limits_file, override=override,
+                               taken=lambda name: f"rate_limit_{name}" in Settings.model_fields)
+    except RateTableError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _split_csv(value: str) -> tuple[str, ...]:
@@ -771,6 +647,3 @@ def _require(condition: bool, message: str) -> None:
     if not condition:
         raise SettingsError(message)
 
-
-if __name__ == "__main__":
-    print(markdown_table(), end="")

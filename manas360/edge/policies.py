@@ -14,7 +14,8 @@ from loguru import logger
 from sanic import Request
 from sanic_routing.route import Route
 
-from manas360.settings import RatePolicy, Settings
+from manas360.rate_policies import RatePolicy
+from manas360.settings import Settings
 
 _DECLARED = "__rate_policies__"
 GUARDED_MARK = "__m360_guarded__"

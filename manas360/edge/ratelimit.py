@@ -34,7 +34,7 @@ from manas360.edge.client import request_rate_address
 from manas360.edge.policies import PolicyMap, rate_limited, route_path
 from manas360.edge.ratelimit_headers import format_headers
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
-from manas360.settings import RatePolicy
+from manas360.rate_policies import RatePolicy
 from manas360.store import Store, StoreUnavailable
 from manas360.store.entitlements import ClientCheck
 from manas360.store.ratelimit import Verdict, hit

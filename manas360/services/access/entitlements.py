@@ -38,12 +38,13 @@ from manas360.metrics import ENTITLEMENT_HITS, ENTITLEMENT_MISSES
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.access import entitlements as entitlement_queries
 from manas360.queries.access.entitlements import UserStateRow
+from manas360.rate_policies import RatePolicy
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services.access import catalog_defaults as reference
 from manas360.services.access.catalog import Catalog, CatalogHolder
 from manas360.services.auth.principal import Principal, bearer_token
 from manas360.services.auth.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
-from manas360.settings import RatePolicy, Settings
+from manas360.settings import Settings
 from manas360.store import Store, StoreUnavailable
 from manas360.store.catalog import bump_catalog_version, get_catalog_version
 from manas360.store.entitlements import (
