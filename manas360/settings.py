@@ -9,16 +9,14 @@ exiting non-zero.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -30,22 +28,32 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from manas360.database_url import DatabaseURL, parse_database_url
 from manas360.rate_policies import REQUIRED_POLICIES, RatePolicy, RateTableError, read_rate_table
+from manas360.settings_checks import (
+    MIN_SECRET_BYTES,
+    IPNetwork,
+    check_every_environment,
+    check_mail,
+    check_production,
+    parse_keys,
+    parse_networks,
+    parse_previous_data_keys,
+    parse_url,
+    split_csv,
+)
+from manas360.settings_checks import (
+    SettingsError as SettingsError,
+)
 from manas360.smtp import SmtpConfig, parse_smtp_url
 from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
-MIN_SECRET_BYTES = 32
 SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token", "mfa_encryption_key",
                  "mfa_encryption_previous_keys")
-LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-
-
-class SettingsError(ValueError):
-    """A setting is missing, malformed or unsafe for the chosen environment."""
 
 
 def _blank_is_false(value: Any) -> Any:
@@ -73,9 +81,11 @@ class _EnvironSource(EnvSettingsSource):
         return {name.lower(): value for name, value in _environ().items()}
 
 
-def _setting(default: Any, *, description: str, shown: str | None = None) -> Any:
-    """A field with its README description; `shown`: the default column when the value says too little."""
-    return Field(default, description=description, json_schema_extra={"shown_default": shown} if shown else None)
+def _setting(default: Any, *, description: str, shown: str | None = None, **constraints: Any) -> Any:
+    """A field with its README description; `shown`: the default column when the value says too
+    little; `constraints`: pydantic's bounds (ge, le, gt, min_length), refused in one line."""
+    return Field(default, description=description, json_schema_extra={"shown_default": shown} if shown else None,
+                 **constraints)
 
 
 DEFAULT_TOKEN_CACHE_SIZE = 100_000
@@ -84,7 +94,6 @@ an entry measures (tests/security/test_jwt.py keeps that figure honest), ~58 MiB
 when full, which takes 100,000 distinct live tokens within one access-token lifetime (every
 worker sees every active user). Smaller than the active population, an LRU misses nearly
 always, so size it to the tokens in use, not below."""
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _URL_FIELDS = ("database_url", "redis_url", "smtp_url")
 _URL_PASSWORD = re.compile(r"(://[^:@/,]*:)[^@/,]*@")
 
@@ -100,8 +109,8 @@ class Settings(BaseSettings):
         "`development`, `test` or `production` (production refuses unsafe settings, listed in "
         "[`docs/operations.md`](docs/operations.md#production-checklist); logs are JSON)"))
     host: str = _setting("127.0.0.1", description="address the Sanic worker processes listen on")
-    port: int = _setting(8000, description="port they listen on")
-    workers: int = _setting(2, description="how many Sanic worker processes serve")
+    port: int = _setting(8000, ge=1, le=65535, description="port they listen on")
+    workers: int = _setting(2, ge=1, le=256, description="how many Sanic worker processes serve")
 
     database_url: str = _setting("postgres://root@127.0.0.1:5432/manas360", description=(
         "PostgreSQL; user and password may be percent-encoded; TLS parameters in the query (below)"))
@@ -109,7 +118,7 @@ class Settings(BaseSettings):
         "Redis: `redis://`, `rediss://` (TLS), `unix://`, or a cluster (below)"))
     redis_cluster: Flag = _setting(False, description=(
         "`1` forces cluster mode for a single seed node URL ([`docs/cluster.md`](docs/cluster.md))"))
-    redis_prefix: str = _setting("m360:", description=(
+    redis_prefix: str = _setting("m360:", min_length=1, description=(
         "prefix of every Redis key (several deployments can share one Redis)"))
     redis_socket_timeout_s: float = _setting(1.0, description=(
         "a Redis that does not answer within this many seconds fails the request fast (503), one retry"))
@@ -130,35 +139,36 @@ class Settings(BaseSettings):
         f"each secret at least {MIN_SECRET_BYTES} bytes"))
     jwt_issuer: str = _setting("manas360", description="`iss` of access tokens")
     jwt_audience: str = _setting("manas360-api", description="`aud` of access tokens")
-    jwt_access_ttl: int = _setting(900, description="access token lifetime, seconds")
-    jwt_refresh_ttl: int = _setting(604800, description="refresh token lifetime, seconds")
-    token_cache_size: int = _setting(DEFAULT_TOKEN_CACHE_SIZE, description=(
+    jwt_access_ttl: int = _setting(900, ge=1, description="access token lifetime, seconds")
+    jwt_refresh_ttl: int = _setting(604800, ge=1, description="refresh token lifetime, seconds")
+    token_cache_size: int = _setting(DEFAULT_TOKEN_CACHE_SIZE, ge=1, le=10_000_000, description=(
         "verified access tokens each worker keeps (LRU, ~610 bytes each: ~58 MiB per worker when full); "
         "a hit skips the signature check, never revocation or expiry. Size it to the distinct tokens "
         "in use within one access-token lifetime. (Each worker also keeps up to 10,000 packed per-request "
         "Redis commands, ~10 MiB, one per token and client: not a setting.)"))
 
-    bcrypt_cost: int = _setting(12, description="hashes with another cost are upgraded at the next successful login")
-    refresh_reuse_grace_s: int = _setting(10, description=(
+    bcrypt_cost: int = _setting(12, ge=4, le=31, description=(
+        "hashes with another cost are upgraded at the next successful login"))
+    refresh_reuse_grace_s: int = _setting(10, ge=0, description=(
         "grace for a racing second use of the immediate parent refresh token; `0` disables"))
-    max_body_bytes: int = _setting(65536, description="larger bodies are 413")
+    max_body_bytes: int = _setting(65536, ge=1024, le=64 * 1024 * 1024, description="larger bodies are 413")
     hsts: Flag = _setting(False, description="`1` adds `Strict-Transport-Security` (behind TLS)")
 
-    lockout_threshold: int = _setting(5, description="failed logins per account and window before a lock")
-    lockout_window_s: int = _setting(900, description="the window failed logins are counted in, seconds")
-    lockout_duration_s: int = _setting(900, description="length of a lock, seconds")
-    lockout_account_threshold: int = _setting(50, description=(
+    lockout_threshold: int = _setting(5, ge=1, description="failed logins per account and window before a lock")
+    lockout_window_s: int = _setting(900, ge=1, description="the window failed logins are counted in, seconds")
+    lockout_duration_s: int = _setting(900, ge=1, description="length of a lock, seconds")
+    lockout_account_threshold: int = _setting(50, le=1_000_000, description=(
         "failures from all sources within the window that lock the account everywhere, except from a source "
         "with a recent login of it (`LOCKOUT_THRESHOLD` counts per account and source)"))
-    lockout_known_source_s: int = _setting(2592000, description=(
+    lockout_known_source_s: int = _setting(2592000, ge=0, description=(
         "a source (IPv4 address or IPv6 /64) that completed a login this recently keeps only its own limit "
         "under an account-wide lock, seconds"))
 
-    reauth_max_age_s: int = _setting(300, description=(
+    reauth_max_age_s: int = _setting(300, ge=1, description=(
         "step-up: sensitive changes need a credential presented this recently (`auth_time`), seconds"))
-    aal2_max_age_s: int = _setting(43200, description=(
+    aal2_max_age_s: int = _setting(43200, ge=0, description=(
         "how long refreshes keep a session's `aal` 2 after its second factor, seconds; then `aal` 1"))
-    session_max_age_s: int = _setting(2592000, description=(
+    session_max_age_s: int = _setting(2592000, ge=60, description=(
         "a session ends this long after its login whatever the refreshes, seconds"))
     admin_require_mfa: OptionalFlag = _setting(None, shown="on in production, off otherwise", description=(
         "admin routes need `aal` 2 (a second factor in this session), and admin writes a fresh `auth_time`"))
@@ -184,7 +194,7 @@ class Settings(BaseSettings):
         "window and fail-open; `RATE_LIMIT_<NAME>` still overrides limit and window ([`docs/edge.md`](docs/edge.md))"))
     # /32 at the shortest: an RIR's smallest allocation to a provider; shorter would give
     # whole providers one budget. 128 counts every IPv6 address on its own.
-    rate_limit_ipv6_prefix: int = _setting(64, description=(
+    rate_limit_ipv6_prefix: int = _setting(64, ge=32, le=128, description=(
         "an IPv6 client counts as its network of this many bits (32..128) wherever a limit counts clients by "
         "address: one subscriber usually holds a whole /64 and could otherwise rotate through it; IPv4 "
         "addresses (and IPv4-mapped IPv6 ones) count one by one ([`docs/edge.md`](docs/edge.md))"))
@@ -198,12 +208,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = _setting(SecretStr(""), description=(
         "when set, `Authorization: Bearer <token>` also opens `/metrics`"))
 
-    db_pool_min: int = _setting(2, description="PostgreSQL connections each worker keeps open")
+    db_pool_min: int = _setting(2, ge=1, description="PostgreSQL connections each worker keeps open")
     db_pool_max: int = _setting(20, description="PostgreSQL connections each worker opens at most")
-    db_statement_timeout: int = _setting(30000, description="statement timeout in ms")
+    db_statement_timeout: int = _setting(30000, ge=0, description="statement timeout in ms")
     # On at 500 ms: far beyond a healthy statement here (about 1 ms), well under the statement
     # timeout; it costs ~4 us per statement and the gated hot path runs no SQL at all.
-    db_slow_query_ms: int = _setting(500, description=(
+    db_slow_query_ms: int = _setting(500, ge=0, le=3_600_000, description=(
         "statements slower than this (ms) are logged once as a WARNING with the request id and the "
         "statement text, never its values; `0` turns it off"))
 
@@ -227,27 +237,28 @@ class Settings(BaseSettings):
         "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password#token=…`, "
         "`{PUBLIC_BASE_URL}/verify-email#token=…` (the token in the fragment, never sent to a server; http or "
         "https, https in production)"))
-    password_reset_ttl_s: int = _setting(1800, description="how long a password-reset token is valid, seconds")
-    email_verify_ttl_s: int = _setting(86400, description="how long an email-verification token is valid, seconds")
+    password_reset_ttl_s: int = _setting(1800, ge=60, description="how long a password-reset token is valid, seconds")
+    email_verify_ttl_s: int = _setting(86400, ge=60, description=(
+        "how long an email-verification token is valid, seconds"))
     require_verified_email: Flag = _setting(False, description=(
         "`1`: no unverified account holds a session: register answers without tokens, a login with the right "
         "password and a refresh answer 403 `EmailNotVerified`"))
-    mail_per_account_hourly: int = _setting(3, description=(
+    mail_per_account_hourly: int = _setting(3, ge=1, description=(
         "reset mails, and verification mails, per account per hour; beyond, requests still answer 202 and "
         "nothing is sent"))
     mail_backend: Literal["auto", "smtp", "console", "none"] = _setting("auto", description=(
         "`auto`: SMTP when `SMTP_URL` is set, else in development the console backend when the service "
         "runs in a terminal (mails printed in full, links included), else none (mail waits in the outbox); "
         "`console` prints mails wherever the log goes (never in production); `none` sends nothing"))
-    mail_send_timeout_s: float = _setting(120.0, description=(
+    mail_send_timeout_s: float = _setting(120.0, gt=0, le=600, description=(
         "the longest one delivery may take, all SMTP steps together; a sender owns a row for twice this "
         "(plus 10 s) from the moment it starts delivering it"))
-    outbox_max_age_s: int = _setting(86400, description=(
+    outbox_max_age_s: int = _setting(86400, ge=60, description=(
         "an outbox row (a mail) still undelivered after this many seconds is given up: a dead letter, "
         "counted in `/health` and `/metrics`"))
-    mail_poll_s: float = _setting(2.0, description=(
+    mail_poll_s: float = _setting(2.0, ge=0.05, le=3600, description=(
         "how often each worker's mail sender looks for mail to send (new mail and retries that are due)"))
-    mail_retry_max_s: int = _setting(300, description=(
+    mail_retry_max_s: int = _setting(300, ge=1, le=86400, description=(
         "longest wait between two delivery attempts of one mail while SMTP fails (backoff doubles from 1 s)"))
 
     log_level: str = _setting("INFO", description=(
@@ -294,70 +305,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _validate(self) -> Settings:
         """Every cross-field and range rule, then the derived values, computed once."""
-        _require(1 <= self.port <= 65535, f"PORT must be 1..65535, not {self.port}")
-        _require(1 <= self.workers <= 256, f"WORKERS must be 1..256, not {self.workers}")
-        _require(bool(self.redis_prefix), "REDIS_PREFIX must not be empty")
-        _require(4 <= self.bcrypt_cost <= 31, f"BCRYPT_COST must be 4..31, not {self.bcrypt_cost}")
-        _require(self.jwt_access_ttl > 0 and self.jwt_refresh_ttl > 0,
-                 "JWT_ACCESS_TTL and JWT_REFRESH_TTL must be positive")
-        _require(1 <= self.token_cache_size <= 10_000_000, "TOKEN_CACHE_SIZE must be 1..10000000")
-        _require(32 <= self.rate_limit_ipv6_prefix <= 128,
-                 f"RATE_LIMIT_IPV6_PREFIX must be 32..128, not {self.rate_limit_ipv6_prefix}")
-        _require(self.refresh_reuse_grace_s >= 0, "REFRESH_REUSE_GRACE_S must be >= 0")
-        _require(1024 <= self.max_body_bytes <= 64 * 1024 * 1024, "MAX_BODY_BYTES must be 1024..67108864")
-        _require(self.lockout_threshold >= 1 and self.lockout_window_s >= 1 and self.lockout_duration_s >= 1,
-                 "LOCKOUT_THRESHOLD, LOCKOUT_WINDOW_S and LOCKOUT_DURATION_S must be positive")
-        _require(self.lockout_threshold <= self.lockout_account_threshold <= 1_000_000,
-                 "LOCKOUT_ACCOUNT_THRESHOLD must be at least LOCKOUT_THRESHOLD")
-        _require(self.lockout_known_source_s >= 0, "LOCKOUT_KNOWN_SOURCE_S must be >= 0")
-        _require(self.reauth_max_age_s >= 1 and self.aal2_max_age_s >= 0 and self.session_max_age_s >= 60,
-                 "REAUTH_MAX_AGE_S must be >= 1, AAL2_MAX_AGE_S >= 0 and SESSION_MAX_AGE_S >= 60")
-        _require(self.mail_per_account_hourly >= 1, "MAIL_PER_ACCOUNT_HOURLY must be >= 1")
-        _require(0 < self.mail_send_timeout_s <= 600, "MAIL_SEND_TIMEOUT_S must be in (0, 600]")
-        _require(self.outbox_max_age_s >= 60, "OUTBOX_MAX_AGE_S must be >= 60")
-        _require(self.mail_backend != "console" or not self.is_production,
-                 "MAIL_BACKEND=console prints links with live tokens: not in production")
-        if self.is_production:
-            _require(self.lockout_account_threshold <= 100,
-                     "LOCKOUT_ACCOUNT_THRESHOLD must be at most 100 in production")
-            _require(self.reauth_max_age_s <= 900, "REAUTH_MAX_AGE_S must be at most 900 in production")
-            _require(self.session_max_age_s <= 90 * 86400, "SESSION_MAX_AGE_S must be at most 90 days in production")
-        _require(1 <= self.db_pool_min <= self.db_pool_max, "DB_POOL_MIN must be >= 1 and <= DB_POOL_MAX")
-        _require(self.db_statement_timeout >= 0, "DB_STATEMENT_TIMEOUT must be >= 0")
-        _require(0 <= self.db_slow_query_ms <= 3_600_000, "DB_SLOW_QUERY_MS must be 0 (off) to 3600000")
-        _require(self.log_level.upper() in LOG_LEVELS, f"LOG_LEVEL {self.log_level!r} is not a log level")
-        _require(not self.access_log or self.log_level.upper() in ("TRACE", "DEBUG", "INFO"),
-                 "ACCESS_LOG needs LOG_LEVEL INFO (or lower): access lines are INFO")
-        _require(bool(self.jwt_key_id) and ":" not in self.jwt_key_id and "," not in self.jwt_key_id,
-                 "JWT_KEY_ID must be non-empty and contain no ':' or ','")
-        secret = self.jwt_secret.get_secret_value()
-        _require(bool(secret) or not self.is_production,
-                 f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production")
-        # Every environment: the key set refuses a shorter key, and it would do so in each worker.
-        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
-                 f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (the signing key needs at least that)")
-        mfa_key = self.mfa_encryption_key.get_secret_value()
-        _require(not mfa_key or len(mfa_key.encode()) >= MIN_SECRET_BYTES,
-                 f"MFA_ENCRYPTION_KEY is shorter than {MIN_SECRET_BYTES} bytes")
-        if self.is_production:
-            _require("*" not in self.origins, "ALLOWED_ORIGINS must list origins, not '*', in production")
-        for origin in self.origins:
-            parts = urlsplit(origin)
-            # An origin is scheme://host[:port] exactly: a browser's Origin never has a path.
-            _require(origin == "*" or (parts.scheme in ("http", "https") and bool(parts.netloc)
-                                       and not parts.path and not parts.query and not parts.fragment),
-                     f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])")
-        self._verification_keys = _parse_keys(self)
-        self._previous_data_keys = _parse_previous_data_keys(self)
-        self._database = _parse_url("DATABASE_URL", parse_database_url, self.database_url)
-        self._redis = _parse_url("REDIS_URL", partial(parse_redis_url, cluster=self.redis_cluster), self.redis_url)
-        self._smtp = _parse_url("SMTP_URL", parse_smtp_url, self.smtp_url) if self.smtp_url else None
-        _check_mail(self)
-        self._proxy_networks = _parse_networks(self.trusted_proxies, name="TRUSTED_PROXIES")
-        self._metrics_networks = _parse_networks(self.metrics_allowed_cidrs, name="METRICS_ALLOWED_CIDRS")
+        check_every_environment(self)
+        self._verification_keys = parse_keys(self)
+        self._previous_data_keys = parse_previous_data_keys(self)
+        self._database = parse_url("DATABASE_URL", parse_database_url, self.database_url)
+        self._redis = parse_url("REDIS_URL", partial(parse_redis_url, cluster=self.redis_cluster), self.redis_url)
+        self._smtp = parse_url("SMTP_URL", parse_smtp_url, self.smtp_url) if self.smtp_url else None
+        check_mail(self)
+        self._proxy_networks = parse_networks(self.trusted_proxies, name="TRUSTED_PROXIES")
+        self._metrics_networks = parse_networks(self.metrics_allowed_cidrs, name="METRICS_ALLOWED_CIDRS")
         self._rate_policies, self._rate_exempt_paths = _read_rate_table(self, _environ())
         if self.is_production:
-            _check_production(self)
+            check_production(self)
         return self
 
     @property
@@ -371,7 +330,7 @@ class Settings(BaseSettings):
 
     @property
     def origins(self) -> tuple[str, ...]:
-        return _split_csv(self.allowed_origins)
+        return split_csv(self.allowed_origins)
 
     @property
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
@@ -474,155 +433,25 @@ def _one_line(exc: ValidationError) -> str:
     choices = get_args(field.annotation)
     if error["type"] == "literal_error" and choices:
         return f"{shown} is not one of {', '.join(choices)}"
+    if error["type"] == "string_too_short":
+        return f"{name.upper()} must not be empty"
+    if error["type"] in _BOUND_ERRORS:
+        return f"{name.upper()} must be {_bounds(field)}, not {error['input']}"
     kind = getattr(field.annotation, "__name__", str(field.annotation))
     return f"{shown} is not a valid {kind}"
 
 
-def _parse_url(name: str, parse: Callable[[str], Any], url: str) -> Any:
-    # The parsers' messages never quote the URL: it carries the password.
-    try:
-        return parse(url)
-    except ValueError as exc:
-        raise SettingsError(f"{name} {exc}") from None
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
-def _check_mail(s: Settings) -> None:
-    base = urlsplit(s.public_base_url)
-    # The links in mails: anything but an http(s) origin (javascript:, a bare path) is unsafe.
-    _require(base.scheme in ("http", "https") and bool(base.netloc) and not base.query and not base.fragment,
-             "PUBLIC_BASE_URL must be an http(s) URL (scheme://host[:port][/path])")
-    sender = s.mail_from
-    _require("@" in sender and sender.isprintable() and len(sender) <= 320,
-             "MAIL_FROM must be an email address (optionally `Name <address>`)")
-    _require(s.password_reset_ttl_s >= 60 and s.email_verify_ttl_s >= 60,
-             "PASSWORD_RESET_TTL_S and EMAIL_VERIFY_TTL_S must be at least 60")
-    _require(0.05 <= s.mail_poll_s <= 3600, "MAIL_POLL_S must be 0.05..3600")
-    _require(1 <= s.mail_retry_max_s <= 86400, "MAIL_RETRY_MAX_S must be 1..86400")
-
-
-PRODUCTION_MIN_BCRYPT_COST = 10
-PRODUCTION_MAX_ACCESS_TTL_S = 3600
-PRODUCTION_MAX_REFRESH_TTL_S = 90 * 86400
-PRODUCTION_MAX_PASSWORD_RESET_TTL_S = 86400
-PRODUCTION_MAX_REUSE_GRACE_S = 60
-PRODUCTION_MAX_LOCKOUT_THRESHOLD = 20
-PRODUCTION_MAX_AUTH_LIMIT = 100
-
-
-def _check_production(s: Settings) -> None:
-    """The refusals of ENV=production beyond the rules of every environment (the list is
-    docs/operations.md, "Production checklist"): each one line naming the setting and the
-    rule, never its value when it is a secret."""
-    _require(bool(s.mfa_encryption_key.get_secret_value()),
-             f"MFA_ENCRYPTION_KEY must be set in production (a random key of its own, at least {MIN_SECRET_BYTES} "
-             "bytes; otherwise it is derived from JWT_SECRET)")
-    for name, value in _production_secrets(s):
-        weakness = _weakness(value)
-        _require(weakness is None, f"{name} is {weakness}: production needs a random secret of at least "
-                                   f"{MIN_SECRET_BYTES} bytes")
-    _require(urlsplit(s.public_base_url).scheme == "https",
-             "PUBLIC_BASE_URL must be an https:// URL in production (the links in mails carry tokens)")
-    _require(s.smtp is not None, "SMTP_URL must be set in production (without it no mail ever leaves the outbox)")
-    smtp = s.smtp
-    if smtp is not None and smtp.security == "plain" and (smtp.username or smtp.password):
-        _require(_is_loopback(smtp.host), f"SMTP_URL sends credentials over plain smtp:// to {smtp.host}: "
-                                          "use smtp+starttls:// or smtps:// in production")
-    _require(s.bcrypt_cost >= PRODUCTION_MIN_BCRYPT_COST,
-             f"BCRYPT_COST must be at least {PRODUCTION_MIN_BCRYPT_COST} in production, not {s.bcrypt_cost}")
-    for name, networks in (("TRUSTED_PROXIES", s.proxy_networks), ("METRICS_ALLOWED_CIDRS", s.metrics_networks)):
-        for network in networks:
-            _require(network.prefixlen > 0, f"{name} must not contain {network} in production (every address)")
-    _at_most(s.jwt_access_ttl, PRODUCTION_MAX_ACCESS_TTL_S, "JWT_ACCESS_TTL", "3600 s")
-    _at_most(s.jwt_refresh_ttl, PRODUCTION_MAX_REFRESH_TTL_S, "JWT_REFRESH_TTL", "90 days (7776000 s)")
-    _at_most(s.password_reset_ttl_s, PRODUCTION_MAX_PASSWORD_RESET_TTL_S, "PASSWORD_RESET_TTL_S", "86400 s")
-    _at_most(s.refresh_reuse_grace_s, PRODUCTION_MAX_REUSE_GRACE_S, "REFRESH_REUSE_GRACE_S", "60 s")
-    _at_most(s.lockout_threshold, PRODUCTION_MAX_LOCKOUT_THRESHOLD, "LOCKOUT_THRESHOLD", "20")
-    auth = s.rate_policies["auth"]
-    _require(auth.limit <= PRODUCTION_MAX_AUTH_LIMIT,
-             f"the auth rate limit (RATE_LIMIT_AUTH or the policy table) must be at most {PRODUCTION_MAX_AUTH_LIMIT} "
-             f"requests per window in production, not {auth.limit}/{auth.window_s}")
-    if not s.allow_insecure_transport:
-        database = s.database
-        _require(database.tls or _is_loopback(database.host),
-                 f"DATABASE_URL reaches {database.host} without TLS: add sslmode=require, verify-ca or verify-full "
-                 "in production (or set ALLOW_INSECURE_TRANSPORT=true)")
-        redis = s.redis
-        plain = [host for host, _ in redis.hosts if not _is_loopback(host)] if not (redis.tls or redis.path) else []
-        _require(not plain, f"REDIS_URL reaches {plain[0] if plain else ''} without TLS: use rediss:// in production "
-                            "(or set ALLOW_INSECURE_TRANSPORT=true)")
-
-
-def _production_secrets(s: Settings) -> Iterator[tuple[str, str]]:
-    """(setting, value) of every secret production holds to the strength rule."""
-    yield "JWT_SECRET", s.jwt_secret.get_secret_value()
-    for kid, secret in s.verification_keys.items():
-        if kid != s.jwt_key_id:
-            yield f"JWT_PREVIOUS_KEYS secret for {kid!r}", secret
-    yield "MFA_ENCRYPTION_KEY", s.mfa_encryption_key.get_secret_value()
-    for kid, secret in s.previous_data_keys.items():
-        yield f"MFA_ENCRYPTION_PREVIOUS_KEYS key for {kid!r}", secret
-    for name, value in (("METRICS_TOKEN", s.metrics_token), ("SUPERADMIN_PASSWORD", s.superadmin_password)):
-        if value.get_secret_value():
-            yield name, value.get_secret_value()
-
-
-def _weakness(secret: str) -> str | None:
-    """Why a secret is too weak for production, or None."""
-    if not secret:
-        return "empty"
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        return f"shorter than {MIN_SECRET_BYTES} bytes"
-    if len(set(secret)) == 1:
-        return "one repeated character"
-    return None
-
-
-def _is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1, localhost, or a unix socket (libpq names its directory: a path)."""
-    if host.startswith("/") or host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _at_most(value: int, limit: int, name: str, shown: str) -> None:
-    _require(value <= limit, f"{name} must be at most {shown} in production, not {value}")
-
-
-def _parse_previous_data_keys(s: Settings) -> dict[str, str]:
-    keys: dict[str, str] = {}
-    for entry in _split_csv(s.mfa_encryption_previous_keys.get_secret_value()):
-        kid, sep, secret = entry.partition(":")
-        _require(bool(sep and kid and secret), "MFA_ENCRYPTION_PREVIOUS_KEYS must be 'kid:key,...'")
-        _require(kid not in keys, f"MFA_ENCRYPTION_PREVIOUS_KEYS repeats key id {kid!r}")
-        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
-                 f"MFA_ENCRYPTION_PREVIOUS_KEYS key for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
-        keys[kid] = secret
-    return keys
-
-
-def _parse_keys(s: Settings) -> dict[str, str]:
-    keys = {s.jwt_key_id: s.jwt_secret.get_secret_value()}
-    for entry in _split_csv(s.jwt_previous_keys.get_secret_value()):
-        kid, sep, secret = entry.partition(":")
-        _require(bool(sep and kid and secret), "JWT_PREVIOUS_KEYS must be 'kid:secret,...'")
-        _require(kid not in keys, f"JWT_PREVIOUS_KEYS repeats key id {kid!r}")
-        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
-                 f"JWT_PREVIOUS_KEYS secret for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
-        keys[kid] = secret
-    return keys
-
-
-def _parse_networks(value: str, *, name: str) -> tuple[IPNetwork, ...]:
-    networks: list[IPNetwork] = []
-    for entry in _split_csv(value):
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise SettingsError(f"{name} entry {entry!r} is not an IP network") from None
-    return tuple(networks)
+def _bounds(field: FieldInfo) -> str:
+    """A field's bounds as the refusal states them: `1..65535`, `>= 60`, `> 0 and <= 600`."""
+    limits = {kind: getattr(item, kind) for item in field.metadata for kind in ("ge", "gt", "le")
+              if getattr(item, kind, None) is not None}
+    if "ge" in limits and "le" in limits:
+        return f"{limits['ge']}..{limits['le']}"
+    return " and ".join(f"{sign} {limits[kind]}" for kind, sign in (("ge", ">="), ("gt", ">"), ("le", "<="))
+                        if kind in limits)
 
 
 def _read_rate_table(s: Settings, env_vars: Mapping[str, str]) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
@@ -637,13 +466,3 @@ def _read_rate_table(s: Settings, env_vars: Mapping[str, str]) -> tuple[dict[str
                                taken=lambda name: f"rate_limit_{name}" in Settings.model_fields)
     except RateTableError as exc:
         raise SettingsError(str(exc)) from None
-
-
-def _split_csv(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise SettingsError(message)
-

@@ -37,7 +37,7 @@ from manas360.metrics import (
 )
 from manas360.metrics_dir import MULTIPROC_ENV
 from manas360.security.jwt import AccessTokenCodec
-from manas360.settings import IPNetwork
+from manas360.settings_checks import IPNetwork
 
 
 class HttpStats:

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 import jwt
 
 from manas360.errors import InvalidToken, TokenExpired
-from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE, MIN_SECRET_BYTES
+from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE
+from manas360.settings_checks import MIN_SECRET_BYTES
 
 ALGORITHM = "HS256"
 MAX_TOKEN_CHARS = 8192
