@@ -16,7 +16,7 @@ from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
 from manas360.http.hooks import install_hooks
 from manas360.http.metrics import install_metrics
-from manas360.http.sanic_types import App
+from manas360.http.sanic_types import App, AppContext, AppRequest
 from manas360.logs import configure_logging
 from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.access.catalog import watch_reference
@@ -28,7 +28,8 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     """Build the Sanic app. Nothing connects here: pools open in the server listeners."""
     settings = settings or load_settings()
     configure_logging(settings)
-    app = Sanic(name, configure_logging=False, error_handler=EnvelopeErrorHandler())
+    app = Sanic(name, configure_logging=False, error_handler=EnvelopeErrorHandler(), ctx=AppContext(),
+                request_class=AppRequest)  # type: ignore[arg-type]  # sanic types it as the base Request
     app.config.update(
         REQUEST_MAX_SIZE=settings.max_body_bytes,
         REQUEST_MAX_HEADER_SIZE=8192,

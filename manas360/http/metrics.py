@@ -14,10 +14,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sanic import Request
 
 from manas360.db import Database
-from manas360.http.sanic_types import App
+from manas360.http.sanic_types import App, AppRequest
 from manas360.metrics import (
     DB_POOL,
     HTTP_LATENCY,
@@ -135,7 +134,7 @@ def status_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else OTHER
 
 
-def route_label(request: Request) -> str:
+def route_label(request: AppRequest) -> str:
     """The matched route's template ("/api/v1/admin/users/<user_id>"), or "unmatched":
     never the raw path, which carries ids and whatever else the client puts in it."""
     route = request.route
@@ -147,7 +146,7 @@ def route_label(request: Request) -> str:
     return label
 
 
-def request_started(request: Request) -> float | None:
+def request_started(request: AppRequest) -> float | None:
     """When the per-request timer started (perf_counter), if it ran for this request."""
     started: float | None = getattr(request.ctx, "metrics_started", None)  # set by start_timer
     return started
@@ -188,7 +187,7 @@ def install_metrics(app: App, *, codec: AccessTokenCodec) -> HttpStats:
     return stats
 
 
-def observe_response(stats: HttpStats, request: Request, status: int) -> None:
+def observe_response(stats: HttpStats, request: AppRequest, status: int) -> None:
     """Count and time one answered request (the response hook calls this)."""
     started = request_started(request)
     stats.observe(route_label(request), method_label(request.method), status_label(status),
