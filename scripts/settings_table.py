@@ -31,7 +31,7 @@ def _shown_default(value: Any) -> str:
         value = value.get_secret_value()
     if isinstance(value, bool):
         return f"`{int(value)}`"
-    return f"`{value}`" if value != "" else "empty"
+    return f"`{value}`" if value not in ("", ()) else "empty"
 
 
 if __name__ == "__main__":
