@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse
 
 from manas360.blueprints.bodies import PlanPath, RolePath, StrictBody, UserPath
@@ -21,6 +21,7 @@ from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.pagination import Page, parse_page
 from manas360.http.responses import model_response
+from manas360.http.sanic_types import AppRequest
 from manas360.http.schemas import AuditPage, Plan, Role, RoleList, User, UserDetail, UserPage
 from manas360.services.access import catalog_defaults as reference
 from manas360.services.access import rbac
@@ -88,7 +89,7 @@ class FeaturesBody(StrictBody):
     features: list[str] = Field(max_length=200)
 
 
-def _actor(request: Request) -> admin.Actor:
+def _actor(request: AppRequest) -> admin.Actor:
     return admin.Actor(user_id=request.ctx.access.user_id, ip=client(request).ip)
 
 
@@ -99,9 +100,9 @@ def _actor(request: Request) -> admin.Actor:
                        "email or display name, `cursor` the `next_cursor` of the previous page (stable "
                        "while users are being added). Needs `users.read`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("users.read",))
-async def list_users(request: Request) -> HTTPResponse:
+async def list_users(request: AppRequest) -> HTTPResponse:
     query = parse_page(request, UserQuery)
-    page = await admin.list_users(limit=query.limit, cursor=query.cursor, q=query.q)
+    page = await admin.list_users(db=deps(request).db, limit=query.limit, cursor=query.cursor, q=query.q)
     return model_response(UserPage.model_validate(page.as_dict()))
 
 
@@ -110,8 +111,8 @@ async def list_users(request: Request) -> HTTPResponse:
            errors=_GATE, summary="Show a user",
            description="The user with `locked_until` and `subscription`. Needs `users.read`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("users.read",))
-async def show_user(request: Request, user_id: str) -> HTTPResponse:
-    return model_response(UserDetail.model_validate(await admin.get_user_detail(user_id=user_id)))
+async def show_user(request: AppRequest, user_id: str) -> HTTPResponse:
+    return model_response(UserDetail.model_validate(await admin.get_user_detail(db=deps(request).db, user_id=user_id)))
 
 
 @bp.put("/users/<user_id:str>/role")
@@ -121,11 +122,11 @@ async def show_user(request: Request, user_id: str) -> HTTPResponse:
                        "role to a user below 100); never your own role. Refusals are 403 "
                        "`PrivilegeEscalationPrevented`. Needs `roles.assign`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("roles.assign",))
-async def change_role(request: Request, user_id: str) -> HTTPResponse:
+async def change_role(request: AppRequest, user_id: str) -> HTTPResponse:
     body = parse_body(request, RoleBody)
     app = deps(request)
-    user = await admin.change_role(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
-                                   role=body.role)
+    user = await admin.change_role(db=app.db, settings=app.settings, store=app.store, actor=_actor(request),
+                                   user_id=user_id, role=body.role)
     return model_response(User.model_validate(user, from_attributes=True))
 
 
@@ -136,10 +137,10 @@ async def change_role(request: Request, user_id: str) -> HTTPResponse:
                        "offset; open-ended when absent). `free` ends the current subscription. Needs "
                        "`subscriptions.manage`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("subscriptions.manage",))
-async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
+async def change_subscription(request: AppRequest, user_id: str) -> HTTPResponse:
     body = parse_body(request, SubscriptionBody)
     app = deps(request)
-    user = await admin.change_subscription(settings=app.settings, store=app.store, actor=_actor(request),
+    user = await admin.change_subscription(db=app.db, settings=app.settings, store=app.store, actor=_actor(request),
                                            user_id=user_id, plan=body.plan, ends_at=body.ends_at)
     return model_response(User.model_validate(user, from_attributes=True))
 
@@ -153,9 +154,10 @@ async def change_subscription(request: Request, user_id: str) -> HTTPResponse:
                        "Only on users below your level (403 `PrivilegeEscalationPrevented`). Needs "
                        "`users.write`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
-async def set_status(request: Request, user_id: str) -> HTTPResponse:
+async def set_status(request: AppRequest, user_id: str) -> HTTPResponse:
     body, app = parse_body(request, StatusBody), deps(request)
-    user = await admin.set_status(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
+    user = await admin.set_status(db=deps(request).db,
+                                  settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id,
                                   status=body.status)
     return model_response(User.model_validate(user, from_attributes=True))
 
@@ -166,9 +168,9 @@ async def set_status(request: Request, user_id: str) -> HTTPResponse:
            description="Lifts every lock of the account at once (per source and account-wide, and the ceiling "
                        "on wrong second-factor codes) and clears the failure counts. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
-async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
+async def unlock_user(request: AppRequest, user_id: str) -> HTTPResponse:
     app = deps(request)
-    await admin.unlock(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
+    await admin.unlock(db=app.db, settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -178,9 +180,10 @@ async def unlock_user(request: Request, user_id: str) -> HTTPResponse:
            description="Every session, refresh token and access token of the user stops working on its "
                        "next use, on every worker. Needs `users.write`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
-async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
+async def revoke_sessions(request: AppRequest, user_id: str) -> HTTPResponse:
     app = deps(request)
-    await admin.revoke_sessions(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
+    await admin.revoke_sessions(db=app.db,
+                                settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -192,9 +195,9 @@ async def revoke_sessions(request: Request, user_id: str) -> HTTPResponse:
                        "until they set MFA up again. Only on users below your level (403 "
                        "`PrivilegeEscalationPrevented`). Needs `users.write`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("users.write",))
-async def reset_mfa(request: Request, user_id: str) -> HTTPResponse:
+async def reset_mfa(request: AppRequest, user_id: str) -> HTTPResponse:
     app = deps(request)
-    await admin.reset_mfa(settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
+    await admin.reset_mfa(db=app.db, settings=app.settings, store=app.store, actor=_actor(request), user_id=user_id)
     return HTTPResponse(status=204)
 
 
@@ -203,7 +206,7 @@ async def reset_mfa(request: Request, user_id: str) -> HTTPResponse:
            summary="List roles",
            description="Every role with its privilege level and permissions. Needs `roles.read`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("roles.read",))
-async def list_roles(request: Request) -> HTTPResponse:
+async def list_roles(request: AppRequest) -> HTTPResponse:
     return model_response(RoleList.model_validate({"items": rbac.roles_view(request.ctx.access.catalog)}))
 
 
@@ -214,9 +217,10 @@ async def list_roles(request: Request) -> HTTPResponse:
                        "for roles below your level, and only granting permissions you hold yourself "
                        "(403 `PrivilegeEscalationPrevented`). Needs `roles.manage`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("roles.manage",))
-async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
+async def set_role_permissions(request: AppRequest, name: str) -> HTTPResponse:
     body, app = parse_body(request, PermissionsBody), deps(request)
-    role = await rbac.set_role_permissions(store=app.store, catalog=app.catalog, actor=_actor(request), role=name,
+    role = await rbac.set_role_permissions(db=deps(request).db,
+                                           store=app.store, catalog=app.catalog, actor=_actor(request), role=name,
                                            permissions=body.permissions)
     return model_response(Role.model_validate(role))
 
@@ -227,9 +231,10 @@ async def set_role_permissions(request: Request, name: str) -> HTTPResponse:
            description="Replaces the plan's features; applies to every subscriber's next request. Needs "
                        "`plans.manage`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_WRITE, permissions=("plans.manage",))
-async def set_plan_features(request: Request, name: str) -> HTTPResponse:
+async def set_plan_features(request: AppRequest, name: str) -> HTTPResponse:
     body, app = parse_body(request, FeaturesBody), deps(request)
-    plan = await rbac.set_plan_features(store=app.store, catalog=app.catalog, actor=_actor(request), plan=name,
+    plan = await rbac.set_plan_features(db=deps(request).db,
+                                        store=app.store, catalog=app.catalog, actor=_actor(request), plan=name,
                                         features=body.features)
     return model_response(Plan.model_validate(plan))
 
@@ -240,8 +245,8 @@ async def set_plan_features(request: Request, name: str) -> HTTPResponse:
            description="Newest first; filter by `user_id` (target) and `action`; `limit` 1..100, "
                        "`cursor` from the previous page. Needs `audit.read`.")
 @guarded(min_privilege=ADMIN, admin=ADMIN_READ, permissions=("audit.read",))
-async def list_audit_logs(request: Request) -> HTTPResponse:
+async def list_audit_logs(request: AppRequest) -> HTTPResponse:
     query = parse_page(request, AuditQuery)
-    page = await audit.list_entries(limit=query.limit, cursor=query.cursor, user_id=query.user_id,
+    page = await audit.list_entries(db=deps(request).db, limit=query.limit, cursor=query.cursor, user_id=query.user_id,
                                         action=query.action)
     return model_response(AuditPage.model_validate(page.as_dict()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 from pydantic import Field
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse
 
 from manas360.blueprints.bodies import (
@@ -28,6 +28,7 @@ from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
+from manas360.http.sanic_types import AppRequest
 from manas360.http.schemas import Registration, Session, SessionList, TokenPair, VerificationRequired, user_fields
 from manas360.services.auth import login, password_change, reauthenticate, refresh, register, sessions, signout
 
@@ -73,9 +74,10 @@ class ReauthenticateBody(StrictBody):
                 "are 10 to 128 characters. Unknown fields are refused with 422. 409 `EmailTaken` when the address "
                 f"is in use. {_TOKEN_PAIR} With REQUIRE_VERIFIED_EMAIL on, no session is opened until the address "
                 "is verified: the answer is `{user, verification_required: true}` with no tokens.")
-async def sign_up(request: Request) -> HTTPResponse:
+async def sign_up(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, RegisterBody), deps(request)
-    done = await register.register(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    done = await register.register(db=deps(request).db,
+                                   settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                    email=body.email, password=body.password, display_name=body.display_name,
                                    client=client(request))
     if done.pair is None:
@@ -100,9 +102,10 @@ async def sign_up(request: Request) -> HTTPResponse:
                 "the login. With REQUIRE_VERIFIED_EMAIL, an unverified address's right password gets 403 "
                 f"`EmailNotVerified` and no tokens. The access token carries `auth_time`, `amr` [\"pwd\"] and `aal` "
                 f"1. {_TOKEN_PAIR}")
-async def sign_in(request: Request) -> HTTPResponse:
+async def sign_in(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, LoginBody), deps(request)
-    pair = await login.login(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await login.login(db=deps(request).db,
+                             settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                              email=body.email, password=body.password, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
@@ -119,9 +122,10 @@ async def sign_in(request: Request) -> HTTPResponse:
                 "session ends SESSION_MAX_AGE_S after its login whatever the refreshes (401 `InvalidToken`). With "
                 "REQUIRE_VERIFIED_EMAIL, an unverified account's refresh is 403 `EmailNotVerified`. "
                 f"{_TOKEN_PAIR}")
-async def rotate(request: Request) -> HTTPResponse:
+async def rotate(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, RefreshBody), deps(request)
-    pair = await refresh.refresh(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await refresh.refresh(db=deps(request).db,
+                                 settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                  refresh_token=body.refresh_token, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
 
@@ -131,9 +135,9 @@ async def rotate(request: Request) -> HTTPResponse:
            summary="Sign out of this session",
            description="Revokes the caller's session: its access and refresh tokens stop working at once.")
 @authenticated()
-async def logout(request: Request) -> HTTPResponse:
+async def logout(request: AppRequest) -> HTTPResponse:
     app = deps(request)
-    await signout.logout(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.logout(db=app.db, settings=app.settings, store=app.store, principal=request.ctx.principal,
                          client=client(request))
     return HTTPResponse(status=204)
 
@@ -144,9 +148,9 @@ async def logout(request: Request) -> HTTPResponse:
            description="Revokes every session of the caller, on every device, at once, and voids every "
                        "outstanding password-reset, verification and MFA sign-in link of the account.")
 @authenticated()
-async def logout_all(request: Request) -> HTTPResponse:
+async def logout_all(request: AppRequest) -> HTTPResponse:
     app = deps(request)
-    await signout.logout_all(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.logout_all(db=app.db, settings=app.settings, store=app.store, principal=request.ctx.principal,
                           client=client(request))
     return HTTPResponse(status=204)
 
@@ -163,9 +167,9 @@ async def logout_all(request: Request) -> HTTPResponse:
                 "changes. Revokes every session, this one included, voids every outstanding one-time link, mails "
                 f"the owner, and returns the pair of a new session, the only live one. {_TOKEN_PAIR}")
 @authenticated()
-async def change_password(request: Request) -> HTTPResponse:
+async def change_password(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, PasswordBody), deps(request)
-    pair = await password_change.change_password(
+    pair = await password_change.change_password(db=deps(request).db,
         settings=app.settings, store=app.store, codec=app.codec, clock=app.clock, box=app.secret_box,
         principal=request.ctx.principal, current_password=body.current_password, new_password=body.new_password,
         code=body.code, client=client(request))
@@ -184,9 +188,9 @@ async def change_password(request: Request) -> HTTPResponse:
                 "`auth_time` (`aal` 2 with a code). Wrong input counts toward the lockout like a failed login. "
                 f"Under the `auth` rate limit. {_TOKEN_PAIR}")
 @authenticated()
-async def step_up(request: Request) -> HTTPResponse:
+async def step_up(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, ReauthenticateBody), deps(request)
-    pair = await reauthenticate.reauthenticate(
+    pair = await reauthenticate.reauthenticate(db=deps(request).db,
         settings=app.settings, store=app.store, codec=app.codec, clock=app.clock, box=app.secret_box,
         principal=request.ctx.principal, password=body.password, code=body.code, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
@@ -197,9 +201,10 @@ async def step_up(request: Request) -> HTTPResponse:
            summary="List my sessions",
            description="The caller's live sessions, newest first, with `current` marking this one.")
 @authenticated()
-async def list_sessions(request: Request) -> HTTPResponse:
+async def list_sessions(request: AppRequest) -> HTTPResponse:
     principal = request.ctx.principal
-    items = await sessions.list_sessions(user_id=principal.user_id, current_session_id=principal.session_id)
+    items = await sessions.list_sessions(db=deps(request).db,
+                                         user_id=principal.user_id, current_session_id=principal.session_id)
     return model_response(SessionList(items=[Session.model_validate(item, from_attributes=True) for item in items]))
 
 
@@ -208,9 +213,9 @@ async def list_sessions(request: Request) -> HTTPResponse:
            summary="End one of my sessions",
            description="Revokes the session and its tokens. 404 for an unknown id or someone else's.")
 @authenticated()
-async def delete_session(request: Request, session_id: str) -> HTTPResponse:
+async def delete_session(request: AppRequest, session_id: str) -> HTTPResponse:
     app = deps(request)
-    await signout.delete_session(settings=app.settings, store=app.store, principal=request.ctx.principal,
+    await signout.delete_session(db=app.db, settings=app.settings, store=app.store, principal=request.ctx.principal,
                               session_id=_uuid_or_404(session_id), client=client(request))
     return HTTPResponse(status=204)
 

@@ -13,12 +13,13 @@ import asyncio
 from pathlib import Path
 
 import swagger_ui
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse
 
 import manas360
 from manas360.errors import NotFound
 from manas360.http.openapi import build_document, render
+from manas360.http.sanic_types import AppRequest
 
 bp = Blueprint("docs", url_prefix="/docs")
 
@@ -46,12 +47,12 @@ async def _read(path: Path) -> bytes:
 
 
 @bp.get("")
-async def page(request: Request) -> HTTPResponse:
+async def page(request: AppRequest) -> HTTPResponse:
     return HTTPResponse(await _read(PAGE_DIR / "index.html"), content_type="text/html; charset=utf-8")
 
 
 @bp.get("/openapi.json")
-async def document(request: Request) -> HTTPResponse:
+async def document(request: AppRequest) -> HTTPResponse:
     body = getattr(request.app.ctx, "openapi_document", None)
     if body is None:
         body = request.app.ctx.openapi_document = render(build_document(request.app))
@@ -59,7 +60,7 @@ async def document(request: Request) -> HTTPResponse:
 
 
 @bp.get("/assets/<name:str>")
-async def asset(request: Request, name: str) -> HTTPResponse:
+async def asset(request: AppRequest, name: str) -> HTTPResponse:
     if name not in ASSETS:
         raise NotFound()
     path, content_type = ASSETS[name]

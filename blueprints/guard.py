@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeAlias
 
-from sanic import Request
 from sanic.response import HTTPResponse
 
 from manas360.edge import request_client_ip
@@ -15,13 +14,14 @@ from manas360.edge.client import request_rate_address
 from manas360.edge.policies import GUARDED_MARK
 from manas360.edge.ratelimit import apply_verdict
 from manas360.http.deps import deps
+from manas360.http.sanic_types import AppRequest
 from manas360.services.access.entitlements import Needs, authorize
 from manas360.services.auth.sessions import Client
 from manas360.store.ratelimit import Verdict
 
 P = ParamSpec("P")
 # A route handler: the request, then the route's own parameters (`user_id: str`, ...).
-Handler: TypeAlias = Callable[Concatenate[Request, P], Awaitable[HTTPResponse]]
+Handler: TypeAlias = Callable[Concatenate[AppRequest, P], Awaitable[HTTPResponse]]
 
 # openapi.definition(secured=...) for the bearer scheme that create_app registers; the
 # mapping form of `secured="bearer"` (scheme name -> required scopes), which is what
@@ -29,13 +29,13 @@ Handler: TypeAlias = Callable[Concatenate[Request, P], Awaitable[HTTPResponse]]
 BEARER: dict[str, Any] = {"bearer": []}
 
 
-def client_ip(request: Request) -> str:
+def client_ip(request: AppRequest) -> str:
     """The client's address as recorded on sessions, attempts and audit entries (the
     socket peer, or the right-most untrusted X-Forwarded-For hop behind TRUSTED_PROXIES)."""
     return request_client_ip(request)
 
 
-def client(request: Request) -> Client:
+def client(request: AppRequest) -> Client:
     """Where the request came from: address, user agent, and the lockout source (the address
     per-IP limits count it under: IPv4, or the IPv6 prefix)."""
     return Client(ip=client_ip(request), user_agent=request.headers.get("user-agent", "")[:512],
@@ -56,7 +56,7 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
 
     def decorator(handler: Handler[P]) -> Handler[P]:
         @wraps(handler)
-        async def guard(request: Request, /, *args: P.args, **kwargs: P.kwargs) -> HTTPResponse:
+        async def guard(request: AppRequest, /, *args: P.args, **kwargs: P.kwargs) -> HTTPResponse:
             def on_rate(verdict: Verdict, log_key: str) -> None:
                 apply_verdict(request, verdict, log_key=log_key)
 
@@ -71,7 +71,8 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
                     await request.app.ctx.edge.check_deferred_alone(request, client_check)
 
             ctx.access = access = await authorize(
-                settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog, clock=app.clock,
+                db=app.db, settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog,
+                clock=app.clock,
                 authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate,
                 client_check=client_check, check_client_alone=check_client_alone)
             ctx.principal = access.principal

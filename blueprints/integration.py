@@ -7,7 +7,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from pydantic import Field
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse
 
 from manas360 import errors
@@ -16,6 +16,7 @@ from manas360.http.bodies import read_json_object, validate
 from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import json_response, model_response
+from manas360.http.sanic_types import AppRequest
 from manas360.http.schemas import Introspection, Jwks
 from manas360.metrics import INTROSPECTIONS
 from manas360.security.jwt import MAX_TOKEN_CHARS
@@ -42,7 +43,7 @@ class IntrospectionBody(StrictBody):
                        "and `use: sig` (the first listed in JWT_PRIVATE_KEYS signs). With `HS256`, `{\"keys\": []}`: "
                        "the shared secret is never published. Cacheable for 300 s (`Cache-Control: public, "
                        "max-age=300`); under no rate-limit policy.")
-async def jwks(request: Request) -> HTTPResponse:
+async def jwks(request: AppRequest) -> HTTPResponse:
     body = deps(request).codec.keyset.public_jwks()
     return json_response(body, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
 
@@ -59,7 +60,7 @@ async def jwks(request: Request) -> HTTPResponse:
                        "without saying why. Answered from the same state as the API's own check: a revocation shows "
                        "on the very next call. Under no rate-limit policy with a valid key; a call without one is "
                        "401 `Unauthorized` and counted under `auth`.")
-async def introspect(request: Request) -> HTTPResponse:
+async def introspect(request: AppRequest) -> HTTPResponse:
     app = deps(request)
     if introspection.service_name(app.settings, request.headers.get("authorization")) is None:
         INTROSPECTIONS.labels("unauthorized").inc()
@@ -67,13 +68,13 @@ async def introspect(request: Request) -> HTTPResponse:
         await request.app.ctx.edge.charge(request, "auth")
         raise errors.Unauthorized("A service key is required (INTROSPECTION_KEYS)")
     body = validate(IntrospectionBody, _form_or_json(request))
-    answer = await introspection.introspect(settings=app.settings, store=app.store, codec=app.codec,
+    answer = await introspection.introspect(db=app.db, settings=app.settings, store=app.store, codec=app.codec,
                                             catalog=app.catalog, clock=app.clock, token=body.token)
     INTROSPECTIONS.labels("active" if answer["active"] else "inactive").inc()
     return model_response(Introspection.model_validate(answer), exclude_unset=True)
 
 
-def _form_or_json(request: Request) -> dict[str, object]:
+def _form_or_json(request: AppRequest) -> dict[str, object]:
     """RFC 7662 posts a form; JSON as everywhere else in this API. Repeated form fields are refused."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":

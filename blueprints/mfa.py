@@ -4,7 +4,7 @@ new recovery codes. Setup, confirm, disable and new recovery codes are step-up o
 from __future__ import annotations
 
 from pydantic import Field
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse
 
 from manas360.blueprints.bodies import Code, StrictBody
@@ -14,6 +14,7 @@ from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
+from manas360.http.sanic_types import AppRequest
 from manas360.http.schemas import RecoveryCodes, TokenPair, TotpSetup
 from manas360.services.auth import mfa_enrolment as mfa
 from manas360.services.auth import mfa_verify
@@ -44,9 +45,9 @@ class VerifyBody(StrictBody):
                 "pending one), with its otpauth:// URI and that URI as a QR code (`qr_svg`). 409 "
                 f"`MfaAlreadyEnabled` when MFA is already on. {_STEP_UP_TEXT}")
 @authenticated()
-async def setup(request: Request) -> HTTPResponse:
+async def setup(request: AppRequest) -> HTTPResponse:
     app = deps(request)
-    enrolment = await mfa.setup(settings=app.settings, box=app.secret_box, principal=request.ctx.principal,
+    enrolment = await mfa.setup(db=app.db, settings=app.settings, box=app.secret_box, principal=request.ctx.principal,
                                 client=client(request))
     return model_response(TotpSetup(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri,
                                     qr_svg=enrolment.qr_svg))
@@ -61,9 +62,10 @@ async def setup(request: Request) -> HTTPResponse:
                 "usable once instead of a TOTP code. 401 `InvalidCredentials` for a wrong code. Every other "
                 "session of the account is signed out and the owner is mailed. " + _STEP_UP_TEXT)
 @authenticated()
-async def confirm(request: Request) -> HTTPResponse:
+async def confirm(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, CodeBody), deps(request)
-    codes = await mfa.confirm(settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
+    codes = await mfa.confirm(db=deps(request).db,
+                              settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
                               principal=request.ctx.principal, code=body.code, client=client(request))
     return model_response(RecoveryCodes(recovery_codes=codes))
 
@@ -81,9 +83,10 @@ async def confirm(request: Request) -> HTTPResponse:
                 "login; 423 `AccountLocked` once locked), 401 `InvalidToken` for an unknown, expired or used "
                 "`mfa_token`, or one that met 3 wrong codes or a security event of the account.")
 @rate_limited("auth")
-async def verify(request: Request) -> HTTPResponse:
+async def verify(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, VerifyBody), deps(request)
-    pair = await mfa_verify.verify(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await mfa_verify.verify(db=deps(request).db,
+                                   settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                    box=app.secret_box, mfa_token=body.mfa_token, code=body.code,
                                    client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
@@ -98,9 +101,9 @@ async def verify(request: Request) -> HTTPResponse:
                 "counted toward the account's lockout; 423 `AccountLocked` once locked). Removes the secret and "
                 "the recovery codes, signs every other session out and mails the owner. " + _STEP_UP_TEXT)
 @authenticated()
-async def disable(request: Request) -> HTTPResponse:
+async def disable(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, CodeBody), deps(request)
-    await mfa.disable(settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
+    await mfa.disable(db=deps(request).db, settings=app.settings, store=app.store, box=app.secret_box, clock=app.clock,
                       principal=request.ctx.principal, code=body.code, client=client(request))
     return HTTPResponse(status=204)
 
@@ -114,9 +117,10 @@ async def disable(request: Request) -> HTTPResponse:
                 "recovery codes; the old ones stop working, every other session is signed out and the owner is "
                 "mailed. " + _STEP_UP_TEXT)
 @authenticated()
-async def recovery_codes(request: Request) -> HTTPResponse:
+async def recovery_codes(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, CodeBody), deps(request)
-    codes = await mfa.regenerate_recovery_codes(settings=app.settings, store=app.store, box=app.secret_box,
+    codes = await mfa.regenerate_recovery_codes(db=deps(request).db,
+                                                settings=app.settings, store=app.store, box=app.secret_box,
                                                 clock=app.clock, principal=request.ctx.principal, code=body.code,
                                                 client=client(request))
     return model_response(RecoveryCodes(recovery_codes=codes))

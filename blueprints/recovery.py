@@ -7,7 +7,7 @@ never tells whether an account exists; the link arrives by mail (manas360.servic
 from __future__ import annotations
 
 from pydantic import Field
-from sanic import Blueprint, Request
+from sanic import Blueprint
 from sanic.response import HTTPResponse
 
 from manas360.blueprints.bodies import Code, NewEmail, NewPassword, StrictBody
@@ -16,6 +16,7 @@ from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
 from manas360.http.operations import operation
 from manas360.http.responses import model_response
+from manas360.http.sanic_types import AppRequest
 from manas360.http.schemas import Accepted, TokenPair, User
 from manas360.services.accounts import verification
 from manas360.services.accounts.account_tokens import MAX_TOKEN_CHARS
@@ -57,9 +58,9 @@ def _accepted() -> HTTPResponse:
                 "reset mails go to an account per hour. The answer is the same 202 `{}`, in the same time, for "
                 "unknown addresses and beyond the allowance; a malformed address is 422. Nothing else changes: the "
                 "current password keeps working until the reset is confirmed. Under the `auth` rate limit.")
-async def request_password_reset(request: Request) -> HTTPResponse:
+async def request_password_reset(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, PasswordResetBody), deps(request)
-    await reset.request_reset(settings=app.settings, email=body.email, client=client(request))
+    await reset.request_reset(db=deps(request).db, settings=app.settings, email=body.email, client=client(request))
     return _accepted()
 
 
@@ -79,9 +80,10 @@ async def request_password_reset(request: Request) -> HTTPResponse:
                 "verified it is the first proof of the mailbox: it is marked verified and a TOTP set up before is "
                 "removed. 401 `InvalidToken` for an unknown, expired, used or voided token; of two concurrent "
                 "confirms of one token exactly one succeeds. Under the `auth` rate limit.")
-async def confirm_password_reset(request: Request) -> HTTPResponse:
+async def confirm_password_reset(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, PasswordResetConfirmBody), deps(request)
-    pair = await reset.confirm_reset(settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
+    pair = await reset.confirm_reset(db=deps(request).db,
+                                     settings=app.settings, store=app.store, codec=app.codec, clock=app.clock,
                                      box=app.secret_box, token=body.token, new_password=body.new_password,
                                      code=body.code, client=client(request))
     return model_response(TokenPair.model_validate(pair, from_attributes=True))
@@ -97,9 +99,9 @@ async def confirm_password_reset(request: Request) -> HTTPResponse:
                 "proof of an address also removes what was set up before it (a TOTP secret, recovery codes, every "
                 "session), so an account someone registered with another person's address cannot be kept armed. "
                 "401 `InvalidToken` for an unknown, expired, used or voided token.")
-async def verify_email(request: Request) -> HTTPResponse:
+async def verify_email(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, VerifyEmailBody), deps(request)
-    user = await verification.verify(settings=app.settings, store=app.store, token=body.token,
+    user = await verification.verify(db=deps(request).db, settings=app.settings, store=app.store, token=body.token,
                                      client=client(request))
     return model_response(User.model_validate(user, from_attributes=True))
 
@@ -114,16 +116,16 @@ async def verify_email(request: Request) -> HTTPResponse:
                 "verified and other addresses. Up to 3 links are live per account and MAIL_PER_ACCOUNT_HOURLY "
                 "verification mails go to it per hour; beyond, still 202 and nothing is sent. Under the `auth` rate "
                 "limit.")
-async def resend_verification(request: Request) -> HTTPResponse:
+async def resend_verification(request: AppRequest) -> HTTPResponse:
     if request.headers.get("authorization") is not None:
         return await _resend_to_caller(request)
     body, app = parse_body(request, ResendBody), deps(request)
-    await verification.resend_to(settings=app.settings, email=body.email, client=client(request))
+    await verification.resend_to(db=deps(request).db, settings=app.settings, email=body.email, client=client(request))
     return _accepted()
 
 
 @authenticated()
-async def _resend_to_caller(request: Request) -> HTTPResponse:
+async def _resend_to_caller(request: AppRequest) -> HTTPResponse:
     app = deps(request)
-    await verification.resend(settings=app.settings, principal=request.ctx.principal, client=client(request))
+    await verification.resend(db=app.db, settings=app.settings, principal=request.ctx.principal, client=client(request))
     return _accepted()

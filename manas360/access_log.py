@@ -11,25 +11,25 @@ import time
 from collections.abc import Callable
 
 from loguru import logger
-from sanic import Request
 from sanic.response import BaseHTTPResponse
 
 from manas360.edge import request_client_ip
 from manas360.http.metrics import method_label, request_started, route_label
 from manas360.http.request_id import request_id
+from manas360.http.sanic_types import AppRequest
 from manas360.settings import Settings
 
 ACCESS_LOGGER = "manas360.access"
 _access = logger.bind(logger_name=ACCESS_LOGGER)
 
 
-def access_logger(settings: Settings) -> Callable[[Request, BaseHTTPResponse], None] | None:
+def access_logger(settings: Settings) -> Callable[[AppRequest, BaseHTTPResponse], None] | None:
     """What the response hook calls to log a response when ACCESS_LOG is on; None when off
     (nothing then runs per request)."""
     if not settings.access_log:
         return None
 
-    def log_access(request: Request, response: BaseHTTPResponse) -> None:
+    def log_access(request: AppRequest, response: BaseHTTPResponse) -> None:
         # Timed from the metrics timer the request hook starts.
         started = request_started(request)
         duration_ms = round((time.perf_counter() - started) * 1000, 3) if started is not None else None

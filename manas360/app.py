@@ -11,13 +11,12 @@ from sanic_ext.extensions.http.extension import HTTPExtension
 
 from manas360.access_log import access_logger
 from manas360.container import build_collaborators
-from manas360.db import close_orm, open_orm
 from manas360.edge import install_edge, orphan, startup_stop
 from manas360.edge.cors import cors_config
 from manas360.http.errors import EnvelopeErrorHandler
 from manas360.http.hooks import install_hooks
 from manas360.http.metrics import install_metrics
-from manas360.http.sanic_types import App
+from manas360.http.sanic_types import App, AppContext, AppRequest
 from manas360.logs import configure_logging
 from manas360.security.passwords import set_hashing_threads, verify_dummy
 from manas360.services.access.catalog import watch_reference
@@ -29,7 +28,8 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     """Build the Sanic app. Nothing connects here: pools open in the server listeners."""
     settings = settings or load_settings()
     configure_logging(settings)
-    app = Sanic(name, configure_logging=False, error_handler=EnvelopeErrorHandler())
+    app = Sanic(name, configure_logging=False, error_handler=EnvelopeErrorHandler(), ctx=AppContext(),
+                request_class=AppRequest)  # type: ignore[arg-type]  # sanic types it as the base Request
     app.config.update(
         REQUEST_MAX_SIZE=settings.max_body_bytes,
         REQUEST_MAX_HEADER_SIZE=8192,
@@ -73,11 +73,11 @@ def _add_listeners(app: App, settings: Settings) -> None:
     async def open_database(app: App) -> None:
         # The pool is lazy: a database that is down at start does not stop the worker;
         # requests that need it answer 503 until it is back.
-        app.ctx.orm = await open_orm(settings)
+        await app.ctx.deps.db.open()
 
     @app.after_server_stop
     async def close_database(app: App) -> None:
-        await close_orm(app.ctx.orm)
+        await app.ctx.deps.db.close()
 
     @app.after_server_stop
     async def close_redis(app: App) -> None:
@@ -106,8 +106,8 @@ def _add_listeners(app: App, settings: Settings) -> None:
     @app.before_server_start
     async def start_mail_sender(app: App) -> None:
         # Every worker sends; SKIP LOCKED gives each queued mail to one of them.
-        app.ctx.mail_sender = app.ctx.deps.outbox.start(orm=app.ctx.orm)
-        app.ctx.webhook_sender = app.ctx.deps.webhooks.start(orm=app.ctx.orm)
+        app.ctx.mail_sender = app.ctx.deps.outbox.start()
+        app.ctx.webhook_sender = app.ctx.deps.webhooks.start()
 
     @app.after_server_start
     async def keep_a_stop_asked_during_start(app: App) -> None:

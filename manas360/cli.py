@@ -238,8 +238,8 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         store = open_configured_store(settings)
         try:
-            async with orm(settings):
-                report = await seed(settings=settings, store=store, email=email, password=password,
+            async with orm(settings) as db:
+                report = await seed(db=db, settings=settings, store=store, email=email, password=password,
                                     promote_existing=args.promote_existing_superadmin)
         except SeedError as exc:
             print(f"manas360: seed failed: {exc}", file=sys.stderr)
@@ -347,10 +347,11 @@ def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         store = open_configured_store(settings, socket_timeout_s=max(settings.redis_socket_timeout_s, 5.0))
         try:
-            async with orm(settings):
-                total = await count_candidates(active_days=args.active_days)
+            async with orm(settings) as db:
+                total = await count_candidates(db=db, active_days=args.active_days)
                 progress = _Progress(total=total, unit="users")
-                report = await warm_cache(settings=settings, store=store, clock=Clock(), active_days=args.active_days,
+                report = await warm_cache(db=db,
+                                          settings=settings, store=store, clock=Clock(), active_days=args.active_days,
                                           batch_size=args.batch_size, on_batch=progress.update)
                 progress.close()
         finally:

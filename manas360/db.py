@@ -23,7 +23,7 @@ from manas360.settings import Settings
 from manas360.slow_queries import slow_query_init
 
 if TYPE_CHECKING:
-    from tortoise.context import TortoiseContext
+    from tortoise.backends.base.client import BaseDBAsyncClient
 
 MODELS_APP = "models"
 MIGRATIONS_DIR = Path(str(resources.files("manas360.migrations")))
@@ -73,37 +73,88 @@ def command_timeout_s(settings: Settings) -> float | None:
     return settings.db_statement_timeout / 1000 + COMMAND_TIMEOUT_MARGIN_S
 
 
-async def open_orm(settings: Settings, *, pool_min: int | None = None,
-                   pool_max: int | None = None) -> TortoiseContext:
-    """A Tortoise context of our own, initialised and made current for the calling task.
+class Database:
+    """PostgreSQL as a collaborator, passed as `db=` like the store: its pool, a connection
+    for single statements (`db.connection`) and transactions
+    (`async with db.transaction() as conn`).
 
-    Tortoise 1.x keeps its state in a ContextVar. Rather than its process-wide "global
+    It wraps a Tortoise context of its own, and is the one place that touches Tortoise's
+    private current-context variable. Tortoise 1.x looks its context up in a ContextVar
+    (`tortoise.context._current_context`) when it opens a transaction; its public ways to
+    set it are a context manager meant for a whole program and a process-wide "global
     fallback" (one per process: two apps in one test process would share and close each
-    other's pools), the app keeps its context and activates it per request
-    (manas360.tortoise_context.activate, the one adapter over Tortoise's private API).
+    other's pools). So `transaction()` makes this context current for the transaction only
+    (one ContextVar set and reset), and nothing else in the service needs it current: no
+    per-request hook, no hidden state a test must set up first.
+    tests/foundation/test_database.py fails loudly if a Tortoise upgrade moves the variable.
+    Building one does no I/O; `open()` initialises the (lazy) pool, `close()` closes it.
     """
-    from tortoise.context import TortoiseContext
 
-    from manas360.tortoise_context import activate
+    __slots__ = ("_settings", "_pool_min", "_pool_max", "_ctx")
 
-    ctx = TortoiseContext()
-    activate(ctx)  # init itself looks the context up
-    await ctx.init(config=tortoise_config(settings, pool_min=pool_min, pool_max=pool_max))
-    return ctx
+    def __init__(self, settings: Settings, *, pool_min: int | None = None, pool_max: int | None = None) -> None:
+        from tortoise.context import TortoiseContext
 
+        self._settings = settings
+        self._pool_min, self._pool_max = pool_min, pool_max
+        self._ctx = TortoiseContext()
 
-async def close_orm(ctx: TortoiseContext) -> None:
-    await ctx.close_connections()
+    async def open(self) -> None:
+        """Initialise Tortoise on this context (no connection yet: the pool is lazy)."""
+        from tortoise.context import _current_context
+
+        token = _current_context.set(self._ctx)  # init itself looks the context up
+        try:
+            await self._ctx.init(config=tortoise_config(self._settings, pool_min=self._pool_min,
+                                                        pool_max=self._pool_max))
+        finally:
+            _current_context.reset(token)
+
+    async def close(self) -> None:
+        await self._ctx.close_connections()
+
+    @property
+    def connection(self) -> BaseDBAsyncClient:
+        """The pool's client: each statement on it runs on its own (autocommit). Raises
+        Tortoise's ConfigurationError before `open()`."""
+        return self._ctx.db()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[BaseDBAsyncClient]:
+        """One transaction on one pooled connection: committed when the block ends,
+        rolled back when it raises."""
+        from tortoise.context import _current_context
+
+        token = _current_context.set(self._ctx)
+        try:
+            async with self._ctx.db()._in_transaction() as conn:
+                yield conn
+        finally:
+            _current_context.reset(token)
+
+    def pool_stats(self) -> dict[str, int]:
+        """Pool sizes for /health and the gauges (zeros before the first connection)."""
+        try:
+            pool = getattr(self._ctx.db(), "_pool", None)
+        except Exception:  # not opened (yet)
+            pool = None
+        if pool is None:
+            return {"size": 0, "idle": 0, "max": 0}
+        queue = getattr(pool, "_queue", None)  # asyncpg exposes no public waiter count
+        waiting = len(getattr(queue, "_getters", ()) or ())
+        return {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size(),
+                "in_use": pool.get_size() - pool.get_idle_size(), "waiting": waiting}
 
 
 @asynccontextmanager
-async def orm(settings: Settings, *, pool_max: int = 4) -> AsyncIterator[TortoiseContext]:
-    """Tortoise for command-line work (scripts, seeding): open, yield, close."""
-    ctx = await open_orm(settings, pool_min=1, pool_max=pool_max)
+async def orm(settings: Settings, *, pool_max: int = 4) -> AsyncIterator[Database]:
+    """The database for command-line work (scripts, seeding): open, yield, close."""
+    db = Database(settings, pool_min=1, pool_max=pool_max)
+    await db.open()
     try:
-        yield ctx
+        yield db
     finally:
-        await close_orm(ctx)
+        await db.close()
 
 
 def database_name(settings: Settings) -> str:

@@ -36,12 +36,12 @@ async def search_ms(settings, *, runs: int) -> dict[str, float]:
     from manas360.services.admin import users as admin
 
     timings: dict[str, float] = {}
-    async with orm(settings):
+    async with orm(settings) as db:
         for term in SEARCHES:
             samples = []
             for _ in range(runs):
                 started = time.perf_counter()
-                await admin.list_users(limit=20, cursor=None, q=term)
+                await admin.list_users(db=db, limit=20, cursor=None, q=term)
                 samples.append((time.perf_counter() - started) * 1000)
             timings[term] = statistics.median(samples)
     return timings

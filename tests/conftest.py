@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from manas360.db import migrate, orm
 from manas360.services.ops.seeding import seed_superadmin
 from manas360.settings import load_settings
-from manas360.tortoise_context import activate
 from tests.fixtures import contract
 from tests.fixtures.accounts import PASSWORD, Account, login
 from tests.fixtures.app import client_for, running_app
@@ -35,8 +34,8 @@ def settings(environ):
 async def database(settings):
     """The run's database: created, migrated exactly as `manas360 migrate` does, seeded."""
     await migrate(settings)
-    async with orm(settings):
-        await seed_catalog(settings)
+    async with orm(settings) as db:
+        await seed_catalog(db, settings)
     yield settings.database_url
     await drop_database(settings.database_url)
 
@@ -64,9 +63,8 @@ async def client(app):
 
 @pytest.fixture
 async def db(app):
-    """For tests that call services directly: the app's Tortoise context, made current."""
-    activate(app.ctx.orm)
-    yield app.ctx.orm
+    """For tests that call services directly: the app's database collaborator."""
+    return app.ctx.deps.db
 
 
 @pytest.fixture(scope="session")
@@ -110,5 +108,6 @@ def _conforms(_contract_hooks):
 async def superadmin_headers(app, db, client) -> dict[str, str]:
     """A logged-in superadmin's Authorization header (on the run's shared app)."""
     email = "root-shared@example.com"
-    await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD)
+    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
+                          password=PASSWORD)
     return (await login(client, Account(email=email, password=PASSWORD, pair={}))).headers

@@ -17,14 +17,12 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 from loguru import logger
-from tortoise import connections
 from tortoise.exceptions import BaseORMException
 
+from manas360.db import Database
 from manas360.queries.ops import blocklog as blocklog_queries
-from manas360.tortoise_context import activate
 
 if TYPE_CHECKING:
-    from tortoise.context import TortoiseContext
 
     from manas360.http.sanic_types import App
 
@@ -66,7 +64,7 @@ class BlockLog:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def flush(self) -> int:
+    async def flush(self, *, db: Database) -> int:
         """Write the buffer (one statement); the number of rows written, 0 if it failed."""
         if not self._pending:
             return 0
@@ -75,7 +73,7 @@ class BlockLog:
         try:
             # Sorted rows give every worker the same lock order: concurrent flushes cannot deadlock.
             await blocklog_queries.add_blocked(
-                conn=connections.get("default"), policies=[slot[0] for slot, _ in rows],
+                conn=db.connection, policies=[slot[0] for slot, _ in rows],
                 keys=[slot[1] for slot, _ in rows], window_starts=[slot[2] for slot, _ in rows],
                 counts=[entry.count for _, entry in rows], first_at=[entry.first_at for _, entry in rows],
                 last_at=[entry.last_at for _, entry in rows])
@@ -97,16 +95,14 @@ class BlockLog:
             self._pending[slot] = _Blocked(blocked, first_at, last_at)
 
 
-async def run_flusher(block_log: BlockLog, *, orm: TortoiseContext, interval_s: float = FLUSH_INTERVAL_S) -> None:
-    """Flush every `interval_s` until cancelled (the app's Tortoise context made current)."""
-    activate(orm)
+async def run_flusher(block_log: BlockLog, *, db: Database, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    """Flush every `interval_s` until cancelled."""
     while True:
         await asyncio.sleep(interval_s)
-        await block_log.flush()
+        await block_log.flush(db=db)
 
 
 async def flush_block_log(app: App) -> int:
     """Write the app's buffered blocks now (tests, shutdown); rows written."""
-    activate(app.ctx.orm)
     block_log: BlockLog = app.ctx.edge.block_log  # install_edge's EdgeLimiter
-    return await block_log.flush()
+    return await block_log.flush(db=app.ctx.deps.db)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sanic import Request
-
 from manas360.edge.client_address import IPNetwork, client_ip, client_source
+from manas360.http.sanic_types import AppRequest
 
 _CACHED_FORWARDED_CHARS = 256  # longer X-Forwarded-For values are resolved, not cached
 
 
-def request_client_ip(request: Request) -> str:
+def request_client_ip(request: AppRequest) -> str:
     """The client's address (computed once per request, then read from `request.ctx`).
 
     `request.ip` is the socket peer: Sanic is configured to believe no forwarding header
@@ -23,7 +22,7 @@ def request_client_ip(request: Request) -> str:
     return resolved[0]
 
 
-def request_rate_address(request: Request) -> str:
+def request_rate_address(request: AppRequest) -> str:
     """The source per-IP limits count this request under: `client_source` of the client's
     address (an IPv6 client by its RATE_LIMIT_IPV6_PREFIX network, /64 by default)."""
     resolved = getattr(request.ctx, "client_address", None)
@@ -32,7 +31,7 @@ def request_rate_address(request: Request) -> str:
     return resolved[1]
 
 
-def _request_addresses(request: Request) -> tuple[str, str]:
+def _request_addresses(request: AppRequest) -> tuple[str, str]:
     forwarded = request.headers.getall("x-forwarded-for", None)
     forwarded_for = ",".join(forwarded) if forwarded else None
     settings = request.app.ctx.deps.settings

@@ -28,7 +28,7 @@ def install_edge(app: App, settings: Settings) -> tuple[EdgeLimiter, frozenset[s
     async def start_block_log(app: App) -> None:
         # Runs after the routes are final: a bad @rate_limited declaration stops the start.
         policies.check_routes(app.router.routes)
-        app.ctx.edge_flusher = asyncio.create_task(run_flusher(app.ctx.edge.block_log, orm=app.ctx.orm))
+        app.ctx.edge_flusher = asyncio.create_task(run_flusher(app.ctx.edge.block_log, db=app.ctx.deps.db))
 
     @app.before_server_stop
     async def stop_block_log(app: App) -> None:

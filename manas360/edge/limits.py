@@ -9,14 +9,13 @@ stored on a session) would fail it with a 500.
 
 from __future__ import annotations
 
-from sanic import Request
-
 from manas360 import errors
+from manas360.http.sanic_types import AppRequest
 
 MAX_HEADER_FIELDS = 100
 
 
-def check_request_shape(request: Request) -> None:
+def check_request_shape(request: AppRequest) -> None:
     """431 past MAX_HEADER_FIELDS header fields; for a NUL byte: 404 in the path (no
     resource has such a name), 400 in the query string or a header."""
     if len(request.headers) > MAX_HEADER_FIELDS:
@@ -28,7 +27,7 @@ def check_request_shape(request: Request) -> None:
         raise errors.BadRequest("NUL bytes are not allowed in the query string or headers")
 
 
-def _nul_in_head(request: Request) -> bool:
+def _nul_in_head(request: AppRequest) -> bool:
     head = request.head
     if head:  # Sanic's own server keeps the raw request head: one memchr
         return b"\x00" in head

@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from loguru import logger
-from sanic import Request
 from sanic_routing.route import Route
 
-from manas360.settings import RatePolicy, Settings
+from manas360.http.sanic_types import AppRequest
+from manas360.rate_policies import RatePolicy
+from manas360.settings import Settings
 
 _DECLARED = "__rate_policies__"
 GUARDED_MARK = "__m360_guarded__"
@@ -68,7 +69,7 @@ class PolicyMap:
     def is_exempt(self, path: str) -> bool:
         return path in self._exempt or path.startswith(self._exempt_below)
 
-    def for_request(self, request: Request) -> tuple[RatePolicy, ...]:
+    def for_request(self, request: AppRequest) -> tuple[RatePolicy, ...]:
         route = request.route
         if route is None:
             return self.every_request
@@ -77,7 +78,7 @@ class PolicyMap:
             by_method = route.ctx.rate_policies = self._resolve(route)
         return by_method.get(request.method, self.every_request)
 
-    def is_guarded(self, request: Request) -> bool:
+    def is_guarded(self, request: AppRequest) -> bool:
         """Whether the request's route runs the authentication guard (blueprints.guard),
         which can take the per-IP limit into its own round trip."""
         route = request.route

@@ -25,7 +25,6 @@ from __future__ import annotations
 import time
 
 from loguru import logger
-from sanic import Request
 from sanic.response import BaseHTTPResponse
 
 from manas360 import errors
@@ -33,8 +32,9 @@ from manas360.edge.blocklog import BlockLog
 from manas360.edge.client import request_rate_address
 from manas360.edge.policies import PolicyMap, rate_limited, route_path
 from manas360.edge.ratelimit_headers import format_headers
+from manas360.http.sanic_types import AppRequest
 from manas360.metrics import RATE_LIMIT_BLOCKS, RATE_LIMIT_FAIL_OPEN
-from manas360.settings import RatePolicy
+from manas360.rate_policies import RatePolicy
 from manas360.store import Store, StoreUnavailable
 from manas360.store.entitlements import ClientCheck
 from manas360.store.ratelimit import Verdict, hit
@@ -54,7 +54,7 @@ class EdgeLimiter:
         self.block_log = block_log
         self._store_down_until = 0.0
 
-    async def check(self, request: Request) -> None:
+    async def check(self, request: AppRequest) -> None:
         """Check the request against its policies; raise RateLimited on the first denial."""
         if getattr(request.ctx, "rate_verdicts", None) is not None:
             return  # already checked (Sanic re-enters middleware on some error paths)
@@ -77,18 +77,18 @@ class EdgeLimiter:
         for policy in policies:
             await self._check_one(request, store, policy)
 
-    async def charge(self, request: Request, policy_name: str) -> None:
+    async def charge(self, request: AppRequest, policy_name: str) -> None:
         """Count this request under one policy from the handler (for a route the edge leaves
         alone, e.g. introspection without a valid service key); RateLimited on a denial."""
         app = request.app.ctx.deps
         await self._check_one(request, app.store, app.settings.rate_policies[policy_name])
 
-    async def check_deferred_alone(self, request: Request, deferred: ClientCheck[RatePolicy]) -> None:
+    async def check_deferred_alone(self, request: AppRequest, deferred: ClientCheck[RatePolicy]) -> None:
         """The per-IP check this edge left to the guard (`request.ctx.client_check`), run
         on its own: for a request the guard refuses before Redis."""
         await self._check_one(request, request.app.ctx.deps.store, deferred.policy)
 
-    async def _check_one(self, request: Request, store: Store, policy: RatePolicy) -> None:
+    async def _check_one(self, request: AppRequest, store: Store, policy: RatePolicy) -> None:
         key, log_key = _request_key(request, policy, store)
         verdict = await self._hit(store, policy=policy, key=key)
         if verdict is not None:
@@ -115,7 +115,7 @@ class EdgeLimiter:
         return None
 
 
-def _is_preflight(request: Request) -> bool:
+def _is_preflight(request: AppRequest) -> bool:
     # A CORS preflight is the browser's bookkeeping for the request that follows (which is
     # charged); it does no work and is cached for CORS_MAX_AGE. Charging it would halve a
     # browser client's budget.
@@ -123,7 +123,7 @@ def _is_preflight(request: Request) -> bool:
     return request.method == "OPTIONS" and "origin" in headers and "access-control-request-method" in headers
 
 
-def _request_key(request: Request, policy: RatePolicy, store: Store) -> tuple[str, str]:
+def _request_key(request: AppRequest, policy: RatePolicy, store: Store) -> tuple[str, str]:
     """The Redis key a policy counts this request under, and what the block log records."""
     address = request_rate_address(request)
     if policy.key == "ip":
@@ -135,7 +135,7 @@ def _request_key(request: Request, policy: RatePolicy, store: Store) -> tuple[st
     return store.keys.ip_rate(address, policy.name, route.replace(" ", "")), f"ip:{address} {route}"
 
 
-def apply_verdict(request: Request, verdict: Verdict, *, log_key: str) -> None:
+def apply_verdict(request: AppRequest, verdict: Verdict, *, log_key: str) -> None:
     """Attach a verdict to the response's RateLimit headers; a denial is logged and raised.
 
     `log_key` is what rate_limit_logs records: "ip:<address>" or "u:<user id>", never a
@@ -156,7 +156,7 @@ def user_rate_key(store: Store, *, user_id: str, policy: str = "api") -> tuple[s
     return store.keys.user_rate(user_id, policy), f"u:{user_id}"
 
 
-def add_rate_headers(request: Request, response: BaseHTTPResponse) -> None:
+def add_rate_headers(request: AppRequest, response: BaseHTTPResponse) -> None:
     """RateLimit-Policy, RateLimit (and Retry-After on a denial) from the request's verdicts."""
     verdicts = getattr(request.ctx, "rate_verdicts", None)
     if verdicts:

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import orjson
 import pydantic
-from sanic import Request
 
 from manas360 import errors
+from manas360.http.sanic_types import AppRequest
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 
@@ -21,7 +21,7 @@ NUL_ALLOWED_KEYS = frozenset({"password", "current_password", "new_password"})
 or passed on as text (a password may contain any character)."""
 
 
-def read_json_object(request: Request) -> dict[str, Any]:
+def read_json_object(request: AppRequest) -> dict[str, Any]:
     """The body as a JSON object; 400 for a wrong content type, bad JSON, a non-object or
     nesting deeper than MAX_JSON_DEPTH; 422 for a NUL character in any key or string
     (except the values of NUL_ALLOWED_KEYS)."""
@@ -59,7 +59,7 @@ def _check_json_document(body: dict[str, Any]) -> None:
                 pending.append((item, depth + 1, path))
 
 
-def parse_body(request: Request, model: type[Model]) -> Model:
+def parse_body(request: AppRequest, model: type[Model]) -> Model:
     """Validate the JSON object body against `model`; 422 with `fields` when it does not fit."""
     return validate(model, read_json_object(request))
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from sanic import Request
-
 from manas360.container import Collaborators
+from manas360.http.sanic_types import AppRequest
 
 
-def deps(request: Request) -> Collaborators:
+def deps(request: AppRequest) -> Collaborators:
     """The app's collaborators, built once by `create_app`."""
-    collaborators: Collaborators = request.app.ctx.deps  # app.ctx is Sanic's untyped namespace
-    return collaborators
+    return request.app.ctx.deps

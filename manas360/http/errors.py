@@ -3,6 +3,8 @@ rendered as the docs/api.md envelope (`EnvelopeErrorHandler`)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pydantic
 from loguru import logger
 from sanic import Request
@@ -13,6 +15,7 @@ from sanic.response import HTTPResponse
 from manas360 import errors
 from manas360.http.request_id import request_id
 from manas360.http.responses import json_response, model_response
+from manas360.http.sanic_types import AppRequest
 from manas360.http.schemas import envelope_model
 
 _SANIC_STATUS_TO_ERROR: dict[int, type[errors.AppError]] = {
@@ -27,7 +30,7 @@ _SANIC_STATUS_TO_ERROR: dict[int, type[errors.AppError]] = {
 }
 
 
-def error_response(request: Request | None, error: errors.AppError) -> HTTPResponse:
+def error_response(request: AppRequest | None, error: errors.AppError) -> HTTPResponse:
     headers = {}
     retry_after = error.extra.get("retry_after")
     if retry_after is not None and error.status in (429, 503):
@@ -96,7 +99,7 @@ probe's 1 s timeout) while a starting worker's first check was still opening its
 class EnvelopeErrorHandler(ErrorHandler):
     """Renders every error, from routing to crashes, as the docs/api.md envelope."""
 
-    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:  # an AppRequest
         if isinstance(exception, RequestCancelled):  # the client went away: nothing to answer
             logger.debug("request cancelled by the client on {}", request.path if request is not None else "-")
             return HTTPResponse(status=CLIENT_CLOSED_REQUEST)
@@ -109,7 +112,7 @@ class EnvelopeErrorHandler(ErrorHandler):
                 logger.warning("{} unavailable on {}: {!r}", error.extra.get("component"), path, exception)
             else:
                 logger.opt(exception=exception).error("unhandled error on {}", path)
-        response = error_response(request, error)
+        response = error_response(cast(AppRequest, request), error)  # the app's request_class
         if isinstance(exception, SanicException) and exception.status_code == 405:
             allow = (getattr(exception, "headers", None) or {}).get("Allow")
             if allow:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sanic import Request
 from sanic.response import BaseHTTPResponse
 
 from manas360 import errors
@@ -23,10 +22,9 @@ from manas360.edge.ratelimit import EdgeLimiter, add_rate_headers
 from manas360.http.metrics import HttpStats, observe_response
 from manas360.http.request_id import request_id
 from manas360.http.responses import ApiResponse, EncodedHeaders, encode_headers
-from manas360.http.sanic_types import App
+from manas360.http.sanic_types import App, AppRequest
 from manas360.logs import request_id_var
 from manas360.settings import Settings
-from manas360.tortoise_context import activate
 
 # A JSON API never needs to load anything; /docs (Swagger UI, served from this service)
 # loads its own scripts and styles, and Swagger UI sets inline styles on its elements.
@@ -40,7 +38,7 @@ HSTS = "max-age=63072000; includeSubDomains"
 CACHEABLE_PATHS = frozenset({"/api/v1/plans", "/.well-known/jwks.json"})
 NO_STORE = {"Cache-Control": "no-store"}
 
-AccessLogger = Callable[[Request, BaseHTTPResponse], None]
+AccessLogger = Callable[[AppRequest, BaseHTTPResponse], None]
 
 
 def security_headers(settings: Settings, *, docs: bool) -> dict[str, str]:
@@ -67,17 +65,16 @@ def install_hooks(app: App, settings: Settings, *, edge: EdgeLimiter, stats: Htt
     api_no_store, docs_no_store = _constants({**api_headers, **NO_STORE}), _constants({**docs_headers, **NO_STORE})
 
     @app.middleware("request", priority=100)
-    async def on_request(request: Request) -> None:
+    async def on_request(request: AppRequest) -> None:
         request.ctx.metrics_started = time.perf_counter()
         request_id_var.set(request_id(request))
-        activate(request.app.ctx.orm)
         check_request_shape(request)
         if request.path in blocked_paths:
             raise errors.NotFound()
         await edge.check(request)
 
     @app.middleware("response", priority=100)
-    async def on_response(request: Request, response: BaseHTTPResponse) -> None:
+    async def on_response(request: AppRequest, response: BaseHTTPResponse) -> None:
         headers = response.headers
         headers["X-Request-ID"] = request_id(request)
         path = request.path

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sanic import Request
 
-from manas360.http.sanic_types import App
+from manas360.db import Database
+from manas360.http.sanic_types import App, AppRequest
 from manas360.metrics import (
     DB_POOL,
     HTTP_LATENCY,
@@ -36,7 +36,7 @@ from manas360.metrics import (
 )
 from manas360.metrics_dir import MULTIPROC_ENV
 from manas360.security.jwt import AccessTokenCodec
-from manas360.settings import IPNetwork
+from manas360.settings_checks import IPNetwork
 
 
 class HttpStats:
@@ -92,11 +92,11 @@ def scrape_allowed(*, client_ip: str, networks: Iterable[IPNetwork], token: str,
     return any(address in network for network in networks)
 
 
-def render() -> tuple[bytes, str]:
+def render(db: Database) -> tuple[bytes, str]:
     """The exposition text for every worker (multiprocess) or this process; this worker's
     own counts are published first, the others' are at most PUBLISH_INTERVAL_S old."""
     publish()
-    refresh_gauges()
+    refresh_gauges(db)
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated upstream
@@ -106,14 +106,11 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def refresh_gauges() -> None:
-    """Sample this worker's pool and memory (called at scrape time and periodically)."""
-    from manas360.services.ops.health import database_pool_stats, memory_stats
+def refresh_gauges(db: Database) -> None:
+    """Sample this worker's pool and memory (at scrape time)."""
+    from manas360.services.ops.health import memory_stats
 
-    try:
-        pool = database_pool_stats()
-    except Exception:  # no ORM context in this process (e.g. a script): nothing to report
-        pool = {}
+    pool = db.pool_stats()
     for state in ("size", "in_use", "idle", "max", "waiting"):
         DB_POOL.labels(state).set(pool.get(state, 0))
     WORKER_MEMORY.labels(str(os.getpid())).set(memory_stats()["rss_bytes"])
@@ -137,7 +134,7 @@ def status_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else OTHER
 
 
-def route_label(request: Request) -> str:
+def route_label(request: AppRequest) -> str:
     """The matched route's template ("/api/v1/admin/users/<user_id>"), or "unmatched":
     never the raw path, which carries ids and whatever else the client puts in it."""
     route = request.route
@@ -149,7 +146,7 @@ def route_label(request: Request) -> str:
     return label
 
 
-def request_started(request: Request) -> float | None:
+def request_started(request: AppRequest) -> float | None:
     """When the per-request timer started (perf_counter), if it ran for this request."""
     started: float | None = getattr(request.ctx, "metrics_started", None)  # set by start_timer
     return started
@@ -190,7 +187,7 @@ def install_metrics(app: App, *, codec: AccessTokenCodec) -> HttpStats:
     return stats
 
 
-def observe_response(stats: HttpStats, request: Request, status: int) -> None:
+def observe_response(stats: HttpStats, request: AppRequest, status: int) -> None:
     """Count and time one answered request (the response hook calls this)."""
     started = request_started(request)
     stats.observe(route_label(request), method_label(request.method), status_label(status),

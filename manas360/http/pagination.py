@@ -6,9 +6,9 @@ import re
 from typing import Any, overload
 
 import pydantic
-from sanic import Request
 
 from manas360.http.bodies import Model, validate
+from manas360.http.sanic_types import AppRequest
 
 DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT = 20, 100
 MAX_CURSOR_CHARS = 512
@@ -37,10 +37,10 @@ class Page(pydantic.BaseModel):
 
 
 @overload
-def parse_page(request: Request) -> Page: ...
+def parse_page(request: AppRequest) -> Page: ...
 @overload
-def parse_page(request: Request, model: type[Model]) -> Model: ...
-def parse_page(request: Request, model: type[pydantic.BaseModel] = Page) -> pydantic.BaseModel:
+def parse_page(request: AppRequest, model: type[Model]) -> Model: ...
+def parse_page(request: AppRequest, model: type[pydantic.BaseModel] = Page) -> pydantic.BaseModel:
     """A list's query parameters (`limit`, `cursor` and the model's filters); 422 with
     `fields` when out of range. Unknown parameters are ignored."""
     args = request.args

@@ -7,8 +7,7 @@ import random
 import re
 import secrets
 
-from sanic import Request
-
+from manas360.http.sanic_types import AppRequest
 from manas360.logs import request_id_var
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -16,7 +15,7 @@ _ids = random.Random()  # seeded from os.urandom; reseeded in a forked child, so
 os.register_at_fork(after_in_child=_ids.seed)  # worker processes ever share a sequence
 
 
-def request_id(request: Request | None) -> str:
+def request_id(request: AppRequest | None) -> str:
     """The request's id: the client's X-Request-ID when sane, else a new one (once)."""
     if request is None:
         return request_id_var.get() if request_id_var.get() != "-" else secrets.token_hex(16)

@@ -27,7 +27,8 @@ import jwt
 
 from manas360.errors import InvalidToken, TokenExpired
 from manas360.security.signing import HMAC, SigningKey, hmac_key
-from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE, MIN_SECRET_BYTES
+from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE
+from manas360.settings_checks import MIN_SECRET_BYTES
 
 _REFUSED_HEADERS = frozenset(("jku", "x5u", "jwk", "x5c", "crit"))
 MAX_TOKEN_CHARS = 8192

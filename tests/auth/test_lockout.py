@@ -93,7 +93,8 @@ async def test_refreshing_tokens_does_not_reset_the_failure_count(client, accoun
 async def test_unlock_account_lets_the_user_in_at_once(client, app, db, pg, account):
     for _ in range(6):
         await _attempt(client, account.email)
-    await unlock_account(settings=app.ctx.deps.settings, store=app.ctx.deps.store, user_id=account.id,
+    await unlock_account(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store,
+                         user_id=account.id,
                          actor_id=None, ip="10.0.0.1")
     assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1", account.id) == 0
     assert (await _attempt(client, account.email, PASSWORD)).status_code == 200
@@ -172,7 +173,8 @@ async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, a
 async def test_a_cancelled_login_releases_its_reservation(app, db, redis_raw, account, gate):
     bcrypt = gate(password_check, "verify_password")
     deps = app.ctx.deps
-    task = asyncio.create_task(login_service.login(settings=deps.settings, store=deps.store, codec=deps.codec,
+    task = asyncio.create_task(login_service.login(db=deps.db, settings=deps.settings, store=deps.store,
+                               codec=deps.codec,
                                                    clock=deps.clock, email=account.email, password=PASSWORD,
                                                    client=Client(ip="10.0.0.2")))
     await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
@@ -220,7 +222,8 @@ async def test_an_unlock_queued_behind_the_locking_failure_is_not_lost(client, a
         await holder.execute("SELECT 1 FROM user_accounts WHERE id = $1 FOR UPDATE", account.id)
         fifth = asyncio.create_task(_attempt(client, account.email))
         await eventually(lambda: backends_waiting_for_locks(pg), what="the failure waiting on the row")
-        unlock = asyncio.create_task(unlock_account(settings=app.ctx.deps.settings, store=app.ctx.deps.store,
+        unlock = asyncio.create_task(unlock_account(db=app.ctx.deps.db, settings=app.ctx.deps.settings,
+                                     store=app.ctx.deps.store,
                                                     user_id=account.id))
         await eventually(lambda: _waiting(pg, 2), what="the unlock waiting on the row")
         await transaction.commit()

@@ -100,8 +100,8 @@ async def test_a_revocation_lands_even_if_the_request_is_cancelled_after_the_com
         admin = Redis.from_url(private.url, decode_responses=True)
         try:
             await admin.client_pause(10_000, all=False)
-            task = asyncio.create_task(auth.logout(settings=app.ctx.deps.settings, store=store, principal=principal,
-                                                   client=Client()))
+            task = asyncio.create_task(auth.logout(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=store,
+                                                   principal=principal, client=Client()))
             await eventually(lambda: _paused_clients(admin), what="the revocation write in flight")
             assert await pg.fetchval("SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",
                                      principal.session_id)

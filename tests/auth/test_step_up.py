@@ -137,7 +137,8 @@ async def test_with_admin_mfa_required_admin_routes_need_aal_2_and_writes_a_fres
     from tests.fixtures.accounts import Account
 
     email = "root-stepup@example.com"
-    await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD)
+    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
+                          password=PASSWORD)
     async with client_for(strict_admin_app) as client:
         root = await login(client, Account(email=email, password=PASSWORD, pair={}))
         refused = await client.get(f"{API}/admin/users", headers=root.headers)

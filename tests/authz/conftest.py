@@ -13,7 +13,8 @@ from tests.fixtures.accounts import PASSWORD, Account, login, register
 async def superadmin(app, db, client) -> Account:
     """The operator's superadmin (created by `seed`), logged in."""
     email = "root-authz@example.com"
-    await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD)
+    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
+                          password=PASSWORD)
     return await login(client, Account(email=email, password=PASSWORD, pair={}))
 
 

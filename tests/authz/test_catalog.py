@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from tortoise import connections
-
 from manas360.services.access.catalog import CatalogHolder, load_catalog
 from manas360.store.catalog import bump_catalog_version, get_catalog_version, listen_catalog_changes
 from manas360.store.client import close_store, open_store
@@ -13,7 +11,7 @@ from tests.fixtures.gates import eventually
 
 
 async def test_catalog_holds_levels_permissions_and_plans_in_tier_order(db):
-    catalog = await load_catalog(version=1)
+    catalog = await load_catalog(db=db, version=1)
     assert catalog.level_of("admin") == 90 and catalog.level_of("nobody") == 0
     assert "dashboard.read" in catalog.permissions_of("user")
     assert "roles.manage" in catalog.permissions_of("superadmin")
@@ -31,12 +29,12 @@ async def test_holder_reloads_once_for_concurrent_requests_at_a_new_version(db, 
     loads = []
     real_load = module.load_catalog
 
-    async def counting_load(*, version):
+    async def counting_load(*, db, version):
         loads.append(version)
-        return await real_load(version=version)
+        return await real_load(db=db, version=version)
 
     monkeypatch.setattr(module, "load_catalog", counting_load)
-    holder = CatalogHolder()
+    holder = CatalogHolder(db)
     catalogs = await asyncio.gather(*(holder.ensure(version=7) for _ in range(20)))
     assert loads == [7] and all(c.version == 7 for c in catalogs)
     await holder.ensure(version=7)
@@ -46,8 +44,8 @@ async def test_holder_reloads_once_for_concurrent_requests_at_a_new_version(db, 
 
 
 async def test_a_permission_change_is_seen_after_reload(db):
-    conn = connections.get("default")
-    holder = CatalogHolder()
+    conn = db.connection
+    holder = CatalogHolder(db)
     before = await holder.ensure(version=100)
     assert "analytics.read" not in before.permissions_of("subscriber")
     await conn.execute_query(

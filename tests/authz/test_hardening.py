@@ -65,7 +65,8 @@ async def test_warm_cache_never_overwrites_a_change_that_committed_while_it_ran(
         await real_store(*args, **kwargs)
 
     monkeypatch.setattr(warmup, "store_user_states", demote_then_store)
-    await warm_cache(settings=settings, store=app.ctx.deps.store, clock=app.ctx.deps.clock, batch_size=100_000)
+    await warm_cache(db=app.ctx.deps.db, settings=settings, store=app.ctx.deps.store, clock=app.ctx.deps.clock,
+                     batch_size=100_000)
     monkeypatch.setattr(warmup, "store_user_states", real_store)
     after = await client.get(f"{ADMIN}/users", headers=admin.headers)
     assert after.status_code == 403 and after.json()["error"] == "InsufficientPrivileges"

@@ -47,7 +47,8 @@ def _statuses(pinned: list[httpx.Client], path: str, headers) -> set[int]:
 
 @pytest.fixture
 async def root_headers(app, db, server):
-    await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=ROOT, password=PASSWORD)
+    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=ROOT,
+                          password=PASSWORD)
     headers, _ = _token(server.url, ROOT, register=False)
     return headers
 

@@ -36,8 +36,8 @@ def private_redis() -> Iterator[RedisServer]:
 
 
 async def _seed(settings) -> None:
-    async with orm(settings):
-        await seed_catalog(settings)
+    async with orm(settings) as db:
+        await seed_catalog(db, settings)
 
 
 @pytest.fixture

@@ -77,7 +77,8 @@ def test_fresh_pairs_after_every_epoch_move_are_accepted_at_once(skewed):
 
 
 async def test_a_plan_ends_when_it_ends_whatever_the_workers_clock(skewed, app, db, pg):
-    await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=ROOT_EMAIL,
+    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store,
+                          email=ROOT_EMAIL,
                           password=PASSWORD)
     with httpx.Client(base_url=skewed.url, timeout=10) as http:
         root = http.post("/api/v1/auth/login", json={"email": ROOT_EMAIL, "password": PASSWORD}).json()

@@ -281,8 +281,8 @@ async def _session_id_of(client: httpx.AsyncClient, account: Account, *, asked_b
 # -- the stores -------------------------------------------------------------------------------
 
 async def _seed(settings: Settings) -> None:
-    async with orm(settings):
-        await seed_catalog(settings)
+    async with orm(settings) as db:
+        await seed_catalog(db, settings)
 
 
 async def _row_counts(settings: Settings) -> dict[str, int]:

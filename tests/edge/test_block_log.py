@@ -4,15 +4,14 @@ with a counter, written by periodic upserts, surviving PostgreSQL failures."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
-from manas360.db import close_orm, open_orm
+from manas360.db import Database
 from manas360.edge import flush_block_log
 from manas360.edge.blocklog import BlockLog
-from manas360.models import RateLimitLog
 from manas360.settings import load_settings
-from manas360.tortoise_context import activate
 from tests.edge.conftest import fresh_ip
 from tests.fixtures.app import client_for
 
@@ -25,9 +24,10 @@ async def app(edge_app):
         yield app
 
 
-async def _rows(app, key: str) -> list[RateLimitLog]:
-    activate(app.ctx.orm)
-    return await RateLimitLog.filter(key=key).order_by("policy")
+async def _rows(app, key: str) -> list[SimpleNamespace]:
+    rows = await app.ctx.deps.db.connection.execute_query_dict(
+        "SELECT * FROM rate_limit_logs WHERE key = $1 ORDER BY policy", [key])
+    return [SimpleNamespace(**row) for row in rows]
 
 
 async def test_blocked_requests_become_one_row_with_a_counter(app):
@@ -70,14 +70,14 @@ async def test_a_failed_flush_keeps_the_counts_for_the_next_one(app, environ):
     key = f"ip:{fresh_ip()}"
     for _ in range(4):
         log.record(policy="global", key=key, window_s=WINDOW)
-    dead = await open_orm(load_settings({**environ, "DATABASE_URL": "postgres://root@127.0.0.1:1/nowhere"}))
+    dead = Database(load_settings({**environ, "DATABASE_URL": "postgres://root@127.0.0.1:1/nowhere"}))
+    await dead.open()
     try:
-        assert await log.flush() == 0  # the dead context is the current one: connection refused
+        assert await log.flush(db=dead) == 0  # connection refused
     finally:
-        await close_orm(dead)
+        await dead.close()
     assert log.pending == 1
-    activate(app.ctx.orm)
-    assert await log.flush() == 1
+    assert await log.flush(db=app.ctx.deps.db) == 1
     [row] = await _rows(app, key)
     assert row.blocked_count == 4
 

@@ -10,7 +10,6 @@ from uuid import uuid4
 import pytest
 
 from manas360.services.ops.seeding import seed_superadmin
-from manas360.tortoise_context import activate
 from tests.edge.conftest import fresh_ip
 from tests.fixtures.accounts import PASSWORD, Account, bearer, login, register
 from tests.fixtures.app import client_for
@@ -65,8 +64,7 @@ async def world(edge_app):
         async with client_for(app, client_ip=fresh_ip()) as client:
             user = await login(client, registered)
         email = f"root-cache-{uuid4().hex[:8]}@example.com"
-        activate(app.ctx.orm)
-        await seed_superadmin(settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
+        await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
                               password=PASSWORD)
         async with client_for(app, client_ip=fresh_ip()) as client:
             superadmin = await login(client, Account(email=email, password=PASSWORD, pair={}))

@@ -129,6 +129,9 @@ def test_query_modules_say_what_they_cover_and_take_keyword_arguments(name):
         positional = [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         assert not positional, f"{name}.{function.__name__} takes {positional} positionally: make them keyword-only"
         assert "conn" in inspect.signature(function).parameters, f"{name}.{function.__name__} takes no conn"
+        returns = str(inspect.signature(function).return_annotation)
+        assert "Any" not in returns, (
+            f"{name}.{function.__name__} returns {returns}: return a NamedTuple or frozen dataclass, not a dict")
 
 
 # The layers, top to bottom: a module may import its own layer and the layers below it,
@@ -165,10 +168,17 @@ def _module_name(path: Path) -> str:
 
 
 def _our_imports(path: Path, module: str, known: set[str]) -> list[tuple[int, str]]:
-    """(line, module) of every import of ours in `path`, at any depth (a lazy import is an arrow too)."""
+    """(line, module) of every import of ours in `path`, at any depth (a lazy import is an arrow
+    too), except under `if TYPE_CHECKING:`: an annotation may name any layer's type, which
+    makes no import at run time."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    type_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                 for statement in node.body for inner in ast.walk(statement)}
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -180,6 +190,11 @@ def _our_imports(path: Path, module: str, known: set[str]) -> list[tuple[int, st
             found += [(node.lineno, f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
                       for alias in node.names]
     return [(line, name) for line, name in found if name == "manas360" or name.startswith("manas360.")]
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def test_import_layers():
@@ -200,9 +215,10 @@ def test_import_layers():
 def test_the_layer_check_names_the_offending_import(tmp_path, monkeypatch):
     leaf = tmp_path / "manas360" / "metrics.py"
     leaf.parent.mkdir()
-    leaf.write_text("def render():\n    from manas360.server import MULTIPROC_ENV\n")
-    imports = _our_imports(leaf, "manas360.metrics", {"manas360.server"})
-    assert imports == [(2, "manas360.server")]
+    leaf.write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from manas360.app import App\n\n\n"
+                    "def render():\n    from manas360.server import MULTIPROC_ENV\n")
+    imports = _our_imports(leaf, "manas360.metrics", {"manas360.server", "manas360.app"})
+    assert imports == [(8, "manas360.server")]  # the annotation-only import is no arrow
     assert _layer("manas360.server") < _layer("manas360.metrics")
     assert _layer("manas360.edge.ratelimit") > _layer("manas360.services.access.entitlements")
     assert LAYERS[_layer("manas360.store.keys")][0] == "store"

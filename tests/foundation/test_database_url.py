@@ -16,7 +16,6 @@ from urllib.parse import quote
 
 import asyncpg
 import pytest
-from tortoise import connections
 from tortoise.exceptions import DBConnectionError
 
 from manas360.db import migrate, orm
@@ -58,10 +57,10 @@ def _settings(server, query: str):
 async def test_app_pool_migrate_maintenance_seeding_and_preflight_connect_over_tls(server, certificates):
     settings = _settings(server, f"sslmode=verify-full&sslrootcert={certificates[0].ca}")
     assert await migrate(settings) != []  # the advisory-lock connection, CREATE DATABASE and aerich's pool
-    async with orm(settings):
-        rows = await connections.get("default").execute_query_dict(SSL_IN_USE)
+    async with orm(settings) as db:
+        rows = await db.connection.execute_query_dict(SSL_IN_USE)
         assert rows == [{"ssl": True}]
-        await seed_catalog(settings)
+        await seed_catalog(db, settings)
     async with maintenance.connect(settings) as conn:
         assert await conn.fetchval(SSL_IN_USE) is True
     report = await seed_synthetic_users(settings=settings, count=2)
@@ -75,8 +74,8 @@ async def test_verify_full_with_another_ca_is_refused_everywhere(server, certifi
         async with maintenance.connect(settings):
             pass
     with pytest.raises((ssl.SSLCertVerificationError, DBConnectionError)):
-        async with orm(settings):
-            await connections.get("default").execute_query("SELECT 1")
+        async with orm(settings) as db:
+            await db.connection.execute_query("SELECT 1")
     with pytest.raises(ssl.SSLCertVerificationError):
         await migrate(settings)
 
@@ -87,8 +86,8 @@ async def test_sslmode_disable_is_honoured_and_refused_by_a_tls_only_server(serv
         async with maintenance.connect(settings):
             pass
     with pytest.raises((asyncpg.InvalidAuthorizationSpecificationError, DBConnectionError)):
-        async with orm(settings):
-            await connections.get("default").execute_query("SELECT 1")
+        async with orm(settings) as db:
+            await db.connection.execute_query("SELECT 1")
 
 
 def test_require_with_a_root_certificate_verifies_the_chain_as_libpq_does(certificates):

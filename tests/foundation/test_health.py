@@ -59,9 +59,9 @@ async def test_a_reused_result_keeps_the_latency_of_the_check_that_produced_it(a
     from manas360.services.ops.health import ReadinessCache
 
     cache = ReadinessCache(ttl_s=60)
-    first = await cache.get_timed(app.ctx.deps.store)
+    first = await cache.get_timed(db=app.ctx.deps.db, store=app.ctx.deps.store)
     assert first[0] == {"database": "ok", "redis": "ok"}
-    assert await cache.get_timed(app.ctx.deps.store) == first
+    assert await cache.get_timed(db=app.ctx.deps.db, store=app.ctx.deps.store) == first
 
 
 # flood protection -------------------------------------------------------------------------
@@ -116,16 +116,17 @@ async def test_a_store_going_down_is_reported_within_two_seconds(environ, databa
 
 
 async def test_readiness_is_503_never_500_while_the_database_is_not_set_up(environ, database):
-    """A worker whose ORM is not initialised (as before its start-up listener has opened it):
+    """A worker whose database is not opened (as before its start-up listener has opened it):
     getting the connection itself fails, which used to escape the check as a 500."""
-    from tortoise.context import TortoiseContext
+    from manas360.db import Database
 
-    async with running_app(load_settings(environ)) as app, client_for(app) as client:
-        opened = app.ctx.orm
-        app.ctx.orm = TortoiseContext()  # made current by the request hook, initialised by nobody
+    settings = load_settings(environ)
+    async with running_app(settings) as app, client_for(app) as client:
+        opened = app.ctx.deps.db
+        object.__setattr__(app.ctx.deps, "db", Database(settings))  # built, opened by nobody
         try:
             response = await client.get("/health/ready")
         finally:
-            app.ctx.orm = opened
+            object.__setattr__(app.ctx.deps, "db", opened)
     assert response.status_code == 503, response.text
     assert response.json()["component"] == "database" and response.json()["database"].startswith("error")

@@ -8,7 +8,6 @@ import sys
 from datetime import UTC, datetime
 
 import asyncpg
-from tortoise import connections
 
 from manas360.queries.ops import seeding as seeding_queries
 from manas360.security.passwords import verify_password
@@ -19,25 +18,25 @@ from tests.fixtures.seeding import seed_catalog
 from tests.fixtures.server import free_port
 
 
-async def _rows(sql: str, *values):
-    return await connections.get("default").execute_query_dict(sql, list(values))
+async def _rows(db, sql: str, *values):
+    return await db.connection.execute_query_dict(sql, list(values))
 
 
 async def test_reference_data_matches_the_contract(db):
-    counts = await _reference_counts()
+    counts = await _reference_counts(db)
     assert counts["roles"] == 5 and counts["subscription_plans"] == 5 and counts["features"] == 14
-    roles = {r["name"]: r["privilege_level"] for r in await _rows("SELECT name, privilege_level FROM roles")}
+    roles = {r["name"]: r["privilege_level"] for r in await _rows(db, "SELECT name, privilege_level FROM roles")}
     assert roles == {"guest": 0, "user": 10, "subscriber": 50, "admin": 90, "superadmin": 100}
-    plans = [r["name"] for r in await _rows("SELECT name FROM subscription_plans ORDER BY tier")]
+    plans = [r["name"] for r in await _rows(db, "SELECT name FROM subscription_plans ORDER BY tier")]
     assert plans == ["free", "basic", "premium", "professional", "enterprise"]
-    permissions = {r["name"] for r in await _rows("SELECT name FROM permissions")}
+    permissions = {r["name"] for r in await _rows(db, "SELECT name FROM permissions")}
     assert {"profile.read", "profile.write", "dashboard.read", "analytics.read", "users.read", "users.write",
             "roles.read", "roles.assign", "roles.manage", "plans.manage", "subscriptions.manage",
             "audit.read"} <= permissions
 
 
 async def test_each_plan_includes_every_feature_of_the_tiers_below(db):
-    rows = await _rows("SELECT p.name AS plan, f.name AS feature FROM plan_features pf "
+    rows = await _rows(db, "SELECT p.name AS plan, f.name AS feature FROM plan_features pf "
                        "JOIN subscription_plans p ON p.id = pf.plan_id JOIN features f ON f.id = pf.feature_id")
     features: dict[str, set[str]] = {}
     for row in rows:
@@ -51,25 +50,29 @@ async def test_each_plan_includes_every_feature_of_the_tiers_below(db):
 
 
 async def test_seeding_again_inserts_nothing_and_keeps_admin_changes(db, settings):
-    await _rows("DELETE FROM role_permissions WHERE role_id = (SELECT id FROM roles WHERE name='admin') "
+    await _rows(db, "DELETE FROM role_permissions WHERE role_id = (SELECT id FROM roles WHERE name='admin') "
                 "AND permission_id = (SELECT id FROM permissions WHERE name='audit.read') RETURNING 1")
-    before = await _reference_counts()
-    report = await seed_catalog(settings)
+    before = await _reference_counts(db)
+    report = await seed_catalog(db, settings)
     assert (report.roles, report.permissions, report.plans, report.features,
             report.role_permissions, report.plan_features) == (0, 0, 0, 0, 0, 0)
-    assert await _reference_counts() == before
-    await _rows("INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id FROM roles r, permissions p "
+    assert await _reference_counts(db) == before
+    await _rows(db, "INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id "
+                "FROM roles r, permissions p "
                 "WHERE r.name='admin' AND p.name='audit.read' RETURNING 1")
 
 
 async def test_superadmin_is_created_then_unchanged_then_updated(app, db):
     email, deps = "Root.Admin@Example.COM ", app.ctx.deps
-    first = await seed_superadmin(settings=deps.settings, store=deps.store, email=email, password="first-password-1")
-    again = await seed_superadmin(settings=deps.settings, store=deps.store, email=email, password="first-password-1")
-    rotated = await seed_superadmin(settings=deps.settings, store=deps.store, email=email, password="second-password-2")
+    first = await seed_superadmin(db=deps.db, settings=deps.settings, store=deps.store, email=email,
+                                  password="first-password-1")
+    again = await seed_superadmin(db=deps.db, settings=deps.settings, store=deps.store, email=email,
+                                  password="first-password-1")
+    rotated = await seed_superadmin(db=deps.db, settings=deps.settings, store=deps.store, email=email,
+                                    password="second-password-2")
     assert (first.status, again.status, rotated.status) == ("created", "unchanged", "updated")
     assert rotated.changes == ("password changed",) and rotated.sessions_revoked and not rotated.cache_error
-    rows = await _rows("SELECT u.email, u.password_hash, r.name AS role FROM user_accounts u "
+    rows = await _rows(db, "SELECT u.email, u.password_hash, r.name AS role FROM user_accounts u "
                        "JOIN roles r ON r.id = u.role_id WHERE u.email = $1", "root.admin@example.com")
     assert len(rows) == 1 and rows[0]["role"] == "superadmin"
     assert await verify_password(password="second-password-2", password_hash=rows[0]["password_hash"])
@@ -249,5 +252,5 @@ def test_promote_flag_without_a_configured_superadmin_is_a_config_error(environ,
     assert done.returncode == 2 and "SUPERADMIN_EMAIL" in done.stderr
 
 
-async def _reference_counts() -> dict[str, int]:
-    return await seeding_queries.reference_counts(conn=connections.get("default"))
+async def _reference_counts(db) -> dict[str, int]:
+    return await seeding_queries.reference_counts(conn=db.connection)

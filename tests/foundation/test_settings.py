@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from manas360.settings import SECRET_FIELDS, Settings, SettingsError, load_settings, markdown_table
+from manas360.settings import SECRET_FIELDS, Settings, SettingsError, load_settings
+from scripts.settings_table import markdown_table
 from tests.fixtures.environment import production_environ
 
 STRONG = "strong-signing-secret-0123456789-abcdef"
@@ -136,7 +137,7 @@ def test_every_field_is_described_and_the_readme_table_is_the_generated_one():
     start = lines.index("| variable | default | meaning |")
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     assert "\n".join(lines[start:end]) + "\n" == markdown_table(), (
-        "README.md's configuration table is stale: regenerate it with `python -m manas360.settings`")
+        "README.md's configuration table is stale: regenerate it with `python -m scripts.settings_table`")
 
 
 def test_the_table_shows_each_variable_once_with_the_contract_defaults():
@@ -270,7 +271,8 @@ def test_development_start_with_a_short_secret_is_one_line_and_exit_2():
 
 
 def test_the_table_prints_as_a_module():
-    result = subprocess.run([sys.executable, "-m", "manas360.settings"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "scripts.settings_table"], capture_output=True, text=True,
+                            timeout=60, cwd=README.parent)
     assert result.returncode == 0 and result.stdout == markdown_table()
 
 

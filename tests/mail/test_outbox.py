@@ -68,7 +68,7 @@ async def test_a_rolled_back_registration_queues_no_mail(client, pg):
 async def test_two_senders_deliver_each_mail_exactly_once(mail_app, mail_settings, smtp, pg, db):
     recipient = unique_email("race")
     ids = [await _queue(pg, recipient, body=f"message {n}") for n in range(BATCH_SIZE + 5)]
-    senders = [Outbox(settings=mail_settings, courier=build_mail_courier(mail_settings)) for _ in range(3)]
+    senders = [Outbox(settings=mail_settings, courier=build_mail_courier(mail_settings), db=db) for _ in range(3)]
     # The app's own sender races these three too.
     await asyncio.gather(*(sender.deliver_due() for sender in senders for _ in range(3)))
     messages = await smtp.wait_for(recipient, count=len(ids))
@@ -145,7 +145,7 @@ async def test_a_queued_mail_wakes_the_sender_without_waiting_for_its_poll(envir
 async def test_a_mail_undelivered_past_the_max_age_is_a_dead_letter_in_health_and_metrics(
         environ, smtp, database, redis_raw, pg, db, client):
     settings = load_settings(mail_environ(environ, smtp, OUTBOX_MAX_AGE_S="60"))
-    sender = Outbox(settings=settings, courier=build_mail_courier(settings))
+    sender = Outbox(settings=settings, courier=build_mail_courier(settings), db=db)
     kind = f"dead{uuid.uuid4().hex[:6]}"
     mail_id = await pg.fetchval(
         "INSERT INTO outbox (recipient, subject, body, kind, created_at, next_attempt_at) "

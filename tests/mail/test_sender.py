@@ -30,7 +30,7 @@ async def _queue(pg, recipient: str, *, body: str = "hello") -> int:
 async def test_while_smtp_is_down_mail_waits_and_is_retried_with_backoff(environ, database, pg, db):
     down = SmtpServer()  # never started: connections are refused
     settings = load_settings(mail_environ(environ, down, MAIL_RETRY_MAX_S="60"))
-    sender = Outbox(settings=settings, courier=build_mail_courier(settings))
+    sender = Outbox(settings=settings, courier=build_mail_courier(settings), db=db)
     recipient = unique_email("down")
     mail_id = await _queue(pg, recipient)
     await pg.execute("UPDATE outbox SET next_attempt_at = now() - interval '1 hour' WHERE id = $1", mail_id)
@@ -60,7 +60,7 @@ async def test_the_console_backend_prints_the_whole_mail_in_development(environ,
     lines: list[str] = []
     sink = logger.add(lambda message: lines.append(str(message)), level="INFO")
     try:
-        sender = Outbox(settings=settings, courier=build_mail_courier(settings))
+        sender = Outbox(settings=settings, courier=build_mail_courier(settings), db=db)
         token = "console-token-" + unique_email().split("@")[0]
         recipient = unique_email("console")
         draft = mail.password_reset(settings, token=token)
@@ -97,7 +97,7 @@ async def test_delivery_over_starttls_and_smtps_with_auth_verifies_the_certifica
         settings = load_settings(mail_environ(environ, server))
         assert settings.smtp.username == "mailer" and settings.smtp.password == "s3cret p@ss/word"
         assert "s3cret" not in repr(settings) and "s3cret" not in repr(settings.smtp)
-        sender = Outbox(settings=settings, courier=build_mail_courier(settings))
+        sender = Outbox(settings=settings, courier=build_mail_courier(settings), db=db)
         recipient = unique_email(mode)
         await _queue(pg, recipient, body=f"over {mode}")
         await eventually(lambda: _drained(sender, server, recipient), what=f"delivery over {mode}")
@@ -114,7 +114,7 @@ async def test_a_certificate_from_an_unknown_ca_is_refused(environ, database, pg
         other_ca = make_certificates(tmp_path, name="other").ca
         settings = load_settings(mail_environ(environ, server, SMTP_URL=f"smtps://127.0.0.1:{server.port}"
                                                                         f"?ssl_ca_certs={other_ca}"))
-        sender = Outbox(settings=settings, courier=build_mail_courier(settings))
+        sender = Outbox(settings=settings, courier=build_mail_courier(settings), db=db)
         mail_id = await _queue(pg, unique_email("mitm"))
         await eventually(lambda: _tried(sender, pg, mail_id), what="the attempt")
         row = await pg.fetchrow("SELECT sent_at, last_error FROM outbox WHERE id = $1", mail_id)

@@ -16,8 +16,8 @@ from tests.fixtures.seeding import seed_catalog
 
 
 async def _seed_reference(settings) -> None:
-    async with orm(settings):
-        await seed_catalog(settings)
+    async with orm(settings) as db:
+        await seed_catalog(db, settings)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import pytest
 from loguru import logger
 from sanic import Blueprint
 from sanic.response import empty
-from tortoise import connections
 
 from manas360.settings import load_settings
 from manas360.slow_queries import SLOW_QUERY_LOGGER, statement_text
@@ -28,7 +27,7 @@ probe = Blueprint("slow_query_probe")
 async def run_query(request, speed: str):
     """Test-only: one statement through the app's own pool, with a secret as a parameter."""
     sql, values = (SLOW, [0.1, EMAIL]) if speed == "slow" else (FAST, [EMAIL])
-    await connections.get("default").execute_query(sql, values)
+    await request.app.ctx.deps.db.connection.execute_query(sql, values)
     return empty()
 
 
@@ -79,8 +78,8 @@ async def test_fast_statement_is_not_logged(slow_app):
 
 async def test_off_installs_no_query_logger(ops_environ):
     settings = load_settings({**ops_environ, "DB_SLOW_QUERY_MS": "0"})
-    async with running_app(settings):
-        async with connections.get("default").acquire_connection() as connection:
+    async with running_app(settings) as app:
+        async with app.ctx.deps.db.connection.acquire_connection() as connection:
             assert not connection._con._query_loggers
 
 

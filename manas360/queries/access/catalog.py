@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tortoise.backends.base.client import BaseDBAsyncClient
+from typing import NamedTuple
 
-from manas360.queries import Row
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 ROLES_SQL = (
     'SELECT r."name", r."privilege_level", array_remove(array_agg(p."name"), NULL) AS "permissions" '
@@ -17,11 +17,25 @@ PLANS_SQL = (
     'LEFT JOIN "features" f ON f."id" = pf."feature_id" GROUP BY s."id" ORDER BY s."tier"')
 
 
-async def roles_with_permissions(*, conn: BaseDBAsyncClient) -> list[Row]:
+class RoleRow(NamedTuple):
+    name: str
+    privilege_level: int
+    permissions: list[str]
+
+
+class PlanRow(NamedTuple):
+    name: str
+    display_name: str
+    tier: int
+    price_cents: int
+    features: list[str]
+
+
+async def roles_with_permissions(*, conn: BaseDBAsyncClient) -> list[RoleRow]:
     """(name, privilege_level, permissions) of every role."""
-    return await conn.execute_query_dict(ROLES_SQL)
+    return [RoleRow(**row) for row in await conn.execute_query_dict(ROLES_SQL)]
 
 
-async def plans_with_features(*, conn: BaseDBAsyncClient) -> list[Row]:
+async def plans_with_features(*, conn: BaseDBAsyncClient) -> list[PlanRow]:
     """(name, display_name, tier, price_cents, features) of every plan, in tier order."""
-    return await conn.execute_query_dict(PLANS_SQL)
+    return [PlanRow(**row) for row in await conn.execute_query_dict(PLANS_SQL)]

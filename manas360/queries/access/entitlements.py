@@ -3,9 +3,11 @@ their subscription, revoked_access_tokens and sessions."""
 
 from __future__ import annotations
 
+import uuid
+from typing import NamedTuple
+
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import Row
 from manas360.queries.access.subscriptions import ACTIVE_PLAN_JOIN
 
 # One query on a miss: the user's context (role, effective subscription) and revocations.
@@ -40,15 +42,32 @@ COUNT_CANDIDATES_SQL = 'SELECT count(*) AS "n" FROM "user_accounts" u WHERE {whe
 CANDIDATE_IDS_SQL = 'SELECT u."id" FROM "user_accounts" u WHERE {where} AND u."id" > $1 ORDER BY u."id" LIMIT {limit}'
 
 
-async def fetch_user_state(*, conn: BaseDBAsyncClient, user_id: str, horizon_s: int) -> Row | None:
+class UserStateRow(NamedTuple):
+    """What the cache holds of a user, as PostgreSQL has it (USER_STATE_SQL)."""
+
+    id: uuid.UUID
+    deleted: bool
+    status: str
+    role: str
+    plan: str
+    plan_end_ms: int | None
+    epoch_ms: int | None
+    jtis: list[str] | None
+    exp_ms: list[int] | None
+    sids: list[str] | None
+    revoked_ms: list[int] | None
+
+
+async def fetch_user_state(*, conn: BaseDBAsyncClient, user_id: str, horizon_s: int) -> UserStateRow | None:
     """The user's USER_STATE_SQL row (deleted users included, flagged `deleted`), or None."""
     rows = await conn.execute_query_dict(USER_STATE_BY_ID_SQL, [user_id, horizon_s])
-    return rows[0] if rows else None
+    return UserStateRow(**rows[0]) if rows else None
 
 
-async def fetch_user_states(*, conn: BaseDBAsyncClient, user_ids: list[str], horizon_s: int) -> list[Row]:
+async def fetch_user_states(*, conn: BaseDBAsyncClient, user_ids: list[str],
+                            horizon_s: int) -> list[UserStateRow]:
     """USER_STATE_SQL rows of these users (deleted ones flagged `deleted`)."""
-    return await conn.execute_query_dict(USER_STATES_BY_IDS_SQL, [user_ids, horizon_s])
+    return [UserStateRow(**row) for row in await conn.execute_query_dict(USER_STATES_BY_IDS_SQL, [user_ids, horizon_s])]
 
 
 def _candidates(active_days: int | None) -> str:

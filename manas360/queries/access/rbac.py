@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-
-from manas360.queries import Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +53,14 @@ async def lock_owner(*, conn: BaseDBAsyncClient, mapping: Mapping, owner: str) -
     return owner_id
 
 
-async def items_named(*, conn: BaseDBAsyncClient, mapping: Mapping, names: list[str]) -> list[Row]:
+class Item(NamedTuple):
+    id: int
+    name: str
+
+
+async def items_named(*, conn: BaseDBAsyncClient, mapping: Mapping, names: list[str]) -> list[Item]:
     """(id, name) of the items that exist among `names`."""
-    return await conn.execute_query_dict(_sql(ITEMS_NAMED_SQL, mapping), [names])
+    return [Item(**row) for row in await conn.execute_query_dict(_sql(ITEMS_NAMED_SQL, mapping), [names])]
 
 
 async def linked_names(*, conn: BaseDBAsyncClient, mapping: Mapping, owner_id: int) -> list[str]:

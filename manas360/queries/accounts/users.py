@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import Row
 from manas360.queries.access.subscriptions import ACTIVE_PLAN_JOIN
 
 # The user, their role and their effective plan: the active subscription's plan, or free
@@ -66,10 +66,28 @@ MOVE_TOKEN_EPOCH_SQL = (
 TOUCH_LAST_LOGIN_SQL = 'UPDATE "user_accounts" SET "last_login_at" = $2 WHERE "id" = $1'
 
 
-async def fetch_user(*, conn: BaseDBAsyncClient, user_id: str) -> Row | None:
+class UserRow(NamedTuple):
+    """A live user as USER_SQL reads them: with role and effective plan."""
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    created_at: datetime
+    role: str
+    privilege_level: int
+    plan: str
+    subscription_status: str | None
+    ends_at: datetime | None
+    status: str
+    email_verified: bool
+    mfa_enabled: bool
+    tokens_valid_after: datetime
+
+
+async def fetch_user(*, conn: BaseDBAsyncClient, user_id: str) -> UserRow | None:
     """The live user's USER_SQL row (role, effective plan), or None."""
     rows = await conn.execute_query_dict(USER_BY_ID_SQL, [user_id])
-    return rows[0] if rows else None
+    return UserRow(**rows[0]) if rows else None
 
 
 class Credentials(NamedTuple):
@@ -93,7 +111,7 @@ class Credentials(NamedTuple):
     """The account completed a login from this source recently (spared the account-wide lock)."""
 
 
-def _credentials(row: Row) -> Credentials:
+def _credentials(row: dict[str, Any]) -> Credentials:
     return Credentials(str(row["id"]), row["email"], row["password_hash"], row["password_version"], row["status"],
                        row["email_verified"], row["mfa_enabled"], row["mfa_failures"], int(row["lock_ms"] or 0),
                        int(row["source_lock_ms"] or 0), row["known_source"])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import Row
 from manas360.queries.access.subscriptions import ACTIVE_PLAN_JOIN
 
 USERS_BY_ROLE_SQL = (
@@ -23,20 +24,30 @@ ACTIONS_24H_SQL = (
 PLAN_NAMES_SQL = 'SELECT "name" FROM "subscription_plans" ORDER BY "tier"'
 
 
-async def users_by_role(*, conn: BaseDBAsyncClient) -> list[Row]:
+class Count(NamedTuple):
+    name: str
+    n: int
+
+
+class Logins(NamedTuple):
+    logins: int
+    failed: int
+
+
+async def users_by_role(*, conn: BaseDBAsyncClient) -> list[Count]:
     """(name, n) per role, by privilege level: live users holding it."""
-    return await conn.execute_query_dict(USERS_BY_ROLE_SQL)
+    return [Count(**row) for row in await conn.execute_query_dict(USERS_BY_ROLE_SQL)]
 
 
-async def users_by_plan(*, conn: BaseDBAsyncClient) -> list[Row]:
+async def users_by_plan(*, conn: BaseDBAsyncClient) -> list[Count]:
     """(name, n) per effective plan with at least one live user."""
-    return await conn.execute_query_dict(USERS_BY_PLAN_SQL)
+    return [Count(**row) for row in await conn.execute_query_dict(USERS_BY_PLAN_SQL)]
 
 
-async def logins_last_24h(*, conn: BaseDBAsyncClient) -> Row:
+async def logins_last_24h(*, conn: BaseDBAsyncClient) -> Logins:
     """(logins, failed) login attempts in the last 24 hours."""
     rows = await conn.execute_query_dict(LOGINS_24H_SQL)
-    return rows[0]
+    return Logins(**rows[0])
 
 
 async def count_actions_last_24h(*, conn: BaseDBAsyncClient, action: str) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from tortoise.backends.base.client import BaseDBAsyncClient
+import uuid
+from datetime import datetime
+from typing import NamedTuple
 
-from manas360.queries import Row
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 INSERT_ENTRY_SQL = (
     'INSERT INTO "audit_logs" ("actor_id", "target_user_id", "action", "before", "after", "ip", "request_id") '
@@ -20,8 +22,20 @@ async def insert_entry(*, conn: BaseDBAsyncClient, actor_id: str | None, target_
     await conn.execute_query(INSERT_ENTRY_SQL, [actor_id, target_user_id, action, before, after, ip, request_id])
 
 
+class Entry(NamedTuple):
+    id: int
+    actor_id: uuid.UUID | None
+    target_user_id: uuid.UUID | None
+    action: str
+    before: str | None
+    after: str | None
+    ip: str
+    request_id: str
+    created_at: datetime
+
+
 async def list_entries(*, conn: BaseDBAsyncClient, before_id: int | None, target_user_id: str | None,
-                       action: str | None, limit: int) -> list[Row]:
+                       action: str | None, limit: int) -> list[Entry]:
     """Entries newest first (id below `before_id`, for one target and/or action when given)."""
     filters: list[str] = []
     values: list[int | str] = []
@@ -35,4 +49,5 @@ async def list_entries(*, conn: BaseDBAsyncClient, before_id: int | None, target
         values.append(action)
         filters.append(f'"action" = ${len(values)}')
     where = " AND ".join(filters) or "TRUE"
-    return await conn.execute_query_dict(LIST_ENTRIES_SQL.format(where=where, limit=int(limit)), values)
+    rows = await conn.execute_query_dict(LIST_ENTRIES_SQL.format(where=where, limit=int(limit)), values)
+    return [Entry(**row) for row in rows]

@@ -4,12 +4,12 @@ actor/target row locks (user_accounts, roles, role_permissions, permissions)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import Row
 from manas360.queries.access.subscriptions import ACTIVE_PLAN_JOIN
-from manas360.queries.accounts.users import USER_SQL
+from manas360.queries.accounts.users import USER_SQL, UserRow
 
 FORCE_CUSTOM_PLAN_SQL = "SET LOCAL plan_cache_mode = force_custom_plan"
 USER_DETAIL_SQL = (
@@ -35,7 +35,7 @@ async def force_custom_plan(*, conn: BaseDBAsyncClient) -> None:
 
 
 async def list_users(*, conn: BaseDBAsyncClient, before: tuple[datetime, str] | None, contains: str | None,
-                     limit: int) -> list[Row]:
+                     limit: int) -> list[UserRow]:
     """USER_SQL rows newest first, (created_at, id) below `before` when given, whose lower-cased
     email or display name contains `contains` when given; at most `limit` rows."""
     filters: list[str] = []
@@ -49,18 +49,33 @@ async def list_users(*, conn: BaseDBAsyncClient, before: tuple[datetime, str] | 
         filters.append(f'(LOWER(u."email") LIKE ${n} OR LOWER(u."display_name") LIKE ${n})')
     where = " AND ".join(filters) or "TRUE"
     sql = USER_SQL.format(where=where) + f' ORDER BY u."created_at" DESC, u."id" DESC LIMIT {int(limit)}'
-    return await conn.execute_query_dict(sql, values)
+    return [UserRow(**row) for row in await conn.execute_query_dict(sql, values)]
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def user_detail(*, conn: BaseDBAsyncClient, user_id: str) -> Row:
+class UserDetail(NamedTuple):
+    locked_until: datetime | None
+    status: str | None
+    """The active subscription's status (None on the free plan), and its period."""
+    ends_at: datetime | None
+    starts_at: datetime | None
+
+
+class ActingRow(NamedTuple):
+    privilege_level: int
+    status: str
+    live: bool
+    permissions: list[str]
+
+
+async def user_detail(*, conn: BaseDBAsyncClient, user_id: str) -> UserDetail:
     """locked_until and the active subscription's status, starts_at, ends_at (or NULLs) of a
     user the caller has just read (deleted or not, the row is there)."""
     rows = await conn.execute_query_dict(USER_DETAIL_SQL, [user_id])
-    return rows[0]
+    return UserDetail(**rows[0])
 
 
 async def set_role(*, conn: BaseDBAsyncClient, user_id: str, role: str) -> None:
@@ -76,7 +91,7 @@ async def lock_user_rows(*, conn: BaseDBAsyncClient, user_ids: list[str]) -> Non
     await conn.execute_query(LOCK_USER_ROWS_SQL, [user_ids])
 
 
-async def fetch_acting(*, conn: BaseDBAsyncClient, user_id: str) -> Row | None:
+async def fetch_acting(*, conn: BaseDBAsyncClient, user_id: str) -> ActingRow | None:
     """The user's privilege_level, status, `live` and permissions as PostgreSQL has them now."""
     rows = await conn.execute_query_dict(ACTING_SQL, [user_id])
-    return rows[0] if rows else None
+    return ActingRow(**rows[0]) if rows else None

@@ -8,8 +8,6 @@ from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import Row
-
 INSERT_SESSION_SQL = (
     'INSERT INTO "sessions" ("id", "user_id", "ip", "user_agent", "created_at", "last_used_at", "expires_at", '
     '"auth_time", "amr", "aal") VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)')
@@ -98,9 +96,17 @@ async def revoke_refresh_tokens(*, conn: BaseDBAsyncClient, session_ids: list[st
     await conn.execute_query(REVOKE_REFRESH_TOKENS_SQL, [session_ids, now])
 
 
-async def live_sessions(*, conn: BaseDBAsyncClient, user_id: str) -> list[Row]:
+class LiveSession(NamedTuple):
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    ip: str
+    user_agent: str
+
+
+async def live_sessions(*, conn: BaseDBAsyncClient, user_id: str) -> list[LiveSession]:
     """The user's unrevoked, unexpired sessions (by the database's clock), newest first."""
-    return await conn.execute_query_dict(LIVE_SESSIONS_SQL, [user_id])
+    return [LiveSession(**row) for row in await conn.execute_query_dict(LIVE_SESSIONS_SQL, [user_id])]
 
 
 async def revoke_access_token(*, conn: BaseDBAsyncClient, jti: str, user_id: str, session_id: str, reason: str,
@@ -115,10 +121,16 @@ async def caller_epoch(*, conn: BaseDBAsyncClient, session_id: str, user_id: str
     return (True, rows[0]["tokens_valid_after"]) if rows else (False, None)
 
 
-async def token_session(*, conn: BaseDBAsyncClient, token_hash: str) -> Row | None:
+class TokenSession(NamedTuple):
+    session_id: uuid.UUID
+    status: str
+    """The owner's account status."""
+
+
+async def token_session(*, conn: BaseDBAsyncClient, token_hash: str) -> TokenSession | None:
     """The refresh token's session id and its live owner's status (no lock), or None."""
     rows = await conn.execute_query_dict(TOKEN_SESSION_SQL, [token_hash])
-    return rows[0] if rows else None
+    return TokenSession(**rows[0]) if rows else None
 
 
 class LockedSession(NamedTuple):
@@ -159,10 +171,19 @@ async def revoke_session_refresh_tokens(*, conn: BaseDBAsyncClient, session_id: 
     await conn.execute_query(REVOKE_SESSION_REFRESH_TOKENS_SQL, [session_id, now])
 
 
-async def fetch_token(*, conn: BaseDBAsyncClient, token_hash: str) -> Row | None:
+class RefreshToken(NamedTuple):
+    id: uuid.UUID
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    expires_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def fetch_token(*, conn: BaseDBAsyncClient, token_hash: str) -> RefreshToken | None:
     """A refresh token by its hash, as it is now (read after its session's lock)."""
     rows = await conn.execute_query_dict(TOKEN_SQL, [token_hash])
-    return rows[0] if rows else None
+    return RefreshToken(**rows[0]) if rows else None
 
 
 async def mark_rotated(*, conn: BaseDBAsyncClient, token_id: uuid.UUID, now: datetime) -> None:
@@ -177,6 +198,11 @@ async def touch_session(*, conn: BaseDBAsyncClient, session_id: str, now: dateti
     await conn.execute_query(TOUCH_SESSION_SQL, [session_id, now])
 
 
-async def live_children(*, conn: BaseDBAsyncClient, parent_id: uuid.UUID, now: datetime) -> list[Row]:
+class ChildToken(NamedTuple):
+    id: uuid.UUID
+    token_hash: str
+
+
+async def live_children(*, conn: BaseDBAsyncClient, parent_id: uuid.UUID, now: datetime) -> list[ChildToken]:
     """The unrotated, unrevoked, unexpired successors of a token (id, token_hash)."""
-    return await conn.execute_query_dict(LIVE_CHILDREN_SQL, [parent_id, now])
+    return [ChildToken(**row) for row in await conn.execute_query_dict(LIVE_CHILDREN_SQL, [parent_id, now])]

@@ -4,10 +4,9 @@ cleanup functions the migrations define, and batched deletes of old rows."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
-
-from manas360.queries import Row
 
 TRY_JOB_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext($1))"
 RELEASE_JOB_LOCK_SQL = "SELECT pg_advisory_unlock(hashtext($1))"
@@ -48,10 +47,16 @@ async def count_rows(*, conn: asyncpg.Connection, table: str) -> int:
     return n
 
 
-async def cleanup_expired_tokens(*, conn: asyncpg.Connection, batch_size: int) -> Row:
+class Cleaned(NamedTuple):
+    refresh_tokens: int
+    sessions: int
+    revoked_access_tokens: int
+
+
+async def cleanup_expired_tokens(*, conn: asyncpg.Connection, batch_size: int) -> Cleaned:
     """One batch: (refresh_tokens, sessions, revoked_access_tokens) deleted."""
     row = await conn.fetchrow(CLEANUP_TOKENS_SQL, batch_size)
-    return dict(row)
+    return Cleaned(**dict(row))
 
 
 async def archive_audit(*, conn: asyncpg.Connection, days: int, batch_size: int) -> int:

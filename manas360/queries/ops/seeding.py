@@ -3,9 +3,12 @@ first-time mappings, and the operator's superadmin in user_accounts."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import NamedTuple
+
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.queries import Row
 from manas360.queries.access.rbac import Mapping
 
 SEED_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('manas360.seed'))"
@@ -91,10 +94,17 @@ async def update_superadmin(*, conn: BaseDBAsyncClient, user_id: str, password_h
     await conn.execute_query(UPDATE_SUPERADMIN_SQL, [user_id, password_hash, role])
 
 
-async def lock_account_by_email(*, conn: BaseDBAsyncClient, email: str) -> Row | None:
+class LockedAccount(NamedTuple):
+    id: uuid.UUID
+    password_hash: str
+    role: str
+    locked_until: datetime | None
+
+
+async def lock_account_by_email(*, conn: BaseDBAsyncClient, email: str) -> LockedAccount | None:
     """Lock the live account with this address (FOR NO KEY UPDATE OF u); id, hash, role, locked_until."""
     rows = await conn.execute_query_dict(LOCK_ACCOUNT_BY_EMAIL_SQL, [email])
-    return rows[0] if rows else None
+    return LockedAccount(**rows[0]) if rows else None
 
 
 async def reference_counts(*, conn: BaseDBAsyncClient) -> dict[str, int]:

@@ -13,8 +13,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from loguru import logger
-from tortoise import connections
 
+from manas360.db import Database
 from manas360.queries.access import catalog as catalog_queries
 from manas360.store import Store
 from manas360.store.catalog import get_catalog_version, listen_catalog_changes
@@ -54,16 +54,16 @@ class Catalog:
         return None
 
 
-async def load_catalog(*, version: int) -> Catalog:
+async def load_catalog(*, db: Database, version: int) -> Catalog:
     """Read the whole catalog from PostgreSQL (two small queries)."""
-    conn = connections.get("default")
+    conn = db.connection
     roles = await catalog_queries.roles_with_permissions(conn=conn)
     plans = await catalog_queries.plans_with_features(conn=conn)
     return Catalog(
         version=version,
-        role_levels={r["name"]: r["privilege_level"] for r in roles},
-        role_permissions={r["name"]: frozenset(r["permissions"]) for r in roles},
-        plans={p["name"]: Plan(p["name"], p["display_name"], p["tier"], p["price_cents"], frozenset(p["features"]))
+        role_levels={r.name: r.privilege_level for r in roles},
+        role_permissions={r.name: frozenset(r.permissions) for r in roles},
+        plans={p.name: Plan(p.name, p.display_name, p.tier, p.price_cents, frozenset(p.features))
                for p in plans},
     )
 
@@ -71,8 +71,9 @@ async def load_catalog(*, version: int) -> Catalog:
 class CatalogHolder:
     """One per worker: the current catalog and the single-flight reload around it."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database) -> None:
         self.catalog = Catalog()
+        self._db = db
         self._lock = asyncio.Lock()
 
     def at(self, version: int) -> Catalog | None:
@@ -85,14 +86,14 @@ class CatalogHolder:
         if self.catalog.version != version:
             async with self._lock:  # concurrent requests wait for one reload
                 if self.catalog.version != version:
-                    self.catalog = await load_catalog(version=version)
+                    self.catalog = await load_catalog(db=self._db, version=version)
                     logger.debug("reference catalog reloaded at version {}", version)
         return self.catalog
 
     async def reload(self) -> Catalog:
         """Re-read PostgreSQL now, keeping the version label (after a local change)."""
         async with self._lock:
-            self.catalog = await load_catalog(version=self.catalog.version)
+            self.catalog = await load_catalog(db=self._db, version=self.catalog.version)
         return self.catalog
 
 

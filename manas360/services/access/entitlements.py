@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from loguru import logger
-from tortoise import connections
 
 from manas360.after_commit import retry_in_background, run_to_completion
 from manas360.clock import Clock, to_ms
+from manas360.db import Database
 from manas360.errors import (
     AccountDisabled,
     AppError,
@@ -37,12 +37,14 @@ from manas360.errors import (
 from manas360.metrics import ENTITLEMENT_HITS, ENTITLEMENT_MISSES
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.access import entitlements as entitlement_queries
+from manas360.queries.access.entitlements import UserStateRow
+from manas360.rate_policies import RatePolicy
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services.access import catalog_defaults as reference
 from manas360.services.access.catalog import Catalog, CatalogHolder
 from manas360.services.auth.principal import Principal, bearer_token
 from manas360.services.auth.revocation import LOADED_TTL_S, SKEW_MARGIN_S, revocations_at
-from manas360.settings import RatePolicy, Settings
+from manas360.settings import Settings
 from manas360.store import Store, StoreUnavailable
 from manas360.store.catalog import bump_catalog_version, get_catalog_version
 from manas360.store.entitlements import (
@@ -101,7 +103,7 @@ class Access(NamedTuple):
         return self.catalog.features_of(self.plan)
 
 
-async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
+async def authorize(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
                     clock: Clock, authorization_header: str | None, needs: Needs,
                     on_rate: Callable[[Verdict, str], None], client_check: ClientCheck[RatePolicy] | None = None,
                     check_client_alone: Callable[[], Awaitable[None]] | None = None) -> Access:
@@ -138,7 +140,7 @@ async def authorize(*, settings: Settings, store: Store, codec: AccessTokenCodec
         ENTITLEMENT_HITS.inc()
     else:
         ENTITLEMENT_MISSES.inc()
-        state = await load_user_state(settings=settings, store=store, clock=clock, user_id=principal.user_id,
+        state = await load_user_state(db=db, settings=settings, store=store, clock=clock, user_id=principal.user_id,
                                        generation=check.generation)
         context = state.context
         revoked = revoked or state.revokes(principal, issued_ms=principal.issued_ms)
@@ -196,7 +198,7 @@ def _gate(access: Access, needs: Needs) -> None:
 _loading: dict[tuple[str, str], asyncio.Task[UserState | None]] = {}
 
 
-async def load_user_state(*, settings: Settings, store: Store, clock: Clock, user_id: str,
+async def load_user_state(*, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str,
                            generation: str = NO_GENERATION) -> UserState:
     """Cold cache: one query for context and revocations, written back (unless invalidated
     meanwhile: `generation` was read in the request's round trip, before PostgreSQL);
@@ -209,7 +211,7 @@ async def load_user_state(*, settings: Settings, store: Store, clock: Clock, use
     pending = _loading.get(key)
     if pending is None:
         pending = asyncio.get_running_loop().create_task(
-            _read_and_fill(settings=settings, store=store, clock=clock, user_id=user_id, generation=generation))
+            _read_and_fill(db=db, settings=settings, store=store, clock=clock, user_id=user_id, generation=generation))
         _loading[key] = pending
         pending.add_done_callback(lambda _: _loading.pop(key, None))
     state = await asyncio.shield(pending)
@@ -218,11 +220,11 @@ async def load_user_state(*, settings: Settings, store: Store, clock: Clock, use
     return state
 
 
-async def _read_and_fill(*, settings: Settings, store: Store, clock: Clock, user_id: str,
+async def _read_and_fill(*, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str,
                          generation: str = NO_GENERATION) -> UserState | None:
-    row = await entitlement_queries.fetch_user_state(conn=connections.get("default"), user_id=user_id,
+    row = await entitlement_queries.fetch_user_state(conn=db.connection, user_id=user_id,
                                                      horizon_s=revocation_horizon_s(settings))
-    if row is None or row["deleted"]:
+    if row is None or row.deleted:
         return None
     state = state_from_row(row, settings=settings, clock=clock)
     await store_user_states(store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S,
@@ -254,14 +256,14 @@ class UserState:
                         generation=generation)
 
 
-def state_from_row(row: dict[str, Any], *, settings: Settings, clock: Clock) -> UserState:
-    epoch_ms = row["epoch_ms"] or 0
-    jtis = dict(zip(row["jtis"] or [], row["exp_ms"] or [], strict=True))
-    sessions = dict(zip(row["sids"] or [], row["revoked_ms"] or [], strict=True))
+def state_from_row(row: UserStateRow, *, settings: Settings, clock: Clock) -> UserState:
+    epoch_ms = row.epoch_ms or 0
+    jtis = dict(zip(row.jtis or [], row.exp_ms or [], strict=True))
+    sessions = dict(zip(row.sids or [], row.revoked_ms or [], strict=True))
     return UserState(
-        user_id=str(row["id"]),
-        context=UserContext(role=row["role"], plan=row["plan"], plan_end_ms=row["plan_end_ms"] or 0,
-                            status=row["status"]),
+        user_id=str(row.id),
+        context=UserContext(role=row.role, plan=row.plan, plan_end_ms=row.plan_end_ms or 0,
+                            status=row.status),
         epoch_ms=epoch_ms, jtis=jtis, sessions=sessions,
         revocations=revocations_at(settings=settings, now_ms=to_ms(clock.now()), epoch_ms=epoch_ms,
                                    sessions=sessions, jtis=jtis))

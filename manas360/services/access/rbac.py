@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
+from manas360.db import Database
 from manas360.errors import NotFound, PrivilegeEscalationPrevented, ValidationError
 from manas360.queries.access import rbac as rbac_queries
 from manas360.queries.access.rbac import Mapping
@@ -48,7 +48,7 @@ def plan_view(catalog: Catalog, name: str) -> dict[str, Any]:
             "price_cents": plan.price_cents, "features": sorted(plan.features)}
 
 
-async def set_role_permissions(*, store: Store, catalog: CatalogHolder, actor: Actor, role: str,
+async def set_role_permissions(*, db: Database, store: Store, catalog: CatalogHolder, actor: Actor, role: str,
                                permissions: list[str]) -> dict[str, Any]:
     """Replace the permissions of `role` under the escalation rule (audited), then tell
     every worker; returns the role as it is now.
@@ -56,7 +56,7 @@ async def set_role_permissions(*, store: Store, catalog: CatalogHolder, actor: A
     Escalation rule for reference data: the actor's level (re-read under lock) must be above
     the role's, and nobody grants a role a permission they do not hold themselves.
     """
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         acting, _ = await _lock_actor(conn, actor=actor, permission="roles.manage")
         level = await rbac_queries.role_level(conn=conn, role=role)
         if level is not None and not acting.privilege_level > level:
@@ -70,10 +70,10 @@ async def set_role_permissions(*, store: Store, catalog: CatalogHolder, actor: A
     return role_view(await reference_changed(store=store, catalog=catalog), role)
 
 
-async def set_plan_features(*, store: Store, catalog: CatalogHolder, actor: Actor, plan: str,
+async def set_plan_features(*, db: Database, store: Store, catalog: CatalogHolder, actor: Actor, plan: str,
                             features: list[str]) -> dict[str, Any]:
     """Replace the features of `plan` (audited), then tell every worker; returns the plan."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await _lock_actor(conn, actor=actor, permission="plans.manage")
         await _replace_mapping(conn, actor=actor, mapping=rbac_queries.PLAN_FEATURES, owner=plan, items=features,
                                field="features", action=PLAN_FEATURES_CHANGED)
@@ -93,12 +93,12 @@ async def _replace_mapping(conn: BaseDBAsyncClient, *, actor: Actor, mapping: Ma
     if owner_id is None:
         raise NotFound(f"No such {mapping.owner_table.rstrip('s').replace('_', ' ')}")
     known = await rbac_queries.items_named(conn=conn, mapping=mapping, names=wanted)
-    unknown = sorted(set(wanted) - {row["name"] for row in known})
+    unknown = sorted(set(wanted) - {row.name for row in known})
     if unknown:
         raise ValidationError({field: f"unknown: {', '.join(unknown)}"})
     before = await rbac_queries.linked_names(conn=conn, mapping=mapping, owner_id=owner_id)
     await rbac_queries.unlink_all(conn=conn, mapping=mapping, owner_id=owner_id)
-    await rbac_queries.link(conn=conn, mapping=mapping, owner_id=owner_id, item_ids=[row["id"] for row in known])
+    await rbac_queries.link(conn=conn, mapping=mapping, owner_id=owner_id, item_ids=[row.id for row in known])
     await audit.record(conn, action=action, actor_id=actor.user_id, target_user_id=None, ip=actor.ip,
                        before={"name": owner, field: before}, after={"name": owner, field: wanted})
     return before

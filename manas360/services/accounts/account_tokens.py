@@ -13,8 +13,7 @@ import hashlib
 import secrets
 from typing import Protocol
 
-from tortoise.transactions import in_transaction
-
+from manas360.db import Database
 from manas360.queries.accounts import account_tokens as queries
 from manas360.queries.accounts.account_tokens import LinkRequest
 from manas360.services.admin import audit
@@ -46,7 +45,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-async def mail_link(*, settings: Settings, email: str, purpose: str, draft: DraftFor, ttl_s: int,
+async def mail_link(*, db: Database, settings: Settings, email: str, purpose: str, draft: DraftFor, ttl_s: int,
                     verified_too: bool, action: str, ip: str) -> LinkRequest:
     """A new link of `purpose` mailed to a normalised address, when it belongs to an active
     account within its hourly allowance (and unverified, unless `verified_too`): one statement
@@ -55,7 +54,7 @@ async def mail_link(*, settings: Settings, email: str, purpose: str, draft: Draf
     token, token_hash = new_token()
     message = draft(token=token)
     sealed = seal(settings, recipient=email, body=message.body)  # stored addresses are normalised like `email`
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         done = await queries.request_link(conn=conn, email=email, purpose=purpose, token_hash=token_hash,
                                           ttl_s=ttl_s, subject=message.subject, sealed_body=sealed,
                                           hourly=settings.mail_per_account_hourly, live=MAX_LIVE,

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from manas360.clock import iso
+from manas360.db import Database
 from manas360.errors import EmailTaken, NotFound
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.accounts import users as user_queries
-from manas360.queries.accounts.users import Credentials
+from manas360.queries.accounts.users import Credentials, UserRow
 from manas360.services.access import catalog_defaults as reference
 
 MAX_EMAIL_CHARS = 254
@@ -89,20 +89,16 @@ def display_name_problem(name: str) -> str | None:
     return None
 
 
-def _db(conn: BaseDBAsyncClient | None) -> BaseDBAsyncClient:
-    return conn or connections.get("default")
+def user_from_row(row: UserRow) -> User:
+    return User(id=str(row.id), email=row.email, display_name=row.display_name, role=row.role,
+                privilege_level=row.privilege_level, plan=row.plan, created_at=row.created_at,
+                status=row.status, email_verified=row.email_verified, mfa_enabled=row.mfa_enabled,
+                tokens_valid_after=row.tokens_valid_after)
 
 
-def user_from_row(row: dict[str, Any]) -> User:
-    return User(id=str(row["id"]), email=row["email"], display_name=row["display_name"], role=row["role"],
-                privilege_level=row["privilege_level"], plan=row["plan"], created_at=row["created_at"],
-                status=row["status"], email_verified=row["email_verified"], mfa_enabled=row["mfa_enabled"],
-                tokens_valid_after=row["tokens_valid_after"])
-
-
-async def get_user(*, user_id: str, conn: BaseDBAsyncClient | None = None) -> User | None:
+async def get_user(*, conn: BaseDBAsyncClient, user_id: str) -> User | None:
     """The live user with role and effective plan, or None."""
-    row = await user_queries.fetch_user(conn=_db(conn), user_id=user_id)
+    row = await user_queries.fetch_user(conn=conn, user_id=user_id)
     return user_from_row(row) if row else None
 
 
@@ -115,10 +111,10 @@ async def get_held_user(conn: BaseDBAsyncClient, *, user_id: str) -> User:
     return user
 
 
-async def get_credentials(*, source: str, known_source_s: int, email: str | None = None,
+async def get_credentials(*, conn: BaseDBAsyncClient, source: str, known_source_s: int, email: str | None = None,
                           user_id: str | None = None) -> Credentials | None:
     """The live account with a normalised address (or an id) as seen from `source`, or None."""
-    return await user_queries.fetch_credentials(conn=_db(None), source=source, known_source_s=known_source_s,
+    return await user_queries.fetch_credentials(conn=conn, source=source, known_source_s=known_source_s,
                                                 email=email, user_id=user_id)
 
 
@@ -153,23 +149,23 @@ async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str
     return user_id
 
 
-async def get_profile(*, user_id: str) -> Profile:
+async def get_profile(*, db: Database, user_id: str) -> Profile:
     """The caller as GET /me shows them: user, permissions, features and subscription."""
-    conn = _db(None)
+    conn = db.connection
     row = await user_queries.fetch_user(conn=conn, user_id=user_id)
     if row is None:
         raise NotFound()
     permissions = await user_queries.role_permission_names(conn=conn, user_id=user_id)
-    features = await user_queries.plan_feature_names(conn=conn, plan=row["plan"])
-    subscription = {"plan": row["plan"], "status": row["subscription_status"] or "active",
-                    "ends_at": iso(row["ends_at"])}
+    features = await user_queries.plan_feature_names(conn=conn, plan=row.plan)
+    subscription = {"plan": row.plan, "status": row.subscription_status or "active",
+                    "ends_at": iso(row.ends_at)}
     return Profile(user=user_from_row(row), permissions=permissions, features=features, subscription=subscription)
 
 
-async def update_display_name(*, user_id: str, display_name: str) -> User:
+async def update_display_name(*, db: Database, user_id: str, display_name: str) -> User:
     """Change the caller's display name (the only field a user edits about themselves)."""
-    updated = await user_queries.update_display_name(conn=_db(None), user_id=user_id, display_name=display_name)
-    user = await get_user(user_id=user_id) if updated else None
+    updated = await user_queries.update_display_name(conn=db.connection, user_id=user_id, display_name=display_name)
+    user = await get_user(conn=db.connection, user_id=user_id) if updated else None
     if user is None:
         raise NotFound()
     return user

@@ -19,8 +19,8 @@ from __future__ import annotations
 from functools import partial
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
+from manas360.db import Database
 from manas360.errors import InvalidToken
 from manas360.queries.accounts import account_tokens as queries
 from manas360.queries.auth import mfa as mfa_queries
@@ -57,9 +57,9 @@ async def send_link(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str
                        after={"mail_id": mail_id, "dropped": len(dropped)})
 
 
-async def resend(*, settings: Settings, principal: Principal, client: Client) -> None:
+async def resend(*, db: Database, settings: Settings, principal: Principal, client: Client) -> None:
     """A new link for the caller, unless the address is already verified (then nothing)."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         if not await sessions.lock_user(conn, user_id=principal.user_id):
             return
         user = await users.get_held_user(conn, user_id=principal.user_id)
@@ -68,20 +68,20 @@ async def resend(*, settings: Settings, principal: Principal, client: Client) ->
         await send_link(conn, settings=settings, user_id=user.id, email=user.email, ip=client.ip)
 
 
-async def resend_to(*, settings: Settings, email: str, client: Client) -> None:
+async def resend_to(*, db: Database, settings: Settings, email: str, client: Client) -> None:
     """A new link to an unverified, active account's address, with no session; the same work
     and answer for any address."""
-    await mail_link(settings=settings, email=users.normalize_email(email), purpose=EMAIL_VERIFICATION,
+    await mail_link(db=db, settings=settings, email=users.normalize_email(email), purpose=EMAIL_VERIFICATION,
                     draft=partial(mail.email_verification, settings), ttl_s=settings.email_verify_ttl_s,
                     verified_too=False, action=audit.EMAIL_VERIFICATION_SENT, ip=client.ip)
 
 
-async def verify(*, settings: Settings, store: Store, token: str, client: Client) -> User:
+async def verify(*, db: Database, settings: Settings, store: Store, token: str, client: Client) -> User:
     """Use up a verification token; the user, now verified. InvalidToken if it is not live.
     The first proof of the address removes the factors and sessions made before it."""
     token_hash = hash_token(token)
     revoked: Revocation | None = None
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         user_id = await queries.find_live(conn=conn, token_hash=token_hash, purpose=EMAIL_VERIFICATION)
         # The user row before the token row: the lock order of every writer.
         account = await users.lock_credentials(conn, user_id=user_id) if user_id is not None else None

@@ -11,14 +11,15 @@ import uuid
 from typing import Any
 
 import orjson
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360.clock import iso
 from manas360.cursors import Listing, decode_position, encode_cursor
+from manas360.db import Database
 from manas360.errors import ValidationError
 from manas360.logs import request_id_var
 from manas360.queries.admin import audit as audit_queries
+from manas360.queries.admin.audit import Entry
 
 REGISTER = "auth.register"
 LOGIN = "auth.login"
@@ -66,7 +67,8 @@ def _dumps(value: dict[str, Any] | None) -> str | None:
     return orjson.dumps(value).decode() if value is not None else None
 
 
-async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
+async def list_entries(*, db: Database,
+                       limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
     """Entries newest first, optionally for one target user and/or one action; the cursor
     is the last entry's id, so entries written while paging never shift a page."""
     before_id: int | None = None
@@ -83,17 +85,17 @@ async def list_entries(*, limit: int, cursor: str | None, user_id: str | None, a
             target_user_id = str(uuid.UUID(user_id))
         except ValueError:
             raise ValidationError({"user_id": "must be a UUID"}) from None
-    rows = await audit_queries.list_entries(conn=connections.get("default"), before_id=before_id,
+    rows = await audit_queries.list_entries(conn=db.connection, before_id=before_id,
                                             target_user_id=target_user_id, action=action, limit=limit + 1)
     items = [_entry(row) for row in rows[:limit]]
-    next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
     return Listing(items=items, next_cursor=next_cursor)
 
 
-def _entry(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "actor_id": _str(row["actor_id"]), "target_user_id": _str(row["target_user_id"]),
-            "action": row["action"], "before": _loads(row["before"]), "after": _loads(row["after"]), "ip": row["ip"],
-            "request_id": row["request_id"], "created_at": iso(row["created_at"])}
+def _entry(row: Entry) -> dict[str, Any]:
+    return {"id": row.id, "actor_id": _str(row.actor_id), "target_user_id": _str(row.target_user_id),
+            "action": row.action, "before": _loads(row.before), "after": _loads(row.after), "ip": row.ip,
+            "request_id": row.request_id, "created_at": iso(row.created_at)}
 
 
 def _str(value: Any) -> str | None:

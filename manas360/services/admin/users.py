@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from manas360.clock import iso
 from manas360.cursors import Listing, decode_position, encode_cursor
+from manas360.db import Database
 from manas360.errors import (
     AccountDisabled,
     InsufficientPrivileges,
@@ -41,8 +40,8 @@ from manas360.errors import (
     ValidationError,
 )
 from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
-from manas360.queries import Row
 from manas360.queries.access import rbac as rbac_queries
+from manas360.queries.accounts.users import UserRow
 from manas360.queries.admin import users as admin_queries
 from manas360.queries.auth import login as login_queries
 from manas360.services.access import catalog_defaults as reference
@@ -83,7 +82,7 @@ class Acting:
     permissions: frozenset[str]
 
 
-async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listing:
+async def list_users(*, db: Database, limit: int, cursor: str | None, q: str | None) -> Listing:
     """Users newest first; the cursor is the last row's (created_at, id), so rows inserted
     while paging never shift or repeat a page."""
     before: tuple[datetime, str] | None = None
@@ -100,48 +99,50 @@ async def list_users(*, limit: int, cursor: str | None, q: str | None) -> Listin
             raise ValidationError({"cursor": "is not a valid cursor"}) from None
     contains = q.lower() if q else None
     if q:
-        rows = await _search(before=before, contains=contains, limit=limit + 1)
+        rows = await _search(db=db, before=before, contains=contains, limit=limit + 1)
     else:
-        rows = await admin_queries.list_users(conn=connections.get("default"), before=before, contains=contains,
+        rows = await admin_queries.list_users(conn=db.connection, before=before, contains=contains,
                                               limit=limit + 1)
     page = [users.user_from_row(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
+        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
     return Listing(items=[user.as_dict() for user in page], next_cursor=next_cursor)
 
 
-async def _search(*, before: tuple[datetime, str] | None, contains: str | None, limit: int) -> list[Row]:
+async def _search(*, db: Database,
+                  before: tuple[datetime, str] | None, contains: str | None, limit: int) -> list[UserRow]:
     # The best plan depends on the pattern: the trigram indexes for a rare substring, the
     # (created_at, id) index for a common one. A reused generic plan cannot know which and
     # took 150 ms at 100,000 users; planning each search for its own pattern takes < 1 ms.
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await admin_queries.force_custom_plan(conn=conn)
         return await admin_queries.list_users(conn=conn, before=before, contains=contains, limit=limit)
 
 
-async def get_user_detail(*, user_id: str) -> dict[str, Any]:
+async def get_user_detail(*, db: Database, user_id: str) -> dict[str, Any]:
     """A user as administrators see them: <User> plus locked_until, locks and subscription.
 
     `locked_until` is the end of the account-wide lock, else of the latest per-source lock
     (null when none); `locks` lists the per-source locks (PostgreSQL's copy, which every lock
     of a known account has)."""
-    user = await _require_user(user_id)
-    conn = connections.get("default")
+    user = await _require_user(user_id, conn=db.connection)
+    conn = db.connection
     row = await admin_queries.user_detail(conn=conn, user_id=user.id)
     locks = await login_queries.source_locks(conn=conn, user_id=user.id)
-    subscription = {"plan": user.plan, "status": row["status"] or "active", "starts_at": iso(row["starts_at"]),
-                    "ends_at": iso(row["ends_at"])}
-    locked_until = row["locked_until"] or (locks[0].locked_until if locks else None)
+    subscription = {"plan": user.plan, "status": row.status or "active", "starts_at": iso(row.starts_at),
+                    "ends_at": iso(row.ends_at)}
+    locked_until = row.locked_until or (locks[0].locked_until if locks else None)
     return {**user.as_dict(), "locked_until": iso(locked_until), "subscription": subscription,
             "locks": [{"source": lock.source, "until": iso(lock.locked_until)} for lock in locks]}
 
 
-async def change_role(*, settings: Settings, store: Store, actor: Actor, user_id: str, role: str) -> User:
+async def change_role(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str,
+                      role: str) -> User:
     """Assign `role` under the escalation rule, checked against the actor's level as it is
     now (re-read under lock); audited; the user's cached context is dropped after commit."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id,
                                                       permission="roles.assign")
         new_level = await _role_level(conn, role)
@@ -155,11 +156,11 @@ async def change_role(*, settings: Settings, store: Store, actor: Actor, user_id
     return user
 
 
-async def change_subscription(*, settings: Settings, store: Store, actor: Actor, user_id: str, plan: str,
-                              ends_at: datetime | None) -> User:
+async def change_subscription(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str,
+                              plan: str, ends_at: datetime | None) -> User:
     """Put the user on `plan` from now (PostgreSQL's clock) until `ends_at` (open-ended when
     None); audited; returns the user as they are after the change."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id,
                                                       permission="subscriptions.manage")
         _check_acts_below(actor=acting, target=target)
@@ -175,13 +176,14 @@ async def change_subscription(*, settings: Settings, store: Store, actor: Actor,
     return user
 
 
-async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id: str, status: str) -> User:
+async def set_status(*, db: Database,
+                     settings: Settings, store: Store, actor: Actor, user_id: str, status: str) -> User:
     """Enable or disable an account (only below the actor's level). Disabling drops the
     cached context at once (the next request of any token answers AccountDisabled) and
     revokes every session and access token of the user."""
     if status not in ACCOUNT_STATUSES:
         raise ValidationError({"status": f"must be one of {', '.join(ACCOUNT_STATUSES)}"})
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
         _check_acts_below(actor=acting, target=target)
         if target.status != status:
@@ -203,25 +205,25 @@ async def set_status(*, settings: Settings, store: Store, actor: Actor, user_id:
     return user
 
 
-async def unlock(*, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
+async def unlock(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
     """Lift every lock of the user at once, every source's and the wrong-code ceiling (only
     below the actor's level)."""
-    target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
-    await unlock_account(settings=settings, store=store, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
+    target = await _authorize_on_target(db=db, actor=actor, user_id=user_id, permission="users.write")
+    await unlock_account(db=db, settings=settings, store=store, user_id=target.id, actor_id=actor.user_id, ip=actor.ip)
 
 
-async def revoke_sessions(*, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
+async def revoke_sessions(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
     """Revoke every session and token of the user (only below the actor's level)."""
-    target = await _authorize_on_target(actor=actor, user_id=user_id, permission="users.write")
-    await revoke_all_sessions(settings=settings, store=store, user_id=target.id, actor_id=actor.user_id,
+    target = await _authorize_on_target(db=db, actor=actor, user_id=user_id, permission="users.write")
+    await revoke_all_sessions(db=db, settings=settings, store=store, user_id=target.id, actor_id=actor.user_id,
                               client=Client(ip=actor.ip))
 
 
-async def reset_mfa(*, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
+async def reset_mfa(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
     """Turn the user's MFA off (only below the actor's level): secret, recovery codes and
     outstanding mfa_tokens go, every session is revoked and the owner is mailed; the user
     signs in with the password alone until set up again."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
         _check_acts_below(actor=acting, target=target)
         revoked = await mfa.reset(conn, settings=settings, user_id=target.id, email=target.email,
@@ -229,10 +231,10 @@ async def reset_mfa(*, settings: Settings, store: Store, actor: Actor, user_id: 
     await events.publish(settings=settings, store=store, revoked=revoked)
 
 
-async def _authorize_on_target(*, actor: Actor, user_id: str, permission: str) -> User:
+async def _authorize_on_target(*, db: Database, actor: Actor, user_id: str, permission: str) -> User:
     """Check the rule under both rows' locks, against the actor's level as it is now: a
     write that starts after the actor's demotion committed is refused."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission=permission)
         _check_acts_below(actor=acting, target=target)
     return target
@@ -245,7 +247,7 @@ def _as_user_id(raw: str) -> str:
         raise NotFound() from None  # not an id we could have issued
 
 
-async def _require_user(user_id: str, *, conn: BaseDBAsyncClient | None = None) -> User:
+async def _require_user(user_id: str, *, conn: BaseDBAsyncClient) -> User:
     user = await get_user(user_id=_as_user_id(user_id), conn=conn)
     if user is None:
         raise NotFound()
@@ -263,12 +265,12 @@ async def lock_actor_and_target(conn: BaseDBAsyncClient, *, actor: Actor, user_i
     target_id = _as_user_id(user_id)
     await admin_queries.lock_user_rows(conn=conn, user_ids=sorted({actor.user_id, target_id}))
     row = await admin_queries.fetch_acting(conn=conn, user_id=actor.user_id)
-    if row is None or not row["live"]:
+    if row is None or not row.live:
         raise InsufficientPrivileges()
-    if row["status"] != ACCOUNT_ACTIVE:
+    if row.status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
-    acting = Acting(user_id=actor.user_id, privilege_level=row["privilege_level"],
-                    permissions=frozenset(row["permissions"]))
+    acting = Acting(user_id=actor.user_id, privilege_level=row.privilege_level,
+                    permissions=frozenset(row.permissions))
     if acting.privilege_level < reference.ADMIN_PRIVILEGE:
         raise InsufficientPrivileges()
     if permission not in acting.permissions:

@@ -31,12 +31,11 @@ from typing import NoReturn
 
 import pyotp
 from loguru import logger
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from manas360 import metrics
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import AccountLocked
 from manas360.queries.accounts.users import Credentials
 from manas360.queries.auth import mfa as queries
@@ -102,12 +101,12 @@ def recovery_hash(code: str) -> bytes:
     return hashlib.sha256(compact(code).lower().encode()).digest()
 
 
-async def check_code(*, box: SecretBox, clock: Clock, user_id: str, code: str,
+async def check_code(*, db: Database, box: SecretBox, clock: Clock, user_id: str, code: str,
                      totp_only: bool = False) -> Match | None:
     """Whether `code` is right for the user's confirmed MFA, changing nothing: the check that
     the reservation guards. None when it is wrong (or cannot be right). `totp_only` refuses
     recovery codes (regenerating them takes a TOTP code)."""
-    conn = connections.get("default")
+    conn = db.connection
     totp = totp_code(code)
     if totp is None:
         if totp_only:
@@ -137,43 +136,48 @@ def seal(box: SecretBox, *, user_id: str, secret: str) -> bytes:
 
 
 @asynccontextmanager
-async def checked_code(*, settings: Settings, store: Store, box: SecretBox, clock: Clock, account: Credentials,
+async def checked_code(*, db: Database,
+                       settings: Settings, store: Store, box: SecretBox, clock: Clock, account: Credentials,
                        code: str, client: Client, flow: Flow, totp_only: bool = False) -> AsyncIterator[Match]:
     """A code checked like a password, for the body to spend in its transaction (`spend`):
     the account's code allowance and the lockout reservation taken first, a wrong code counted
     (401, or 423). A code spent meanwhile (Spent, raised by `spend`) counts as wrong."""
-    reservation = await password_check.reserve(settings=settings, store=store, email=account.email, account=account,
+    reservation = await password_check.reserve(db=db,
+                                               settings=settings, store=store, email=account.email, account=account,
                                                client=client, flow=flow)
     try:
         # Counted as wrong until it proves right (`spend` clears it): concurrency never buys a
         # check beyond the ceiling. Taken after the reservation, so a refused one costs nothing.
-        async with in_transaction() as conn:
+        async with db.transaction() as conn:
             in_a_row = await queries.take_code_attempt(conn=conn, user_id=account.user_id, ceiling=CEILING)
         if in_a_row is None:
             metrics.MFA_FAILURES.labels("ceiling").inc()
             # No window: the lock lasts until an administrator unlocks (retry_after is a hint).
             raise AccountLocked(settings.lockout_duration_s, "Too many wrong codes: ask an administrator to unlock")
-        match = await check_code(box=box, clock=clock, user_id=account.user_id, code=code, totp_only=totp_only)
+        match = await check_code(db=db, box=box, clock=clock, user_id=account.user_id, code=code, totp_only=totp_only)
         if match is None:
-            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
+            await _refuse(db=db,
+                          settings=settings, store=store, reservation=reservation, account=account, client=client,
                           flow=flow, reason="wrong_code", in_a_row=in_a_row)
         try:
             yield match
         except Spent:
-            await _refuse(settings=settings, store=store, reservation=reservation, account=account, client=client,
+            await _refuse(db=db,
+                          settings=settings, store=store, reservation=reservation, account=account, client=client,
                           flow=flow, reason="replay", in_a_row=in_a_row)
     finally:
         await lockout.release_check(store=store, reservation=reservation)
 
 
 @asynccontextmanager
-async def optional_code(*, settings: Settings, store: Store, box: SecretBox, clock: Clock, account: Credentials,
+async def optional_code(*, db: Database,
+                        settings: Settings, store: Store, box: SecretBox, clock: Clock, account: Credentials,
                         code: str | None, client: Client, flow: Flow) -> AsyncIterator[Match | None]:
     """`checked_code` when a code was sent, else None (for flows where a code is optional)."""
     if code is None:
         yield None
         return
-    async with checked_code(settings=settings, store=store, box=box, clock=clock, account=account, code=code,
+    async with checked_code(db=db, settings=settings, store=store, box=box, clock=clock, account=account, code=code,
                             client=client, flow=flow) as match:
         yield match
 
@@ -192,14 +196,14 @@ async def spend(conn: BaseDBAsyncClient, *, user_id: str, match: Match) -> None:
     await queries.clear_code_failures(conn=conn, user_id=user_id)
 
 
-async def _refuse(*, settings: Settings, store: Store, reservation: Reservation, account: Credentials,
+async def _refuse(*, db: Database, settings: Settings, store: Store, reservation: Reservation, account: Credentials,
                   client: Client, flow: Flow, reason: str, in_a_row: int) -> NoReturn:
     """Count a wrong code like a failed login (may lock) and raise 401 (or 423); the owner is
     mailed at the NOTIFY_AT-th wrong code in a row."""
     metrics.MFA_FAILURES.labels(reason).inc()
     if in_a_row == NOTIFY_AT:
-        async with in_transaction() as conn:
+        async with db.transaction() as conn:
             await notify(conn, settings=settings, user_id=account.user_id, email=account.email,
                          notice="wrong_codes", client=client, when=await db_now(conn))
-    await password_check.reject(settings=settings, store=store, reservation=reservation, account=account,
+    await password_check.reject(db=db, settings=settings, store=store, reservation=reservation, account=account,
                                 client=client, flow=flow, action=audit.MFA_FAILED, reason=reason, message="Wrong code")

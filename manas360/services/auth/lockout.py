@@ -36,9 +36,9 @@ from datetime import timedelta
 
 from loguru import logger
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from manas360.after_commit import run_to_completion
+from manas360.db import Database
 from manas360.errors import AccountLocked, NotFound
 from manas360.queries.accounts.users import Credentials
 from manas360.queries.auth import login as login_queries
@@ -162,10 +162,10 @@ async def clear_after_commit(*, settings: Settings, store: Store, email: str) ->
     await run_to_completion(lockout_store.clear(store, email=email, limits=limits(settings)))
 
 
-async def unlock_account(*, settings: Settings, store: Store, user_id: str, actor_id: str | None = None,
+async def unlock_account(*, db: Database, settings: Settings, store: Store, user_id: str, actor_id: str | None = None,
                          ip: str = "") -> None:
     """Lift every lock of an account at once (an administrator, or the command line)."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         # The row lock orders this after any failure being counted (see count_failure).
         if not await sessions.lock_user(conn, user_id=user_id):
             raise NotFound()

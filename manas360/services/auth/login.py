@@ -11,10 +11,9 @@ attempt is recorded in login_attempts; an outdated bcrypt cost is upgraded on th
 
 from __future__ import annotations
 
-from tortoise.transactions import in_transaction
-
 from manas360 import metrics
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, InvalidCredentials, MfaRequired
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services.accounts import users
@@ -27,17 +26,18 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def login(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str, password: str,
+async def login(*, db: Database,
+                settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str, password: str,
                 client: Client) -> TokenPair:
     """Exchange an email and password for a new session's token pair."""
     email = users.normalize_email(email)
-    account = await users.get_credentials(email=email, source=client.source,
+    account = await users.get_credentials(conn=db.connection, email=email, source=client.source,
                                           known_source_s=settings.lockout_known_source_s)
-    async with password_check.checked_password(settings=settings, store=store, email=email, account=account,
+    async with password_check.checked_password(db=db, settings=settings, store=store, email=email, account=account,
                                                password=password, client=client, flow=Flow.LOGIN) as checked:
         new_hash = await password_check.upgraded_hash(settings=settings, account=checked, password=password)
         refusal: AppError | None = None
-        async with in_transaction() as conn:
+        async with db.transaction() as conn:
             try:
                 current = await password_check.confirm(conn, settings=settings, checked=checked, client=client,
                                                        new_hash=new_hash)

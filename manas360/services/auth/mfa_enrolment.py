@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import pyotp
 import segno
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from manas360 import metrics
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import InvalidCredentials, MfaAlreadyEnabled, NotFound
 from manas360.queries.accounts.users import Credentials
 from manas360.queries.auth import mfa as queries
@@ -64,10 +64,10 @@ class Enrolment:
     """The URI as a QR code, an SVG document (what authenticator apps scan)."""
 
 
-async def setup(*, settings: Settings, box: SecretBox, principal: Principal, client: Client) -> Enrolment:
+async def setup(*, db: Database, settings: Settings, box: SecretBox, principal: Principal, client: Client) -> Enrolment:
     """A new pending secret for the caller (replacing a pending one); MfaAlreadyEnabled when on."""
     secret = pyotp.random_base32()  # 160 bits, the length RFC 4226 recommends
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         account = await _lock_for_step_up(conn, settings=settings, principal=principal)
         if account.mfa_enabled:
             raise MfaAlreadyEnabled()
@@ -87,12 +87,13 @@ def qr_svg(text: str) -> str:
     return buffer.getvalue().decode()
 
 
-async def confirm(*, settings: Settings, store: Store, box: SecretBox, clock: Clock, principal: Principal, code: str,
+async def confirm(*, db: Database,
+                  settings: Settings, store: Store, box: SecretBox, clock: Clock, principal: Principal, code: str,
                   client: Client) -> list[str]:
     """Turn MFA on with a current code of the pending secret; the ten recovery codes, shown once."""
     recovery = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
     revoked: Revocation | None = None
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         account = await _lock_for_step_up(conn, settings=settings, principal=principal)
         if account.mfa_enabled:
             raise MfaAlreadyEnabled()
@@ -115,12 +116,13 @@ async def confirm(*, settings: Settings, store: Store, box: SecretBox, clock: Cl
     return recovery
 
 
-async def disable(*, settings: Settings, store: Store, box: SecretBox, clock: Clock, principal: Principal,
+async def disable(*, db: Database, settings: Settings, store: Store, box: SecretBox, clock: Clock, principal: Principal,
                   code: str, client: Client) -> None:
     """Turn the caller's MFA off with a current TOTP code or an unused recovery code."""
-    account = await _step_up(settings=settings, principal=principal, client=client)
-    async with codes.checked_code(settings=settings, store=store, box=box, clock=clock, account=account, code=code,
-                                  client=client, flow=Flow.MFA_DISABLE) as match, in_transaction() as conn:
+    account = await _step_up(db=db, settings=settings, principal=principal, client=client)
+    async with codes.checked_code(db=db,
+                                  settings=settings, store=store, box=box, clock=clock, account=account, code=code,
+                                  client=client, flow=Flow.MFA_DISABLE) as match, db.transaction() as conn:
         current = await _lock_for_step_up(conn, settings=settings, principal=principal)
         await codes.spend(conn, user_id=current.user_id, match=match)
         await queries.turn_off(conn=conn, user_id=current.user_id)
@@ -131,14 +133,15 @@ async def disable(*, settings: Settings, store: Store, box: SecretBox, clock: Cl
     await events.publish(settings=settings, store=store, revoked=revoked)
 
 
-async def regenerate_recovery_codes(*, settings: Settings, store: Store, box: SecretBox, clock: Clock,
+async def regenerate_recovery_codes(*, db: Database, settings: Settings, store: Store, box: SecretBox, clock: Clock,
                                     principal: Principal, code: str, client: Client) -> list[str]:
     """Ten new recovery codes for a current TOTP code; the old ones stop working."""
-    account = await _step_up(settings=settings, principal=principal, client=client)
+    account = await _step_up(db=db, settings=settings, principal=principal, client=client)
     recovery = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    async with codes.checked_code(settings=settings, store=store, box=box, clock=clock, account=account, code=code,
+    async with codes.checked_code(db=db,
+                                  settings=settings, store=store, box=box, clock=clock, account=account, code=code,
                                   client=client, flow=Flow.RECOVERY_CODES, totp_only=True) as match, \
-            in_transaction() as conn:
+            db.transaction() as conn:
         current = await _lock_for_step_up(conn, settings=settings, principal=principal)
         await codes.spend(conn, user_id=current.user_id, match=match)
         await queries.replace_recovery_codes(conn=conn, user_id=current.user_id,
@@ -164,11 +167,11 @@ async def reset(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, em
     return revoked
 
 
-async def _step_up(*, settings: Settings, principal: Principal, client: Client) -> Credentials:
+async def _step_up(*, db: Database, settings: Settings, principal: Principal, client: Client) -> Credentials:
     """The caller's account, once step-up passes (checked again under the lock by the write)."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         account = await _lock_for_step_up(conn, settings=settings, principal=principal)
-    found = await users.get_credentials(user_id=account.user_id, source=client.source,
+    found = await users.get_credentials(conn=db.connection, user_id=account.user_id, source=client.source,
                                         known_source_s=settings.lockout_known_source_s)
     if found is None or not found.mfa_enabled:
         raise InvalidCredentials("Wrong code")

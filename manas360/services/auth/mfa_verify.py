@@ -9,10 +9,9 @@ and the session opens with the assurance of both factors.
 
 from __future__ import annotations
 
-from tortoise.transactions import in_transaction
-
 from manas360 import metrics
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import InvalidToken
 from manas360.queries.auth import mfa as mfa_queries
 from manas360.security.jwt import AccessTokenCodec
@@ -28,21 +27,23 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def verify(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, box: SecretBox,
+async def verify(*, db: Database,
+                 settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, box: SecretBox,
                  mfa_token: str, code: str, client: Client) -> TokenPair:
     """Complete a login with its mfa_token and a TOTP or recovery code: a new session's pair."""
     token_hash = token_digest(mfa_token)
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         attempt = await mfa_queries.take_attempt(conn=conn, token_hash=token_hash, attempts=ATTEMPTS)
     account = None
     if attempt is not None:
-        account = await users.get_credentials(user_id=attempt.user_id, source=client.source,
+        account = await users.get_credentials(conn=db.connection, user_id=attempt.user_id, source=client.source,
                                               known_source_s=settings.lockout_known_source_s)
     if attempt is None or account is None:
         metrics.MFA_FAILURES.labels("bad_token").inc()
         raise InvalidToken()
-    async with codes.checked_code(settings=settings, store=store, box=box, clock=clock, account=account, code=code,
-                                  client=client, flow=Flow.MFA_VERIFY) as match, in_transaction() as conn:
+    async with codes.checked_code(db=db,
+                                  settings=settings, store=store, box=box, clock=clock, account=account, code=code,
+                                  client=client, flow=Flow.MFA_VERIFY) as match, db.transaction() as conn:
         current = await users.lock_credentials(conn, user_id=account.user_id, source=client.source,
                                                known_source_s=settings.lockout_known_source_s)
         if current is None or not await mfa_queries.use_token(conn=conn, token_hash=token_hash,

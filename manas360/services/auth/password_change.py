@@ -12,10 +12,8 @@ caller's too, voids every one-time link and mails the owner; a new session opens
 
 from __future__ import annotations
 
-from tortoise import connections
-from tortoise.transactions import in_transaction
-
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import InvalidCredentials, ReauthenticationRequired
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password
@@ -32,25 +30,25 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def change_password(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock,
+async def change_password(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock,
                           box: SecretBox, principal: Principal, current_password: str, new_password: str,
                           code: str | None, client: Client) -> TokenPair:
     """Set a new password, revoke every session (this one too), and open a new one."""
-    account = await users.get_credentials(user_id=principal.user_id, source=client.source,
+    account = await users.get_credentials(conn=db.connection, user_id=principal.user_id, source=client.source,
                                           known_source_s=settings.lockout_known_source_s)
     if account is None:
         raise InvalidCredentials()
     carried = principal.aal >= 2 and stepup.is_fresh(settings=settings, principal=principal,
-                                                     now=await db_now(connections.get("default")))
+                                                     now=await db_now(db.connection))
     if account.mfa_enabled and code is None and not carried:
         raise ReauthenticationRequired(max_age=settings.reauth_max_age_s, required_aal=2)
-    async with password_check.checked_password(settings=settings, store=store, email=account.email,
+    async with password_check.checked_password(db=db, settings=settings, store=store, email=account.email,
                                                account=account, password=current_password, client=client,
                                                flow=Flow.PASSWORD_CHANGE) as checked:
         new_hash = await hash_password(password=new_password, cost=settings.bcrypt_cost)
-        async with codes.optional_code(settings=settings, store=store, box=box, clock=clock, account=checked,
+        async with codes.optional_code(db=db, settings=settings, store=store, box=box, clock=clock, account=checked,
                                        code=code, client=client, flow=Flow.PASSWORD_CHANGE) as match, \
-                in_transaction() as conn:
+                db.transaction() as conn:
             # The caller's own revocation is the first refusal (TokenRevoked), then the check's.
             await sessions.lock_user(conn, user_id=principal.user_id)
             await sessions.ensure_caller_live(conn, principal=principal)

@@ -21,10 +21,10 @@ from contextlib import asynccontextmanager
 from typing import NoReturn
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from manas360 import metrics
 from manas360.clock import db_now, iso
+from manas360.db import Database
 from manas360.errors import AccountLocked, InvalidCredentials
 from manas360.queries.accounts.users import Credentials
 from manas360.queries.auth import login as login_queries
@@ -40,7 +40,8 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def reserve(*, settings: Settings, store: Store, email: str, account: Credentials | None, client: Client,
+async def reserve(*, db: Database,
+                  settings: Settings, store: Store, email: str, account: Credentials | None, client: Client,
                   flow: Flow) -> Reservation:
     """Reserve the check (lockout); a refusal (423) is recorded (logins) and raised."""
     try:
@@ -48,44 +49,45 @@ async def reserve(*, settings: Settings, store: Store, email: str, account: Cred
                                            client=client)
     except AccountLocked:
         if flow is Flow.LOGIN:
-            async with in_transaction() as conn:
+            async with db.transaction() as conn:
                 await record_attempt(conn, email=email, account=account, client=client, reason="locked")
         raise
 
 
 @asynccontextmanager
-async def checked_password(*, settings: Settings, store: Store, email: str, account: Credentials | None,
+async def checked_password(*, db: Database, settings: Settings, store: Store, email: str, account: Credentials | None,
                            password: str, client: Client, flow: Flow) -> AsyncIterator[Credentials]:
     """The account whose password this is, checked under a lockout reservation held for the
     body (released at its end); a wrong password (or no account) is counted and raised (401,
     or 423 when this failure found the source locked)."""
-    reservation = await reserve(settings=settings, store=store, email=email, account=account, client=client,
+    reservation = await reserve(db=db, settings=settings, store=store, email=email, account=account, client=client,
                                 flow=flow)
     try:
         if account is None:
             # Same cost as a real check, so timing does not reveal unknown emails.
             await verify_dummy(password=password, cost=settings.bcrypt_cost)
-            await reject(settings=settings, store=store, reservation=reservation, account=None, client=client,
+            await reject(db=db, settings=settings, store=store, reservation=reservation, account=None, client=client,
                          flow=flow)
         if not await verify_password(password=password, password_hash=account.password_hash):
             # A hash at an older, lower cost is checked faster than the dummy: make up the
             # difference, or the time would tell which addresses exist after a cost change.
             await harden_runtime(password=password, password_hash=account.password_hash, cost=settings.bcrypt_cost)
-            await reject(settings=settings, store=store, reservation=reservation, account=account, client=client,
+            await reject(db=db, settings=settings, store=store, reservation=reservation, account=account, client=client,
                          flow=flow)
         yield account
     finally:
         await lockout.release_check(store=store, reservation=reservation)
 
 
-async def reject(*, settings: Settings, store: Store, reservation: Reservation, account: Credentials | None,
+async def reject(*, db: Database,
+                 settings: Settings, store: Store, reservation: Reservation, account: Credentials | None,
                  client: Client, flow: Flow, action: str = audit.LOGIN_FAILED, reason: str = "invalid_credentials",
                  message: str | None = None) -> NoReturn:
     """Count the failure (maybe locking the source or the account), record it, and raise the
     answer (401, or 423 when the source was already locked)."""
     email = reservation.email
     user_id = account.user_id if account else None
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         verdict = await lockout.count_failure(conn, settings=settings, store=store, reservation=reservation,
                                               user_id=user_id)
         if flow is Flow.LOGIN:

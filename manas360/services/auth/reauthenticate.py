@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tortoise.transactions import in_transaction
-
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import InvalidCredentials, TokenRevoked
 from manas360.queries.auth import sessions as session_queries
 from manas360.security.jwt import AccessTokenCodec
@@ -30,19 +29,19 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def reauthenticate(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock,
+async def reauthenticate(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock,
                          box: SecretBox, principal: Principal, password: str, code: str | None,
                          client: Client) -> TokenPair:
     """A fresh `auth_time` (and `aal` 2 with a code) for the caller's session: a new pair."""
-    account = await users.get_credentials(user_id=principal.user_id, source=client.source,
+    account = await users.get_credentials(conn=db.connection, user_id=principal.user_id, source=client.source,
                                           known_source_s=settings.lockout_known_source_s)
     if account is None:
         raise InvalidCredentials()
-    async with password_check.checked_password(settings=settings, store=store, email=account.email,
+    async with password_check.checked_password(db=db, settings=settings, store=store, email=account.email,
                                                account=account, password=password, client=client,
                                                flow=Flow.REAUTHENTICATE) as checked, \
-            codes.optional_code(settings=settings, store=store, box=box, clock=clock, account=checked,
-                                code=code, client=client, flow=Flow.REAUTHENTICATE) as match, in_transaction() as conn:
+            codes.optional_code(db=db, settings=settings, store=store, box=box, clock=clock, account=checked,
+                                code=code, client=client, flow=Flow.REAUTHENTICATE) as match, db.transaction() as conn:
         # The caller's own revocation is the first refusal (TokenRevoked), then the check's.
         await sessions.lock_user(conn, user_id=principal.user_id)
         await sessions.ensure_caller_live(conn, principal=principal)

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from manas360 import metrics
 from manas360.after_commit import run_to_completion
 from manas360.clock import Clock, db_now, to_ms
+from manas360.db import Database
 from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.auth import sessions as session_queries
@@ -67,10 +67,11 @@ class _Presented:
     session: LockedSession
 
 
-async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, refresh_token: str,
+async def refresh(*, db: Database,
+                  settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, refresh_token: str,
                   client: Client) -> TokenPair:
     """Exchange a refresh token for a new pair (rotation), or its grace successor again."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         token = await _lock_and_read(conn, token_hash=hash_refresh_token(refresh_token))
         now = await db_now(conn)
         if token is None or token.revoked_at is not None or token.expires_at <= now:
@@ -86,7 +87,7 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
             successor = await _grace_successor(conn, settings=settings, token=token, rotated_at=token.rotated_at,
                                                parent=refresh_token, now=now)
         if successor is not None:
-            assurance = await _admit(settings=settings, store=store, token=token, client=client, now=now)
+            assurance = await _admit(conn, settings=settings, store=store, token=token, client=client, now=now)
             await session_queries.touch_session(conn=conn, session_id=token.session_id, now=now)
             found = await users.get_user(user_id=token.user_id, conn=conn)
             if found is None:
@@ -107,10 +108,11 @@ async def refresh(*, settings: Settings, store: Store, codec: AccessTokenCodec, 
                       refresh_token=successor, assurance=assurance)
 
 
-async def _admit(*, settings: Settings, store: Store, token: _Presented, client: Client,
+async def _admit(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, token: _Presented, client: Client,
                  now: datetime) -> Assurance:
     """The gate for a rotation; the assurance the new access token carries (aal decayed)."""
-    account = await users.get_credentials(user_id=token.user_id, source=client.source,
+    # Inside the rotation's transaction, as it always ran.
+    account = await users.get_credentials(conn=conn, user_id=token.user_id, source=client.source,
                                           known_source_s=settings.lockout_known_source_s)
     if account is None:
         raise InvalidToken()
@@ -129,16 +131,16 @@ async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presen
     found = await session_queries.token_session(conn=conn, token_hash=token_hash)
     if found is None:
         return None
-    _refuse_disabled(found["status"])
-    session = await session_queries.lock_live_session(conn=conn, session_id=found["session_id"])
+    _refuse_disabled(found.status)
+    session = await session_queries.lock_live_session(conn=conn, session_id=str(found.session_id))
     if session is None:
         return None
     _refuse_disabled(session.status)
     row = await session_queries.fetch_token(conn=conn, token_hash=token_hash)
     if row is None:
         return None
-    return _Presented(token_id=row["id"], session_id=str(row["session_id"]), user_id=str(row["user_id"]),
-                      expires_at=row["expires_at"], rotated_at=row["rotated_at"], revoked_at=row["revoked_at"],
+    return _Presented(token_id=row.id, session_id=str(row.session_id), user_id=str(row.user_id),
+                      expires_at=row.expires_at, rotated_at=row.rotated_at, revoked_at=row.revoked_at,
                       session=session)
 
 
@@ -173,8 +175,8 @@ async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token
     if len(rows) != 1:
         return None
     for key in successor_keys(settings):
-        successor = derive_successor(key=key, parent=parent, child_id=rows[0]["id"])
-        if hmac.compare_digest(hash_refresh_token(successor), rows[0]["token_hash"]):
+        successor = derive_successor(key=key, parent=parent, child_id=rows[0].id)
+        if hmac.compare_digest(hash_refresh_token(successor), rows[0].token_hash):
             return successor
     return None
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tortoise.transactions import in_transaction
-
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import EmailNotVerified, ValidationError
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password
@@ -36,7 +35,7 @@ class Registration:
     """The first session's pair; None when the email must be verified before any session."""
 
 
-async def register(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str,
+async def register(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str,
                    password: str, display_name: str, client: Client) -> Registration:
     """Create an account and, if the gate admits it, its first session."""
     email = users.normalize_email(email)
@@ -44,7 +43,7 @@ async def register(*, settings: Settings, store: Store, codec: AccessTokenCodec,
     if problem:
         raise ValidationError({"email": problem})
     password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         user_id = await users.insert_user(conn, email=email, password_hash=password_hash,
                                           display_name=display_name.strip())
         account = await users.lock_credentials(conn, user_id=user_id, source=client.source)

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from tortoise import connections
-from tortoise.transactions import in_transaction
-
 from manas360.clock import Clock, db_now
+from manas360.db import Database
 from manas360.errors import InvalidToken, MfaRequired
 from manas360.queries.accounts import account_tokens as queries
 from manas360.queries.auth import mfa as mfa_queries
@@ -51,23 +49,24 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def request_reset(*, settings: Settings, email: str, client: Client) -> None:
+async def request_reset(*, db: Database, settings: Settings, email: str, client: Client) -> None:
     """Queue a reset mail if the address is an active account's (within its hourly allowance);
     the same work either way."""
-    await mail_link(settings=settings, email=users.normalize_email(email), purpose=PASSWORD_RESET,
+    await mail_link(db=db, settings=settings, email=users.normalize_email(email), purpose=PASSWORD_RESET,
                     draft=partial(mail.password_reset, settings), ttl_s=settings.password_reset_ttl_s,
                     verified_too=True, action=audit.PASSWORD_RESET_REQUESTED, ip=client.ip)
 
 
-async def confirm_reset(*, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, box: SecretBox,
+async def confirm_reset(*, db: Database,
+                        settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, box: SecretBox,
                         token: str, new_password: str, code: str | None, client: Client) -> TokenPair:
     """Use up a reset link: new password, no lock, every session revoked, a new session's pair."""
     token_hash = hash_token(token)
     # Checked before bcrypt, so a made-up token costs no hashing.
-    user_id = await queries.find_live(conn=connections.get("default"), token_hash=token_hash, purpose=PASSWORD_RESET)
+    user_id = await queries.find_live(conn=db.connection, token_hash=token_hash, purpose=PASSWORD_RESET)
     account = None
     if user_id is not None:
-        account = await users.get_credentials(user_id=user_id, source=client.source,
+        account = await users.get_credentials(conn=db.connection, user_id=user_id, source=client.source,
                                               known_source_s=settings.lockout_known_source_s)
     if user_id is None or account is None:
         raise InvalidToken()
@@ -75,9 +74,9 @@ async def confirm_reset(*, settings: Settings, store: Store, codec: AccessTokenC
     if second_factor_owed and code is None:
         raise MfaRequired()
     new_hash = await hash_password(password=new_password, cost=settings.bcrypt_cost)
-    async with codes.optional_code(settings=settings, store=store, box=box, clock=clock, account=account,
+    async with codes.optional_code(db=db, settings=settings, store=store, box=box, clock=clock, account=account,
                                    code=code if second_factor_owed else None, client=client,
-                                   flow=Flow.PASSWORD_RESET) as match, in_transaction() as conn:
+                                   flow=Flow.PASSWORD_RESET) as match, db.transaction() as conn:
         # The user row first, then the token: the lock order of every writer (an event voiding
         # this token takes them in the same order, so the two queue, never deadlock).
         current = await users.lock_credentials(conn, user_id=user_id, source=client.source,

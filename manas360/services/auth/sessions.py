@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360.clock import epoch_ms, iso
+from manas360.db import Database
 from manas360.errors import TokenRevoked
 from manas360.queries.accounts import users as user_queries
 from manas360.queries.auth import sessions as session_queries
@@ -107,11 +107,11 @@ async def _revoke_refresh_tokens(conn: BaseDBAsyncClient, *, session_ids: list[s
     await session_queries.revoke_refresh_tokens(conn=conn, session_ids=session_ids, now=now)
 
 
-async def list_sessions(*, user_id: str, current_session_id: str) -> list[SessionInfo]:
+async def list_sessions(*, db: Database, user_id: str, current_session_id: str) -> list[SessionInfo]:
     """The user's live sessions, newest first, the caller's own marked `current`."""
-    rows = await session_queries.live_sessions(conn=connections.get("default"), user_id=user_id)
-    return [SessionInfo(id=str(row["id"]), created_at=row["created_at"], last_used_at=row["last_used_at"],
-                        ip=row["ip"], user_agent=row["user_agent"], current=str(row["id"]) == current_session_id)
+    rows = await session_queries.live_sessions(conn=db.connection, user_id=user_id)
+    return [SessionInfo(id=str(row.id), created_at=row.created_at, last_used_at=row.last_used_at,
+                        ip=row.ip, user_agent=row.user_agent, current=str(row.id) == current_session_id)
             for row in rows]
 
 

@@ -12,10 +12,9 @@ they also void every outstanding one-time link of the account.
 
 from __future__ import annotations
 
-from tortoise.transactions import in_transaction
-
 from manas360.after_commit import run_to_completion
 from manas360.clock import db_now, from_ms, to_ms
+from manas360.db import Database
 from manas360.errors import NotFound
 from manas360.queries.auth import sessions as session_queries
 from manas360.services.accounts import users
@@ -28,9 +27,9 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def logout(*, settings: Settings, store: Store, principal: Principal, client: Client) -> None:
+async def logout(*, db: Database, settings: Settings, store: Store, principal: Principal, client: Client) -> None:
     """Revoke the caller's session: its refresh tokens and access tokens, this one included."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         now = await db_now(conn)
         await sessions.revoke_session(conn, settings=settings, session_id=principal.session_id,
                                       user_id=principal.user_id, reason="logout", now=now)
@@ -44,10 +43,10 @@ async def logout(*, settings: Settings, store: Store, principal: Principal, clie
         session_ids=[principal.session_id], jtis={principal.jti: principal.expires_ms}))
 
 
-async def delete_session(*, settings: Settings, store: Store, principal: Principal, session_id: str,
+async def delete_session(*, db: Database, settings: Settings, store: Store, principal: Principal, session_id: str,
                          client: Client) -> None:
     """Revoke one of the caller's own sessions; NotFound for anyone else's or an unknown id."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         now = await db_now(conn)
         if not await sessions.revoke_session(conn, settings=settings, session_id=session_id, user_id=principal.user_id,
                                              reason="deleted", now=now):
@@ -58,18 +57,19 @@ async def delete_session(*, settings: Settings, store: Store, principal: Princip
                                                now_ms=to_ms(now), session_ids=[session_id]))
 
 
-async def logout_all(*, settings: Settings, store: Store, principal: Principal, client: Client) -> None:
+async def logout_all(*, db: Database, settings: Settings, store: Store, principal: Principal, client: Client) -> None:
     """Revoke every session of the caller."""
-    await revoke_all_sessions(settings=settings, store=store, user_id=principal.user_id, actor_id=principal.user_id,
+    await revoke_all_sessions(db=db,
+                              settings=settings, store=store, user_id=principal.user_id, actor_id=principal.user_id,
                               client=client, action=audit.LOGOUT_ALL, event=Event.LOGOUT_ALL)
 
 
-async def revoke_all_sessions(*, settings: Settings, store: Store, user_id: str, actor_id: str | None,
+async def revoke_all_sessions(*, db: Database, settings: Settings, store: Store, user_id: str, actor_id: str | None,
                               client: Client, action: str = audit.SESSIONS_REVOKED,
                               event: Event = Event.ADMIN_REVOKE) -> None:
     """Revoke every session and access token of a user at once (also the admin hook): a
     security event, so every outstanding one-time link of the account dies too."""
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         account = await users.lock_credentials(conn, user_id=user_id)
         if account is None:
             raise NotFound()

@@ -16,6 +16,7 @@ import hmac
 from typing import Any
 
 from manas360.clock import Clock
+from manas360.db import Database
 from manas360.errors import AppError
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.security.jwt import AccessTokenCodec, token_issued_ms
@@ -43,7 +44,7 @@ def service_name(settings: Settings, authorization_header: str | None) -> str | 
     return found
 
 
-async def introspect(*, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
+async def introspect(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
                      clock: Clock, token: str) -> dict[str, Any]:
     """RFC 7662's answer for `token`: the claims and live role, plan and permissions of an
     unexpired, unrevoked access token of an active account; `{"active": false}` for anything
@@ -59,7 +60,7 @@ async def introspect(*, settings: Settings, store: Store, codec: AccessTokenCode
     context, revoked = state.context, state.revoked
     if context is None or not (state.loaded or revoked):
         try:
-            loaded = await load_user_state(settings=settings, store=store, clock=clock, user_id=user_id,
+            loaded = await load_user_state(db=db, settings=settings, store=store, clock=clock, user_id=user_id,
                                            generation=state.generation)
         except AppError:  # the user no longer exists
             return INACTIVE

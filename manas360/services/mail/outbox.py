@@ -39,18 +39,17 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
-from tortoise import connections
 
 from manas360 import metrics
+from manas360.db import Database
 from manas360.queries.mail import outbox as queries
 from manas360.queries.mail.outbox import Claimed, Dead
 from manas360.services.mail import messages as mail
 from manas360.settings import Settings
 from manas360.smtp import ConsoleTransport, MailTransport, OutgoingMail, SmtpTransport
-from manas360.tortoise_context import activate
 
 if TYPE_CHECKING:
-    from tortoise.context import TortoiseContext
+    pass
 
 BATCH_SIZE = 20
 ROUND_RETRY_MAX_S = 30.0
@@ -139,8 +138,10 @@ def build_mail_courier(settings: Settings) -> MailCourier | None:
 class Outbox:
     """One worker's sender for one channel; building it does no I/O."""
 
-    def __init__(self, *, settings: Settings, courier: Courier | None, channel: str = mail.CHANNEL) -> None:
+    def __init__(self, *, settings: Settings, courier: Courier | None, db: Database,
+                 channel: str = mail.CHANNEL) -> None:
         self.settings = settings
+        self.db = db
         self.courier = courier
         self.channel = courier.channel if courier is not None else channel
         self._wake = asyncio.Event()
@@ -161,14 +162,14 @@ class Outbox:
         """Look for due mail now instead of at the next poll."""
         self._wake.set()
 
-    def start(self, *, orm: TortoiseContext) -> asyncio.Task[None] | None:
+    def start(self) -> asyncio.Task[None] | None:
         """Start the sender task and its LISTEN connection (none without a courier)."""
         if self.courier is None:
             return None
         self._stopping = False
         loop = asyncio.get_running_loop()
         self._listener = loop.create_task(self._listen(), name="outbox-listener")
-        return loop.create_task(self.run(orm=orm), name="outbox-sender")
+        return loop.create_task(self.run(), name="outbox-sender")
 
     async def stop(self, task: asyncio.Task[None] | None) -> None:
         """Let a delivery in progress finish (bounded), then end the task and the listener."""
@@ -189,9 +190,8 @@ class Outbox:
         if self.courier is not None:
             await self.courier.close()
 
-    async def run(self, *, orm: TortoiseContext) -> None:
+    async def run(self) -> None:
         """Deliver rounds until stopped; a round that fails (PostgreSQL down) is retried."""
-        activate(orm)
         failed_rounds = 0
         while not self._stopping:
             pause = self.settings.mail_poll_s
@@ -219,7 +219,7 @@ class Outbox:
         courier = self.courier
         if courier is None:
             return 0
-        conn = connections.get("default")
+        conn = self.db.connection
         lease_token = uuid.uuid4()
         rows = await queries.claim_due(conn=conn, channel=courier.channel, limit=BATCH_SIZE,
                                        lease_s=lease_s(courier.send_timeout_s), lease_token=lease_token,

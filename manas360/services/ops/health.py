@@ -9,9 +9,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from tortoise import connections
-
 from manas360 import __version__
+from manas360.db import Database
 from manas360.queries.mail import outbox as outbox_queries
 from manas360.queries.ops import health as health_queries
 from manas360.store import Store
@@ -22,7 +21,7 @@ READINESS_TTL_S = 1.0  # how long one worker reuses a readiness result
 _STARTED = time.monotonic()
 
 
-async def check_database() -> str:
+async def check_database(*, db: Database) -> str:
     """'ok' when PostgreSQL answers SELECT 1 within the timeout, else a short reason.
 
     A query that has not answered in time is left to end by itself (at the pool's command
@@ -30,7 +29,7 @@ async def check_database() -> str:
     the probe must answer within CHECK_TIMEOUT_S even when PostgreSQL is frozen.
     """
     try:
-        conn = connections.get("default")
+        conn = db.connection
     except Exception as exc:  # no ORM context (yet): not ready, never a 500
         return f"error: {type(exc).__name__}"
     query = asyncio.ensure_future(health_queries.ping(conn=conn))
@@ -58,16 +57,6 @@ async def check_redis(store: Store) -> str:
         return f"error: {type(exc).__name__}"
 
 
-def database_pool_stats() -> dict[str, int]:
-    pool = getattr(connections.get("default"), "_pool", None)
-    if pool is None:
-        return {"size": 0, "idle": 0, "max": 0}
-    queue = getattr(pool, "_queue", None)  # asyncpg exposes no public waiter count
-    waiting = len(getattr(queue, "_getters", ()) or ())
-    return {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size(),
-            "in_use": pool.get_size() - pool.get_idle_size(), "waiting": waiting}
-
-
 def memory_stats() -> dict[str, int]:
     page = os.sysconf("SC_PAGE_SIZE")
     with open("/proc/self/statm") as statm:
@@ -80,9 +69,9 @@ Readiness = tuple[dict[str, str], dict[str, float]]
 """Each store's check result, and how long that check took in milliseconds."""
 
 
-async def readiness(store: Store) -> Readiness:
+async def readiness(*, db: Database, store: Store) -> Readiness:
     """Query both stores now (uncached: see ReadinessCache for what the endpoints use)."""
-    (database, database_ms), (redis, redis_ms) = await asyncio.gather(_timed(check_database()),
+    (database, database_ms), (redis, redis_ms) = await asyncio.gather(_timed(check_database(db=db)),
                                                                       _timed(check_redis(store)))
     return {"database": database, "redis": redis}, {"database": database_ms, "redis": redis_ms}
 
@@ -105,16 +94,16 @@ class ReadinessCache:
         self._checked_at = 0.0
         self._running: asyncio.Future[Readiness] | None = None
 
-    async def get(self, store: Store) -> dict[str, str]:
+    async def get(self, *, db: Database, store: Store) -> dict[str, str]:
         """The cached result if fresh, else the result of the one check in progress."""
-        checks, _ = await self.get_timed(store)
+        checks, _ = await self.get_timed(db=db, store=store)
         return checks
 
-    async def get_timed(self, store: Store) -> Readiness:
+    async def get_timed(self, *, db: Database, store: Store) -> Readiness:
         """As `get`, with the latency of the checks that produced the result."""
         if self._result is None or time.monotonic() - self._checked_at >= self.ttl_s:
             if self._running is None:
-                self._running = asyncio.ensure_future(self._check(store))
+                self._running = asyncio.ensure_future(self._check(db=db, store=store))
             # Shielded: a caller that goes away (client disconnect) must not cancel the
             # check the other callers are waiting for.
             checks, latency = await asyncio.shield(self._running)
@@ -122,41 +111,42 @@ class ReadinessCache:
             checks, latency = self._result
         return dict(checks), dict(latency)
 
-    async def _check(self, store: Store) -> Readiness:
+    async def _check(self, *, db: Database, store: Store) -> Readiness:
         try:
-            result = await readiness(store)
+            result = await readiness(db=db, store=store)
             self._result, self._checked_at = result, time.monotonic()
             return result
         finally:
             self._running = None
 
 
-async def outbox_counts(channel: str = "mail") -> dict[str, int] | None:
+async def outbox_counts(*, db: Database, channel: str = "mail") -> dict[str, int] | None:
     """A channel's pending rows and dead letters, or None when the count fails (bounded)."""
     try:
         counts = await asyncio.wait_for(
-            outbox_queries.counts(conn=connections.get("default"), channel=channel), CHECK_TIMEOUT_S)
+            outbox_queries.counts(conn=db.connection, channel=channel), CHECK_TIMEOUT_S)
     except Exception:  # a slow or failing database is /health's `database` field's to report
         return None
     return {"pending": counts.pending, "dead": counts.dead}
 
 
-async def report(store: Store, *, cache: ReadinessCache, mail: str,
+async def report(*, db: Database, store: Store, cache: ReadinessCache, mail: str,
                  webhooks: str = "unconfigured") -> dict[str, Any]:
     """The full /health body; `status` is 'ok' only when both stores answer (`mail`, the
     mail sender's state, and `outbox`, its pending rows and dead letters, are reported but
     never make the service unready; so are `webhooks`, the webhook sender's state and rows)."""
-    checks, latency = await cache.get_timed(store)
+    checks, latency = await cache.get_timed(db=db, store=store)
     healthy = all(value == "ok" for value in checks.values())
     return {
         "status": "ok" if healthy else "degraded",
         **checks,
         "mail": mail,
-        "outbox": await outbox_counts() if checks.get("database") == "ok" else None,
+        "outbox": await outbox_counts(db=db) if checks.get("database") == "ok" else None,
         "webhooks": {"state": webhooks,
-                     **((await outbox_counts("webhook") or {}) if checks.get("database") == "ok" else {})},
+                     **((await outbox_counts(db=db, channel="webhook") or {}) if checks.get("database") == "ok"
+                        else {})},
         "latency_ms": latency,
-        "pool": {"database": database_pool_stats(), "redis": pool_stats(store)},
+        "pool": {"database": db.pool_stats(), "redis": pool_stats(store)},
         "uptime_s": round(time.monotonic() - _STARTED, 3),
         "memory": memory_stats(),
         "version": __version__,

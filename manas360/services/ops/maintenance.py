@@ -114,9 +114,9 @@ async def cleanup_tokens(*, conn: asyncpg.Connection, batch_size: int = DEFAULT_
 
     async def step() -> int:
         row = await maintenance_queries.cleanup_expired_tokens(conn=conn, batch_size=batch_size)
-        for name, n in zip(counts, (row["refresh_tokens"], row["sessions"], row["revoked_access_tokens"]), strict=True):
+        for name, n in zip(counts, (row.refresh_tokens, row.sessions, row.revoked_access_tokens), strict=True):
             counts[name] += n
-        done: int = row["refresh_tokens"] + row["sessions"] + row["revoked_access_tokens"]  # rows are untyped
+        done = row.refresh_tokens + row.sessions + row.revoked_access_tokens
         return done
 
     _, batches = await _in_batches(step, on_batch)

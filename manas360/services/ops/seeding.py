@@ -19,8 +19,8 @@ from datetime import datetime
 import asyncpg
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
+from manas360.db import Database
 from manas360.queries.access.rbac import PLAN_FEATURES, ROLE_PERMISSIONS
 from manas360.queries.ops import seeding as seeding_queries
 from manas360.security.passwords import hash_password, verify_password
@@ -69,33 +69,33 @@ class SeedReport:
     superadmin: SuperadminOutcome | None = None  # None: not configured
 
 
-async def seed(*, settings: Settings, store: Store, email: str = "", password: str = "",
+async def seed(*, db: Database, settings: Settings, store: Store, email: str = "", password: str = "",
                promote_existing: bool = False) -> SeedReport:
     """Reference data, then the superadmin `email` (if given), in one transaction under the seed lock.
 
     See `seed_superadmin` for what happens to an existing account.
     """
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await _take_seed_lock(conn)
         report = await _seed_reference(conn)
         if email:
-            report.superadmin = await _seed_superadmin(conn, settings=settings, store=store, email=email,
+            report.superadmin = await _seed_superadmin(conn, db=db, settings=settings, store=store, email=email,
                                                        password=password, promote_existing=promote_existing)
     if report.superadmin is not None:
         report.superadmin = await _after_commit(store=store, outcome=report.superadmin)
     return report
 
 
-async def seed_superadmin(*, settings: Settings, store: Store, email: str, password: str,
+async def seed_superadmin(*, db: Database, settings: Settings, store: Store, email: str, password: str,
                           promote_existing: bool = False) -> SuperadminOutcome:
     """Create the superadmin `email`, or bring an existing one to `password` (and unlock it).
 
     An existing account of another role is refused unless `promote_existing`. Whenever its
     password or role changes, every session and access token of the account is revoked.
     """
-    async with in_transaction() as conn:
+    async with db.transaction() as conn:
         await _take_seed_lock(conn)
-        outcome = await _seed_superadmin(conn, settings=settings, store=store, email=email, password=password,
+        outcome = await _seed_superadmin(conn, db=db, settings=settings, store=store, email=email, password=password,
                                          promote_existing=promote_existing)
     return await _after_commit(store=store, outcome=outcome)
 
@@ -130,12 +130,13 @@ class SeedError(Exception):
     """Seeding the superadmin failed; the message is safe to print (no password, no hash)."""
 
 
-async def _seed_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, email: str, password: str,
+async def _seed_superadmin(conn: BaseDBAsyncClient, *, db: Database,
+                           settings: Settings, store: Store, email: str, password: str,
                            promote_existing: bool) -> SuperadminOutcome:
     if not password:
         raise SeedError("the superadmin needs a password (SUPERADMIN_PASSWORD)")
     try:
-        return await _write_superadmin(conn, settings=settings, store=store, email=users.normalize_email(email),
+        return await _write_superadmin(conn, db=db, settings=settings, store=store, email=users.normalize_email(email),
                                        password=password, promote_existing=promote_existing)
     except IntegrityError as exc:
         # PostgreSQL's DETAIL of a NOT NULL or CHECK violation repeats the whole failing row,
@@ -149,7 +150,8 @@ def _without_detail(exc: IntegrityError) -> str:
     return f"{type(cause).__name__}: {message.splitlines()[0]}"
 
 
-async def _write_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, email: str, password: str,
+async def _write_superadmin(conn: BaseDBAsyncClient, *, db: Database,
+                            settings: Settings, store: Store, email: str, password: str,
                             promote_existing: bool) -> SuperadminOutcome:
     account = await _lock_account(conn, email=email)
     if account is None:
@@ -191,7 +193,7 @@ async def _write_superadmin(conn: BaseDBAsyncClient, *, settings: Settings, stor
     outcome = SuperadminOutcome(email=email, status="updated", previous_role=role, changes=changes, user_id=user_id)
     if role == reference.SUPERADMIN_ROLE and same_password:
         return outcome  # only unlocked: every token issued so far was issued to this same owner
-    return await _revoke_sessions(settings=settings, store=store, outcome=outcome)
+    return await _revoke_sessions(db=db, settings=settings, store=store, outcome=outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,16 +210,17 @@ async def _lock_account(conn: BaseDBAsyncClient, *, email: str) -> _Account | No
     row = await seeding_queries.lock_account_by_email(conn=conn, email=email)
     if row is None:
         return None
-    return _Account(user_id=str(row["id"]), password_hash=row["password_hash"], role=row["role"],
-                    locked_until=row["locked_until"])
+    return _Account(user_id=str(row.id), password_hash=row.password_hash, role=row.role,
+                    locked_until=row.locked_until)
 
 
-async def _revoke_sessions(*, settings: Settings, store: Store, outcome: SuperadminOutcome) -> SuperadminOutcome:
+async def _revoke_sessions(*, db: Database,
+                           settings: Settings, store: Store, outcome: SuperadminOutcome) -> SuperadminOutcome:
     """Revoke every session of the account inside the seed's transaction (a savepoint), so
     the change and the revocation commit together; Redis hears of it before the commit,
     which at worst logs the account out if the commit then fails."""
     try:
-        await revoke_all_sessions(settings=settings, store=store, user_id=outcome.user_id, actor_id=None,
+        await revoke_all_sessions(db=db, settings=settings, store=store, user_id=outcome.user_id, actor_id=None,
                                   client=SEED_CLIENT)
     except StoreUnavailable as exc:
         return replace(outcome, sessions_revoked=True, cache_error=_one_line(exc))

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tortoise import connections
-
 from manas360.clock import Clock
+from manas360.db import Database
 from manas360.queries.access import entitlements as entitlement_queries
 from manas360.services.access.catalog import load_catalog
 from manas360.services.access.entitlements import (
@@ -42,18 +41,18 @@ class WarmReport:
         return self.users / self.elapsed_s if self.elapsed_s else 0.0
 
 
-async def count_candidates(*, active_days: int | None) -> int:
-    return await entitlement_queries.count_warm_candidates(conn=connections.get("default"), active_days=active_days)
+async def count_candidates(*, db: Database, active_days: int | None) -> int:
+    return await entitlement_queries.count_warm_candidates(conn=db.connection, active_days=active_days)
 
 
-async def warm_cache(*, settings: Settings, store: Store, clock: Clock, active_days: int | None = None,
+async def warm_cache(*, db: Database, settings: Settings, store: Store, clock: Clock, active_days: int | None = None,
                      batch_size: int = 2000, on_batch: Callable[[int], None] = lambda done: None) -> WarmReport:
     """Warm every candidate user; `on_batch(done)` after each batch."""
     started = time.monotonic()
     report = WarmReport()
-    await load_catalog(version=await get_catalog_version(store))  # fail early if PostgreSQL is down
+    await load_catalog(db=db, version=await get_catalog_version(store))  # fail early if PostgreSQL is down
     last_id = "00000000-0000-0000-0000-000000000000"
-    conn = connections.get("default")
+    conn = db.connection
     while True:
         user_ids = await entitlement_queries.warm_candidate_ids(conn=conn, active_days=active_days, after_id=last_id,
                                                                 limit=batch_size)
@@ -62,7 +61,7 @@ async def warm_cache(*, settings: Settings, store: Store, clock: Clock, active_d
         generations = await read_generations(store, user_ids=user_ids)  # before PostgreSQL: see the module doc
         rows = await entitlement_queries.fetch_user_states(conn=conn, user_ids=user_ids,
                                                            horizon_s=revocation_horizon_s(settings))
-        states = [state_from_row(row, settings=settings, clock=clock) for row in rows if not row["deleted"]]
+        states = [state_from_row(row, settings=settings, clock=clock) for row in rows if not row.deleted]
         await store_user_states(store, states=[state.fill(generations[state.user_id]) for state in states],
                                 context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
         last_id = user_ids[-1]
