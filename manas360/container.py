@@ -45,9 +45,14 @@ class Collaborators:
 def build_collaborators(settings: Settings) -> Collaborators:
     """Every collaborator as the settings configure it (no I/O)."""
     db = Database(settings)
-    return Collaborators(settings=settings, db=db, store=open_configured_store(settings), codec=build_codec(settings),
-                         catalog=CatalogHolder(db), clock=Clock(),
-                         secret_box=build_secret_box(settings),
-                         outbox=Outbox(settings=settings, courier=build_mail_courier(settings), db=db),
-                         webhooks=Outbox(settings=settings, courier=build_webhook_courier(settings), db=db,
-                                         channel=webhooks.CHANNEL))
+    return Collaborators(
+        settings=settings,
+        db=db,
+        store=open_configured_store(settings),
+        codec=build_codec(settings),
+        catalog=CatalogHolder(db),
+        clock=Clock(),
+        secret_box=build_secret_box(settings),
+        outbox=Outbox(settings=settings, courier=build_mail_courier(settings), db=db),
+        webhooks=Outbox(settings=settings, courier=build_webhook_courier(settings), db=db, channel=webhooks.CHANNEL),
+    )

@@ -54,8 +54,12 @@ FRESH_PER_ROUND = 60_000
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench --algorithms", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
-    parser.add_argument("--fresh-duration", type=int, default=3,
-                        help="seconds per run of tokens never seen before (short: each token once)")
+    parser.add_argument(
+        "--fresh-duration",
+        type=int,
+        default=3,
+        help="seconds per run of tokens never seen before (short: each token once)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     env = bench_env(base_url=base_url, database=database, redis_port=redis_port, workers=args.workers)
     from manas360.security.signing import generate_private_key
 
-    keys = {"EdDSA": [generate_private_key("EdDSA", "bench-eddsa")],
-            "ES256": [generate_private_key("ES256", "bench-es256")]}
+    keys = {
+        "EdDSA": [generate_private_key("EdDSA", "bench-eddsa")],
+        "ES256": [generate_private_key("ES256", "bench-es256")],
+    }
     results: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name in ("bare", *ALGORITHMS)}
     try:
         asyncio.run(_recreate(admin_dsn, database))
@@ -84,9 +90,25 @@ def main(argv: list[str] | None = None) -> int:
         run_cli("seed", env=env)
         run_cli("seed", "--users", str(args.users), env=env)
         run_cli("warm-cache", env=env)
-        procs.start([PY, "-m", "sanic", "scripts.bench_bare:create_app", "--factory", "--host", "127.0.0.1",
-                     "--port", str(bare_port), "--workers", str(args.workers), "--no-access-logs", "--no-motd"],
-                    env=env, log_path=tmp / "bare.log")
+        procs.start(
+            [
+                PY,
+                "-m",
+                "sanic",
+                "scripts.bench_bare:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--workers",
+                str(args.workers),
+                "--no-access-logs",
+                "--no-motd",
+            ],
+            env=env,
+            log_path=tmp / "bare.log",
+        )
         bare_url = f"http://127.0.0.1:{bare_port}/"
         wait_http(bare_url, log_path=tmp / "bare.log")
         servers: dict[str, tuple[str, dict[str, str]]] = {}
@@ -110,29 +132,50 @@ def main(argv: list[str] | None = None) -> int:
             path = tmp / f"tokens-{algorithm}"
             path.write_text("\n".join(log_in(url, premium)) + "\n")
             steady[algorithm] = path
-            wrk(url + PREMIUM_ROUTE, seconds=2, connections=args.connections, script=lua,
-                env={"BENCH_TOKENS": str(path)})  # warm every worker's token cache
+            wrk(
+                url + PREMIUM_ROUTE,
+                seconds=2,
+                connections=args.connections,
+                script=lua,
+                env={"BENCH_TOKENS": str(path)},
+            )  # warm every worker's token cache
 
         log(f"{args.rounds} alternated rounds: bare, then each algorithm (64 tokens, then fresh tokens)")
         for round_number in range(args.rounds):
             results["bare"].setdefault("steady", []).append(
-                wrk(bare_url, seconds=args.duration, connections=args.connections))
+                wrk(bare_url, seconds=args.duration, connections=args.connections)
+            )
             for algorithm, (url, server_env) in servers.items():
                 results[algorithm].setdefault("steady", []).append(
-                    wrk(url + PREMIUM_ROUTE, seconds=args.duration, connections=args.connections, script=lua,
-                        env={"BENCH_TOKENS": str(steady[algorithm])}))
+                    wrk(
+                        url + PREMIUM_ROUTE,
+                        seconds=args.duration,
+                        connections=args.connections,
+                        script=lua,
+                        env={"BENCH_TOKENS": str(steady[algorithm])},
+                    )
+                )
                 fresh = tmp / f"fresh-{algorithm}-{round_number}"
                 ids = (premium_ids * (FRESH_PER_ROUND // max(len(premium_ids), 1) + 1))[:FRESH_PER_ROUND]
                 fresh.write_text("\n".join(mint_tokens(server_env, ids)) + "\n")
                 results[algorithm].setdefault("fresh", []).append(
-                    wrk(url + PREMIUM_ROUTE, seconds=args.fresh_duration, connections=args.connections,
-                        script=lua, env={"BENCH_TOKENS": str(fresh)}))
+                    wrk(
+                        url + PREMIUM_ROUTE,
+                        seconds=args.fresh_duration,
+                        connections=args.connections,
+                        script=lua,
+                        env={"BENCH_TOKENS": str(fresh)},
+                    )
+                )
             results["bare"].setdefault("fresh", []).append(
-                wrk(bare_url, seconds=args.fresh_duration, connections=args.connections))
+                wrk(bare_url, seconds=args.fresh_duration, connections=args.connections)
+            )
     except BaseException:
         for log_path in sorted(tmp.glob("*.log")):
-            print(f"--- {log_path.name} (last lines)\n" + "\n".join(log_path.read_text().splitlines()[-15:]),
-                  file=sys.stderr)
+            print(
+                f"--- {log_path.name} (last lines)\n" + "\n".join(log_path.read_text().splitlines()[-15:]),
+                file=sys.stderr,
+            )
         raise
     finally:
         procs.stop_all()
@@ -153,13 +196,21 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def render(results: dict[str, dict[str, list[dict[str, float]]]], *, args: argparse.Namespace) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     cores = os.cpu_count() or 1
     bare = results["bare"]
-    rows = [f"| bare Sanic JSON | {_median(bare['steady'], 'rps'):,.0f} · {_median(bare['steady'], 'p99'):.2f} ms "
-            f"| 1.00 · 1.00 | {_median(bare['fresh'], 'rps'):,.0f} · {_median(bare['fresh'], 'p99'):.2f} ms "
-            "| 1.00 · 1.00 | – |"]
+    rows = [
+        f"| bare Sanic JSON | {_median(bare['steady'], 'rps'):,.0f} · {_median(bare['steady'], 'p99'):.2f} ms "
+        f"| 1.00 · 1.00 | {_median(bare['fresh'], 'rps'):,.0f} · {_median(bare['fresh'], 'p99'):.2f} ms "
+        "| 1.00 · 1.00 | – |"
+    ]
     for algorithm in ALGORITHMS:
         runs = results[algorithm]
         errors = sum(run["non2xx"] + run["socket_errors"] for kind in runs.values() for run in kind)
@@ -172,12 +223,14 @@ def render(results: dict[str, dict[str, list[dict[str, float]]]], *, args: argpa
             cells.append(f"{rps:,.0f} · {p99:.2f} ms | **{ratio:.2f}** · {p99_ratio:.2f}")
         rows.append(f"| gated GET, {algorithm} | {cells[0]} | {cells[1]} | {errors} |")
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"### {now} — token signing algorithms (`scripts/bench --algorithms`): {cores} cores ({cpu}), "
-            f"Python {platform.python_version()}, {args.workers} workers, wrk -t2 -c{args.connections}, "
-            f"{args.rounds} alternated rounds ({args.duration} s steady, {args.fresh_duration} s fresh)\n\n"
-            "| server | 64 users' tokens (cached): req/s · p99 | ratio to bare · p99 ratio | "
-            "tokens never seen before: req/s · p99 | ratio to bare · p99 ratio | non-2xx |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows))
+    return (
+        f"### {now} — token signing algorithms (`scripts/bench --algorithms`): {cores} cores ({cpu}), "
+        f"Python {platform.python_version()}, {args.workers} workers, wrk -t2 -c{args.connections}, "
+        f"{args.rounds} alternated rounds ({args.duration} s steady, {args.fresh_duration} s fresh)\n\n"
+        "| server | 64 users' tokens (cached): req/s · p99 | ratio to bare · p99 ratio | "
+        "tokens never seen before: req/s · p99 | ratio to bare · p99 ratio | non-2xx |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
 
 
 if __name__ == "__main__":

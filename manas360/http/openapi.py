@@ -41,8 +41,11 @@ TAGS = [
     {"name": "plans", "description": "The public price list (`/api/v1/plans`)"},
     {"name": "product", "description": "The gated product surfaces"},
     {"name": "admin", "description": "Users, roles, plans and audit administration (`/api/v1/admin`, privilege 90+)"},
-    {"name": "integration", "description": "For other services: the public signing keys (JWKS) and token "
-                                           "introspection (docs/integration.md)"},
+    {
+        "name": "integration",
+        "description": "For other services: the public signing keys (JWKS) and token "
+        "introspection (docs/integration.md)",
+    },
     {"name": "operations", "description": "Health, readiness and metrics (no `/api/v1` prefix, no rate limit)"},
 ]
 _PARAMETER = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")
@@ -81,14 +84,27 @@ def build_document(app: Sanic[Any, Any]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": _schemas(operation for _, _, operation in operations),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                                           "description": "The `access_token` of a token pair"},
-                                "serviceKey": {"type": "http", "scheme": "bearer",
-                                               "description": "A service's key from INTROSPECTION_KEYS"}},
-            "headers": {"X-Request-ID": {
-                "description": "The request's id: the client's own when sane (1-64 of `A-Za-z0-9._:-`), else "
-                               "a generated one; also the envelope's `request_id`",
-                "required": True, "schema": {"type": "string"}}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "The `access_token` of a token pair",
+                },
+                "serviceKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A service's key from INTROSPECTION_KEYS",
+                },
+            },
+            "headers": {
+                "X-Request-ID": {
+                    "description": "The request's id: the client's own when sane (1-64 of `A-Za-z0-9._:-`), else "
+                    "a generated one; also the envelope's `request_id`",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
         },
     }
 
@@ -118,8 +134,10 @@ def _operation(path: str, operation: Operation) -> dict[str, Any]:
         model = operation.error_model if status == 503 else ErrorEnvelope
         headers = dict(_REQUEST_ID_HEADER)
         if status in (429, 503):
-            headers["Retry-After"] = {"description": "Seconds to wait (the envelope's `retry_after`)",
-                                      "schema": {"type": "integer"}}
+            headers["Retry-After"] = {
+                "description": "Seconds to wait (the envelope's `retry_after`)",
+                "schema": {"type": "integer"},
+            }
         responses[str(status)] = {
             "description": "`error`: " + ", ".join(f"`{code}`" for code in codes),
             "headers": headers,
@@ -163,8 +181,12 @@ def _parameters(path: str, operation: Operation) -> list[dict[str, Any]]:
         schema = operation.query.model_json_schema(mode="validation")
         required = set(schema.get("required", ()))
         for name, field in operation.query.model_fields.items():
-            parameter = {"name": name, "in": "query", "required": name in required,
-                         "schema": _plain(schema["properties"][name])}
+            parameter = {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": _plain(schema["properties"][name]),
+            }
             if field.description:
                 parameter["description"] = field.description
             parameters.append(parameter)

@@ -73,9 +73,9 @@ def parse_private_keys(value: str) -> list[SigningKey]:
     try:
         entries = json.loads(value)
     except ValueError:
-        raise KeyConfigError("is not a JSON array of {\"kid\": ..., \"pem\": ...}") from None
+        raise KeyConfigError('is not a JSON array of {"kid": ..., "pem": ...}') from None
     if not isinstance(entries, list) or not entries:
-        raise KeyConfigError("must be a non-empty JSON array of {\"kid\": ..., \"pem\": ...}")
+        raise KeyConfigError('must be a non-empty JSON array of {"kid": ..., "pem": ...}')
     keys: list[SigningKey] = []
     for position, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict) or set(entry) != {"kid", "pem"}:
@@ -113,13 +113,20 @@ def generate_private_key(algorithm: str = "EdDSA", kid: str | None = None) -> di
         raise KeyConfigError(f"algorithm must be one of {', '.join(ASYMMETRIC)}, not {algorithm!r}")
     kid = kid or f"{algorithm.lower()}-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(3)}"
     _check_kid(kid, "--kid")
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode("ascii")
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
     return {"kid": kid, "pem": pem}
 
 
 def _check_kid(kid: object, where: str) -> None:
-    if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_CHARS or not kid.isprintable() \
-            or any(c in kid for c in ' ,:"'):
-        raise KeyConfigError(f"{where}: kid must be 1..{MAX_KID_CHARS} printable characters without spaces, "
-                        "quotes, ',' or ':'")
+    if (
+        not isinstance(kid, str)
+        or not kid
+        or len(kid) > MAX_KID_CHARS
+        or not kid.isprintable()
+        or any(c in kid for c in ' ,:"')
+    ):
+        raise KeyConfigError(
+            f"{where}: kid must be 1..{MAX_KID_CHARS} printable characters without spaces, quotes, ',' or ':'"
+        )

@@ -36,14 +36,17 @@ async def test_a_live_access_token_is_active_with_its_claims_and_live_entitlemen
 
 
 async def test_form_encoded_bodies_as_rfc_7662_posts_them(client, account):
-    form = await client.post(INTROSPECT, headers=SERVICE,
-                             content=f"token={account.pair['access_token']}&token_type_hint=access_token")
+    form = await client.post(
+        INTROSPECT, headers=SERVICE, content=f"token={account.pair['access_token']}&token_type_hint=access_token"
+    )
     assert form.status_code == 400  # no content type: neither a form nor JSON
-    form = await client.post(INTROSPECT, headers=SERVICE,
-                             data={"token": account.pair["access_token"], "token_type_hint": "access_token"})
+    form = await client.post(
+        INTROSPECT, headers=SERVICE, data={"token": account.pair["access_token"], "token_type_hint": "access_token"}
+    )
     assert form.status_code == 200 and form.json()["active"] is True
-    repeated = await client.post(INTROSPECT, headers={**SERVICE, "content-type": "application/x-www-form-urlencoded"},
-                                 content=b"token=a&token=b")
+    repeated = await client.post(
+        INTROSPECT, headers={**SERVICE, "content-type": "application/x-www-form-urlencoded"}, content=b"token=a&token=b"
+    )
     assert repeated.status_code == 400
 
 
@@ -51,8 +54,13 @@ async def test_form_encoded_bodies_as_rfc_7662_posts_them(client, account):
 async def test_anything_but_an_access_token_is_inactive_and_nothing_more(client, account, token):
     access = account.pair["access_token"]
     tampered = access[:-2] + ("AA" if access[-2:] != "AA" else "BB")
-    presented = {"refresh": account.refresh_token, "garbage": "not-a-token", "": "x" * 9000,
-                 "mfa_like": secrets.token_urlsafe(32), "tampered": tampered}
+    presented = {
+        "refresh": account.refresh_token,
+        "garbage": "not-a-token",
+        "": "x" * 9000,
+        "mfa_like": secrets.token_urlsafe(32),
+        "tampered": tampered,
+    }
     response = await client.post(INTROSPECT, headers=SERVICE, json={"token": presented[token]})
     if token == "":  # longer than any token: refused as a malformed body
         assert response.status_code == 422
@@ -60,8 +68,17 @@ async def test_anything_but_an_access_token_is_inactive_and_nothing_more(client,
     assert response.status_code == 200 and response.json() == {"active": False}
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer", f"Basic {SERVICE_KEY}", "Bearer wrong-key-" + "x" * 32,
-                                           f"Bearer {SERVICE_KEY[:-1]}", f"Bearer {SERVICE_KEY}x"])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer",
+        f"Basic {SERVICE_KEY}",
+        "Bearer wrong-key-" + "x" * 32,
+        f"Bearer {SERVICE_KEY[:-1]}",
+        f"Bearer {SERVICE_KEY}x",
+    ],
+)
 async def test_a_call_without_a_valid_service_key_is_401_and_counted(client, account, authorization):
     headers = {"authorization": authorization} if authorization else {}
     before = await _unauthorized_count(client)
@@ -106,8 +123,9 @@ async def _logout_all(client, account, **_):
 
 async def _password_change(client, account, **_):
     other = await login(client, account)
-    changed = await client.post(f"{API}/auth/password", headers=other.headers,
-                                json={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    changed = await client.post(
+        f"{API}/auth/password", headers=other.headers, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    )
     assert changed.status_code == 200, changed.text
 
 
@@ -139,11 +157,15 @@ async def _refresh_reuse(client, account, **_):
 
 async def _password_reset(client, account, pg, **_):
     token = secrets.token_urlsafe(32)
-    await pg.execute("INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at) "
-                     "VALUES ($1, $2, 'password_reset', now() + interval '30 minutes')",
-                     hashlib.sha256(token.encode()).hexdigest(), account.id)
-    confirmed = await client.post(f"{API}/auth/password-reset/confirm",
-                                  json={"token": token, "new_password": NEW_PASSWORD})
+    await pg.execute(
+        "INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at) "
+        "VALUES ($1, $2, 'password_reset', now() + interval '30 minutes')",
+        hashlib.sha256(token.encode()).hexdigest(),
+        account.id,
+    )
+    confirmed = await client.post(
+        f"{API}/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
     assert confirmed.status_code == 200, confirmed.text
 
 
@@ -152,8 +174,17 @@ async def _user_deleted(client, account, pg, app, **_):
     await forget_user(store=app.ctx.deps.store, user_id=account.id)
 
 
-KILLS = [_logout, _logout_all, _password_change, _session_delete, _admin_revoke, _admin_disable, _refresh_reuse,
-         _password_reset, _user_deleted]
+KILLS = [
+    _logout,
+    _logout_all,
+    _password_change,
+    _session_delete,
+    _admin_revoke,
+    _admin_disable,
+    _refresh_reuse,
+    _password_reset,
+    _user_deleted,
+]
 
 
 @pytest.mark.parametrize("kill", KILLS, ids=lambda kill: kill.__name__.strip("_"))
@@ -169,8 +200,9 @@ async def test_every_revocation_path_flips_active_on_the_very_next_call(client, 
 async def test_a_role_change_shows_on_the_next_call_and_the_token_stays_active(client, superadmin_headers):
     account = await register(client)
     assert (await _introspect(client, account.pair["access_token"]))["role"] == "user"
-    changed = await client.put(f"{API}/admin/users/{account.id}/role", headers=superadmin_headers,
-                               json={"role": "subscriber"})
+    changed = await client.put(
+        f"{API}/admin/users/{account.id}/role", headers=superadmin_headers, json={"role": "subscriber"}
+    )
     assert changed.status_code == 200, changed.text
     answer = await _introspect(client, account.pair["access_token"])
     assert answer["active"] is True and answer["role"] == "subscriber"
@@ -188,8 +220,9 @@ async def test_a_cold_cache_answers_from_postgresql_and_stays_exact(client, redi
 
 async def test_an_unknown_user_is_inactive(client, app):
     codec = app.ctx.deps.codec
-    token, _ = codec.encode(user_id="00000000-0000-4000-8000-000000000000",
-                            session_id="00000000-0000-4000-8000-000000000001")
+    token, _ = codec.encode(
+        user_id="00000000-0000-4000-8000-000000000000", session_id="00000000-0000-4000-8000-000000000001"
+    )
     assert await _introspect(client, token) == {"active": False}
 
 
@@ -197,8 +230,7 @@ async def test_with_no_service_keys_configured_everyone_is_refused(environ, data
     from manas360.settings import load_settings
     from tests.fixtures.app import client_for, running_app
 
-    async with running_app(load_settings({**environ, "INTROSPECTION_KEYS": ""})) as bare, \
-            client_for(bare) as client:
+    async with running_app(load_settings({**environ, "INTROSPECTION_KEYS": ""})) as bare, client_for(bare) as client:
         account = await register(client)
         for headers in ({"authorization": "Bearer "}, SERVICE, account.headers):
             response = await client.post(INTROSPECT, headers=headers, json={"token": account.pair["access_token"]})

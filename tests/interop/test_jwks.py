@@ -63,22 +63,28 @@ def test_a_verifier_that_knows_only_the_jwks_url_accepts_ours_and_refuses_forger
     ours = pair["access_token"]
     header = jwt.get_unverified_header(ours)
     claims = jwt.decode(ours, options={"verify_signature": False})
-    public_pem = load_private_key("old", OLD["pem"]).public.public_bytes(Encoding.PEM,
-                                                                          PublicFormat.SubjectPublicKeyInfo)
+    public_pem = load_private_key("old", OLD["pem"]).public.public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
+    )
     signing_input = f"{_b64(json.dumps({**header, 'alg': 'HS256'}).encode())}.{_b64(json.dumps(claims).encode())}"
     confusion = f"{signing_input}.{_b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest())}"
     forger = load_private_key("old", generate_private_key("EdDSA", "old")["pem"])  # our kid, not our key
     tokens = {
         "ours": ours,
-        "a key not in the set": jwt.encode(claims, forger.private, algorithm="EdDSA",
-                                           headers={"kid": "elsewhere", "typ": "at+jwt"}),
+        "a key not in the set": jwt.encode(
+            claims, forger.private, algorithm="EdDSA", headers={"kid": "elsewhere", "typ": "at+jwt"}
+        ),
         "our kid, another key": jwt.encode(claims, forger.private, algorithm="EdDSA", headers=header),
         "alg confusion (HS256 over the public key)": confusion,
         "alg none": f"{_b64(json.dumps({**header, 'alg': 'none'}).encode())}.{_b64(json.dumps(claims).encode())}.",
     }
-    done = subprocess.run([sys.executable, str(VERIFIER), f"{eddsa_server.url}/.well-known/jwks.json", "manas360",
-                           "manas360-api"], input="\n".join(tokens.values()) + "\n", capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(VERIFIER), f"{eddsa_server.url}/.well-known/jwks.json", "manas360", "manas360-api"],
+        input="\n".join(tokens.values()) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     verdicts = dict(zip(tokens, done.stdout.splitlines(), strict=True))
     assert verdicts.pop("ours") == f"accepted {pair['user']['id']}"
@@ -90,7 +96,8 @@ def test_a_verifier_that_knows_only_the_jwks_url_accepts_ours_and_refuses_forger
 
 
 async def test_keys_rotate_across_two_running_instances_under_load_without_a_failed_request(
-        environ, database, tmp_path_factory):
+    environ, database, tmp_path_factory
+):
     """The documented three steps, one instance at a time as a rolling deploy does: publish the
     new key everywhere, then sign with it everywhere, then (after the access-token lifetime)
     drop the old one. Clients refresh on one instance and call the other with the new token."""
@@ -98,8 +105,7 @@ async def test_keys_rotate_across_two_running_instances_under_load_without_a_fai
     tmp = tmp_path_factory.mktemp("rotation")
     env = {**environ, "JWT_ACCESS_TTL": str(ttl)}
     steps = [("published", (OLD, NEW)), ("signing new", (NEW, OLD)), ("old dropped", (NEW,))]
-    servers = [await asyncio.to_thread(start_server, _keys_environ(env, OLD), workers=1, tmp_dir=tmp)
-               for _ in range(2)]
+    servers = [await asyncio.to_thread(start_server, _keys_environ(env, OLD), workers=1, tmp_dir=tmp) for _ in range(2)]
     up = [True, True]
     answers: list[tuple[str, int, str]] = []  # (phase, status, kid of the token used)
     phase = "before"
@@ -107,8 +113,9 @@ async def test_keys_rotate_across_two_running_instances_under_load_without_a_fai
 
     async def client_loop() -> None:
         async with httpx.AsyncClient(timeout=10) as client:
-            pair = await _call(client, "post", f"{API}/auth/register",
-                               json={"email": unique_email("rotate"), "password": PASSWORD})
+            pair = await _call(
+                client, "post", f"{API}/auth/register", json={"email": unique_email("rotate"), "password": PASSWORD}
+            )
             refresh = pair.json()["refresh_token"]
             while not stop.is_set():
                 rotated = await _call(client, "post", f"{API}/auth/refresh", json={"refresh_token": refresh})

@@ -32,9 +32,16 @@ def receiver():
 @pytest.fixture(scope="module")
 async def hooked_app(environ, database, redis_raw, receiver):
     """The app with WEBHOOK_URL at the receiver; a second, older secret signs too (rotation)."""
-    settings = load_settings({**environ, "WEBHOOK_URL": receiver.url,
-                              "WEBHOOK_SECRET": f"{new_secret()} {receiver.secret}",
-                              "MAIL_POLL_S": "0.05", "MAIL_RETRY_MAX_S": "1", "WEBHOOK_TIMEOUT_S": "2"})
+    settings = load_settings(
+        {
+            **environ,
+            "WEBHOOK_URL": receiver.url,
+            "WEBHOOK_SECRET": f"{new_secret()} {receiver.secret}",
+            "MAIL_POLL_S": "0.05",
+            "MAIL_RETRY_MAX_S": "1",
+            "WEBHOOK_TIMEOUT_S": "2",
+        }
+    )
     async with running_app(settings) as app:
         yield app
 
@@ -50,22 +57,32 @@ async def hooks(hooked_app, receiver):
 
 
 async def _events(receiver: Receiver, user_id: str, count: int, *, timeout: float = 15) -> list[dict]:
-    await eventually(lambda: len(receiver.events_of(user_id)) >= count, timeout=timeout,
-                     what=f"{count} events of {user_id}: {receiver.events_of(user_id)}")
+    await eventually(
+        lambda: len(receiver.events_of(user_id)) >= count,
+        timeout=timeout,
+        what=f"{count} events of {user_id}: {receiver.events_of(user_id)}",
+    )
     return receiver.events_of(user_id)
 
 
 async def test_every_event_arrives_once_in_commit_order_numbered_and_verified(hooks, receiver, superadmin_headers):
     account = await register(hooks)
     other = await login(hooks, account)
-    assert (await hooks.put(f"{API}/admin/users/{account.id}/role", headers=superadmin_headers,
-                            json={"role": "subscriber"})).status_code == 200
+    assert (
+        await hooks.put(f"{API}/admin/users/{account.id}/role", headers=superadmin_headers, json={"role": "subscriber"})
+    ).status_code == 200
     assert (await hooks.post(f"{API}/auth/logout", headers=other.headers)).status_code == 204
-    changed = await hooks.post(f"{API}/auth/password", headers=account.headers,
-                               json={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    changed = await hooks.post(
+        f"{API}/auth/password",
+        headers=account.headers,
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
     assert changed.status_code == 200
-    assert (await hooks.put(f"{API}/admin/users/{account.id}/status", headers=superadmin_headers,
-                            json={"status": "disabled"})).status_code == 200
+    assert (
+        await hooks.put(
+            f"{API}/admin/users/{account.id}/status", headers=superadmin_headers, json={"status": "disabled"}
+        )
+    ).status_code == 200
     events = await _events(receiver, account.id, 6)
     await asyncio.sleep(0.3)  # nothing more, and nothing twice, arrives
     events = receiver.events_of(account.id)
@@ -96,11 +113,13 @@ def _sid(account) -> str:
 async def test_a_change_that_rolls_back_sends_nothing(hooks, receiver, superadmin_headers):
     account = await register(hooks)
     await _events(receiver, account.id, 1)
-    refused = await hooks.put(f"{API}/admin/users/{account.id}/role", headers=account.headers,
-                              json={"role": "superadmin"})
+    refused = await hooks.put(
+        f"{API}/admin/users/{account.id}/role", headers=account.headers, json={"role": "superadmin"}
+    )
     assert refused.status_code == 403
-    escalation = await hooks.put(f"{API}/admin/users/{account.id}/role", headers=superadmin_headers,
-                                 json={"role": "nonexistent-role"})
+    escalation = await hooks.put(
+        f"{API}/admin/users/{account.id}/role", headers=superadmin_headers, json={"role": "nonexistent-role"}
+    )
     assert escalation.status_code in (404, 422)
     assert (await hooks.post(f"{API}/auth/logout-all", headers=account.headers)).status_code == 204
     events = await _events(receiver, account.id, 2)
@@ -140,7 +159,9 @@ async def test_a_failing_event_is_retried_and_blocks_only_its_own_users_queue(ho
     receiver.fail_when = None
     events = await _events(receiver, stuck.id, 3, timeout=20)
     assert [(e["type"], e["data"]["seq"], e["data"]["session_ids"] == "all") for e in events[1:]] == [
-        ("session.revoked", 2, False), ("session.revoked", 3, True)]
+        ("session.revoked", 2, False),
+        ("session.revoked", 3, True),
+    ]
 
 
 async def test_redirects_are_not_followed(hooks, receiver):
@@ -175,23 +196,39 @@ async def test_an_event_undelivered_past_its_age_is_a_dead_letter_and_the_next_g
     assert (await hooks.post(f"{API}/auth/logout", headers=account.headers)).status_code == 204
     await eventually(lambda: _pending_webhooks(pg, account.id), what="the event failing")
     # Time travel: the failing event has waited longer than WEBHOOK_MAX_AGE_S.
-    await pg.execute("UPDATE outbox SET created_at = created_at - interval '2 days' WHERE user_id = $1 "
-                     "AND channel = 'webhook' AND sent_at IS NULL", account.id)
+    await pg.execute(
+        "UPDATE outbox SET created_at = created_at - interval '2 days' WHERE user_id = $1 "
+        "AND channel = 'webhook' AND sent_at IS NULL",
+        account.id,
+    )
     receiver.fail.discard(account.id)
     login_again = await hooks.post(f"{API}/auth/login", json={"email": account.email, "password": PASSWORD})
-    assert (await hooks.post(f"{API}/auth/logout-all", headers=bearer(login_again.json()["access_token"]))
-            ).status_code == 204
+    assert (
+        await hooks.post(f"{API}/auth/logout-all", headers=bearer(login_again.json()["access_token"]))
+    ).status_code == 204
     events = await _events(receiver, account.id, 2, timeout=20)
-    assert [(e["type"], e["data"].get("session_ids")) for e in events] == [("user.created", None),
-                                                                           ("session.revoked", "all")]
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'webhook.dead_letter'", account.id) == 1
+    assert [(e["type"], e["data"].get("session_ids")) for e in events] == [
+        ("user.created", None),
+        ("session.revoked", "all"),
+    ]
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'webhook.dead_letter'", account.id
+        )
+        == 1
+    )
     assert (await hooks.get("/health")).json()["webhooks"]["dead"] >= 1
 
 
 async def _pending_webhooks(pg, user_id: str) -> bool:
-    return await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND channel = 'webhook' "
-                             "AND sent_at IS NULL AND attempts > 0", user_id) > 0
+    return (
+        await pg.fetchval(
+            "SELECT count(*) FROM outbox WHERE user_id = $1 AND channel = 'webhook' "
+            "AND sent_at IS NULL AND attempts > 0",
+            user_id,
+        )
+        > 0
+    )
 
 
 async def test_a_tampered_or_replayed_delivery_fails_the_published_verification(hooks, receiver):
@@ -206,8 +243,10 @@ async def test_a_tampered_or_replayed_delivery_fails_the_published_verification(
     with pytest.raises(WebhookVerificationError):  # a fresh timestamp needs a fresh signature
         verifier.verify(delivery.body, {**delivery.headers, "webhook-timestamp": str(int(time.time()) + 1)})
     with pytest.raises(WebhookVerificationError):  # a capture replayed later than the tolerance
-        verifier.verify(delivery.body, {**delivery.headers,
-                                        "webhook-timestamp": str(int(delivery.headers["webhook-timestamp"]) - 600)})
+        verifier.verify(
+            delivery.body,
+            {**delivery.headers, "webhook-timestamp": str(int(delivery.headers["webhook-timestamp"]) - 600)},
+        )
     # Replayed as sent, to the receiver itself: acknowledged, not applied a second time.
     async with httpx.AsyncClient() as client:
         await client.post(receiver.url, content=delivery.body, headers=delivery.headers)
@@ -216,5 +255,4 @@ async def test_a_tampered_or_replayed_delivery_fails_the_published_verification(
 
 async def test_nothing_is_recorded_without_a_webhook_url(client, pg):
     account = await register(client)  # the run's shared app: no WEBHOOK_URL
-    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND channel = 'webhook'",
-                             account.id) == 0
+    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND channel = 'webhook'", account.id) == 0

@@ -21,8 +21,14 @@ def main() -> int:
         try:
             key = keys.get_signing_key_from_jwt(token)
             # The algorithm comes from our published key, never from the token's header.
-            claims = jwt.decode(token, key.key, algorithms=[key.algorithm_name], issuer=issuer, audience=audience,
-                                options={"require": ["exp", "iat", "sub", "sid"]})
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                issuer=issuer,
+                audience=audience,
+                options={"require": ["exp", "iat", "sub", "sid"]},
+            )
             if jwt.get_unverified_header(token).get("typ") != "at+jwt":
                 raise jwt.InvalidTokenError("not an access token")
         except (jwt.PyJWTError, jwt.PyJWKClientError) as exc:

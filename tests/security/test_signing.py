@@ -33,9 +33,19 @@ def _codec(*keys) -> AccessTokenCodec:
 
 def _claims(now: float | None = None) -> dict:
     issued = int(now or time.time())
-    return {"iss": "manas360", "aud": "manas360-api", "sub": USER, "sid": SESSION,
-            "jti": "7f0c6f4e-2b7a-4a53-9a51-9f8e0f2a1c3d", "iat": issued, "nbf": issued, "exp": issued + 900,
-            "auth_time": issued, "amr": ["pwd"], "aal": 1}
+    return {
+        "iss": "manas360",
+        "aud": "manas360-api",
+        "sub": USER,
+        "sid": SESSION,
+        "jti": "7f0c6f4e-2b7a-4a53-9a51-9f8e0f2a1c3d",
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + 900,
+        "auth_time": issued,
+        "amr": ["pwd"],
+        "aal": 1,
+    }
 
 
 def _b64(data: bytes) -> str:
@@ -81,10 +91,16 @@ def test_every_way_a_token_could_choose_its_own_verification_is_refused(algorith
     }
     # Headers that point a verifier elsewhere for its key, or demand extensions: refused even
     # when the signature is ours.
-    for name, value in (("jku", "https://evil.example/jwks.json"), ("x5u", "https://evil.example/cert"),
-                        ("jwk", other.public_jwk()), ("x5c", ["MIIB"]), ("crit", ["exp"])):
-        attacks[f"{name} header"] = jwt.encode(claims, key.private, algorithm=algorithm,
-                                               headers={**header, name: value})
+    for name, value in (
+        ("jku", "https://evil.example/jwks.json"),
+        ("x5u", "https://evil.example/cert"),
+        ("jwk", other.public_jwk()),
+        ("x5c", ["MIIB"]),
+        ("crit", ["exp"]),
+    ):
+        attacks[f"{name} header"] = jwt.encode(
+            claims, key.private, algorithm=algorithm, headers={**header, name: value}
+        )
     for name, token in attacks.items():
         with pytest.raises(InvalidToken):
             codec.verify(token)
@@ -104,8 +120,9 @@ def _hs256_with(secret: bytes, claims: dict, header: dict) -> str:
 def test_an_hs256_codec_publishes_nothing_and_refuses_asymmetric_tokens():
     from manas360.security.jwt import KeySet as Set
 
-    hs = AccessTokenCodec(keyset=Set.hmac(current_kid="k1", keys={"k1": "s" * 40}), issuer="manas360",
-                          audience="manas360-api", ttl_s=900)
+    hs = AccessTokenCodec(
+        keyset=Set.hmac(current_kid="k1", keys={"k1": "s" * 40}), issuer="manas360", audience="manas360-api", ttl_s=900
+    )
     assert hs.keyset.public_jwks() == {"keys": []}
     key = _key("EdDSA", "k1")
     with pytest.raises(InvalidToken):
@@ -120,15 +137,18 @@ def test_rotation_the_new_key_published_first_then_signing_then_the_old_one_drop
     assert [k["kid"] for k in published.keyset.public_jwks()["keys"]] == ["old", "new"]
     for codec in (published, switched):  # both tokens verify on every instance while the two coexist
         assert codec.verify(old_token) and codec.verify(new_token)
-    assert published.encode(user_id=USER, session_id=SESSION)[0] and \
-        jwt.get_unverified_header(published.encode(user_id=USER, session_id=SESSION)[0])["kid"] == "old"
+    assert (
+        published.encode(user_id=USER, session_id=SESSION)[0]
+        and jwt.get_unverified_header(published.encode(user_id=USER, session_id=SESSION)[0])["kid"] == "old"
+    )
     with pytest.raises(InvalidToken):
         dropped.verify(old_token)
 
 
 def _pem(private) -> str:
-    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption()).decode()
+    return private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def _keys(*elements) -> str:
@@ -140,32 +160,54 @@ WHSEC = "whsec_" + base64.b64encode(b"k" * 32).decode()
 ES256_A = generate_private_key("ES256", "e")
 
 
-@pytest.mark.parametrize(("environ", "refusal"), [
-    ({"JWT_ALGORITHM": "EdDSA"}, "needs JWT_PRIVATE_KEYS"),
-    ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": "not json"}, "JSON array"),
-    ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": "[]"}, "non-empty"),
-    ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": _keys({"kid": "a"})}, "exactly the keys kid and pem"),
-    ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": _keys(EDDSA_A, {**EDDSA_B, "kid": "a"})}, "repeats key id 'a'"),
-    ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": _keys({"kid": "a", "pem": "-----BEGIN PRIVATE KEY-----\nxx"})},
-     "not an unencrypted PKCS#8"),
-    ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": _keys(EDDSA_A, ES256_A)}, "key 'e' is an ES256 key, not EdDSA"),
-    ({"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEYS": _keys(EDDSA_A)}, "key 'a' is an EdDSA key, not ES256"),
-    ({"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEYS": _keys(
-        {"kid": "p384", "pem": _pem(ec.generate_private_key(ec.SECP384R1()))})}, "neither Ed25519"),
-    ({"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEYS": _keys(
-        {"kid": "rsa", "pem": _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))})}, "neither"),
-    ({"JWT_PRIVATE_KEYS": _keys(EDDSA_A)}, "JWT_ALGORITHM is HS256"),
-    ({"JWT_ALGORITHM": "RS256"}, "JWT_ALGORITHM"),
-    ({"INTROSPECTION_KEYS": "svc:short"}, "shorter than 32 bytes"),
-    ({"INTROSPECTION_KEYS": "svc"}, "'name:key,...'"),
-    ({"INTROSPECTION_KEYS": f"svc:{'k' * 40},svc:{'j' * 40}"}, "repeats the name 'svc'"),
-    ({"WEBHOOK_SECRET": WHSEC}, "WEBHOOK_SECRET is set but WEBHOOK_URL is not"),
-    ({"WEBHOOK_URL": "https://hooks.example.com/in"}, "needs WEBHOOK_SECRET"),
-    ({"WEBHOOK_URL": "ftp://hooks.example.com/in", "WEBHOOK_SECRET": WHSEC}, "http(s) URL"),
-    ({"WEBHOOK_URL": "https://hooks.example.com/in", "WEBHOOK_SECRET": "k" * 40}, "secret 1 must be `whsec_`"),
-    ({"WEBHOOK_URL": "https://hooks.example.com/in", "WEBHOOK_SECRET": f"{WHSEC} whsec_c2hvcnQ="},
-     "secret 2 must be `whsec_`"),
-])
+@pytest.mark.parametrize(
+    ("environ", "refusal"),
+    [
+        ({"JWT_ALGORITHM": "EdDSA"}, "needs JWT_PRIVATE_KEYS"),
+        ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": "not json"}, "JSON array"),
+        ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": "[]"}, "non-empty"),
+        ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": _keys({"kid": "a"})}, "exactly the keys kid and pem"),
+        ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": _keys(EDDSA_A, {**EDDSA_B, "kid": "a"})}, "repeats key id 'a'"),
+        (
+            {
+                "JWT_ALGORITHM": "EdDSA",
+                "JWT_PRIVATE_KEYS": _keys({"kid": "a", "pem": "-----BEGIN PRIVATE KEY-----\nxx"}),
+            },
+            "not an unencrypted PKCS#8",
+        ),
+        ({"JWT_ALGORITHM": "EdDSA", "JWT_PRIVATE_KEYS": _keys(EDDSA_A, ES256_A)}, "key 'e' is an ES256 key, not EdDSA"),
+        ({"JWT_ALGORITHM": "ES256", "JWT_PRIVATE_KEYS": _keys(EDDSA_A)}, "key 'a' is an EdDSA key, not ES256"),
+        (
+            {
+                "JWT_ALGORITHM": "ES256",
+                "JWT_PRIVATE_KEYS": _keys({"kid": "p384", "pem": _pem(ec.generate_private_key(ec.SECP384R1()))}),
+            },
+            "neither Ed25519",
+        ),
+        (
+            {
+                "JWT_ALGORITHM": "ES256",
+                "JWT_PRIVATE_KEYS": _keys(
+                    {"kid": "rsa", "pem": _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))}
+                ),
+            },
+            "neither",
+        ),
+        ({"JWT_PRIVATE_KEYS": _keys(EDDSA_A)}, "JWT_ALGORITHM is HS256"),
+        ({"JWT_ALGORITHM": "RS256"}, "JWT_ALGORITHM"),
+        ({"INTROSPECTION_KEYS": "svc:short"}, "shorter than 32 bytes"),
+        ({"INTROSPECTION_KEYS": "svc"}, "'name:key,...'"),
+        ({"INTROSPECTION_KEYS": f"svc:{'k' * 40},svc:{'j' * 40}"}, "repeats the name 'svc'"),
+        ({"WEBHOOK_SECRET": WHSEC}, "WEBHOOK_SECRET is set but WEBHOOK_URL is not"),
+        ({"WEBHOOK_URL": "https://hooks.example.com/in"}, "needs WEBHOOK_SECRET"),
+        ({"WEBHOOK_URL": "ftp://hooks.example.com/in", "WEBHOOK_SECRET": WHSEC}, "http(s) URL"),
+        ({"WEBHOOK_URL": "https://hooks.example.com/in", "WEBHOOK_SECRET": "k" * 40}, "secret 1 must be `whsec_`"),
+        (
+            {"WEBHOOK_URL": "https://hooks.example.com/in", "WEBHOOK_SECRET": f"{WHSEC} whsec_c2hvcnQ="},
+            "secret 2 must be `whsec_`",
+        ),
+    ],
+)
 def test_key_settings_are_refused_in_one_line_that_never_quotes_a_key(environ, refusal):
     with pytest.raises(SettingsError) as refused:
         load_settings(environ)
@@ -190,9 +232,11 @@ def test_production_with_key_pairs_needs_no_jwt_secret_but_refuses_weak_service_
     with pytest.raises(SettingsError, match="WEBHOOK_SECRET secret 1 is one repeated character"):
         load_settings(production_environ(WEBHOOK_URL="https://hooks.example.com/in", WEBHOOK_SECRET=WHSEC))
     good = secrets.token_bytes(32)
-    assert load_settings(production_environ(WEBHOOK_URL="https://hooks.example.com/in",
-                                            WEBHOOK_SECRET="whsec_" + base64.b64encode(good).decode())
-                         ).webhook_secrets == (good,)
+    assert load_settings(
+        production_environ(
+            WEBHOOK_URL="https://hooks.example.com/in", WEBHOOK_SECRET="whsec_" + base64.b64encode(good).decode()
+        )
+    ).webhook_secrets == (good,)
 
 
 def test_parse_private_keys_keeps_the_order_the_first_signs():
@@ -209,13 +253,33 @@ def test_keys_generate_prints_one_element_that_the_settings_accept(tmp_path):
     from tests.fixtures.server import ROOT
 
     for algorithm in ("EdDSA", "ES256"):
-        done = subprocess.run([sys.executable, "-m", "manas360.cli", "keys", "generate", "--algorithm", algorithm,
-                               "--kid", f"{algorithm}-1"], capture_output=True, text=True, cwd=ROOT,
-                              env={"PATH": "/usr/bin:/bin"}, timeout=60)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "manas360.cli",
+                "keys",
+                "generate",
+                "--algorithm",
+                algorithm,
+                "--kid",
+                f"{algorithm}-1",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         element = json.loads(done.stdout)
         settings = load_settings({"JWT_ALGORITHM": algorithm, "JWT_PRIVATE_KEYS": json.dumps([element])})
         assert settings.signing_keys[0].kid == f"{algorithm}-1" and settings.signing_keys[0].alg == algorithm
-    refused = subprocess.run([sys.executable, "-m", "manas360.cli", "keys", "generate", "--algorithm", "RS256"],
-                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "manas360.cli", "keys", "generate", "--algorithm", "RS256"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1

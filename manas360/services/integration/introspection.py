@@ -44,8 +44,16 @@ def service_name(settings: Settings, authorization_header: str | None) -> str | 
     return found
 
 
-async def introspect(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
-                     clock: Clock, token: str) -> dict[str, Any]:
+async def introspect(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    catalog: CatalogHolder,
+    clock: Clock,
+    token: str,
+) -> dict[str, Any]:
     """RFC 7662's answer for `token`: the claims and live role, plan and permissions of an
     unexpired, unrevoked access token of an active account; `{"active": false}` for anything
     else (a refresh token, an `mfa_token`, a mailed token, garbage) without saying why."""
@@ -55,13 +63,13 @@ async def introspect(*, db: Database, settings: Settings, store: Store, codec: A
         return INACTIVE
     user_id, session_id, jti = claims["sub"], claims["sid"], claims["jti"]
     issued_ms = token_issued_ms(claims)
-    state, version = await read_token_state(store, user_id=user_id, session_id=session_id, jti=jti,
-                                            issued_ms=issued_ms)
+    state, version = await read_token_state(store, user_id=user_id, session_id=session_id, jti=jti, issued_ms=issued_ms)
     context, revoked = state.context, state.revoked
     if context is None or not (state.loaded or revoked):
         try:
-            loaded = await load_user_state(db=db, settings=settings, store=store, clock=clock, user_id=user_id,
-                                           generation=state.generation)
+            loaded = await load_user_state(
+                db=db, settings=settings, store=store, clock=clock, user_id=user_id, generation=state.generation
+            )
         except AppError:  # the user no longer exists
             return INACTIVE
         context = loaded.context
@@ -70,7 +78,19 @@ async def introspect(*, db: Database, settings: Settings, store: Store, codec: A
     if revoked or context.status != ACCOUNT_ACTIVE or now_ms >= claims["exp"] * 1000:
         return INACTIVE
     current = catalog.at(version) or await catalog.ensure(version=version)
-    return {"active": True, "sub": user_id, "sid": session_id, "exp": claims["exp"], "iat": claims["iat"],
-            "auth_time": claims["auth_time"], "amr": claims["amr"], "aal": claims["aal"], "role": context.role,
-            "plan": effective_plan(context, now_ms), "permissions": sorted(current.permissions_of(context.role)),
-            "token_type": "Bearer", "iss": claims["iss"], "aud": claims["aud"]}
+    return {
+        "active": True,
+        "sub": user_id,
+        "sid": session_id,
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "auth_time": claims["auth_time"],
+        "amr": claims["amr"],
+        "aal": claims["aal"],
+        "role": context.role,
+        "plan": effective_plan(context, now_ms),
+        "permissions": sorted(current.permissions_of(context.role)),
+        "token_type": "Bearer",
+        "iss": claims["iss"],
+        "aud": claims["aud"],
+    }

@@ -49,8 +49,7 @@ def enabled(settings: Settings) -> bool:
     return bool(settings.webhook_url)
 
 
-async def user_changed(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str,
-                       event: UserEvent) -> None:
+async def user_changed(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, event: UserEvent) -> None:
     """Queue `user.created` / `user.updated` with the user's full state as this transaction
     sees it (after the change). Call it once the change is written."""
     if not enabled(settings):
@@ -59,24 +58,39 @@ async def user_changed(conn: BaseDBAsyncClient, *, settings: Settings, user_id: 
     await _queue(conn, settings=settings, user_id=user_id, event=event, data={"user": user.as_dict()})
 
 
-async def sessions_revoked(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str,
-                           session_ids: list[str] | None, reason: str) -> None:
+async def sessions_revoked(
+    conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, session_ids: list[str] | None, reason: str
+) -> None:
     """Queue `session.revoked`: these sessions, or (None) every session and access token the
     user had."""
     if not enabled(settings):
         return
-    await _queue(conn, settings=settings, user_id=user_id, event=SESSION_REVOKED,
-                 data={"session_ids": session_ids if session_ids is not None else "all", "reason": reason})
+    await _queue(
+        conn,
+        settings=settings,
+        user_id=user_id,
+        event=SESSION_REVOKED,
+        data={"session_ids": session_ids if session_ids is not None else "all", "reason": reason},
+    )
 
 
-async def _queue(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, event: str,
-                 data: dict[str, Any]) -> None:
+async def _queue(
+    conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, event: str, data: dict[str, Any]
+) -> None:
     message_id = f"msg_{uuid.uuid4().hex}"
-    body = orjson.dumps({"type": event, "timestamp": iso(await db_now(conn)),
-                         "data": {"user_id": user_id, **data}}).decode()
-    await outbox_queries.insert(conn=conn, channel=CHANNEL, recipient=message_id, subject=event,
-                                payload_sealed=mail.seal(settings, recipient=message_id, body=body), kind=event,
-                                user_id=user_id, token_id=None)
+    body = orjson.dumps(
+        {"type": event, "timestamp": iso(await db_now(conn)), "data": {"user_id": user_id, **data}}
+    ).decode()
+    await outbox_queries.insert(
+        conn=conn,
+        channel=CHANNEL,
+        recipient=message_id,
+        subject=event,
+        payload_sealed=mail.seal(settings, recipient=message_id, body=body),
+        kind=event,
+        user_id=user_id,
+        token_id=None,
+    )
 
 
 class WebhookRefused(Exception):
@@ -99,9 +113,13 @@ class WebhookCourier:
 
     def signed_headers(self, message_id: str, payload: bytes, *, at: datetime) -> dict[str, str]:
         """The Standard Webhooks headers of one attempt at `at`."""
-        return {"webhook-id": message_id, "webhook-timestamp": str(int(at.timestamp())),
-                "webhook-signature": " ".join(signer.sign(message_id, at, payload) for signer in self._signers),
-                "content-type": "application/json", "user-agent": f"MANAS360-Webhooks/{__version__}"}
+        return {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": " ".join(signer.sign(message_id, at, payload) for signer in self._signers),
+            "content-type": "application/json",
+            "user-agent": f"MANAS360-Webhooks/{__version__}",
+        }
 
     async def deliver(self, row: Claimed, payload: bytes, *, seq: int | None) -> None:
         event = orjson.loads(payload)
@@ -116,8 +134,13 @@ class WebhookCourier:
             raise WebhookRefused(f"the receiver answered {response.status_code}")
 
     async def gave_up(self, conn: Any, dead: Dead) -> None:
-        await audit.record(conn, action=DEAD_LETTER, actor_id=None, target_user_id=dead.user_id,
-                           after={"event": dead.kind, "outbox_id": dead.id})
+        await audit.record(
+            conn,
+            action=DEAD_LETTER,
+            actor_id=None,
+            target_user_id=dead.user_id,
+            after={"event": dead.kind, "outbox_id": dead.id},
+        )
 
     async def close(self) -> None:
         if self._client is not None:

@@ -120,8 +120,9 @@ class MailCourier:
         self.send_timeout_s = settings.mail_send_timeout_s
 
     async def deliver(self, row: Claimed, payload: bytes, *, seq: int | None) -> None:
-        await self.transport.send(OutgoingMail(id=row.id, recipient=row.recipient, subject=row.subject,
-                                               body=payload.decode(), kind=row.kind))
+        await self.transport.send(
+            OutgoingMail(id=row.id, recipient=row.recipient, subject=row.subject, body=payload.decode(), kind=row.kind)
+        )
 
     async def gave_up(self, conn: Any, dead: Dead) -> None:
         return None
@@ -138,8 +139,9 @@ def build_mail_courier(settings: Settings) -> MailCourier | None:
 class Outbox:
     """One worker's sender for one channel; building it does no I/O."""
 
-    def __init__(self, *, settings: Settings, courier: Courier | None, db: Database,
-                 channel: str = mail.CHANNEL) -> None:
+    def __init__(
+        self, *, settings: Settings, courier: Courier | None, db: Database, channel: str = mail.CHANNEL
+    ) -> None:
         self.settings = settings
         self.db = db
         self.courier = courier
@@ -204,8 +206,9 @@ class Outbox:
             except Exception as exc:
                 failed_rounds += 1
                 pause = min(max(ROUND_RETRY_MAX_S, pause), pause * 2 ** min(failed_rounds - 1, 10))
-                logger.warning("{} sender round failed ({}); retrying in {:.1f} s", self.channel, type(exc).__name__,
-                               pause)
+                logger.warning(
+                    "{} sender round failed ({}); retrying in {:.1f} s", self.channel, type(exc).__name__, pause
+                )
                 claimed = 0
             if claimed >= BATCH_SIZE or self._stopping:
                 continue
@@ -221,18 +224,29 @@ class Outbox:
             return 0
         conn = self.db.connection
         lease_token = uuid.uuid4()
-        rows = await queries.claim_due(conn=conn, channel=courier.channel, limit=BATCH_SIZE,
-                                       lease_s=lease_s(courier.send_timeout_s), lease_token=lease_token,
-                                       max_age_s=courier.max_age_s, in_order=courier.in_order)
+        rows = await queries.claim_due(
+            conn=conn,
+            channel=courier.channel,
+            limit=BATCH_SIZE,
+            lease_s=lease_s(courier.send_timeout_s),
+            lease_token=lease_token,
+            max_age_s=courier.max_age_s,
+            in_order=courier.in_order,
+        )
         for row in rows:
             if self._stopping:
                 break  # the rest return to the queue when their claim lease ends
             await self._deliver(conn, courier, row, lease_token)
-        for dead in await queries.mark_dead(conn=conn, channel=courier.channel, max_age_s=courier.max_age_s,
-                                            limit=DEAD_PER_ROUND):
+        for dead in await queries.mark_dead(
+            conn=conn, channel=courier.channel, max_age_s=courier.max_age_s, limit=DEAD_PER_ROUND
+        ):
             metrics.OUTBOX_DEAD.labels(dead.kind).inc()
-            logger.error("outbox row {} ({}) given up after {} s undelivered: a dead letter", dead.id, dead.kind,
-                         courier.max_age_s)
+            logger.error(
+                "outbox row {} ({}) given up after {} s undelivered: a dead letter",
+                dead.id,
+                dead.kind,
+                courier.max_age_s,
+            )
             await courier.gave_up(conn, dead)
         counts = await queries.counts(conn=conn, channel=courier.channel)
         gauge = metrics.OUTBOX_ROWS if courier.channel == mail.CHANNEL else metrics.WEBHOOK_ROWS
@@ -241,8 +255,13 @@ class Outbox:
         return len(rows)
 
     async def _deliver(self, conn: Any, courier: Courier, row: Claimed, lease_token: uuid.UUID) -> None:
-        renewed = await queries.renew(conn=conn, row_id=row.id, lease_token=lease_token,
-                                      lease_s=lease_s(courier.send_timeout_s), numbered=courier.in_order)
+        renewed = await queries.renew(
+            conn=conn,
+            row_id=row.id,
+            lease_token=lease_token,
+            lease_s=lease_s(courier.send_timeout_s),
+            numbered=courier.in_order,
+        )
         if renewed is None:
             logger.info("outbox row {} ({}) is another sender's now; skipped", row.id, row.kind)
             return
@@ -253,16 +272,20 @@ class Outbox:
             return
         payload = self._payload(row)
         if payload is None:
-            await self._failed(conn, row, lease_token, attempts=renewed.attempts,
-                               error="no configured key opens the sealed payload (MFA_ENCRYPTION_KEY changed?)")
+            await self._failed(
+                conn,
+                row,
+                lease_token,
+                attempts=renewed.attempts,
+                error="no configured key opens the sealed payload (MFA_ENCRYPTION_KEY changed?)",
+            )
             return
         try:
             await asyncio.wait_for(courier.deliver(row, payload, seq=renewed.seq), courier.send_timeout_s)
         # Whatever the courier raised (refused connection, TLS failure, an error reply, a
         # timeout), the row stays queued and is tried again later.
         except Exception as exc:
-            await self._failed(conn, row, lease_token, attempts=renewed.attempts,
-                               error=f"{type(exc).__name__}: {exc}")
+            await self._failed(conn, row, lease_token, attempts=renewed.attempts, error=f"{type(exc).__name__}: {exc}")
             return
         if not await queries.mark_sent(conn=conn, row_id=row.id, lease_token=lease_token):
             # Only if this process stalled past its lease mid-delivery: never on a slow receiver.
@@ -280,13 +303,20 @@ class Outbox:
 
     async def _failed(self, conn: Any, row: Claimed, lease_token: uuid.UUID, *, attempts: int, error: str) -> None:
         retry_in = backoff_s(attempts=attempts, max_s=self.settings.mail_retry_max_s)
-        await queries.mark_failed(conn=conn, row_id=row.id, lease_token=lease_token, error=error[:500],
-                                  retry_in_s=retry_in)
+        await queries.mark_failed(
+            conn=conn, row_id=row.id, lease_token=lease_token, error=error[:500], retry_in_s=retry_in
+        )
         self._last_failed = True
         failures = metrics.MAIL_FAILURES if self.channel == mail.CHANNEL else metrics.WEBHOOK_FAILURES
         failures.labels(row.kind).inc()
-        logger.warning("outbox row {} ({}) not delivered, attempt {}: {}; next attempt in {:.0f} s", row.id,
-                       row.kind, attempts, error, retry_in)
+        logger.warning(
+            "outbox row {} ({}) not delivered, attempt {}: {}; next attempt in {:.0f} s",
+            row.id,
+            row.kind,
+            attempts,
+            error,
+            retry_in,
+        )
 
     async def _listen(self) -> None:
         """Wake on every NOTIFY of a queued row; reopen the connection when it drops."""
@@ -304,8 +334,7 @@ class Outbox:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL down or restarting: the poll goes on meanwhile
-                logger.debug("outbox LISTEN connection failed ({}); reopening in {:.0f} s", type(exc).__name__,
-                             pause)
+                logger.debug("outbox LISTEN connection failed ({}); reopening in {:.0f} s", type(exc).__name__, pause)
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):

@@ -71,8 +71,9 @@ Readiness = tuple[dict[str, str], dict[str, float]]
 
 async def readiness(*, db: Database, store: Store) -> Readiness:
     """Query both stores now (uncached: see ReadinessCache for what the endpoints use)."""
-    (database, database_ms), (redis, redis_ms) = await asyncio.gather(_timed(check_database(db=db)),
-                                                                      _timed(check_redis(store)))
+    (database, database_ms), (redis, redis_ms) = await asyncio.gather(
+        _timed(check_database(db=db)), _timed(check_redis(store))
+    )
     return {"database": database, "redis": redis}, {"database": database_ms, "redis": redis_ms}
 
 
@@ -123,15 +124,15 @@ class ReadinessCache:
 async def outbox_counts(*, db: Database, channel: str = "mail") -> dict[str, int] | None:
     """A channel's pending rows and dead letters, or None when the count fails (bounded)."""
     try:
-        counts = await asyncio.wait_for(
-            outbox_queries.counts(conn=db.connection, channel=channel), CHECK_TIMEOUT_S)
+        counts = await asyncio.wait_for(outbox_queries.counts(conn=db.connection, channel=channel), CHECK_TIMEOUT_S)
     except Exception:  # a slow or failing database is /health's `database` field's to report
         return None
     return {"pending": counts.pending, "dead": counts.dead}
 
 
-async def report(*, db: Database, store: Store, cache: ReadinessCache, mail: str,
-                 webhooks: str = "unconfigured") -> dict[str, Any]:
+async def report(
+    *, db: Database, store: Store, cache: ReadinessCache, mail: str, webhooks: str = "unconfigured"
+) -> dict[str, Any]:
     """The full /health body; `status` is 'ok' only when both stores answer (`mail`, the
     mail sender's state, and `outbox`, its pending rows and dead letters, are reported but
     never make the service unready; so are `webhooks`, the webhook sender's state and rows)."""
@@ -142,9 +143,10 @@ async def report(*, db: Database, store: Store, cache: ReadinessCache, mail: str
         **checks,
         "mail": mail,
         "outbox": await outbox_counts(db=db) if checks.get("database") == "ok" else None,
-        "webhooks": {"state": webhooks,
-                     **((await outbox_counts(db=db, channel="webhook") or {}) if checks.get("database") == "ok"
-                        else {})},
+        "webhooks": {
+            "state": webhooks,
+            **((await outbox_counts(db=db, channel="webhook") or {}) if checks.get("database") == "ok" else {}),
+        },
         "latency_ms": latency,
         "pool": {"database": db.pool_stats(), "redis": pool_stats(store)},
         "uptime_s": round(time.monotonic() - _STARTED, 3),
