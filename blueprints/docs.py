@@ -29,8 +29,10 @@ SWAGGER_DIR = Path(swagger_ui.__file__).resolve().parent / "static"
 ASSETS: dict[str, tuple[Path, str]] = {
     "swagger-ui.css": (SWAGGER_DIR / "swagger-ui.css", "text/css; charset=utf-8"),
     "swagger-ui-bundle.js": (SWAGGER_DIR / "swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
-    "swagger-ui-standalone-preset.js": (SWAGGER_DIR / "swagger-ui-standalone-preset.js",
-                                        "text/javascript; charset=utf-8"),
+    "swagger-ui-standalone-preset.js": (
+        SWAGGER_DIR / "swagger-ui-standalone-preset.js",
+        "text/javascript; charset=utf-8",
+    ),
     "favicon-32x32.png": (SWAGGER_DIR / "favicon-32x32.png", "image/png"),
     "LICENSE": (SWAGGER_DIR / "LICENSE", "text/plain; charset=utf-8"),
     "init.js": (PAGE_DIR / "init.js", "text/javascript; charset=utf-8"),
@@ -64,5 +66,6 @@ async def asset(request: AppRequest, name: str) -> HTTPResponse:
     if name not in ASSETS:
         raise NotFound()
     path, content_type = ASSETS[name]
-    return HTTPResponse(await _read(path), content_type=content_type,
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return HTTPResponse(
+        await _read(path), content_type=content_type, headers={"Cache-Control": "public, max-age=86400"}
+    )

@@ -38,12 +38,16 @@ def client_ip(request: AppRequest) -> str:
 def client(request: AppRequest) -> Client:
     """Where the request came from: address, user agent, and the lockout source (the address
     per-IP limits count it under: IPv4, or the IPv6 prefix)."""
-    return Client(ip=client_ip(request), user_agent=request.headers.get("user-agent", "")[:512],
-                  source=request_rate_address(request))
+    return Client(
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent", "")[:512],
+        source=request_rate_address(request),
+    )
 
 
-def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = (), min_privilege: int = 0,
-            admin: int = 0) -> Callable[[Handler[P]], Handler[P]]:
+def guarded(
+    *, permissions: tuple[str, ...] = (), features: tuple[str, ...] = (), min_privilege: int = 0, admin: int = 0
+) -> Callable[[Handler[P]], Handler[P]]:
     """Require a valid, unrevoked bearer token and what the route needs: any of
     `permissions`, all of `features`, and at least `min_privilege`. The caller lands in
     `request.ctx.principal` and their live entitlements in `request.ctx.access`.
@@ -51,8 +55,9 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
     One Redis round trip answers revocation, the user's context and the `api` rate limit;
     a warm request runs no SQL (manas360.services.access.entitlements).
     """
-    needs = Needs(permissions=frozenset(permissions), features=frozenset(features), min_privilege=min_privilege,
-                  admin=admin)
+    needs = Needs(
+        permissions=frozenset(permissions), features=frozenset(features), min_privilege=min_privilege, admin=admin
+    )
 
     def decorator(handler: Handler[P]) -> Handler[P]:
         @wraps(handler)
@@ -67,14 +72,23 @@ def guarded(*, permissions: tuple[str, ...] = (), features: tuple[str, ...] = ()
             client_check = getattr(ctx, "client_check", None)
             check_client_alone = None
             if client_check is not None:
+
                 async def check_client_alone() -> None:
                     await request.app.ctx.edge.check_deferred_alone(request, client_check)
 
             ctx.access = access = await authorize(
-                db=app.db, settings=app.settings, store=app.store, codec=app.codec, catalog=app.catalog,
+                db=app.db,
+                settings=app.settings,
+                store=app.store,
+                codec=app.codec,
+                catalog=app.catalog,
                 clock=app.clock,
-                authorization_header=request.headers.get("authorization"), needs=needs, on_rate=on_rate,
-                client_check=client_check, check_client_alone=check_client_alone)
+                authorization_header=request.headers.get("authorization"),
+                needs=needs,
+                on_rate=on_rate,
+                client_check=client_check,
+                check_client_alone=check_client_alone,
+            )
             ctx.principal = access.principal
             return await handler(request, *args, **kwargs)
 

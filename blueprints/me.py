@@ -23,24 +23,46 @@ class ProfileBody(StrictBody):
 
 
 @bp.get("")
-@operation(id="me_get", tag="me", secured=True, responses={200: Me}, errors={404: ("NotFound",)},
-           summary="Who am I",
-           description="The caller's account with the permissions of their role, the features of "
-                       "their plan and their subscription (`free` when none is active).")
+@operation(
+    id="me_get",
+    tag="me",
+    secured=True,
+    responses={200: Me},
+    errors={404: ("NotFound",)},
+    summary="Who am I",
+    description="The caller's account with the permissions of their role, the features of "
+    "their plan and their subscription (`free` when none is active).",
+)
 @authenticated()
 async def show(request: AppRequest) -> HTTPResponse:
     profile = await users.get_profile(db=deps(request).db, user_id=request.ctx.principal.user_id)
-    return model_response(Me.model_validate({**user_fields(profile.user), "permissions": profile.permissions,
-                                             "features": profile.features, "subscription": profile.subscription}))
+    return model_response(
+        Me.model_validate(
+            {
+                **user_fields(profile.user),
+                "permissions": profile.permissions,
+                "features": profile.features,
+                "subscription": profile.subscription,
+            }
+        )
+    )
 
 
 @bp.patch("")
-@operation(id="me_update", tag="me", secured=True, body=ProfileBody, responses={200: User},
-           errors={404: ("NotFound",)}, summary="Change my display name",
-           description="Only `display_name` may be sent; any other field is refused with 422.")
+@operation(
+    id="me_update",
+    tag="me",
+    secured=True,
+    body=ProfileBody,
+    responses={200: User},
+    errors={404: ("NotFound",)},
+    summary="Change my display name",
+    description="Only `display_name` may be sent; any other field is refused with 422.",
+)
 @authenticated()
 async def update(request: AppRequest) -> HTTPResponse:
     body = parse_body(request, ProfileBody)
-    user = await users.update_display_name(db=deps(request).db,
-                                           user_id=request.ctx.principal.user_id, display_name=body.display_name)
+    user = await users.update_display_name(
+        db=deps(request).db, user_id=request.ctx.principal.user_id, display_name=body.display_name
+    )
     return model_response(User.model_validate(user, from_attributes=True))

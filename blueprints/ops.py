@@ -22,17 +22,27 @@ bp = Blueprint("ops")
 
 
 @bp.get("/health/live")
-@operation(id="ops_live", tag="operations", rate_limited=False, responses={200: Live},
-           summary="Liveness: 200 while the process serves")
+@operation(
+    id="ops_live",
+    tag="operations",
+    rate_limited=False,
+    responses={200: Live},
+    summary="Liveness: 200 while the process serves",
+)
 async def live(request: AppRequest) -> HTTPResponse:
     return model_response(Live(status="ok"))
 
 
 @bp.get("/health/ready")
-@operation(id="ops_ready", tag="operations", rate_limited=False, responses={200: Ready},
-           error_model=HealthUnavailable,
-           summary="Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component",
-           description="Each worker reuses its last check for about 1 s, and concurrent calls share one check.")
+@operation(
+    id="ops_ready",
+    tag="operations",
+    rate_limited=False,
+    responses={200: Ready},
+    error_model=HealthUnavailable,
+    summary="Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming the component",
+    description="Each worker reuses its last check for about 1 s, and concurrent calls share one check.",
+)
 async def ready(request: AppRequest) -> HTTPResponse:
     checks = await _readiness_cache(request).get(db=deps(request).db, store=deps(request).store)
     _raise_if_down(checks, checks)
@@ -40,9 +50,15 @@ async def ready(request: AppRequest) -> HTTPResponse:
 
 
 @bp.get("/health")
-@operation(id="ops_health", tag="operations", rate_limited=False, responses={200: Health},
-           error_model=HealthUnavailable, summary="Health report: stores, pools, memory, uptime and version",
-           description="503 (the envelope with the same report) when PostgreSQL or Redis does not answer.")
+@operation(
+    id="ops_health",
+    tag="operations",
+    rate_limited=False,
+    responses={200: Health},
+    error_model=HealthUnavailable,
+    summary="Health report: stores, pools, memory, uptime and version",
+    description="503 (the envelope with the same report) when PostgreSQL or Redis does not answer.",
+)
 async def report(request: AppRequest) -> HTTPResponse:
     app = deps(request)
     body = await health.report(db=app.db, store=app.store, cache=_readiness_cache(request), mail=app.outbox.status)
@@ -51,17 +67,25 @@ async def report(request: AppRequest) -> HTTPResponse:
 
 
 @bp.get("/metrics")
-@operation(id="ops_metrics", tag="operations", rate_limited=False, responses={200: TEXT_PLAIN},
-           errors={403: ("PermissionDenied",)},
-           summary="Prometheus metrics of every worker (text exposition format)",
-           description="Open to METRICS_ALLOWED_CIDRS (none by default, loopback included) and to "
-                       "`Authorization: Bearer <METRICS_TOKEN>` when a token is configured; 403 "
-                       "`PermissionDenied` otherwise.")
+@operation(
+    id="ops_metrics",
+    tag="operations",
+    rate_limited=False,
+    responses={200: TEXT_PLAIN},
+    errors={403: ("PermissionDenied",)},
+    summary="Prometheus metrics of every worker (text exposition format)",
+    description="Open to METRICS_ALLOWED_CIDRS (none by default, loopback included) and to "
+    "`Authorization: Bearer <METRICS_TOKEN>` when a token is configured; 403 "
+    "`PermissionDenied` otherwise.",
+)
 async def prometheus(request: AppRequest) -> HTTPResponse:
     settings = deps(request).settings
-    if not metrics.scrape_allowed(client_ip=request_client_ip(request), networks=settings.metrics_networks,
-                                  token=settings.metrics_token.get_secret_value(),
-                                  authorization=request.headers.get("authorization")):
+    if not metrics.scrape_allowed(
+        client_ip=request_client_ip(request),
+        networks=settings.metrics_networks,
+        token=settings.metrics_token.get_secret_value(),
+        authorization=request.headers.get("authorization"),
+    ):
         raise PermissionDenied("Metrics are not open to this client")
     body, content_type = metrics.render(deps(request).db)
     return HTTPResponse(body, content_type=content_type)
@@ -80,5 +104,6 @@ def _raise_if_down(body: Mapping[str, Any], checks: Mapping[str, str]) -> None:
     down = [name for name, value in checks.items() if value != "ok"]
     if down:
         details = {key: value for key, value in body.items() if key != "status"}
-        raise ServiceUnavailable(f"{' and '.join(down)} unavailable", component=",".join(down),
-                                 status="unavailable", **details)
+        raise ServiceUnavailable(
+            f"{' and '.join(down)} unavailable", component=",".join(down), status="unavailable", **details
+        )

@@ -17,9 +17,14 @@ bp = Blueprint("plans", url_prefix="/plans")
 
 
 @bp.get("")
-@operation(id="plans_list", tag="plans", responses={200: PlanList}, summary="List plans",
-           description="Every plan, cheapest tier first, with its monthly price in cents and its features. "
-                       "Public: no token needed.")
+@operation(
+    id="plans_list",
+    tag="plans",
+    responses={200: PlanList},
+    summary="List plans",
+    description="Every plan, cheapest tier first, with its monthly price in cents and its features. "
+    "Public: no token needed.",
+)
 async def list_plans(request: AppRequest) -> HTTPResponse:
     app = deps(request)
     catalog = await current_catalog(store=app.store, catalog=app.catalog)

@@ -33,8 +33,14 @@ def access_logger(settings: Settings) -> Callable[[AppRequest, BaseHTTPResponse]
         # Timed from the metrics timer the request hook starts.
         started = request_started(request)
         duration_ms = round((time.perf_counter() - started) * 1000, 3) if started is not None else None
-        _access.info("{method} {route} {status} {duration_ms} ms", method=method_label(request.method),
-                     route=route_label(request), status=response.status, duration_ms=duration_ms,
-                     client_ip=request_client_ip(request), request_id=request_id(request))
+        _access.info(
+            "{method} {route} {status} {duration_ms} ms",
+            method=method_label(request.method),
+            route=route_label(request),
+            status=response.status,
+            duration_ms=duration_ms,
+            client_ip=request_client_ip(request),
+            request_id=request_id(request),
+        )
 
     return log_access

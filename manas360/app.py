@@ -6,7 +6,7 @@ import asyncio
 import gc
 import os
 
-from sanic import Sanic
+from sanic import Request, Sanic
 from sanic_ext.extensions.http.extension import HTTPExtension
 
 from manas360.access_log import access_logger
@@ -28,8 +28,15 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     """Build the Sanic app. Nothing connects here: pools open in the server listeners."""
     settings = settings or load_settings()
     configure_logging(settings)
-    app = Sanic(name, configure_logging=False, error_handler=EnvelopeErrorHandler(), ctx=AppContext(),
-                request_class=AppRequest)  # type: ignore[arg-type]  # sanic types it as the base Request
+    # request_class: sanic types the parameter as its base Request, not generic in the context.
+    request_class: type[Request] = AppRequest  # type: ignore[assignment]
+    app = Sanic(
+        name,
+        configure_logging=False,
+        error_handler=EnvelopeErrorHandler(),
+        ctx=AppContext(),
+        request_class=request_class,
+    )
     app.config.update(
         REQUEST_MAX_SIZE=settings.max_body_bytes,
         REQUEST_MAX_HEADER_SIZE=8192,
@@ -62,8 +69,9 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     _add_listeners(app, settings)
     edge, blocked_paths = install_edge(app, settings)
     stats = install_metrics(app, codec=app.ctx.deps.codec)
-    install_hooks(app, settings, edge=edge, stats=stats, blocked_paths=blocked_paths,
-                  access_log=access_logger(settings))
+    install_hooks(
+        app, settings, edge=edge, stats=stats, blocked_paths=blocked_paths, access_log=access_logger(settings)
+    )
     _add_blueprints(app)
     return app
 
@@ -96,8 +104,7 @@ def _add_listeners(app: App, settings: Settings) -> None:
         # Role/plan tables live in each worker's memory; loaded lazily at the version the
         # first request reads, then kept current by pub/sub and a version poll.
         deps = app.ctx.deps
-        app.ctx.catalog_watch = asyncio.get_running_loop().create_task(
-            watch_reference(deps.catalog, deps.store))
+        app.ctx.catalog_watch = asyncio.get_running_loop().create_task(watch_reference(deps.catalog, deps.store))
 
     @app.after_server_stop
     async def close_catalog(app: App) -> None:
@@ -138,5 +145,8 @@ def _add_blueprints(app: App) -> None:
 
     app.blueprint(ops.bp)
     app.blueprint(docs.bp)
-    app.blueprint(Blueprint.group(auth.bp, recovery.bp, mfa.bp, me.bp, plans.bp, product.bp, admin.bp, version=1,
-                                  version_prefix="/api/v"))
+    app.blueprint(
+        Blueprint.group(
+            auth.bp, recovery.bp, mfa.bp, me.bp, plans.bp, product.bp, admin.bp, version=1, version_prefix="/api/v"
+        )
+    )

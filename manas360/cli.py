@@ -65,18 +65,29 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_migrate)
 
     seed = sub.add_parser(
-        "seed", help="seed reference data and the superadmin (idempotent)",
+        "seed",
+        help="seed reference data and the superadmin (idempotent)",
         description="Insert missing reference data and create the superadmin SUPERADMIN_EMAIL with "
-                    "SUPERADMIN_PASSWORD, or bring it to that password. Changing a password or role revokes "
-                    "the account's sessions. An existing account of another role is refused (exit 1) unless "
-                    f"{PROMOTE_FLAG} is given.")
-    seed.add_argument(PROMOTE_FLAG, action="store_true",
-                      help="make SUPERADMIN_EMAIL superadmin even if it is an existing account of another role "
-                           "(its password is set to SUPERADMIN_PASSWORD and its sessions are revoked)")
-    seed.add_argument("--users", type=_count, default=0, metavar="N",
-                      help="also make sure synthetic users 1..N exist (staging and load tests)")
-    seed.add_argument("--batch-size", type=_positive, metavar="B",
-                      help="synthetic users per transaction (default 10000)")
+        "SUPERADMIN_PASSWORD, or bring it to that password. Changing a password or role revokes "
+        "the account's sessions. An existing account of another role is refused (exit 1) unless "
+        f"{PROMOTE_FLAG} is given.",
+    )
+    seed.add_argument(
+        PROMOTE_FLAG,
+        action="store_true",
+        help="make SUPERADMIN_EMAIL superadmin even if it is an existing account of another role "
+        "(its password is set to SUPERADMIN_PASSWORD and its sessions are revoked)",
+    )
+    seed.add_argument(
+        "--users",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="also make sure synthetic users 1..N exist (staging and load tests)",
+    )
+    seed.add_argument(
+        "--batch-size", type=_positive, metavar="B", help="synthetic users per transaction (default 10000)"
+    )
     seed.set_defaults(func=_seed)
 
     maintenance = sub.add_parser("maintenance", help="run a maintenance job (idempotent; for cron)")
@@ -90,11 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--days", dest="login_attempt_days", type=_count, help="default 30")
     blocks = jobs.add_parser("prune-rate-limit-logs", help="delete rate-limit block rows older than --days")
     blocks.add_argument("--days", dest="rate_limit_log_days", type=_count, help="default 14")
-    mails = jobs.add_parser("prune-mail", help="discard waiting mail whose link died; delete outbox mail delivered, "
-                                               "discarded or given up more than --days ago")
+    mails = jobs.add_parser(
+        "prune-mail",
+        help="discard waiting mail whose link died; delete outbox mail delivered, "
+        "discarded or given up more than --days ago",
+    )
     mails.add_argument("--days", dest="mail_days", type=_count, help="default 30")
-    account_tokens = jobs.add_parser("prune-account-tokens",
-                                     help="delete reset/verification tokens expired more than --days ago")
+    account_tokens = jobs.add_parser(
+        "prune-account-tokens", help="delete reset/verification tokens expired more than --days ago"
+    )
     account_tokens.add_argument("--days", dest="account_token_days", type=_count, help="default 7")
     every = jobs.add_parser("all", help="every job above, with their defaults")
     every.add_argument("--audit-days", dest="audit_days", type=_count, help="default 90")
@@ -107,8 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     maintenance.set_defaults(func=_maintenance)
 
     warm = sub.add_parser("warm-cache", help="load active users' contexts into Redis (safe while serving)")
-    warm.add_argument("--active-days", type=_count, default=None,
-                      help="only users who logged in within this many days (default: every active user)")
+    warm.add_argument(
+        "--active-days",
+        type=_count,
+        default=None,
+        help="only users who logged in within this many days (default: every active user)",
+    )
     warm.add_argument("--batch-size", type=_positive, default=2000)
     warm.set_defaults(func=_warm_cache)
     return parser
@@ -208,25 +227,35 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
 
     email, password = settings.superadmin_email, settings.superadmin_password.get_secret_value()
     if bool(email) != bool(password) or (args.promote_existing_superadmin and not email):
-        print("manas360: configuration error: set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD"
-              + (" (--promote-existing-superadmin needs them)" if args.promote_existing_superadmin else ""),
-              file=sys.stderr)
+        print(
+            "manas360: configuration error: set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD"
+            + (" (--promote-existing-superadmin needs them)" if args.promote_existing_superadmin else ""),
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
 
     async def work() -> int:
         store = open_configured_store(settings)
         try:
             async with orm(settings) as db:
-                report = await seed(db=db, settings=settings, store=store, email=email, password=password,
-                                    promote_existing=args.promote_existing_superadmin)
+                report = await seed(
+                    db=db,
+                    settings=settings,
+                    store=store,
+                    email=email,
+                    password=password,
+                    promote_existing=args.promote_existing_superadmin,
+                )
         except SeedError as exc:
             print(f"manas360: seed failed: {exc}", file=sys.stderr)
             return EXIT_FAILED
         finally:
             await close_store(store)
-        print(f"reference data: +{report.roles} roles, +{report.permissions} permissions, "
-              f"+{report.plans} plans, +{report.features} features, "
-              f"+{report.role_permissions} role permissions, +{report.plan_features} plan features")
+        print(
+            f"reference data: +{report.roles} roles, +{report.permissions} permissions, "
+            f"+{report.plans} plans, +{report.features} features, "
+            f"+{report.role_permissions} role permissions, +{report.plan_features} plan features"
+        )
         if report.superadmin is not None and (refused := _print_superadmin(report.superadmin)):
             return refused
         if args.users:
@@ -240,9 +269,12 @@ def _print_superadmin(outcome: SuperadminOutcome) -> int:
     """One line on stdout for what seeding did to the superadmin (never the password);
     a refusal or a cache that could not be updated is one line on stderr."""
     if outcome.status == "refused":
-        print(f"manas360: seed refused: {outcome.email} is an existing {outcome.previous_role} account; "
-              "to make it superadmin deliberately (its password becomes SUPERADMIN_PASSWORD, its sessions "
-              f"are revoked) run `manas360 seed {PROMOTE_FLAG}`", file=sys.stderr)
+        print(
+            f"manas360: seed refused: {outcome.email} is an existing {outcome.previous_role} account; "
+            "to make it superadmin deliberately (its password becomes SUPERADMIN_PASSWORD, its sessions "
+            f"are revoked) run `manas360 seed {PROMOTE_FLAG}`",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     line = f"superadmin {outcome.email}: {outcome.status}"
     if outcome.changes:
@@ -251,9 +283,12 @@ def _print_superadmin(outcome: SuperadminOutcome) -> int:
         line += "; every session and access token of the account revoked"
     print(line)
     if outcome.cache_error:
-        print(f"manas360: warning: Redis unreachable ({outcome.cache_error}); the revocation of {outcome.email} "
-              f"is committed in PostgreSQL, but servers' cached copies (its access tokens, its role) may be "
-              f"believed for up to {outcome.cache_ttl_s} s", file=sys.stderr)
+        print(
+            f"manas360: warning: Redis unreachable ({outcome.cache_error}); the revocation of {outcome.email} "
+            f"is committed in PostgreSQL, but servers' cached copies (its access tokens, its role) may be "
+            f"believed for up to {outcome.cache_ttl_s} s",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -264,21 +299,26 @@ async def _seed_users(settings: Settings, *, users: int, batch_size: int | None)
 
     progress = _Progress(total=users, unit="users")
     try:
-        report = await seed_synthetic_users(settings=settings, count=users, batch_size=batch_size,
-                                            on_batch=lambda r: progress.update(r.processed))
+        report = await seed_synthetic_users(
+            settings=settings, count=users, batch_size=batch_size, on_batch=lambda r: progress.update(r.processed)
+        )
     except asyncio.CancelledError:
         progress.close()
-        print(f"synthetic users: interrupted after {progress.done} of {users} (whole batches only); "
-              "run again to finish", file=sys.stderr)
+        print(
+            f"synthetic users: interrupted after {progress.done} of {users} (whole batches only); run again to finish",
+            file=sys.stderr,
+        )
         raise
     except (asyncpg.PostgresError, LookupError) as exc:
         progress.close()
         print(f"manas360: seeding users failed: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     progress.close()
-    print(f"synthetic users: {report.created} created, {report.skipped} already existed, "
-          f"{report.subscriptions} subscriptions, {report.elapsed_s:.1f}s ({report.rate:,.0f} users/s); "
-          f"password {SYNTHETIC_PASSWORD!r}")
+    print(
+        f"synthetic users: {report.created} created, {report.skipped} already existed, "
+        f"{report.subscriptions} subscriptions, {report.elapsed_s:.1f}s ({report.rate:,.0f} users/s); "
+        f"password {SYNTHETIC_PASSWORD!r}"
+    )
     return 0
 
 
@@ -299,8 +339,9 @@ class _Progress:
         if self.tty:
             eta = (self.total - done) / rate if rate else 0.0
             bar = "#" * int(share * 30)
-            self.stream.write(f"\r[{bar:<30}] {done:,}/{self.total:,} {self.unit} {share:4.0%} "
-                              f"{rate:,.0f}/s ETA {eta:.0f}s ")
+            self.stream.write(
+                f"\r[{bar:<30}] {done:,}/{self.total:,} {self.unit} {share:4.0%} {rate:,.0f}/s ETA {eta:.0f}s "
+            )
         else:
             self.stream.write(f"{done}/{self.total} {self.unit} ({share:.0%}) {elapsed:.1f}s {rate:.0f}/s\n")
         self.stream.flush()
@@ -328,14 +369,22 @@ def _warm_cache(settings: Settings, args: argparse.Namespace) -> int:
             async with orm(settings) as db:
                 total = await count_candidates(db=db, active_days=args.active_days)
                 progress = _Progress(total=total, unit="users")
-                report = await warm_cache(db=db,
-                                          settings=settings, store=store, clock=Clock(), active_days=args.active_days,
-                                          batch_size=args.batch_size, on_batch=progress.update)
+                report = await warm_cache(
+                    db=db,
+                    settings=settings,
+                    store=store,
+                    clock=Clock(),
+                    active_days=args.active_days,
+                    batch_size=args.batch_size,
+                    on_batch=progress.update,
+                )
                 progress.close()
         finally:
             await close_store(store)
-        print(f"warm-cache: {report.users} users in {report.batches} batches, {report.elapsed_s:.1f}s "
-              f"({report.rate:,.0f} users/s)")
+        print(
+            f"warm-cache: {report.users} users in {report.batches} batches, {report.elapsed_s:.1f}s "
+            f"({report.rate:,.0f} users/s)"
+        )
         return 0
 
     return _run(settings, work)
@@ -347,9 +396,18 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.services.ops import maintenance
 
     names = maintenance.JOBS if args.job == "all" else (args.job,)
-    options = {name: value for name in ("audit_days", "login_attempt_days", "rate_limit_log_days", "mail_days",
-                                        "account_token_days", "batch_size")
-               if (value := getattr(args, name, None)) is not None}
+    options = {
+        name: value
+        for name in (
+            "audit_days",
+            "login_attempt_days",
+            "rate_limit_log_days",
+            "mail_days",
+            "account_token_days",
+            "batch_size",
+        )
+        if (value := getattr(args, name, None)) is not None
+    }
 
     def on_batch(job: str) -> OnBatch:
         return lambda rows, total: print(f"{job}: batch of {rows}, {total} so far", flush=True)

@@ -40,7 +40,13 @@ class Collaborators:
 def build_collaborators(settings: Settings) -> Collaborators:
     """Every collaborator as the settings configure it (no I/O)."""
     db = Database(settings)
-    return Collaborators(settings=settings, db=db, store=open_configured_store(settings), codec=build_codec(settings),
-                         catalog=CatalogHolder(db), clock=Clock(),
-                         secret_box=build_secret_box(settings),
-                         outbox=Outbox(settings=settings, transport=build_transport(settings), db=db))
+    return Collaborators(
+        settings=settings,
+        db=db,
+        store=open_configured_store(settings),
+        codec=build_codec(settings),
+        catalog=CatalogHolder(db),
+        clock=Clock(),
+        secret_box=build_secret_box(settings),
+        outbox=Outbox(settings=settings, transport=build_transport(settings), db=db),
+    )

@@ -52,8 +52,13 @@ class DatabaseURL:
 
     def connect_kwargs(self, *, database: str | None = None) -> dict[str, Any]:
         """Keyword arguments for asyncpg.connect / create_pool (and Tortoise's credentials)."""
-        kwargs: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user,
-                                  "password": self.password, "database": database or self.database}
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": database or self.database,
+        }
         tls = self.ssl()
         if tls is not None:
             kwargs["ssl"] = tls
@@ -108,12 +113,16 @@ def parse_database_url(url: str) -> DatabaseURL:
         if not os.path.isfile(query[name]):
             raise ValueError(f"{name} file {query[name]!r} does not exist")
     return DatabaseURL(
-        host=_host(parts.netloc) or "127.0.0.1", port=port,
+        host=_host(parts.netloc) or "127.0.0.1",
+        port=port,
         user=unquote(parts.username) if parts.username else "postgres",
         password=unquote(parts.password) if parts.password else None,
         database=unquote(parts.path.lstrip("/")) or "manas360",
-        sslmode=sslmode, sslrootcert=query.get("sslrootcert"), sslcert=query.get("sslcert"),
-        sslkey=query.get("sslkey"))
+        sslmode=sslmode,
+        sslrootcert=query.get("sslrootcert"),
+        sslcert=query.get("sslcert"),
+        sslkey=query.get("sslkey"),
+    )
 
 
 def _host(netloc: str) -> str:
@@ -121,7 +130,7 @@ def _host(netloc: str) -> str:
     # socket directory (postgres://user@%2Frun%2FPG/db).
     hostport = netloc.rpartition("@")[2]
     if hostport.startswith("["):
-        return hostport[1:hostport.find("]")]
+        return hostport[1 : hostport.find("]")]
     return unquote(hostport.partition(":")[0])
 
 

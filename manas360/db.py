@@ -105,8 +105,9 @@ class Database:
 
         token = _current_context.set(self._ctx)  # init itself looks the context up
         try:
-            await self._ctx.init(config=tortoise_config(self._settings, pool_min=self._pool_min,
-                                                        pool_max=self._pool_max))
+            await self._ctx.init(
+                config=tortoise_config(self._settings, pool_min=self._pool_min, pool_max=self._pool_max)
+            )
         finally:
             _current_context.reset(token)
 
@@ -142,8 +143,13 @@ class Database:
             return {"size": 0, "idle": 0, "max": 0}
         queue = getattr(pool, "_queue", None)  # asyncpg exposes no public waiter count
         waiting = len(getattr(queue, "_getters", ()) or ())
-        return {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size(),
-                "in_use": pool.get_size() - pool.get_idle_size(), "waiting": waiting}
+        return {
+            "size": pool.get_size(),
+            "idle": pool.get_idle_size(),
+            "max": pool.get_max_size(),
+            "in_use": pool.get_size() - pool.get_idle_size(),
+            "waiting": waiting,
+        }
 
 
 @asynccontextmanager
@@ -161,12 +167,18 @@ def database_name(settings: Settings) -> str:
     return settings.database.database
 
 
-async def connect(settings: Settings, *, database: str | None = None, timeout: float = CONNECT_TIMEOUT_S,
-                  server_settings: dict[str, str] | None = None) -> asyncpg.Connection:
+async def connect(
+    settings: Settings,
+    *,
+    database: str | None = None,
+    timeout: float = CONNECT_TIMEOUT_S,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Connection:
     """One asyncpg connection as DATABASE_URL says (TLS, decoded credentials), to the
     configured database or to `database`."""
-    return await asyncpg.connect(**settings.database.connect_kwargs(database=database), timeout=timeout,
-                                 server_settings=server_settings)
+    return await asyncpg.connect(
+        **settings.database.connect_kwargs(database=database), timeout=timeout, server_settings=server_settings
+    )
 
 
 async def create_database_if_missing(settings: Settings) -> bool:
@@ -195,15 +207,19 @@ class DatabaseNotReady(Exception):
 def migration_files() -> list[str]:
     """The migration files this code ships, in order, named as aerich records them (aerich's
     own rule: `<number>_<name>.py` under the app's folder)."""
-    modules = [module.name for module in pkgutil.iter_modules([str(MIGRATIONS_DIR / MODELS_APP)])
-               if "_" in module.name and module.name.split("_")[0].isdigit()]
+    modules = [
+        module.name
+        for module in pkgutil.iter_modules([str(MIGRATIONS_DIR / MODELS_APP)])
+        if "_" in module.name and module.name.split("_")[0].isdigit()
+    ]
     return [f"{name}.py" for name in sorted(modules, key=lambda name: int(name.split("_")[0]))]
 
 
 def missing_database_message(settings: Settings) -> str:
     db = settings.database
-    return (f"database {db.database!r} does not exist on PostgreSQL at {db.host}:{db.port} "
-            "(`manas360 migrate` creates it)")
+    return (
+        f"database {db.database!r} does not exist on PostgreSQL at {db.host}:{db.port} (`manas360 migrate` creates it)"
+    )
 
 
 def not_migrated_message(settings: Settings, detail: str) -> str:
@@ -227,8 +243,11 @@ async def check_schema(settings: Settings) -> None:
         raise DatabaseNotReady(not_migrated_message(settings, "no migration applied"))
     pending = [name for name in migration_files() if name not in applied]
     if pending:
-        raise DatabaseNotReady(not_migrated_message(
-            settings, f"{len(pending)} migration(s) pending, first {pending[0].removesuffix('.py')}"))
+        raise DatabaseNotReady(
+            not_migrated_message(
+                settings, f"{len(pending)} migration(s) pending, first {pending[0].removesuffix('.py')}"
+            )
+        )
 
 
 def schema_problem(exc: BaseException, settings: Settings) -> str | None:

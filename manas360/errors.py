@@ -94,8 +94,11 @@ class ReauthenticationRequired(AppError):
     """A sensitive change needs a credential presented within `max_age` seconds, at
     `required_aal` (POST /auth/reauthenticate gives the session a fresh one)."""
 
-    status, code, message = 403, "ReauthenticationRequired", (
-        "Confirm it is you: POST /auth/reauthenticate, then try again")
+    status, code, message = (
+        403,
+        "ReauthenticationRequired",
+        ("Confirm it is you: POST /auth/reauthenticate, then try again"),
+    )
 
     def __init__(self, *, max_age: int, required_aal: int, message: str | None = None) -> None:
         super().__init__(message, max_age=max_age, required_aal=required_aal)

@@ -20,12 +20,28 @@ from manas360.settings import Settings
 if TYPE_CHECKING:  # loguru's types exist in its stub only
     from loguru import Message, Record
 
-_STD_LEVELS = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "SUCCESS": 25,
-               "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+_STD_LEVELS = {
+    "TRACE": 5,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "SUCCESS": 25,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
-_STD_LOGGERS = ("sanic.root", "sanic.error", "sanic.server", "sanic.access", "sanic.websockets",
-                "tortoise", "tortoise.db_client", "aerich", "asyncio")
+_STD_LOGGERS = (
+    "sanic.root",
+    "sanic.error",
+    "sanic.server",
+    "sanic.access",
+    "sanic.websockets",
+    "tortoise",
+    "tortoise.db_client",
+    "aerich",
+    "asyncio",
+)
 
 
 class _InterceptHandler(logging.Handler):
@@ -38,8 +54,9 @@ class _InterceptHandler(logging.Handler):
             level = record.levelno
         message = record.getMessage()
         if not message and record.name == "sanic.access":
-            message = "{} {} {}".format(getattr(record, "request", ""), getattr(record, "status", ""),
-                                        getattr(record, "byte", ""))
+            message = "{} {} {}".format(
+                getattr(record, "request", ""), getattr(record, "status", ""), getattr(record, "byte", "")
+            )
         logger.opt(depth=6, exception=record.exc_info).bind(logger_name=record.name).log(level, message)
 
 

@@ -31,42 +31,61 @@ from manas360.metrics_dir import MULTIPROC_ENV
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 PUBLISH_INTERVAL_S = 1.0
 
-HTTP_REQUESTS = Counter("manas360_http_requests_total", "HTTP requests answered",
-                        ["route", "method", "status"])
-HTTP_LATENCY = Histogram("manas360_http_request_duration_seconds", "Time from request to response",
-                         ["route", "method"], buckets=LATENCY_BUCKETS)
+HTTP_REQUESTS = Counter("manas360_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "manas360_http_request_duration_seconds",
+    "Time from request to response",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
 LOGINS = Counter("manas360_logins_total", "Login attempts by outcome", ["outcome"])
 LOCKOUTS = Counter("manas360_lockouts_total", "Accounts (or unknown emails) locked after repeated failures")
 REFRESH_REUSE = Counter("manas360_refresh_reuse_detected_total", "Rotated refresh tokens presented again")
 MFA_FAILURES = Counter("manas360_mfa_failures_total", "Second-factor checks refused, by reason", ["reason"])
 RATE_LIMIT_BLOCKS = Counter("manas360_rate_limit_blocks_total", "Requests refused by a rate limit", ["policy"])
-RATE_LIMIT_FAIL_OPEN = Counter("manas360_rate_limit_fail_open_total",
-                               "Public requests let through because Redis failed during the limit check")
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "manas360_rate_limit_fail_open_total", "Public requests let through because Redis failed during the limit check"
+)
 ENTITLEMENT_CACHE = Counter("manas360_entitlement_cache_total", "User-context lookups in Redis", ["result"])
-TOKEN_CACHE = Counter("manas360_token_cache_total",
-                      "Access-token verifications by whether the verified-token cache answered (hit) or "
-                      "PyJWT ran (miss); hit rate = rate(hit) / rate(all)", ["result"])
-TOKEN_CACHE_ENTRIES = Gauge("manas360_token_cache_entries", "Verified tokens cached, summed over workers",
-                            multiprocess_mode="livesum")
+TOKEN_CACHE = Counter(
+    "manas360_token_cache_total",
+    "Access-token verifications by whether the verified-token cache answered (hit) or "
+    "PyJWT ran (miss); hit rate = rate(hit) / rate(all)",
+    ["result"],
+)
+TOKEN_CACHE_ENTRIES = Gauge(
+    "manas360_token_cache_entries", "Verified tokens cached, summed over workers", multiprocess_mode="livesum"
+)
 MAILS_SENT = Counter("manas360_mails_sent_total", "Mails delivered to the SMTP server", ["kind"])
 MAIL_FAILURES = Counter("manas360_mail_failures_total", "Failed mail delivery attempts (each is retried)", ["kind"])
-MAILS_DISCARDED = Counter("manas360_mails_discarded_total",
-                          "Mails not sent because the link they carry was used, voided or expired first", ["kind"])
-OUTBOX_DEAD = Counter("manas360_outbox_dead_letters_total",
-                      "Outbox rows given up after OUTBOX_MAX_AGE_S undelivered", ["kind"])
-OUTBOX_ROWS = Gauge("manas360_outbox_rows", "Outbox rows waiting (pending) or given up (dead), as the senders "
-                    "last counted them", ["state"], multiprocess_mode="livemax")
+MAILS_DISCARDED = Counter(
+    "manas360_mails_discarded_total",
+    "Mails not sent because the link they carry was used, voided or expired first",
+    ["kind"],
+)
+OUTBOX_DEAD = Counter(
+    "manas360_outbox_dead_letters_total", "Outbox rows given up after OUTBOX_MAX_AGE_S undelivered", ["kind"]
+)
+OUTBOX_ROWS = Gauge(
+    "manas360_outbox_rows",
+    "Outbox rows waiting (pending) or given up (dead), as the senders last counted them",
+    ["state"],
+    multiprocess_mode="livemax",
+)
 for _kind in ("password_reset", "email_verification", "security_notice"):  # at 0 from the start, for alerts
     MAILS_SENT.labels(_kind)
     MAIL_FAILURES.labels(_kind)
     OUTBOX_DEAD.labels(_kind)
 STORE_ERRORS = Counter("manas360_store_errors_total", "Requests failed by a backing store", ["store"])
-DB_POOL = Gauge("manas360_db_pool_connections", "PostgreSQL pool connections per state",
-                ["state"], multiprocess_mode="livesum")
-WORKER_MEMORY = Gauge("manas360_worker_memory_bytes", "Resident memory of each worker", ["pid"],
-                      multiprocess_mode="liveall")
-WORKER_MEMORY_LIMIT = Gauge("manas360_worker_memory_limit_bytes", "Memory limit applying to a worker",
-                            multiprocess_mode="liveall")
+DB_POOL = Gauge(
+    "manas360_db_pool_connections", "PostgreSQL pool connections per state", ["state"], multiprocess_mode="livesum"
+)
+WORKER_MEMORY = Gauge(
+    "manas360_worker_memory_bytes", "Resident memory of each worker", ["pid"], multiprocess_mode="liveall"
+)
+WORKER_MEMORY_LIMIT = Gauge(
+    "manas360_worker_memory_limit_bytes", "Memory limit applying to a worker", multiprocess_mode="liveall"
+)
 
 
 class Tally:

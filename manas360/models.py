@@ -39,9 +39,11 @@ class Permission(Model):
 class RolePermission(Model):
     id = fields.IntField(primary_key=True)
     role: fields.ForeignKeyRelation[Role] = fields.ForeignKeyField(
-        "models.Role", related_name="role_permissions", on_delete=fields.CASCADE)
+        "models.Role", related_name="role_permissions", on_delete=fields.CASCADE
+    )
     permission: fields.ForeignKeyRelation[Permission] = fields.ForeignKeyField(
-        "models.Permission", related_name="role_permissions", on_delete=fields.CASCADE)
+        "models.Permission", related_name="role_permissions", on_delete=fields.CASCADE
+    )
 
     class Meta:
         table = "role_permissions"
@@ -71,9 +73,11 @@ class Feature(Model):
 class PlanFeature(Model):
     id = fields.IntField(primary_key=True)
     plan: fields.ForeignKeyRelation[SubscriptionPlan] = fields.ForeignKeyField(
-        "models.SubscriptionPlan", related_name="plan_features", on_delete=fields.CASCADE)
+        "models.SubscriptionPlan", related_name="plan_features", on_delete=fields.CASCADE
+    )
     feature: fields.ForeignKeyRelation[Feature] = fields.ForeignKeyField(
-        "models.Feature", related_name="plan_features", on_delete=fields.CASCADE)
+        "models.Feature", related_name="plan_features", on_delete=fields.CASCADE
+    )
 
     class Meta:
         table = "plan_features"
@@ -87,7 +91,8 @@ class UserAccount(Model):
     password_hash = fields.CharField(max_length=128)
     display_name = fields.CharField(max_length=100, default="")
     role: fields.ForeignKeyRelation[Role] = fields.ForeignKeyField(
-        "models.Role", related_name="users", on_delete=fields.RESTRICT)
+        "models.Role", related_name="users", on_delete=fields.RESTRICT
+    )
     status = fields.CharField(max_length=16, default=ACCOUNT_ACTIVE)  # one of ACCOUNT_STATUSES
     # Set when the owner proved the address (the verification mail's link).
     email_verified_at = fields.DatetimeField(null=True)
@@ -108,9 +113,11 @@ class UserAccount(Model):
 class UserSubscription(Model):
     id = fields.UUIDField(primary_key=True)
     user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
-        "models.UserAccount", related_name="subscriptions", on_delete=fields.CASCADE)
+        "models.UserAccount", related_name="subscriptions", on_delete=fields.CASCADE
+    )
     plan: fields.ForeignKeyRelation[SubscriptionPlan] = fields.ForeignKeyField(
-        "models.SubscriptionPlan", related_name="subscriptions", on_delete=fields.RESTRICT)
+        "models.SubscriptionPlan", related_name="subscriptions", on_delete=fields.RESTRICT
+    )
     status = fields.CharField(max_length=16, default="active")  # active | cancelled | expired
     starts_at = fields.DatetimeField()
     ends_at = fields.DatetimeField(null=True)
@@ -123,7 +130,8 @@ class UserSubscription(Model):
 class Session(Model):
     id = fields.UUIDField(primary_key=True)
     user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
-        "models.UserAccount", related_name="sessions", on_delete=fields.CASCADE)
+        "models.UserAccount", related_name="sessions", on_delete=fields.CASCADE
+    )
     ip = fields.CharField(max_length=64, default="")
     user_agent = fields.CharField(max_length=512, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -141,12 +149,15 @@ class Token(Model):
 
     id = fields.UUIDField(primary_key=True)
     session: fields.ForeignKeyRelation[Session] = fields.ForeignKeyField(
-        "models.Session", related_name="tokens", on_delete=fields.CASCADE)
+        "models.Session", related_name="tokens", on_delete=fields.CASCADE
+    )
     user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
-        "models.UserAccount", related_name="tokens", on_delete=fields.CASCADE)
+        "models.UserAccount", related_name="tokens", on_delete=fields.CASCADE
+    )
     token_hash = fields.CharField(max_length=64, unique=True)
     parent: fields.ForeignKeyNullableRelation[Token] = fields.ForeignKeyField(
-        "models.Token", related_name="children", null=True, on_delete=fields.SET_NULL)
+        "models.Token", related_name="children", null=True, on_delete=fields.SET_NULL
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
     rotated_at = fields.DatetimeField(null=True)
@@ -159,7 +170,8 @@ class Token(Model):
 class RevokedAccessToken(Model):
     jti = fields.UUIDField(primary_key=True)
     user: fields.ForeignKeyRelation[UserAccount] = fields.ForeignKeyField(
-        "models.UserAccount", related_name="revoked_access_tokens", on_delete=fields.CASCADE)
+        "models.UserAccount", related_name="revoked_access_tokens", on_delete=fields.CASCADE
+    )
     session_id = fields.UUIDField(null=True)
     reason = fields.CharField(max_length=32, default="")
     revoked_at = fields.DatetimeField(auto_now_add=True)
@@ -173,8 +185,8 @@ class LoginAttempt(Model):
     id = fields.BigIntField(primary_key=True)
     email = fields.CharField(max_length=320)
     user: fields.ForeignKeyNullableRelation[UserAccount] = fields.ForeignKeyField(
-        "models.UserAccount", related_name="login_attempts", null=True,
-        on_delete=fields.SET_NULL)
+        "models.UserAccount", related_name="login_attempts", null=True, on_delete=fields.SET_NULL
+    )
     success = fields.BooleanField()
     reason = fields.CharField(max_length=32, default="")
     ip = fields.CharField(max_length=64, default="")

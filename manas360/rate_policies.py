@@ -23,7 +23,6 @@ _POLICY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _ROUTE_SPEC = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[^\s]*)$")
 
 
-
 @dataclass(frozen=True, slots=True)
 class RatePolicy:
     """A sliding-window limit: `limit` requests per `window_s` seconds.
@@ -46,8 +45,9 @@ def shipped_rate_table() -> dict[str, Any]:
     return tomllib.loads(resources.files("manas360.config").joinpath("ratelimits.toml").read_text(encoding="utf-8"))
 
 
-def read_rate_table(*, path: str, override: Callable[[str], str],
-                    taken: Callable[[str], bool]) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
+def read_rate_table(
+    *, path: str, override: Callable[[str], str], taken: Callable[[str], bool]
+) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
     """The policy table at `path` (the shipped one when empty), each policy's limit/window
     replaced by `override(name)` when that is not empty ("<requests>/<window seconds>");
     `taken(name)` says a name is not available to a policy. RateTableError on anything wrong."""
@@ -63,18 +63,24 @@ def read_rate_table(*, path: str, override: Callable[[str], str],
     unknown = set(table) - {"exempt", "policies"}
     _require(not unknown, f"{where}: unknown keys {', '.join(sorted(unknown))}")
     exempt = table.get("exempt", [])
-    _require(isinstance(exempt, list) and all(isinstance(p, str) and p.startswith("/") for p in exempt),
-             f"{where}: exempt must be a list of paths starting with '/'")
+    _require(
+        isinstance(exempt, list) and all(isinstance(p, str) and p.startswith("/") for p in exempt),
+        f"{where}: exempt must be a list of paths starting with '/'",
+    )
     entries = table.get("policies", {})
-    _require(isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()),
-             f"{where}: policies must be tables ([policies.<name>])")
+    _require(
+        isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()),
+        f"{where}: policies must be tables ([policies.<name>])",
+    )
     missing = [name for name in REQUIRED_POLICIES if name not in entries]
     _require(not missing, f"{where}: missing policies {', '.join(missing)}")
     policies = {}
     for name, entry in entries.items():
         # RATE_LIMIT_IPV6_PREFIX is a setting, not the override of a policy "ipv6_prefix".
-        _require(name in REQUIRED_POLICIES or not taken(name),
-                 f"{where}: policy name {name!r} is taken (RATE_LIMIT_{name.upper()} is a setting)")
+        _require(
+            name in REQUIRED_POLICIES or not taken(name),
+            f"{where}: policy name {name!r} is taken (RATE_LIMIT_{name.upper()} is a setting)",
+        )
         policies[name] = _parse_policy(name, entry, override=override(name), where=where)
     return policies, tuple(p.rstrip("/") or "/" for p in exempt)
 
@@ -97,16 +103,20 @@ def _parse_policy(name: str, entry: dict[str, Any], *, override: str, where: str
     key, applies = entry.get("key", "ip"), entry.get("applies", "routes")
     _require(key in RATE_KEYS, f"{context}: key must be one of {', '.join(RATE_KEYS)}")
     _require(applies in RATE_SCOPES, f"{context}: applies must be one of {', '.join(RATE_SCOPES)}")
-    _require((key == "user") == (applies == "authenticated"),
-             f"{context}: key 'user' goes with applies 'authenticated', and only with it")
-    _require(not (applies == "every-request" and key == "ip+route"),
-             f"{context}: an every-request policy is keyed by ip")
+    _require(
+        (key == "user") == (applies == "authenticated"),
+        f"{context}: key 'user' goes with applies 'authenticated', and only with it",
+    )
+    _require(
+        not (applies == "every-request" and key == "ip+route"), f"{context}: an every-request policy is keyed by ip"
+    )
     routes = _parse_routes(context, entry.get("routes", []))
     _require(not routes or applies == "routes", f"{context}: routes are listed only when applies = 'routes'")
     fail_open = entry.get("fail_open", key != "user")
     _require(isinstance(fail_open, bool), f"{context}: fail_open must be true or false")
-    return RatePolicy(name=name, limit=limit, window_s=window_s, key=key, applies=applies,
-                      routes=routes, fail_open=fail_open)
+    return RatePolicy(
+        name=name, limit=limit, window_s=window_s, key=key, applies=applies, routes=routes, fail_open=fail_open
+    )
 
 
 def _parse_override(env_name: str, value: str) -> tuple[int, int]:
@@ -115,8 +125,10 @@ def _parse_override(env_name: str, value: str) -> tuple[int, int]:
         limit, window_s = int(count), int(window)
     except ValueError:
         raise RateTableError(f"{env_name}={value!r} must be '<requests>/<window seconds>'") from None
-    _require(bool(sep) and limit >= 1 and window_s >= 1,
-             f"{env_name}={value!r} must be '<requests>/<window seconds>', both positive")
+    _require(
+        bool(sep) and limit >= 1 and window_s >= 1,
+        f"{env_name}={value!r} must be '<requests>/<window seconds>', both positive",
+    )
     return limit, window_s
 
 

@@ -76,8 +76,14 @@ async def _preflight(settings: Settings) -> list[str]:
     return problems
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None,
-          factory: Callable[[], App] = create_app_from_environment) -> int:
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    factory: Callable[[], App] = create_app_from_environment,
+) -> int:
     """Serve until SIGTERM/SIGINT. `factory` builds the app in each worker (module level)."""
     early_stop.record_early_stops()  # a stop before Sanic takes the signals ends start-up cleanly
     host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
@@ -188,7 +194,8 @@ class GracefulStop:
         sockets = [info.settings["sock"] for info in app.state.server_info if info.settings.get("sock")]
         # What signal.getsignal answers: a callable, SIG_DFL or SIG_IGN, or None (set outside Python).
         sanic_handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {
-            signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+            signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)
+        }
 
         def handle(signum: int, frame: FrameType | None) -> None:
             # Signal context: no logging here (the logger's lock may be held by this thread).

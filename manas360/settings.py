@@ -52,8 +52,14 @@ from manas360.smtp import SmtpConfig, parse_smtp_url
 from manas360.store.url import RedisConfig, parse_redis_url
 
 ENVIRONMENTS = ("development", "test", "production")
-SECRET_FIELDS = ("jwt_secret", "jwt_previous_keys", "superadmin_password", "metrics_token", "mfa_encryption_key",
-                 "mfa_encryption_previous_keys")
+SECRET_FIELDS = (
+    "jwt_secret",
+    "jwt_previous_keys",
+    "superadmin_password",
+    "metrics_token",
+    "mfa_encryption_key",
+    "mfa_encryption_previous_keys",
+)
 
 
 def _blank_is_false(value: Any) -> Any:
@@ -62,8 +68,9 @@ def _blank_is_false(value: Any) -> Any:
 
 
 Flag = Annotated[bool, BeforeValidator(_blank_is_false)]
-CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(lambda value: split_csv(value)
-                                                                  if isinstance(value, str) else value)]
+CommaList = Annotated[
+    tuple[str, ...], NoDecode, BeforeValidator(lambda value: split_csv(value) if isinstance(value, str) else value)
+]
 """A comma-separated list in the environment, a tuple of its non-empty trimmed entries here."""
 
 
@@ -95,8 +102,9 @@ class _EnvironSource(EnvSettingsSource):
 def _setting(default: Any, *, description: str, shown: str | None = None, **constraints: Any) -> Any:
     """A field with its README description; `shown`: the default column when the value says too
     little; `constraints`: pydantic's bounds (ge, le, gt, min_length), refused in one line."""
-    return Field(default, description=description, json_schema_extra={"shown_default": shown} if shown else None,
-                 **constraints)
+    return Field(
+        default, description=description, json_schema_extra={"shown_default": shown} if shown else None, **constraints
+    )
 
 
 DEFAULT_TOKEN_CACHE_SIZE = 100_000
@@ -113,172 +121,320 @@ class Settings(BaseSettings):
     """Every setting of the service; each one is overridden by the environment variable of the
     same name in upper case (`port` <- PORT)."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, env_prefix="", frozen=True, extra="forbid",
-                                      str_strip_whitespace=True)
+    model_config = SettingsConfigDict(
+        case_sensitive=False, env_prefix="", frozen=True, extra="forbid", str_strip_whitespace=True
+    )
 
-    env: Literal["development", "test", "production"] = _setting("development", description=(
-        "`development`, `test` or `production` (production refuses unsafe settings, listed in "
-        "[`docs/operations.md`](docs/operations.md#production-checklist); logs are JSON)"))
+    env: Literal["development", "test", "production"] = _setting(
+        "development",
+        description=(
+            "`development`, `test` or `production` (production refuses unsafe settings, listed in "
+            "[`docs/operations.md`](docs/operations.md#production-checklist); logs are JSON)"
+        ),
+    )
     host: str = _setting("127.0.0.1", description="address the Sanic worker processes listen on")
     port: int = _setting(8000, ge=1, le=65535, description="port they listen on")
     workers: int = _setting(2, ge=1, le=256, description="how many Sanic worker processes serve")
 
-    database_url: str = _setting("postgres://root@127.0.0.1:5432/manas360", description=(
-        "PostgreSQL; user and password may be percent-encoded; TLS parameters in the query (below)"))
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", description=(
-        "Redis: `redis://`, `rediss://` (TLS), `unix://`, or a cluster (below)"))
-    redis_cluster: Flag = _setting(False, description=(
-        "`1` forces cluster mode for a single seed node URL ([`docs/cluster.md`](docs/cluster.md))"))
-    redis_prefix: str = _setting("m360:", min_length=1, description=(
-        "prefix of every Redis key (several deployments can share one Redis)"))
-    redis_socket_timeout_s: float = _setting(1.0, description=(
-        "a Redis that does not answer within this many seconds fails the request fast (503), one retry"))
+    database_url: str = _setting(
+        "postgres://root@127.0.0.1:5432/manas360",
+        description=("PostgreSQL; user and password may be percent-encoded; TLS parameters in the query (below)"),
+    )
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0",
+        description=("Redis: `redis://`, `rediss://` (TLS), `unix://`, or a cluster (below)"),
+    )
+    redis_cluster: Flag = _setting(
+        False, description=("`1` forces cluster mode for a single seed node URL ([`docs/cluster.md`](docs/cluster.md))")
+    )
+    redis_prefix: str = _setting(
+        "m360:", min_length=1, description=("prefix of every Redis key (several deployments can share one Redis)")
+    )
+    redis_socket_timeout_s: float = _setting(
+        1.0,
+        description=("a Redis that does not answer within this many seconds fails the request fast (503), one retry"),
+    )
     redis_connect_timeout_s: float = _setting(1.0, description="the same for opening a Redis connection")
-    redis_max_connections: int = _setting(256, description=(
-        "per worker, for the connections off the hot path (fills, warm-up, pub/sub, health); "
-        "more queue, up to the socket timeout"))
-    allow_insecure_transport: Flag = _setting(False, description=(
-        "`1`: production accepts a `DATABASE_URL` without `sslmode=require` (or `verify-ca`, `verify-full`) "
-        "and a `REDIS_URL` without `rediss://` to a host that is not loopback or a unix socket (a network you "
-        "trust to carry passwords, tokens and personal data in clear); refused otherwise"))
+    redis_max_connections: int = _setting(
+        256,
+        description=(
+            "per worker, for the connections off the hot path (fills, warm-up, pub/sub, health); "
+            "more queue, up to the socket timeout"
+        ),
+    )
+    allow_insecure_transport: Flag = _setting(
+        False,
+        description=(
+            "`1`: production accepts a `DATABASE_URL` without `sslmode=require` (or `verify-ca`, `verify-full`) "
+            "and a `REDIS_URL` without `rediss://` to a host that is not loopback or a unix socket (a network you "
+            "trust to carry passwords, tokens and personal data in clear); refused otherwise"
+        ),
+    )
 
-    jwt_secret: SecretStr = _setting(SecretStr(""), shown="random per start outside production", description=(
-        f"current signing key (HS256, pinned), at least {MIN_SECRET_BYTES} bytes"))
+    jwt_secret: SecretStr = _setting(
+        SecretStr(""),
+        shown="random per start outside production",
+        description=(f"current signing key (HS256, pinned), at least {MIN_SECRET_BYTES} bytes"),
+    )
     jwt_key_id: str = _setting("k1", description="`kid` of the current signing key")
-    jwt_previous_keys: SecretStr = _setting(SecretStr(""), description=(
-        "`kid:secret,...` still accepted for verification (key rotation without logging anyone out); "
-        f"each secret at least {MIN_SECRET_BYTES} bytes"))
+    jwt_previous_keys: SecretStr = _setting(
+        SecretStr(""),
+        description=(
+            "`kid:secret,...` still accepted for verification (key rotation without logging anyone out); "
+            f"each secret at least {MIN_SECRET_BYTES} bytes"
+        ),
+    )
     jwt_issuer: str = _setting("manas360", description="`iss` of access tokens")
     jwt_audience: str = _setting("manas360-api", description="`aud` of access tokens")
     jwt_access_ttl: int = _setting(900, ge=1, description="access token lifetime, seconds")
     jwt_refresh_ttl: int = _setting(604800, ge=1, description="refresh token lifetime, seconds")
-    token_cache_size: int = _setting(DEFAULT_TOKEN_CACHE_SIZE, ge=1, le=10_000_000, description=(
-        "verified access tokens each worker keeps (LRU, ~610 bytes each: ~58 MiB per worker when full); "
-        "a hit skips the signature check, never revocation or expiry. Size it to the distinct tokens "
-        "in use within one access-token lifetime. (Each worker also keeps up to 10,000 packed per-request "
-        "Redis commands, ~10 MiB, one per token and client: not a setting.)"))
+    token_cache_size: int = _setting(
+        DEFAULT_TOKEN_CACHE_SIZE,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "verified access tokens each worker keeps (LRU, ~610 bytes each: ~58 MiB per worker when full); "
+            "a hit skips the signature check, never revocation or expiry. Size it to the distinct tokens "
+            "in use within one access-token lifetime. (Each worker also keeps up to 10,000 packed per-request "
+            "Redis commands, ~10 MiB, one per token and client: not a setting.)"
+        ),
+    )
 
-    bcrypt_cost: int = _setting(12, ge=4, le=31, description=(
-        "hashes with another cost are upgraded at the next successful login"))
-    refresh_reuse_grace_s: int = _setting(10, ge=0, description=(
-        "grace for a racing second use of the immediate parent refresh token; `0` disables"))
+    bcrypt_cost: int = _setting(
+        12, ge=4, le=31, description=("hashes with another cost are upgraded at the next successful login")
+    )
+    refresh_reuse_grace_s: int = _setting(
+        10, ge=0, description=("grace for a racing second use of the immediate parent refresh token; `0` disables")
+    )
     max_body_bytes: int = _setting(65536, ge=1024, le=64 * 1024 * 1024, description="larger bodies are 413")
     hsts: Flag = _setting(False, description="`1` adds `Strict-Transport-Security` (behind TLS)")
 
     lockout_threshold: int = _setting(5, ge=1, description="failed logins per account and window before a lock")
     lockout_window_s: int = _setting(900, ge=1, description="the window failed logins are counted in, seconds")
     lockout_duration_s: int = _setting(900, ge=1, description="length of a lock, seconds")
-    lockout_account_threshold: int = _setting(50, le=1_000_000, description=(
-        "failures from all sources within the window that lock the account everywhere, except from a source "
-        "with a recent login of it (`LOCKOUT_THRESHOLD` counts per account and source)"))
-    lockout_known_source_s: int = _setting(2592000, ge=0, description=(
-        "a source (IPv4 address or IPv6 /64) that completed a login this recently keeps only its own limit "
-        "under an account-wide lock, seconds"))
+    lockout_account_threshold: int = _setting(
+        50,
+        le=1_000_000,
+        description=(
+            "failures from all sources within the window that lock the account everywhere, except from a source "
+            "with a recent login of it (`LOCKOUT_THRESHOLD` counts per account and source)"
+        ),
+    )
+    lockout_known_source_s: int = _setting(
+        2592000,
+        ge=0,
+        description=(
+            "a source (IPv4 address or IPv6 /64) that completed a login this recently keeps only its own limit "
+            "under an account-wide lock, seconds"
+        ),
+    )
 
-    reauth_max_age_s: int = _setting(300, ge=1, description=(
-        "step-up: sensitive changes need a credential presented this recently (`auth_time`), seconds"))
-    aal2_max_age_s: int = _setting(43200, ge=0, description=(
-        "how long refreshes keep a session's `aal` 2 after its second factor, seconds; then `aal` 1"))
-    session_max_age_s: int = _setting(2592000, ge=60, description=(
-        "a session ends this long after its login whatever the refreshes, seconds"))
-    admin_require_mfa: OptionalFlag = _setting(None, shown="on in production, off otherwise", description=(
-        "admin routes need `aal` 2 (a second factor in this session), and admin writes a fresh `auth_time`"))
+    reauth_max_age_s: int = _setting(
+        300,
+        ge=1,
+        description=("step-up: sensitive changes need a credential presented this recently (`auth_time`), seconds"),
+    )
+    aal2_max_age_s: int = _setting(
+        43200,
+        ge=0,
+        description=("how long refreshes keep a session's `aal` 2 after its second factor, seconds; then `aal` 1"),
+    )
+    session_max_age_s: int = _setting(
+        2592000, ge=60, description=("a session ends this long after its login whatever the refreshes, seconds")
+    )
+    admin_require_mfa: OptionalFlag = _setting(
+        None,
+        shown="on in production, off otherwise",
+        description=(
+            "admin routes need `aal` 2 (a second factor in this session), and admin writes a fresh `auth_time`"
+        ),
+    )
 
-    mfa_encryption_key: SecretStr = _setting(SecretStr(""), shown="derived from `JWT_SECRET`", description=(
-        "the data key: seals TOTP secrets and outbox mails at rest (AES-256-GCM, key through HKDF), at least "
-        f"{MIN_SECRET_BYTES} bytes, required in production; keys derived from `JWT_SECRET` and `JWT_PREVIOUS_KEYS` "
-        "still open what was sealed before it was set, so a JWT key rotation loses nothing "
-        "([`docs/auth.md`](docs/auth.md), multi-factor)"))
-    mfa_encryption_previous_keys: SecretStr = _setting(SecretStr(""), description=(
-        "`kid:key,...`: earlier data keys, which only open (rotation: move the old key here, set a new "
-        f"`MFA_ENCRYPTION_KEY`); each key at least {MIN_SECRET_BYTES} bytes"))
+    mfa_encryption_key: SecretStr = _setting(
+        SecretStr(""),
+        shown="derived from `JWT_SECRET`",
+        description=(
+            "the data key: seals TOTP secrets and outbox mails at rest (AES-256-GCM, key through HKDF), at least "
+            f"{MIN_SECRET_BYTES} bytes, required in production; keys derived from `JWT_SECRET` and `JWT_PREVIOUS_KEYS` "
+            "still open what was sealed before it was set, so a JWT key rotation loses nothing "
+            "([`docs/auth.md`](docs/auth.md), multi-factor)"
+        ),
+    )
+    mfa_encryption_previous_keys: SecretStr = _setting(
+        SecretStr(""),
+        description=(
+            "`kid:key,...`: earlier data keys, which only open (rotation: move the old key here, set a new "
+            f"`MFA_ENCRYPTION_KEY`); each key at least {MIN_SECRET_BYTES} bytes"
+        ),
+    )
 
     # Empty: the limit and window of the policy table (the README shows those).
-    rate_limit_global: str = _setting("", description=(
-        "`<requests>/<window seconds>` of the `global` policy; empty: the policy table's"))
-    rate_limit_auth: str = _setting("", description=(
-        "`<requests>/<window seconds>` of the `auth` policy; empty: the policy table's"))
-    rate_limit_api: str = _setting("", description=(
-        "`<requests>/<window seconds>` of the `api` policy; empty: the policy table's"))
-    rate_limits_file: str = _setting("", shown="empty (`config/ratelimits.toml`)", description=(
-        "the rate-limit policy table: per policy its key (ip, ip+route, user), the routes it applies to, limit, "
-        "window and fail-open; `RATE_LIMIT_<NAME>` still overrides limit and window ([`docs/edge.md`](docs/edge.md))"))
+    rate_limit_global: str = _setting(
+        "", description=("`<requests>/<window seconds>` of the `global` policy; empty: the policy table's")
+    )
+    rate_limit_auth: str = _setting(
+        "", description=("`<requests>/<window seconds>` of the `auth` policy; empty: the policy table's")
+    )
+    rate_limit_api: str = _setting(
+        "", description=("`<requests>/<window seconds>` of the `api` policy; empty: the policy table's")
+    )
+    rate_limits_file: str = _setting(
+        "",
+        shown="empty (`config/ratelimits.toml`)",
+        description=(
+            "the rate-limit policy table: per policy its key (ip, ip+route, user), the routes it applies to, limit, "
+            "window and fail-open; `RATE_LIMIT_<NAME>` still overrides limit and window "
+            "([`docs/edge.md`](docs/edge.md))"
+        ),
+    )
     # /32 at the shortest: an RIR's smallest allocation to a provider; shorter would give
     # whole providers one budget. 128 counts every IPv6 address on its own.
-    rate_limit_ipv6_prefix: int = _setting(64, ge=32, le=128, description=(
-        "an IPv6 client counts as its network of this many bits (32..128) wherever a limit counts clients by "
-        "address: one subscriber usually holds a whole /64 and could otherwise rotate through it; IPv4 "
-        "addresses (and IPv4-mapped IPv6 ones) count one by one ([`docs/edge.md`](docs/edge.md))"))
+    rate_limit_ipv6_prefix: int = _setting(
+        64,
+        ge=32,
+        le=128,
+        description=(
+            "an IPv6 client counts as its network of this many bits (32..128) wherever a limit counts clients by "
+            "address: one subscriber usually holds a whole /64 and could otherwise rotate through it; IPv4 "
+            "addresses (and IPv4-mapped IPv6 ones) count one by one ([`docs/edge.md`](docs/edge.md))"
+        ),
+    )
 
     allowed_origins: CommaList = _setting((), description="comma-separated CORS origins (`*` is refused in production)")
     trusted_proxies: Networks = _setting((), description="comma-separated CIDRs whose `X-Forwarded-For` is believed")
     # Not even loopback by default: a reverse proxy on the host is loopback.
-    metrics_allowed_cidrs: Networks = _setting((), description=(
-        "networks that may scrape `/metrics` without the token; loopback is not trusted unless listed "
-        "(a reverse proxy on the same host connects from loopback)"))
-    metrics_token: SecretStr = _setting(SecretStr(""), description=(
-        "when set, `Authorization: Bearer <token>` also opens `/metrics`"))
+    metrics_allowed_cidrs: Networks = _setting(
+        (),
+        description=(
+            "networks that may scrape `/metrics` without the token; loopback is not trusted unless listed "
+            "(a reverse proxy on the same host connects from loopback)"
+        ),
+    )
+    metrics_token: SecretStr = _setting(
+        SecretStr(""), description=("when set, `Authorization: Bearer <token>` also opens `/metrics`")
+    )
 
     db_pool_min: int = _setting(2, ge=1, description="PostgreSQL connections each worker keeps open")
     db_pool_max: int = _setting(20, description="PostgreSQL connections each worker opens at most")
     db_statement_timeout: int = _setting(30000, ge=0, description="statement timeout in ms")
     # On at 500 ms: far beyond a healthy statement here (about 1 ms), well under the statement
     # timeout; it costs ~4 us per statement and the gated hot path runs no SQL at all.
-    db_slow_query_ms: int = _setting(500, ge=0, le=3_600_000, description=(
-        "statements slower than this (ms) are logged once as a WARNING with the request id and the "
-        "statement text, never its values; `0` turns it off"))
+    db_slow_query_ms: int = _setting(
+        500,
+        ge=0,
+        le=3_600_000,
+        description=(
+            "statements slower than this (ms) are logged once as a WARNING with the request id and the "
+            "statement text, never its values; `0` turns it off"
+        ),
+    )
 
     request_timeout_s: int = _setting(30, description="seconds a request may take: slow clients cannot hold a worker")
     keep_alive_timeout_s: int = _setting(5, description="seconds an idle keep-alive connection stays open")
     graceful_shutdown_timeout_s: int = _setting(15, description="how long SIGTERM waits for in-flight requests")
 
-    superadmin_email: str = _setting("", shown="unset", description=(
-        "`manas360 seed` creates this superadmin or rotates its password; it never promotes an existing "
-        "account of another role (exit 1, one line) unless run with `--promote-existing-superadmin`, and any "
-        "password or role it changes revokes that account's sessions"))
+    superadmin_email: str = _setting(
+        "",
+        shown="unset",
+        description=(
+            "`manas360 seed` creates this superadmin or rotates its password; it never promotes an existing "
+            "account of another role (exit 1, one line) unless run with `--promote-existing-superadmin`, and any "
+            "password or role it changes revokes that account's sessions"
+        ),
+    )
     superadmin_password: SecretStr = _setting(SecretStr(""), shown="unset", description="that superadmin's password")
 
-    smtp_url: str = _setting("", shown="unset", description=(
-        "mail delivery: `smtp://[user:pass@]host:port` (plain), `smtp+starttls://…` or `smtps://…` (TLS); "
-        "query `ssl_ca_certs=<path>`, `timeout=<s>`. Unset: see `MAIL_BACKEND` (in development, in a terminal, "
-        "mails are printed in full; otherwise they wait in the outbox and `/health` shows mail as "
-        "`unconfigured`); production refuses to start without it"))
+    smtp_url: str = _setting(
+        "",
+        shown="unset",
+        description=(
+            "mail delivery: `smtp://[user:pass@]host:port` (plain), `smtp+starttls://…` or `smtps://…` (TLS); "
+            "query `ssl_ca_certs=<path>`, `timeout=<s>`. Unset: see `MAIL_BACKEND` (in development, in a terminal, "
+            "mails are printed in full; otherwise they wait in the outbox and `/health` shows mail as "
+            "`unconfigured`); production refuses to start without it"
+        ),
+    )
     mail_from: str = _setting("no-reply@localhost", description="`From` of every mail the service sends")
-    public_base_url: str = _setting("http://127.0.0.1:8000", description=(
-        "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password#token=…`, "
-        "`{PUBLIC_BASE_URL}/verify-email#token=…` (the token in the fragment, never sent to a server; http or "
-        "https, https in production)"))
+    public_base_url: str = _setting(
+        "http://127.0.0.1:8000",
+        description=(
+            "where users open the links in mails: `{PUBLIC_BASE_URL}/reset-password#token=…`, "
+            "`{PUBLIC_BASE_URL}/verify-email#token=…` (the token in the fragment, never sent to a server; http or "
+            "https, https in production)"
+        ),
+    )
     password_reset_ttl_s: int = _setting(1800, ge=60, description="how long a password-reset token is valid, seconds")
-    email_verify_ttl_s: int = _setting(86400, ge=60, description=(
-        "how long an email-verification token is valid, seconds"))
-    require_verified_email: Flag = _setting(False, description=(
-        "`1`: no unverified account holds a session: register answers without tokens, a login with the right "
-        "password and a refresh answer 403 `EmailNotVerified`"))
-    mail_per_account_hourly: int = _setting(3, ge=1, description=(
-        "reset mails, and verification mails, per account per hour; beyond, requests still answer 202 and "
-        "nothing is sent"))
-    mail_backend: Literal["auto", "smtp", "console", "none"] = _setting("auto", description=(
-        "`auto`: SMTP when `SMTP_URL` is set, else in development the console backend when the service "
-        "runs in a terminal (mails printed in full, links included), else none (mail waits in the outbox); "
-        "`console` prints mails wherever the log goes (never in production); `none` sends nothing"))
-    mail_send_timeout_s: float = _setting(120.0, gt=0, le=600, description=(
-        "the longest one delivery may take, all SMTP steps together; a sender owns a row for twice this "
-        "(plus 10 s) from the moment it starts delivering it"))
-    outbox_max_age_s: int = _setting(86400, ge=60, description=(
-        "an outbox row (a mail) still undelivered after this many seconds is given up: a dead letter, "
-        "counted in `/health` and `/metrics`"))
-    mail_poll_s: float = _setting(2.0, ge=0.05, le=3600, description=(
-        "how often each worker's mail sender looks for mail to send (new mail and retries that are due)"))
-    mail_retry_max_s: int = _setting(300, ge=1, le=86400, description=(
-        "longest wait between two delivery attempts of one mail while SMTP fails (backoff doubles from 1 s)"))
+    email_verify_ttl_s: int = _setting(
+        86400, ge=60, description=("how long an email-verification token is valid, seconds")
+    )
+    require_verified_email: Flag = _setting(
+        False,
+        description=(
+            "`1`: no unverified account holds a session: register answers without tokens, a login with the right "
+            "password and a refresh answer 403 `EmailNotVerified`"
+        ),
+    )
+    mail_per_account_hourly: int = _setting(
+        3,
+        ge=1,
+        description=(
+            "reset mails, and verification mails, per account per hour; beyond, requests still answer 202 and "
+            "nothing is sent"
+        ),
+    )
+    mail_backend: Literal["auto", "smtp", "console", "none"] = _setting(
+        "auto",
+        description=(
+            "`auto`: SMTP when `SMTP_URL` is set, else in development the console backend when the service "
+            "runs in a terminal (mails printed in full, links included), else none (mail waits in the outbox); "
+            "`console` prints mails wherever the log goes (never in production); `none` sends nothing"
+        ),
+    )
+    mail_send_timeout_s: float = _setting(
+        120.0,
+        gt=0,
+        le=600,
+        description=(
+            "the longest one delivery may take, all SMTP steps together; a sender owns a row for twice this "
+            "(plus 10 s) from the moment it starts delivering it"
+        ),
+    )
+    outbox_max_age_s: int = _setting(
+        86400,
+        ge=60,
+        description=(
+            "an outbox row (a mail) still undelivered after this many seconds is given up: a dead letter, "
+            "counted in `/health` and `/metrics`"
+        ),
+    )
+    mail_poll_s: float = _setting(
+        2.0,
+        ge=0.05,
+        le=3600,
+        description=("how often each worker's mail sender looks for mail to send (new mail and retries that are due)"),
+    )
+    mail_retry_max_s: int = _setting(
+        300,
+        ge=1,
+        le=86400,
+        description=(
+            "longest wait between two delivery attempts of one mail while SMTP fails (backoff doubles from 1 s)"
+        ),
+    )
 
-    log_level: str = _setting("INFO", description=(
-        "`TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR` or `CRITICAL`"))
-    log_json: str = _setting("auto", description=(
-        "`auto`: JSON lines when stderr is not a terminal or in production; `1`/`0` force"))
-    access_log: Flag = _setting(False, description=(
-        "`1`: one INFO line per request (method, route template, status, `duration_ms`, request id, client "
-        "address; never the path, query, headers or body); needs `LOG_LEVEL` `INFO` or lower"))
+    log_level: str = _setting(
+        "INFO", description=("`TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR` or `CRITICAL`")
+    )
+    log_json: str = _setting(
+        "auto", description=("`auto`: JSON lines when stderr is not a terminal or in production; `1`/`0` force")
+    )
+    access_log: Flag = _setting(
+        False,
+        description=(
+            "`1`: one INFO line per request (method, route template, status, `duration_ms`, request id, client "
+            "address; never the path, query, headers or body); needs `LOG_LEVEL` `INFO` or lower"
+        ),
+    )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # The URLs may carry a password: repr/str (and so any log line) show them without it.
@@ -295,11 +451,14 @@ class Settings(BaseSettings):
     _rate_exempt_paths: tuple[str, ...] = PrivateAttr(())
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keyword arguments, then the environment: no .env file, no secrets directory."""
         return init_settings, _EnvironSource(settings_cls)
 
@@ -363,8 +522,11 @@ class Settings(BaseSettings):
         """The data key ring, current first: MFA_ENCRYPTION_KEY (when set), its previous keys,
         then the JWT keys, from which the data key is derived when it is not set (each use
         derives its own key from these through HKDF, manas360.security.secretbox)."""
-        configured = (self.mfa_encryption_key.get_secret_value(), *self._previous_data_keys.values(),
-                      *self._verification_keys.values())
+        configured = (
+            self.mfa_encryption_key.get_secret_value(),
+            *self._previous_data_keys.values(),
+            *self._verification_keys.values(),
+        )
         return tuple(secret for secret in configured if secret)
 
     @property
@@ -451,23 +613,32 @@ _BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_e
 
 def _bounds(field: FieldInfo) -> str:
     """A field's bounds as the refusal states them: `1..65535`, `>= 60`, `> 0 and <= 600`."""
-    limits = {kind: getattr(item, kind) for item in field.metadata for kind in ("ge", "gt", "le")
-              if getattr(item, kind, None) is not None}
+    limits = {
+        kind: getattr(item, kind)
+        for item in field.metadata
+        for kind in ("ge", "gt", "le")
+        if getattr(item, kind, None) is not None
+    }
     if "ge" in limits and "le" in limits:
         return f"{limits['ge']}..{limits['le']}"
-    return " and ".join(f"{sign} {limits[kind]}" for kind, sign in (("ge", ">="), ("gt", ">"), ("le", "<="))
-                        if kind in limits)
+    return " and ".join(
+        f"{sign} {limits[kind]}" for kind, sign in (("ge", ">="), ("gt", ">"), ("le", "<=")) if kind in limits
+    )
 
 
 def _read_rate_table(s: Settings, env_vars: Mapping[str, str]) -> tuple[dict[str, RatePolicy], tuple[str, ...]]:
     """The policy table, each policy's limit/window overridden by RATE_LIMIT_<NAME>."""
 
     def override(name: str) -> str:
-        return str(getattr(s, f"rate_limit_{name}")) if name in REQUIRED_POLICIES else \
-            env_vars.get(f"RATE_LIMIT_{name.upper()}", "")
+        return (
+            str(getattr(s, f"rate_limit_{name}"))
+            if name in REQUIRED_POLICIES
+            else env_vars.get(f"RATE_LIMIT_{name.upper()}", "")
+        )
 
     try:
-        return read_rate_table(path=s.rate_limits_file, override=override,
-                               taken=lambda name: f"rate_limit_{name}" in Settings.model_fields)
+        return read_rate_table(
+            path=s.rate_limits_file, override=override, taken=lambda name: f"rate_limit_{name}" in Settings.model_fields
+        )
     except RateTableError as exc:
         raise SettingsError(str(exc)) from None

@@ -24,38 +24,59 @@ class SettingsError(ValueError):
 
 def check_every_environment(self: Settings) -> None:
     """The rules across fields (each field's own bounds are on the field)."""
-    _require(self.lockout_threshold <= self.lockout_account_threshold,
-             "LOCKOUT_ACCOUNT_THRESHOLD must be at least LOCKOUT_THRESHOLD")
-    _require(self.mail_backend != "console" or not self.is_production,
-             "MAIL_BACKEND=console prints links with live tokens: not in production")
+    _require(
+        self.lockout_threshold <= self.lockout_account_threshold,
+        "LOCKOUT_ACCOUNT_THRESHOLD must be at least LOCKOUT_THRESHOLD",
+    )
+    _require(
+        self.mail_backend != "console" or not self.is_production,
+        "MAIL_BACKEND=console prints links with live tokens: not in production",
+    )
     if self.is_production:
-        _require(self.lockout_account_threshold <= 100,
-                 "LOCKOUT_ACCOUNT_THRESHOLD must be at most 100 in production")
+        _require(self.lockout_account_threshold <= 100, "LOCKOUT_ACCOUNT_THRESHOLD must be at most 100 in production")
         _require(self.reauth_max_age_s <= 900, "REAUTH_MAX_AGE_S must be at most 900 in production")
         _require(self.session_max_age_s <= 90 * 86400, "SESSION_MAX_AGE_S must be at most 90 days in production")
     _require(self.db_pool_min <= self.db_pool_max, "DB_POOL_MIN must be <= DB_POOL_MAX")
     _require(self.log_level.upper() in LOG_LEVELS, f"LOG_LEVEL {self.log_level!r} is not a log level")
-    _require(not self.access_log or self.log_level.upper() in ("TRACE", "DEBUG", "INFO"),
-             "ACCESS_LOG needs LOG_LEVEL INFO (or lower): access lines are INFO")
-    _require(bool(self.jwt_key_id) and ":" not in self.jwt_key_id and "," not in self.jwt_key_id,
-             "JWT_KEY_ID must be non-empty and contain no ':' or ','")
+    _require(
+        not self.access_log or self.log_level.upper() in ("TRACE", "DEBUG", "INFO"),
+        "ACCESS_LOG needs LOG_LEVEL INFO (or lower): access lines are INFO",
+    )
+    _require(
+        bool(self.jwt_key_id) and ":" not in self.jwt_key_id and "," not in self.jwt_key_id,
+        "JWT_KEY_ID must be non-empty and contain no ':' or ','",
+    )
     secret = self.jwt_secret.get_secret_value()
-    _require(bool(secret) or not self.is_production,
-             f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production")
+    _require(
+        bool(secret) or not self.is_production,
+        f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes in production",
+    )
     # Every environment: the key set refuses a shorter key, and it would do so in each worker.
-    _require(len(secret.encode()) >= MIN_SECRET_BYTES,
-             f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (the signing key needs at least that)")
+    _require(
+        len(secret.encode()) >= MIN_SECRET_BYTES,
+        f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (the signing key needs at least that)",
+    )
     mfa_key = self.mfa_encryption_key.get_secret_value()
-    _require(not mfa_key or len(mfa_key.encode()) >= MIN_SECRET_BYTES,
-             f"MFA_ENCRYPTION_KEY is shorter than {MIN_SECRET_BYTES} bytes")
+    _require(
+        not mfa_key or len(mfa_key.encode()) >= MIN_SECRET_BYTES,
+        f"MFA_ENCRYPTION_KEY is shorter than {MIN_SECRET_BYTES} bytes",
+    )
     if self.is_production:
         _require("*" not in self.origins, "ALLOWED_ORIGINS must list origins, not '*', in production")
     for origin in self.origins:
         parts = urlsplit(origin)
         # An origin is scheme://host[:port] exactly: a browser's Origin never has a path.
-        _require(origin == "*" or (parts.scheme in ("http", "https") and bool(parts.netloc)
-                                   and not parts.path and not parts.query and not parts.fragment),
-                 f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])")
+        _require(
+            origin == "*"
+            or (
+                parts.scheme in ("http", "https")
+                and bool(parts.netloc)
+                and not parts.path
+                and not parts.query
+                and not parts.fragment
+            ),
+            f"ALLOWED_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])",
+        )
 
 
 def parse_url(name: str, parse: Callable[[str], Any], url: str) -> Any:
@@ -69,11 +90,15 @@ def parse_url(name: str, parse: Callable[[str], Any], url: str) -> Any:
 def check_mail(s: Settings) -> None:
     base = urlsplit(s.public_base_url)
     # The links in mails: anything but an http(s) origin (javascript:, a bare path) is unsafe.
-    _require(base.scheme in ("http", "https") and bool(base.netloc) and not base.query and not base.fragment,
-             "PUBLIC_BASE_URL must be an http(s) URL (scheme://host[:port][/path])")
+    _require(
+        base.scheme in ("http", "https") and bool(base.netloc) and not base.query and not base.fragment,
+        "PUBLIC_BASE_URL must be an http(s) URL (scheme://host[:port][/path])",
+    )
     sender = s.mail_from
-    _require("@" in sender and sender.isprintable() and len(sender) <= 320,
-             "MAIL_FROM must be an email address (optionally `Name <address>`)")
+    _require(
+        "@" in sender and sender.isprintable() and len(sender) <= 320,
+        "MAIL_FROM must be an email address (optionally `Name <address>`)",
+    )
 
 
 PRODUCTION_MIN_BCRYPT_COST = 10
@@ -89,22 +114,33 @@ def check_production(s: Settings) -> None:
     """The refusals of ENV=production beyond the rules of every environment (the list is
     docs/operations.md, "Production checklist"): each one line naming the setting and the
     rule, never its value when it is a secret."""
-    _require(bool(s.mfa_encryption_key.get_secret_value()),
-             f"MFA_ENCRYPTION_KEY must be set in production (a random key of its own, at least {MIN_SECRET_BYTES} "
-             "bytes; otherwise it is derived from JWT_SECRET)")
+    _require(
+        bool(s.mfa_encryption_key.get_secret_value()),
+        f"MFA_ENCRYPTION_KEY must be set in production (a random key of its own, at least {MIN_SECRET_BYTES} "
+        "bytes; otherwise it is derived from JWT_SECRET)",
+    )
     for name, value in _production_secrets(s):
         weakness = _weakness(value)
-        _require(weakness is None, f"{name} is {weakness}: production needs a random secret of at least "
-                                   f"{MIN_SECRET_BYTES} bytes")
-    _require(urlsplit(s.public_base_url).scheme == "https",
-             "PUBLIC_BASE_URL must be an https:// URL in production (the links in mails carry tokens)")
+        _require(
+            weakness is None,
+            f"{name} is {weakness}: production needs a random secret of at least {MIN_SECRET_BYTES} bytes",
+        )
+    _require(
+        urlsplit(s.public_base_url).scheme == "https",
+        "PUBLIC_BASE_URL must be an https:// URL in production (the links in mails carry tokens)",
+    )
     _require(s.smtp is not None, "SMTP_URL must be set in production (without it no mail ever leaves the outbox)")
     smtp = s.smtp
     if smtp is not None and smtp.security == "plain" and (smtp.username or smtp.password):
-        _require(_is_loopback(smtp.host), f"SMTP_URL sends credentials over plain smtp:// to {smtp.host}: "
-                                          "use smtp+starttls:// or smtps:// in production")
-    _require(s.bcrypt_cost >= PRODUCTION_MIN_BCRYPT_COST,
-             f"BCRYPT_COST must be at least {PRODUCTION_MIN_BCRYPT_COST} in production, not {s.bcrypt_cost}")
+        _require(
+            _is_loopback(smtp.host),
+            f"SMTP_URL sends credentials over plain smtp:// to {smtp.host}: "
+            "use smtp+starttls:// or smtps:// in production",
+        )
+    _require(
+        s.bcrypt_cost >= PRODUCTION_MIN_BCRYPT_COST,
+        f"BCRYPT_COST must be at least {PRODUCTION_MIN_BCRYPT_COST} in production, not {s.bcrypt_cost}",
+    )
     for name, networks in (("TRUSTED_PROXIES", s.proxy_networks), ("METRICS_ALLOWED_CIDRS", s.metrics_networks)):
         for network in networks:
             _require(network.prefixlen > 0, f"{name} must not contain {network} in production (every address)")
@@ -114,18 +150,25 @@ def check_production(s: Settings) -> None:
     _at_most(s.refresh_reuse_grace_s, PRODUCTION_MAX_REUSE_GRACE_S, "REFRESH_REUSE_GRACE_S", "60 s")
     _at_most(s.lockout_threshold, PRODUCTION_MAX_LOCKOUT_THRESHOLD, "LOCKOUT_THRESHOLD", "20")
     auth = s.rate_policies["auth"]
-    _require(auth.limit <= PRODUCTION_MAX_AUTH_LIMIT,
-             f"the auth rate limit (RATE_LIMIT_AUTH or the policy table) must be at most {PRODUCTION_MAX_AUTH_LIMIT} "
-             f"requests per window in production, not {auth.limit}/{auth.window_s}")
+    _require(
+        auth.limit <= PRODUCTION_MAX_AUTH_LIMIT,
+        f"the auth rate limit (RATE_LIMIT_AUTH or the policy table) must be at most {PRODUCTION_MAX_AUTH_LIMIT} "
+        f"requests per window in production, not {auth.limit}/{auth.window_s}",
+    )
     if not s.allow_insecure_transport:
         database = s.database
-        _require(database.tls or _is_loopback(database.host),
-                 f"DATABASE_URL reaches {database.host} without TLS: add sslmode=require, verify-ca or verify-full "
-                 "in production (or set ALLOW_INSECURE_TRANSPORT=true)")
+        _require(
+            database.tls or _is_loopback(database.host),
+            f"DATABASE_URL reaches {database.host} without TLS: add sslmode=require, verify-ca or verify-full "
+            "in production (or set ALLOW_INSECURE_TRANSPORT=true)",
+        )
         redis = s.redis
         plain = [host for host, _ in redis.hosts if not _is_loopback(host)] if not (redis.tls or redis.path) else []
-        _require(not plain, f"REDIS_URL reaches {plain[0] if plain else ''} without TLS: use rediss:// in production "
-                            "(or set ALLOW_INSECURE_TRANSPORT=true)")
+        _require(
+            not plain,
+            f"REDIS_URL reaches {plain[0] if plain else ''} without TLS: use rediss:// in production "
+            "(or set ALLOW_INSECURE_TRANSPORT=true)",
+        )
 
 
 def _production_secrets(s: Settings) -> Iterator[tuple[str, str]]:
@@ -173,8 +216,10 @@ def parse_previous_data_keys(s: Settings) -> dict[str, str]:
         kid, sep, secret = entry.partition(":")
         _require(bool(sep and kid and secret), "MFA_ENCRYPTION_PREVIOUS_KEYS must be 'kid:key,...'")
         _require(kid not in keys, f"MFA_ENCRYPTION_PREVIOUS_KEYS repeats key id {kid!r}")
-        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
-                 f"MFA_ENCRYPTION_PREVIOUS_KEYS key for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
+        _require(
+            len(secret.encode()) >= MIN_SECRET_BYTES,
+            f"MFA_ENCRYPTION_PREVIOUS_KEYS key for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes",
+        )
         keys[kid] = secret
     return keys
 
@@ -185,8 +230,10 @@ def parse_keys(s: Settings) -> dict[str, str]:
         kid, sep, secret = entry.partition(":")
         _require(bool(sep and kid and secret), "JWT_PREVIOUS_KEYS must be 'kid:secret,...'")
         _require(kid not in keys, f"JWT_PREVIOUS_KEYS repeats key id {kid!r}")
-        _require(len(secret.encode()) >= MIN_SECRET_BYTES,
-                 f"JWT_PREVIOUS_KEYS secret for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
+        _require(
+            len(secret.encode()) >= MIN_SECRET_BYTES,
+            f"JWT_PREVIOUS_KEYS secret for {kid!r} is shorter than {MIN_SECRET_BYTES} bytes",
+        )
         keys[kid] = secret
     return keys
 

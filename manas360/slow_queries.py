@@ -40,8 +40,12 @@ def slow_query_init(*, threshold_ms: int) -> Callable[[asyncpg.Connection], Awai
         # Called through loop.call_soon from the querying task: its context, its request id.
         if record.elapsed > threshold_s:
             failed = type(record.exception).__name__ if record.exception is not None else None
-            _slow.warning("slow query {duration_ms} ms: {statement}", duration_ms=round(record.elapsed * 1000, 1),
-                          statement=statement_text(query=record.query), failed=failed)
+            _slow.warning(
+                "slow query {duration_ms} ms: {statement}",
+                duration_ms=round(record.elapsed * 1000, 1),
+                statement=statement_text(query=record.query),
+                failed=failed,
+            )
 
     async def init(connection: asyncpg.Connection) -> None:
         connection.add_query_logger(log_if_slow)

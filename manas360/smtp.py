@@ -25,7 +25,10 @@ from loguru import logger
 
 Security = Literal["plain", "starttls", "tls"]
 _SCHEMES: dict[str, tuple[Security, int]] = {
-    "smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
+    "smtp": ("plain", 25),
+    "smtp+starttls": ("starttls", 587),
+    "smtps": ("tls", 465),
+}
 QUERY_PARAMETERS = ("ssl_ca_certs", "timeout")
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -41,8 +44,10 @@ class SmtpConfig:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __repr__(self) -> str:  # never the password
-        return (f"SmtpConfig(host={self.host!r}, port={self.port}, security={self.security!r}, "
-                f"username={self.username!r}, ca_file={self.ca_file!r}, timeout_s={self.timeout_s})")
+        return (
+            f"SmtpConfig(host={self.host!r}, port={self.port}, security={self.security!r}, "
+            f"username={self.username!r}, ca_file={self.ca_file!r}, timeout_s={self.timeout_s})"
+        )
 
 
 def parse_smtp_url(url: str) -> SmtpConfig:
@@ -77,10 +82,15 @@ def parse_smtp_url(url: str) -> SmtpConfig:
             raise ValueError("timeout must be a number of seconds") from None
         if not 0 < timeout_s <= 600:
             raise ValueError("timeout must be in (0, 600] seconds")
-    return SmtpConfig(host=host, port=port, security=security,
-                      username=unquote(parts.username) if parts.username else None,
-                      password=unquote(parts.password) if parts.password is not None else None,
-                      ca_file=ca_file, timeout_s=timeout_s)
+    return SmtpConfig(
+        host=host,
+        port=port,
+        security=security,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        ca_file=ca_file,
+        timeout_s=timeout_s,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +138,17 @@ class SmtpTransport:
     async def send(self, mail: OutgoingMail) -> None:
         config = self.config
         await aiosmtplib.send(
-            build_message(mail, mail_from=self.mail_from), hostname=config.host, port=config.port,
-            username=config.username, password=config.password, use_tls=config.security == "tls",
+            build_message(mail, mail_from=self.mail_from),
+            hostname=config.host,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            use_tls=config.security == "tls",
             # Plain smtp:// means plain: no opportunistic upgrade that fails on a relay's odd certificate.
-            start_tls=config.security == "starttls", cert_bundle=config.ca_file, timeout=config.timeout_s)
+            start_tls=config.security == "starttls",
+            cert_bundle=config.ca_file,
+            timeout=config.timeout_s,
+        )
 
 
 class ConsoleTransport:

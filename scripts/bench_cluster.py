@@ -46,16 +46,20 @@ from tests.fixtures.redis_cluster import start_redis_cluster
 def log_in(url: str, emails: list[str], *, at_once: int = 4) -> list[str]:
     """Access tokens of `emails`, a few logins at a time (bcrypt: a burst of 64 on two
     shared cores outlasts the request timeout)."""
+
     async def all_of_them() -> list[str]:
         gate = asyncio.Semaphore(at_once)
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
             async def one(email: str) -> str:
                 async with gate:
-                    response = await client.post("/api/v1/auth/login",
-                                                 json={"email": email, "password": SYNTHETIC_PASSWORD})
+                    response = await client.post(
+                        "/api/v1/auth/login", json={"email": email, "password": SYNTHETIC_PASSWORD}
+                    )
                 response.raise_for_status()
                 token: str = response.json()["access_token"]
                 return token
+
             return list(await asyncio.gather(*(one(email) for email in emails)))
 
     return asyncio.run(all_of_them())
@@ -92,9 +96,16 @@ def main(argv: list[str] | None = None) -> int:
             run_cli("seed", "--users", "1000", env=env)
             servers = {"single": (single_port, env["REDIS_URL"]), "cluster": (cluster_port, cluster.url)}
             for name, (port, redis_url) in servers.items():
-                procs.start([PY, "-m", "manas360.cli", "serve"], log_path=tmp / f"serve-{name}.log",
-                            env={**env, "PORT": str(port), "REDIS_URL": redis_url,
-                                 "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{name}")})
+                procs.start(
+                    [PY, "-m", "manas360.cli", "serve"],
+                    log_path=tmp / f"serve-{name}.log",
+                    env={
+                        **env,
+                        "PORT": str(port),
+                        "REDIS_URL": redis_url,
+                        "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{name}"),
+                    },
+                )
             for name, (port, _) in servers.items():
                 wait_http(f"http://127.0.0.1:{port}/health/ready", log_path=tmp / f"serve-{name}.log")
 
@@ -136,29 +147,47 @@ def main(argv: list[str] | None = None) -> int:
 def render(r: dict, *, args: argparse.Namespace) -> str:
     runs = r["runs"]
     single, cluster = runs["single"], runs["cluster"]
-    med = {name: {key: statistics.median(run[key] for run in rs) for key in ("rps", "p50", "p99")}
-           for name, rs in runs.items()}
+    med = {
+        name: {key: statistics.median(run[key] for run in rs) for key in ("rps", "p50", "p99")}
+        for name, rs in runs.items()
+    }
     ratios = [c["rps"] / s["rps"] for s, c in zip(single, cluster, strict=True)]
     errors = sum(run["non2xx"] + run["socket_errors"] for rs in runs.values() for run in rs)
     rows = [
-        ("gated GET, single Redis: req/s · p50 · p99 (medians)",
-         f"{med['single']['rps']:,.0f} · {med['single']['p50']:.2f} ms · {med['single']['p99']:.2f} ms"),
-        ("gated GET, 3-master Redis Cluster: req/s · p50 · p99 (medians)",
-         f"{med['cluster']['rps']:,.0f} · {med['cluster']['p50']:.2f} ms · {med['cluster']['p99']:.2f} ms"),
-        ("cluster / single: req/s ratio (of medians) · per round",
-         f"**{med['cluster']['rps'] / med['single']['rps']:.2f}** · " + ", ".join(f"{x:.2f}" for x in ratios)),
+        (
+            "gated GET, single Redis: req/s · p50 · p99 (medians)",
+            f"{med['single']['rps']:,.0f} · {med['single']['p50']:.2f} ms · {med['single']['p99']:.2f} ms",
+        ),
+        (
+            "gated GET, 3-master Redis Cluster: req/s · p50 · p99 (medians)",
+            f"{med['cluster']['rps']:,.0f} · {med['cluster']['p50']:.2f} ms · {med['cluster']['p99']:.2f} ms",
+        ),
+        (
+            "cluster / single: req/s ratio (of medians) · per round",
+            f"**{med['cluster']['rps'] / med['single']['rps']:.2f}** · " + ", ".join(f"{x:.2f}" for x in ratios),
+        ),
         ("cluster / single: p99 ratio", f"{med['cluster']['p99'] / med['single']['p99']:.2f}"),
-        ("req/s per round, single · cluster", " · ".join(
-            f"{s['rps']:,.0f}/{c['rps']:,.0f}" for s, c in zip(single, cluster, strict=True))),
+        (
+            "req/s per round, single · cluster",
+            " · ".join(f"{s['rps']:,.0f}/{c['rps']:,.0f}" for s, c in zip(single, cluster, strict=True)),
+        ),
         ("non-2xx or socket errors (both)", f"{errors}"),
         ("load average (1/5/15 min) before · after", f"{r['load_before']} · {r['load_after']}"),
     ]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = (f"### {now} — cluster vs single node: {os.cpu_count()} cores ({cpu}), Python "
-            f"{platform.python_version()}, {args.workers} workers each, wrk -t2 -c{args.connections}, "
-            f"{args.rounds}×{args.duration}s rounds alternated\n\n| measure | result |\n|---|---|\n")
+    head = (
+        f"### {now} — cluster vs single node: {os.cpu_count()} cores ({cpu}), Python "
+        f"{platform.python_version()}, {args.workers} workers each, wrk -t2 -c{args.connections}, "
+        f"{args.rounds}×{args.duration}s rounds alternated\n\n| measure | result |\n|---|---|\n"
+    )
     return head + "\n".join(f"| {name} | {value} |" for name, value in rows)
 
 

@@ -52,12 +52,16 @@ async def make_token_chains(dsn: str, *, tokens: int) -> int:
     sessions = tokens // CHAIN
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("""
+        await conn.execute(
+            """
             INSERT INTO sessions (id, user_id, expires_at)
             SELECT md5('s' || n)::uuid, u.id, now() + interval '7 days'
             FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM user_accounts) u
-            WHERE u.n <= $1::bigint""", sessions)
-        await conn.execute("""
+            WHERE u.n <= $1::bigint""",
+            sessions,
+        )
+        await conn.execute(
+            """
             INSERT INTO tokens (id, session_id, user_id, token_hash, parent_id, created_at, expires_at)
             SELECT md5('t' || s.n || '-' || k)::uuid, s.id, s.user_id, md5('h' || s.n || '-' || k) || md5(k::text),
                    CASE WHEN k > 1 THEN md5('t' || s.n || '-' || (k - 1))::uuid END,
@@ -65,7 +69,10 @@ async def make_token_chains(dsn: str, *, tokens: int) -> int:
                    CASE WHEN k <= $2::int / 2 THEN now() - make_interval(mins => $2::int - k)
                         ELSE now() + interval '7 days' END
             FROM (SELECT id, user_id, row_number() OVER (ORDER BY id) AS n FROM sessions LIMIT $1::bigint) s,
-                 generate_series(1, $2::int) k""", sessions, CHAIN)
+                 generate_series(1, $2::int) k""",
+            sessions,
+            CHAIN,
+        )
         await conn.execute("ANALYZE tokens; ANALYZE sessions")
         return await conn.fetchval("SELECT count(*) FROM tokens")
     finally:
@@ -117,11 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     base = os.environ.get("TEST_DATABASE_URL", "postgres://root@127.0.0.1:5432")
     database = "manas360_bench_db"
     port = free_port()
-    env = {**os.environ, "ENV": "development", "DATABASE_URL": f"{base}/{database}",
-           "REDIS_PREFIX": f"bench-db-{os.getpid()}:", "LOG_LEVEL": "WARNING", "LOG_JSON": "1",
-           "RATE_LIMIT_GLOBAL": UNLIMITED, "RATE_LIMIT_AUTH": UNLIMITED, "RATE_LIMIT_API": UNLIMITED,
-           "PORT": str(port), "WORKERS": os.environ.get("WORKERS", "2"),
-           "JWT_SECRET": os.environ.get("JWT_SECRET") or "bench-db-" + "x" * 40}
+    env = {
+        **os.environ,
+        "ENV": "development",
+        "DATABASE_URL": f"{base}/{database}",
+        "REDIS_PREFIX": f"bench-db-{os.getpid()}:",
+        "LOG_LEVEL": "WARNING",
+        "LOG_JSON": "1",
+        "RATE_LIMIT_GLOBAL": UNLIMITED,
+        "RATE_LIMIT_AUTH": UNLIMITED,
+        "RATE_LIMIT_API": UNLIMITED,
+        "PORT": str(port),
+        "WORKERS": os.environ.get("WORKERS", "2"),
+        "JWT_SECRET": os.environ.get("JWT_SECRET") or "bench-db-" + "x" * 40,
+    }
     dsn = env["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
     subprocess.run(["dropdb", "-h", "127.0.0.1", "--if-exists", "--force", database], check=False)
     log(f"seeding {args.users:,} users")
@@ -166,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         "| measure | value |",
         "|---|---|",
         f"| cleanup-tokens, {total - left:,} expired tokens in chains of {CHAIN} | {cleanup_s:.1f} s |",
-        f"| login/refresh p50 alone / during cleanup | {p(before, .5):.0f} / {p(while_cleaning, .5):.0f} ms |",
-        f"| login/refresh p99 alone / during cleanup | {p(before, .99):.0f} / {p(while_cleaning, .99):.0f} ms |",
+        f"| login/refresh p50 alone / during cleanup | {p(before, 0.5):.0f} / {p(while_cleaning, 0.5):.0f} ms |",
+        f"| login/refresh p99 alone / during cleanup | {p(before, 0.99):.0f} / {p(while_cleaning, 0.99):.0f} ms |",
         *(f"| admin search `q={term}` (median of 7) | {ms:.1f} ms |" for term, ms in searches.items()),
         "",
     ]

@@ -79,8 +79,9 @@ class Processes:
 
     def start(self, command: list[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen:
         with open(log_path, "wb") as out:
-            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            )
         self.running.append(process)
         return process
 
@@ -114,8 +115,9 @@ def run_cli(*args: str, env: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
-def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None,
-        env: dict[str, str] | None = None) -> dict[str, float]:
+def wrk(
+    url: str, *, seconds: int, connections: int, script: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         command[1:1] = ["-s", str(script)]
@@ -124,9 +126,14 @@ def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None,
     total = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"rps": rps, "requests": total, "non2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": sum(map(int, errors.groups())) if errors else 0,
-            "p50": _latency(out, "50%"), "p99": _latency(out, "99%")}
+    return {
+        "rps": rps,
+        "requests": total,
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+        "p50": _latency(out, "50%"),
+        "p99": _latency(out, "99%"),
+    }
 
 
 def _latency(out: str, label: str) -> float:
@@ -139,8 +146,9 @@ async def pg_counter(dsn: str, database: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         await asyncio.sleep(1.2)  # cumulative statistics are flushed at most once a second
-        return await conn.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
-                                   database)
+        return await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", database
+        )
     finally:
         await conn.close()
 
@@ -152,8 +160,7 @@ def redis_calls(port: int) -> tuple[int, int]:
     version is read inside the script since 2026-11-26; before, a GET beside it). Redis
     counts a script's own commands under their names too, so only EVALSHA/EVAL are counted
     as sent; runs before that date counted the GET as well (EVALSHA × 2 + GET = 3.00)."""
-    info = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True,
-                          text=True).stdout
+    info = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True).stdout
     calls = {name: int(n) for name, n in re.findall(r"cmdstat_(\w+):calls=(\d+)", info)}
     sent = sum(calls.get(name, 0) for name in ("evalsha", "eval"))
     return sent, sum(calls.values())
@@ -213,8 +220,10 @@ def mint_tokens(env: dict[str, str], user_ids: list[str]) -> list[str]:
 
     codec = build_codec(load_settings(env))
     now_ms = int(time.time() * 1000)
-    return [codec.encode(user_id=user_id, session_id=str(uuid.uuid4()), now=now_ms / 1000,
-                         extra={"iat_ms": now_ms})[0] for user_id in user_ids]
+    return [
+        codec.encode(user_id=user_id, session_id=str(uuid.uuid4()), now=now_ms / 1000, extra={"iat_ms": now_ms})[0]
+        for user_id in user_ids
+    ]
 
 
 def token_cache_counts(url: str) -> tuple[float, float]:
@@ -229,18 +238,43 @@ def bench_env(*, base_url: str, database: str, redis_port: int, workers: int) ->
     limits no benchmark reaches (the limiter's cost is measured, its refusals are not). The
     mail sender polls hourly instead of every 2 s: its polls are no request's SQL, and the
     "SQL statements per gated request" row counts every transaction in the database."""
-    return {**os.environ, "ENV": "development", "DATABASE_URL": f"{base_url}/{database}",
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REDIS_PREFIX": "bench:",
-            "JWT_SECRET": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING", "LOG_JSON": "1",
-            "WORKERS": str(workers), "PYTHONPATH": str(ROOT),
-            "RATE_LIMIT_GLOBAL": UNLIMITED, "RATE_LIMIT_AUTH": UNLIMITED, "RATE_LIMIT_API": UNLIMITED,
-            "MAIL_POLL_S": "3600"}
+    return {
+        **os.environ,
+        "ENV": "development",
+        "DATABASE_URL": f"{base_url}/{database}",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "REDIS_PREFIX": "bench:",
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "LOG_LEVEL": "WARNING",
+        "LOG_JSON": "1",
+        "WORKERS": str(workers),
+        "PYTHONPATH": str(ROOT),
+        "RATE_LIMIT_GLOBAL": UNLIMITED,
+        "RATE_LIMIT_AUTH": UNLIMITED,
+        "RATE_LIMIT_API": UNLIMITED,
+        "MAIL_POLL_S": "3600",
+    }
 
 
 def start_redis(procs: Processes, *, port: int, tmp: Path, env: dict[str, str]) -> None:
     """A private, non-persistent redis-server on `port`, answering PING before this returns."""
-    procs.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(tmp)], env=env, log_path=tmp / "redis.log")
+    procs.start(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        env=env,
+        log_path=tmp / "redis.log",
+    )
     while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode:
         time.sleep(0.05)
 
@@ -253,8 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternated bare/gated rounds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
-    parser.add_argument("--populations", default="10000,100000",
-                        help="distinct users' tokens for the population runs (comma-separated; '' for none)")
+    parser.add_argument(
+        "--populations",
+        default="10000,100000",
+        help="distinct users' tokens for the population runs (comma-separated; '' for none)",
+    )
     parser.add_argument("--no-append", action="store_true", help="print, do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -264,9 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="manas360-bench-"))
     procs = Processes()
     redis_port, app_port, bare_port = free_port(), free_port(), free_port()
-    env = {**bench_env(base_url=base_url, database=database, redis_port=redis_port, workers=args.workers),
-           "PORT": str(app_port), "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
-           "METRICS_ALLOWED_CIDRS": "127.0.0.1/32"}
+    env = {
+        **bench_env(base_url=base_url, database=database, redis_port=redis_port, workers=args.workers),
+        "PORT": str(app_port),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+        "METRICS_ALLOWED_CIDRS": "127.0.0.1/32",
+    }
     cost = int(env.get("BCRYPT_COST", "12"))
     results: dict[str, object] = {}
     try:
@@ -277,9 +317,25 @@ def main(argv: list[str] | None = None) -> int:
         run_cli("seed", env=env)
         run_cli("seed", "--users", str(args.small_users), env=env)
         serve = procs.start([PY, "-m", "manas360.cli", "serve"], env=env, log_path=tmp / "serve.log")
-        procs.start([PY, "-m", "sanic", "scripts.bench_bare:create_app", "--factory", "--host", "127.0.0.1",
-                     "--port", str(bare_port), "--workers", str(args.workers), "--no-access-logs", "--no-motd"],
-                    env=env, log_path=tmp / "bare.log")
+        procs.start(
+            [
+                PY,
+                "-m",
+                "sanic",
+                "scripts.bench_bare:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--workers",
+                str(args.workers),
+                "--no-access-logs",
+                "--no-motd",
+            ],
+            env=env,
+            log_path=tmp / "bare.log",
+        )
         app_url, bare_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{bare_port}/"
         wait_http(app_url + "/health/ready", log_path=tmp / "serve.log")
         wait_http(bare_url, log_path=tmp / "bare.log")
@@ -302,10 +358,11 @@ def main(argv: list[str] | None = None) -> int:
             # The two dataset sizes are measured minutes apart, and this host's speed drifts
             # by more than the 10 % the target allows: each gated run is paired with a bare
             # one, and the sizes are compared by their ratios to bare.
-            pairs = [(wrk(bare_url, seconds=args.duration, connections=args.connections)["rps"], gated()["rps"])
-                     for _ in range(rounds)]
-            return {"rps": statistics.median(g for _, g in pairs),
-                    "ratio": statistics.median(g / b for b, g in pairs)}
+            pairs = [
+                (wrk(bare_url, seconds=args.duration, connections=args.connections)["rps"], gated()["rps"])
+                for _ in range(rounds)
+            ]
+            return {"rps": statistics.median(g for _, g in pairs), "ratio": statistics.median(g / b for b, g in pairs)}
 
         log(f"warming {args.small_users} users; gated GET at {args.small_users} users")
         run_cli("warm-cache", env=env)
@@ -346,9 +403,14 @@ def main(argv: list[str] | None = None) -> int:
         results["sql_per_request"] = (sql_after - sql_before) / gated_requests
         results["redis_sent"] = (redis_after[0] - redis_before[0]) / gated_requests
         results["redis_executed"] = (redis_after[1] - redis_before[1]) / gated_requests
-        results["populations"] = population_runs(args, env=env, tmp=tmp, app_url=app_url, bare_url=bare_url,
-                                                 database_dsn=f"{base_url.replace('postgres://', 'postgresql://', 1)}"
-                                                              f"/{database}")
+        results["populations"] = population_runs(
+            args,
+            env=env,
+            tmp=tmp,
+            app_url=app_url,
+            bare_url=bare_url,
+            database_dsn=f"{base_url.replace('postgres://', 'postgresql://', 1)}/{database}",
+        )
 
         log("logins")
         results["verify_s"] = bcrypt_verify_s(cost)
@@ -356,8 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         log("gated GET alone and beside a login storm (-c32)")
         results["gated_c32"] = gated(connections=32)
         with tempfile.TemporaryFile() as sink:
-            storm = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{args.duration + 2}s", "-s", str(login_lua), app_url],
-                                     env={**os.environ, **lua_env}, stdout=sink, stderr=sink)
+            storm = subprocess.Popen(
+                ["wrk", "-t1", "-c8", f"-d{args.duration + 2}s", "-s", str(login_lua), app_url],
+                env={**os.environ, **lua_env},
+                stdout=sink,
+                stderr=sink,
+            )
             time.sleep(1)
             results["gated_storm"] = gated(connections=32)
             storm.wait()
@@ -381,8 +447,9 @@ WARM_LIMIT_S = 90
 PREMIUM_ROUTE, MEMBER_ROUTE = "/api/v1/premium/dashboard", "/api/v1/dashboard"
 
 
-def population_runs(args, *, env: dict[str, str], tmp: Path, app_url: str, bare_url: str,
-                    database_dsn: str) -> list[dict[str, object]]:
+def population_runs(
+    args, *, env: dict[str, str], tmp: Path, app_url: str, bare_url: str, database_dsn: str
+) -> list[dict[str, object]]:
     """Each population: that many distinct users' tokens (minted with the service's key),
     cycled by wrk, alternated with bare round by round; the cache hit rate from /metrics.
 
@@ -393,8 +460,11 @@ def population_runs(args, *, env: dict[str, str], tmp: Path, app_url: str, bare_
     results = []
     for size in sizes:
         premium = asyncio.run(_user_ids(database_dsn, size, premium=True))
-        route, ids = (PREMIUM_ROUTE, premium) if len(premium) >= size else (
-            MEMBER_ROUTE, asyncio.run(_user_ids(database_dsn, size, premium=False)))
+        route, ids = (
+            (PREMIUM_ROUTE, premium)
+            if len(premium) >= size
+            else (MEMBER_ROUTE, asyncio.run(_user_ids(database_dsn, size, premium=False)))
+        )
         log(f"population of {len(ids):,} users on {route}: minting tokens, {args.rounds} alternated rounds")
         tokens_path = tmp / f"tokens-{size}"
         tokens_path.write_text("\n".join(mint_tokens(env, ids)) + "\n")
@@ -415,14 +485,22 @@ def population_runs(args, *, env: dict[str, str], tmp: Path, app_url: str, bare_
         hits_before, misses_before = token_cache_counts(app_url)
         for _ in range(args.rounds):
             bare_runs.append(wrk(bare_url, seconds=args.duration, connections=args.connections))
-            runs.append(wrk(app_url + route, seconds=args.duration, connections=args.connections, script=script,
-                            env=lua_env))
+            runs.append(
+                wrk(app_url + route, seconds=args.duration, connections=args.connections, script=script, env=lua_env)
+            )
         time.sleep(1.5)  # every worker publishes its counts within a second
         hits_after, misses_after = token_cache_counts(app_url)
         hits, misses = hits_after - hits_before, misses_after - misses_before
-        results.append({"size": len(ids), "route": route, "bare": _median_run(bare_runs), "run": _median_run(runs),
-                        "errors": sum(r["non2xx"] + r["socket_errors"] for r in runs),
-                        "hit_rate": hits / (hits + misses) if hits + misses else 0.0})
+        results.append(
+            {
+                "size": len(ids),
+                "route": route,
+                "bare": _median_run(bare_runs),
+                "run": _median_run(runs),
+                "errors": sum(r["non2xx"] + r["socket_errors"] for r in runs),
+                "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+            }
+        )
     return results
 
 
@@ -434,10 +512,14 @@ async def _user_ids(dsn: str, limit: int, *, premium: bool) -> list[str]:
                 "SELECT u.id FROM user_accounts u JOIN user_subscriptions s ON s.user_id = u.id "
                 "JOIN subscription_plans p ON p.id = s.plan_id WHERE s.status = 'active' AND p.tier >= 2 "
                 "AND (s.ends_at IS NULL OR s.ends_at > now() + interval '1 hour') AND u.status = 'active' "
-                "AND u.deleted_at IS NULL ORDER BY u.email LIMIT $1", limit)
+                "AND u.deleted_at IS NULL ORDER BY u.email LIMIT $1",
+                limit,
+            )
         else:
-            rows = await conn.fetch("SELECT id FROM user_accounts WHERE status = 'active' AND deleted_at IS NULL "
-                                    "ORDER BY email LIMIT $1", limit)
+            rows = await conn.fetch(
+                "SELECT id FROM user_accounts WHERE status = 'active' AND deleted_at IS NULL ORDER BY email LIMIT $1",
+                limit,
+            )
         return [str(row["id"]) for row in rows]
     finally:
         await conn.close()
@@ -453,7 +535,9 @@ async def _premium_emails(dsn: str, limit: int = 64) -> list[str]:
         rows = await conn.fetch(
             "SELECT u.email FROM user_accounts u JOIN user_subscriptions s ON s.user_id = u.id "
             "JOIN subscription_plans p ON p.id = s.plan_id WHERE s.status = 'active' AND p.tier >= 2 "
-            "AND (s.ends_at IS NULL OR s.ends_at > now() + interval '1 hour') ORDER BY u.email LIMIT $1", limit)
+            "AND (s.ends_at IS NULL OR s.ends_at > now() + interval '1 hour') ORDER BY u.email LIMIT $1",
+            limit,
+        )
         return [row["email"] for row in rows]
     finally:
         await conn.close()
@@ -473,47 +557,75 @@ async def _drop(admin_dsn: str, database: str) -> None:
 
 def render(r: dict, *, args, cost: int) -> str:
     bare, gated = r["bare"], r["gated"]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     cores = os.cpu_count() or 1
     bound = cores / r["verify_s"]
     logins = r["logins"]["rps"]
     rows = [
         ("bare Sanic JSON, req/s · p50 · p99", f"{bare['rps']:,.0f} · {bare['p50']:.2f} ms · {bare['p99']:.2f} ms"),
-        ("gated GET /api/v1/premium/dashboard, req/s · p50 · p99",
-         f"{gated['rps']:,.0f} · {gated['p50']:.2f} ms · {gated['p99']:.2f} ms"),
-        ("gated / bare: req/s ratio · p99 ratio", f"**{gated['rps'] / bare['rps']:.2f}** · "
-                                                  f"**{gated['p99'] / bare['p99']:.2f}**"),
+        (
+            "gated GET /api/v1/premium/dashboard, req/s · p50 · p99",
+            f"{gated['rps']:,.0f} · {gated['p50']:.2f} ms · {gated['p99']:.2f} ms",
+        ),
+        (
+            "gated / bare: req/s ratio · p99 ratio",
+            f"**{gated['rps'] / bare['rps']:.2f}** · **{gated['p99'] / bare['p99']:.2f}**",
+        ),
         ("gated non-2xx or socket errors", f"{r['non2xx']}"),
-        ("middleware only: /health/live req/s · its ratio to bare",
-         f"{r['live']['rps']:,.0f} · **{r['live']['rps'] / bare['rps']:.2f}**"),
-        *[(f"{pop['size']:,} distinct users' tokens, {pop['route']}: req/s · p99 · ratio to bare (same rounds) "
-           "· p99 ratio · token cache hit rate",
-           f"{pop['run']['rps']:,.0f} · {pop['run']['p99']:.2f} ms · "
-           f"**{pop['run']['rps'] / pop['bare']['rps']:.2f}** · **{pop['run']['p99'] / pop['bare']['p99']:.2f}** · "
-           f"{pop['hit_rate']:.1%}"
-           + (f" ({pop['errors']} errors)" if pop["errors"] else ""))
-          for pop in r["populations"]],
+        (
+            "middleware only: /health/live req/s · its ratio to bare",
+            f"{r['live']['rps']:,.0f} · **{r['live']['rps'] / bare['rps']:.2f}**",
+        ),
+        *[
+            (
+                f"{pop['size']:,} distinct users' tokens, {pop['route']}: req/s · p99 · ratio to bare (same rounds) "
+                "· p99 ratio · token cache hit rate",
+                f"{pop['run']['rps']:,.0f} · {pop['run']['p99']:.2f} ms · "
+                f"**{pop['run']['rps'] / pop['bare']['rps']:.2f}** · "
+                f"**{pop['run']['p99'] / pop['bare']['p99']:.2f}** · "
+                f"{pop['hit_rate']:.1%}" + (f" ({pop['errors']} errors)" if pop["errors"] else ""),
+            )
+            for pop in r["populations"]
+        ],
         ("SQL statements per gated request", f"{r['sql_per_request']:.4f}"),
-        ("Redis commands per gated request: sent by the service (EVALSHA) · executed incl. inside scripts",
-         f"{r['redis_sent']:.2f} · {r['redis_executed']:.2f}"),
-        (f"logins/s (BCRYPT_COST={cost}, wrk -c8) vs bound {cores} cores / {r['verify_s'] * 1000:.0f} ms verify",
-         f"{logins:.1f} vs {bound:.1f} = **{logins / bound:.0%}**"),
-        ("gated p99 alone · beside a login storm (-c32)",
-         f"{r['gated_c32']['p99']:.2f} ms · {r['gated_storm']['p99']:.2f} ms "
-         f"({r['gated_storm']['rps']:,.0f} req/s beside the storm)"),
-        (f"gated req/s at {args.small_users:,} · at {args.users:,} users",
-         f"{r['small']['rps']:,.0f} · {r['large']['rps']:,.0f}; ratio to bare (paired rounds) "
-         f"{r['small']['ratio']:.2f} · {r['large']['ratio']:.2f} "
-         f"({r['large']['ratio'] / r['small']['ratio'] - 1:+.0%})"),
-        (f"warm-cache of {r['warmed']:,} users · Redis memory per warmed user",
-         f"{r['warm_s']:.1f} s · {r['redis_bytes_per_user']:.0f} bytes"),
+        (
+            "Redis commands per gated request: sent by the service (EVALSHA) · executed incl. inside scripts",
+            f"{r['redis_sent']:.2f} · {r['redis_executed']:.2f}",
+        ),
+        (
+            f"logins/s (BCRYPT_COST={cost}, wrk -c8) vs bound {cores} cores / {r['verify_s'] * 1000:.0f} ms verify",
+            f"{logins:.1f} vs {bound:.1f} = **{logins / bound:.0%}**",
+        ),
+        (
+            "gated p99 alone · beside a login storm (-c32)",
+            f"{r['gated_c32']['p99']:.2f} ms · {r['gated_storm']['p99']:.2f} ms "
+            f"({r['gated_storm']['rps']:,.0f} req/s beside the storm)",
+        ),
+        (
+            f"gated req/s at {args.small_users:,} · at {args.users:,} users",
+            f"{r['small']['rps']:,.0f} · {r['large']['rps']:,.0f}; ratio to bare (paired rounds) "
+            f"{r['small']['ratio']:.2f} · {r['large']['ratio']:.2f} "
+            f"({r['large']['ratio'] / r['small']['ratio'] - 1:+.0%})",
+        ),
+        (
+            f"warm-cache of {r['warmed']:,} users · Redis memory per warmed user",
+            f"{r['warm_s']:.1f} s · {r['redis_bytes_per_user']:.0f} bytes",
+        ),
         ("peak RSS per worker", " · ".join(f"{mib:.0f} MiB" for mib in r["rss"])),
     ]
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = (f"### {now} — {cores} cores ({cpu}), Python {platform.python_version()}, "
-            f"{args.workers} workers, wrk -t2 -c{args.connections}, {args.rounds}×{args.duration}s rounds\n\n"
-            "| measure | result |\n|---|---|\n")
+    head = (
+        f"### {now} — {cores} cores ({cpu}), Python {platform.python_version()}, "
+        f"{args.workers} workers, wrk -t2 -c{args.connections}, {args.rounds}×{args.duration}s rounds\n\n"
+        "| measure | result |\n|---|---|\n"
+    )
     return head + "\n".join(f"| {name} | {value} |" for name, value in rows)
 
 

@@ -115,8 +115,9 @@ class Store:
             keys, args = build(self.keys, call)
             return await fast.execute("EVAL", self.script(name)[0], len(keys), *keys, *args)
 
-    async def run_script_and_get(self, name: str, *, keys: list[str], args: list[ScriptArg],
-                                 get: str) -> tuple[object, object]:
+    async def run_script_and_get(
+        self, name: str, *, keys: list[str], args: list[ScriptArg], get: str
+    ) -> tuple[object, object]:
         """Run a script and GET one more key, e.g. a version that lives outside the script's
         hash slot: one write and one round trip on a single node; on a cluster the two
         commands go out in the same tick to the nodes owning each slot (possibly two)."""
@@ -149,8 +150,9 @@ class Store:
         if not self.cluster:
             await self.redis.script_load(self.script(name)[0])
 
-    def queue_script(self, pipe: Pipeline | ClusterPipeline, name: str, *, keys: list[str],
-                     args: list[ScriptArg]) -> None:
+    def queue_script(
+        self, pipe: Pipeline | ClusterPipeline, name: str, *, keys: list[str], args: list[ScriptArg]
+    ) -> None:
         """Add the script to a pipeline: EVALSHA on a single node (after `load_script`).
 
         On a cluster, EVAL with the source: redis-py refuses EVALSHA in a cluster pipeline,
@@ -187,7 +189,7 @@ def script_core(name: str) -> str:
     its functions, without the lines that run them."""
     text = (_SCRIPT_DIR / f"{name}.lua").read_text(encoding="utf-8")
     begin, end = f"-- BEGIN {name} core", f"-- END {name} core"
-    return text[text.index(begin):text.index(end) + len(end)]
+    return text[text.index(begin) : text.index(end) + len(end)]
 
 
 def open_store(
@@ -213,8 +215,9 @@ def open_store(
         "health_check_interval": 0,
     }
     if config.cluster:
-        client = ServiceCluster(max_connections=max_connections, queue_timeout_s=socket_timeout_s,
-                                **config.cluster_kwargs(), **common)
+        client = ServiceCluster(
+            max_connections=max_connections, queue_timeout_s=socket_timeout_s, **config.cluster_kwargs(), **common
+        )
         routed = RoutedPipelinedRedis(config=config, timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
         return Store(redis=client, keys=Keys(prefix), cluster=True, fast=routed)
     pool = ConnectionPool(max_connections=max_connections, **config.pool_kwargs(), **common)
@@ -242,9 +245,13 @@ def pool_stats(store: Store) -> dict[str, int]:
     if isinstance(store.redis, ServiceCluster):
         nodes = store.redis.get_nodes()
         idle = sum(len(node._free) for node in nodes)  # redis-py exposes no public counters
-        return {"nodes": len(nodes), "max": sum(node.max_connections for node in nodes),
-                "in_use": sum(len(node._connections) for node in nodes) - idle, "idle": idle,
-                "waiting": store.redis.waiting}
+        return {
+            "nodes": len(nodes),
+            "max": sum(node.max_connections for node in nodes),
+            "in_use": sum(len(node._connections) for node in nodes) - idle,
+            "idle": idle,
+            "waiting": store.redis.waiting,
+        }
     pool = store.redis.connection_pool
     return {
         "max": pool.max_connections,

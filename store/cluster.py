@@ -51,8 +51,11 @@ class ServiceCluster(RedisCluster):
         self.waiting = 0
         """Commands and pipelines queued for a permit right now."""
 
-    async def initialize(self, additional_startup_nodes_info: list[tuple[str, int]] | None = None,
-                         last_failed_node_name: str | None = None) -> RedisCluster:
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> RedisCluster:
         try:
             return await super().initialize(additional_startup_nodes_info, last_failed_node_name)
         except RedisClusterException as exc:
@@ -95,5 +98,4 @@ class _ServicePipeline(ClusterPipeline):
     cluster_client: ServiceCluster  # only ServiceCluster.pipeline() creates one
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
-        return await self.cluster_client.within_permit(
-            partial(super().execute, raise_on_error, allow_redirections))
+        return await self.cluster_client.within_permit(partial(super().execute, raise_on_error, allow_redirections))

@@ -43,8 +43,9 @@ class UserContext(NamedTuple):
     status: str
 
 
-def context_from_reply(role: str | None, plan: str | None, plan_end_ms: str | None,
-                       status: str | None) -> UserContext | None:
+def context_from_reply(
+    role: str | None, plan: str | None, plan_end_ms: str | None, status: str | None
+) -> UserContext | None:
     """A context from the HMGET-ordered values, or None when the entry is missing."""
     if not role or not plan:
         return None
@@ -64,8 +65,9 @@ class UserFill:
 async def forget_user_context(store: Store, *, user_id: str) -> None:
     """Drop the user's cached context and bump their generation (one atomic script)."""
     keys = store.keys
-    await store.run_script(_FORGET, keys=[keys.user_context(user_id), keys.user_generation(user_id)],
-                           args=[GENERATION_TTL_S])
+    await store.run_script(
+        _FORGET, keys=[keys.user_context(user_id), keys.user_generation(user_id)], args=[GENERATION_TTL_S]
+    )
 
 
 async def read_generations(store: Store, *, user_ids: list[str]) -> dict[str, str]:
@@ -140,9 +142,17 @@ class RequestCheck(NamedTuple):
     the shared clock time-bound rules on the hot path are decided by."""
 
 
-async def check_request(store: Store, *, user_id: str, session_id: str, jti: str, issued_ms: int,
-                        api_limit: int, api_window_s: int,
-                        client_limit: ClientLimit | None = None) -> tuple[RequestCheck, int]:
+async def check_request(
+    store: Store,
+    *,
+    user_id: str,
+    session_id: str,
+    jti: str,
+    issued_ms: int,
+    api_limit: int,
+    api_window_s: int,
+    client_limit: ClientLimit | None = None,
+) -> tuple[RequestCheck, int]:
     """One round trip: the client's per-IP limit (if given, checked first), revocation
     state, user context and `api` verdict (store/request.lua), and the reference-catalog
     version.
@@ -171,8 +181,11 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
             (script_reply, version), client_reply = await user_call, None
         else:
             (script_reply, version), client_reply = await asyncio.gather(
-                user_call, store.run_script(_RATELIMIT, keys=[client_limit.key],
-                                            args=[client_limit.limit, client_limit.window_s, 1]))
+                user_call,
+                store.run_script(
+                    _RATELIMIT, keys=[client_limit.key], args=[client_limit.limit, client_limit.window_s, 1]
+                ),
+            )
         reply = reply_items(script_reply, 15, script=_REQUEST)
         if client_reply is not None:
             reply[10:13] = reply_items(client_reply, 3, script=_RATELIMIT)
@@ -181,9 +194,15 @@ async def check_request(store: Store, *, user_id: str, session_id: str, jti: str
 
 def _user_keys(keys: Keys, user_id: str, session_id: str, jti: str) -> list[str]:
     """request.lua's KEYS[1..7], all in the user's hash slot."""
-    return [keys.revocations_loaded(user_id), keys.user_epoch(user_id), keys.revoked_jti(user_id, jti),
-            keys.revoked_session(user_id, session_id), keys.user_context(user_id),
-            keys.user_rate(user_id, "api"), keys.user_generation(user_id)]
+    return [
+        keys.revocations_loaded(user_id),
+        keys.user_epoch(user_id),
+        keys.revoked_jti(user_id, jti),
+        keys.revoked_session(user_id, session_id),
+        keys.user_context(user_id),
+        keys.user_rate(user_id, "api"),
+        keys.user_generation(user_id),
+    ]
 
 
 def _single_node_call(keys: Keys, call: tuple[Any, ...]) -> tuple[list[str], list[ScriptArg]]:
@@ -201,18 +220,39 @@ def _single_node_call(keys: Keys, call: tuple[Any, ...]) -> tuple[list[str], lis
 
 def request_check_from_reply(reply: list[Any], *, client_checked: bool) -> RequestCheck:
     """A RequestCheck from request.lua's 15 items (the version, item 14, is the caller's)."""
-    (loaded, revoked, role, plan, plan_end_ms, status, allowed, remaining, reset_s, generation,
-     client_allowed, client_remaining, client_reset_s, _, now_ms) = reply
+    (
+        loaded,
+        revoked,
+        role,
+        plan,
+        plan_end_ms,
+        status,
+        allowed,
+        remaining,
+        reset_s,
+        generation,
+        client_allowed,
+        client_remaining,
+        client_reset_s,
+        _,
+        now_ms,
+    ) = reply
     # Positional: a NamedTuple built from keywords costs twice as much, on every request.
-    client = (LimitReply(bool(client_allowed), int(client_remaining), int(client_reset_s))
-              if client_checked else None)
-    return RequestCheck(bool(loaded), bool(revoked), context_from_reply(role, plan, plan_end_ms, status),
-                        bool(allowed), int(remaining), int(reset_s), generation or NO_GENERATION, client,
-                        int(now_ms or 0))
+    client = LimitReply(bool(client_allowed), int(client_remaining), int(client_reset_s)) if client_checked else None
+    return RequestCheck(
+        bool(loaded),
+        bool(revoked),
+        context_from_reply(role, plan, plan_end_ms, status),
+        bool(allowed),
+        int(remaining),
+        int(reset_s),
+        generation or NO_GENERATION,
+        client,
+        int(now_ms or 0),
+    )
 
 
-async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int,
-                            loaded_ttl_ms: int) -> None:
+async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int, loaded_ttl_ms: int) -> None:
     """Write users' contexts and complete revocation copies in one pipeline: one user on a
     cache miss, a batch when warming.
 
@@ -237,14 +277,18 @@ async def _write_states(store: Store, *, states: list[UserFill], context_ttl_s: 
     async with store.redis.pipeline(transaction=False) as pipe:
         for state in states:
             user_id, context, revocations = state.user_id, state.context, state.revocations
-            store.queue_script(pipe, _FILL, keys=[keys.user_context(user_id), keys.user_generation(user_id)],
-                               args=[state.generation, context_ttl_s, context.role, context.plan,
-                                     context.plan_end_ms, context.status])
+            store.queue_script(
+                pipe,
+                _FILL,
+                keys=[keys.user_context(user_id), keys.user_generation(user_id)],
+                args=[state.generation, context_ttl_s, context.role, context.plan, context.plan_end_ms, context.status],
+            )
             if not _has_revocations(revocations):
                 pipe.set(keys.revocations_loaded(user_id), "1", px=loaded_ttl_ms)
                 continue
-            script_keys, args = revocations_call(keys, user_id=user_id, revocations=revocations,
-                                                 loaded_ttl_ms=loaded_ttl_ms)
+            script_keys, args = revocations_call(
+                keys, user_id=user_id, revocations=revocations, loaded_ttl_ms=loaded_ttl_ms
+            )
             store.queue_script(pipe, REVOCATIONS_SCRIPT, keys=script_keys, args=args)
         await pipe.execute()
 

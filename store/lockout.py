@@ -58,17 +58,34 @@ class FailureVerdict(NamedTuple):
 def _keys(store: Store, email: str, source: str) -> list[str]:
     keys = store.keys
     stem = keys.login_source(email, source)
-    return [keys.login_failures(email), keys.login_lock(email), keys.login_pending(email),
-            f"{stem}:fail", f"{stem}:lock", f"{stem}:pending", keys.login_cleared(email)]
+    return [
+        keys.login_failures(email),
+        keys.login_lock(email),
+        keys.login_pending(email),
+        f"{stem}:fail",
+        f"{stem}:lock",
+        f"{stem}:pending",
+        keys.login_cleared(email),
+    ]
 
 
-async def reserve_check(store: Store, *, email: str, source: str, known: bool, reservation: str, limits: Limits,
-                        ttl_s: int) -> Refusal | None:
+async def reserve_check(
+    store: Store, *, email: str, source: str, known: bool, reservation: str, limits: Limits, ttl_s: int
+) -> Refusal | None:
     """Reserve one credential check; None when reserved, else why not (locked, or full)."""
     reply = await store.run_script(
-        _RESERVE_SCRIPT, keys=_keys(store, email, source),
-        args=[limits.threshold, limits.account_threshold, limits.window_s * 1000, ttl_s * 1000,
-              limits.lock_s * 1000, reservation, int(known)])
+        _RESERVE_SCRIPT,
+        keys=_keys(store, email, source),
+        args=[
+            limits.threshold,
+            limits.account_threshold,
+            limits.window_s * 1000,
+            ttl_s * 1000,
+            limits.lock_s * 1000,
+            reservation,
+            int(known),
+        ],
+    )
     reserved, retry_ms, scope = reply_items(reply, 3, script=_RESERVE_SCRIPT)
     return None if int(reserved) else Refusal(max(1, int(retry_ms)), int(scope))
 
@@ -80,18 +97,31 @@ async def release_check(store: Store, *, email: str, source: str, reservation: s
     await store.redis.zrem(keys[2], reservation)
 
 
-async def record_failure(store: Store, *, email: str, source: str, known: bool, limits: Limits,
-                         reservation: str = "") -> FailureVerdict:
+async def record_failure(
+    store: Store, *, email: str, source: str, known: bool, limits: Limits, reservation: str = ""
+) -> FailureVerdict:
     """Count a failed check (turning its reservation into a failure) unless already locked;
     lock the source at its threshold, the account at the account-wide one."""
     reply = await store.run_script(
-        _SCRIPT, keys=_keys(store, email, source),
-        args=[limits.threshold, limits.account_threshold, limits.window_s * 1000, limits.lock_s * 1000,
-              reservation or uuid.uuid4().hex, int(known)])
+        _SCRIPT,
+        keys=_keys(store, email, source),
+        args=[
+            limits.threshold,
+            limits.account_threshold,
+            limits.window_s * 1000,
+            limits.lock_s * 1000,
+            reservation or uuid.uuid4().hex,
+            int(known),
+        ],
+    )
     state, failures, lock_ms, account_locked = reply_items(reply, 4, script=_SCRIPT)
-    return FailureVerdict(failures=int(failures), locked_now=state == _LOCKED_NOW,
-                          already_locked=state == _ALREADY_LOCKED, lock_ms=int(lock_ms),
-                          account_locked_now=bool(int(account_locked)))
+    return FailureVerdict(
+        failures=int(failures),
+        locked_now=state == _LOCKED_NOW,
+        already_locked=state == _ALREADY_LOCKED,
+        lock_ms=int(lock_ms),
+        account_locked_now=bool(int(account_locked)),
+    )
 
 
 async def lock_remaining_ms(store: Store, *, email: str, source: str) -> tuple[int, int]:

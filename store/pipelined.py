@@ -47,8 +47,14 @@ class FastRedis(Protocol):
 
 
 class PipelinedRedis:
-    def __init__(self, *, config: RedisConfig | None = None, url: str | None = None, timeout_s: float = 1.0,
-                 connect_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        config: RedisConfig | None = None,
+        url: str | None = None,
+        timeout_s: float = 1.0,
+        connect_timeout_s: float = 1.0,
+    ) -> None:
         """Connect as `config` says (or `url`, parsed the same way); lazily, on first use."""
         if config is None:
             if url is None:
@@ -124,15 +130,17 @@ class PipelinedRedis:
                 host, port = config.hosts[0]
                 # With TLS, the host name is what the certificate is checked against (as
                 # redis-py does); there is no plain-text fallback.
-                connecting = loop.create_connection(factory, host, port, ssl=self._ssl,
-                                                    server_hostname=host if self._ssl else None)
+                connecting = loop.create_connection(
+                    factory, host, port, ssl=self._ssl, server_hostname=host if self._ssl else None
+                )
             _, protocol = await asyncio.wait_for(connecting, self._connect_timeout_s)
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             raise ConnectionError(f"cannot connect to Redis at {config.where}: {exc!r}") from None
         try:
             if config.password:
-                auth: tuple[CommandArg, ...] = (("AUTH", config.username, config.password) if config.username
-                                                else ("AUTH", config.password))
+                auth: tuple[CommandArg, ...] = (
+                    ("AUTH", config.username, config.password) if config.username else ("AUTH", config.password)
+                )
                 await protocol.send(pack_command(auth))
             if config.db:
                 await protocol.send(pack_command(("SELECT", config.db)))

@@ -75,8 +75,9 @@ async def hit(store: Store, *, policy: str, key: str, limit: int, window_s: int,
     """Count a request of `cost` under `key` if the policy admits it; say how much is left."""
     check_policy(limit=limit, window_s=window_s, cost=cost)
     reply = await store.run_script(_SCRIPT, keys=[key], args=[limit, window_s, cost])
-    return verdict_from_reply(policy=policy, limit=limit, window_s=window_s,
-                              reply=reply_items(reply, 3, script=_SCRIPT))
+    return verdict_from_reply(
+        policy=policy, limit=limit, window_s=window_s, reply=reply_items(reply, 3, script=_SCRIPT)
+    )
 
 
 def verdict_from_reply(*, policy: str, limit: int, window_s: int, reply: list[Any]) -> Verdict:

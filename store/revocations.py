@@ -36,11 +36,14 @@ async def _write(store: Store, *, user_id: str, revocations: Revocations, loaded
     await store.run_script(SCRIPT, keys=keys, args=args)
 
 
-def script_call(keys: Keys, *, user_id: str, revocations: Revocations,
-                loaded_ttl_ms: int) -> tuple[list[str], list[ScriptArg]]:
+def script_call(
+    keys: Keys, *, user_id: str, revocations: Revocations, loaded_ttl_ms: int
+) -> tuple[list[str], list[ScriptArg]]:
     """KEYS and ARGV of revocations.lua for one user: every key on the user's hash tag, so
     the script touches one slot however many tokens it records."""
     entries = [(keys.revoked_jti(user_id, jti), ttl) for jti, ttl in revocations.jtis.items()]
     entries += [(keys.revoked_session(user_id, sid), ttl) for sid, ttl in revocations.sessions.items()]
-    return ([keys.user_epoch(user_id), keys.revocations_loaded(user_id), *(key for key, _ in entries)],
-            [revocations.epoch_ms, revocations.epoch_ttl_ms, loaded_ttl_ms, *(ttl for _, ttl in entries)])
+    return (
+        [keys.user_epoch(user_id), keys.revocations_loaded(user_id), *(key for key, _ in entries)],
+        [revocations.epoch_ms, revocations.epoch_ttl_ms, loaded_ttl_ms, *(ttl for _, ttl in entries)],
+    )

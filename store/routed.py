@@ -132,8 +132,9 @@ class RoutedPipelinedRedis:
         """The primary this client routes `slot` to."""
         return self._slots[slot]
 
-    async def _follow(self, command: tuple[CommandArg, ...], slot: int | None, node: Address,
-                      sent: Awaitable[object]) -> object:
+    async def _follow(
+        self, command: tuple[CommandArg, ...], slot: int | None, node: Address, sent: Awaitable[object]
+    ) -> object:
         """The reply of `command`, already sent to `node`; re-sent where a redirection says."""
         redirects = 0
         give_up_at: float | None = None
@@ -254,7 +255,7 @@ class RoutedPipelinedRedis:
             # An empty host (or "?") means "the address you reached me at".
             address = (host if host and host != "?" else asked[0], port)
             primaries[address] = None
-            slots[int(start):int(end) + 1] = [address] * (int(end) - int(start) + 1)
+            slots[int(start) : int(end) + 1] = [address] * (int(end) - int(start) + 1)
         self._slots, self._primaries = slots, list(primaries)
         self._loaded = True
         self.map_loads += 1

@@ -84,7 +84,8 @@ class RedisConfig:
         """Arguments of redis-py's RedisCluster: the seeds, and what every node connects with."""
         kwargs: dict[str, Any] = {
             "startup_nodes": [ClusterNode(host, port) for host, port in self.hosts],
-            "username": self.username, "password": self.password,
+            "username": self.username,
+            "password": self.password,
         }
         if self.tls:
             kwargs.update(ssl=True, **self._tls_kwargs())
@@ -95,9 +96,13 @@ class RedisConfig:
         from the same values the pool's SSLConnection gets, so both verify alike."""
         if not self.tls:
             return None
-        return RedisSSLContext(keyfile=self.ssl_keyfile, certfile=self.ssl_certfile,
-                               cert_reqs=self.ssl_cert_reqs, ca_certs=self.ssl_ca_certs,
-                               check_hostname=self.ssl_check_hostname).get()
+        return RedisSSLContext(
+            keyfile=self.ssl_keyfile,
+            certfile=self.ssl_certfile,
+            cert_reqs=self.ssl_cert_reqs,
+            ca_certs=self.ssl_ca_certs,
+            check_hostname=self.ssl_check_hostname,
+        ).get()
 
     def _tls_kwargs(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in TLS_PARAMETERS}
@@ -135,8 +140,9 @@ def _parse_part(url: str) -> RedisConfig:
         # Only a bad query value is quoted: a bad "port" may be a piece of an unencoded password.
         detail = _first_line(exc) if "Invalid value for" in str(exc) else _ENCODE_HINT
         raise ValueError(f"is malformed: {detail}") from None
-    unknown = sorted(set(options) - {"connection_class", "host", "port", "path", "username", "password",
-                                     *QUERY_PARAMETERS})
+    unknown = sorted(
+        set(options) - {"connection_class", "host", "port", "path", "username", "password", *QUERY_PARAMETERS}
+    )
     if unknown:
         raise ValueError(f"query parameter {unknown[0]!r} is not supported (only {', '.join(QUERY_PARAMETERS)})")
     tls = scheme == "rediss"
@@ -157,10 +163,17 @@ def _parse_part(url: str) -> RedisConfig:
         raise ValueError(f"database {db} is out of range")
     return RedisConfig(
         hosts=((options.get("host", "localhost"), options.get("port", 6379)),),
-        path=options.get("path"), db=db, username=options.get("username"), password=options.get("password"),
-        tls=tls, ssl_ca_certs=options.get("ssl_ca_certs"), ssl_certfile=options.get("ssl_certfile"),
-        ssl_keyfile=options.get("ssl_keyfile"), ssl_cert_reqs=options.get("ssl_cert_reqs", "required"),
-        ssl_check_hostname=options.get("ssl_check_hostname", True))
+        path=options.get("path"),
+        db=db,
+        username=options.get("username"),
+        password=options.get("password"),
+        tls=tls,
+        ssl_ca_certs=options.get("ssl_ca_certs"),
+        ssl_certfile=options.get("ssl_certfile"),
+        ssl_keyfile=options.get("ssl_keyfile"),
+        ssl_cert_reqs=options.get("ssl_cert_reqs", "required"),
+        ssl_check_hostname=options.get("ssl_check_hostname", True),
+    )
 
 
 def _check_tls_options(options: dict[str, Any], *, tls: bool) -> None:

@@ -108,6 +108,7 @@ def _conforms(_contract_hooks):
 async def superadmin_headers(app, db, client) -> dict[str, str]:
     """A logged-in superadmin's Authorization header (on the run's shared app)."""
     email = "root-shared@example.com"
-    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
-                          password=PASSWORD)
+    await seed_superadmin(
+        db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD
+    )
     return (await login(client, Account(email=email, password=PASSWORD, pair={}))).headers

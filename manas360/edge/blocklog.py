@@ -23,7 +23,6 @@ from manas360.db import Database
 from manas360.queries.ops import blocklog as blocklog_queries
 
 if TYPE_CHECKING:
-
     from manas360.http.sanic_types import App
 
 FLUSH_INTERVAL_S = 2.0
@@ -40,6 +39,8 @@ class _Blocked:
     count: int
     first_at: datetime
     last_at: datetime
+
+
 # What a flush may meet when PostgreSQL is down, slow or refuses: logged, never raised.
 DATABASE_ERRORS = (BaseORMException, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -73,13 +74,18 @@ class BlockLog:
         try:
             # Sorted rows give every worker the same lock order: concurrent flushes cannot deadlock.
             await blocklog_queries.add_blocked(
-                conn=db.connection, policies=[slot[0] for slot, _ in rows],
-                keys=[slot[1] for slot, _ in rows], window_starts=[slot[2] for slot, _ in rows],
-                counts=[entry.count for _, entry in rows], first_at=[entry.first_at for _, entry in rows],
-                last_at=[entry.last_at for _, entry in rows])
+                conn=db.connection,
+                policies=[slot[0] for slot, _ in rows],
+                keys=[slot[1] for slot, _ in rows],
+                window_starts=[slot[2] for slot, _ in rows],
+                counts=[entry.count for _, entry in rows],
+                first_at=[entry.first_at for _, entry in rows],
+                last_at=[entry.last_at for _, entry in rows],
+            )
         except DATABASE_ERRORS as exc:
-            logger.warning("rate_limit_logs flush of {} rows failed ({}); kept for the next flush",
-                           len(rows), type(exc).__name__)
+            logger.warning(
+                "rate_limit_logs flush of {} rows failed ({}); kept for the next flush", len(rows), type(exc).__name__
+            )
             for slot, entry in rows:
                 self._add(slot, entry.count, entry.first_at, entry.last_at)
             return 0

@@ -41,8 +41,9 @@ def _request_addresses(request: AppRequest) -> tuple[str, str]:
     return _cached_addresses(request.ip, forwarded_for, trusted, ipv6_prefix)
 
 
-def _addresses(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...],
-               ipv6_prefix: int) -> tuple[str, str]:
+def _addresses(
+    peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...], ipv6_prefix: int
+) -> tuple[str, str]:
     address = client_ip(peer=peer, forwarded_for=forwarded_for, trusted=trusted)
     return address, client_source(address, ipv6_prefix=ipv6_prefix)
 

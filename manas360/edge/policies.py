@@ -108,8 +108,10 @@ class PolicyMap:
             for name in _declared(route):
                 policy = self._policies.get(name)
                 if policy is None or policy.applies != "routes":
-                    raise ValueError(f"route {route_path(route)} declares rate-limit policy {name!r}, "
-                                     "which is not a per-route policy of the policy table")
+                    raise ValueError(
+                        f"route {route_path(route)} declares rate-limit policy {name!r}, "
+                        "which is not a per-route policy of the policy table"
+                    )
             seen.update((_table_method(method), route_path(route)) for method in route.methods)
         for method, path in self._listed:
             if (method, path) not in seen:

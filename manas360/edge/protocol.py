@@ -34,8 +34,14 @@ class EdgeHttpProtocol(HttpProtocol):
 
     def check_timeouts(self) -> None:
         http = getattr(self, "_http", None)
-        if (http is not None and self._task and http.stage is Stage.HANDLER and http.request_body
-                and http.exception is None and monotonic() - self._time > self.request_timeout):
+        if (
+            http is not None
+            and self._task
+            and http.stage is Stage.HANDLER
+            and http.request_body
+            and http.exception is None
+            and monotonic() - self._time > self.request_timeout
+        ):
             # The handler is still waiting for the body: the client is slow, not the server.
             http.exception = RequestTimeout("Request Timeout")
             self._task.cancel()

@@ -65,8 +65,13 @@ class EdgeLimiter:
         policies = self.policies.for_request(request)
         # Not on a cluster: there the client's counter lives on another node than the user's
         # keys, and a fail-open policy must keep serving the user while that node is down.
-        if (not store.cluster and len(policies) == 1 and policies[0].key == "ip"
-                and self.policies.is_guarded(request) and time.monotonic() >= self._store_down_until):
+        if (
+            not store.cluster
+            and len(policies) == 1
+            and policies[0].key == "ip"
+            and self.policies.is_guarded(request)
+            and time.monotonic() >= self._store_down_until
+        ):
             policy = policies[0]
             key, log_key = _request_key(request, policy, store)
             # Only the facts: a callable bound to the request, kept on the request's own ctx,
@@ -104,8 +109,9 @@ class EdgeLimiter:
             raise errors.ServiceUnavailable("Rate limiter unavailable", component="redis") from exc
         RATE_LIMIT_FAIL_OPEN.inc()
         if exc is not None:  # once per breaker opening, not once per request
-            logger.warning("rate limit {!r} failed open for {}s: Redis error {}", policy.name, STORE_RETRY_S,
-                           type(exc).__name__)
+            logger.warning(
+                "rate limit {!r} failed open for {}s: Redis error {}", policy.name, STORE_RETRY_S, type(exc).__name__
+            )
         return None
 
 

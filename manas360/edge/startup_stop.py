@@ -92,4 +92,3 @@ def install(app: Sanic) -> StartupStop:  # type: ignore[type-arg]
     guard = StartupStop(app, stopping=getattr(app.shared_ctx, "stopping", None))
     guard.install()
     return guard
-

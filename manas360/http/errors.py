@@ -82,8 +82,13 @@ def _outage_component(exception: BaseException) -> str | None:
         return "database"
     module = type(exception).__module__
     if module.startswith("asyncpg") and type(exception).__name__ in (
-            "ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError",
-            "TooManyConnectionsError", "ConnectionFailureError", "AdminShutdownError"):
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        "InterfaceError",
+        "TooManyConnectionsError",
+        "ConnectionFailureError",
+        "AdminShutdownError",
+    ):
         return "database"
     return None
 

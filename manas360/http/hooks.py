@@ -29,8 +29,10 @@ from manas360.settings import Settings
 # A JSON API never needs to load anything; /docs (Swagger UI, served from this service)
 # loads its own scripts and styles, and Swagger UI sets inline styles on its elements.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 HSTS = "max-age=63072000; includeSubDomains"
 # The only responses a cache may keep (HTTP contract): the public price list and the
 # signing keys when they succeed, and /docs* (whose assets set their own max-age). Every
@@ -55,8 +57,15 @@ def security_headers(settings: Settings, *, docs: bool) -> dict[str, str]:
     return headers
 
 
-def install_hooks(app: App, settings: Settings, *, edge: EdgeLimiter, stats: HttpStats,
-                  blocked_paths: frozenset[str], access_log: AccessLogger | None) -> None:
+def install_hooks(
+    app: App,
+    settings: Settings,
+    *,
+    edge: EdgeLimiter,
+    stats: HttpStats,
+    blocked_paths: frozenset[str],
+    access_log: AccessLogger | None,
+) -> None:
     # Four constant sets, built and encoded once: per request the hook only picks one.
     # The cacheable ones carry no Cache-Control, so a handler's own (a docs asset's) stands.
     api_headers = security_headers(settings, docs=False)

@@ -190,8 +190,12 @@ def install_metrics(app: App, *, codec: AccessTokenCodec) -> HttpStats:
 def observe_response(stats: HttpStats, request: AppRequest, status: int) -> None:
     """Count and time one answered request (the response hook calls this)."""
     started = request_started(request)
-    stats.observe(route_label(request), method_label(request.method), status_label(status),
-                  None if started is None else time.perf_counter() - started)
+    stats.observe(
+        route_label(request),
+        method_label(request.method),
+        status_label(status),
+        None if started is None else time.perf_counter() - started,
+    )
     if status == 503:
         component = getattr(request.ctx, "unavailable", None)
         if component:

@@ -79,12 +79,22 @@ def build_document(app: Sanic[Any, Any]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": _schemas(operation for _, _, operation in operations),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                                           "description": "The `access_token` of a token pair"}},
-            "headers": {"X-Request-ID": {
-                "description": "The request's id: the client's own when sane (1-64 of `A-Za-z0-9._:-`), else "
-                               "a generated one; also the envelope's `request_id`",
-                "required": True, "schema": {"type": "string"}}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "The `access_token` of a token pair",
+                }
+            },
+            "headers": {
+                "X-Request-ID": {
+                    "description": "The request's id: the client's own when sane (1-64 of `A-Za-z0-9._:-`), else "
+                    "a generated one; also the envelope's `request_id`",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
         },
     }
 
@@ -114,8 +124,10 @@ def _operation(path: str, operation: Operation) -> dict[str, Any]:
         model = operation.error_model if status == 503 else ErrorEnvelope
         headers = dict(_REQUEST_ID_HEADER)
         if status in (429, 503):
-            headers["Retry-After"] = {"description": "Seconds to wait (the envelope's `retry_after`)",
-                                      "schema": {"type": "integer"}}
+            headers["Retry-After"] = {
+                "description": "Seconds to wait (the envelope's `retry_after`)",
+                "schema": {"type": "integer"},
+            }
         responses[str(status)] = {
             "description": "`error`: " + ", ".join(f"`{code}`" for code in codes),
             "headers": headers,
@@ -157,8 +169,12 @@ def _parameters(path: str, operation: Operation) -> list[dict[str, Any]]:
         schema = operation.query.model_json_schema(mode="validation")
         required = set(schema.get("required", ()))
         for name, field in operation.query.model_fields.items():
-            parameter = {"name": name, "in": "query", "required": name in required,
-                         "schema": _plain(schema["properties"][name])}
+            parameter = {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": _plain(schema["properties"][name]),
+            }
             if field.description:
                 parameter["description"] = field.description
             parameters.append(parameter)

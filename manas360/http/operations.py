@@ -66,8 +66,13 @@ class Operation:
     def error_codes(self) -> dict[int, tuple[str, ...]]:
         """Every error status the operation can answer, with its envelope codes."""
         statuses: dict[int, list[str]] = {status: [] for status in ALWAYS}
-        derived = [(401, self.secured), (403, self.secured), (429, self.rate_limited),
-                   (422, self.body is not None or self.query is not None), (404, self.path is not None)]
+        derived = [
+            (401, self.secured),
+            (403, self.secured),
+            (429, self.rate_limited),
+            (422, self.body is not None or self.query is not None),
+            (404, self.path is not None),
+        ]
         for status, applies in derived:
             if applies:
                 statuses.setdefault(status, [])
@@ -79,16 +84,36 @@ class Operation:
         return {status: tuple(dict.fromkeys(codes)) for status, codes in sorted(statuses.items())}
 
 
-def operation(*, id: str, tag: str, summary: str, description: str = "",
-              responses: Mapping[int, type[BaseModel] | str | None],
-              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-              path: type[BaseModel] | None = None, secured: bool = False, rate_limited: bool = True,
-              errors: Mapping[int, tuple[str, ...]] | None = None,
-              error_model: type[ErrorEnvelope] = ErrorEnvelope) -> Callable[[F], F]:
+def operation(
+    *,
+    id: str,
+    tag: str,
+    summary: str,
+    description: str = "",
+    responses: Mapping[int, type[BaseModel] | str | None],
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    path: type[BaseModel] | None = None,
+    secured: bool = False,
+    rate_limited: bool = True,
+    errors: Mapping[int, tuple[str, ...]] | None = None,
+    error_model: type[ErrorEnvelope] = ErrorEnvelope,
+) -> Callable[[F], F]:
     """Declare a handler's place in the contract (read by manas360.http.openapi)."""
-    declared = Operation(id=id, tag=tag, summary=summary, description=description, responses=responses, body=body,
-                         query=query, path=path, secured=secured, rate_limited=rate_limited, errors=errors or {},
-                         error_model=error_model)
+    declared = Operation(
+        id=id,
+        tag=tag,
+        summary=summary,
+        description=description,
+        responses=responses,
+        body=body,
+        query=query,
+        path=path,
+        secured=secured,
+        rate_limited=rate_limited,
+        errors=errors or {},
+        error_model=error_model,
+    )
 
     def decorator(handler: F) -> F:
         setattr(handler, ATTRIBUTE, declared)

@@ -22,10 +22,19 @@ class Page(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
 
-    limit: int = pydantic.Field(DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT,
-                                description=f"Page size, 1..{MAX_PAGE_LIMIT} (default {DEFAULT_PAGE_LIMIT})")
-    cursor: str | None = pydantic.Field(None, min_length=1, max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN,
-                                        description="`next_cursor` of the previous page")
+    limit: int = pydantic.Field(
+        DEFAULT_PAGE_LIMIT,
+        ge=1,
+        le=MAX_PAGE_LIMIT,
+        description=f"Page size, 1..{MAX_PAGE_LIMIT} (default {DEFAULT_PAGE_LIMIT})",
+    )
+    cursor: str | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=MAX_CURSOR_CHARS,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page",
+    )
 
     @pydantic.field_validator("limit", mode="before")
     @classmethod

@@ -32,8 +32,10 @@ class ApiResponse(HTTPResponse):
         headers = self.headers
         if has_message_body(self.status):
             headers.setdefault("content-type", self.content_type)
-        pairs = [(_clean(name).encode("ascii"), _clean(f"{value}").encode(errors="surrogateescape"))
-                 for name, value in headers.items()]
+        pairs = [
+            (_clean(name).encode("ascii"), _clean(f"{value}").encode(errors="surrogateescape"))
+            for name, value in headers.items()
+        ]
         pairs += self.constant_headers
         return pairs
 
@@ -44,8 +46,9 @@ def _clean(text: str) -> str:
     return text
 
 
-def model_response(model: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None,
-                   exclude_unset: bool = False) -> HTTPResponse:
+def model_response(
+    model: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None, exclude_unset: bool = False
+) -> HTTPResponse:
     """`model` as the JSON body (serialised in Rust by pydantic-core, as cheap as orjson)."""
     body = model.__pydantic_serializer__.to_json(model, exclude_unset=exclude_unset)
     return ApiResponse(body, status=status, headers=headers, content_type=JSON)

@@ -22,8 +22,11 @@ def _iso(moment: datetime) -> str:
 
 
 # Times leave as ISO-8601 with an explicit UTC offset (`+00:00`), exactly as before models.
-Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json"),
-                      WithJsonSchema({"type": "string", "format": "date-time"})]
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 UserId = Annotated[str, Field(description="A user id (UUID)", examples=["5f0c6f4e-2b7a-4a53-9a51-9f8e0f2a1c3d"])]
 
 
@@ -32,9 +35,16 @@ class ApiModel(BaseModel):
 
 
 USER_EXAMPLE: dict[str, Any] = {
-    "id": "5f0c6f4e-2b7a-4a53-9a51-9f8e0f2a1c3d", "email": "asha@example.com", "display_name": "Asha",
-    "role": "user", "privilege_level": 10, "plan": "free", "created_at": "2026-01-31T09:30:00.123456+00:00",
-    "status": "active", "email_verified": False, "mfa_enabled": False,
+    "id": "5f0c6f4e-2b7a-4a53-9a51-9f8e0f2a1c3d",
+    "email": "asha@example.com",
+    "display_name": "Asha",
+    "role": "user",
+    "privilege_level": 10,
+    "plan": "free",
+    "created_at": "2026-01-31T09:30:00.123456+00:00",
+    "status": "active",
+    "email_verified": False,
+    "mfa_enabled": False,
 }
 
 
@@ -58,10 +68,20 @@ class User(ApiModel):
 class TokenPair(ApiModel):
     """A new access token (JWT, `Authorization: Bearer`) with its single-use refresh token."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.eyJzdWIiOiI1ZjBj...",
-        "refresh_token": "q3Jx0mW8b1y6n0HkR2y7lG5c0dYfV3tO9sPzE4aUuBc", "token_type": "Bearer",
-        "expires_in": 900, "user": USER_EXAMPLE}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.eyJzdWIiOiI1ZjBj...",
+                    "refresh_token": "q3Jx0mW8b1y6n0HkR2y7lG5c0dYfV3tO9sPzE4aUuBc",
+                    "token_type": "Bearer",
+                    "expires_in": 900,
+                    "user": USER_EXAMPLE,
+                }
+            ]
+        },
+    )
 
     access_token: str
     refresh_token: str = Field(description="Opaque, single use: each refresh returns its successor")
@@ -128,14 +148,16 @@ class UserDetail(User):
 
     model_config = ConfigDict(extra="forbid")
 
-    locked_until: Timestamp | None = Field(description="The end of the account-wide lock, else of the latest "
-                                                       "per-source lock; null when none")
+    locked_until: Timestamp | None = Field(
+        description="The end of the account-wide lock, else of the latest per-source lock; null when none"
+    )
     locks: list[SourceLock] = Field(description="The per-source locks (a source: an IPv4 address or IPv6 prefix)")
     subscription: AdminSubscription
 
 
-NextCursor = Annotated[str | None, Field(description="`cursor` of the next page; null on the last page",
-                                         pattern=CURSOR_PATTERN)]
+NextCursor = Annotated[
+    str | None, Field(description="`cursor` of the next page; null on the last page", pattern=CURSOR_PATTERN)
+]
 
 
 class UserPage(ApiModel):
@@ -248,13 +270,19 @@ class Health(ApiModel):
     memory: dict[str, int]
     version: str
     pid: int
-    mail: Literal["ok", "failing", "console", "unconfigured"] = Field(description=(
-        "This worker's mail sender: `ok`, `failing` (its last delivery attempt failed; mail waits and is "
-        "retried), `console` (development backend) or `unconfigured` (no SMTP_URL: mail waits). Never makes "
-        "the service unready"))
-    outbox: OutboxCounts | None = Field(description=(
-        "The outbox: rows waiting to be delivered, and dead letters (given up after OUTBOX_MAX_AGE_S); null "
-        "when the database did not answer"))
+    mail: Literal["ok", "failing", "console", "unconfigured"] = Field(
+        description=(
+            "This worker's mail sender: `ok`, `failing` (its last delivery attempt failed; mail waits and is "
+            "retried), `console` (development backend) or `unconfigured` (no SMTP_URL: mail waits). Never makes "
+            "the service unready"
+        )
+    )
+    outbox: OutboxCounts | None = Field(
+        description=(
+            "The outbox: rows waiting to be delivered, and dead letters (given up after OUTBOX_MAX_AGE_S); null "
+            "when the database did not answer"
+        )
+    )
 
 
 class Accepted(ApiModel):
@@ -269,24 +297,40 @@ class Upgrade(ApiModel):
 class ErrorEnvelope(ApiModel):
     """Every error, from every layer: a machine code, a message for people and the request id."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"error": "PermissionDenied", "message": "Permission denied", "request_id": "0f4b1c2d9e8a7b6c"},
-        {"error": "ValidationError", "message": "Request validation failed", "request_id": "0f4b1c2d9e8a7b6d",
-         "fields": {"password": "String should have at least 10 characters"}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"error": "PermissionDenied", "message": "Permission denied", "request_id": "0f4b1c2d9e8a7b6c"},
+                {
+                    "error": "ValidationError",
+                    "message": "Request validation failed",
+                    "request_id": "0f4b1c2d9e8a7b6d",
+                    "fields": {"password": "String should have at least 10 characters"},
+                },
+            ]
+        },
+    )
 
-    error: str = Field(description="The machine-readable code, e.g. `InvalidCredentials` (see the response's "
-                                   "description for the codes of its status)")
+    error: str = Field(
+        description="The machine-readable code, e.g. `InvalidCredentials` (see the response's "
+        "description for the codes of its status)"
+    )
     message: str = Field(description="Human readable")
     request_id: str = Field(description="Also in the `X-Request-ID` header")
     fields: dict[str, str] | None = Field(None, description="422: field -> message")
-    upgrade: Upgrade | None = Field(None, description="403 `FeatureNotAvailable`: the cheapest plan with the "
-                                                      "feature (null when no plan has it)")
+    upgrade: Upgrade | None = Field(
+        None, description="403 `FeatureNotAvailable`: the cheapest plan with the feature (null when no plan has it)"
+    )
     retry_after: int | None = Field(None, description="Seconds to wait (423, 429, 503)")
     mfa_token: str | None = Field(None, description="403 `MfaRequired`: completes the login at /auth/mfa/verify")
-    max_age: int | None = Field(None, description="403 `ReauthenticationRequired`: the credential must be at most "
-                                                  "this many seconds old")
-    required_aal: int | None = Field(None, description="403 `ReauthenticationRequired`: the assurance level the "
-                                                       "change needs (2: with a second factor)")
+    max_age: int | None = Field(
+        None, description="403 `ReauthenticationRequired`: the credential must be at most this many seconds old"
+    )
+    required_aal: int | None = Field(
+        None,
+        description="403 `ReauthenticationRequired`: the assurance level the change needs (2: with a second factor)",
+    )
     component: str | None = Field(None, description="503: the backing store(s) down (`database`, `redis`)")
 
 

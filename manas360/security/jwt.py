@@ -166,7 +166,9 @@ class AccessTokenCodec:
             "aal": aal,
         }
         token = jwt.encode(
-            claims, self.keyset.signing_key, algorithm=ALGORITHM,
+            claims,
+            self.keyset.signing_key,
+            algorithm=ALGORITHM,
             headers={"kid": self.keyset.current_kid, "typ": TOKEN_TYPE},
         )
         return token, dict(claims)
@@ -187,13 +189,27 @@ class AccessTokenCodec:
             return verified
         self.misses += 1
         claims = self._verify(token)
-        verified = VerifiedToken(user_id=claims["sub"], session_id=claims["sid"], jti=claims["jti"],
-                                 issued_ms=token_issued_ms(claims), expires_at=claims["exp"],
-                                 not_before=max(claims["nbf"], claims["iat"]), auth_time=claims["auth_time"],
-                                 aal=claims["aal"])
+        verified = VerifiedToken(
+            user_id=claims["sub"],
+            session_id=claims["sid"],
+            jti=claims["jti"],
+            issued_ms=token_issued_ms(claims),
+            expires_at=claims["exp"],
+            not_before=max(claims["nbf"], claims["iat"]),
+            auth_time=claims["auth_time"],
+            aal=claims["aal"],
+        )
         self._check_times(verified, now, digest)
-        self._cache[digest] = (verified.user_id, verified.session_id, verified.jti, verified.issued_ms,
-                               verified.expires_at, verified.not_before, verified.auth_time, verified.aal)
+        self._cache[digest] = (
+            verified.user_id,
+            verified.session_id,
+            verified.jti,
+            verified.issued_ms,
+            verified.expires_at,
+            verified.not_before,
+            verified.auth_time,
+            verified.aal,
+        )
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return verified
@@ -256,7 +272,7 @@ class AccessTokenCodec:
 
     def _check_times(self, verified: VerifiedToken, now: float, digest: bytes) -> None:
         """Raise TokenExpired past exp (no leeway), InvalidToken before nbf/iat (beyond the skew
-    allowed between clocks, MAX_CLOCK_SKEW_S)."""
+        allowed between clocks, MAX_CLOCK_SKEW_S)."""
         if now >= verified.expires_at:
             self._cache.pop(digest, None)
             raise TokenExpired()
@@ -273,9 +289,16 @@ def _is_assurance(claims: dict[str, Any]) -> bool:
     """Return whether `auth_time` is a whole number of seconds no later than `iat`, `aal` a
     known level and `amr` a short list of short names."""
     auth_time, aal, amr = claims["auth_time"], claims["aal"], claims["amr"]
-    return (isinstance(auth_time, int) and not isinstance(auth_time, bool) and 0 < auth_time <= claims["iat"]
-            and aal in AAL_VALUES and type(aal) is int
-            and isinstance(amr, list) and 0 < len(amr) <= 8 and all(isinstance(m, str) and len(m) <= 16 for m in amr))
+    return (
+        isinstance(auth_time, int)
+        and not isinstance(auth_time, bool)
+        and 0 < auth_time <= claims["iat"]
+        and aal in AAL_VALUES
+        and type(aal) is int
+        and isinstance(amr, list)
+        and 0 < len(amr) <= 8
+        and all(isinstance(m, str) and len(m) <= 16 for m in amr)
+    )
 
 
 def _is_canonical_uuid(value: Any) -> bool:

@@ -53,7 +53,7 @@ def _bcrypt_part(password_hash: str) -> bytes | None:
     if not password_hash.startswith(SCHEME_PREFIX):
         return None
     try:
-        return password_hash[len(SCHEME_PREFIX):].encode("ascii")
+        return password_hash[len(SCHEME_PREFIX) :].encode("ascii")
     except UnicodeEncodeError:
         return None
 

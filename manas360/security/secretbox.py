@@ -70,12 +70,12 @@ class SecretBox:
         """The plaintext, or None when no key of the ring opens it (unknown key, tampered)."""
         if len(sealed) <= _HEADER or sealed[:1] != _VERSION:
             return None
-        key_id = sealed[1:1 + _KEY_ID_BYTES]
+        key_id = sealed[1 : 1 + _KEY_ID_BYTES]
         aead = self._ring.get(key_id)
         if aead is None:
             return None
         try:
-            plaintext = aead.decrypt(sealed[1 + _KEY_ID_BYTES:_HEADER], sealed[_HEADER:], context)
+            plaintext = aead.decrypt(sealed[1 + _KEY_ID_BYTES : _HEADER], sealed[_HEADER:], context)
         except InvalidTag:
             return None
         return Opened(plaintext=plaintext, stale_key=key_id != self._current)

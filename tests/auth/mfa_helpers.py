@@ -11,8 +11,12 @@ import pyotp
 
 from tests.fixtures.accounts import API, Account
 
-SETUP, CONFIRM, VERIFY, TOTP = (f"{API}/auth/mfa/totp/setup", f"{API}/auth/mfa/totp/confirm",
-                                f"{API}/auth/mfa/verify", f"{API}/auth/mfa/totp")
+SETUP, CONFIRM, VERIFY, TOTP = (
+    f"{API}/auth/mfa/totp/setup",
+    f"{API}/auth/mfa/totp/confirm",
+    f"{API}/auth/mfa/verify",
+    f"{API}/auth/mfa/totp",
+)
 LOGIN, REAUTHENTICATE = f"{API}/auth/login", f"{API}/auth/reauthenticate"
 RECOVERY_CODES = f"{API}/auth/mfa/recovery-codes"
 

@@ -54,8 +54,9 @@ async def test_aal_2_decays_to_1_on_refresh_after_aal2_max_age(client, pg):
     account = await register(client)
     enabled = await enable(client, account)
     pair = (await verify(client, await mfa_token(client, account), enabled.code())).json()
-    await pg.execute("UPDATE sessions SET auth_time = auth_time - interval '12 hours 1 second' WHERE id = $1",
-                     _claims(pair)["sid"])
+    await pg.execute(
+        "UPDATE sessions SET auth_time = auth_time - interval '12 hours 1 second' WHERE id = $1", _claims(pair)["sid"]
+    )
     refreshed = (await client.post(REFRESH, json={"refresh_token": pair["refresh_token"]})).json()
     assert _assurance(refreshed) == (["pwd", "otp", "mfa"], 1)
 
@@ -63,8 +64,9 @@ async def test_aal_2_decays_to_1_on_refresh_after_aal2_max_age(client, pg):
 async def test_a_session_ends_session_max_age_after_its_login_whatever_the_refreshes(client, pg):
     account = await register(client)
     pair = (await client.post(REFRESH, json={"refresh_token": account.refresh_token})).json()
-    await pg.execute("UPDATE sessions SET created_at = created_at - interval '30 days' WHERE id = $1",
-                     _claims(pair)["sid"])
+    await pg.execute(
+        "UPDATE sessions SET created_at = created_at - interval '30 days' WHERE id = $1", _claims(pair)["sid"]
+    )
     ended = await client.post(REFRESH, json={"refresh_token": pair["refresh_token"]})
     assert (ended.status_code, ended.json()["error"]) == (401, "InvalidToken")
 
@@ -75,16 +77,21 @@ async def test_a_refresh_token_never_outlives_its_session(client, pg):
     await pg.execute("UPDATE sessions SET created_at = created_at - interval '29 days 23 hours' WHERE id = $1", sid)
     refreshed = await client.post(REFRESH, json={"refresh_token": account.refresh_token})
     assert refreshed.status_code == 200
-    left = await pg.fetchval("SELECT EXTRACT(EPOCH FROM expires_at - now()) FROM tokens WHERE session_id = $1 "
-                             "AND rotated_at IS NULL AND revoked_at IS NULL", sid)
+    left = await pg.fetchval(
+        "SELECT EXTRACT(EPOCH FROM expires_at - now()) FROM tokens WHERE session_id = $1 "
+        "AND rotated_at IS NULL AND revoked_at IS NULL",
+        sid,
+    )
     assert left <= 3600 + 5  # the session's end, not 7 days
 
 
 async def test_a_password_change_with_a_code_opens_an_aal_2_session(client):
     account = await register(client)
     enabled = await enable(client, account)
-    changed = await client.post(f"{API}/auth/password", headers=account.headers,
-                                json={"current_password": PASSWORD, "new_password": "a different passphrase",
-                                      "code": enabled.code()})
+    changed = await client.post(
+        f"{API}/auth/password",
+        headers=account.headers,
+        json={"current_password": PASSWORD, "new_password": "a different passphrase", "code": enabled.code()},
+    )
     assert changed.status_code == 200, changed.text
     assert _assurance(changed.json()) == (["pwd", "otp", "mfa"], 2)

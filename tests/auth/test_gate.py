@@ -70,9 +70,12 @@ async def _arrange(client, pg, app, state: str, flow: str) -> Case:
         case.mfa_token = login.json()["mfa_token"]
     if flow == "password_reset":
         case.reset_token = secrets.token_urlsafe(32)
-        await pg.execute("INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at) "
-                         "VALUES ($1, $2, 'password_reset', now() + interval '30 minutes')",
-                         hashlib.sha256(case.reset_token.encode()).hexdigest(), account.id)
+        await pg.execute(
+            "INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at) "
+            "VALUES ($1, $2, 'password_reset', now() + interval '30 minutes')",
+            hashlib.sha256(case.reset_token.encode()).hexdigest(),
+            account.id,
+        )
     if state == DISABLED:
         await pg.execute("UPDATE user_accounts SET status = 'disabled' WHERE id = $1", account.id)
     elif state == SOURCE_LOCKED:
@@ -80,8 +83,9 @@ async def _arrange(client, pg, app, state: str, flow: str) -> Case:
             wrong = await client.post(f"{API}/auth/login", json={"email": account.email, "password": WRONG})
             assert wrong.status_code == 401
     elif state == ACCOUNT_LOCKED:  # set from elsewhere; this source never completed a login of it
-        await pg.execute("UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1",
-                         account.id)
+        await pg.execute(
+            "UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1", account.id
+        )
     await forget_user(store=app.ctx.deps.store, user_id=account.id)
     return case
 
@@ -96,16 +100,21 @@ async def _run(client, flow: str, case: Case, *, with_code: bool):
     if flow == "mfa_verify":
         return await client.post(f"{API}/auth/mfa/verify", json={"mfa_token": case.mfa_token, "code": case.code()})
     if flow == "password_reset":
-        return await client.post(f"{API}/auth/password-reset/confirm",
-                                 json={"token": case.reset_token, "new_password": NEW_PASSWORD, **code})
+        return await client.post(
+            f"{API}/auth/password-reset/confirm", json={"token": case.reset_token, "new_password": NEW_PASSWORD, **code}
+        )
     if flow == "refresh":
         return await client.post(f"{API}/auth/refresh", json={"refresh_token": account.refresh_token})
     if flow == "password_change":
-        return await client.post(f"{API}/auth/password", headers=account.headers,
-                                 json={"current_password": PASSWORD, "new_password": NEW_PASSWORD, **code})
+        return await client.post(
+            f"{API}/auth/password",
+            headers=account.headers,
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD, **code},
+        )
     if flow == "reauthenticate":
-        return await client.post(f"{API}/auth/reauthenticate", headers=account.headers,
-                                 json={"password": PASSWORD, **code})
+        return await client.post(
+            f"{API}/auth/reauthenticate", headers=account.headers, json={"password": PASSWORD, **code}
+        )
     raise AssertionError(flow)
 
 
@@ -155,10 +164,12 @@ MATRIX = [
 ]
 
 
-@pytest.mark.parametrize(("flow", "state", "answer", "new_session"), MATRIX,
-                         ids=[f"{flow}-{state}" for flow, state, _, _ in MATRIX])
-async def test_every_flow_in_every_account_state_meets_the_one_gate(app, client, strict_app, pg, flow, state,
-                                                                     answer, new_session):
+@pytest.mark.parametrize(
+    ("flow", "state", "answer", "new_session"), MATRIX, ids=[f"{flow}-{state}" for flow, state, _, _ in MATRIX]
+)
+async def test_every_flow_in_every_account_state_meets_the_one_gate(
+    app, client, strict_app, pg, flow, state, answer, new_session
+):
     case = await _arrange(client, pg, app, state, flow)
     user_id = case.account.id
     before = await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", user_id)

@@ -35,13 +35,18 @@ async def test_fifth_failure_is_401_and_every_attempt_after_is_423_even_with_the
     right = await _attempt(client, account.email, PASSWORD)
     assert right.status_code == 423
     # Locked for this source (durably, in PostgreSQL too), not account-wide.
-    assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1 "
-                             "AND locked_until > now()", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM account_source_locks WHERE user_id = $1 AND locked_until > now()", account.id
+        )
+        == 1
+    )
     assert await pg.fetchval("SELECT locked_until FROM user_accounts WHERE id = $1", account.id) is None
     reasons = await pg.fetch("SELECT reason FROM login_attempts WHERE user_id = $1 ORDER BY id", account.id)
     assert [r["reason"] for r in reasons] == ["invalid_credentials"] * 5 + ["locked"] * 2
-    audit = await pg.fetch("SELECT action FROM audit_logs WHERE target_user_id = $1 AND action = "
-                           "'auth.account_locked'", account.id)
+    audit = await pg.fetch(
+        "SELECT action FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.account_locked'", account.id
+    )
     assert len(audit) == 1
 
 
@@ -49,8 +54,9 @@ async def test_twenty_concurrent_wrong_passwords_lock_at_exactly_the_threshold(c
     responses = await asyncio.gather(*[_attempt(client, account.email) for _ in range(20)])
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [401] * 5 + [423] * 15
-    counted = await pg.fetchval("SELECT count(*) FROM login_attempts WHERE user_id = $1 "
-                                "AND reason = 'invalid_credentials'", account.id)
+    counted = await pg.fetchval(
+        "SELECT count(*) FROM login_attempts WHERE user_id = $1 AND reason = 'invalid_credentials'", account.id
+    )
     assert counted == 5
     assert await pg.fetchval("SELECT count(*) FROM login_attempts WHERE user_id = $1", account.id) == 20
 
@@ -69,8 +75,12 @@ async def test_concurrent_failures_for_an_unknown_email_also_stop_at_the_thresho
     ghost = unique_email("ghost")
     responses = await asyncio.gather(*[_attempt(client, ghost) for _ in range(12)])
     assert sorted(r.status_code for r in responses) == [401] * 5 + [423] * 7
-    assert await pg.fetchval("SELECT count(*) FROM login_attempts WHERE email = $1 "
-                             "AND reason = 'invalid_credentials'", ghost) == 5
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM login_attempts WHERE email = $1 AND reason = 'invalid_credentials'", ghost
+        )
+        == 5
+    )
 
 
 async def test_a_lock_survives_losing_every_redis_key(client, redis_raw, settings, account):
@@ -93,13 +103,22 @@ async def test_refreshing_tokens_does_not_reset_the_failure_count(client, accoun
 async def test_unlock_account_lets_the_user_in_at_once(client, app, db, pg, account):
     for _ in range(6):
         await _attempt(client, account.email)
-    await unlock_account(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store,
-                         user_id=account.id,
-                         actor_id=None, ip="10.0.0.1")
+    await unlock_account(
+        db=app.ctx.deps.db,
+        settings=app.ctx.deps.settings,
+        store=app.ctx.deps.store,
+        user_id=account.id,
+        actor_id=None,
+        ip="10.0.0.1",
+    )
     assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1", account.id) == 0
     assert (await _attempt(client, account.email, PASSWORD)).status_code == 200
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'auth.account_unlocked'", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.account_unlocked'", account.id
+        )
+        == 1
+    )
 
 
 async def test_lock_ends_after_its_duration(environ, database, redis_raw):
@@ -120,12 +139,12 @@ async def test_lock_ends_after_its_duration(environ, database, redis_raw):
 
 # -- checks are reserved before bcrypt ------------------------------------------------------
 
+
 async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(client, pg, account, gate):
     """The review's attack: 11 wrong passwords and the right one at once. Every check is held
     in front of bcrypt until all twelve requests are in: only LOCKOUT_THRESHOLD may get there."""
     bcrypt = gate(password_check, "verify_password")
-    tasks = [asyncio.create_task(_attempt(client, account.email, password))
-             for password in [WRONG] * 11 + [PASSWORD]]
+    tasks = [asyncio.create_task(_attempt(client, account.email, password)) for password in [WRONG] * 11 + [PASSWORD]]
     await eventually(lambda: bcrypt.held + sum(task.done() for task in tasks) == 12, what="every request placed")
     assert bcrypt.held == 5  # the other seven were refused before bcrypt
     refused = [task.result().status_code for task in tasks if task.done()]
@@ -138,8 +157,7 @@ async def test_concurrency_buys_no_extra_guesses_and_no_tokens_after_the_lock(cl
     if statuses.count(401) == 5:  # the right password was refused: locked, no session
         assert statuses.count(200) == 0
         assert (await _attempt(client, account.email, PASSWORD)).status_code == 423
-    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == \
-        1 + statuses.count(200)
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == 1 + statuses.count(200)
 
 
 async def test_right_password_is_refused_while_checks_in_flight_could_lock(client, account, gate):
@@ -162,8 +180,7 @@ async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, a
     bcrypt = gate(password_check, "verify_password")
     right = asyncio.create_task(_attempt(client, account.email, PASSWORD))
     await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
-    await pg.execute("UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1",
-                     account.id)
+    await pg.execute("UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1", account.id)
     bcrypt.open()
     response = await right
     assert response.status_code == 423 and response.json()["retry_after"] > 800
@@ -173,10 +190,18 @@ async def test_a_lock_set_while_the_right_password_is_checked_wins(client, pg, a
 async def test_a_cancelled_login_releases_its_reservation(app, db, redis_raw, account, gate):
     bcrypt = gate(password_check, "verify_password")
     deps = app.ctx.deps
-    task = asyncio.create_task(login_service.login(db=deps.db, settings=deps.settings, store=deps.store,
-                               codec=deps.codec,
-                                                   clock=deps.clock, email=account.email, password=PASSWORD,
-                                                   client=Client(ip="10.0.0.2")))
+    task = asyncio.create_task(
+        login_service.login(
+            db=deps.db,
+            settings=deps.settings,
+            store=deps.store,
+            codec=deps.codec,
+            clock=deps.clock,
+            email=account.email,
+            password=PASSWORD,
+            client=Client(ip="10.0.0.2"),
+        )
+    )
     await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
     pending = app.ctx.deps.store.keys.login_source(account.email, "10.0.0.2") + ":pending"
     assert await redis_raw.zcard(pending) == 1
@@ -211,6 +236,7 @@ async def test_wrong_password_of_a_disabled_account_is_401_and_counted_the_right
 
 # -- unlock against a failure being counted -------------------------------------------------
 
+
 async def test_an_unlock_queued_behind_the_locking_failure_is_not_lost(client, app, db, pg, account, database):
     for _ in range(4):
         await _attempt(client, account.email)
@@ -222,9 +248,11 @@ async def test_an_unlock_queued_behind_the_locking_failure_is_not_lost(client, a
         await holder.execute("SELECT 1 FROM user_accounts WHERE id = $1 FOR UPDATE", account.id)
         fifth = asyncio.create_task(_attempt(client, account.email))
         await eventually(lambda: backends_waiting_for_locks(pg), what="the failure waiting on the row")
-        unlock = asyncio.create_task(unlock_account(db=app.ctx.deps.db, settings=app.ctx.deps.settings,
-                                     store=app.ctx.deps.store,
-                                                    user_id=account.id))
+        unlock = asyncio.create_task(
+            unlock_account(
+                db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, user_id=account.id
+            )
+        )
         await eventually(lambda: _waiting(pg, 2), what="the unlock waiting on the row")
         await transaction.commit()
     finally:

@@ -15,8 +15,9 @@ URL = f"{API}/auth/login"
 
 
 async def test_login_returns_a_pair_for_a_new_session(client, pg, account):
-    response = await client.post(URL, json={"email": account.email.upper(), "password": PASSWORD},
-                                 headers={"user-agent": "tests/1.0"})
+    response = await client.post(
+        URL, json={"email": account.email.upper(), "password": PASSWORD}, headers={"user-agent": "tests/1.0"}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["user"] == account.pair["user"] and body["token_type"] == "Bearer"
@@ -25,11 +26,19 @@ async def test_login_returns_a_pair_for_a_new_session(client, pg, account):
     assert me.status_code == 200
     assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == 2
     attempt = await pg.fetchrow("SELECT * FROM login_attempts WHERE user_id = $1", account.id)
-    assert (attempt["success"], attempt["reason"], attempt["ip"], attempt["user_agent"]) == \
-        (True, "ok", "127.0.0.1", "tests/1.0")
+    assert (attempt["success"], attempt["reason"], attempt["ip"], attempt["user_agent"]) == (
+        True,
+        "ok",
+        "127.0.0.1",
+        "tests/1.0",
+    )
     assert await pg.fetchval("SELECT last_login_at IS NOT NULL FROM user_accounts WHERE id = $1", account.id)
-    assert await pg.fetchval(
-        "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.login'", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.login'", account.id
+        )
+        == 1
+    )
 
 
 async def test_unknown_email_and_wrong_password_get_the_same_answer(client, pg, account):
@@ -37,8 +46,11 @@ async def test_unknown_email_and_wrong_password_get_the_same_answer(client, pg, 
     wrong = await client.post(URL, json={"email": account.email, "password": "not the password"})
     assert unknown.status_code == wrong.status_code == 401
     strip = lambda body: {k: v for k, v in body.items() if k != "request_id"}  # noqa: E731
-    assert strip(unknown.json()) == strip(wrong.json()) == {
-        "error": "InvalidCredentials", "message": "Invalid email or password"}
+    assert (
+        strip(unknown.json())
+        == strip(wrong.json())
+        == {"error": "InvalidCredentials", "message": "Invalid email or password"}
+    )
     assert set(unknown.headers) - {"x-request-id"} == set(wrong.headers) - {"x-request-id"}
     attempt = await pg.fetchrow("SELECT success, reason FROM login_attempts WHERE user_id = $1", account.id)
     assert (attempt["success"], attempt["reason"]) == (False, "invalid_credentials")
@@ -59,8 +71,12 @@ async def test_failed_logins_are_audited_with_and_without_an_account(client, pg,
     ghost = unique_email("ghost")
     await client.post(URL, json={"email": ghost, "password": PASSWORD})
     await client.post(URL, json={"email": account.email, "password": "not the password"})
-    rows = await pg.fetch("SELECT target_user_id, after FROM audit_logs WHERE action = 'auth.login_failed' "
-                          "AND (after->>'email' = $1 OR after->>'email' = $2) ORDER BY id", ghost, account.email)
+    rows = await pg.fetch(
+        "SELECT target_user_id, after FROM audit_logs WHERE action = 'auth.login_failed' "
+        "AND (after->>'email' = $1 OR after->>'email' = $2) ORDER BY id",
+        ghost,
+        account.email,
+    )
     assert [(r["target_user_id"] and str(r["target_user_id"])) for r in rows] == [None, account.id]
 
 
@@ -71,10 +87,17 @@ async def test_password_longer_than_128_is_422_without_hashing(client, monkeypat
     assert response.status_code == 422 and calls == []
 
 
-@pytest.mark.parametrize("body", [{"email": "a@example.com"}, {"password": PASSWORD},
-                                  {"email": "a@example.com", "password": PASSWORD, "role": "admin"},
-                                  {"email": "a\u0000@example.com", "password": PASSWORD},
-                                  {"email": "x" * 321, "password": PASSWORD}, {"email": 7, "password": PASSWORD}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "a@example.com"},
+        {"password": PASSWORD},
+        {"email": "a@example.com", "password": PASSWORD, "role": "admin"},
+        {"email": "a\u0000@example.com", "password": PASSWORD},
+        {"email": "x" * 321, "password": PASSWORD},
+        {"email": 7, "password": PASSWORD},
+    ],
+)
 async def test_incomplete_or_extra_login_fields_are_422(client, body):
     assert (await client.post(URL, json=body)).status_code == 422
 
@@ -94,7 +117,9 @@ async def test_a_user_whose_subscription_ended_still_logs_in_on_free(client, pg,
     await pg.execute(
         "INSERT INTO user_subscriptions (id, user_id, plan_id, status, starts_at, ends_at) "
         "SELECT gen_random_uuid(), $1, id, 'active', now() - interval '60 days', now() - interval '1 day' "
-        "FROM subscription_plans WHERE name = 'premium'", account.id)
+        "FROM subscription_plans WHERE name = 'premium'",
+        account.id,
+    )
     response = await client.post(URL, json={"email": account.email, "password": PASSWORD})
     assert response.status_code == 200 and response.json()["user"]["plan"] == "free"
 
@@ -123,7 +148,7 @@ class BcryptWork:
 
     def take(self) -> int:
         """The rounds done since the last call."""
-        work, self.costs = sum(2 ** cost for cost in self.costs), []
+        work, self.costs = sum(2**cost for cost in self.costs), []
         return work
 
 
@@ -136,7 +161,8 @@ async def app_at_cost_6(environ, database, redis_raw):
 
 @pytest.mark.parametrize("stored", ["cost 4", "cost 5", "cost 6", "another scheme"])
 async def test_a_wrong_password_costs_the_work_of_an_unknown_email_whatever_the_stored_cost(
-        app_at_cost_6, pg, monkeypatch, stored):
+    app_at_cost_6, pg, monkeypatch, stored
+):
     """After BCRYPT_COST rises, accounts that have not logged in since keep hashes of the old
     cost; a wrong password checked against one must not be faster than the dummy check an
     unknown email gets at the current cost, or timing tells which addresses exist."""
@@ -154,5 +180,5 @@ async def test_a_wrong_password_costs_the_work_of_an_unknown_email_whatever_the_
         wrong = await client.post(URL, json={"email": account.email, "password": "not the password"})
         wrong_work = work.take()
     assert unknown.status_code == wrong.status_code == 401
-    assert unknown_work == 2 ** 6
+    assert unknown_work == 2**6
     assert wrong_work == unknown_work, f"{stored}: {wrong_work} rounds against {unknown_work}"

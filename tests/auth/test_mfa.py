@@ -32,12 +32,14 @@ async def _me(client, headers) -> dict:
 
 
 async def _audit(pg, user_id: str) -> list[str]:
-    rows = await pg.fetch("SELECT action FROM audit_logs WHERE target_user_id = $1 AND action LIKE '%mfa%' "
-                          "ORDER BY id", user_id)
+    rows = await pg.fetch(
+        "SELECT action FROM audit_logs WHERE target_user_id = $1 AND action LIKE '%mfa%' ORDER BY id", user_id
+    )
     return [row["action"] for row in rows]
 
 
 # -- setup and confirm ------------------------------------------------------------------------
+
 
 async def test_setup_returns_a_pending_secret_and_its_otpauth_uri(client, pg, account):
     response = await client.post(SETUP, headers=account.headers)
@@ -106,13 +108,18 @@ async def test_setup_needs_a_bearer_token(client):
 
 
 async def test_bodies_refuse_unknown_fields_and_empty_codes(client, account):
-    for url, body in ((CONFIRM, {"code": "123456", "role": "admin"}), (CONFIRM, {"code": ""}),
-                      (VERIFY, {"mfa_token": "x", "code": "1", "extra": 1}), (VERIFY, {"code": "123456"})):
+    for url, body in (
+        (CONFIRM, {"code": "123456", "role": "admin"}),
+        (CONFIRM, {"code": ""}),
+        (VERIFY, {"mfa_token": "x", "code": "1", "extra": 1}),
+        (VERIFY, {"code": "123456"}),
+    ):
         response = await client.post(url, headers=account.headers, json=body)
         assert (response.status_code, response.json()["error"]) == (422, "ValidationError"), (url, body)
 
 
 # -- the login's second step ------------------------------------------------------------------
+
 
 async def test_login_with_mfa_on_answers_mfa_required_with_a_token_and_no_pair(client, pg, account):
     await enable(client, account)
@@ -124,8 +131,9 @@ async def test_login_with_mfa_on_answers_mfa_required_with_a_token_and_no_pair(c
     assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id) == 1
     stored = await pg.fetchval("SELECT token_hash FROM mfa_tokens WHERE user_id = $1", account.id)
     assert body["mfa_token"].encode() not in bytes(stored)
-    ttl = await pg.fetchval("SELECT EXTRACT(EPOCH FROM expires_at - created_at) FROM mfa_tokens "
-                            "WHERE user_id = $1", account.id)
+    ttl = await pg.fetchval(
+        "SELECT EXTRACT(EPOCH FROM expires_at - created_at) FROM mfa_tokens WHERE user_id = $1", account.id
+    )
     assert 299 <= ttl <= 300
     wrong = await client.post(LOGIN, json={"email": account.email, "password": "definitely wrong"})
     assert (wrong.status_code, wrong.json()["error"]) == (401, "InvalidCredentials")
@@ -172,8 +180,9 @@ async def test_two_concurrent_verifies_of_one_code_let_exactly_one_in(client, pg
             code = enabled.code()
         else:
             break
-    verified = await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                                 "AND action = 'auth.mfa_verified'", account.id)
+    verified = await pg.fetchval(
+        "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.mfa_verified'", account.id
+    )
     assert verified == 2
 
 
@@ -223,8 +232,9 @@ async def test_a_wrong_code_leaves_the_mfa_token_usable(client, account):
 async def test_an_expired_mfa_token_is_invalid(client, pg, account):
     enabled = await enable(client, account)
     token = await mfa_token(client, account)
-    await pg.execute("UPDATE mfa_tokens SET expires_at = clock_timestamp() - interval '1 second' "
-                     "WHERE user_id = $1", account.id)
+    await pg.execute(
+        "UPDATE mfa_tokens SET expires_at = clock_timestamp() - interval '1 second' WHERE user_id = $1", account.id
+    )
     response = await verify(client, token, enabled.code())
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
 
@@ -251,14 +261,18 @@ async def test_unknown_tokens_are_invalid_and_not_counted(client, redis_raw, app
 async def test_a_password_change_voids_outstanding_mfa_tokens(client, account):
     enabled = await enable(client, account)
     token = await mfa_token(client, account)
-    changed = await client.post(f"{API}/auth/password", headers=account.headers,
-                                json={"current_password": PASSWORD, "new_password": "another long password"})
+    changed = await client.post(
+        f"{API}/auth/password",
+        headers=account.headers,
+        json={"current_password": PASSWORD, "new_password": "another long password"},
+    )
     assert changed.status_code == 200
     response = await verify(client, token, enabled.code())
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
 
 
 # -- turning it off ---------------------------------------------------------------------------
+
 
 async def test_turning_mfa_off_needs_a_right_code(client, pg, account):
     enabled = await enable(client, account)
@@ -273,8 +287,13 @@ async def test_turning_mfa_off_needs_a_right_code(client, pg, account):
     assert (await verify(client, token, enabled.code())).json()["error"] == "InvalidToken"
     assert await pg.fetchval("SELECT count(*) FROM mfa_totp WHERE user_id = $1", account.id) == 0
     assert await pg.fetchval("SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1", account.id) == 0
-    assert await _audit(pg, account.id) == ["auth.mfa_setup", "auth.mfa_enabled", "auth.mfa_failed",
-                                            "auth.mfa_challenged", "auth.mfa_disabled"]
+    assert await _audit(pg, account.id) == [
+        "auth.mfa_setup",
+        "auth.mfa_enabled",
+        "auth.mfa_failed",
+        "auth.mfa_challenged",
+        "auth.mfa_disabled",
+    ]
 
 
 async def test_a_recovery_code_turns_mfa_off_and_it_can_be_set_up_again(client, account):

@@ -30,8 +30,9 @@ async def test_concurrent_wrong_codes_buy_no_extra_guesses(client, pg, account, 
     sessions = await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", account.id)
     assert sessions == 1 + statuses.count(200)
     if statuses.count(401) == 5:  # the right code lost the race to the lock: locked, no session
-        assert (await client.post(LOGIN, json={"email": account.email, "password": account.password})
-                ).status_code == 423
+        assert (
+            await client.post(LOGIN, json={"email": account.email, "password": account.password})
+        ).status_code == 423
 
 
 async def test_twenty_concurrent_wrong_codes_lock_at_exactly_the_threshold(client, pg, account):
@@ -39,10 +40,15 @@ async def test_twenty_concurrent_wrong_codes_lock_at_exactly_the_threshold(clien
     tokens = [await mfa_token(client, account) for _ in range(20)]
     responses = await asyncio.gather(*[verify(client, token, wrong_code(enabled.secret)) for token in tokens])
     assert sorted(r.status_code for r in responses) == [401] * 5 + [423] * 15
-    assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1 "
-                             "AND locked_until > now()", account.id) == 1
-    failures = await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                                 "AND action = 'auth.mfa_failed'", account.id)
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM account_source_locks WHERE user_id = $1 AND locked_until > now()", account.id
+        )
+        == 1
+    )
+    failures = await pg.fetchval(
+        "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.mfa_failed'", account.id
+    )
     assert failures == 5
 
 
@@ -71,8 +77,9 @@ async def test_wrong_codes_and_wrong_passwords_share_one_count(client, account):
 async def test_wrong_codes_to_turn_mfa_off_count_toward_the_lockout(client, pg, account):
     enabled = await enable(client, account)
     for _ in range(5):
-        response = await client.request("DELETE", TOTP, headers=account.headers,
-                                        json={"code": wrong_code(enabled.secret)})
+        response = await client.request(
+            "DELETE", TOTP, headers=account.headers, json={"code": wrong_code(enabled.secret)}
+        )
         assert (response.status_code, response.json()["error"]) == (401, "InvalidCredentials")
     refused = await client.request("DELETE", TOTP, headers=account.headers, json={"code": enabled.code()})
     assert refused.status_code == 423
@@ -80,6 +87,7 @@ async def test_wrong_codes_to_turn_mfa_off_count_toward_the_lockout(client, pg, 
 
 
 # -- an mfa_token dies after three wrong codes; wrong codes also count per account -------------
+
 
 async def test_an_mfa_token_dies_at_its_third_wrong_code(client, account):
     enabled = await enable(client, account)
@@ -118,8 +126,11 @@ async def _wrong_codes_from_many_sources(app, account, enabled, count: int) -> N
 async def test_ten_wrong_codes_in_a_row_mail_the_owner_once(app, client, pg, account, settings):
     enabled = await enable(client, account)
     await _wrong_codes_from_many_sources(app, account, enabled, 12)
-    notices = [body for body in await mail_bodies(pg, settings, user_id=account.id, kind="security_notice")
-               if "wrong two-step codes" in body]
+    notices = [
+        body
+        for body in await mail_bodies(pg, settings, user_id=account.id, kind="security_notice")
+        if "wrong two-step codes" in body
+    ]
     assert len(notices) == 1 and "someone may know your password" in notices[0]
     assert await pg.fetchval("SELECT mfa_failures FROM user_accounts WHERE id = $1", account.id) == 12
     assert (await verify(client, await mfa_token(client, account), enabled.code())).status_code == 200
@@ -127,7 +138,8 @@ async def test_ten_wrong_codes_in_a_row_mail_the_owner_once(app, client, pg, acc
 
 
 async def test_at_the_code_ceiling_every_code_check_is_refused_until_an_admin_unlocks(
-        app, client, pg, account, superadmin_headers):
+    app, client, pg, account, superadmin_headers
+):
     enabled = await enable(client, account)
     await pg.execute("UPDATE user_accounts SET mfa_failures = 99 WHERE id = $1", account.id)  # 99 in a row so far
     await _wrong_codes_from_many_sources(app, account, enabled, 1)
@@ -147,8 +159,12 @@ async def test_codes_with_spaces_and_dashes_are_the_same_code_and_cost_nothing(c
     assert (await verify(client, await mfa_token(client, account), dashed)).status_code == 200
     spaced = " ".join(enabled.code())
     assert (await verify(client, await mfa_token(client, account), spaced)).status_code == 200
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'auth.mfa_failed'", account.id) == 0
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.mfa_failed'", account.id
+        )
+        == 0
+    )
 
 
 async def test_recovery_codes_carry_at_least_60_bits(client, account):

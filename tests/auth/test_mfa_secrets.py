@@ -48,15 +48,18 @@ async def test_the_secret_is_stored_sealed_not_in_base32(client, pg, account):
 async def test_a_sealed_secret_copied_to_another_account_does_not_open_there(client, pg):
     alice, mallory = await register(client), await register(client)
     alice_mfa, mallory_mfa = await enable(client, alice), await enable(client, mallory)
-    await pg.execute("UPDATE mfa_totp SET secret_sealed = (SELECT secret_sealed FROM mfa_totp WHERE user_id = $1) "
-                     "WHERE user_id = $2", alice.id, mallory.id)
+    await pg.execute(
+        "UPDATE mfa_totp SET secret_sealed = (SELECT secret_sealed FROM mfa_totp WHERE user_id = $1) "
+        "WHERE user_id = $2",
+        alice.id,
+        mallory.id,
+    )
     response = await verify(client, await mfa_token(client, mallory), alice_mfa.code())
     assert (response.status_code, response.json()["error"]) == (401, "InvalidCredentials")
     assert mallory_mfa.recovery_codes  # mallory still has her own way in
 
 
-async def test_rotating_keys_keeps_secrets_and_reseals_them_under_the_new_key(environ, database, pg, client,
-                                                                               account):
+async def test_rotating_keys_keeps_secrets_and_reseals_them_under_the_new_key(environ, database, pg, client, account):
     """MFA_ENCRYPTION_KEY set later: the key derived from JWT_SECRET still opens the old
     secret, and the next accepted code seals it again under the new key."""
     enabled = await enable(client, account)
@@ -71,13 +74,13 @@ async def test_rotating_keys_keeps_secrets_and_reseals_them_under_the_new_key(en
     assert (await verify(client, await mfa_token(client, account), enabled.code())).status_code == 401
 
 
-async def test_a_secret_no_configured_key_opens_refuses_totp_but_not_recovery_codes(environ, database, account,
-                                                                                    client):
+async def test_a_secret_no_configured_key_opens_refuses_totp_but_not_recovery_codes(environ, database, account, client):
     """The documented behaviour of losing the key: TOTP codes are wrong (401, counted, a
     warning and the `undecryptable` metric), recovery codes still sign in, never a 500."""
     enabled = await enable(client, account)
-    other_keys = load_settings({**environ, "JWT_SECRET": secrets.token_urlsafe(48),
-                                "MFA_ENCRYPTION_KEY": secrets.token_urlsafe(32)})
+    other_keys = load_settings(
+        {**environ, "JWT_SECRET": secrets.token_urlsafe(48), "MFA_ENCRYPTION_KEY": secrets.token_urlsafe(32)}
+    )
     warnings: list[str] = []
     before = _failures("undecryptable")
     async with running_app(other_keys) as app, client_for(app) as other:
@@ -89,8 +92,12 @@ async def test_a_secret_no_configured_key_opens_refuses_totp_but_not_recovery_co
             assert (response.status_code, response.json()["error"]) == (401, "InvalidCredentials")
             recovered = await verify(other, token, enabled.recovery_codes[0])
             assert recovered.status_code == 200, recovered.text
-            off = await other.request("DELETE", TOTP, json={"code": enabled.recovery_codes[1]},
-                                      headers={"authorization": f"Bearer {recovered.json()['access_token']}"})
+            off = await other.request(
+                "DELETE",
+                TOTP,
+                json={"code": enabled.recovery_codes[1]},
+                headers={"authorization": f"Bearer {recovered.json()['access_token']}"},
+            )
             assert off.status_code == 204
         finally:
             logger.remove(sink)
@@ -100,8 +107,9 @@ async def test_a_secret_no_configured_key_opens_refuses_totp_but_not_recovery_co
 
 async def test_no_secret_code_or_token_reaches_the_logs(client, account):
     lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(f"{message.record['message']} {message.record['extra']}"),
-                      level="TRACE")
+    sink = logger.add(
+        lambda message: lines.append(f"{message.record['message']} {message.record['extra']}"), level="TRACE"
+    )
     try:
         setup = (await client.post(SETUP, headers=account.headers)).json()
         confirm_code = code_at(setup["secret"], -1)
@@ -112,13 +120,25 @@ async def test_no_secret_code_or_token_reaches_the_logs(client, account):
         right = code_at(setup["secret"], 0)
         pair = (await verify(client, token, right)).json()
         await client.post(VERIFY, json={"mfa_token": "not-a-token", "code": "000000"})
-        await client.request("DELETE", TOTP, json={"code": codes["recovery_codes"][0]},
-                             headers={"authorization": f"Bearer {pair['access_token']}"})
+        await client.request(
+            "DELETE",
+            TOTP,
+            json={"code": codes["recovery_codes"][0]},
+            headers={"authorization": f"Bearer {pair['access_token']}"},
+        )
     finally:
         logger.remove(sink)
     text = "\n".join(lines)
-    sensitive = [setup["secret"], confirm_code, token, wrong, right, pair["access_token"], pair["refresh_token"],
-                 *codes["recovery_codes"]]
+    sensitive = [
+        setup["secret"],
+        confirm_code,
+        token,
+        wrong,
+        right,
+        pair["access_token"],
+        pair["refresh_token"],
+        *codes["recovery_codes"],
+    ]
     assert not [value for value in sensitive if value in text]
 
 
@@ -131,14 +151,18 @@ async def test_refused_codes_are_counted_by_reason(client, account):
     assert (await verify(client, token, code)).status_code == 200
     assert (await verify(client, await mfa_token(client, account), code)).status_code == 401
     assert (await verify(client, "nonsense", code)).status_code == 401
-    assert (_failures("wrong_code"), _failures("replay"), _failures("bad_token")) == \
-        (wrong + 1, replay + 1, bad_token + 1)
+    assert (_failures("wrong_code"), _failures("replay"), _failures("bad_token")) == (
+        wrong + 1,
+        replay + 1,
+        bad_token + 1,
+    )
 
 
 @pytest.fixture(scope="module")
 async def limited_app(environ, database, redis_raw):
-    settings = load_settings({**environ, "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}mfa-{uuid4().hex[:8]}:",
-                              "RATE_LIMIT_AUTH": "2/900"})
+    settings = load_settings(
+        {**environ, "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}mfa-{uuid4().hex[:8]}:", "RATE_LIMIT_AUTH": "2/900"}
+    )
     async with running_app(settings) as app:
         yield app
 

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def workers(environ, database, tmp_path_factory):
-    server = start_server({**environ, "LOG_LEVEL": "DEBUG", "ACCESS_LOG": "1"}, workers=2,
-                          tmp_dir=tmp_path_factory.mktemp("mfa-server"))
+    server = start_server(
+        {**environ, "LOG_LEVEL": "DEBUG", "ACCESS_LOG": "1"}, workers=2, tmp_dir=tmp_path_factory.mktemp("mfa-server")
+    )
     clients = clients_per_worker(server.url)
     yield server, clients
     for client in clients:
@@ -49,13 +50,23 @@ def test_the_whole_flow_across_two_workers_and_nothing_secret_in_their_log(worke
     assert (replay.status_code, replay.json()["error"]) == (401, "InvalidCredentials")
     with_recovery = first.post(VERIFY, json={"mfa_token": again, "code": recovery[0]})
     assert with_recovery.status_code == 200
-    off = second.request("DELETE", TOTP, headers=bearer(with_recovery.json()["access_token"]),
-                         json={"code": recovery[1]})
+    off = second.request(
+        "DELETE", TOTP, headers=bearer(with_recovery.json()["access_token"]), json={"code": recovery[1]}
+    )
     assert off.status_code == 204
     assert first.post(LOGIN, json={"email": email, "password": PASSWORD}).status_code == 200
 
     log = server.log()
     assert "POST /api/v1/auth/mfa/verify 200" in log  # the access log saw the requests
-    sensitive = [setup["secret"], confirm_code, token, again, wrong, code, *recovery,
-                 verified.json()["access_token"], verified.json()["refresh_token"]]
+    sensitive = [
+        setup["secret"],
+        confirm_code,
+        token,
+        again,
+        wrong,
+        code,
+        *recovery,
+        verified.json()["access_token"],
+        verified.json()["refresh_token"],
+    ]
     assert [value for value in sensitive if value in log] == []

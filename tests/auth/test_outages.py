@@ -36,11 +36,14 @@ async def no_redis_app(environ, database, redis_raw):
         yield app
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/auth/login", {"email": "someone@example.com", "password": PASSWORD}),
-    ("/auth/register", {"email": "someone@example.com", "password": PASSWORD}),
-    ("/auth/refresh", {"refresh_token": "x" * 43}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/auth/login", {"email": "someone@example.com", "password": PASSWORD}),
+        ("/auth/register", {"email": "someone@example.com", "password": PASSWORD}),
+        ("/auth/refresh", {"refresh_token": "x" * 43}),
+    ],
+)
 async def test_postgresql_down_makes_login_register_and_refresh_503(no_database_app, path, body):
     async with client_for(no_database_app) as client:
         response = await client.post(f"{API}{path}", json=body)
@@ -84,7 +87,6 @@ async def test_a_revocation_redis_missed_is_committed_and_repaired(client, pg, a
     assert me.json()["error"] == "TokenRevoked"
 
 
-
 async def _paused_clients(admin) -> int:
     return sum("b" in client["flags"] for client in await admin.client_list())
 
@@ -100,11 +102,17 @@ async def test_a_revocation_lands_even_if_the_request_is_cancelled_after_the_com
         admin = Redis.from_url(private.url, decode_responses=True)
         try:
             await admin.client_pause(10_000, all=False)
-            task = asyncio.create_task(auth.logout(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=store,
-                                                   principal=principal, client=Client()))
+            task = asyncio.create_task(
+                auth.logout(
+                    db=app.ctx.deps.db,
+                    settings=app.ctx.deps.settings,
+                    store=store,
+                    principal=principal,
+                    client=Client(),
+                )
+            )
             await eventually(lambda: _paused_clients(admin), what="the revocation write in flight")
-            assert await pg.fetchval("SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",
-                                     principal.session_id)
+            assert await pg.fetchval("SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1", principal.session_id)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

@@ -48,13 +48,15 @@ async def test_a_login_checked_before_a_password_change_commits_gets_no_session(
     bcrypt.open()
     response = await stale
     assert (response.status_code, response.json()["error"]) == (401, "InvalidCredentials")
-    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
-                             account.id) == 1
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", account.id) == 1
 
 
 async def test_a_login_cannot_restore_the_old_password_by_upgrading_its_cost(client, pg, account, gate):
-    await pg.execute("UPDATE user_accounts SET password_hash = $2 WHERE id = $1", account.id,
-                     await hash_password(password=PASSWORD, cost=5))  # outdated: the login would re-hash it
+    await pg.execute(
+        "UPDATE user_accounts SET password_hash = $2 WHERE id = $1",
+        account.id,
+        await hash_password(password=PASSWORD, cost=5),
+    )  # outdated: the login would re-hash it
     bcrypt = gate(password_check, "verify_password", hold=lambda n: n == 1)
     stale = asyncio.create_task(_login(client, account.email, PASSWORD))
     await eventually(lambda: bcrypt.held == 1, what="the login at bcrypt")
@@ -85,9 +87,13 @@ async def test_of_two_racing_changes_the_one_whose_session_was_revoked_loses(cli
 
 # -- a re-hash at a new cost is not a password change ---------------------------------------
 
+
 async def _old_cost(pg, account) -> None:
-    await pg.execute("UPDATE user_accounts SET password_hash = $2 WHERE id = $1", account.id,
-                     await hash_password(password=PASSWORD, cost=5))  # outdated: a login re-hashes it
+    await pg.execute(
+        "UPDATE user_accounts SET password_hash = $2 WHERE id = $1",
+        account.id,
+        await hash_password(password=PASSWORD, cost=5),
+    )  # outdated: a login re-hashes it
 
 
 async def test_a_password_change_racing_a_login_that_upgrades_the_cost_succeeds(client, pg, account, gate):

@@ -21,8 +21,11 @@ async def _refresh(client, token):
 
 async def _age_rotation(pg, token, seconds):
     """Pretend the token was rotated `seconds` ago (instead of sleeping through the grace)."""
-    await pg.execute("UPDATE tokens SET rotated_at = rotated_at - make_interval(secs => $2) WHERE token_hash = $1",
-                     hash_refresh_token(token), float(seconds))
+    await pg.execute(
+        "UPDATE tokens SET rotated_at = rotated_at - make_interval(secs => $2) WHERE token_hash = $1",
+        hash_refresh_token(token),
+        float(seconds),
+    )
 
 
 async def test_refresh_rotates_to_a_new_pair_and_marks_the_parent_rotated(client, pg, account):
@@ -31,10 +34,12 @@ async def test_refresh_rotates_to_a_new_pair_and_marks_the_parent_rotated(client
     body = response.json()
     assert body["refresh_token"] != account.refresh_token and body["user"] == account.pair["user"]
     assert (await client.get(f"{API}/me", headers=bearer(body["access_token"]))).status_code == 200
-    parent = await pg.fetchrow("SELECT id, rotated_at FROM tokens WHERE token_hash = $1",
-                               hash_refresh_token(account.refresh_token))
-    child = await pg.fetchrow("SELECT parent_id FROM tokens WHERE token_hash = $1",
-                              hash_refresh_token(body["refresh_token"]))
+    parent = await pg.fetchrow(
+        "SELECT id, rotated_at FROM tokens WHERE token_hash = $1", hash_refresh_token(account.refresh_token)
+    )
+    child = await pg.fetchrow(
+        "SELECT parent_id FROM tokens WHERE token_hash = $1", hash_refresh_token(body["refresh_token"])
+    )
     assert parent["rotated_at"] is not None and child["parent_id"] == parent["id"]
 
 
@@ -59,12 +64,17 @@ async def test_fifty_concurrent_refreshes_yield_exactly_one_successor(client, pg
     assert {r.status_code for r in responses} == {200}
     successors = {r.json()["refresh_token"] for r in responses}
     assert len(successors) == 1
-    parent_id = await pg.fetchval("SELECT id FROM tokens WHERE token_hash = $1",
-                                  hash_refresh_token(account.refresh_token))
+    parent_id = await pg.fetchval(
+        "SELECT id FROM tokens WHERE token_hash = $1", hash_refresh_token(account.refresh_token)
+    )
     children = await pg.fetch("SELECT token_hash FROM tokens WHERE parent_id = $1", parent_id)
     assert [c["token_hash"] for c in children] == [hash_refresh_token(successors.pop())]
-    assert await pg.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1 AND rotated_at IS NULL "
-                             "AND revoked_at IS NULL", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM tokens WHERE user_id = $1 AND rotated_at IS NULL AND revoked_at IS NULL", account.id
+        )
+        == 1
+    )
 
 
 async def test_reuse_after_the_grace_revokes_the_whole_session(client, pg, account):
@@ -79,8 +89,13 @@ async def test_reuse_after_the_grace_revokes_the_whole_session(client, pg, accou
     session = await pg.fetchrow("SELECT revoked_at, revoke_reason FROM sessions WHERE user_id = $1", account.id)
     assert session["revoked_at"] is not None and session["revoke_reason"] == "reuse"
     assert await pg.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1 AND revoked_at IS NULL", account.id) == 0
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'auth.refresh_reuse_detected'", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.refresh_reuse_detected'",
+            account.id,
+        )
+        == 1
+    )
 
 
 async def test_reuse_of_an_older_ancestor_within_the_grace_is_reuse(client, account):
@@ -119,8 +134,10 @@ async def test_unknown_refresh_token_is_invalid(client, token):
 
 
 async def test_expired_refresh_token_is_invalid(client, pg, account):
-    await pg.execute("UPDATE tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
-                     hash_refresh_token(account.refresh_token))
+    await pg.execute(
+        "UPDATE tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+        hash_refresh_token(account.refresh_token),
+    )
     response = await _refresh(client, account.refresh_token)
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
 
@@ -139,8 +156,9 @@ async def test_logout_racing_refreshes_leaves_no_live_token(client, pg):
             _refresh(client, account.refresh_token),
         )
         assert results[1].status_code == 204
-        assert await pg.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1 AND revoked_at IS NULL",
-                                 account.id) == 0
+        assert (
+            await pg.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1 AND revoked_at IS NULL", account.id) == 0
+        )
         for refreshed in (results[0], results[2]):
             if refreshed.status_code == 200:
                 pair = refreshed.json()
@@ -159,8 +177,7 @@ async def test_refreshing_a_disabled_accounts_token_is_403(client, pg, account):
     assert (response.status_code, response.json()["error"]) == (403, "AccountDisabled")
 
 
-async def test_an_account_deleted_during_its_refresh_gets_no_pair_and_keeps_its_token(client, pg, account,
-                                                                                       monkeypatch):
+async def test_an_account_deleted_during_its_refresh_gets_no_pair_and_keeps_its_token(client, pg, account, monkeypatch):
     """The refresh does not lock the account's row: an account deleted between the token's
     read and the user's read is refused (401), and the rotation rolls back."""
     from manas360.services.accounts import users
@@ -174,8 +191,12 @@ async def test_an_account_deleted_during_its_refresh_gets_no_pair_and_keeps_its_
     monkeypatch.setattr(users, "get_user", deleted_meanwhile)
     response = await _refresh(client, account.refresh_token)
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
-    assert await pg.fetchval("SELECT rotated_at FROM tokens WHERE token_hash = $1",
-                             hash_refresh_token(account.refresh_token)) is None
+    assert (
+        await pg.fetchval(
+            "SELECT rotated_at FROM tokens WHERE token_hash = $1", hash_refresh_token(account.refresh_token)
+        )
+        is None
+    )
     assert await pg.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1", account.id) == 1
 
 

@@ -34,8 +34,12 @@ async def test_logout_revokes_the_sessions_access_and_refresh_tokens_at_once(cli
     assert await _me(client, other.pair["access_token"]) == (200, None)
     row = await pg.fetchrow("SELECT reason, session_id FROM revoked_access_tokens WHERE user_id = $1", account.id)
     assert row["reason"] == "logout"
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.logout'",
-                             account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.logout'", account.id
+        )
+        == 1
+    )
 
 
 async def test_logout_needs_a_live_token(client, account):
@@ -53,8 +57,12 @@ async def test_logout_all_revokes_every_session(client, pg, account):
         assert await _refresh_status(client, session.refresh_token) == 401
     assert await pg.fetchval("SELECT tokens_valid_after IS NOT NULL FROM user_accounts WHERE id = $1", account.id)
     assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", account.id) == 0
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'auth.logout_all'", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.logout_all'", account.id
+        )
+        == 1
+    )
 
 
 async def test_a_login_right_after_logout_all_is_not_killed_by_the_epoch(client, account):
@@ -65,8 +73,11 @@ async def test_a_login_right_after_logout_all_is_not_killed_by_the_epoch(client,
 
 async def test_password_change_revokes_every_session_and_returns_the_only_live_pair(client, pg, account):
     other = await login(client, account)
-    response = await client.post(f"{API}/auth/password", headers=account.headers,
-                                 json={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    response = await client.post(
+        f"{API}/auth/password",
+        headers=account.headers,
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
     assert response.status_code == 200
     pair = response.json()
     assert set(pair) == {"access_token", "refresh_token", "token_type", "expires_in", "user"}
@@ -80,20 +91,32 @@ async def test_password_change_revokes_every_session_and_returns_the_only_live_p
     old = await client.post(f"{API}/auth/login", json={"email": account.email, "password": PASSWORD})
     new = await client.post(f"{API}/auth/login", json={"email": account.email, "password": NEW_PASSWORD})
     assert (old.status_code, new.status_code) == (401, 200)
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'auth.password_changed'", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.password_changed'", account.id
+        )
+        == 1
+    )
 
 
 async def test_password_change_with_a_wrong_current_password_changes_nothing(client, account):
-    response = await client.post(f"{API}/auth/password", headers=account.headers,
-                                 json={"current_password": "not it at all", "new_password": NEW_PASSWORD})
+    response = await client.post(
+        f"{API}/auth/password",
+        headers=account.headers,
+        json={"current_password": "not it at all", "new_password": NEW_PASSWORD},
+    )
     assert (response.status_code, response.json()["error"]) == (401, "InvalidCredentials")
     assert await _me(client, account.pair["access_token"]) == (200, None)
 
 
-@pytest.mark.parametrize("body", [{"current_password": PASSWORD, "new_password": "short"},
-                                  {"current_password": PASSWORD, "new_password": "x" * 129},
-                                  {"current_password": PASSWORD}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"current_password": PASSWORD, "new_password": "short"},
+        {"current_password": PASSWORD, "new_password": "x" * 129},
+        {"current_password": PASSWORD},
+    ],
+)
 async def test_password_change_validates_the_new_password(client, account, body):
     response = await client.post(f"{API}/auth/password", headers=account.headers, json=body)
     assert response.status_code == 422
@@ -140,8 +163,13 @@ async def test_revocations_survive_losing_every_redis_key(client, redis_raw, set
     logged_out, everywhere, changed, untouched = [await register(client) for _ in range(4)]
     await client.post(f"{API}/auth/logout", headers=logged_out.headers)
     await client.post(f"{API}/auth/logout-all", headers=everywhere.headers)
-    pair = (await client.post(f"{API}/auth/password", headers=changed.headers,
-                              json={"current_password": PASSWORD, "new_password": NEW_PASSWORD})).json()
+    pair = (
+        await client.post(
+            f"{API}/auth/password",
+            headers=changed.headers,
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        )
+    ).json()
     for _ in range(2):  # the first round reloads from PostgreSQL, the second reads what it wrote back
         await delete_prefixed_keys(redis_raw, settings.redis_prefix)
         for revoked in (logged_out, everywhere, changed):
@@ -170,5 +198,6 @@ async def test_revoked_sessions_are_not_listed(client, account):
     revoked = next(item["id"] for item in before if item["current"])
     assert (await client.post(f"{API}/auth/logout", headers=second.headers)).status_code == 204
     items = (await client.get(f"{API}/auth/sessions", headers=account.headers)).json()["items"]
-    assert len(before) == 2 and [item["id"] for item in items] == [item["id"] for item in before
-                                                                   if item["id"] != revoked]
+    assert len(before) == 2 and [item["id"] for item in items] == [
+        item["id"] for item in before if item["id"] != revoked
+    ]

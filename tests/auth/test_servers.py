@@ -36,8 +36,9 @@ def test_logout_on_one_worker_is_honoured_by_every_worker(http):
     headers = bearer(pair["access_token"])
     assert {http.get(f"{API}/me", headers=headers).status_code for _ in range(ROUNDS)} == {200}
     assert http.post(f"{API}/auth/logout", headers=headers).status_code == 204
-    answers = {(r.status_code, r.json()["error"])
-               for r in (http.get(f"{API}/me", headers=headers) for _ in range(ROUNDS))}
+    answers = {
+        (r.status_code, r.json()["error"]) for r in (http.get(f"{API}/me", headers=headers) for _ in range(ROUNDS))
+    }
     assert answers == {(401, "TokenRevoked")}
     refresh = http.post(f"{API}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert refresh.status_code == 401
@@ -46,26 +47,25 @@ def test_logout_on_one_worker_is_honoured_by_every_worker(http):
 def test_logout_all_through_one_worker_is_honoured_by_every_worker(http):
     email = unique_email()
     pairs = [http.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD}).json()]
-    pairs += [http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD}).json()
-              for _ in range(3)]
+    pairs += [http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD}).json() for _ in range(3)]
     assert http.post(f"{API}/auth/logout-all", headers=bearer(pairs[0]["access_token"])).status_code == 204
-    statuses = {http.get(f"{API}/me", headers=bearer(pair["access_token"])).status_code
-                for pair in pairs for _ in range(ROUNDS // 4)}
+    statuses = {
+        http.get(f"{API}/me", headers=bearer(pair["access_token"])).status_code
+        for pair in pairs
+        for _ in range(ROUNDS // 4)
+    }
     assert statuses == {401}
 
 
 def test_a_lock_set_through_one_worker_holds_on_every_worker(http):
     email = unique_email()
     http.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD})
-    wrong = [http.post(f"{API}/auth/login", json={"email": email, "password": "wrong password"})
-             for _ in range(5)]
+    wrong = [http.post(f"{API}/auth/login", json={"email": email, "password": "wrong password"}) for _ in range(5)]
     assert [r.status_code for r in wrong] == [401] * 5
-    right = {http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD}).status_code
-             for _ in range(10)}
+    right = {http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD}).status_code for _ in range(10)}
     assert right == {423}
 
 
 def test_a_one_megabyte_password_is_413_before_anything_else(http):
-    response = http.post(f"{API}/auth/register",
-                      json={"email": unique_email(), "password": "p" * 1_000_000})
+    response = http.post(f"{API}/auth/register", json={"email": unique_email(), "password": "p" * 1_000_000})
     assert (response.status_code, response.json()["error"]) == (413, "PayloadTooLarge")

@@ -50,7 +50,8 @@ async def test_one_ipv6_64_is_one_source(app, account):
 
 
 async def test_a_per_source_lock_survives_losing_redis_and_other_sources_stay_open(
-        app, client, redis_raw, settings, account):
+    app, client, redis_raw, settings, account
+):
     await _lock_from(app, account, "198.51.100.20")
     await delete_prefixed_keys(redis_raw, settings.redis_prefix)
     async with client_for(app, client_ip="198.51.100.20") as attacker:
@@ -64,8 +65,12 @@ async def test_two_sources_racing_each_get_exactly_the_threshold(app, pg, accoun
         answers = await asyncio.gather(*[_login(c, account, WRONG) for c in (one, two) for _ in range(15)])
     statuses = [a.status_code for a in answers]
     assert (statuses.count(401), statuses.count(423)) == (10, 20)
-    assert await pg.fetchval("SELECT count(*) FROM login_attempts WHERE user_id = $1 "
-                             "AND reason = 'invalid_credentials'", account.id) == 10
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM login_attempts WHERE user_id = $1 AND reason = 'invalid_credentials'", account.id
+        )
+        == 10
+    )
 
 
 async def test_admin_sees_every_lock_and_one_unlock_lifts_them_all(app, client, pg, account, superadmin_headers):
@@ -86,12 +91,16 @@ async def test_a_confirmed_reset_clears_every_lock_of_the_account(app, client, p
     for ip in ("192.0.2.40", "192.0.2.41"):
         await _lock_from(app, account, ip)
     token = secrets.token_urlsafe(32)
-    await pg.execute("INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at) "
-                     "VALUES ($1, $2, 'password_reset', now() + interval '30 minutes')",
-                     hashlib.sha256(token.encode()).hexdigest(), account.id)
+    await pg.execute(
+        "INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at) "
+        "VALUES ($1, $2, 'password_reset', now() + interval '30 minutes')",
+        hashlib.sha256(token.encode()).hexdigest(),
+        account.id,
+    )
     async with client_for(app, client_ip="192.0.2.40") as locked_out:  # MFA off: accepted under a lock
-        confirmed = await locked_out.post(f"{API}/auth/password-reset/confirm",
-                                          json={"token": token, "new_password": "the owner's new password"})
+        confirmed = await locked_out.post(
+            f"{API}/auth/password-reset/confirm", json={"token": token, "new_password": "the owner's new password"}
+        )
         assert confirmed.status_code == 200, confirmed.text
     for ip in ("192.0.2.40", "192.0.2.41"):
         async with client_for(app, client_ip=ip) as caller:
@@ -100,6 +109,7 @@ async def test_a_confirmed_reset_clears_every_lock_of_the_account(app, client, p
 
 
 # -- the account-wide ceiling -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 async def ceiling_app(environ, database, redis_raw):
@@ -122,8 +132,10 @@ async def test_the_account_wide_ceiling_locks_every_unknown_source_but_not_a_kno
     assert await pg.fetchval("SELECT locked_until > now() FROM user_accounts WHERE id = $1", account.id)
     notices = await mail_bodies(pg, ceiling_app.ctx.deps.settings, user_id=account.id, kind="security_notice")
     assert len(notices) == 1 and "paused everywhere" in notices[0]
-    assert await pg.fetchval("SELECT subject FROM outbox WHERE user_id = $1 AND kind = 'security_notice'",
-                             account.id) == "Account security"
+    assert (
+        await pg.fetchval("SELECT subject FROM outbox WHERE user_id = $1 AND kind = 'security_notice'", account.id)
+        == "Account security"
+    )
 
 
 async def test_the_account_wide_ceiling_holds_under_concurrency_from_many_sources(ceiling_app, pg):
@@ -137,5 +149,9 @@ async def test_the_account_wide_ceiling_holds_under_concurrency_from_many_source
         for c in clients:
             await c.__aexit__(None, None, None)
     assert [a.status_code for a in answers].count(401) == 8  # evaluated: the ceiling, whatever the spread
-    assert await pg.fetchval("SELECT count(*) FROM login_attempts WHERE user_id = $1 "
-                             "AND reason = 'invalid_credentials'", account.id) == 8
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM login_attempts WHERE user_id = $1 AND reason = 'invalid_credentials'", account.id
+        )
+        == 8
+    )

@@ -19,8 +19,11 @@ def _claims(pair) -> dict:
 async def _age(client, pg, account, seconds: int) -> None:
     """The session's credential `seconds` old, and the account's token one refresh later (as a
     client holding a long session has it)."""
-    await pg.execute("UPDATE sessions SET auth_time = auth_time - make_interval(secs => $2) WHERE id = $1",
-                     _claims(account.pair)["sid"], seconds)
+    await pg.execute(
+        "UPDATE sessions SET auth_time = auth_time - make_interval(secs => $2) WHERE id = $1",
+        _claims(account.pair)["sid"],
+        seconds,
+    )
     refreshed = await client.post(f"{API}/auth/refresh", json={"refresh_token": account.refresh_token})
     assert refreshed.status_code == 200, refreshed.text
     account.pair = refreshed.json()
@@ -47,15 +50,21 @@ ROUTES = [
     ("setup", _setup, False, "SELECT count(*) FROM mfa_totp WHERE user_id = $1"),
     ("confirm", _confirm, False, "SELECT count(*) FROM user_accounts WHERE id = $1 AND mfa_enabled"),
     ("disable", _disable, True, "SELECT count(*) FROM user_accounts WHERE id = $1 AND NOT mfa_enabled"),
-    ("recovery codes", _new_codes, True, "SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND "
-                                         "created_at > now() - interval '1 second' AND created_at > (SELECT "
-                                         "confirmed_at FROM mfa_totp WHERE user_id = $1)"),
+    (
+        "recovery codes",
+        _new_codes,
+        True,
+        "SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND "
+        "created_at > now() - interval '1 second' AND created_at > (SELECT "
+        "confirmed_at FROM mfa_totp WHERE user_id = $1)",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "act", "mfa", "changed_sql"), ROUTES, ids=[row[0] for row in ROUTES])
 async def test_a_stale_credential_is_refused_and_changes_nothing_until_the_user_steps_up(
-        client, pg, name, act, mfa, changed_sql):
+    client, pg, name, act, mfa, changed_sql
+):
     account = await register(client)
     state: dict = {}
     if mfa:
@@ -79,8 +88,11 @@ async def test_an_aal1_session_of_an_mfa_account_cannot_turn_it_off_until_it_ste
     secret = (await client.post(SETUP, headers=account.headers)).json()["secret"]
     assert (await client.post(CONFIRM, headers=account.headers, json={"code": code_at(secret, -1)})).status_code == 200
     refused = await client.request("DELETE", TOTP, headers=account.headers, json={"code": code_at(secret, 0)})
-    assert (refused.status_code, refused.json()["error"], refused.json()["required_aal"]) == \
-        (403, "ReauthenticationRequired", 2)
+    assert (refused.status_code, refused.json()["error"], refused.json()["required_aal"]) == (
+        403,
+        "ReauthenticationRequired",
+        2,
+    )
     plain = await client.post(REAUTHENTICATE, headers=account.headers, json={"password": PASSWORD})
     assert (plain.status_code, plain.json()["error"]) == (403, "MfaRequired")
     await step_up(client, account, code=code_at(secret, 0))
@@ -89,7 +101,8 @@ async def test_an_aal1_session_of_an_mfa_account_cannot_turn_it_off_until_it_ste
 
 
 async def test_reauthenticate_refreshes_auth_time_for_the_same_session_and_replaces_its_refresh_token(
-        client, pg, account):
+    client, pg, account
+):
     await _age(client, pg, account, 1000)
     old = account.pair
     await step_up(client, account)
@@ -104,8 +117,10 @@ async def test_reauthenticate_refreshes_auth_time_for_the_same_session_and_repla
 
 
 async def test_wrong_passwords_at_reauthenticate_count_toward_the_lockout(client, account):
-    answers = [await client.post(REAUTHENTICATE, headers=account.headers, json={"password": "wrong password"})
-               for _ in range(6)]
+    answers = [
+        await client.post(REAUTHENTICATE, headers=account.headers, json={"password": "wrong password"})
+        for _ in range(6)
+    ]
     assert [a.status_code for a in answers] == [401] * 5 + [423]
     login_now = await client.post(f"{API}/auth/login", json={"email": account.email, "password": PASSWORD})
     assert login_now.status_code == 423
@@ -125,6 +140,7 @@ async def test_reauthenticate_needs_a_live_session(client, account):
 
 # -- ADMIN_REQUIRE_MFA ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 async def strict_admin_app(environ, database, redis_raw):
     async with running_app(load_settings({**environ, "ADMIN_REQUIRE_MFA": "1"})) as app:
@@ -132,13 +148,15 @@ async def strict_admin_app(environ, database, redis_raw):
 
 
 async def test_with_admin_mfa_required_admin_routes_need_aal_2_and_writes_a_fresh_credential(
-        strict_admin_app, app, db, pg):
+    strict_admin_app, app, db, pg
+):
     from manas360.services.ops.seeding import seed_superadmin
     from tests.fixtures.accounts import Account
 
     email = "root-stepup@example.com"
-    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
-                          password=PASSWORD)
+    await seed_superadmin(
+        db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD
+    )
     async with client_for(strict_admin_app) as client:
         root = await login(client, Account(email=email, password=PASSWORD, pair={}))
         refused = await client.get(f"{API}/admin/users", headers=root.headers)

@@ -24,10 +24,19 @@ OTHER_SECRET = "another-secret-of-enough-length-0123456789"
 
 def _claims(account, **overrides):
     now = int(time.time())
-    claims = {"iss": "manas360", "aud": "manas360-api", "sub": account.id,
-              "sid": jwt.decode(account.pair["access_token"], options={"verify_signature": False})["sid"],
-              "jti": "8b4b0d52-3d7c-4d59-9b1e-4f0c2a3e0c11", "iat": now, "nbf": now, "exp": now + 900,
-              "auth_time": now, "amr": ["pwd"], "aal": 1}
+    claims = {
+        "iss": "manas360",
+        "aud": "manas360-api",
+        "sub": account.id,
+        "sid": jwt.decode(account.pair["access_token"], options={"verify_signature": False})["sid"],
+        "jti": "8b4b0d52-3d7c-4d59-9b1e-4f0c2a3e0c11",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 900,
+        "auth_time": now,
+        "amr": ["pwd"],
+        "aal": 1,
+    }
     claims.update(overrides)
     return claims
 
@@ -117,15 +126,16 @@ async def test_tampered_payload_is_invalid(client, settings):
     account = await register(client)
     victim = await register(client)
     header, _, signature = account.pair["access_token"].split(".")
-    forged = _b64({**jwt.decode(account.pair["access_token"], options={"verify_signature": False}),
-                   "sub": victim.id})
+    forged = _b64({**jwt.decode(account.pair["access_token"], options={"verify_signature": False}), "sub": victim.id})
     assert await _status(client, bearer(f"{header}.{forged}.{signature}")) == (401, "InvalidToken")
 
 
 async def test_token_signed_with_another_key_is_invalid(client, settings):
     account = await register(client)
-    assert await _status(client, bearer(_sign(settings, _claims(account), secret=OTHER_SECRET))) == \
-        (401, "InvalidToken")
+    assert await _status(client, bearer(_sign(settings, _claims(account), secret=OTHER_SECRET))) == (
+        401,
+        "InvalidToken",
+    )
 
 
 async def test_missing_registered_claim_is_invalid(client, settings):
@@ -138,12 +148,19 @@ async def test_missing_registered_claim_is_invalid(client, settings):
 async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_kid(client, environ, settings):
     account = await register(client)
     old_token = account.pair["access_token"]
-    rotated = load_settings({**environ, "JWT_KEY_ID": "k2", "JWT_SECRET": OTHER_SECRET,
-                             "JWT_PREVIOUS_KEYS": f"k1:{settings.jwt_secret.get_secret_value()}"})
+    rotated = load_settings(
+        {
+            **environ,
+            "JWT_KEY_ID": "k2",
+            "JWT_SECRET": OTHER_SECRET,
+            "JWT_PREVIOUS_KEYS": f"k1:{settings.jwt_secret.get_secret_value()}",
+        }
+    )
     async with running_app(rotated) as rotated_app, client_for(rotated_app) as rotated_client:
         assert await _status(rotated_client, bearer(old_token)) == (200, None)
-        pair = (await rotated_client.post(f"{API}/auth/login",
-                                          json={"email": account.email, "password": account.password})).json()
+        pair = (
+            await rotated_client.post(f"{API}/auth/login", json={"email": account.email, "password": account.password})
+        ).json()
         assert jwt.get_unverified_header(pair["access_token"])["kid"] == "k2"
         assert await _status(rotated_client, bearer(pair["access_token"])) == (200, None)
         refreshed = await rotated_client.post(f"{API}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
@@ -153,11 +170,20 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones_with_the_ne
 
 
 def test_access_tokens_carry_identity_and_millisecond_issue_time_only(settings):
-    codec = AccessTokenCodec(keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret.get_secret_value()}),
-                             issuer="manas360", audience="manas360-api", ttl_s=900)
+    codec = AccessTokenCodec(
+        keyset=KeySet(current_kid="k1", keys={"k1": settings.jwt_secret.get_secret_value()}),
+        issuer="manas360",
+        audience="manas360-api",
+        ttl_s=900,
+    )
     proved = datetime.now(UTC) - timedelta(seconds=30)
-    token = mint_access_token(codec=codec, clock=Clock(), user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()),
-                              assurance=Assurance(auth_time=proved, amr=("pwd", "otp", "mfa"), aal=2))
+    token = mint_access_token(
+        codec=codec,
+        clock=Clock(),
+        user_id=str(uuid.uuid4()),
+        session_id=str(uuid.uuid4()),
+        assurance=Assurance(auth_time=proved, amr=("pwd", "otp", "mfa"), aal=2),
+    )
     claims = codec.decode(token)
     assert set(claims) == {"iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "iat_ms", "auth_time", "amr", "aal"}
     assert claims["iat"] * 1000 <= claims["iat_ms"] < claims["iat"] * 1000 + 1000

@@ -13,8 +13,9 @@ from tests.fixtures.accounts import PASSWORD, Account, login, register
 async def superadmin(app, db, client) -> Account:
     """The operator's superadmin (created by `seed`), logged in."""
     email = "root-authz@example.com"
-    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
-                          password=PASSWORD)
+    await seed_superadmin(
+        db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD
+    )
     return await login(client, Account(email=email, password=PASSWORD, pair={}))
 
 
@@ -26,8 +27,9 @@ async def member(client) -> Account:
 
 async def make_admin(client, superadmin: Account) -> Account:
     account = await register(client)
-    response = await client.put(f"/api/v1/admin/users/{account.id}/role", json={"role": "admin"},
-                                headers=superadmin.headers)
+    response = await client.put(
+        f"/api/v1/admin/users/{account.id}/role", json={"role": "admin"}, headers=superadmin.headers
+    )
     assert response.status_code == 200, response.text
     return account
 

@@ -37,10 +37,11 @@ async def test_nobody_changes_their_own_role(client, admin, superadmin):
 
 async def test_admin_cannot_act_on_a_peer(client, superadmin):
     first, second = await make_admin(client, superadmin), await make_admin(client, superadmin)
-    for response in (await _role(client, first, second.id, "user"),
-                     await client.post(f"{API}/users/{second.id}/revoke-sessions", headers=first.headers),
-                     await client.put(f"{API}/users/{second.id}/subscription", json={"plan": "basic"},
-                                      headers=first.headers)):
+    for response in (
+        await _role(client, first, second.id, "user"),
+        await client.post(f"{API}/users/{second.id}/revoke-sessions", headers=first.headers),
+        await client.put(f"{API}/users/{second.id}/subscription", json={"plan": "basic"}, headers=first.headers),
+    ):
         assert response.status_code == 403 and response.json()["error"] == "PrivilegeEscalationPrevented"
 
 
@@ -49,8 +50,9 @@ async def test_superadmin_may_assign_any_role_but_no_superadmin_role_changes(cli
     assert promoted.status_code == 200 and promoted.json()["privilege_level"] == 100
     demoted = await _role(client, superadmin, member.id, "user")
     assert demoted.status_code == 403 and demoted.json()["error"] == "PrivilegeEscalationPrevented"
-    await pg.execute("UPDATE user_accounts SET role_id = (SELECT id FROM roles WHERE name = 'user') WHERE id = $1",
-                     member.id)
+    await pg.execute(
+        "UPDATE user_accounts SET role_id = (SELECT id FROM roles WHERE name = 'user') WHERE id = $1", member.id
+    )
 
 
 async def test_unknown_role_and_unknown_user(client, superadmin, member):
@@ -62,8 +64,9 @@ async def test_unknown_role_and_unknown_user(client, superadmin, member):
 
 async def test_each_write_is_audited_with_before_and_after(client, admin, member):
     await _role(client, admin, member.id, "subscriber")
-    response = await client.get(f"{API}/audit-logs", params={"user_id": member.id, "action": "admin.role_changed"},
-                                headers=admin.headers)
+    response = await client.get(
+        f"{API}/audit-logs", params={"user_id": member.id, "action": "admin.role_changed"}, headers=admin.headers
+    )
     assert response.status_code == 200
     entry = response.json()["items"][0]
     assert entry["actor_id"] == admin.id and entry["target_user_id"] == member.id
@@ -95,8 +98,18 @@ async def test_listing_pages_are_stable_while_users_are_added(client, admin):
     assert seen == [f"{marker}-{i}" for i in reversed(range(7))]
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": -5}, {"limit": "x"},
-                                    {"limit": 10**30}, {"cursor": "garbage!"}, {"cursor": "W10"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": -5},
+        {"limit": "x"},
+        {"limit": 10**30},
+        {"cursor": "garbage!"},
+        {"cursor": "W10"},
+    ],
+)
 async def test_bad_pagination_is_422(client, admin, params):
     response = await client.get(f"{API}/users", params=params, headers=admin.headers)
     assert response.status_code == 422 and response.json()["error"] == "ValidationError"
@@ -121,10 +134,12 @@ async def test_revoke_sessions_kills_the_users_tokens(client, admin, member):
 
 
 async def test_concurrent_role_changes_leave_one_consistent_answer(client, admin, member, pg):
-    responses = await asyncio.gather(*(_role(client, admin, member.id, role)
-                                       for role in ("guest", "subscriber", "user", "guest", "subscriber")))
+    responses = await asyncio.gather(
+        *(_role(client, admin, member.id, role) for role in ("guest", "subscriber", "user", "guest", "subscriber"))
+    )
     assert all(r.status_code == 200 for r in responses)
-    final = await pg.fetchval("SELECT r.name FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE u.id = $1",
-                              member.id)
+    final = await pg.fetchval(
+        "SELECT r.name FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE u.id = $1", member.id
+    )
     me = (await client.get("/api/v1/me", headers=member.headers)).json()
     assert me["role"] == final

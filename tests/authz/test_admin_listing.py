@@ -28,13 +28,18 @@ def _assert_cursor_422(response) -> None:
     assert body["error"] == "ValidationError" and list(body["fields"]) == ["cursor"]
 
 
-@pytest.mark.parametrize("created_at", [
-    "0001-01-01T00:00:00+14:00",   # before year 1 once in UTC
-    "9999-12-31T23:59:59-23:59",   # after year 9999 once in UTC
-    "0001-01-01T00:00:00.000001+00:01",
-    "2026-11-25T18:00:00",         # no offset: not a cursor we issue
-    "not a date", 20261125, None,
-])
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "0001-01-01T00:00:00+14:00",  # before year 1 once in UTC
+        "9999-12-31T23:59:59-23:59",  # after year 9999 once in UTC
+        "0001-01-01T00:00:00.000001+00:01",
+        "2026-11-25T18:00:00",  # no offset: not a cursor we issue
+        "not a date",
+        20261125,
+        None,
+    ],
+)
 async def test_users_cursor_with_an_impossible_time_is_422(client, admin, created_at):
     cursor = encode_cursor([created_at, SOME_ID])
     _assert_cursor_422(await client.get(f"{API}/users", params={"cursor": cursor}, headers=admin.headers))
@@ -63,8 +68,9 @@ async def test_audit_cursor_at_the_ends_of_bigint_is_an_ordinary_page(client, ad
 async def test_audit_log_pages_hold_every_entry_exactly_once(client, admin, member, pg):
     for _ in range(7):  # each login is one more entry about `member`
         await login(client, member)
-    expected = {row["id"] for row in await pg.fetch("SELECT id FROM audit_logs WHERE target_user_id = $1",
-                                                    uuid.UUID(member.id))}
+    expected = {
+        row["id"] for row in await pg.fetch("SELECT id FROM audit_logs WHERE target_user_id = $1", uuid.UUID(member.id))
+    }
     assert len(expected) >= 8
     seen, cursor, pages = [], None, 0
     while True:
@@ -103,24 +109,32 @@ async def test_analytics_counts_logins_and_failed_logins_exactly(client, admin):
     assert after["lockouts"] == before["lockouts"]
 
 
-@pytest.mark.parametrize("ends_at", [
-    "9999-12-31T23:59:59-23:59",   # past year 9999 once in UTC
-    "0001-01-01T00:00:00+23:59",   # before year 1 once in UTC
-    "9000-01-01T00:00:00+00:00",   # exists, but no subscription sanely ends then
-    "8999-12-31T23:30:00-01:00",   # the same, reached through its offset
-])
+@pytest.mark.parametrize(
+    "ends_at",
+    [
+        "9999-12-31T23:59:59-23:59",  # past year 9999 once in UTC
+        "0001-01-01T00:00:00+23:59",  # before year 1 once in UTC
+        "9000-01-01T00:00:00+00:00",  # exists, but no subscription sanely ends then
+        "8999-12-31T23:30:00-01:00",  # the same, reached through its offset
+    ],
+)
 async def test_subscription_end_beyond_utc_or_far_future_is_422(client, superadmin, member, ends_at):
-    response = await client.put(f"{API}/users/{member.id}/subscription", json={"plan": "premium", "ends_at": ends_at},
-                                headers=superadmin.headers)
+    response = await client.put(
+        f"{API}/users/{member.id}/subscription",
+        json={"plan": "premium", "ends_at": ends_at},
+        headers=superadmin.headers,
+    )
     assert response.status_code == 422, response.text
     body = response.json()
     assert body["error"] == "ValidationError" and list(body["fields"]) == ["ends_at"]
 
 
 async def test_subscription_end_with_an_offset_is_kept_as_that_instant(client, superadmin, member):
-    response = await client.put(f"{API}/users/{member.id}/subscription",
-                                json={"plan": "premium", "ends_at": "8999-12-31T22:00:00-01:00"},
-                                headers=superadmin.headers)
+    response = await client.put(
+        f"{API}/users/{member.id}/subscription",
+        json={"plan": "premium", "ends_at": "8999-12-31T22:00:00-01:00"},
+        headers=superadmin.headers,
+    )
     assert response.status_code == 200, response.text
     detail = (await client.get(f"{API}/users/{member.id}", headers=superadmin.headers)).json()
     assert detail["subscription"]["ends_at"].startswith("8999-12-31T23:00:00")

@@ -50,7 +50,8 @@ async def test_a_permission_change_is_seen_after_reload(db):
     assert "analytics.read" not in before.permissions_of("subscriber")
     await conn.execute_query(
         "INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id FROM roles r, permissions p "
-        "WHERE r.name = 'subscriber' AND p.name = 'analytics.read'")
+        "WHERE r.name = 'subscriber' AND p.name = 'analytics.read'"
+    )
     try:
         assert (await holder.ensure(version=100)).version == 100  # same version: no query
         assert "analytics.read" not in holder.catalog.permissions_of("subscriber")
@@ -58,7 +59,8 @@ async def test_a_permission_change_is_seen_after_reload(db):
     finally:
         await conn.execute_query(
             "DELETE FROM role_permissions WHERE role_id = (SELECT id FROM roles WHERE name = 'subscriber') "
-            "AND permission_id = (SELECT id FROM permissions WHERE name = 'analytics.read')")
+            "AND permission_id = (SELECT id FROM permissions WHERE name = 'analytics.read')"
+        )
 
 
 async def test_version_bump_is_published_to_listeners(settings, redis_raw):

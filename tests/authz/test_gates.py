@@ -14,23 +14,24 @@ from tests.fixtures.environment import delete_prefixed_keys
 
 
 async def _set_plan(client, superadmin, user_id: str, plan: str, **extra):
-    response = await client.put(f"{API}/admin/users/{user_id}/subscription", json={"plan": plan, **extra},
-                                headers=superadmin.headers)
+    response = await client.put(
+        f"{API}/admin/users/{user_id}/subscription", json={"plan": plan, **extra}, headers=superadmin.headers
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 async def test_dashboard_needs_dashboard_read(client, member, superadmin):
     assert (await client.get(f"{API}/dashboard", headers=member.headers)).status_code == 200
-    response = await client.put(f"{API}/admin/users/{member.id}/role", json={"role": "guest"},
-                                headers=superadmin.headers)
+    response = await client.put(
+        f"{API}/admin/users/{member.id}/role", json={"role": "guest"}, headers=superadmin.headers
+    )
     assert response.status_code == 200
     denied = await client.get(f"{API}/dashboard", headers=member.headers)
     assert denied.status_code == 403 and denied.json()["error"] == "PermissionDenied"
 
 
-async def test_premium_dashboard_names_the_cheapest_upgrade_then_opens_after_a_plan_change(
-        client, member, superadmin):
+async def test_premium_dashboard_names_the_cheapest_upgrade_then_opens_after_a_plan_change(client, member, superadmin):
     denied = await client.get(f"{API}/premium/dashboard", headers=member.headers)
     assert denied.status_code == 403
     body = denied.json()
@@ -60,8 +61,7 @@ async def test_analytics_needs_analytics_read_and_counts_for_real(client, member
 async def test_admin_routes_check_privilege_before_permission(client, member, admin):
     low = await client.get(f"{API}/admin/users", headers=member.headers)
     assert low.status_code == 403 and low.json()["error"] == "InsufficientPrivileges"
-    lacking = await client.put(f"{API}/admin/roles/user/permissions", json={"permissions": []},
-                               headers=admin.headers)
+    lacking = await client.put(f"{API}/admin/roles/user/permissions", json={"permissions": []}, headers=admin.headers)
     assert lacking.status_code == 403 and lacking.json()["error"] == "PermissionDenied"
     assert (await client.get(f"{API}/admin/users", headers=admin.headers)).status_code == 200
 
@@ -76,14 +76,17 @@ async def test_a_role_permission_change_applies_to_holders_next_request(client, 
     roles = (await client.get(f"{API}/admin/roles", headers=superadmin.headers)).json()["items"]
     original = next(r for r in roles if r["name"] == "user")["permissions"]
     try:
-        response = await client.put(f"{API}/admin/roles/user/permissions",
-                                    json={"permissions": [p for p in original if p != "dashboard.read"]},
-                                    headers=superadmin.headers)
+        response = await client.put(
+            f"{API}/admin/roles/user/permissions",
+            json={"permissions": [p for p in original if p != "dashboard.read"]},
+            headers=superadmin.headers,
+        )
         assert response.status_code == 200 and "dashboard.read" not in response.json()["permissions"]
         assert (await client.get(f"{API}/dashboard", headers=member.headers)).status_code == 403
     finally:
-        await client.put(f"{API}/admin/roles/user/permissions", json={"permissions": original},
-                         headers=superadmin.headers)
+        await client.put(
+            f"{API}/admin/roles/user/permissions", json={"permissions": original}, headers=superadmin.headers
+        )
     assert (await client.get(f"{API}/dashboard", headers=member.headers)).status_code == 200
 
 
@@ -93,15 +96,17 @@ async def test_a_plan_feature_change_applies_to_subscribers_next_request(client,
     plans = (await client.get(f"{API}/plans")).json()["items"]
     original = next(p for p in plans if p["name"] == "basic")["features"]
     try:
-        response = await client.put(f"{API}/admin/plans/basic/features",
-                                    json={"features": original + ["premium_dashboard"]}, headers=superadmin.headers)
+        response = await client.put(
+            f"{API}/admin/plans/basic/features",
+            json={"features": original + ["premium_dashboard"]},
+            headers=superadmin.headers,
+        )
         assert response.status_code == 200 and "premium_dashboard" in response.json()["features"]
         assert (await client.get(f"{API}/premium/dashboard", headers=member.headers)).status_code == 200
         public = (await client.get(f"{API}/plans")).json()["items"]
         assert "premium_dashboard" in next(p for p in public if p["name"] == "basic")["features"]
     finally:
-        await client.put(f"{API}/admin/plans/basic/features", json={"features": original},
-                         headers=superadmin.headers)
+        await client.put(f"{API}/admin/plans/basic/features", json={"features": original}, headers=superadmin.headers)
     assert (await client.get(f"{API}/premium/dashboard", headers=member.headers)).status_code == 403
 
 
@@ -128,8 +133,11 @@ async def test_flushing_redis_between_requests_changes_no_decision(client, redis
     paths = [f"{API}/dashboard", f"{API}/premium/dashboard", f"{API}/admin/analytics"]
 
     async def decisions():
-        return [(await client.get(path, headers=account.headers)).status_code
-                for account in (member, guest) for path in paths]
+        return [
+            (await client.get(path, headers=account.headers)).status_code
+            for account in (member, guest)
+            for path in paths
+        ]
 
     before = await decisions()
     assert before == [200, 200, 403, 403, 403, 403]
@@ -148,8 +156,15 @@ async def test_me_shows_live_permissions_features_and_subscription(client, membe
     assert datetime.fromisoformat(me["subscription"]["ends_at"]) == ends_at
 
 
-@pytest.mark.parametrize("body", [{"plan": "gold"}, {"plan": "premium", "ends_at": "2020-01-01T00:00:00Z"},
-                                  {"plan": "premium", "ends_at": "2099-01-01T00:00:00"}, {"plan": "premium", "x": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"plan": "gold"},
+        {"plan": "premium", "ends_at": "2020-01-01T00:00:00Z"},
+        {"plan": "premium", "ends_at": "2099-01-01T00:00:00"},
+        {"plan": "premium", "x": 1},
+    ],
+)
 async def test_invalid_subscription_changes_are_422(client, member, superadmin, body):
     response = await client.put(f"{API}/admin/users/{member.id}/subscription", json=body, headers=superadmin.headers)
     assert response.status_code == 422 and response.json()["error"] == "ValidationError"

@@ -31,7 +31,8 @@ async def _drop_context(redis_raw, settings, user_id: str) -> None:
 
 
 async def test_a_cache_fill_that_read_before_a_demotion_does_not_outlive_it(
-        client, superadmin, redis_raw, settings, monkeypatch):
+    client, superadmin, redis_raw, settings, monkeypatch
+):
     admin = await make_admin(client, superadmin)
     await _drop_context(redis_raw, settings, admin.id)
     read_done, demoted = asyncio.Event(), asyncio.Event()
@@ -54,7 +55,8 @@ async def test_a_cache_fill_that_read_before_a_demotion_does_not_outlive_it(
 
 
 async def test_warm_cache_never_overwrites_a_change_that_committed_while_it_ran(
-        db, client, superadmin, redis_raw, settings, app, monkeypatch):
+    db, client, superadmin, redis_raw, settings, app, monkeypatch
+):
     admin = await make_admin(client, superadmin)
     await _drop_context(redis_raw, settings, admin.id)
     real_store = warmup.store_user_states
@@ -65,8 +67,9 @@ async def test_warm_cache_never_overwrites_a_change_that_committed_while_it_ran(
         await real_store(*args, **kwargs)
 
     monkeypatch.setattr(warmup, "store_user_states", demote_then_store)
-    await warm_cache(db=app.ctx.deps.db, settings=settings, store=app.ctx.deps.store, clock=app.ctx.deps.clock,
-                     batch_size=100_000)
+    await warm_cache(
+        db=app.ctx.deps.db, settings=settings, store=app.ctx.deps.store, clock=app.ctx.deps.clock, batch_size=100_000
+    )
     monkeypatch.setattr(warmup, "store_user_states", real_store)
     after = await client.get(f"{ADMIN}/users", headers=admin.headers)
     assert after.status_code == 403 and after.json()["error"] == "InsufficientPrivileges"
@@ -76,17 +79,20 @@ async def test_an_admin_write_is_checked_against_the_actors_level_now(client, su
     admin = await make_admin(client, superadmin)
     assert (await client.get(f"{ADMIN}/users", headers=admin.headers)).status_code == 200  # context cached
     # The demotion has committed; the cached context (and so the guard) still says admin.
-    await pg.execute("UPDATE user_accounts SET role_id = (SELECT id FROM roles WHERE name = 'user') WHERE id = $1",
-                     admin.id)
-    for response in (await _role(client, admin, member.id, "guest"),
-                     await client.put(f"{ADMIN}/users/{member.id}/subscription", json={"plan": "basic"},
-                                      headers=admin.headers),
-                     await client.post(f"{ADMIN}/users/{member.id}/revoke-sessions", headers=admin.headers),
-                     await client.post(f"{ADMIN}/users/{member.id}/unlock", headers=admin.headers),
-                     await _status(client, admin, member.id, "disabled")):
+    await pg.execute(
+        "UPDATE user_accounts SET role_id = (SELECT id FROM roles WHERE name = 'user') WHERE id = $1", admin.id
+    )
+    for response in (
+        await _role(client, admin, member.id, "guest"),
+        await client.put(f"{ADMIN}/users/{member.id}/subscription", json={"plan": "basic"}, headers=admin.headers),
+        await client.post(f"{ADMIN}/users/{member.id}/revoke-sessions", headers=admin.headers),
+        await client.post(f"{ADMIN}/users/{member.id}/unlock", headers=admin.headers),
+        await _status(client, admin, member.id, "disabled"),
+    ):
         assert response.status_code == 403 and response.json()["error"] == "InsufficientPrivileges", response.text
-    role = await pg.fetchval("SELECT r.name FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE u.id = $1",
-                             member.id)
+    role = await pg.fetchval(
+        "SELECT r.name FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE u.id = $1", member.id
+    )
     assert role == "user"
     assert await pg.fetchval("SELECT status FROM user_accounts WHERE id = $1", member.id) == "active"
 
@@ -100,9 +106,11 @@ async def test_writes_racing_the_actors_demotion_all_commit_before_it(client, su
     assert demotion.status_code == 200
     assert {r.status_code for r in responses} <= {200, 403}
     demoted_at = await pg.fetchval(
-        "SELECT id FROM audit_logs WHERE action = 'admin.role_changed' AND target_user_id = $1", admin.id)
-    accepted = await pg.fetch("SELECT id FROM audit_logs WHERE action = 'admin.role_changed' AND actor_id = $1",
-                              admin.id)
+        "SELECT id FROM audit_logs WHERE action = 'admin.role_changed' AND target_user_id = $1", admin.id
+    )
+    accepted = await pg.fetch(
+        "SELECT id FROM audit_logs WHERE action = 'admin.role_changed' AND actor_id = $1", admin.id
+    )
     assert len(accepted) == sum(r.status_code == 200 for r in responses)
     # Each accepted write held the actor's row before the demotion took it: none after.
     assert all(row["id"] < demoted_at for row in accepted)
@@ -125,10 +133,11 @@ async def test_disabling_an_account_refuses_its_tokens_login_and_refresh(client,
     assert wrong.status_code == 401 and wrong.json()["error"] == "InvalidCredentials"
     refreshed = await client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token})
     assert refreshed.status_code == 403 and refreshed.json()["error"] == "AccountDisabled"
-    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
-                             user.id) == 0
-    entry = await pg.fetchrow("SELECT actor_id, before, after FROM audit_logs WHERE action = 'admin.status_changed' "
-                              "AND target_user_id = $1", user.id)
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", user.id) == 0
+    entry = await pg.fetchrow(
+        "SELECT actor_id, before, after FROM audit_logs WHERE action = 'admin.status_changed' AND target_user_id = $1",
+        user.id,
+    )
     assert str(entry["actor_id"]) == admin.id and '"disabled"' in entry["after"]
 
     assert (await _status(client, admin, user.id, "active")).json()["status"] == "active"
@@ -169,37 +178,55 @@ async def role_manager(client, superadmin):
     """An admin whose role was granted roles.manage (restored afterwards)."""
     roles = (await client.get(f"{ADMIN}/roles", headers=superadmin.headers)).json()["items"]
     original = {role["name"]: role["permissions"] for role in roles}
-    granted = await client.put(f"{ADMIN}/roles/admin/permissions",
-                               json={"permissions": original["admin"] + ["roles.manage"]}, headers=superadmin.headers)
+    granted = await client.put(
+        f"{ADMIN}/roles/admin/permissions",
+        json={"permissions": original["admin"] + ["roles.manage"]},
+        headers=superadmin.headers,
+    )
     assert granted.status_code == 200, granted.text
     yield await make_admin(client, superadmin), original
     for name in ("admin", "user"):
-        await client.put(f"{ADMIN}/roles/{name}/permissions", json={"permissions": original[name]},
-                         headers=superadmin.headers)
+        await client.put(
+            f"{ADMIN}/roles/{name}/permissions", json={"permissions": original[name]}, headers=superadmin.headers
+        )
 
 
 async def test_role_permissions_follow_the_escalation_rule(client, superadmin, role_manager):
     manager, original = role_manager
-    own_role = await client.put(f"{ADMIN}/roles/admin/permissions", json={"permissions": original["admin"]},
-                                headers=manager.headers)
+    own_role = await client.put(
+        f"{ADMIN}/roles/admin/permissions", json={"permissions": original["admin"]}, headers=manager.headers
+    )
     assert own_role.status_code == 403 and own_role.json()["error"] == "PrivilegeEscalationPrevented"
-    not_held = await client.put(f"{ADMIN}/roles/user/permissions",
-                                json={"permissions": original["user"] + ["plans.manage"]}, headers=manager.headers)
+    not_held = await client.put(
+        f"{ADMIN}/roles/user/permissions",
+        json={"permissions": original["user"] + ["plans.manage"]},
+        headers=manager.headers,
+    )
     assert not_held.status_code == 403 and not_held.json()["error"] == "PrivilegeEscalationPrevented"
-    held = await client.put(f"{ADMIN}/roles/user/permissions",
-                            json={"permissions": original["user"] + ["users.read"]}, headers=manager.headers)
+    held = await client.put(
+        f"{ADMIN}/roles/user/permissions",
+        json={"permissions": original["user"] + ["users.read"]},
+        headers=manager.headers,
+    )
     assert held.status_code == 200 and "users.read" in held.json()["permissions"]
-    top = await client.put(f"{ADMIN}/roles/superadmin/permissions", json={"permissions": original["superadmin"]},
-                           headers=superadmin.headers)
+    top = await client.put(
+        f"{ADMIN}/roles/superadmin/permissions",
+        json={"permissions": original["superadmin"]},
+        headers=superadmin.headers,
+    )
     assert top.status_code == 403 and top.json()["error"] == "PrivilegeEscalationPrevented"
 
 
 async def test_a_subscription_change_answers_the_new_plan(client, superadmin, member):
-    response = await client.put(f"{ADMIN}/users/{member.id}/subscription", json={"plan": "premium"},
-                                headers=superadmin.headers)
+    response = await client.put(
+        f"{ADMIN}/users/{member.id}/subscription", json={"plan": "premium"}, headers=superadmin.headers
+    )
     assert response.status_code == 200 and response.json()["plan"] == "premium"
     detail = (await client.get(f"{ADMIN}/users/{member.id}", headers=superadmin.headers)).json()
     assert detail["plan"] == "premium" and detail["subscription"]["status"] == "active"
-    past = await client.put(f"{ADMIN}/users/{member.id}/subscription",
-                            json={"plan": "basic", "ends_at": "2001-01-01T00:00:00Z"}, headers=superadmin.headers)
+    past = await client.put(
+        f"{ADMIN}/users/{member.id}/subscription",
+        json={"plan": "basic", "ends_at": "2001-01-01T00:00:00Z"},
+        headers=superadmin.headers,
+    )
     assert past.status_code == 422 and "ends_at" in past.json()["fields"]

@@ -24,7 +24,8 @@ async def test_warm_gated_request_runs_no_sql_and_one_redis_round_trip(client, m
 
 
 async def test_cold_gated_request_reads_postgresql_once_and_refills_the_cache(
-        client, member, monkeypatch, redis_raw, settings):
+    client, member, monkeypatch, redis_raw, settings
+):
     await client.get(f"{API}/dashboard", headers=member.headers)
     await delete_prefixed_keys(redis_raw, settings.redis_prefix)
     with counting(monkeypatch) as counts:
@@ -55,7 +56,8 @@ async def test_concurrent_misses_for_one_user_do_one_load(client, member, monkey
 
 
 async def test_a_request_never_uses_a_load_begun_before_an_invalidation(
-        app, client, superadmin, monkeypatch, redis_raw, settings):
+    app, client, superadmin, monkeypatch, redis_raw, settings
+):
     """A demoted admin's request must not be answered from a load that read PostgreSQL before
     the demotion: the load is held right after its SELECT, the demotion commits (and bumps
     the user's cache generation), and a new request must load again, not join the old load."""
@@ -81,8 +83,7 @@ async def test_a_request_never_uses_a_load_begun_before_an_invalidation(
     monkeypatch.setattr(entitlement_queries, "fetch_user_state", held_after_select)
     before = asyncio.create_task(client.get(f"{API}/admin/users", headers=admin.headers))
     await asyncio.wait_for(read.wait(), 10)
-    demoted = await client.put(f"{API}/admin/users/{admin.id}/role", json={"role": "user"},
-                               headers=superadmin.headers)
+    demoted = await client.put(f"{API}/admin/users/{admin.id}/role", json={"role": "user"}, headers=superadmin.headers)
     assert demoted.status_code == 200
     after = await asyncio.wait_for(client.get(f"{API}/admin/users", headers=admin.headers), 10)
     assert (after.status_code, after.json()["error"]) == (403, "InsufficientPrivileges")

@@ -31,8 +31,10 @@ async def test_an_admin_turns_a_members_mfa_off(client, pg, admin, member):
     assert (voided.status_code, voided.json()["error"]) == (401, "InvalidToken")
     assert await pg.fetchval("SELECT count(*) FROM mfa_totp WHERE user_id = $1", member.id) == 0
     assert await pg.fetchval("SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1", member.id) == 0
-    entry = await pg.fetchrow("SELECT actor_id, before, after FROM audit_logs WHERE target_user_id = $1 "
-                              "AND action = 'admin.mfa_reset'", member.id)
+    entry = await pg.fetchrow(
+        "SELECT actor_id, before, after FROM audit_logs WHERE target_user_id = $1 AND action = 'admin.mfa_reset'",
+        member.id,
+    )
     assert str(entry["actor_id"]) == admin.id
     assert json.loads(entry["before"]) == {"mfa_enabled": True} and json.loads(entry["after"]) == {"mfa_enabled": False}
 
@@ -66,11 +68,13 @@ async def test_reset_of_a_user_without_mfa_is_204(client, admin, member):
 async def test_disabling_an_account_voids_its_mfa_tokens(client, pg, admin, member):
     enabled = await enable(client, member)
     token = await mfa_token(client, member)
-    disabled = await client.put(f"{ADMIN_API}/users/{member.id}/status", json={"status": "disabled"},
-                                headers=admin.headers)
+    disabled = await client.put(
+        f"{ADMIN_API}/users/{member.id}/status", json={"status": "disabled"}, headers=admin.headers
+    )
     assert disabled.status_code == 200
-    enabled_again = await client.put(f"{ADMIN_API}/users/{member.id}/status", json={"status": "active"},
-                                     headers=admin.headers)
+    enabled_again = await client.put(
+        f"{ADMIN_API}/users/{member.id}/status", json={"status": "active"}, headers=admin.headers
+    )
     assert enabled_again.status_code == 200
     response = await verify(client, token, enabled.code())
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")

@@ -47,8 +47,9 @@ def _statuses(pinned: list[httpx.Client], path: str, headers) -> set[int]:
 
 @pytest.fixture
 async def root_headers(app, db, server):
-    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=ROOT,
-                          password=PASSWORD)
+    await seed_superadmin(
+        db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=ROOT, password=PASSWORD
+    )
     headers, _ = _token(server.url, ROOT, register=False)
     return headers
 
@@ -70,8 +71,12 @@ def test_every_kind_of_change_applies_on_both_workers(server, pinned, root_heade
 
     permissions = next(r for r in admin.get("/roles").json()["items"] if r["name"] == "user")["permissions"]
     try:
-        assert admin.put("/roles/user/permissions",
-                         json={"permissions": [p for p in permissions if p != "dashboard.read"]}).status_code == 200
+        assert (
+            admin.put(
+                "/roles/user/permissions", json={"permissions": [p for p in permissions if p != "dashboard.read"]}
+            ).status_code
+            == 200
+        )
         assert _statuses(pinned, f"{API}/dashboard", headers) == {403}
     finally:
         admin.put("/roles/user/permissions", json={"permissions": permissions})
@@ -79,16 +84,24 @@ def test_every_kind_of_change_applies_on_both_workers(server, pinned, root_heade
 
     features = next(p for p in httpx.get(url + API + "/plans").json()["items"] if p["name"] == "premium")["features"]
     try:
-        assert admin.put("/plans/premium/features",
-                         json={"features": [f for f in features if f != "premium_dashboard"]}).status_code == 200
+        assert (
+            admin.put(
+                "/plans/premium/features", json={"features": [f for f in features if f != "premium_dashboard"]}
+            ).status_code
+            == 200
+        )
         assert _statuses(pinned, f"{API}/premium/dashboard", headers) == {403}
     finally:
         admin.put("/plans/premium/features", json={"features": features})
     assert _statuses(pinned, f"{API}/premium/dashboard", headers) == {200}
 
     ends_at = datetime.now(UTC) + timedelta(seconds=1)
-    assert admin.put(f"/users/{user_id}/subscription",
-                     json={"plan": "premium", "ends_at": ends_at.isoformat()}).status_code == 200
+    assert (
+        admin.put(
+            f"/users/{user_id}/subscription", json={"plan": "premium", "ends_at": ends_at.isoformat()}
+        ).status_code
+        == 200
+    )
     while datetime.now(UTC) < ends_at:
         time.sleep(0.05)
     assert _statuses(pinned, f"{API}/premium/dashboard", headers) == {403}

@@ -13,8 +13,9 @@ from tests.fixtures.redis_cluster import redis_cluster  # noqa: F401  (a fixture
 
 @pytest.fixture(scope="module")
 def cluster_settings(environ, redis_cluster):  # noqa: F811
-    return load_settings({**environ, "REDIS_URL": redis_cluster.url,
-                          "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}cluster:"})
+    return load_settings(
+        {**environ, "REDIS_URL": redis_cluster.url, "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}cluster:"}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,9 @@ def outage_cluster():
 
 @pytest.fixture(scope="module")
 async def outage_app(environ, outage_cluster, database):
-    settings = load_settings({**environ, "REDIS_URL": outage_cluster.url,
-                              "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}outage:"})
+    settings = load_settings(
+        {**environ, "REDIS_URL": outage_cluster.url, "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}outage:"}
+    )
     async with running_app(settings) as app:
         yield app
 

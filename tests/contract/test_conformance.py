@@ -28,9 +28,17 @@ def test_what_the_contract_does_not_say_is_refused():
     problems = contract.contract().problems
     assert "not documented" in problems("GET", "/api/v1/me", 418, JSON, ENVELOPE)[0]
     assert "was unexpected" in problems("GET", "/api/v1/me", 404, JSON, ENVELOPE[:-1] + b', "extra": 1}')[0]
-    assert "content type" in problems("GET", "/api/v1/plans", 200, httpx.Headers(
-        {"content-type": "text/html", "x-request-id": "r1"}), b"<p>")[0]
+    assert (
+        "content type"
+        in problems(
+            "GET", "/api/v1/plans", 200, httpx.Headers({"content-type": "text/html", "x-request-id": "r1"}), b"<p>"
+        )[0]
+    )
     assert "required property" in problems("GET", "/api/v1/plans", 200, JSON, b"{}")[0]
-    assert "no X-Request-ID" in problems("GET", "/api/v1/plans", 200, httpx.Headers(
-        {"content-type": "application/json"}), b'{"items": []}')[0]
+    assert (
+        "no X-Request-ID"
+        in problems("GET", "/api/v1/plans", 200, httpx.Headers({"content-type": "application/json"}), b'{"items": []}')[
+            0
+        ]
+    )
     assert problems("DELETE", "/api/v1/plans", 405, JSON, b'{"error": 1}')  # a 405 is the envelope too

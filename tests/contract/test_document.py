@@ -34,17 +34,26 @@ async def test_the_service_serves_the_committed_document(client):
 
 def test_every_route_but_the_docs_is_an_operation(app):
     # (sanic-ext answers CORS preflights and HEAD through routes of its own.)
-    undeclared = [route.path for route in app.router.routes
-                  if declared(route.handler) is None and not route.path.strip("/").startswith("docs")
-                  and not set(route.methods) <= {"OPTIONS", "HEAD"}]
+    undeclared = [
+        route.path
+        for route in app.router.routes
+        if declared(route.handler) is None
+        and not route.path.strip("/").startswith("docs")
+        and not set(route.methods) <= {"OPTIONS", "HEAD"}
+    ]
     assert undeclared == []
     assert len(routes(app)) >= 29
 
 
 # Public operations that still answer 401 (a wrong password, code or token in the body).
 # Public routes whose credential is in the body (a password, a refresh, mfa or mailed token) answer 401 too.
-PUBLIC_401 = ("/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/mfa/verify",
-              "/api/v1/auth/password-reset/confirm", "/api/v1/auth/verify-email")
+PUBLIC_401 = (
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/mfa/verify",
+    "/api/v1/auth/password-reset/confirm",
+    "/api/v1/auth/verify-email",
+)
 
 
 def test_operations_are_named_tagged_and_secured():
@@ -59,14 +68,26 @@ def test_operations_are_named_tagged_and_secured():
             assert "default" not in responses, (method, path)
             assert {"400", "500", "503"} <= set(responses), (method, path)
             secured = operation.get("security") == [{"bearer": []}]
-            assert secured == ("401" in responses and path not in PUBLIC_401), (
-                method, path)
+            assert secured == ("401" in responses and path not in PUBLIC_401), (method, path)
     assert len(ids) == len(set(ids))
-    for expected in ("auth_login", "auth_register", "auth_refresh", "auth_logout", "me_get", "admin_list_users",
-                     "admin_list_audit_logs", "product_premium_dashboard", "ops_health"):
+    for expected in (
+        "auth_login",
+        "auth_register",
+        "auth_refresh",
+        "auth_logout",
+        "me_get",
+        "admin_list_users",
+        "admin_list_audit_logs",
+        "product_premium_dashboard",
+        "ops_health",
+    ):
         assert expected in ids
     schemas = document["components"]["schemas"]
     for name in ("TokenPair", "User", "ErrorEnvelope"):
         assert schemas[name]["examples"], name
     assert document["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "The `access_token` of a token pair"}
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The `access_token` of a token pair",
+    }

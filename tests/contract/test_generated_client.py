@@ -29,9 +29,23 @@ def generated(tmp_path_factory):
     # No post hooks: the generator would otherwise run ruff over the output (not needed to import it).
     config.write_text(f"project_name_override: {PACKAGE}\npackage_name_override: {PACKAGE}\npost_hooks: []\n")
     generator = Path(sys.executable).parent / "openapi-python-client"
-    result = subprocess.run([str(generator), "generate", "--path", str(DOCUMENT), "--config", str(config),
-                             "--meta", "none", "--output-path", str(where / PACKAGE)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            str(generator),
+            "generate",
+            "--path",
+            str(DOCUMENT),
+            "--config",
+            str(config),
+            "--meta",
+            "none",
+            "--output-path",
+            str(where / PACKAGE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
     sys.path.insert(0, str(where))
@@ -62,8 +76,9 @@ def test_a_generated_client_registers_logs_in_refreshes_and_logs_out(generated, 
     email = f"client-{uuid4().hex}@example.com"
     public = Client(base_url=server_url, raise_on_unexpected_status=True)
 
-    registered = auth_register.sync_detailed(client=public, body=RegisterBody(email=email, password=PASSWORD,
-                                                                              display_name="Generated"))
+    registered = auth_register.sync_detailed(
+        client=public, body=RegisterBody(email=email, password=PASSWORD, display_name="Generated")
+    )
     assert registered.status_code == 201
     assert isinstance(registered.parsed, TokenPair)
     assert registered.parsed.user.email == email and registered.parsed.token_type == "Bearer"

@@ -31,8 +31,9 @@ def readiness_after_a_change(client: httpx.Client) -> httpx.Response:
 
 
 @contextlib.contextmanager
-def serving(environ: dict[str, str], tmp_dir: Path, *, workers: int = 2,
-            factory: str | None = None) -> Iterator[ServerProcess]:
+def serving(
+    environ: dict[str, str], tmp_dir: Path, *, workers: int = 2, factory: str | None = None
+) -> Iterator[ServerProcess]:
     """`manas360 serve` (or `factory` through the same serve path), stopped at exit;
     whatever is left of its process group (workers, Sanic's state manager) is killed, also
     when the drill failed half-way. Its metrics files live under `tmp_dir` too."""

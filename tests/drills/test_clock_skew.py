@@ -19,14 +19,16 @@ from tests.fixtures.accounts import PASSWORD, unique_email
 from tests.fixtures.server import start_server
 
 pytestmark = pytest.mark.slow
-LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
-                   Path("/usr/lib/faketime/libfaketime.so.1"))
+LIBFAKETIME = next(
+    iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), Path("/usr/lib/faketime/libfaketime.so.1")
+)
 ROOT_EMAIL = "root-clock-skew@example.com"
 
 
 def _skewed(drill_environ, skew: str) -> dict[str, str]:
     assert LIBFAKETIME.exists() and shutil.which("faketime"), (
-        "libfaketime is missing: scripts/test.sh installs it (apt-get install faketime)")
+        "libfaketime is missing: scripts/test.sh installs it (apt-get install faketime)"
+    )
     # DONT_FAKE_MONOTONIC: the offset is the point, not a clock that jumps under the event loop.
     return drill_environ(LD_PRELOAD=str(LIBFAKETIME), FAKETIME=skew, DONT_FAKE_MONOTONIC="1", LOG_LEVEL="INFO")
 
@@ -63,12 +65,19 @@ def test_fresh_pairs_after_every_epoch_move_are_accepted_at_once(skewed):
     with httpx.Client(base_url=skewed.url, timeout=10) as http:
         pair = _register(http)
         email = pair["user"]["email"]
-        changed = http.post("/api/v1/auth/password", headers={"authorization": f"Bearer {pair['access_token']}"},
-                            json={"current_password": PASSWORD, "new_password": "a second passphrase"})
+        changed = http.post(
+            "/api/v1/auth/password",
+            headers={"authorization": f"Bearer {pair['access_token']}"},
+            json={"current_password": PASSWORD, "new_password": "a second passphrase"},
+        )
         assert changed.status_code == 200, changed.text
         assert _me(http, changed.json()).status_code == 200, _me(http, changed.json()).text
-        assert http.post("/api/v1/auth/logout-all", headers={
-            "authorization": f"Bearer {changed.json()['access_token']}"}).status_code == 204
+        assert (
+            http.post(
+                "/api/v1/auth/logout-all", headers={"authorization": f"Bearer {changed.json()['access_token']}"}
+            ).status_code
+            == 204
+        )
         login = http.post("/api/v1/auth/login", json={"email": email, "password": "a second passphrase"})
         assert login.status_code == 200, login.text
         assert _me(http, login.json()).status_code == 200
@@ -77,16 +86,22 @@ def test_fresh_pairs_after_every_epoch_move_are_accepted_at_once(skewed):
 
 
 async def test_a_plan_ends_when_it_ends_whatever_the_workers_clock(skewed, app, db, pg):
-    await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store,
-                          email=ROOT_EMAIL,
-                          password=PASSWORD)
+    await seed_superadmin(
+        db=app.ctx.deps.db,
+        settings=app.ctx.deps.settings,
+        store=app.ctx.deps.store,
+        email=ROOT_EMAIL,
+        password=PASSWORD,
+    )
     with httpx.Client(base_url=skewed.url, timeout=10) as http:
         root = http.post("/api/v1/auth/login", json={"email": ROOT_EMAIL, "password": PASSWORD}).json()
         member = _register(http)
         ends_at = await pg.fetchval("SELECT now() + interval '3 seconds'")
-        granted = http.put(f"/api/v1/admin/users/{member['user']['id']}/subscription",
-                           headers={"authorization": f"Bearer {root['access_token']}"},
-                           json={"plan": "premium", "ends_at": ends_at.isoformat()})
+        granted = http.put(
+            f"/api/v1/admin/users/{member['user']['id']}/subscription",
+            headers={"authorization": f"Bearer {root['access_token']}"},
+            json={"plan": "premium", "ends_at": ends_at.isoformat()},
+        )
         assert granted.status_code == 200, granted.text
         premium = {"authorization": f"Bearer {member['access_token']}"}
         assert http.get("/api/v1/premium/dashboard", headers=premium).status_code == 200

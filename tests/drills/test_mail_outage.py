@@ -39,12 +39,14 @@ async def _request_reset(http: httpx.AsyncClient, email: str) -> float:
 
 
 async def test_mail_waits_while_smtp_is_down_and_is_delivered_once_when_it_returns(
-        drill_environ, tmp_path, pg, record_property):
+    drill_environ, tmp_path, pg, record_property
+):
     await skip_queued_mail(pg)  # only this drill's mail is waiting
     smtp = SmtpServer()
     smtp.start()
-    environ = drill_environ(SMTP_URL=smtp.url, MAIL_POLL_S="0.2", MAIL_RETRY_MAX_S="1",
-                            METRICS_ALLOWED_CIDRS="127.0.0.1/32")
+    environ = drill_environ(
+        SMTP_URL=smtp.url, MAIL_POLL_S="0.2", MAIL_RETRY_MAX_S="1", METRICS_ALLOWED_CIDRS="127.0.0.1/32"
+    )
     try:
         with serving(environ, tmp_path) as server:
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
@@ -62,17 +64,22 @@ async def test_mail_waits_while_smtp_is_down_and_is_delivered_once_when_it_retur
                 assert max(latencies) < ANSWER_BOUND_S, latencies
 
                 async def retried() -> bool:  # every waiting mail tried and failed at least twice
-                    rows = await pg.fetch("SELECT attempts, sent_at, last_error FROM outbox "
-                                          "WHERE recipient = ANY($1)", during)
+                    rows = await pg.fetch(
+                        "SELECT attempts, sent_at, last_error FROM outbox WHERE recipient = ANY($1)", during
+                    )
                     return all(r["attempts"] >= 2 and r["sent_at"] is None and r["last_error"] for r in rows)
 
                 await eventually(retried, timeout=30, what="the waiting mails retried")
-                waiting = await pg.fetchval("SELECT count(*) FROM outbox WHERE recipient = ANY($1) "
-                                            "AND sent_at IS NULL", during)
+                waiting = await pg.fetchval(
+                    "SELECT count(*) FROM outbox WHERE recipient = ANY($1) AND sent_at IS NULL", during
+                )
                 assert waiting == DURING + len(during[::2])
                 assert not [m for email in during for m in smtp.inbox.to(email)]
-                failures = [line for line in (await http.get("/metrics")).text.splitlines()
-                            if line.startswith("manas360_mail_failures_total")]
+                failures = [
+                    line
+                    for line in (await http.get("/metrics")).text.splitlines()
+                    if line.startswith("manas360_mail_failures_total")
+                ]
                 assert failures and any(float(line.rsplit(" ", 1)[1]) >= 1 for line in failures)
 
                 smtp.start()  # the same port, the same inbox
@@ -82,12 +89,12 @@ async def test_mail_waits_while_smtp_is_down_and_is_delivered_once_when_it_retur
                 delivered_s = time.monotonic() - restarted_at
 
                 async def recorded() -> bool:
-                    return await pg.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM outbox "
-                                             "WHERE recipient = ANY($1)", before + during)
+                    return await pg.fetchval(
+                        "SELECT bool_and(sent_at IS NOT NULL) FROM outbox WHERE recipient = ANY($1)", before + during
+                    )
 
                 await eventually(recorded, timeout=15, what="every delivery recorded")
-                attempts = await pg.fetchval("SELECT max(attempts) FROM outbox WHERE recipient = ANY($1)",
-                                             during)
+                attempts = await pg.fetchval("SELECT max(attempts) FROM outbox WHERE recipient = ANY($1)", during)
     finally:
         smtp.stop()
 
@@ -97,7 +104,14 @@ async def test_mail_waits_while_smtp_is_down_and_is_delivered_once_when_it_retur
         assert subjects == sorted(expected), (email, subjects)
     ids = Counter(m["Message-ID"] for m in smtp.inbox.messages)
     assert not [mid for mid, n in ids.items() if n > 1]  # no outbox row was sent twice
-    report(record_property, "mail outage", {
-        "mails_waiting": waiting, "max_attempts": attempts, "outage_s": round(restarted_at - stopped_at, 3),
-        "delivered_after_restart_s": round(delivered_s, 3),
-        "slowest_answer_during_outage_s": round(max(latencies), 3)})
+    report(
+        record_property,
+        "mail outage",
+        {
+            "mails_waiting": waiting,
+            "max_attempts": attempts,
+            "outage_s": round(restarted_at - stopped_at, 3),
+            "delivered_after_restart_s": round(delivered_s, 3),
+            "slowest_answer_during_outage_s": round(max(latencies), 3),
+        },
+    )

@@ -31,9 +31,11 @@ RECOVERY_BOUND_S = 15.0
 
 
 def test_a_frozen_postgresql_answers_writes_503_in_bounded_time_and_recovers(
-        drill_environ, private_postgres, tmp_path, record_property):
-    environ = drill_environ(DATABASE_URL=f"{private_postgres.url}/manas360",
-                            DB_STATEMENT_TIMEOUT=str(STATEMENT_TIMEOUT_MS))
+    drill_environ, private_postgres, tmp_path, record_property
+):
+    environ = drill_environ(
+        DATABASE_URL=f"{private_postgres.url}/manas360", DB_STATEMENT_TIMEOUT=str(STATEMENT_TIMEOUT_MS)
+    )
     with serving(environ, tmp_path) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         account = register(http)
         pinned = [client for _ in range(3) for client in clients_per_worker(server.url)]
@@ -41,8 +43,9 @@ def test_a_frozen_postgresql_answers_writes_503_in_bounded_time_and_recovers(
             client.timeout = httpx.Timeout(30)  # the bound is asserted, not imposed
         for worker in pinned[:2]:  # warm: the user's context in Redis, the catalog in each worker
             assert answer(worker.get(DASHBOARD, headers=account.headers)) == (200, "")
-        writes: list[tuple[str, httpx.Client]] = [(kind, client) for client in pinned
-                                                  for kind in ("login", "register", "refresh")]
+        writes: list[tuple[str, httpx.Client]] = [
+            (kind, client) for client in pinned for kind in ("login", "register", "refresh")
+        ]
 
         with Traffic(server.url, DASHBOARD, headers=account.headers) as traffic:
             traffic.wait_for(lambda o: o.status == 200, count=5)
@@ -57,9 +60,11 @@ def test_a_frozen_postgresql_answers_writes_503_in_bounded_time_and_recovers(
             finally:
                 thawed_at = time.monotonic()
                 private_postgres.thaw()
-            recovery_s = wait_until(lambda: all(login(w, account.email).status_code == 200
-                                                for w in clients_per_worker(server.url)),
-                                    timeout=RECOVERY_BOUND_S, what="logins to succeed again on every worker")
+            recovery_s = wait_until(
+                lambda: all(login(w, account.email).status_code == 200 for w in clients_per_worker(server.url)),
+                timeout=RECOVERY_BOUND_S,
+                what="logins to succeed again on every worker",
+            )
 
         assert {(o.status, o.error) for o in answers} == {(503, "ServiceUnavailable")}, answers
         assert max(o.elapsed for o in answers) < WRITE_ANSWER_BOUND_S, answers
@@ -71,13 +76,19 @@ def test_a_frozen_postgresql_answers_writes_503_in_bounded_time_and_recovers(
         for worker in clients_per_worker(server.url):
             pair = login(worker, account.email)
             assert answer(pair) == (200, "")
-            assert answer(worker.post(f"{API}/auth/refresh", json={"refresh_token": pair.json()["refresh_token"]})) \
-                == (200, "")
+            assert answer(worker.post(f"{API}/auth/refresh", json={"refresh_token": pair.json()["refresh_token"]})) == (
+                200,
+                "",
+            )
 
-    numbers = {"frozen_write_answers": len(answers), "frozen_write_max_s": round(max(o.elapsed for o in answers), 3),
-               "frozen_ready_s": round(ready.elapsed, 3), "frozen_reads": len(during),
-               "frozen_read_max_s": round(max(o.elapsed for o in during), 3),
-               "recovery_after_thaw_s": round(recovery_s, 3)}
+    numbers = {
+        "frozen_write_answers": len(answers),
+        "frozen_write_max_s": round(max(o.elapsed for o in answers), 3),
+        "frozen_ready_s": round(ready.elapsed, 3),
+        "frozen_reads": len(during),
+        "frozen_read_max_s": round(max(o.elapsed for o in during), 3),
+        "recovery_after_thaw_s": round(recovery_s, 3),
+    }
     report(record_property, "frozen postgres", numbers)
 
 
@@ -85,6 +96,7 @@ def _write(kind: str, client: httpx.Client, *, account) -> Outcome:
     if kind == "login":
         return outcome_of(lambda: login(client, account.email))
     if kind == "register":
-        return outcome_of(lambda: client.post(f"{API}/auth/register",
-                                              json={"email": unique_email("drill"), "password": "x" * 12}))
+        return outcome_of(
+            lambda: client.post(f"{API}/auth/register", json={"email": unique_email("drill"), "password": "x" * 12})
+        )
     return outcome_of(lambda: client.post(f"{API}/auth/refresh", json={"refresh_token": account.refresh_token}))

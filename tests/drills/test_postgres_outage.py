@@ -26,7 +26,8 @@ AFTER_RECOVERY_ROUNDS = 10
 
 
 def test_postgresql_stopped_keeps_warm_reads_fails_writes_closed_then_recovers(
-        drill_environ, private_postgres, tmp_path, record_property):
+    drill_environ, private_postgres, tmp_path, record_property
+):
     environ = drill_environ(DATABASE_URL=f"{private_postgres.url}/manas360")
     with serving(environ, tmp_path) as server, httpx.Client(base_url=server.url, timeout=10) as http:
         account = register(http)
@@ -39,21 +40,33 @@ def test_postgresql_stopped_keeps_warm_reads_fails_writes_closed_then_recovers(
             stopped_at = time.monotonic()
             stop_s = private_postgres.stop(mode="fast")
 
-            reads = [outcome_of(lambda w=w: w.get(DASHBOARD, headers=account.headers))
-                     for w in workers for _ in range(5)]
+            reads = [
+                outcome_of(lambda w=w: w.get(DASHBOARD, headers=account.headers)) for w in workers for _ in range(5)
+            ]
             writes = []
             for worker in workers:
-                writes += [outcome_of(lambda worker=worker: login(worker, account.email)),
-                           outcome_of(lambda worker=worker: worker.post(f"{API}/auth/register",
-                                                          json={"email": unique_email("drill"), "password": "x" * 12})),
-                           outcome_of(lambda worker=worker: worker.post(f"{API}/auth/refresh",
-                                                          json={"refresh_token": account.refresh_token}))]
+                writes += [
+                    outcome_of(lambda worker=worker: login(worker, account.email)),
+                    outcome_of(
+                        lambda worker=worker: worker.post(
+                            f"{API}/auth/register", json={"email": unique_email("drill"), "password": "x" * 12}
+                        )
+                    ),
+                    outcome_of(
+                        lambda worker=worker: worker.post(
+                            f"{API}/auth/refresh", json={"refresh_token": account.refresh_token}
+                        )
+                    ),
+                ]
             traffic.wait_for(lambda o: o.started > stopped_at + stop_s, count=20)
 
             restarted_at = time.monotonic()
             private_postgres.start()
-            recovery_s = wait_until(lambda: all(login(w, account.email).status_code == 200 for w in workers),
-                                    timeout=RECOVERY_BOUND_S, what="logins to succeed again on every worker")
+            recovery_s = wait_until(
+                lambda: all(login(w, account.email).status_code == 200 for w in workers),
+                timeout=RECOVERY_BOUND_S,
+                what="logins to succeed again on every worker",
+            )
 
         assert {(o.status, o.error) for o in reads} == {(200, "")}
         assert {(o.status, o.error) for o in writes} == {(503, "ServiceUnavailable")}, writes
@@ -68,14 +81,19 @@ def test_postgresql_stopped_keeps_warm_reads_fails_writes_closed_then_recovers(
             for _ in range(AFTER_RECOVERY_ROUNDS):
                 pair = login(worker, account.email)
                 after.append(answer(pair))
-                after.append(answer(worker.post(f"{API}/auth/refresh",
-                                                json={"refresh_token": pair.json()["refresh_token"]})))
-            after.append(answer(worker.post(f"{API}/auth/register",
-                                            json={"email": unique_email("drill"), "password": "x" * 12})))
+                after.append(
+                    answer(worker.post(f"{API}/auth/refresh", json={"refresh_token": pair.json()["refresh_token"]}))
+                )
+            after.append(
+                answer(worker.post(f"{API}/auth/register", json={"email": unique_email("drill"), "password": "x" * 12}))
+            )
         assert set(after) == {(200, ""), (201, "")}, after
 
-    numbers = {"pg_stop_s": round(stop_s, 3), "outage_reads": len(reads) + len(during),
-               "outage_read_max_s": round(max(o.elapsed for o in reads + during), 3),
-               "outage_write_max_s": round(max(o.elapsed for o in writes), 3),
-               "recovery_after_start_s": round(recovery_s, 3)}
+    numbers = {
+        "pg_stop_s": round(stop_s, 3),
+        "outage_reads": len(reads) + len(during),
+        "outage_read_max_s": round(max(o.elapsed for o in reads + during), 3),
+        "outage_write_max_s": round(max(o.elapsed for o in writes), 3),
+        "recovery_after_start_s": round(recovery_s, 3),
+    }
     report(record_property, "postgres", numbers)

@@ -86,8 +86,10 @@ async def databases(environ, redis_raw):
     base = environ["DATABASE_URL"].rpartition("/")[0]
     tag = uuid.uuid4().hex[:8]
     prefix = f"{environ['REDIS_PREFIX']}restore-{tag}:"
-    environs = {role: {**environ, "DATABASE_URL": f"{base}/m360_restore_{role}_{tag}", "REDIS_PREFIX": prefix}
-                for role in ("source", "restored")}
+    environs = {
+        role: {**environ, "DATABASE_URL": f"{base}/m360_restore_{role}_{tag}", "REDIS_PREFIX": prefix}
+        for role in ("source", "restored")
+    }
     yield environs
     for each in environs.values():
         await drop_database(each["DATABASE_URL"])
@@ -95,7 +97,8 @@ async def databases(environ, redis_raw):
 
 
 async def test_a_restored_dump_keeps_revocations_and_locks_and_serves_live_sessions(
-        databases, tmp_path, record_property):
+    databases, tmp_path, record_property
+):
     source, restored = (load_settings(databases[role]) for role in ("source", "restored"))
     timings: dict[str, float | int] = {}
     clock = _Stopwatch(timings)
@@ -114,8 +117,9 @@ async def test_a_restored_dump_keeps_revocations_and_locks_and_serves_live_sessi
         after = await _change_after_the_dump(client, backed)
 
     _pg_tool("createdb", restored.database.database, settings=restored)
-    _pg_tool("pg_restore", "--no-owner", "--exit-on-error", "-d", restored.database.database, str(dump),
-             settings=restored)
+    _pg_tool(
+        "pg_restore", "--no-owner", "--exit-on-error", "-d", restored.database.database, str(dump), settings=restored
+    )
     dump.unlink()
     clock.lap("restore_s")
     assert await _row_counts(restored) == counts
@@ -134,7 +138,8 @@ async def test_a_restored_dump_keeps_revocations_and_locks_and_serves_live_sessi
         settings = load_settings({**serve, "JWT_KEY_ID": "restore-k2", "JWT_SECRET": secrets.token_urlsafe(48)})
         async with running_app(settings) as app, client_for(app) as client:
             live = await _assert_new_key_ends_access_tokens_only(
-                client, live, orphans=[after.new_login, after.second_rotated])
+                client, live, orphans=[after.new_login, after.second_rotated]
+            )
             _psql(LOG_EVERYONE_OUT_SQL, settings=settings)
             await _flush(empty.url)  # the guide: run it before serving, with Redis empty
             await _assert_everyone_logged_out(client, live)
@@ -144,6 +149,7 @@ async def test_a_restored_dump_keeps_revocations_and_locks_and_serves_live_sessi
 
 
 # -- building the backed-up state through the API -------------------------------------------
+
 
 async def _build(client: httpx.AsyncClient) -> Backed:
     live = await register(client)
@@ -169,23 +175,34 @@ async def _build(client: httpx.AsyncClient) -> Backed:
     assert answer(await _login(client, locked.email, locked.password)) == (423, "AccountLocked")
 
     revoked_later = await register(client)
-    backed = Backed(rotated=rotated, second=second, logged_out=logged_out, deleted=deleted, deleted_by=deleted_by,
-                    everywhere=everywhere, everywhere_again=everywhere_again, locked=locked,
-                    revoked_later=revoked_later)
+    backed = Backed(
+        rotated=rotated,
+        second=second,
+        logged_out=logged_out,
+        deleted=deleted,
+        deleted_by=deleted_by,
+        everywhere=everywhere,
+        everywhere_again=everywhere_again,
+        locked=locked,
+        revoked_later=revoked_later,
+    )
     for revoked in (logged_out, deleted, *everywhere):  # the source agrees before anything is dumped
         assert await _me(client, revoked) == (401, "TokenRevoked")
     return backed
 
 
 async def _change_after_the_dump(client: httpx.AsyncClient, backed: Backed) -> After:
-    after = After(second_rotated=await _refresh(client, backed.second),
-                  new_login=await login(client, backed.rotated),
-                  new_user=await register(client))
+    after = After(
+        second_rotated=await _refresh(client, backed.second),
+        new_login=await login(client, backed.rotated),
+        new_user=await register(client),
+    )
     assert (await client.post(f"{API}/auth/logout", headers=backed.revoked_later.headers)).status_code == 204
     return after
 
 
 # -- what the restored service must answer --------------------------------------------------
+
 
 async def _assert_backup_kept(client: httpx.AsyncClient, backed: Backed) -> list[Account]:
     """What the dump held survives; returns the live sessions' newest pairs."""
@@ -228,8 +245,9 @@ async def _assert_after_the_dump_is_unknown(client: httpx.AsyncClient, backed: B
     return [second, revived]
 
 
-async def _assert_new_key_ends_access_tokens_only(client: httpx.AsyncClient, live: list[Account], *,
-                                                  orphans: list[Account]) -> list[Account]:
+async def _assert_new_key_ends_access_tokens_only(
+    client: httpx.AsyncClient, live: list[Account], *, orphans: list[Account]
+) -> list[Account]:
     """Access tokens signed with a key no longer configured are refused, those of sessions
     the restored database does not know (`orphans`) too; the live sessions live on (refresh
     tokens are opaque, looked up by hash): returns their new pairs."""
@@ -251,6 +269,7 @@ async def _assert_everyone_logged_out(client: httpx.AsyncClient, live: list[Acco
 
 
 # -- API moves --------------------------------------------------------------------------------
+
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
     return await client.post(f"{API}/auth/login", json={"email": email, "password": password})
@@ -280,6 +299,7 @@ async def _session_id_of(client: httpx.AsyncClient, account: Account, *, asked_b
 
 # -- the stores -------------------------------------------------------------------------------
 
+
 async def _seed(settings: Settings) -> None:
     async with orm(settings) as db:
         await seed_catalog(db, settings)
@@ -306,15 +326,31 @@ async def _flush(url: str) -> None:
 def _pg_tool(tool: str, *args: str, settings: Settings, stdin: str | None = None) -> str:
     """Run a PostgreSQL client tool as an operator would: connection from PG* variables
     built from DATABASE_URL's pieces (docs/operations.md); its stdout."""
-    done = subprocess.run([_pg_bin(tool), *args], env={**os.environ, **_libpq_environ(settings)}, input=stdin,
-                          capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    done = subprocess.run(
+        [_pg_bin(tool), *args],
+        env={**os.environ, **_libpq_environ(settings)},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+    )
     assert done.returncode == 0, f"{tool} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}"
     return done.stdout
 
 
 def _psql(sql: str, *, settings: Settings) -> str:
-    return _pg_tool("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                    "-d", settings.database.database, settings=settings, stdin=sql)
+    return _pg_tool(
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-d",
+        settings.database.database,
+        settings=settings,
+        stdin=sql,
+    )
 
 
 def _libpq_environ(settings: Settings) -> dict[str, str]:
@@ -337,8 +373,9 @@ def _pg_bin(name: str) -> str:
 def _manas360(*args: str, environ: dict[str, str]) -> str:
     """The installed `manas360` command on `environ`; its stdout, stripped."""
     command = Path(sys.executable).with_name("manas360")
-    done = subprocess.run([str(command), *args], env={**os.environ, **environ}, capture_output=True, text=True,
-                          timeout=TOOL_TIMEOUT_S)
+    done = subprocess.run(
+        [str(command), *args], env={**os.environ, **environ}, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S
+    )
     assert done.returncode == 0, f"manas360 {' '.join(args)} failed ({done.returncode}):\n{done.stderr}"
     return done.stdout.strip()
 

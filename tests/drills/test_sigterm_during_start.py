@@ -41,11 +41,22 @@ def _group_gone(pgid: int, timeout_s: float) -> bool:
 @pytest.mark.parametrize("after_s", POINTS_S, ids=[f"{p:.1f}s" for p in POINTS_S])
 def test_sigterm_at_any_point_of_start_up_stops_cleanly(after_s, drill_environ, tmp_path):
     log_path = tmp_path / "server.log"
-    env = {**os.environ, **drill_environ(LOG_LEVEL="INFO"), "PYTHONPATH": str(ROOT), "PORT": str(free_port()),
-           "WORKERS": "1"}
+    env = {
+        **os.environ,
+        **drill_environ(LOG_LEVEL="INFO"),
+        "PYTHONPATH": str(ROOT),
+        "PORT": str(free_port()),
+        "WORKERS": "1",
+    }
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "manas360.cli", "serve"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "manas360.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     try:
         time.sleep(after_s)  # the moment of start-up the signal meets is the point of the test
         signalled = time.monotonic()

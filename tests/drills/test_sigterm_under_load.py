@@ -62,8 +62,9 @@ class Load:
 
     async def client(self, *, slow: bool) -> None:
         path, headers = (SLOW_PATH, {}) if slow else (DASHBOARD, self.headers)
-        async with httpx.AsyncClient(base_url=self.server.url, timeout=10,
-                                     limits=httpx.Limits(max_connections=1)) as client:
+        async with httpx.AsyncClient(
+            base_url=self.server.url, timeout=10, limits=httpx.Limits(max_connections=1)
+        ) as client:
             while not self.server_gone.is_set():
                 request = await self._send(client, path, headers, slow=slow)
                 self.requests.append(request)
@@ -90,16 +91,19 @@ class Load:
             outcome = {"error": type(exc).__name__}
         finally:
             self.in_flight[slow] -= sent_at is not None
-        return Request(slow, sent_at, self.connected_at.get(id(client), 0.0), time.monotonic(), answered=answered,
-                       **outcome)
+        return Request(
+            slow, sent_at, self.connected_at.get(id(client), 0.0), time.monotonic(), answered=answered, **outcome
+        )
 
 
 async def _sigterm_under(load: Load) -> tuple[float, int, float, dict[bool, int]]:
-    clients = [asyncio.create_task(load.client(slow=slow))
-               for slow in [False] * GATED_CLIENTS + [True] * SLOW_CLIENTS]
+    clients = [asyncio.create_task(load.client(slow=slow)) for slow in [False] * GATED_CLIENTS + [True] * SLOW_CLIENTS]
     deadline = time.monotonic() + 30
-    while (len(load.requests) < WARM_REQUESTS or load.in_flight[True] < SLOW_CLIENTS
-           or sum(load.in_flight.values()) < IN_FLIGHT_AT_SIGTERM):
+    while (
+        len(load.requests) < WARM_REQUESTS
+        or load.in_flight[True] < SLOW_CLIENTS
+        or sum(load.in_flight.values()) < IN_FLIGHT_AT_SIGTERM
+    ):
         assert time.monotonic() < deadline, f"the load never reached {IN_FLIGHT_AT_SIGTERM} requests in flight"
         await asyncio.sleep(0)
     in_flight = dict(load.in_flight)
@@ -112,8 +116,7 @@ async def _sigterm_under(load: Load) -> tuple[float, int, float, dict[bool, int]
     return term_at, code, exit_s, in_flight
 
 
-def test_sigterm_under_load_answers_every_request_in_flight_and_exits_zero(drill_environ, tmp_path,
-                                                                           record_property):
+def test_sigterm_under_load_answers_every_request_in_flight_and_exits_zero(drill_environ, tmp_path, record_property):
     with serving(drill_environ(), tmp_path, factory="tests.fixtures.slow_app:create_slow_app") as server:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             load = Load(server, register(http).headers)
@@ -130,21 +133,32 @@ def test_sigterm_under_load_answers_every_request_in_flight_and_exits_zero(drill
         refused = [r for r in unanswered if r.sent_at is None]
         closed = [r for r in unanswered if r.sent_at is not None]
         assert {r.error for r in refused} <= {"ConnectError"}, _summary(after, term_at)
-        assert not [r for r in closed if r.answered or r.error not in KEEP_ALIVE_CLOSED or r.connected_at > term_at], \
-            _summary(after, term_at)  # a connection opened after the signal was never accepted
+        assert not [r for r in closed if r.answered or r.error not in KEEP_ALIVE_CLOSED or r.connected_at > term_at], (
+            _summary(after, term_at)
+        )  # a connection opened after the signal was never accepted
 
-    numbers = {"in_flight_at_sigterm": sum(in_flight.values()), "in_flight_slow": in_flight[True],
-               "in_flight_ok": sum(r.ended > term_at and r.status == 200 for r in before),
-               "written_after_ok": sum(r.status == 200 for r in after),
-               "keep_alive_closed_after": len(closed), "refused_after": len(refused),
-               "exit_s": round(exit_s, 3), "exit_code": code}
+    numbers = {
+        "in_flight_at_sigterm": sum(in_flight.values()),
+        "in_flight_slow": in_flight[True],
+        "in_flight_ok": sum(r.ended > term_at and r.status == 200 for r in before),
+        "written_after_ok": sum(r.status == 200 for r in after),
+        "keep_alive_closed_after": len(closed),
+        "refused_after": len(refused),
+        "exit_s": round(exit_s, 3),
+        "exit_code": code,
+    }
     report(record_property, "sigterm", numbers)
 
 
 def _summary(requests: list[Request], term_at: float) -> dict[tuple, int]:
     counts: dict[tuple, int] = {}
     for r in requests:
-        key = ("slow" if r.slow else "gated", r.status, r.error, "answered" if r.answered else "unanswered",
-               "connection opened after the signal" if r.connected_at > term_at else "")
+        key = (
+            "slow" if r.slow else "gated",
+            r.status,
+            r.error,
+            "answered" if r.answered else "unanswered",
+            "connection opened after the signal" if r.connected_at > term_at else "",
+        )
         counts[key] = counts.get(key, 0) + 1
     return counts

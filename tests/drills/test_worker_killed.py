@@ -36,8 +36,10 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_serving(drill_environ
         victim, survivor = (client.get("/health").json()["pid"] for client in (victim_client, survivor_client))
 
         # One load on a connection the victim holds, one on the survivor's.
-        with Traffic(server.url, DASHBOARD, headers=account.headers, client=victim_client) as on_victim, \
-                Traffic(server.url, DASHBOARD, headers=account.headers, client=survivor_client) as on_survivor:
+        with (
+            Traffic(server.url, DASHBOARD, headers=account.headers, client=victim_client) as on_victim,
+            Traffic(server.url, DASHBOARD, headers=account.headers, client=survivor_client) as on_survivor,
+        ):
             loads = (on_victim, on_survivor)
             for load in loads:
                 load.wait_for(lambda o: o.status == 200, count=20)
@@ -49,8 +51,9 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_serving(drill_environ
                 pids.add(_health_pid(server.url))
                 return bool(pids - {victim, survivor})
 
-            restart_s = wait_until(replaced, timeout=RESTART_BOUND_S, what="a replacement worker to serve",
-                                   interval=0.05)
+            restart_s = wait_until(
+                replaced, timeout=RESTART_BOUND_S, what="a replacement worker to serve", interval=0.05
+            )
             for load in loads:  # both go on (the victim's on a new connection) after the replacement came up
                 load.wait_for(lambda o: o.started > killed_at + restart_s and o.status == 200, count=20)
 
@@ -62,12 +65,18 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_serving(drill_environ
         assert len(broken) <= BROKEN_CONNECTIONS_ALLOWED, broken
         assert not [o for o in on_survivor.outcomes if o.status != 200], on_survivor.summary()
         replacement = (pids - {victim, survivor}).pop()
-        assert {worker.get("/health").json()["pid"] for worker in clients_per_worker(server.url)} == \
-            {survivor, replacement}
+        assert {worker.get("/health").json()["pid"] for worker in clients_per_worker(server.url)} == {
+            survivor,
+            replacement,
+        }
         assert server.stop() == 0, server.log()  # the replacement stops cleanly too
 
-    numbers = {"restart_s": round(restart_s, 3), "requests_after_kill": len(after_kill),
-               "ok_after_kill": sum(o.status == 200 for o in after_kill), "broken_connections": len(broken)}
+    numbers = {
+        "restart_s": round(restart_s, 3),
+        "requests_after_kill": len(after_kill),
+        "ok_after_kill": sum(o.status == 200 for o in after_kill),
+        "broken_connections": len(broken),
+    }
     report(record_property, "worker", numbers)
 
 

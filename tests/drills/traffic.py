@@ -47,8 +47,15 @@ class Traffic:
     one after a transport error) until the block exits; `outcomes` holds every answer.
     `client`: start on this one (e.g. a connection pinned to one worker); it is closed."""
 
-    def __init__(self, url: str, path: str, *, headers: dict[str, str] | None = None, timeout: float = 10,
-                 client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+        client: httpx.Client | None = None,
+    ) -> None:
         self._url, self._path, self._headers, self._timeout = url, path, headers or {}, timeout
         self._first_client = client
         self._stop = threading.Event()

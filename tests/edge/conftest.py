@@ -71,8 +71,12 @@ def edge_environ(environ, policy_table):
     """`environ` with the test policy table, its own Redis prefix, and `overrides`."""
 
     def build(**overrides: str) -> dict[str, str]:
-        return {**environ, "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}edge-{uuid4().hex[:8]}:",
-                "RATE_LIMITS_FILE": policy_table, **overrides}
+        return {
+            **environ,
+            "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}edge-{uuid4().hex[:8]}:",
+            "RATE_LIMITS_FILE": policy_table,
+            **overrides,
+        }
 
     return build
 

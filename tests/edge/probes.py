@@ -25,15 +25,13 @@ class Echo(pydantic.BaseModel):
     password: str | None = None
 
 
-
 async def check_user_rate(request: Request, *, user_id: str, policy: str = "api") -> Verdict:
     """Count a request under the user's policy in its own Redis round trip (the guard folds
     this into its script; the probe exercises the same seam without a token)."""
     rate_policy = request.app.ctx.deps.settings.rate_policies[policy]
     store = request.app.ctx.deps.store
     key, log_key = user_rate_key(store, user_id=user_id, policy=policy)
-    verdict = await hit(store, policy=rate_policy.name, key=key, limit=rate_policy.limit,
-                        window_s=rate_policy.window_s)
+    verdict = await hit(store, policy=rate_policy.name, key=key, limit=rate_policy.limit, window_s=rate_policy.window_s)
     apply_verdict(request, verdict, log_key=log_key)
     return verdict
 
@@ -61,8 +59,14 @@ def probe_blueprint() -> Blueprint:
 
     @bp.get("/whoami")
     async def whoami(request: Request):
-        return json_response({"client_ip": request_client_ip(request), "peer": request.ip,
-                              "sanic_remote_addr": request.remote_addr, "sanic_client_ip": request.client_ip})
+        return json_response(
+            {
+                "client_ip": request_client_ip(request),
+                "peer": request.ip,
+                "sanic_remote_addr": request.remote_addr,
+                "sanic_client_ip": request.client_ip,
+            }
+        )
 
     @bp.post("/echo")
     async def echo(request: Request):

@@ -19,8 +19,13 @@ LOGIN, REGISTER, PASSWORD = "/api/v1/auth/login", "/api/v1/auth/register", "/api
 @pytest.fixture(scope="module")
 async def app(environ, database, redis_raw):
     # The shipped config/ratelimits.toml (no RATE_LIMITS_FILE), with a small auth limit.
-    settings = load_settings({**environ, "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}auth-{uuid4().hex[:8]}:",
-                              "RATE_LIMIT_AUTH": f"{LIMIT}/900"})
+    settings = load_settings(
+        {
+            **environ,
+            "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}auth-{uuid4().hex[:8]}:",
+            "RATE_LIMIT_AUTH": f"{LIMIT}/900",
+        }
+    )
     async with running_app(settings) as app:
         if not any(route.path == LOGIN.lstrip("/") for route in app.router.routes):
             pytest.skip("the authentication blueprint is not registered in this tree")

@@ -26,7 +26,8 @@ async def app(edge_app):
 
 async def _rows(app, key: str) -> list[SimpleNamespace]:
     rows = await app.ctx.deps.db.connection.execute_query_dict(
-        "SELECT * FROM rate_limit_logs WHERE key = $1 ORDER BY policy", [key])
+        "SELECT * FROM rate_limit_logs WHERE key = $1 ORDER BY policy", [key]
+    )
     return [SimpleNamespace(**row) for row in rows]
 
 
@@ -57,7 +58,9 @@ async def test_each_policy_and_route_key_gets_its_own_row(app):
     await flush_block_log(app)
     rows = await _rows(app, f"ip:{address} POST /probe/login") + await _rows(app, f"ip:{address}")
     assert sorted((r.policy, r.key, r.blocked_count) for r in rows) == [
-        ("auth", f"ip:{address} POST /probe/login", 1), ("global", f"ip:{address}", 1)]
+        ("auth", f"ip:{address} POST /probe/login", 1),
+        ("global", f"ip:{address}", 1),
+    ]
 
 
 async def test_nothing_to_flush_writes_nothing(app):
@@ -91,8 +94,10 @@ def test_the_buffer_is_bounded():
 
 async def test_the_stop_listener_flushes_what_is_left(edge_app, app):
     address = fresh_ip()
-    async with edge_app(RATE_LIMIT_GLOBAL=f"1/{WINDOW}") as short_lived, \
-            client_for(short_lived, client_ip=address) as client:
+    async with (
+        edge_app(RATE_LIMIT_GLOBAL=f"1/{WINDOW}") as short_lived,
+        client_for(short_lived, client_ip=address) as client,
+    ):
         for _ in range(3):
             await client.get("/probe/ping")
     [row] = await _rows(app, f"ip:{address}")

@@ -64,8 +64,9 @@ async def world(edge_app):
         async with client_for(app, client_ip=fresh_ip()) as client:
             user = await login(client, registered)
         email = f"root-cache-{uuid4().hex[:8]}@example.com"
-        await seed_superadmin(db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email,
-                              password=PASSWORD)
+        await seed_superadmin(
+            db=app.ctx.deps.db, settings=app.ctx.deps.settings, store=app.ctx.deps.store, email=email, password=PASSWORD
+        )
         async with client_for(app, client_ip=fresh_ip()) as client:
             superadmin = await login(client, Account(email=email, password=PASSWORD, pair={}))
         yield app, registered, user, superadmin
@@ -74,8 +75,12 @@ async def world(edge_app):
 @pytest.mark.parametrize("row, caller, method, path, body, status, expected", ROWS, ids=[row[0] for row in ROWS])
 async def test_cache_control(world, row, caller, method, path, body, status, expected):
     app, registered, user, superadmin = world
-    headers = {"user": user.headers, "exhausted-user": user.headers, "superadmin": superadmin.headers,
-               "bad-token": bearer("not.a.token")}.get(caller, {})
+    headers = {
+        "user": user.headers,
+        "exhausted-user": user.headers,
+        "superadmin": superadmin.headers,
+        "bad-token": bearer("not.a.token"),
+    }.get(caller, {})
     if body == "new-account":
         body = {"email": f"cache-{uuid4().hex[:12]}@example.com", "password": PASSWORD}
     elif body == "login":

@@ -19,6 +19,7 @@ def _resolve(peer: str, forwarded_for: str | None, trusted=PROXIES) -> str:
 
 # client_ip --------------------------------------------------------------------------------
 
+
 def test_forwarded_for_from_untrusted_peer_is_ignored():
     assert _resolve("203.0.113.7", "198.51.100.9") == "203.0.113.7"
 
@@ -72,8 +73,11 @@ def test_huge_chain_of_trusted_hops_is_bounded():
 
 @pytest.mark.parametrize(
     "entry, expected",
-    [("198.51.100.9:5555", "198.51.100.9"), ("[2001:db8:1:2::abcd]:443", "2001:db8:1:2::abcd"),
-     ("[2001:db8:1:2::abcd]", "2001:db8:1:2::abcd")],
+    [
+        ("198.51.100.9:5555", "198.51.100.9"),
+        ("[2001:db8:1:2::abcd]:443", "2001:db8:1:2::abcd"),
+        ("[2001:db8:1:2::abcd]", "2001:db8:1:2::abcd"),
+    ],
 )
 def test_entries_with_port_or_brackets_are_read(entry, expected):
     assert _resolve("10.0.0.2", entry) == expected

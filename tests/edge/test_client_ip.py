@@ -27,8 +27,9 @@ async def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(app)
     async with client_for(app, client_ip=peer) as client:
         who = (await client.get("/probe/whoami", headers={"x-forwarded-for": "203.0.113.9"})).json()
         assert who["client_ip"] == peer
-        statuses = [(await client.get("/probe/ping", headers={"x-forwarded-for": fresh_ip()})).status_code
-                    for _ in range(LIMIT)]
+        statuses = [
+            (await client.get("/probe/ping", headers={"x-forwarded-for": fresh_ip()})).status_code for _ in range(LIMIT)
+        ]
     assert statuses == [200] * (LIMIT - 1) + [429]
     async with client_for(app, client_ip=PROXY) as proxy:  # the same address, through a trusted proxy
         assert await _statuses(proxy, 1, headers={"x-forwarded-for": peer}) == [429]
@@ -48,15 +49,15 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(a
 async def test_several_forwarded_for_lines_are_read_as_one_list(app):
     client_address = fresh_ip()
     async with client_for(app, client_ip=PROXY) as proxy:
-        response = await proxy.get("/probe/whoami", headers=[("x-forwarded-for", client_address),
-                                                              ("x-forwarded-for", "10.0.0.8")])
+        response = await proxy.get(
+            "/probe/whoami", headers=[("x-forwarded-for", client_address), ("x-forwarded-for", "10.0.0.8")]
+        )
     assert response.json()["client_ip"] == client_address
 
 
 async def test_sanic_itself_believes_no_forwarding_header(app):
     peer = fresh_ip()
-    spoofed = {"x-forwarded-for": "203.0.113.1", "x-real-ip": "203.0.113.2",
-               "forwarded": "for=203.0.113.3;secret=x"}
+    spoofed = {"x-forwarded-for": "203.0.113.1", "x-real-ip": "203.0.113.2", "forwarded": "for=203.0.113.3;secret=x"}
     async with client_for(app, client_ip=peer) as client:
         who = (await client.get("/probe/whoami", headers=spoofed)).json()
     assert who == {"client_ip": peer, "peer": peer, "sanic_remote_addr": "", "sanic_client_ip": peer}

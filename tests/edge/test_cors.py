@@ -30,8 +30,11 @@ def cors_headers(response) -> dict[str, str]:
 
 
 def preflight(origin: str, method: str = "POST") -> dict[str, str]:
-    return {"origin": origin, "access-control-request-method": method,
-            "access-control-request-headers": "authorization, content-type"}
+    return {
+        "origin": origin,
+        "access-control-request-method": method,
+        "access-control-request-headers": "authorization, content-type",
+    }
 
 
 @pytest.mark.parametrize("origin", [ALLOWED, OTHER_ALLOWED])
@@ -46,15 +49,18 @@ async def test_a_listed_origin_gets_cors_headers_with_credentials(client, origin
     assert response.headers["vary"].lower() == "origin"
 
 
-@pytest.mark.parametrize("origin", [
-    "https://evil.example",
-    "https://app.example.evil.example",  # suffix
-    "https://evil.example/https://app.example",
-    "http://app.example",  # other scheme
-    "https://app.example:8443",  # other port
-    "https://app.exampl",  # prefix
-    "null",
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "https://app.example.evil.example",  # suffix
+        "https://evil.example/https://app.example",
+        "http://app.example",  # other scheme
+        "https://app.example:8443",  # other port
+        "https://app.exampl",  # prefix
+        "null",
+    ],
+)
 async def test_an_origin_not_listed_gets_no_cors_header_at_all(client, origin):
     response = await client.get("/probe/ping", headers={"origin": origin})
     assert response.status_code == 200
@@ -79,8 +85,9 @@ async def test_a_preflight_from_a_listed_origin_is_answered(client):
 
 
 async def test_a_preflight_asking_for_an_unlisted_header_is_not_granted_it(client):
-    response = await client.options("/probe/echo", headers={**preflight(ALLOWED),
-                                                            "access-control-request-headers": "x-evil"})
+    response = await client.options(
+        "/probe/echo", headers={**preflight(ALLOWED), "access-control-request-headers": "x-evil"}
+    )
     assert "access-control-allow-headers" not in response.headers
 
 

@@ -38,8 +38,13 @@ pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = 20  # per operation and mode: the whole run stays well under a minute
 ENVELOPE_KEYS = {"error", "message", "request_id"}
-CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-               response_schema_conformance]
+CONFORMANCE = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +73,9 @@ def admin_headers(environ, registrar) -> dict[str, str]:
     superadmin = {"authorization": f"Bearer {_login(registrar, root)}"}
     email = f"fuzz-admin-{uuid4().hex}@example.com"
     account = registrar.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).json()
-    promoted = registrar.put(f"/api/v1/admin/users/{account['user']['id']}/role", json={"role": "admin"},
-                             headers=superadmin)
+    promoted = registrar.put(
+        f"/api/v1/admin/users/{account['user']['id']}/role", json={"role": "admin"}, headers=superadmin
+    )
     assert promoted.status_code == 200, promoted.text
     headers = {"authorization": f"Bearer {_login(registrar, email)}"}
     assert registrar.get("/api/v1/admin/audit-logs", headers=headers).status_code == 200
@@ -87,8 +93,9 @@ def _is_admin_read(operation) -> bool:
 
 
 def fresh_token(registrar: httpx.Client) -> str:
-    response = registrar.post("/api/v1/auth/register",
-                              json={"email": f"fuzz-{uuid4().hex}@example.com", "password": "fuzz-password-1"})
+    response = registrar.post(
+        "/api/v1/auth/register", json={"email": f"fuzz-{uuid4().hex}@example.com", "password": "fuzz-password-1"}
+    )
     assert response.status_code == 201, response.text
     return response.json()["access_token"]
 
@@ -124,8 +131,13 @@ def test_fuzzed_requests_never_get_a_5xx_and_errors_are_the_envelope(api_schema,
     for operation in operations:
         fuzz = given(case=operation.as_strategy(generation_mode=mode))(check)
         try:
-            settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                     suppress_health_check=list(HealthCheck))(fuzz)()
+            settings(
+                max_examples=MAX_EXAMPLES,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )(fuzz)()
         except Unsatisfiable:
             # An operation without parameters or body has no invalid request to make.
             assert mode is GenerationMode.NEGATIVE and not _has_inputs(operation), operation.label
@@ -149,7 +161,8 @@ def test_every_admin_list_parameter_is_documented(api_schema):
     for result in api_schema.get_all_operations():
         operation = result.ok()
         if _is_admin_read(operation):
-            declared[operation.path] = {p["name"] for p in operation.definition.raw.get("parameters", [])
-                                        if p.get("in") == "query"}
+            declared[operation.path] = {
+                p["name"] for p in operation.definition.raw.get("parameters", []) if p.get("in") == "query"
+            }
     assert declared["/api/v1/admin/users"] == {"limit", "cursor", "q"}
     assert declared["/api/v1/admin/audit-logs"] == {"user_id", "action", "limit", "cursor"}

@@ -46,6 +46,7 @@ def _nested(depth: int) -> bytes:
 
 # headers ------------------------------------------------------------------------------------
 
+
 async def test_too_many_header_fields_is_431(client):
     # httpx adds host, accept, accept-encoding, connection and user-agent.
     ok = await client.get("/probe/ping", headers={f"x-h{i}": "v" for i in range(MAX_HEADER_FIELDS - 5)})
@@ -56,6 +57,7 @@ async def test_too_many_header_fields_is_431(client):
 
 # NUL bytes ---------------------------------------------------------------------------------
 
+
 async def test_nul_in_the_query_string_is_400(client):
     assert_error(await client.get("/probe/page?cursor=ab%00cd"), 400, "BadRequest")
 
@@ -64,11 +66,14 @@ async def test_nul_in_a_path_segment_is_404(client):
     assert_error(await client.get("/probe/users/a%00b"), 404, "NotFound")
 
 
-@pytest.mark.parametrize("body, field", [
-    (b'{"name": "a\\u0000b"}', "name"),
-    (b'{"name": "ok", "tags": ["fine", "bad\\u0000"]}', "tags.1"),
-    (b'{"outer": {"inner\\u0000key": 1}}', "outer.inner\x00key"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"name": "a\\u0000b"}', "name"),
+        (b'{"name": "ok", "tags": ["fine", "bad\\u0000"]}', "tags.1"),
+        (b'{"outer": {"inner\\u0000key": 1}}', "outer.inner\x00key"),
+    ],
+)
 async def test_nul_in_a_json_string_or_key_is_422_naming_it(client, body, field):
     response = assert_error(await client.post("/probe/json", content=body, headers=JSON), 422, "ValidationError")
     assert list(response["fields"]) == [field]
@@ -86,6 +91,7 @@ async def test_a_password_may_hold_nul(client):
 
 
 # JSON shape ----------------------------------------------------------------------------------
+
 
 async def test_nesting_up_to_the_cap_is_accepted(client):
     response = await client.post("/probe/json", content=_nested(MAX_JSON_DEPTH), headers=JSON)
@@ -114,14 +120,17 @@ async def test_json_with_the_wrong_content_type_is_400(client, content_type):
     assert_error(response, 400, "BadRequest")
 
 
-@pytest.mark.parametrize("body", [
-    {"name": "x" * 60_000},
-    {"name": 12},
-    {"name": None},
-    {"name": ["x"]},
-    {"name": {"$gt": ""}},
-    {},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "x" * 60_000},
+        {"name": 12},
+        {"name": None},
+        {"name": ["x"]},
+        {"name": {"$gt": ""}},
+        {},
+    ],
+)
 async def test_over_long_or_mistyped_values_are_422_with_fields(client, body):
     response = assert_error(await client.post("/probe/echo", json=body), 422, "ValidationError")
     assert "name" in response["fields"]
@@ -129,16 +138,30 @@ async def test_over_long_or_mistyped_values_are_422_with_fields(client, body):
 
 # pagination -----------------------------------------------------------------------------------
 
+
 async def test_pagination_defaults_and_bounds(client):
     assert (await client.get("/probe/page")).json() == {"limit": 20, "cursor": None}
     assert (await client.get("/probe/page?limit=1")).json()["limit"] == 1
     assert (await client.get("/probe/page?limit=100")).json()["limit"] == 100
 
 
-@pytest.mark.parametrize("query", [
-    "limit=0", "limit=-1", "limit=101", "limit=99999999999999999999999999", "limit=" + "9" * 5000,
-    "limit=1e3", "limit=5_0", "limit=%205", "limit=abc", "limit=1.5", "limit=0x10", "limit=%D9%A1",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=-1",
+        "limit=101",
+        "limit=99999999999999999999999999",
+        "limit=" + "9" * 5000,
+        "limit=1e3",
+        "limit=5_0",
+        "limit=%205",
+        "limit=abc",
+        "limit=1.5",
+        "limit=0x10",
+        "limit=%D9%A1",
+    ],
+)
 async def test_an_out_of_range_or_malformed_limit_is_422(client, query):
     response = assert_error(await client.get(f"/probe/page?{query}"), 422, "ValidationError")
     assert list(response["fields"]) == ["limit"]

@@ -56,6 +56,8 @@ async def test_a_route_policy_marked_fail_open_lets_requests_through(edge_enviro
     table = tmp_path / "open.toml"
     table.write_text(POLICY_TABLE.replace("fail_open = false\n", "fail_open = true\n"))
     settings = load_settings(edge_environ(REDIS_URL=CLOSED_PORT, RATE_LIMITS_FILE=str(table)))
-    async with running_app(settings, extra_blueprints=(probe_blueprint(),)) as app, \
-            client_for(app, client_ip=fresh_ip()) as client:
+    async with (
+        running_app(settings, extra_blueprints=(probe_blueprint(),)) as app,
+        client_for(app, client_ip=fresh_ip()) as client,
+    ):
         assert (await client.post("/probe/login")).status_code == 200

@@ -21,8 +21,9 @@ WINDOW = 3600
 
 @pytest.fixture(scope="module")
 async def app(edge_app):
-    async with edge_app(RATE_LIMIT_GLOBAL=f"{GLOBAL}/{WINDOW}", RATE_LIMIT_AUTH=f"{AUTH}/{WINDOW}",
-                        RATE_LIMIT_API=f"{API}/{WINDOW}") as app:
+    async with edge_app(
+        RATE_LIMIT_GLOBAL=f"{GLOBAL}/{WINDOW}", RATE_LIMIT_AUTH=f"{AUTH}/{WINDOW}", RATE_LIMIT_API=f"{API}/{WINDOW}"
+    ) as app:
         yield app
 
 
@@ -42,6 +43,7 @@ def assert_rate_limited(response) -> int:
 
 
 # exactness and headers --------------------------------------------------------------------
+
 
 async def test_global_admits_exactly_the_limit_then_refuses(client):
     statuses = [(await client.get("/probe/ping")).status_code for _ in range(GLOBAL + 3)]
@@ -72,12 +74,15 @@ async def test_a_429_has_the_envelope_and_retry_after_equal_to_t(client):
         assert name in response.headers
 
 
-@pytest.mark.parametrize("method, path, status", [
-    ("GET", "/no/such/route", 404),
-    ("DELETE", "/probe/ping", 405),
-    ("GET", "/probe/crash", 500),
-    ("POST", "/probe/echo", 400),
-])
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("GET", "/no/such/route", 404),
+        ("DELETE", "/probe/ping", 405),
+        ("GET", "/probe/crash", 500),
+        ("POST", "/probe/echo", 400),
+    ],
+)
 async def test_error_responses_of_limited_requests_carry_the_headers(client, method, path, status):
     response = await client.request(method, path)
     assert response.status_code == status
@@ -113,14 +118,14 @@ async def test_a_cors_preflight_is_not_charged_but_other_options_are(client):
 
 # per-route policies ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/probe/login", "/probe/register"])
 async def test_a_route_policy_declared_or_listed_applies_with_global(client, path):
     """/probe/login declares @rate_limited("auth"); /probe/register is listed in the table."""
     for remaining in range(AUTH - 1, -1, -1):
         response = await client.post(path)
         assert response.status_code == 200
-        assert response.headers["ratelimit-policy"] == (
-            f'"global";q={GLOBAL};w={WINDOW}, "auth";q={AUTH};w={WINDOW}')
+        assert response.headers["ratelimit-policy"] == (f'"global";q={GLOBAL};w={WINDOW}, "auth";q={AUTH};w={WINDOW}')
         assert [i["policy"] for i in parse_ratelimit(response.headers["ratelimit"])] == ["global", "auth"]
         assert parse_ratelimit(response.headers["ratelimit"])[1]["r"] == remaining
     response = await client.post(path)
@@ -157,6 +162,7 @@ async def test_head_is_counted_like_get(client):
 
 # the authentication guard's seam --------------------------------------------------------------
 
+
 async def test_the_per_user_policy_is_checked_and_rendered_with_global(app, client):
     user_id = f"user-{fresh_ip()}"
     for remaining in range(API - 1, -1, -1):
@@ -192,8 +198,10 @@ async def test_global_on_a_guarded_route_rides_in_the_users_round_trip(edge_app)
     """The per-IP `global` limit of a guarded route is checked in the guard's one round trip,
     first: a request it refuses is a 429 that spent nothing of the user's `api` budget; a
     request refused before Redis (no token, a bad one) still counts against it."""
-    async with edge_app(RATE_LIMIT_GLOBAL="4/3600", RATE_LIMIT_API="100/3600") as app, \
-            client_for(app, client_ip=fresh_ip()) as client:
+    async with (
+        edge_app(RATE_LIMIT_GLOBAL="4/3600", RATE_LIMIT_API="100/3600") as app,
+        client_for(app, client_ip=fresh_ip()) as client,
+    ):
         account = await register(client)  # global 1 of 4 (with `auth`, checked at the edge)
 
         def items(response):
@@ -242,13 +250,13 @@ async def test_a_decorator_around_the_guard_keeps_global_at_the_edge(edge_enviro
         return json_response({})
 
     settings = load_settings(edge_environ(RATE_LIMIT_GLOBAL="2/3600"))
-    async with running_app(settings, extra_blueprints=(bp,)) as app, \
-            client_for(app, client_ip=fresh_ip()) as client:
+    async with running_app(settings, extra_blueprints=(bp,)) as app, client_for(app, client_ip=fresh_ip()) as client:
         statuses = [(await client.get("/wrapped")).status_code for _ in range(3)]
     assert statuses == [400, 400, 429]
 
 
 # sliding window ---------------------------------------------------------------------------------
+
 
 async def test_no_second_burst_right_after_a_window_edge(edge_app, redis_raw):
     limit = 10
@@ -272,6 +280,7 @@ async def _sleep_until_offset(redis, *, offset_ms: int, window_ms: int = 1000) -
 
 
 # declarations are checked at start -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("policy", ["no_such_policy", "global", "api"])
 async def test_declaring_anything_but_a_per_route_policy_stops_the_start(edge_environ, database, policy):

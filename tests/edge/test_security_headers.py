@@ -27,8 +27,12 @@ async def _responses(app):
         yield "ok", await client.get("/probe/ping")
         yield "not found", await client.get("/no/such/route")
         yield "crash", await client.get("/probe/crash")
-        yield "preflight", await client.options("/probe/echo", headers={
-            "origin": "https://x.example", "access-control-request-method": "POST"})
+        yield (
+            "preflight",
+            await client.options(
+                "/probe/echo", headers={"origin": "https://x.example", "access-control-request-method": "POST"}
+            ),
+        )
         yield "too many headers", await client.get("/health/live", headers={f"x-h{i}": "1" for i in range(120)})
         yield "rate limited", await client.get("/probe/ping")
         yield "probe", await client.get("/health/live")
@@ -55,8 +59,7 @@ async def test_guarded_routes_carry_each_header_once_on_every_outcome(edge_app):
     """The one response hook, on the guard's outcomes (the per-IP limit rides in its round
     trip): success, 401, 403 and the per-IP 429 each carry every header exactly once, and
     a sane client X-Request-ID is echoed."""
-    async with edge_app(HSTS="1", RATE_LIMIT_GLOBAL="5/3600") as app, \
-            client_for(app, client_ip=fresh_ip()) as client:
+    async with edge_app(HSTS="1", RATE_LIMIT_GLOBAL="5/3600") as app, client_for(app, client_ip=fresh_ip()) as client:
         account = await register(client)
         outcomes = [
             await client.get("/api/v1/me", headers={**account.headers, "x-request-id": "trace-me.1"}),
@@ -68,9 +71,17 @@ async def test_guarded_routes_carry_each_header_once_on_every_outcome(edge_app):
     assert [r.status_code for r in outcomes] == [200, 401, 403, 200, 429]
     assert outcomes[0].headers["x-request-id"] == "trace-me.1"
     for response in outcomes:
-        for name in ("x-content-type-options", "x-frame-options", "referrer-policy", "cross-origin-resource-policy",
-                     "content-security-policy", "strict-transport-security", "x-request-id", "ratelimit",
-                     "ratelimit-policy"):
+        for name in (
+            "x-content-type-options",
+            "x-frame-options",
+            "referrer-policy",
+            "cross-origin-resource-policy",
+            "content-security-policy",
+            "strict-transport-security",
+            "x-request-id",
+            "ratelimit",
+            "ratelimit-policy",
+        ):
             assert len(response.headers.get_list(name)) == 1, (response.status_code, name)
         if response.status_code >= 400:
             assert response.json()["request_id"] == response.headers["x-request-id"]

@@ -25,10 +25,15 @@ TIMEOUT_S = 2
 def server(edge_environ, database, tmp_path_factory):
     # The loopback peer is a trusted proxy here, so each test counts under a client address
     # of its own (X-Forwarded-For) and none spends another's budget.
-    environ = edge_environ(RATE_LIMIT_GLOBAL=f"{LIMIT}/600", TRUSTED_PROXIES="127.0.0.1/32",
-                           REQUEST_TIMEOUT_S=str(TIMEOUT_S), KEEP_ALIVE_TIMEOUT_S=str(TIMEOUT_S))
-    server = start_server(environ, workers=2, factory="tests.edge.probes:create_probe_app",
-                          tmp_dir=tmp_path_factory.mktemp("edge-server"))
+    environ = edge_environ(
+        RATE_LIMIT_GLOBAL=f"{LIMIT}/600",
+        TRUSTED_PROXIES="127.0.0.1/32",
+        REQUEST_TIMEOUT_S=str(TIMEOUT_S),
+        KEEP_ALIVE_TIMEOUT_S=str(TIMEOUT_S),
+    )
+    server = start_server(
+        environ, workers=2, factory="tests.edge.probes:create_probe_app", tmp_dir=tmp_path_factory.mktemp("edge-server")
+    )
     yield server
     server.stop()
 
@@ -56,8 +61,9 @@ def test_two_workers_admit_exactly_the_limit(server):
         per_client = REQUESTS // len(clients)
 
         async def run(client):  # one connection's requests in turn, all connections at once
-            return [await client.get("/probe/ping", headers={"x-forwarded-for": client_address})
-                    for _ in range(per_client)]
+            return [
+                await client.get("/probe/ping", headers={"x-forwarded-for": client_address}) for _ in range(per_client)
+            ]
 
         try:
             return [r for batch in await asyncio.gather(*(run(c) for c in clients)) for r in batch]
@@ -77,8 +83,11 @@ def test_two_workers_admit_exactly_the_limit_on_a_guarded_route(server):
     """On a guarded route the per-IP limit rides in the guard's round trip (or, for a token
     refused before Redis, runs on its own): still one counter, exact across workers."""
     client_address = fresh_ip()
-    registered = httpx.post(server.url + "/api/v1/auth/register", headers={"x-forwarded-for": fresh_ip()},
-                            json={"email": f"guarded-{uuid4().hex[:12]}@example.com", "password": PASSWORD})
+    registered = httpx.post(
+        server.url + "/api/v1/auth/register",
+        headers={"x-forwarded-for": fresh_ip()},
+        json={"email": f"guarded-{uuid4().hex[:12]}@example.com", "password": PASSWORD},
+    )
     assert registered.status_code == 201, registered.text
     good = {"authorization": f"Bearer {registered.json()['access_token']}", "x-forwarded-for": client_address}
     bad = {"authorization": "Bearer not.a.token", "x-forwarded-for": client_address}
@@ -99,8 +108,10 @@ def test_two_workers_admit_exactly_the_limit_on_a_guarded_route(server):
         assert len(clients) == 8, list(by_worker)
 
         async def run(pid, client):
-            return [(pid, await client.get("/api/v1/me", headers=good if i % 2 else bad))
-                    for i in range(REQUESTS // len(clients))]
+            return [
+                (pid, await client.get("/api/v1/me", headers=good if i % 2 else bad))
+                for i in range(REQUESTS // len(clients))
+            ]
 
         try:
             return [r for batch in await asyncio.gather(*(run(pid, c) for pid, c in clients)) for r in batch]
@@ -143,8 +154,10 @@ def _raw(server, payload: bytes, *, timeout: float = 5) -> bytes:
 
 
 def _head(address: str, *lines: str) -> bytes:
-    return ("GET /probe/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            f"X-Forwarded-For: {address}\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n").encode()
+    return (
+        "GET /probe/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"X-Forwarded-For: {address}\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n"
+    ).encode()
 
 
 def _dribble(server, first: bytes, rest: bytes, *, every_s: float = 0.2, give_up_s: float = 8) -> tuple[float, bytes]:
@@ -180,8 +193,10 @@ def test_a_slow_loris_request_head_is_cut_off(server):
 
 
 def test_a_slow_body_is_cut_off(server):
-    head = (f"POST /probe/json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"X-Forwarded-For: {fresh_ip()}\r\nContent-Length: 500\r\n\r\n").encode()
+    head = (
+        f"POST /probe/json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"X-Forwarded-For: {fresh_ip()}\r\nContent-Length: 500\r\n\r\n"
+    ).encode()
     elapsed, answer = _dribble(server, head, b"{" + b" " * 498 + b"}")
     assert TIMEOUT_S - 0.5 <= elapsed <= TIMEOUT_S + 2
     assert_timed_out(answer)
@@ -203,8 +218,11 @@ def test_a_nul_byte_in_a_header_is_400(server):
 
 
 def test_a_body_over_the_limit_is_413(server):
-    response = httpx.post(server.url + "/probe/json", content=b"{" + b" " * 70_000 + b"}",
-                          headers={"content-type": "application/json", "x-forwarded-for": fresh_ip()})
+    response = httpx.post(
+        server.url + "/probe/json",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={"content-type": "application/json", "x-forwarded-for": fresh_ip()},
+    )
     assert response.status_code == 413 and response.json()["error"] == "PayloadTooLarge"
 
 

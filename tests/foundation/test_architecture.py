@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "manas360" / "queries"
 SCANNED = [ROOT / "manas360", ROOT / "blueprints"]
 
-SQL = re.compile(r"""
+SQL = re.compile(
+    r"""
       \bSELECT\b[\s\S]*\bFROM\b
     | ^\s*\(?\s*SELECT\s
     | \bINSERT\s+INTO\b
@@ -31,13 +32,16 @@ SQL = re.compile(r"""
     | \bON\s+CONFLICT\b
     | \bJOIN\s+"?\w+"?\s+\w+\s+ON\b
     | ^\s*(?:WITH\s+\w+\s+AS|CREATE|ALTER|DROP|TRUNCATE|ANALYZE|SET\s+LOCAL|REFRESH|VACUUM|LOCK\s+TABLE)\b
-""", re.VERBOSE | re.MULTILINE)
+""",
+    re.VERBOSE | re.MULTILINE,
+)
 
 
 def _literals(tree: ast.AST) -> list[tuple[int, str]]:
     """(line, text) of every string literal that is a value, f-strings with `{}` for each field."""
-    prose = {id(node.value) for node in ast.walk(tree)
-             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    prose = {
+        id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
     prose |= {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
     found = []
     for node in ast.walk(tree):
@@ -52,8 +56,11 @@ def _literals(tree: ast.AST) -> list[tuple[int, str]]:
 def sql_literals(path: Path) -> list[str]:
     """`path:line: text` for every SQL-looking string literal of a Python file."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    return [f"{path.relative_to(ROOT)}:{line}: {' '.join(text.split())[:80]}"
-            for line, text in _literals(tree) if SQL.search(text)]
+    return [
+        f"{path.relative_to(ROOT)}:{line}: {' '.join(text.split())[:80]}"
+        for line, text in _literals(tree)
+        if SQL.search(text)
+    ]
 
 
 def sql_literals_at(path: Path) -> list[str]:
@@ -70,36 +77,43 @@ def test_no_sql_outside_the_queries_package():
     assert not offenders, "SQL belongs in manas360/queries/ (one module per domain):\n" + "\n".join(offenders)
 
 
-@pytest.mark.parametrize("statement", [
-    'SELECT 1',
-    "SELECT clock_timestamp() AS now",
-    'SELECT "id" FROM "roles" WHERE "name" = $1',
-    ' FOR NO KEY UPDATE',
-    'UPDATE "user_accounts" SET "status" = $2 WHERE "id" = $1',
-    'INSERT INTO "audit_logs" ("action") VALUES ($1)',
-    'DELETE FROM "tokens" WHERE "id" = $1',
-    '\n    WITH doomed AS (SELECT "id" FROM "t") DELETE FROM "t"',
-    "SET LOCAL plan_cache_mode = force_custom_plan",
-    'ANALYZE "user_accounts"',
-    "CREATE DATABASE {}",
-    'LEFT JOIN "subscription_plans" p ON p."id" = s."plan_id"',
-    "INSERT INTO rate_limit_logs AS l (policy) SELECT * FROM unnest($1) ON CONFLICT (policy) DO NOTHING",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT 1",
+        "SELECT clock_timestamp() AS now",
+        'SELECT "id" FROM "roles" WHERE "name" = $1',
+        " FOR NO KEY UPDATE",
+        'UPDATE "user_accounts" SET "status" = $2 WHERE "id" = $1',
+        'INSERT INTO "audit_logs" ("action") VALUES ($1)',
+        'DELETE FROM "tokens" WHERE "id" = $1',
+        '\n    WITH doomed AS (SELECT "id" FROM "t") DELETE FROM "t"',
+        "SET LOCAL plan_cache_mode = force_custom_plan",
+        'ANALYZE "user_accounts"',
+        "CREATE DATABASE {}",
+        'LEFT JOIN "subscription_plans" p ON p."id" = s."plan_id"',
+        "INSERT INTO rate_limit_logs AS l (policy) SELECT * FROM unnest($1) ON CONFLICT (policy) DO NOTHING",
+    ],
+)
 def test_the_tripwire_flags_every_statement_shape(statement, tmp_path):
     source = tmp_path / "module.py"
     # As a plain constant, and as an f-string (its literal parts joined around the fields).
-    source.write_text(f"QUERY = {statement!r}\n\n\n"
-                      f"async def f(conn, x):\n    await conn.execute({statement!r} f'{{x}}')\n")
+    source.write_text(
+        f"QUERY = {statement!r}\n\n\nasync def f(conn, x):\n    await conn.execute({statement!r} f'{{x}}')\n"
+    )
     assert len(sql_literals_at(source)) == 2
 
 
-@pytest.mark.parametrize("text", [
-    "Redis refused the connection's AUTH or SELECT",
-    "select a plan first",
-    "the update failed",
-    "must be one of active, disabled",
-    "Lock the session row (FOR UPDATE) before reading",  # as a docstring: see below
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Redis refused the connection's AUTH or SELECT",
+        "select a plan first",
+        "the update failed",
+        "must be one of active, disabled",
+        "Lock the session row (FOR UPDATE) before reading",  # as a docstring: see below
+    ],
+)
 def test_the_tripwire_leaves_prose_alone(text, tmp_path):
     source = tmp_path / "module.py"
     message = text.replace("FOR UPDATE", "for update")
@@ -111,18 +125,24 @@ def test_the_queries_package_is_where_the_sql_is():
     assert sum(len(sql_literals(path)) for path in QUERIES.rglob("*.py")) > 50
 
 
-QUERY_MODULES = sorted(".".join(path.relative_to(QUERIES).with_suffix("").parts)
-                       for path in QUERIES.rglob("*.py") if path.stem != "__init__")
+QUERY_MODULES = sorted(
+    ".".join(path.relative_to(QUERIES).with_suffix("").parts)
+    for path in QUERIES.rglob("*.py")
+    if path.stem != "__init__"
+)
 
 
 @pytest.mark.parametrize("name", QUERY_MODULES)
 def test_query_modules_say_what_they_cover_and_take_keyword_arguments(name):
     module = importlib.import_module(f"manas360.queries.{name}")
     assert module.__doc__ and module.__doc__.strip(), (
-        f"manas360/queries/{name.replace('.', '/')}.py needs a docstring (its tables)")
-    functions = [value for key, value in vars(module).items()
-                 if inspect.iscoroutinefunction(value) and value.__module__ == module.__name__
-                 and not key.startswith("_")]
+        f"manas360/queries/{name.replace('.', '/')}.py needs a docstring (its tables)"
+    )
+    functions = [
+        value
+        for key, value in vars(module).items()
+        if inspect.iscoroutinefunction(value) and value.__module__ == module.__name__ and not key.startswith("_")
+    ]
     assert functions, f"manas360/queries/{name.replace('.', '/')}.py has no query function"
     for function in functions:
         parameters = inspect.signature(function).parameters.values()
@@ -131,7 +151,8 @@ def test_query_modules_say_what_they_cover_and_take_keyword_arguments(name):
         assert "conn" in inspect.signature(function).parameters, f"{name}.{function.__name__} takes no conn"
         returns = str(inspect.signature(function).return_annotation)
         assert "Any" not in returns, (
-            f"{name}.{function.__name__} returns {returns}: return a NamedTuple or frozen dataclass, not a dict")
+            f"{name}.{function.__name__} returns {returns}: return a NamedTuple or frozen dataclass, not a dict"
+        )
 
 
 # The layers, top to bottom: a module may import its own layer and the layers below it,
@@ -155,8 +176,12 @@ LAYER_FOLDERS = {"manas360": "manas360", "blueprints": "manas360.blueprints", "s
 
 
 def _layer(module: str) -> int:
-    matches = [(len(prefix), index) for index, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
-               if module == prefix or module.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), index)
+        for index, (_, prefixes) in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     return max(matches)[1]
 
 
@@ -173,8 +198,13 @@ def _our_imports(path: Path, module: str, known: set[str]) -> list[tuple[int, st
     makes no import at run time."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     tree = ast.parse(path.read_text(), filename=str(path))
-    type_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
-                 for statement in node.body for inner in ast.walk(statement)}
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     found = []
     for node in ast.walk(tree):
         if id(node) in type_only:
@@ -184,17 +214,20 @@ def _our_imports(path: Path, module: str, known: set[str]) -> list[tuple[int, st
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parent + ([base] if base else []))
             # `from manas360 import db` imports the module manas360.db, not the package.
-            found += [(node.lineno, f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
-                      for alias in node.names]
+            found += [
+                (node.lineno, f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+                for alias in node.names
+            ]
     return [(line, name) for line, name in found if name == "manas360" or name.startswith("manas360.")]
 
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def test_import_layers():
@@ -206,17 +239,22 @@ def test_import_layers():
     for path, module in sorted(paths.items()):
         for line, imported in _our_imports(path, module, known):
             if _layer(imported) < _layer(module):
-                offenders.append(f"{path.relative_to(ROOT)}:{line}: {module} ({LAYERS[_layer(module)][0]}) "
-                                 f"imports {imported} ({LAYERS[_layer(imported)][0]}), a layer above it")
-    assert not offenders, ("imports must run down the layers (" + " > ".join(name for name, _ in LAYERS)
-                           + "):\n" + "\n".join(offenders))
+                offenders.append(
+                    f"{path.relative_to(ROOT)}:{line}: {module} ({LAYERS[_layer(module)][0]}) "
+                    f"imports {imported} ({LAYERS[_layer(imported)][0]}), a layer above it"
+                )
+    assert not offenders, (
+        "imports must run down the layers (" + " > ".join(name for name, _ in LAYERS) + "):\n" + "\n".join(offenders)
+    )
 
 
 def test_the_layer_check_names_the_offending_import(tmp_path, monkeypatch):
     leaf = tmp_path / "manas360" / "metrics.py"
     leaf.parent.mkdir()
-    leaf.write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from manas360.app import App\n\n\n"
-                    "def render():\n    from manas360.server import MULTIPROC_ENV\n")
+    leaf.write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from manas360.app import App\n\n\n"
+        "def render():\n    from manas360.server import MULTIPROC_ENV\n"
+    )
     imports = _our_imports(leaf, "manas360.metrics", {"manas360.server", "manas360.app"})
     assert imports == [(8, "manas360.server")]  # the annotation-only import is no arrow
     assert _layer("manas360.server") < _layer("manas360.metrics")

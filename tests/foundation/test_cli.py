@@ -22,8 +22,13 @@ from tests.fixtures.environment import drop_database, production_environ
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "manas360.cli", *args], env={"PATH": "/usr/bin:/bin", **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "manas360.cli", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _one_line(result: subprocess.CompletedProcess) -> str:
@@ -50,23 +55,30 @@ async def databases(environ):
         await conn.execute("DELETE FROM aerich WHERE version = $1", applied[-1])
     finally:
         await conn.close()
-    yield {"missing": missing, "bare": bare.database_url, "behind": behind.database_url,
-           "last": applied[-1].removesuffix(".py")}
+    yield {
+        "missing": missing,
+        "bare": bare.database_url,
+        "behind": behind.database_url,
+        "last": applied[-1].removesuffix(".py"),
+    }
     for url in (bare.database_url, behind.database_url):
         await drop_database(url)
 
 
-@pytest.mark.parametrize(("database", "command", "fragments"), [
-    ("bare", ["seed"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
-    ("bare", ["warm-cache"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
-    ("bare", ["maintenance", "cleanup-tokens"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
-    ("bare", ["maintenance", "all"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
-    ("behind", ["warm-cache"], ["is not migrated (1 migration(s) pending, first {last})", "`manas360 migrate`"]),
-    ("behind", ["maintenance", "refresh-views"], ["1 migration(s) pending", "`manas360 migrate`"]),
-    ("missing", ["seed"], ["database '{name}' does not exist", "`manas360 migrate` creates it"]),
-    ("missing", ["warm-cache", "--active-days", "3"], ["database '{name}' does not exist", "manas360 migrate"]),
-    ("missing", ["maintenance", "all"], ["database '{name}' does not exist", "manas360 migrate"]),
-])
+@pytest.mark.parametrize(
+    ("database", "command", "fragments"),
+    [
+        ("bare", ["seed"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
+        ("bare", ["warm-cache"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
+        ("bare", ["maintenance", "cleanup-tokens"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
+        ("bare", ["maintenance", "all"], ["is not migrated (no migration applied): run `manas360 migrate`"]),
+        ("behind", ["warm-cache"], ["is not migrated (1 migration(s) pending, first {last})", "`manas360 migrate`"]),
+        ("behind", ["maintenance", "refresh-views"], ["1 migration(s) pending", "`manas360 migrate`"]),
+        ("missing", ["seed"], ["database '{name}' does not exist", "`manas360 migrate` creates it"]),
+        ("missing", ["warm-cache", "--active-days", "3"], ["database '{name}' does not exist", "manas360 migrate"]),
+        ("missing", ["maintenance", "all"], ["database '{name}' does not exist", "manas360 migrate"]),
+    ],
+)
 def test_a_missing_or_unmigrated_database_is_one_line_and_exit_1(environ, databases, database, command, fragments):
     url = databases[database]
     result = _cli(*command, env={**environ, "DATABASE_URL": url})
@@ -77,26 +89,38 @@ def test_a_missing_or_unmigrated_database_is_one_line_and_exit_1(environ, databa
     assert "relation" not in line and "unavailable" not in line
 
 
-@pytest.mark.parametrize(("env", "fragment"), [
-    ({"ENV": "production"}, "database '{name}' does not exist on PostgreSQL at 127.0.0.1"),
-    ({"ENV": "development"}, "database '{name}' does not exist on PostgreSQL at 127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"ENV": "production"}, "database '{name}' does not exist on PostgreSQL at 127.0.0.1"),
+        ({"ENV": "development"}, "database '{name}' does not exist on PostgreSQL at 127.0.0.1"),
+    ],
+)
 def test_serve_names_a_missing_database(environ, databases, env, fragment):
     """Production refuses to start (exit 1, one line); development says the same and serves
     anyway, as it does for any store (stopped here once the warning is out)."""
     url = databases["missing"]
     name = url.rpartition("/")[2]
     if env["ENV"] == "production":
-        environment = production_environ(DATABASE_URL=url, REDIS_URL=environ["REDIS_URL"],
-                                         REDIS_PREFIX=environ["REDIS_PREFIX"], PORT=str(_free_port()))
+        environment = production_environ(
+            DATABASE_URL=url,
+            REDIS_URL=environ["REDIS_URL"],
+            REDIS_PREFIX=environ["REDIS_PREFIX"],
+            PORT=str(_free_port()),
+        )
         result = _cli("serve", env=environment)
         assert result.returncode == 1, result.stderr
         assert fragment.format(name=name) in _one_line(result)
         return
     environment = {**environ, **env, "DATABASE_URL": url, "PORT": str(_free_port())}
-    process = subprocess.Popen([sys.executable, "-m", "manas360.cli", "serve", "--workers", "1"],
-                               env={"PATH": "/usr/bin:/bin", **environment, "LOG_LEVEL": "INFO"},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "manas360.cli", "serve", "--workers", "1"],
+        env={"PATH": "/usr/bin:/bin", **environment, "LOG_LEVEL": "INFO"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert process.stdout is not None
         lines = []
@@ -124,20 +148,23 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2(environ):
     assert "serving on" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("command", "fragment"), [
-    (["seed", "--users", "abc"], "argument --users: expects a whole number >= 0, not 'abc'"),
-    (["seed", "--users", "-3"], "argument --users: expects a whole number >= 0, not -3"),
-    (["seed", "--batch-size", "0"], "argument --batch-size: expects a whole number >= 1, not 0"),
-    (["maintenance", "archive-audit", "--days", "-1"], "argument --days: expects a whole number >= 0, not -1"),
-    (["maintenance", "all", "--mail-days", "soon"], "argument --mail-days: expects a whole number >= 0"),
-    (["maintenance", "cleanup-tokens", "--batch-size", "x"], "argument --batch-size: expects a whole number >= 1"),
-    (["warm-cache", "--active-days", "x"], "argument --active-days: expects a whole number >= 0, not 'x'"),
-    (["warm-cache", "--batch-size", "0"], "argument --batch-size: expects a whole number >= 1, not 0"),
-    (["serve", "--port", "70000"], "argument --port: expects a whole number 1..65535, not 70000"),
-    (["serve", "--workers", "0"], "argument --workers: expects a whole number 1..256, not 0"),
-    (["maintenance"], "required: <job>"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    ("command", "fragment"),
+    [
+        (["seed", "--users", "abc"], "argument --users: expects a whole number >= 0, not 'abc'"),
+        (["seed", "--users", "-3"], "argument --users: expects a whole number >= 0, not -3"),
+        (["seed", "--batch-size", "0"], "argument --batch-size: expects a whole number >= 1, not 0"),
+        (["maintenance", "archive-audit", "--days", "-1"], "argument --days: expects a whole number >= 0, not -1"),
+        (["maintenance", "all", "--mail-days", "soon"], "argument --mail-days: expects a whole number >= 0"),
+        (["maintenance", "cleanup-tokens", "--batch-size", "x"], "argument --batch-size: expects a whole number >= 1"),
+        (["warm-cache", "--active-days", "x"], "argument --active-days: expects a whole number >= 0, not 'x'"),
+        (["warm-cache", "--batch-size", "0"], "argument --batch-size: expects a whole number >= 1, not 0"),
+        (["serve", "--port", "70000"], "argument --port: expects a whole number 1..65535, not 70000"),
+        (["serve", "--workers", "0"], "argument --workers: expects a whole number 1..256, not 0"),
+        (["maintenance"], "required: <job>"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_a_usage_error_names_the_option_and_what_it_accepts_in_one_line_exit_2(command, fragment):
     result = _cli(*command, env={})
     line = _one_line(result)
@@ -152,16 +179,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-
 def test_serve_on_a_terminal_prints_no_sanic_production_mode_notice(environ, database):
     """On a terminal Sanic told the operator it "is running in PRODUCTION mode" and to use
     --debug or --dev, options `manas360 serve` does not have. Run under a pseudo-terminal
     (Sanic only says it on one) until the service says it serves."""
     controller, terminal = pty.openpty()
-    env = {"PATH": "/usr/bin:/bin", **environ, "ENV": "development", "LOG_LEVEL": "INFO", "LOG_JSON": "auto",
-           "PORT": str(_free_port())}
-    process = subprocess.Popen([sys.executable, "-m", "manas360.cli", "serve", "--workers", "1"], env=env,
-                               stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **environ,
+        "ENV": "development",
+        "LOG_LEVEL": "INFO",
+        "LOG_JSON": "auto",
+        "PORT": str(_free_port()),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "manas360.cli", "serve", "--workers", "1"],
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
     os.close(terminal)
     output = b""
     try:

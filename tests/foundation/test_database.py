@@ -16,7 +16,8 @@ def test_tortoise_still_keeps_the_current_context_where_the_adapter_sets_it():
     import tortoise.context as module
 
     assert isinstance(getattr(module, "_current_context", None), contextvars.ContextVar), (
-        f"tortoise {tortoise.__version__} moved its current-context variable: update manas360.db.Database")
+        f"tortoise {tortoise.__version__} moved its current-context variable: update manas360.db.Database"
+    )
 
 
 async def test_a_transaction_leaves_no_hidden_context_behind(db):

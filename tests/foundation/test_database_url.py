@@ -92,8 +92,9 @@ async def test_sslmode_disable_is_honoured_and_refused_by_a_tls_only_server(serv
 
 def test_require_with_a_root_certificate_verifies_the_chain_as_libpq_does(certificates):
     ca = certificates[0].ca
-    context = load_settings(environment.test_environ(
-        DATABASE_URL=f"postgres://u@h/db?sslmode=require&sslrootcert={ca}")).database.ssl()
+    context = load_settings(
+        environment.test_environ(DATABASE_URL=f"postgres://u@h/db?sslmode=require&sslrootcert={ca}")
+    ).database.ssl()
     assert context.verify_mode == ssl.CERT_REQUIRED and not context.check_hostname
     bare = load_settings(environment.test_environ(DATABASE_URL="postgres://u@h/db?sslmode=verify-full")).database
     assert bare.ssl() == "verify-full"  # asyncpg applies libpq's rules to a bare mode itself

@@ -59,22 +59,26 @@ async def test_wrong_method_is_405_envelope_with_allow(probe_client):
     assert "GET" in response.headers["allow"]
 
 
-@pytest.mark.parametrize("content, headers", [
-    (b"{not json", {"content-type": "application/json"}),
-    (b'{"name": "x"}', {"content-type": "text/plain"}),
-    (b'{"name": "x"}', {}),
-    (b"[1, 2]", {"content-type": "application/json"}),
-    (b'"just a string"', {"content-type": "application/json"}),
-    (b"", {"content-type": "application/json"}),
-    (b"\xff\xfe", {"content-type": "application/json"}),
-])
+@pytest.mark.parametrize(
+    "content, headers",
+    [
+        (b"{not json", {"content-type": "application/json"}),
+        (b'{"name": "x"}', {"content-type": "text/plain"}),
+        (b'{"name": "x"}', {}),
+        (b"[1, 2]", {"content-type": "application/json"}),
+        (b'"just a string"', {"content-type": "application/json"}),
+        (b"", {"content-type": "application/json"}),
+        (b"\xff\xfe", {"content-type": "application/json"}),
+    ],
+)
 async def test_malformed_or_mistyped_bodies_are_400(probe_client, content, headers):
     assert_envelope(await probe_client.post("/probe/echo", content=content, headers=headers), 400, "BadRequest")
 
 
 async def test_validation_failure_is_422_with_fields(probe_client):
-    body = assert_envelope(await probe_client.post("/probe/echo", json={"name": "x" * 11, "role": "admin"}),
-                           422, "ValidationError")
+    body = assert_envelope(
+        await probe_client.post("/probe/echo", json={"name": "x" * 11, "role": "admin"}), 422, "ValidationError"
+    )
     assert set(body["fields"]) == {"name", "role"}
 
 

@@ -25,10 +25,13 @@ async def test_live_ready_and_report_when_everything_answers(client):
     assert report["version"]
 
 
-@pytest.mark.parametrize("override, component", [
-    ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "redis"),
-    ({"DATABASE_URL": "postgres://root@127.0.0.1:1/nowhere"}, "database"),
-])
+@pytest.mark.parametrize(
+    "override, component",
+    [
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "redis"),
+        ({"DATABASE_URL": "postgres://root@127.0.0.1:1/nowhere"}, "database"),
+    ],
+)
 async def test_unreachable_store_is_503_naming_the_component(environ, database, override, component):
     settings = load_settings({**environ, **override})
     async with running_app(settings) as app, client_for(app) as client:
@@ -66,6 +69,7 @@ async def test_a_reused_result_keeps_the_latency_of_the_check_that_produced_it(a
 
 # flood protection -------------------------------------------------------------------------
 
+
 def _count_checks(monkeypatch) -> dict[str, int]:
     """Count every real check of each store made by the readiness endpoints."""
     from manas360.services.ops import health
@@ -76,6 +80,7 @@ def _count_checks(monkeypatch) -> dict[str, int]:
         async def check(*args, **kwargs):
             calls[name] += 1
             return await original(*args, **kwargs)
+
         return check
 
     monkeypatch.setattr(health, "check_database", counted("database", health.check_database))
@@ -86,8 +91,9 @@ def _count_checks(monkeypatch) -> dict[str, int]:
 async def test_a_flood_of_health_calls_queries_each_store_once(environ, database, monkeypatch):
     calls = _count_checks(monkeypatch)
     async with running_app(load_settings(environ)) as app, client_for(app) as client:
-        responses = await asyncio.gather(*(client.get("/health/ready") for _ in range(50)),
-                                         *(client.get("/health") for _ in range(10)))
+        responses = await asyncio.gather(
+            *(client.get("/health/ready") for _ in range(50)), *(client.get("/health") for _ in range(10))
+        )
     assert [response.status_code for response in responses] == [200] * 60
     assert calls == {"database": 1, "redis": 1}
 

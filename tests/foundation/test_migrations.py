@@ -11,14 +11,42 @@ from manas360.db import migrate
 from manas360.settings import load_settings
 from tests.fixtures.environment import drop_database
 
-TABLES = {"user_accounts", "roles", "permissions", "role_permissions", "subscription_plans", "features",
-          "plan_features", "user_subscriptions", "sessions", "tokens", "revoked_access_tokens", "login_attempts",
-          "rate_limit_logs", "audit_logs", "audit_logs_archive", "aerich"}
-INDEXES = {"uq_user_accounts_email_live", "idx_sessions_user", "idx_audit_logs_target", "idx_audit_logs_action",
-           "idx_login_attempts_email_time", "idx_tokens_parent", "idx_tokens_user", "idx_user_accounts_role",
-           "idx_user_subscriptions_plan", "idx_login_attempts_user", "idx_audit_logs_actor",
-           "idx_user_accounts_email_trgm", "idx_user_accounts_name_trgm",
-           "uq_mv_users_with_subscription", "uq_mv_user_permissions", "uq_mv_user_features"}
+TABLES = {
+    "user_accounts",
+    "roles",
+    "permissions",
+    "role_permissions",
+    "subscription_plans",
+    "features",
+    "plan_features",
+    "user_subscriptions",
+    "sessions",
+    "tokens",
+    "revoked_access_tokens",
+    "login_attempts",
+    "rate_limit_logs",
+    "audit_logs",
+    "audit_logs_archive",
+    "aerich",
+}
+INDEXES = {
+    "uq_user_accounts_email_live",
+    "idx_sessions_user",
+    "idx_audit_logs_target",
+    "idx_audit_logs_action",
+    "idx_login_attempts_email_time",
+    "idx_tokens_parent",
+    "idx_tokens_user",
+    "idx_user_accounts_role",
+    "idx_user_subscriptions_plan",
+    "idx_login_attempts_user",
+    "idx_audit_logs_actor",
+    "idx_user_accounts_email_trgm",
+    "idx_user_accounts_name_trgm",
+    "uq_mv_users_with_subscription",
+    "uq_mv_user_permissions",
+    "uq_mv_user_features",
+}
 DUPLICATES = {"idx_role_permissions_role", "idx_plan_features_plan", "idx_tokens_hash_live"}
 """Indexes that only repeated a unique constraint's leading column (dropped by migration 3)."""
 VIEWS = {"mv_users_with_subscription", "mv_user_permissions", "mv_user_features"}
@@ -40,8 +68,12 @@ async def _catalog(settings) -> dict[str, set[str]]:
             "tables": {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")},
             "indexes": {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname='public'")},
             "views": {r[0] for r in await conn.fetch("SELECT matviewname FROM pg_matviews WHERE schemaname='public'")},
-            "functions": {r[0] for r in await conn.fetch(
-                "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname='public'")},
+            "functions": {
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname='public'"
+                )
+            },
             "applied": {r[0] for r in await conn.fetch("SELECT version FROM aerich")},
         }
     finally:
@@ -85,8 +117,10 @@ async def test_email_is_unique_case_insensitively_among_live_accounts(database, 
     conn = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
     try:
         role = await conn.fetchval("SELECT id FROM roles WHERE name='user'")
-        insert = ("INSERT INTO user_accounts (id, email, password_hash, role_id, deleted_at) "
-                  "VALUES (gen_random_uuid(), $1, 'x', $2, $3)")
+        insert = (
+            "INSERT INTO user_accounts (id, email, password_hash, role_id, deleted_at) "
+            "VALUES (gen_random_uuid(), $1, 'x', $2, $3)"
+        )
         await conn.execute(insert, "dup@example.com", role, None)
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(insert, "dup@example.com", role, None)
@@ -102,8 +136,9 @@ async def test_email_is_unique_case_insensitively_among_live_accounts(database, 
 async def test_sql_functions_do_their_work(database, settings):
     conn = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
     try:
-        await conn.execute("INSERT INTO audit_logs (action, created_at) VALUES ('old', now() - interval '40 days'), "
-                           "('new', now())")
+        await conn.execute(
+            "INSERT INTO audit_logs (action, created_at) VALUES ('old', now() - interval '40 days'), ('new', now())"
+        )
         assert await conn.fetchval("SELECT cleanup_old_audit_logs(30)") == 1
         assert await conn.fetchval("SELECT count(*) FROM audit_logs_archive WHERE action='old'") == 1
         assert await conn.fetchval("SELECT count(*) FROM audit_logs WHERE action='old'") == 0

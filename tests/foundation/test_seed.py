@@ -30,14 +30,28 @@ async def test_reference_data_matches_the_contract(db):
     plans = [r["name"] for r in await _rows(db, "SELECT name FROM subscription_plans ORDER BY tier")]
     assert plans == ["free", "basic", "premium", "professional", "enterprise"]
     permissions = {r["name"] for r in await _rows(db, "SELECT name FROM permissions")}
-    assert {"profile.read", "profile.write", "dashboard.read", "analytics.read", "users.read", "users.write",
-            "roles.read", "roles.assign", "roles.manage", "plans.manage", "subscriptions.manage",
-            "audit.read"} <= permissions
+    assert {
+        "profile.read",
+        "profile.write",
+        "dashboard.read",
+        "analytics.read",
+        "users.read",
+        "users.write",
+        "roles.read",
+        "roles.assign",
+        "roles.manage",
+        "plans.manage",
+        "subscriptions.manage",
+        "audit.read",
+    } <= permissions
 
 
 async def test_each_plan_includes_every_feature_of_the_tiers_below(db):
-    rows = await _rows(db, "SELECT p.name AS plan, f.name AS feature FROM plan_features pf "
-                       "JOIN subscription_plans p ON p.id = pf.plan_id JOIN features f ON f.id = pf.feature_id")
+    rows = await _rows(
+        db,
+        "SELECT p.name AS plan, f.name AS feature FROM plan_features pf "
+        "JOIN subscription_plans p ON p.id = pf.plan_id JOIN features f ON f.id = pf.feature_id",
+    )
     features: dict[str, set[str]] = {}
     for row in rows:
         features.setdefault(row["plan"], set()).add(row["feature"])
@@ -50,39 +64,66 @@ async def test_each_plan_includes_every_feature_of_the_tiers_below(db):
 
 
 async def test_seeding_again_inserts_nothing_and_keeps_admin_changes(db, settings):
-    await _rows(db, "DELETE FROM role_permissions WHERE role_id = (SELECT id FROM roles WHERE name='admin') "
-                "AND permission_id = (SELECT id FROM permissions WHERE name='audit.read') RETURNING 1")
+    await _rows(
+        db,
+        "DELETE FROM role_permissions WHERE role_id = (SELECT id FROM roles WHERE name='admin') "
+        "AND permission_id = (SELECT id FROM permissions WHERE name='audit.read') RETURNING 1",
+    )
     before = await _reference_counts(db)
     report = await seed_catalog(db, settings)
-    assert (report.roles, report.permissions, report.plans, report.features,
-            report.role_permissions, report.plan_features) == (0, 0, 0, 0, 0, 0)
+    assert (
+        report.roles,
+        report.permissions,
+        report.plans,
+        report.features,
+        report.role_permissions,
+        report.plan_features,
+    ) == (0, 0, 0, 0, 0, 0)
     assert await _reference_counts(db) == before
-    await _rows(db, "INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id "
-                "FROM roles r, permissions p "
-                "WHERE r.name='admin' AND p.name='audit.read' RETURNING 1")
+    await _rows(
+        db,
+        "INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id "
+        "FROM roles r, permissions p "
+        "WHERE r.name='admin' AND p.name='audit.read' RETURNING 1",
+    )
 
 
 async def test_superadmin_is_created_then_unchanged_then_updated(app, db):
     email, deps = "Root.Admin@Example.COM ", app.ctx.deps
-    first = await seed_superadmin(db=deps.db, settings=deps.settings, store=deps.store, email=email,
-                                  password="first-password-1")
-    again = await seed_superadmin(db=deps.db, settings=deps.settings, store=deps.store, email=email,
-                                  password="first-password-1")
-    rotated = await seed_superadmin(db=deps.db, settings=deps.settings, store=deps.store, email=email,
-                                    password="second-password-2")
+    first = await seed_superadmin(
+        db=deps.db, settings=deps.settings, store=deps.store, email=email, password="first-password-1"
+    )
+    again = await seed_superadmin(
+        db=deps.db, settings=deps.settings, store=deps.store, email=email, password="first-password-1"
+    )
+    rotated = await seed_superadmin(
+        db=deps.db, settings=deps.settings, store=deps.store, email=email, password="second-password-2"
+    )
     assert (first.status, again.status, rotated.status) == ("created", "unchanged", "updated")
     assert rotated.changes == ("password changed",) and rotated.sessions_revoked and not rotated.cache_error
-    rows = await _rows(db, "SELECT u.email, u.password_hash, r.name AS role FROM user_accounts u "
-                       "JOIN roles r ON r.id = u.role_id WHERE u.email = $1", "root.admin@example.com")
+    rows = await _rows(
+        db,
+        "SELECT u.email, u.password_hash, r.name AS role FROM user_accounts u "
+        "JOIN roles r ON r.id = u.role_id WHERE u.email = $1",
+        "root.admin@example.com",
+    )
     assert len(rows) == 1 and rows[0]["role"] == "superadmin"
     assert await verify_password(password="second-password-2", password_hash=rows[0]["password_hash"])
 
 
 def test_seed_command_is_idempotent_and_reports(environ, database):
-    env = {**environ, "SUPERADMIN_EMAIL": "cli-root@example.com", "SUPERADMIN_PASSWORD": "cli-password-123",
-           "PATH": "/usr/bin:/bin"}
-    outputs = [subprocess.run([sys.executable, "-m", "manas360.cli", "seed"], env=env, capture_output=True,
-                              text=True, timeout=60) for _ in range(2)]
+    env = {
+        **environ,
+        "SUPERADMIN_EMAIL": "cli-root@example.com",
+        "SUPERADMIN_PASSWORD": "cli-password-123",
+        "PATH": "/usr/bin:/bin",
+    }
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-m", "manas360.cli", "seed"], env=env, capture_output=True, text=True, timeout=60
+        )
+        for _ in range(2)
+    ]
     assert [o.returncode for o in outputs] == [0, 0], outputs[0].stderr
     assert "superadmin cli-root@example.com: created" in outputs[0].stdout
     assert "+0 roles" in outputs[1].stdout and "superadmin cli-root@example.com: unchanged" in outputs[1].stdout
@@ -93,28 +134,40 @@ def test_seed_command_is_idempotent_and_reports(environ, database):
 ROOT_PASSWORD = "operator-chosen-secret-1"
 
 
-async def _seed_cli(environ: dict[str, str], email: str, *args: str, password: str = ROOT_PASSWORD,
-                    **env: str) -> subprocess.CompletedProcess:
+async def _seed_cli(
+    environ: dict[str, str], email: str, *args: str, password: str = ROOT_PASSWORD, **env: str
+) -> subprocess.CompletedProcess:
     """`manas360 seed <args>` in a child process with SUPERADMIN_EMAIL/PASSWORD set."""
-    child_env = {**environ, "SUPERADMIN_EMAIL": email, "SUPERADMIN_PASSWORD": password, "PATH": "/usr/bin:/bin",
-                 **env}
+    child_env = {**environ, "SUPERADMIN_EMAIL": email, "SUPERADMIN_PASSWORD": password, "PATH": "/usr/bin:/bin", **env}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "manas360.cli", "seed", *args, env=child_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "manas360.cli",
+        "seed",
+        *args,
+        env=child_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    done = subprocess.CompletedProcess(["manas360", "seed", *args], process.returncode, stdout.decode(),
-                                       stderr.decode())
+    done = subprocess.CompletedProcess(
+        ["manas360", "seed", *args], process.returncode, stdout.decode(), stderr.decode()
+    )
     assert password not in done.stdout + done.stderr  # never echoed, whatever happened
     assert "$2b$" not in done.stdout + done.stderr  # nor its bcrypt hash
     return done
 
 
 async def _account(pg, email: str) -> dict:
-    return dict(await pg.fetchrow(
-        "SELECT u.id, u.password_hash, r.name AS role, u.tokens_valid_after, "
-        "(SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions, "
-        "(SELECT count(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS live_tokens "
-        "FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE u.email = $1 AND u.deleted_at IS NULL", email))
+    return dict(
+        await pg.fetchrow(
+            "SELECT u.id, u.password_hash, r.name AS role, u.tokens_valid_after, "
+            "(SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS live_sessions, "
+            "(SELECT count(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS live_tokens "
+            "FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE u.email = $1 AND u.deleted_at IS NULL",
+            email,
+        )
+    )
 
 
 async def _me(client, account_or_token) -> int:
@@ -158,8 +211,9 @@ async def test_promote_flag_makes_it_superadmin_and_kills_its_old_tokens(environ
     assert after["tokens_valid_after"] > (before["tokens_valid_after"] or datetime.min.replace(tzinfo=UTC))
     assert (await _refresh(client, registrant.refresh_token)).status_code == 401
     assert await _me(client, registrant) == 401
-    assert (await client.post(f"{API}/auth/login", json={"email": registrant.email,
-                                                         "password": registrant.password})).status_code == 401
+    assert (
+        await client.post(f"{API}/auth/login", json={"email": registrant.email, "password": registrant.password})
+    ).status_code == 401
     root = await login(client, Account(email=registrant.email, password=ROOT_PASSWORD, pair={}))
     assert root.pair["user"]["role"] == "superadmin" and await _me(client, root) == 200
 
@@ -191,8 +245,9 @@ async def test_redis_down_still_commits_the_revocation_and_says_so(environ, clie
     old = await login(client, Account(email=email, password=ROOT_PASSWORD, pair={}))
     before = await _account(pg, email)
 
-    done = await _seed_cli(environ, email, password="rotated-without-redis-3",
-                           REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    done = await _seed_cli(
+        environ, email, password="rotated-without-redis-3", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
+    )
 
     assert done.returncode == 0, done.stderr
     assert "Redis unreachable" in done.stderr and "PostgreSQL" in done.stderr and "Traceback" not in done.stderr
@@ -211,9 +266,14 @@ async def test_two_seeds_at_once_both_succeed_with_one_superadmin(environ, pg, d
     try:
         await holder.execute("SELECT pg_advisory_lock(hashtext('manas360.seed'))")
         seeders = asyncio.gather(*(_seed_cli(environ, email, BCRYPT_COST="12") for _ in range(2)))
-        await _until(lambda: pg.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                         "AND NOT granted AND database = (SELECT oid FROM pg_database "
-                                         "WHERE datname = current_database())"), equals=2)
+        await _until(
+            lambda: pg.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND NOT granted AND database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())"
+            ),
+            equals=2,
+        )
         await holder.execute("SELECT pg_advisory_unlock(hashtext('manas360.seed'))")
         first, second = await seeders
     finally:
@@ -234,8 +294,9 @@ async def _until(read, *, equals, timeout: float = 30.0) -> None:
 async def test_a_failed_superadmin_write_is_one_line_without_the_hash(environ, pg):
     email = unique_email("refused-by-db")
     # A CHECK violation's DETAIL repeats the failing row, password hash included.
-    await pg.execute(f"ALTER TABLE user_accounts ADD CONSTRAINT ck_test_seed_detail CHECK (email <> '{email}') "
-                     "NOT VALID")
+    await pg.execute(
+        f"ALTER TABLE user_accounts ADD CONSTRAINT ck_test_seed_detail CHECK (email <> '{email}') NOT VALID"
+    )
     try:
         done = await _seed_cli(environ, email)
     finally:
@@ -247,8 +308,13 @@ async def test_a_failed_superadmin_write_is_one_line_without_the_hash(environ, p
 
 def test_promote_flag_without_a_configured_superadmin_is_a_config_error(environ, database):
     env = {**environ, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "manas360.cli", "seed", "--promote-existing-superadmin"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "manas360.cli", "seed", "--promote-existing-superadmin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "SUPERADMIN_EMAIL" in done.stderr
 
 

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(environ, database, tmp_path_factory):
-    server = start_server(environ, workers=2, factory="tests.fixtures.slow_app:create_slow_app",
-                          tmp_dir=tmp_path_factory.mktemp("server"))
+    server = start_server(
+        environ, workers=2, factory="tests.fixtures.slow_app:create_slow_app", tmp_dir=tmp_path_factory.mktemp("server")
+    )
     yield server
     server.stop()
 
@@ -59,8 +60,9 @@ def test_request_ids_are_unique_across_workers(server):
 
 
 def test_oversized_body_is_413_envelope(server):
-    response = httpx.post(server.url + "/probe/slow", content=b"x" * 70_000,
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        server.url + "/probe/slow", content=b"x" * 70_000, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["error"] == "PayloadTooLarge"
 
@@ -79,8 +81,12 @@ def test_logs_are_json_lines_carrying_the_request_id(server):
 def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(environ, database, tmp_path):
     arrivals = tmp_path / "arrivals"
     arrivals.mkdir()
-    server = start_server({**environ, "PROBE_ARRIVALS_DIR": str(arrivals)}, workers=2,
-                          factory="tests.fixtures.slow_app:create_slow_app", tmp_dir=tmp_path)
+    server = start_server(
+        {**environ, "PROBE_ARRIVALS_DIR": str(arrivals)},
+        workers=2,
+        factory="tests.fixtures.slow_app:create_slow_app",
+        tmp_dir=tmp_path,
+    )
 
     async def in_flight():
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:

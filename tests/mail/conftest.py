@@ -13,8 +13,15 @@ PUBLIC_BASE_URL = "https://app.example.test/base"
 
 def mail_environ(environ: dict[str, str], smtp: SmtpServer, **overrides: str) -> dict[str, str]:
     """The run's environment, delivering to `smtp` with quick polls and retries."""
-    return {**environ, "SMTP_URL": smtp.url, "MAIL_FROM": "MANAS360 <no-reply@manas360.test>",
-            "PUBLIC_BASE_URL": PUBLIC_BASE_URL, "MAIL_POLL_S": "0.05", "MAIL_RETRY_MAX_S": "1", **overrides}
+    return {
+        **environ,
+        "SMTP_URL": smtp.url,
+        "MAIL_FROM": "MANAS360 <no-reply@manas360.test>",
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "MAIL_POLL_S": "0.05",
+        "MAIL_RETRY_MAX_S": "1",
+        **overrides,
+    }
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,8 +33,10 @@ async def quiet_outbox(pg):
 
 
 async def skip_queued_mail(pg) -> None:
-    await pg.execute("UPDATE outbox SET sent_at = clock_timestamp(), body = NULL, payload_sealed = NULL, "
-                     "last_error = 'skipped by the test suite' WHERE sent_at IS NULL")
+    await pg.execute(
+        "UPDATE outbox SET sent_at = clock_timestamp(), body = NULL, payload_sealed = NULL, "
+        "last_error = 'skipped by the test suite' WHERE sent_at IS NULL"
+    )
 
 
 @pytest.fixture(scope="module")

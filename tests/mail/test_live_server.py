@@ -19,8 +19,9 @@ NEW_PASSWORD = "a brand new passphrase"
 
 @pytest.fixture(scope="module")
 def tls_smtp(tmp_path_factory):
-    server = SmtpServer(mode="starttls", certificates=make_certificates(tmp_path_factory.mktemp("live-smtp")),
-                        auth=True)
+    server = SmtpServer(
+        mode="starttls", certificates=make_certificates(tmp_path_factory.mktemp("live-smtp")), auth=True
+    )
     server.start()
     yield server
     server.stop()
@@ -28,10 +29,14 @@ def tls_smtp(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live(environ, database, redis_raw, tls_smtp, tmp_path_factory):
-    overrides = {"REDIS_PREFIX": f"{environ['REDIS_PREFIX']}live-mail:", "RATE_LIMIT_AUTH": f"{AUTH_LIMIT}/900",
-                 "MAIL_POLL_S": "0.1"}
-    process = start_server(mail_environ(environ, tls_smtp, **overrides), workers=2,
-                           tmp_dir=tmp_path_factory.mktemp("mail-server"))
+    overrides = {
+        "REDIS_PREFIX": f"{environ['REDIS_PREFIX']}live-mail:",
+        "RATE_LIMIT_AUTH": f"{AUTH_LIMIT}/900",
+        "MAIL_POLL_S": "0.1",
+    }
+    process = start_server(
+        mail_environ(environ, tls_smtp, **overrides), workers=2, tmp_dir=tmp_path_factory.mktemp("mail-server")
+    )
     yield process
     process.stop()
 
@@ -80,8 +85,9 @@ async def test_every_recovery_and_verification_row_on_a_live_server(http, tls_sm
 
     # POST /password-reset/confirm: 200 pair of a new session; 401 InvalidToken once used; 422.
     confirm = {"token": token_in(reset_mail), "new_password": NEW_PASSWORD}
-    signed_in = bearer((await http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
-                        ).json()["access_token"])
+    signed_in = bearer(
+        (await http.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})).json()["access_token"]
+    )
     for _ in range(4):
         assert (await http.get(f"{API}/me", headers=signed_in)).status_code == 200
     confirmed = await http.post(f"{API}/auth/password-reset/confirm", json=confirm)

@@ -27,8 +27,9 @@ async def test_no_token_is_logged_during_the_flows(mail_client, smtp, pg):
     finally:
         logger.remove(sink)
     assert any("delivered" in line for line in lines)  # the sender's lines were captured
-    audit = " ".join(str(dict(r)) for r in await pg.fetch("SELECT * FROM audit_logs WHERE target_user_id = $1",
-                                                         account.id))
+    audit = " ".join(
+        str(dict(r)) for r in await pg.fetch("SELECT * FROM audit_logs WHERE target_user_id = $1", account.id)
+    )
     for token in (verification, resent, reset):
         assert not [line for line in lines if token in line]
         assert token not in audit

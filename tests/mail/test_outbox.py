@@ -26,7 +26,9 @@ def _sent(kind: str) -> float:
 async def _queue(pg, recipient: str, *, body: str = "hello") -> int:
     return await pg.fetchval(
         "INSERT INTO outbox (recipient, subject, body, kind) VALUES ($1, 'Test', $2, 'test') RETURNING id",
-        recipient, body)
+        recipient,
+        body,
+    )
 
 
 async def _queue_leased(pg, recipient: str) -> int:
@@ -36,11 +38,11 @@ async def _queue_leased(pg, recipient: str) -> int:
     return await pg.fetchval(
         "INSERT INTO outbox (recipient, subject, body, kind, attempts, next_attempt_at) "
         "VALUES ($1, 'Test', 'hello', 'test', 1, now() + interval '1 hour') RETURNING id",
-        recipient)
+        recipient,
+    )
 
 
-async def test_registration_mail_arrives_once_with_its_link_and_the_row_records_delivery(
-        mail_client, smtp, pg):
+async def test_registration_mail_arrives_once_with_its_link_and_the_row_records_delivery(mail_client, smtp, pg):
     before = _sent("email_verification")
     account = await register(mail_client)
     (message,) = await smtp.wait_for(account.email)
@@ -49,8 +51,10 @@ async def test_registration_mail_arrives_once_with_its_link_and_the_row_records_
     token = token_in(message)
     assert f"{PUBLIC_BASE_URL}/verify-email#token={token}" in body_of(message)
     assert len(token) >= 43  # 256 bits, base64url
-    await eventually(lambda: pg.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE recipient = $1",
-                                         account.email), what="delivery recorded")
+    await eventually(
+        lambda: pg.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE recipient = $1", account.email),
+        what="delivery recorded",
+    )
     row = await pg.fetchrow("SELECT * FROM outbox WHERE recipient = $1", account.email)
     assert row["body"] is None and row["attempts"] == 1 and row["kind"] == "email_verification"
     assert message["Message-ID"] == f"<outbox-{row['id']}@manas360.test>"
@@ -72,8 +76,10 @@ async def test_two_senders_deliver_each_mail_exactly_once(mail_app, mail_setting
     # The app's own sender races these three too.
     await asyncio.gather(*(sender.deliver_due() for sender in senders for _ in range(3)))
     messages = await smtp.wait_for(recipient, count=len(ids))
-    await eventually(lambda: pg.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM outbox WHERE id = ANY($1)",
-                                         ids), what="every delivery recorded")
+    await eventually(
+        lambda: pg.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM outbox WHERE id = ANY($1)", ids),
+        what="every delivery recorded",
+    )
     assert sorted(body_of(m).strip() for m in messages) == sorted(f"message {n}" for n in range(len(ids)))
     assert await pg.fetchval("SELECT max(attempts) FROM outbox WHERE id = ANY($1)", ids) == 1
     assert len(smtp.inbox.to(recipient)) == len(ids)
@@ -91,21 +97,26 @@ async def test_a_row_leased_by_a_sender_that_died_is_delivered_after_the_lease(m
     assert smtp.inbox.to(recipient) == []
     await pg.execute("UPDATE outbox SET next_attempt_at = now() WHERE id = $1", mail_id)  # the lease ends
     await smtp.wait_for(recipient)
-    await eventually(lambda: pg.fetchval("SELECT attempts = 2 AND sent_at IS NOT NULL FROM outbox "
-                                         "WHERE id = $1", mail_id), what="the second attempt recorded")
+    await eventually(
+        lambda: pg.fetchval("SELECT attempts = 2 AND sent_at IS NOT NULL FROM outbox WHERE id = $1", mail_id),
+        what="the second attempt recorded",
+    )
 
 
-@pytest.mark.parametrize(("env", "backend", "with_smtp", "terminal", "expected"), [
-    ("test", "auto", True, False, SmtpTransport),
-    ("development", "auto", True, True, SmtpTransport),
-    ("development", "auto", False, True, ConsoleTransport),  # scripts/run.sh in a terminal: links printed
-    ("development", "auto", False, False, None),  # ENV forgotten on a server: no live link in the logs
-    ("development", "console", False, False, ConsoleTransport),
-    ("test", "console", True, False, ConsoleTransport),
-    ("test", "auto", False, False, None),
-    ("development", "none", True, True, None),
-    ("test", "smtp", False, True, None),
-])
+@pytest.mark.parametrize(
+    ("env", "backend", "with_smtp", "terminal", "expected"),
+    [
+        ("test", "auto", True, False, SmtpTransport),
+        ("development", "auto", True, True, SmtpTransport),
+        ("development", "auto", False, True, ConsoleTransport),  # scripts/run.sh in a terminal: links printed
+        ("development", "auto", False, False, None),  # ENV forgotten on a server: no live link in the logs
+        ("development", "console", False, False, ConsoleTransport),
+        ("test", "console", True, False, ConsoleTransport),
+        ("test", "auto", False, False, None),
+        ("development", "none", True, True, None),
+        ("test", "smtp", False, True, None),
+    ],
+)
 def test_the_transport_follows_the_settings(environ, smtp, monkeypatch, env, backend, with_smtp, terminal, expected):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     values = mail_environ(environ, smtp) if with_smtp else dict(environ)
@@ -133,8 +144,10 @@ async def test_a_queued_mail_wakes_the_sender_without_waiting_for_its_poll(envir
 
     settings = load_settings(mail_environ(environ, smtp, MAIL_POLL_S="3600"))
     async with running_app(settings) as app, client_for(app) as client:
-        await eventually(lambda: pg.fetchval("SELECT count(*) > 0 FROM pg_stat_activity "
-                                             "WHERE query ILIKE 'LISTEN%outbox%'"), what="the sender listening")
+        await eventually(
+            lambda: pg.fetchval("SELECT count(*) > 0 FROM pg_stat_activity WHERE query ILIKE 'LISTEN%outbox%'"),
+            what="the sender listening",
+        )
         first = await register(client)  # delivered by the first round or by its notice: either way, the
         await smtp.wait_for(first.email)  # sender has finished a round and now waits on its hour-long poll
         second = await register(client)
@@ -143,13 +156,16 @@ async def test_a_queued_mail_wakes_the_sender_without_waiting_for_its_poll(envir
 
 
 async def test_a_mail_undelivered_past_the_max_age_is_a_dead_letter_in_health_and_metrics(
-        environ, smtp, database, redis_raw, pg, db, client):
+    environ, smtp, database, redis_raw, pg, db, client
+):
     settings = load_settings(mail_environ(environ, smtp, OUTBOX_MAX_AGE_S="60"))
     sender = Outbox(settings=settings, transport=build_transport(settings), db=db)
     kind = f"dead{uuid.uuid4().hex[:6]}"
     mail_id = await pg.fetchval(
         "INSERT INTO outbox (recipient, subject, body, kind, created_at, next_attempt_at) "
-        "VALUES ('late@example.com', 'Late', 'body', $1, now() - interval '61 seconds', now()) RETURNING id", kind)
+        "VALUES ('late@example.com', 'Late', 'body', $1, now() - interval '61 seconds', now()) RETURNING id",
+        kind,
+    )
     before = REGISTRY.get_sample_value("manas360_outbox_dead_letters_total", {"kind": kind}) or 0
     await sender.deliver_due()
     row = await pg.fetchrow("SELECT sent_at, dead_at, body FROM outbox WHERE id = $1", mail_id)

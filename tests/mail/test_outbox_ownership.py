@@ -42,18 +42,25 @@ async def _queue(pg, kind: str, count: int) -> list[int]:
     rows = await pg.fetch(
         "INSERT INTO outbox (recipient, subject, body, kind) "
         "SELECT 'slow' || n || '@example.com', 'Slow ' || n, 'body ' || n, $1 FROM generate_series(1, $2) n "
-        "RETURNING id", kind, count)
+        "RETURNING id",
+        kind,
+        count,
+    )
     return [row["id"] for row in rows]
 
 
 async def test_two_senders_behind_a_slow_smtp_server_deliver_every_mail_exactly_once(
-        environ, database, pg, slow_smtp, tmp_path):
+    environ, database, pg, slow_smtp, tmp_path
+):
     kind = f"slow{os.getpid()}"
     ids = await _queue(pg, kind, 20)
     servers = [start_server(_senders_environ(environ, slow_smtp), workers=1, tmp_dir=tmp_path) for _ in range(2)]
     try:
-        await eventually(lambda: pg.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM outbox WHERE id = ANY($1)",
-                                             ids), what="all twenty delivered", timeout=90)
+        await eventually(
+            lambda: pg.fetchval("SELECT bool_and(sent_at IS NOT NULL) FROM outbox WHERE id = ANY($1)", ids),
+            what="all twenty delivered",
+            timeout=90,
+        )
     finally:
         for server in servers:
             server.stop()
@@ -65,7 +72,8 @@ async def test_two_senders_behind_a_slow_smtp_server_deliver_every_mail_exactly_
 
 
 async def test_a_sender_killed_mid_data_leaves_its_mail_to_the_next_sender_once(
-        environ, database, pg, slow_smtp, tmp_path):
+    environ, database, pg, slow_smtp, tmp_path
+):
     slow_smtp.inbox.delay_s = 3.0
     kind = f"killed{os.getpid()}"
     (mail_id,) = await _queue(pg, kind, 1)
@@ -81,8 +89,11 @@ async def test_a_sender_killed_mid_data_leaves_its_mail_to_the_next_sender_once(
     slow_smtp.inbox.delay_s = 0.2
     second = start_server(_senders_environ(environ, slow_smtp), workers=1, tmp_dir=tmp_path)
     try:
-        await eventually(lambda: pg.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE id = $1", mail_id),
-                         what="the mail delivered by the next sender", timeout=60)
+        await eventually(
+            lambda: pg.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE id = $1", mail_id),
+            what="the mail delivered by the next sender",
+            timeout=60,
+        )
     finally:
         second.stop()
     sent_at = await pg.fetchval("SELECT sent_at FROM outbox WHERE id = $1", mail_id)
@@ -102,23 +113,34 @@ async def test_a_database_copy_taken_while_mail_waits_holds_no_usable_link(clien
     account = await register(client)
     assert (await client.post(f"{API}/auth/password-reset", json={"email": account.email})).status_code == 202
     other = unique_email("dump")
-    assert (await client.post(f"{API}/auth/register", json={"email": other, "password": "a long passphrase"})
-            ).status_code == 201
-    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND sent_at IS NULL "
-                             "AND payload_sealed IS NOT NULL", account.id) == 2
-    dump = await asyncio.to_thread(subprocess.run, ["pg_dump", "--no-owner", database], capture_output=True,
-                                   text=True, timeout=120, check=True)
+    assert (
+        await client.post(f"{API}/auth/register", json={"email": other, "password": "a long passphrase"})
+    ).status_code == 201
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM outbox WHERE user_id = $1 AND sent_at IS NULL AND payload_sealed IS NOT NULL",
+            account.id,
+        )
+        == 2
+    )
+    dump = await asyncio.to_thread(
+        subprocess.run, ["pg_dump", "--no-owner", database], capture_output=True, text=True, timeout=120, check=True
+    )
     text = dump.stdout
     assert "#token=" not in text and "reset-password" not in text
     # The live links exist (the app's own key opens them), and not one of them is in the copy.
-    live = [TOKEN.search(body).group(1) for kind in ("password_reset", "email_verification")
-            for body in await mail_bodies(pg, settings, user_id=account.id, kind=kind)]
+    live = [
+        TOKEN.search(body).group(1)
+        for kind in ("password_reset", "email_verification")
+        for body in await mail_bodies(pg, settings, user_id=account.id, kind=kind)
+    ]
     assert len(live) == 2 and not any(token in text for token in live)
     candidates = set(re.findall(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,64}(?![A-Za-z0-9_-])", text))
     opened = []
     for candidate in candidates:
-        reset = await client.post(f"{API}/auth/password-reset/confirm",
-                                  json={"token": candidate, "new_password": "a dump-made passphrase"})
+        reset = await client.post(
+            f"{API}/auth/password-reset/confirm", json={"token": candidate, "new_password": "a dump-made passphrase"}
+        )
         verify = await client.post(f"{API}/auth/verify-email", json={"token": candidate})
         if reset.status_code != 401 or verify.status_code != 401:
             opened.append(candidate)

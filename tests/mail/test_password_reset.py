@@ -42,8 +42,11 @@ async def test_reset_mail_carries_a_single_use_link_that_sets_the_password(mail_
     token = await _reset_token(mail_client, smtp, account.email)
     message = [m for m in smtp.inbox.to(account.email) if m["Subject"] == "Reset your MANAS360 password"][0]
     assert f"{PUBLIC_BASE_URL}/reset-password#token={token}" in body_of(message)
-    stored = await pg.fetchrow("SELECT token_hash, expires_at - created_at AS ttl FROM account_tokens "
-                               "WHERE user_id = $1 AND purpose = 'password_reset'", account.id)
+    stored = await pg.fetchrow(
+        "SELECT token_hash, expires_at - created_at AS ttl FROM account_tokens "
+        "WHERE user_id = $1 AND purpose = 'password_reset'",
+        account.id,
+    )
     assert stored["token_hash"] == hashlib.sha256(token.encode()).hexdigest()  # only the hash is stored
     assert abs(stored["ttl"].total_seconds() - 1800) < 5
 
@@ -83,18 +86,24 @@ async def test_confirming_revokes_every_session_and_lifts_the_lock(mail_client, 
     assert await pg.fetchval("SELECT count(*) FROM account_source_locks WHERE user_id = $1", account.id) == 0
     after = await mail_client.post(f"{API}/auth/login", json={"email": account.email, "password": NEW_PASSWORD})
     assert after.status_code == 200  # the Redis lock and failure count are gone too
-    actions = [r["action"] for r in await pg.fetch(
-        "SELECT action FROM audit_logs WHERE target_user_id = $1 ORDER BY id", account.id)]
+    actions = [
+        r["action"]
+        for r in await pg.fetch("SELECT action FROM audit_logs WHERE target_user_id = $1 ORDER BY id", account.id)
+    ]
     assert "auth.password_reset_requested" in actions and "auth.password_reset" in actions
 
 
 async def test_requesting_a_reset_changes_nothing_else(mail_client, smtp, pg):
     account = await register(mail_client)
-    before = await pg.fetchrow("SELECT password_hash, updated_at, locked_until, tokens_valid_after "
-                               "FROM user_accounts WHERE id = $1", account.id)
+    before = await pg.fetchrow(
+        "SELECT password_hash, updated_at, locked_until, tokens_valid_after FROM user_accounts WHERE id = $1",
+        account.id,
+    )
     await _reset_token(mail_client, smtp, account.email)
-    after = await pg.fetchrow("SELECT password_hash, updated_at, locked_until, tokens_valid_after "
-                              "FROM user_accounts WHERE id = $1", account.id)
+    after = await pg.fetchrow(
+        "SELECT password_hash, updated_at, locked_until, tokens_valid_after FROM user_accounts WHERE id = $1",
+        account.id,
+    )
     assert before == after
     assert (await mail_client.get(f"{API}/me", headers=account.headers)).status_code == 200
     await login(mail_client, account)  # the old password still works
@@ -106,8 +115,13 @@ async def test_a_newer_request_never_voids_a_live_link_but_a_fourth_drops_the_ol
     account = await register(mail_client)
     links = [await _reset_token(mail_client, smtp, account.email, nth=n) for n in (1, 2, 3)]
     assert len(set(links)) == 3
-    assert await pg.fetchval("SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset' "
-                             "AND used_at IS NULL", account.id) == 3
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset' AND used_at IS NULL",
+            account.id,
+        )
+        == 3
+    )
     await pg.execute("DELETE FROM outbox WHERE user_id = $1", account.id)  # past the hourly allowance
     fourth = await _reset_token(mail_client, smtp, account.email, nth=4)
     assert (await _confirm(mail_client, links[0])).json()["error"] == "InvalidToken"  # the oldest dropped
@@ -122,10 +136,15 @@ async def test_beyond_the_hourly_allowance_the_answer_is_the_same_and_nothing_is
         await _reset_token(mail_client, smtp, account.email, nth=n)
     response = await mail_client.post(REQUEST, json={"email": account.email})
     assert (response.status_code, response.json()) == (202, {})
-    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND kind = 'password_reset'",
-                             account.id) == 3
-    assert await pg.fetchval("SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset'",
-                             account.id) == 3
+    assert (
+        await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND kind = 'password_reset'", account.id) == 3
+    )
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset'", account.id
+        )
+        == 3
+    )
 
 
 async def test_a_malformed_address_is_422_not_202(mail_client):
@@ -137,8 +156,11 @@ async def test_a_malformed_address_is_422_not_202(mail_client):
 async def test_an_expired_token_is_refused(mail_client, smtp, pg):
     account = await register(mail_client)
     token = await _reset_token(mail_client, smtp, account.email)
-    await pg.execute("UPDATE account_tokens SET expires_at = now() - interval '1 second' "
-                     "WHERE user_id = $1 AND purpose = 'password_reset'", account.id)
+    await pg.execute(
+        "UPDATE account_tokens SET expires_at = now() - interval '1 second' "
+        "WHERE user_id = $1 AND purpose = 'password_reset'",
+        account.id,
+    )
     response = await _confirm(mail_client, token)
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
     await login(mail_client, account)
@@ -150,8 +172,9 @@ async def test_unknown_tokens_are_invalid(mail_client, token):
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
 
 
-@pytest.mark.parametrize("body", [{}, {"email": ""}, {"email": "a@b.c", "role": "admin"},
-                                  {"token": "t", "new_password": "short"}])
+@pytest.mark.parametrize(
+    "body", [{}, {"email": ""}, {"email": "a@b.c", "role": "admin"}, {"token": "t", "new_password": "short"}]
+)
 async def test_bad_bodies_are_422(mail_client, body):
     url = CONFIRM if "token" in body else REQUEST
     response = await mail_client.post(url, json=body)
@@ -165,69 +188,87 @@ async def test_concurrent_confirms_of_one_token_exactly_one_wins(mail_client, sm
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] + [401] * 5, [a.text for a in answers]
     winner = next(a for a in answers if a.status_code == 200)
-    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
-                             account.id) == 1
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", account.id) == 1
     password = f"passphrase number {answers.index(winner)}"
     ok = await mail_client.post(f"{API}/auth/login", json={"email": account.email, "password": password})
     assert ok.status_code == 200
 
 
-async def test_an_unknown_or_disabled_address_gets_the_same_answer_and_no_mail(mail_client, client, smtp, pg,
-                                                                               superadmin_headers):
+async def test_an_unknown_or_disabled_address_gets_the_same_answer_and_no_mail(
+    mail_client, client, smtp, pg, superadmin_headers
+):
     ghost = unique_email("ghost")
     response = await mail_client.post(REQUEST, json={"email": ghost})
     assert (response.status_code, response.json()) == (202, {})
     account = await register(mail_client)
-    disabled = await client.put(f"{API}/admin/users/{account.id}/status", headers=superadmin_headers,
-                                json={"status": "disabled"})
+    disabled = await client.put(
+        f"{API}/admin/users/{account.id}/status", headers=superadmin_headers, json={"status": "disabled"}
+    )
     assert disabled.status_code == 200
     response = await mail_client.post(REQUEST, json={"email": account.email.upper()})
     assert (response.status_code, response.json()) == (202, {})
     # A mail queued after ours would be delivered after it: wait for one, then look.
     marker = await register(mail_client)
     await smtp.wait_for(marker.email)
-    await eventually(lambda: pg.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL "
-                                         "AND next_attempt_at <= now()"), what="the outbox drained")
+    await eventually(
+        lambda: pg.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= now()"),
+        what="the outbox drained",
+    )
     assert smtp.inbox.to(ghost) == []
     assert [m["Subject"] for m in smtp.inbox.to(account.email)] == ["Confirm your email address"]
-    assert await pg.fetchval("SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset'",
-                             account.id) == 0
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM account_tokens WHERE user_id = $1 AND purpose = 'password_reset'", account.id
+        )
+        == 0
+    )
 
 
-async def test_disabling_an_account_voids_its_reset_and_verification_tokens(mail_client, client, smtp, pg,
-                                                                            superadmin_headers):
+async def test_disabling_an_account_voids_its_reset_and_verification_tokens(
+    mail_client, client, smtp, pg, superadmin_headers
+):
     account = await register(mail_client)
     token = await _reset_token(mail_client, smtp, account.email)
     verification = token_in([m for m in smtp.inbox.to(account.email) if m["Subject"].startswith("Confirm")][0])
-    assert (await client.put(f"{API}/admin/users/{account.id}/status", headers=superadmin_headers,
-                             json={"status": "disabled"})).status_code == 200
-    assert (await client.put(f"{API}/admin/users/{account.id}/status", headers=superadmin_headers,
-                             json={"status": "active"})).status_code == 200
+    assert (
+        await client.put(
+            f"{API}/admin/users/{account.id}/status", headers=superadmin_headers, json={"status": "disabled"}
+        )
+    ).status_code == 200
+    assert (
+        await client.put(
+            f"{API}/admin/users/{account.id}/status", headers=superadmin_headers, json={"status": "active"}
+        )
+    ).status_code == 200
     assert (await _confirm(mail_client, token)).json()["error"] == "InvalidToken"
     verified = await mail_client.post(f"{API}/auth/verify-email", json={"token": verification})
     assert verified.json()["error"] == "InvalidToken"
 
 
-async def test_a_confirm_overtaken_by_disabling_the_account_is_refused(mail_client, client, smtp, pg,
-                                                                       superadmin_headers, monkeypatch):
+async def test_a_confirm_overtaken_by_disabling_the_account_is_refused(
+    mail_client, client, smtp, pg, superadmin_headers, monkeypatch
+):
     account = await register(mail_client)
     token = await _reset_token(mail_client, smtp, account.email)
     bcrypt = Gate(recovery.hash_password)
     monkeypatch.setattr(recovery, "hash_password", bcrypt)
     confirming = asyncio.create_task(_confirm(mail_client, token))
     await eventually(lambda: bcrypt.held == 1, what="the confirm at bcrypt (its token checked)")
-    disabled = await client.put(f"{API}/admin/users/{account.id}/status", headers=superadmin_headers,
-                                json={"status": "disabled"})
+    disabled = await client.put(
+        f"{API}/admin/users/{account.id}/status", headers=superadmin_headers, json={"status": "disabled"}
+    )
     assert disabled.status_code == 200
     bcrypt.open()
     response = await confirming
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
-    old = await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoke_reason = 'password_reset'",
-                            account.id)
+    old = await pg.fetchval(
+        "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoke_reason = 'password_reset'", account.id
+    )
     assert old == 0
 
 
 # -- a reset link proves the mailbox, never a second factor ------------------------------------
+
 
 async def _verified_with_mfa(client, pg, smtp):
     from tests.auth.mfa_helpers import enable
@@ -245,13 +286,18 @@ async def test_with_mfa_on_a_reset_link_alone_changes_nothing_and_a_code_complet
     assert "mfa_token" not in without.json() and "access_token" not in without.json()
     wrong = await mail_client.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD, "code": "000000"})
     assert (wrong.status_code, wrong.json()["error"]) == (401, "InvalidCredentials")
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'auth.mfa_failed'", account.id) == 1  # counted
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.mfa_failed'", account.id
+        )
+        == 1
+    )  # counted
     old = await mail_client.post(f"{API}/auth/login", json={"email": account.email, "password": PASSWORD})
     assert old.json()["error"] == "MfaRequired"  # nothing changed: the old password is still right ...
     assert (await mail_client.get(f"{API}/me", headers=account.headers)).status_code == 200  # ... and sessions
-    done = await mail_client.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD,
-                                                 "code": enabled.code()})  # the link stayed usable
+    done = await mail_client.post(
+        CONFIRM, json={"token": token, "new_password": NEW_PASSWORD, "code": enabled.code()}
+    )  # the link stayed usable
     assert done.status_code == 200, done.text
     assert done.json()["user"]["mfa_enabled"] is True
     claims = jwt.decode(done.json()["access_token"], options={"verify_signature": False})
@@ -261,8 +307,9 @@ async def test_with_mfa_on_a_reset_link_alone_changes_nothing_and_a_code_complet
 async def test_a_recovery_code_completes_a_reset_too(mail_client, smtp, pg):
     account, enabled = await _verified_with_mfa(mail_client, pg, smtp)
     token = await _reset_token(mail_client, smtp, account.email, nth=1)
-    done = await mail_client.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD,
-                                                 "code": enabled.recovery_codes[0]})
+    done = await mail_client.post(
+        CONFIRM, json={"token": token, "new_password": NEW_PASSWORD, "code": enabled.recovery_codes[0]}
+    )
     assert done.status_code == 200, done.text
 
 
@@ -271,11 +318,17 @@ async def test_with_mfa_on_a_locked_source_cannot_reset_and_nothing_changes(mail
     for _ in range(5):
         await mail_client.post(f"{API}/auth/login", json={"email": account.email, "password": "wrong password"})
     token = await _reset_token(mail_client, smtp, account.email, nth=1)
-    locked = await mail_client.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD,
-                                                   "code": enabled.code()})
+    locked = await mail_client.post(
+        CONFIRM, json={"token": token, "new_password": NEW_PASSWORD, "code": enabled.code()}
+    )
     assert (locked.status_code, locked.json()["error"]) == (423, "AccountLocked")
-    assert await pg.fetchval("SELECT count(*) FROM account_tokens WHERE user_id = $1 AND used_at IS NULL "
-                             "AND purpose = 'password_reset'", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM account_tokens WHERE user_id = $1 AND used_at IS NULL AND purpose = 'password_reset'",
+            account.id,
+        )
+        == 1
+    )
 
 
 async def test_on_an_address_never_verified_a_reset_is_the_first_proof_and_removes_the_totp(mail_client, smtp, pg):
@@ -294,9 +347,13 @@ async def test_on_an_address_never_verified_a_reset_is_the_first_proof_and_remov
 
 # -- a reset confirm racing the owner securing the account ---------------------------------------
 
+
 async def _change_password(client, account, superadmin_headers):
-    return await client.post(f"{API}/auth/password", headers=account.headers,
-                             json={"current_password": PASSWORD, "new_password": "the owner's new password"})
+    return await client.post(
+        f"{API}/auth/password",
+        headers=account.headers,
+        json={"current_password": PASSWORD, "new_password": "the owner's new password"},
+    )
 
 
 async def _logout_everywhere(client, account, superadmin_headers):
@@ -315,10 +372,14 @@ async def _turn_mfa_on(client, account, superadmin_headers):
     return await client.post(MFA_CONFIRM, headers=account.headers, json={"code": code_at(secret, 0)})
 
 
-@pytest.mark.parametrize("secure", [_change_password, _logout_everywhere, _admin_revokes, _turn_mfa_on],
-                         ids=["password change", "logout-all", "admin revoke", "MFA on"])
+@pytest.mark.parametrize(
+    "secure",
+    [_change_password, _logout_everywhere, _admin_revokes, _turn_mfa_on],
+    ids=["password change", "logout-all", "admin revoke", "MFA on"],
+)
 async def test_a_reset_confirm_overtaken_by_the_owner_securing_the_account_is_refused(
-        mail_client, client, smtp, pg, superadmin_headers, monkeypatch, secure):
+    mail_client, client, smtp, pg, superadmin_headers, monkeypatch, secure
+):
     account = await register(mail_client)
     token = await _reset_token(mail_client, smtp, account.email)
     bcrypt = Gate(recovery.hash_password)
@@ -330,8 +391,13 @@ async def test_a_reset_confirm_overtaken_by_the_owner_securing_the_account_is_re
     bcrypt.open()
     response = await confirming
     assert (response.status_code, response.json()["error"]) == (401, "InvalidToken")
-    attacker = await mail_client.post(f"{API}/auth/login", json={"email": account.email,
-                                                                 "password": "the attacker's password"})
+    attacker = await mail_client.post(
+        f"{API}/auth/login", json={"email": account.email, "password": "the attacker's password"}
+    )
     assert attacker.status_code == 401
-    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoke_reason = "
-                             "'password_reset'", account.id) == 0
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoke_reason = 'password_reset'", account.id
+        )
+        == 0
+    )

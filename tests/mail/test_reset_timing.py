@@ -43,10 +43,12 @@ async def test_unknown_addresses_are_answered_in_the_same_time(client, record_pr
             unknown.append(u * 1000)
     difference_ms = statistics.median(k - u for k, u in zip(known, unknown, strict=True))
     median_ms = statistics.median(known + unknown)
-    numbers = {"known_median_ms": round(statistics.median(known), 3),
-               "unknown_median_ms": round(statistics.median(unknown), 3),
-               "paired_difference_median_ms": round(difference_ms, 3),
-               "quartiles_ms": [round(q, 3) for q in statistics.quantiles(known + unknown, n=4)]}
+    numbers = {
+        "known_median_ms": round(statistics.median(known), 3),
+        "unknown_median_ms": round(statistics.median(unknown), 3),
+        "paired_difference_median_ms": round(difference_ms, 3),
+        "quartiles_ms": [round(q, 3) for q in statistics.quantiles(known + unknown, n=4)],
+    }
     print(f"password-reset timing over {ROUNDS} rounds: {numbers}")
     record_property("password_reset_timing", numbers)
     assert abs(difference_ms) < max(TOLERANCE_MS, RELATIVE_TOLERANCE * median_ms), numbers

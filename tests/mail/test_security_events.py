@@ -43,8 +43,9 @@ async def _owner(client, smtp, *, mfa: bool) -> tuple[Owner, dict[str, str]]:
     if mfa:
         setup = await client.post(f"{API}/auth/mfa/totp/setup", headers=account.headers)
         owner.secret = setup.json()["secret"]
-        confirmed = await client.post(f"{API}/auth/mfa/totp/confirm", headers=account.headers,
-                                      json={"code": owner.code()})
+        confirmed = await client.post(
+            f"{API}/auth/mfa/totp/confirm", headers=account.headers, json={"code": owner.code()}
+        )
         owner.recovery = confirmed.json()["recovery_codes"]
         await step_up(client, account, code=owner.recovery.pop())
         # Turning MFA on voided the registration's link: the owner asks for another.
@@ -59,8 +60,11 @@ async def _owner(client, smtp, *, mfa: bool) -> tuple[Owner, dict[str, str]]:
 
 
 async def _password_change(client, owner: Owner, admin):
-    return await client.post(f"{API}/auth/password", headers=owner.account.headers,
-                             json={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    return await client.post(
+        f"{API}/auth/password",
+        headers=owner.account.headers,
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
 
 
 async def _logout_all(client, owner, admin):
@@ -85,18 +89,19 @@ async def _admin_mfa_reset(client, owner, admin):
 async def _mfa_on(client, owner, admin):
     setup = await client.post(f"{API}/auth/mfa/totp/setup", headers=owner.account.headers)
     owner.secret = setup.json()["secret"]
-    return await client.post(f"{API}/auth/mfa/totp/confirm", headers=owner.account.headers,
-                             json={"code": owner.code()})
+    return await client.post(f"{API}/auth/mfa/totp/confirm", headers=owner.account.headers, json={"code": owner.code()})
 
 
 async def _mfa_off(client, owner, admin):
-    return await client.request("DELETE", f"{API}/auth/mfa/totp", headers=owner.account.headers,
-                                json={"code": owner.code()})
+    return await client.request(
+        "DELETE", f"{API}/auth/mfa/totp", headers=owner.account.headers, json={"code": owner.code()}
+    )
 
 
 async def _new_recovery_codes(client, owner, admin):
-    return await client.post(f"{API}/auth/mfa/recovery-codes", headers=owner.account.headers,
-                             json={"code": owner.code()})
+    return await client.post(
+        f"{API}/auth/mfa/recovery-codes", headers=owner.account.headers, json={"code": owner.code()}
+    )
 
 
 # event, what it does, MFA on before it, whether the caller's session survives, the notice's words
@@ -112,10 +117,10 @@ EVENTS = [
 ]
 
 
-@pytest.mark.parametrize(("event", "act", "mfa", "caller_survives", "notice"), EVENTS,
-                         ids=[row[0] for row in EVENTS])
+@pytest.mark.parametrize(("event", "act", "mfa", "caller_survives", "notice"), EVENTS, ids=[row[0] for row in EVENTS])
 async def test_a_security_event_voids_every_outstanding_link_and_revokes_what_it_must(
-        mail_client, client, smtp, pg, superadmin_headers, event, act, mfa, caller_survives, notice):
+    mail_client, client, smtp, pg, superadmin_headers, event, act, mfa, caller_survives, notice
+):
     owner, links = await _owner(mail_client, smtp, mfa=mfa)
     account = owner.account
     other = await login(mail_client, account) if not mfa else None
@@ -125,8 +130,9 @@ async def test_a_security_event_voids_every_outstanding_link_and_revokes_what_it
     done = await act(mail_client, owner, superadmin_headers)
     assert done.status_code in (200, 204), done.text
     # Every outstanding one-time link is dead, whoever holds it.
-    reset = await mail_client.post(f"{API}/auth/password-reset/confirm",
-                                   json={"token": links["reset"], "new_password": "the attacker's password"})
+    reset = await mail_client.post(
+        f"{API}/auth/password-reset/confirm", json={"token": links["reset"], "new_password": "the attacker's password"}
+    )
     assert (reset.status_code, reset.json()["error"]) == (401, "InvalidToken")
     verified = await mail_client.post(f"{API}/auth/verify-email", json={"token": links["verification"]})
     assert (verified.status_code, verified.json()["error"]) == (401, "InvalidToken")
@@ -152,16 +158,19 @@ async def test_a_confirmed_reset_voids_the_other_links_and_mfa_tokens(mail_clien
     owner, links = await _owner(mail_client, smtp, mfa=True)
     # A proven address (else the reset is the first proof and removes the TOTP, see the reset suite).
     await pg.execute("UPDATE user_accounts SET email_verified_at = now() WHERE id = $1", owner.account.id)
-    assert (await mail_client.post(f"{API}/auth/password-reset", json={"email": owner.account.email})
-            ).status_code == 202
+    assert (
+        await mail_client.post(f"{API}/auth/password-reset", json={"email": owner.account.email})
+    ).status_code == 202
     second = await _latest_link(smtp, owner.account.email, "Reset your MANAS360 password", 2)
-    confirmed = await mail_client.post(f"{API}/auth/password-reset/confirm",
-                                       json={"token": second, "new_password": NEW_PASSWORD, "code": owner.code()})
+    confirmed = await mail_client.post(
+        f"{API}/auth/password-reset/confirm", json={"token": second, "new_password": NEW_PASSWORD, "code": owner.code()}
+    )
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["user"]["mfa_enabled"] is True
-    reset = await mail_client.post(f"{API}/auth/password-reset/confirm",
-                                   json={"token": links["reset"], "new_password": "the attacker's password",
-                                         "code": owner.code()})
+    reset = await mail_client.post(
+        f"{API}/auth/password-reset/confirm",
+        json={"token": links["reset"], "new_password": "the attacker's password", "code": owner.code()},
+    )
     assert (reset.status_code, reset.json()["error"]) == (401, "InvalidToken")
     pending = await verify(mail_client, links["mfa_token"], owner.recovery[0])
     assert (pending.status_code, pending.json()["error"]) == (401, "InvalidToken")

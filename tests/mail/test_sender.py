@@ -24,7 +24,9 @@ def _failed(kind: str) -> float:
 async def _queue(pg, recipient: str, *, body: str = "hello") -> int:
     return await pg.fetchval(
         "INSERT INTO outbox (recipient, subject, body, kind) VALUES ($1, 'Test', $2, 'test') RETURNING id",
-        recipient, body)
+        recipient,
+        body,
+    )
 
 
 async def test_while_smtp_is_down_mail_waits_and_is_retried_with_backoff(environ, database, pg, db):
@@ -66,7 +68,11 @@ async def test_the_console_backend_prints_the_whole_mail_in_development(environ,
         draft = mail.password_reset(settings, token=token)
         mail_id = await pg.fetchval(
             "INSERT INTO outbox (recipient, subject, body, kind) VALUES ($1, $2, $3, $4) RETURNING id",
-            recipient, draft.subject, draft.body, draft.kind)
+            recipient,
+            draft.subject,
+            draft.body,
+            draft.kind,
+        )
         await eventually(lambda: _delivered(sender, pg, mail_id), what="the console delivery")
     finally:
         logger.remove(sink)
@@ -89,8 +95,9 @@ def certificates(tmp_path_factory):
 # aiosmtpd warns when AUTH is allowed without STARTTLS; with smtps:// the session is TLS from its first byte.
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 @pytest.mark.parametrize("mode", ["starttls", "tls"])
-async def test_delivery_over_starttls_and_smtps_with_auth_verifies_the_certificate(environ, database, pg, db,
-                                                                                   certificates, mode):
+async def test_delivery_over_starttls_and_smtps_with_auth_verifies_the_certificate(
+    environ, database, pg, db, certificates, mode
+):
     server = SmtpServer(mode=mode, certificates=certificates, auth=True)
     server.start()
     try:
@@ -112,8 +119,9 @@ async def test_a_certificate_from_an_unknown_ca_is_refused(environ, database, pg
     server.start()
     try:
         other_ca = make_certificates(tmp_path, name="other").ca
-        settings = load_settings(mail_environ(environ, server, SMTP_URL=f"smtps://127.0.0.1:{server.port}"
-                                                                        f"?ssl_ca_certs={other_ca}"))
+        settings = load_settings(
+            mail_environ(environ, server, SMTP_URL=f"smtps://127.0.0.1:{server.port}?ssl_ca_certs={other_ca}")
+        )
         sender = Outbox(settings=settings, transport=build_transport(settings), db=db)
         mail_id = await _queue(pg, unique_email("mitm"))
         await eventually(lambda: _tried(sender, pg, mail_id), what="the attempt")

@@ -26,8 +26,7 @@ def _verification_mails(smtp, email: str):
 
 
 async def _queued(pg, email: str) -> int:
-    return await pg.fetchval("SELECT count(*) FROM outbox WHERE recipient = $1 AND kind = "
-                             "'email_verification'", email)
+    return await pg.fetchval("SELECT count(*) FROM outbox WHERE recipient = $1 AND kind = 'email_verification'", email)
 
 
 async def test_the_registration_link_verifies_the_address_once(mail_client, smtp, pg):
@@ -35,23 +34,41 @@ async def test_the_registration_link_verifies_the_address_once(mail_client, smtp
     assert account.pair["user"]["email_verified"] is False
     (message,) = await smtp.wait_for(account.email)
     token = token_in(message)
-    assert await pg.fetchval("SELECT count(*) FROM account_tokens WHERE token_hash = $1 AND user_id = $2",
-                             hashlib.sha256(token.encode()).hexdigest(), account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM account_tokens WHERE token_hash = $1 AND user_id = $2",
+            hashlib.sha256(token.encode()).hexdigest(),
+            account.id,
+        )
+        == 1
+    )
     assert (await mail_client.get(f"{API}/me", headers=account.headers)).status_code == 200  # a warm cache
     response = await mail_client.post(VERIFY, json={"token": token})
     assert response.status_code == 200, response.text
     user = response.json()
     assert (user["id"], user["email_verified"]) == (account.id, True)
-    assert set(user) == {"id", "email", "display_name", "role", "privilege_level", "plan", "created_at", "status",
-                         "email_verified", "mfa_enabled"}
+    assert set(user) == {
+        "id",
+        "email",
+        "display_name",
+        "role",
+        "privilege_level",
+        "plan",
+        "created_at",
+        "status",
+        "email_verified",
+        "mfa_enabled",
+    }
     # The first proof of the mailbox ends every session made before it (pre-hijacking).
     me = await mail_client.get(f"{API}/me", headers=account.headers)
     assert (me.status_code, me.json()["error"]) == (401, "TokenRevoked")
     assert (await login(mail_client, account)).pair["user"]["email_verified"] is True
     again = await mail_client.post(VERIFY, json={"token": token})
     assert (again.status_code, again.json()["error"]) == (401, "InvalidToken")
-    actions = [r["action"] for r in await pg.fetch(
-        "SELECT action FROM audit_logs WHERE target_user_id = $1 ORDER BY id", account.id)]
+    actions = [
+        r["action"]
+        for r in await pg.fetch("SELECT action FROM audit_logs WHERE target_user_id = $1 ORDER BY id", account.id)
+    ]
     assert actions == ["auth.register", "auth.email_verification_sent", "auth.email_verified", "auth.login"]
 
 
@@ -116,8 +133,10 @@ async def test_at_most_the_hourly_allowance_of_verification_mails_goes_to_an_acc
     answers = [await mail_client.post(RESEND, json={"email": account.email}) for _ in range(4)]
     assert [a.status_code for a in answers] == [202] * 4
     assert await _queued(pg, account.email) == 3  # MAIL_PER_ACCOUNT_HOURLY
-    live = await pg.fetchval("SELECT count(*) FROM account_tokens WHERE user_id = $1 AND used_at IS NULL "
-                             "AND purpose = 'email_verification'", account.id)
+    live = await pg.fetchval(
+        "SELECT count(*) FROM account_tokens WHERE user_id = $1 AND used_at IS NULL AND purpose = 'email_verification'",
+        account.id,
+    )
     assert live == 3
 
 
@@ -135,13 +154,15 @@ async def test_the_first_proof_of_the_mailbox_removes_factors_and_sessions_made_
     assert verified.status_code == 200 and verified.json()["mfa_enabled"] is False
     me = await mail_client.get(f"{API}/me", headers=squatter.headers)
     assert (me.status_code, me.json()["error"]) == (401, "TokenRevoked")
-    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
-                             squatter.id) == 0
+    assert (
+        await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", squatter.id) == 0
+    )
     assert await pg.fetchval("SELECT count(*) FROM mfa_totp WHERE user_id = $1", squatter.id) == 0
     assert await pg.fetchval("SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1", squatter.id) == 0
 
 
 # -- REQUIRE_VERIFIED_EMAIL: no unverified account holds a session --------------------------------
+
 
 @pytest.fixture(scope="module")
 async def strict_app(environ, smtp, database, redis_raw):
@@ -180,8 +201,12 @@ async def test_with_verified_email_required_an_unverified_login_gets_no_tokens(s
     assert set(refused.json()) == {"error", "message", "request_id"}
     wrong = await strict.post(f"{API}/auth/login", json={**credentials, "password": "wrong password"})
     assert (wrong.status_code, wrong.json()["error"]) == (401, "InvalidCredentials")
-    assert await pg.fetchval("SELECT reason FROM login_attempts WHERE user_id = $1 AND success = false "
-                             "ORDER BY id LIMIT 1", user_id) == "unverified"
+    assert (
+        await pg.fetchval(
+            "SELECT reason FROM login_attempts WHERE user_id = $1 AND success = false ORDER BY id LIMIT 1", user_id
+        )
+        == "unverified"
+    )
     assert await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", user_id) == 0
     resent = await strict.post(RESEND, json={"email": account.email})  # no session: by address
     assert resent.status_code == 202
@@ -193,7 +218,8 @@ async def test_with_verified_email_required_an_unverified_login_gets_no_tokens(s
 
 
 async def test_with_verified_email_required_an_older_session_of_an_unverified_account_cannot_refresh(
-        strict, client, pg):
+    strict, client, pg
+):
     """A session made before the setting was switched on (here: on the run's other app) is
     not extended: the refresh answers 403 EmailNotVerified."""
     account = await register(client)
@@ -207,5 +233,9 @@ async def test_concurrent_verifications_of_one_link_verify_once(mail_client, smt
     token = token_in((await smtp.wait_for(account.email))[0])
     answers = await asyncio.gather(*[mail_client.post(VERIFY, json={"token": token}) for _ in range(4)])
     assert sorted(a.status_code for a in answers) == [200, 401, 401, 401]
-    assert await pg.fetchval("SELECT count(*) FROM audit_logs WHERE target_user_id = $1 "
-                             "AND action = 'auth.email_verified'", account.id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE target_user_id = $1 AND action = 'auth.email_verified'", account.id
+        )
+        == 1
+    )

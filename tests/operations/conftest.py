@@ -41,4 +41,3 @@ async def pg(ops_settings):
     conn = await asyncpg.connect(ops_settings.database_url.replace("postgres://", "postgresql://", 1))
     yield conn
     await conn.close()
-

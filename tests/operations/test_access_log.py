@@ -35,9 +35,10 @@ async def _serve(environ, capfd, *, access_log: str, requests) -> str:
 
 
 async def _admin_user_with_token(client) -> None:
-    response = await client.get(f"/api/v1/admin/users/{USER_ID}?access_token={SECRET}&email=a%40b.example",
-                                headers={"Authorization": f"Bearer {SECRET}", "X-Request-ID": "req-access-1",
-                                         "Cookie": f"session={SECRET}"})
+    response = await client.get(
+        f"/api/v1/admin/users/{USER_ID}?access_token={SECRET}&email=a%40b.example",
+        headers={"Authorization": f"Bearer {SECRET}", "X-Request-ID": "req-access-1", "Cookie": f"session={SECRET}"},
+    )
     assert response.status_code == 401
 
 
@@ -51,7 +52,7 @@ async def test_one_access_line_per_request_with_its_fields_and_no_secrets(ops_en
     assert fields["client_ip"] == CLIENT_IP
     assert 0 <= fields["duration_ms"] < 10_000
     assert set(fields) == {"method", "route", "status", "duration_ms", "client_ip"}
-    assert not {"access_token", "?", "Bearer", "Cookie"} & set(json.dumps(line).split("\""))
+    assert not {"access_token", "?", "Bearer", "Cookie"} & set(json.dumps(line).split('"'))
     logged = json.dumps(_service_lines(stderr))
     for hidden in (SECRET, USER_ID, "access_token", "a%40b", "a@b", "Bearer"):
         assert hidden not in logged
@@ -65,7 +66,9 @@ async def test_unmatched_path_and_unknown_method_are_logged_by_label(ops_environ
     stderr = await _serve(ops_environ, capfd, access_log="1", requests=requests)
     lines = _access_lines(stderr)
     assert [(line["extra"]["method"], line["extra"]["route"]) for line in lines] == [
-        ("GET", "unmatched"), ("other", "unmatched")]
+        ("GET", "unmatched"),
+        ("other", "unmatched"),
+    ]
     assert [line["extra"]["status"] for line in lines] == [404, 405]
     logged = json.dumps(_service_lines(stderr))
     assert SECRET not in logged and "BREW" not in logged

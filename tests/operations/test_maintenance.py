@@ -20,20 +20,30 @@ OLD_DAYS, RECENT_DAYS = 100, 10
 async def user_id(pg):
     """A plain user of this test's own; removed (with its rows) afterwards."""
     uid = uuid.uuid4()
-    await pg.execute("INSERT INTO user_accounts (id, email, password_hash, role_id) "
-                     "SELECT $1, $2, 'x', id FROM roles WHERE name = 'user'", uid, f"maint-{uid.hex}@example.com")
+    await pg.execute(
+        "INSERT INTO user_accounts (id, email, password_hash, role_id) "
+        "SELECT $1, $2, 'x', id FROM roles WHERE name = 'user'",
+        uid,
+        f"maint-{uid.hex}@example.com",
+    )
     yield uid
     await pg.execute("DELETE FROM user_accounts WHERE id = $1", uid)
 
 
 async def _session(pg, user_id, *, expires_in: str, token_expires_in: str | None) -> uuid.UUID:
     sid = uuid.uuid4()
-    await pg.execute(f"INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '{expires_in}')",
-                     sid, user_id)
+    await pg.execute(
+        f"INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '{expires_in}')", sid, user_id
+    )
     if token_expires_in is not None:
-        await pg.execute("INSERT INTO tokens (id, session_id, user_id, token_hash, expires_at) "
-                         f"VALUES ($1, $2, $3, $4, now() + interval '{token_expires_in}')",
-                         uuid.uuid4(), sid, user_id, uuid.uuid4().hex)
+        await pg.execute(
+            "INSERT INTO tokens (id, session_id, user_id, token_hash, expires_at) "
+            f"VALUES ($1, $2, $3, $4, now() + interval '{token_expires_in}')",
+            uuid.uuid4(),
+            sid,
+            user_id,
+            uuid.uuid4().hex,
+        )
     return sid
 
 
@@ -41,17 +51,22 @@ async def test_cleanup_tokens_deletes_expired_rows_and_keeps_live_ones(pg, user_
     dead = await _session(pg, user_id, expires_in="-1 day", token_expires_in="-1 day")
     live = await _session(pg, user_id, expires_in="1 day", token_expires_in="1 day")
     jti_dead, jti_live = uuid.uuid4(), uuid.uuid4()
-    await pg.execute("INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES "
-                     "($1, $3, now() - interval '1 minute'), ($2, $3, now() + interval '10 minutes')",
-                     jti_dead, jti_live, user_id)
+    await pg.execute(
+        "INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES "
+        "($1, $3, now() - interval '1 minute'), ($2, $3, now() + interval '10 minutes')",
+        jti_dead,
+        jti_live,
+        user_id,
+    )
 
     result = await maintenance.run_job(conn=pg, job="cleanup-tokens")
     assert list(result.counts.values()) == [1, 1, 1]
     assert {r[0] for r in await pg.fetch("SELECT id FROM sessions WHERE user_id = $1", user_id)} == {live}
     assert await pg.fetchval("SELECT count(*) FROM tokens WHERE session_id = $1", live) == 1
     assert await pg.fetchval("SELECT count(*) FROM tokens WHERE session_id = $1", dead) == 0
-    assert {r[0] for r in await pg.fetch("SELECT jti FROM revoked_access_tokens WHERE user_id = $1", user_id)} \
-        == {jti_live}
+    assert {r[0] for r in await pg.fetch("SELECT jti FROM revoked_access_tokens WHERE user_id = $1", user_id)} == {
+        jti_live
+    }
     again = await maintenance.run_job(conn=pg, job="cleanup-tokens")
     assert list(again.counts.values()) == [0, 0, 0]
 
@@ -63,12 +78,19 @@ async def test_cleanup_tokens_works_through_rotation_chains_in_bounded_batches(p
     ids = [uuid.uuid4() for _ in range(41)]
     for i, token_id in enumerate(ids):
         expires = "1 day" if i == len(ids) - 1 else f"-{len(ids) - i} minutes"
-        await pg.execute("INSERT INTO tokens (id, session_id, user_id, token_hash, parent_id, expires_at) "
-                         f"VALUES ($1, $2, $3, $4, $5, now() + interval '{expires}')",
-                         token_id, sid, user_id, token_id.hex, ids[i - 1] if i else None)
+        await pg.execute(
+            "INSERT INTO tokens (id, session_id, user_id, token_hash, parent_id, expires_at) "
+            f"VALUES ($1, $2, $3, $4, $5, now() + interval '{expires}')",
+            token_id,
+            sid,
+            user_id,
+            token_id.hex,
+            ids[i - 1] if i else None,
+        )
     batches = []
-    result = await maintenance.run_job(conn=pg, job="cleanup-tokens", batch_size=7,
-                                       on_batch=lambda rows, total: batches.append(rows))
+    result = await maintenance.run_job(
+        conn=pg, job="cleanup-tokens", batch_size=7, on_batch=lambda rows, total: batches.append(rows)
+    )
     assert result.counts["expired refresh tokens deleted"] == 40 and result.batches == len(batches) == 6
     assert max(batches) <= 7 * 3  # at most batch_size of each kind per transaction
     assert await pg.fetchval("SELECT parent_id FROM tokens WHERE id = $1", ids[-1]) is None
@@ -79,8 +101,11 @@ async def test_cleanup_tokens_works_through_rotation_chains_in_bounded_batches(p
 
 async def test_prune_rate_limit_logs_deletes_old_windows_only(pg):
     policy = f"t{uuid.uuid4().hex[:8]}"
-    await pg.execute("INSERT INTO rate_limit_logs (policy, key, window_start, blocked_count) VALUES "
-                     "($1, 'ip:192.0.2.1', now() - interval '30 days', 3), ($1, 'ip:192.0.2.1', now(), 1)", policy)
+    await pg.execute(
+        "INSERT INTO rate_limit_logs (policy, key, window_start, blocked_count) VALUES "
+        "($1, 'ip:192.0.2.1', now() - interval '30 days', 3), ($1, 'ip:192.0.2.1', now(), 1)",
+        policy,
+    )
     result = await maintenance.run_job(conn=pg, job="prune-rate-limit-logs", rate_limit_log_days=14)
     assert list(result.counts.values()) == [1]
     assert await pg.fetchval("SELECT count(*) FROM rate_limit_logs WHERE policy = $1", policy) == 1
@@ -91,13 +116,21 @@ async def test_archive_audit_moves_old_rows_in_batches_and_keeps_recent_ones(pg)
     action = f"maint-{uuid.uuid4().hex[:8]}"
     await pg.execute(
         "INSERT INTO audit_logs (action, created_at) SELECT $1, now() - make_interval(days => d) "
-        "FROM unnest($2::int[]) d", action, [OLD_DAYS] * 7 + [RECENT_DAYS] * 2)
-    old_ids = {r[0] for r in await pg.fetch(
-        "SELECT id FROM audit_logs WHERE action = $1 AND created_at < now() - interval '90 days'", action)}
+        "FROM unnest($2::int[]) d",
+        action,
+        [OLD_DAYS] * 7 + [RECENT_DAYS] * 2,
+    )
+    old_ids = {
+        r[0]
+        for r in await pg.fetch(
+            "SELECT id FROM audit_logs WHERE action = $1 AND created_at < now() - interval '90 days'", action
+        )
+    }
     batches: list[int] = []
 
-    result = await maintenance.run_job(conn=pg, job="archive-audit", audit_days=90, batch_size=3,
-                                       on_batch=lambda n, total: batches.append(n))
+    result = await maintenance.run_job(
+        conn=pg, job="archive-audit", audit_days=90, batch_size=3, on_batch=lambda n, total: batches.append(n)
+    )
     assert batches == [3, 3, 1] and result.batches == 3
     assert result.counts == {"audit rows older than 90 days archived": 7}
     archived = {r[0] for r in await pg.fetch("SELECT id FROM audit_logs_archive WHERE action = $1", action)}
@@ -111,11 +144,19 @@ async def test_prune_login_attempts_deletes_only_rows_older_than_the_cutoff(pg):
     email = f"maint-{uuid.uuid4().hex[:8]}@example.com"
     await pg.execute(
         "INSERT INTO login_attempts (email, success, created_at) SELECT $1, false, now() - make_interval(days => d) "
-        "FROM unnest($2::int[]) d", email, [40] * 5 + [1] * 2)
+        "FROM unnest($2::int[]) d",
+        email,
+        [40] * 5 + [1] * 2,
+    )
     batches: list[int] = []
 
-    result = await maintenance.run_job(conn=pg, job="prune-login-attempts", login_attempt_days=30, batch_size=2,
-                                       on_batch=lambda n, total: batches.append(n))
+    result = await maintenance.run_job(
+        conn=pg,
+        job="prune-login-attempts",
+        login_attempt_days=30,
+        batch_size=2,
+        on_batch=lambda n, total: batches.append(n),
+    )
     assert batches == [2, 2, 1]
     assert result.counts == {"login attempts older than 30 days deleted": 5}
     assert await pg.fetchval("SELECT count(*) FROM login_attempts WHERE email = $1", email) == 2
@@ -124,9 +165,12 @@ async def test_prune_login_attempts_deletes_only_rows_older_than_the_cutoff(pg):
 
 
 async def test_refresh_views_makes_new_users_and_their_plans_visible(pg, user_id):
-    await pg.execute("INSERT INTO user_subscriptions (id, user_id, plan_id, ends_at) "
-                     "SELECT $1, $2, id, now() + interval '30 days' FROM subscription_plans WHERE name = 'premium'",
-                     uuid.uuid4(), user_id)
+    await pg.execute(
+        "INSERT INTO user_subscriptions (id, user_id, plan_id, ends_at) "
+        "SELECT $1, $2, id, now() + interval '30 days' FROM subscription_plans WHERE name = 'premium'",
+        uuid.uuid4(),
+        user_id,
+    )
     assert await pg.fetchval("SELECT count(*) FROM mv_users_with_subscription WHERE user_id = $1", user_id) == 0
 
     result = await maintenance.run_job(conn=pg, job="refresh-views")
@@ -134,8 +178,12 @@ async def test_refresh_views_makes_new_users_and_their_plans_visible(pg, user_id
     assert await pg.fetchval("SELECT plan FROM mv_users_with_subscription WHERE user_id = $1", user_id) == "premium"
     features = {r[0] for r in await pg.fetch("SELECT feature FROM mv_user_features WHERE user_id = $1", user_id)}
     assert "premium_dashboard" in features and "api_access" not in features
-    assert await pg.fetchval("SELECT count(*) FROM mv_user_permissions WHERE user_id = $1 "
-                             "AND permission = 'dashboard.read'", user_id) == 1
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM mv_user_permissions WHERE user_id = $1 AND permission = 'dashboard.read'", user_id
+        )
+        == 1
+    )
 
 
 async def test_a_job_steps_aside_while_another_run_of_it_holds_its_lock(pg, ops_settings):
@@ -150,13 +198,18 @@ async def test_a_job_steps_aside_while_another_run_of_it_holds_its_lock(pg, ops_
 
 async def test_maintenance_command_reports_progress_and_every_job(ops_environ, pg):
     action = f"maint-{uuid.uuid4().hex[:8]}"
-    await pg.execute("INSERT INTO audit_logs (action, created_at) SELECT $1, now() - interval '100 days' "
-                     "FROM generate_series(1, 3)", action)
-    archive = await asyncio.to_thread(run_cli, ops_environ, "maintenance", "archive-audit", "--days", "90",
-                                      "--batch-size", "2")
+    await pg.execute(
+        "INSERT INTO audit_logs (action, created_at) SELECT $1, now() - interval '100 days' FROM generate_series(1, 3)",
+        action,
+    )
+    archive = await asyncio.to_thread(
+        run_cli, ops_environ, "maintenance", "archive-audit", "--days", "90", "--batch-size", "2"
+    )
     assert archive.returncode == 0, archive.stderr
-    assert archive.stdout.splitlines()[:2] == ["archive-audit: batch of 2, 2 so far",
-                                               "archive-audit: batch of 1, 3 so far"]
+    assert archive.stdout.splitlines()[:2] == [
+        "archive-audit: batch of 2, 2 so far",
+        "archive-audit: batch of 1, 3 so far",
+    ]
     assert "archive-audit: 3 audit rows older than 90 days archived" in archive.stdout
 
     every = await asyncio.to_thread(run_cli, ops_environ, "maintenance", "all")
@@ -187,9 +240,11 @@ async def test_a_failing_job_exits_1_with_one_line(ops_environ, ops_settings, pg
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         "manas360: maintenance refresh-views failed: UndefinedFunctionError: "
-        "function refresh_materialized_views() does not exist"), result.stderr
-    missing = await asyncio.to_thread(run_cli, {**ops_environ, "DATABASE_URL": ops_settings.database_url + "_gone"},
-                                      "maintenance", "all", timeout=30)
+        "function refresh_materialized_views() does not exist"
+    ), result.stderr
+    missing = await asyncio.to_thread(
+        run_cli, {**ops_environ, "DATABASE_URL": ops_settings.database_url + "_gone"}, "maintenance", "all", timeout=30
+    )
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
     assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 

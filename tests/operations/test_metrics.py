@@ -25,8 +25,11 @@ LOOPBACK = "127.0.0.0/8,::1/128"  # not the default: listed explicitly, as a dep
 
 @pytest.fixture(scope="module")
 def server(environ, database, tmp_path_factory):
-    process = start_server({**environ, "METRICS_TOKEN": TOKEN, "METRICS_ALLOWED_CIDRS": LOOPBACK}, workers=2,
-                           tmp_dir=tmp_path_factory.mktemp("metrics-server"))
+    process = start_server(
+        {**environ, "METRICS_TOKEN": TOKEN, "METRICS_ALLOWED_CIDRS": LOOPBACK},
+        workers=2,
+        tmp_dir=tmp_path_factory.mktemp("metrics-server"),
+    )
     yield process
     process.stop()
 
@@ -40,8 +43,11 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def _value(samples, name: str, **labels) -> float:
-    return sum(value for (sample, found), value in samples.items()
-               if sample == name and all(dict(found).get(k) == v for k, v in labels.items()))
+    return sum(
+        value
+        for (sample, found), value in samples.items()
+        if sample == name and all(dict(found).get(k) == v for k, v in labels.items())
+    )
 
 
 def test_counts_after_known_traffic_are_summed_over_both_workers(server):
@@ -67,11 +73,14 @@ def test_counts_after_known_traffic_are_summed_over_both_workers(server):
     while True:
         after = _samples(clients[1].get("/metrics").text)
         requests = _value(after, "manas360_http_requests_total", status="200", **plans) - _value(
-            before, "manas360_http_requests_total", status="200", **plans)
+            before, "manas360_http_requests_total", status="200", **plans
+        )
         hits = _value(after, "manas360_token_cache_total", result="hit") - _value(
-            before, "manas360_token_cache_total", result="hit")
+            before, "manas360_token_cache_total", result="hit"
+        )
         timed = _value(after, "manas360_http_request_duration_seconds_count", **plans) - _value(
-            before, "manas360_http_request_duration_seconds_count", **plans)
+            before, "manas360_http_request_duration_seconds_count", **plans
+        )
         # Every figure asserted below, not only the first two: a worker publishes its counters
         # one family after another, and a scrape can land between them.
         if (requests >= 10 and hits >= 4 and timed >= 10) or time.monotonic() > deadline:
@@ -85,8 +94,11 @@ def test_counts_after_known_traffic_are_summed_over_both_workers(server):
     assert (hits, delta("manas360_token_cache_total", result="miss")) == (4, 2)
     assert delta("manas360_entitlement_cache_total") == 6
     assert delta("manas360_http_request_duration_seconds_count", route="/api/v1/plans", method="GET") == 10
-    le = {dict(labels)["le"]: value for (name, labels), value in after.items()
-          if name == "manas360_http_request_duration_seconds_bucket" and dict(labels)["route"] == "/api/v1/plans"}
+    le = {
+        dict(labels)["le"]: value
+        for (name, labels), value in after.items()
+        if name == "manas360_http_request_duration_seconds_bucket" and dict(labels)["route"] == "/api/v1/plans"
+    }
     assert le["+Inf"] >= 10 and list(le.values()) == sorted(le.values())  # cumulative buckets
     assert delta("manas360_logins_total", outcome="failure") == 1
     assert delta("manas360_logins_total", outcome="success") == 1
@@ -99,8 +111,13 @@ def test_counts_after_known_traffic_are_summed_over_both_workers(server):
 def test_every_metric_in_the_alerting_rules_is_exported(server):
     rules = yaml.safe_load(RULES.read_text())
     alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
-    assert {"Manas360HighErrorRate", "Manas360HighLatencyP95", "Manas360DatabasePoolSaturated",
-            "Manas360FailedLoginSurge", "Manas360WorkerMemoryHigh"} <= set(alerts)
+    assert {
+        "Manas360HighErrorRate",
+        "Manas360HighLatencyP95",
+        "Manas360DatabasePoolSaturated",
+        "Manas360FailedLoginSurge",
+        "Manas360WorkerMemoryHigh",
+    } <= set(alerts)
     exported = httpx.get(server.url + "/metrics").text
     names = {sample for (sample, _) in _samples(exported)}
     for alert, rule in alerts.items():
@@ -155,9 +172,12 @@ _PATHS = ("/api/v1/plans", "/health/live", "/nowhere-{}")
 
 
 def _http_series(text: str) -> set[tuple[str, tuple]]:
-    return {(sample.name, tuple(sorted(sample.labels.items())))
-            for family in text_string_to_metric_families(text) for sample in family.samples
-            if sample.name.startswith("manas360_http_")}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("manas360_http_")
+    }
 
 
 async def test_client_chosen_methods_and_paths_mint_no_series(environ, database):
@@ -197,8 +217,12 @@ def test_a_readiness_probe_that_gives_up_is_counted_499_not_500(environ, databas
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
         redis_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
-        server = start_server({**environ, "REDIS_URL": redis_url, "METRICS_ALLOWED_CIDRS": LOOPBACK}, workers=1,
-                              ready_path="/health/live", tmp_dir=tmp_path)
+        server = start_server(
+            {**environ, "REDIS_URL": redis_url, "METRICS_ALLOWED_CIDRS": LOOPBACK},
+            workers=1,
+            ready_path="/health/live",
+            tmp_dir=tmp_path,
+        )
         try:
             deadline = time.monotonic() + 10
             while True:  # until a probe meets a check (start_server's /health calls left a result ~1 s)
@@ -211,8 +235,9 @@ def test_a_readiness_probe_that_gives_up_is_counted_499_not_500(environ, databas
             deadline = time.monotonic() + 10 * PUBLISH_INTERVAL_S
             while True:  # counted once the handler is cancelled, published within a second
                 samples = _samples(httpx.get(server.url + "/metrics", timeout=5).text)
-                given_up = sum(_value(samples, "manas360_http_requests_total", status=status, **ready)
-                               for status in ("499", "500"))
+                given_up = sum(
+                    _value(samples, "manas360_http_requests_total", status=status, **ready) for status in ("499", "500")
+                )
                 if given_up or time.monotonic() > deadline:
                     break
                 time.sleep(PUBLISH_INTERVAL_S / 10)

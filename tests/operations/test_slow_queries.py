@@ -45,8 +45,11 @@ async def slow_app(ops_environ):
     async with running_app(settings, extra_blueprints=(probe,)) as app, client_for(app) as client:
         assert (await client.get("/test/query/fast")).status_code == 204  # pool and type introspection warmed
         records: list[dict] = []
-        sink = logger.add(lambda message: records.append(message.record), level="WARNING",
-                          filter=lambda record: record["extra"].get("logger_name") == SLOW_QUERY_LOGGER)
+        sink = logger.add(
+            lambda message: records.append(message.record),
+            level="WARNING",
+            filter=lambda record: record["extra"].get("logger_name") == SLOW_QUERY_LOGGER,
+        )
         try:
             yield client, records
         finally:
@@ -85,5 +88,6 @@ async def test_off_installs_no_query_logger(ops_environ):
 
 def test_statement_text_blanks_literals_and_is_bounded():
     assert statement_text(query=f"SELECT id FROM users\n  WHERE email = '{EMAIL}' AND h = 'it''s {HASH}'") == (
-        "SELECT id FROM users WHERE email = '…' AND h = '…'")
+        "SELECT id FROM users WHERE email = '…' AND h = '…'"
+    )
     assert len(statement_text(query="SELECT " + "x, " * 500)) == 201

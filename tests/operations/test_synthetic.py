@@ -39,9 +39,13 @@ async def _synthetic_rows(pg) -> dict[int, dict]:
         "max(p.name) FILTER (WHERE s.status = 'active' AND s.ends_at > now()) AS plan "
         "FROM user_accounts u JOIN roles r ON r.id = u.role_id "
         "LEFT JOIN user_subscriptions s ON s.user_id = u.id LEFT JOIN subscription_plans p ON p.id = s.plan_id "
-        "WHERE u.email LIKE $1 GROUP BY u.email, r.name", f"%@{SYNTHETIC_DOMAIN}")
-    return {int(r["email"][4:10]): {"role": r["role"], "plan": r["plan"] or "free",
-                                    "subscriptions": r["subscriptions"]} for r in rows}
+        "WHERE u.email LIKE $1 GROUP BY u.email, r.name",
+        f"%@{SYNTHETIC_DOMAIN}",
+    )
+    return {
+        int(r["email"][4:10]): {"role": r["role"], "plan": r["plan"] or "free", "subscriptions": r["subscriptions"]}
+        for r in rows
+    }
 
 
 def _assert_matches_profiles(rows: dict[int, dict]) -> None:
@@ -57,8 +61,10 @@ async def test_seeding_twice_creates_then_skips_every_user(ops_settings, pg, no_
     second = await seed_synthetic_users(settings=ops_settings, count=500, batch_size=200)
     assert (second.created, second.skipped, second.subscriptions) == (0, 500, 0)
     assert await pg.fetchval("SELECT count(*) FROM user_accounts WHERE email LIKE $1", f"%@{SYNTHETIC_DOMAIN}") == 500
-    assert await pg.fetchval("SELECT count(*) FROM user_subscriptions s JOIN user_accounts u ON u.id = s.user_id "
-                             "WHERE u.email LIKE $1", f"%@{SYNTHETIC_DOMAIN}") == _expected_subscriptions(500)
+    assert await pg.fetchval(
+        "SELECT count(*) FROM user_subscriptions s JOIN user_accounts u ON u.id = s.user_id WHERE u.email LIKE $1",
+        f"%@{SYNTHETIC_DOMAIN}",
+    ) == _expected_subscriptions(500)
 
 
 async def test_a_larger_run_adds_only_the_missing_users(ops_settings, pg, no_synthetic_users):
@@ -79,17 +85,23 @@ async def test_synthetic_users_mix_roles_and_plans_without_superadmins(ops_setti
     assert roles.count("user") > roles.count("subscriber") > roles.count("admin") > 0
     assert {row["plan"] for row in rows.values()} == {"free"} | PAID_PLANS
     assert any(row["plan"] == "free" and row["subscriptions"] == 0 for row in rows.values())
-    statuses = {r[0] for r in await pg.fetch(
-        "SELECT DISTINCT s.status FROM user_subscriptions s JOIN user_accounts u ON u.id = s.user_id "
-        "WHERE u.email LIKE $1", f"%@{SYNTHETIC_DOMAIN}")}
+    statuses = {
+        r[0]
+        for r in await pg.fetch(
+            "SELECT DISTINCT s.status FROM user_subscriptions s JOIN user_accounts u ON u.id = s.user_id "
+            "WHERE u.email LIKE $1",
+            f"%@{SYNTHETIC_DOMAIN}",
+        )
+    }
     assert statuses == {"active", "expired", "cancelled"}
     assert all(row["role"] == "subscriber" for row in rows.values() if row["plan"] != "free" and row["role"] != "admin")
 
 
 async def test_every_synthetic_user_has_the_documented_password(ops_settings, pg, no_synthetic_users):
     await seed_synthetic_users(settings=ops_settings, count=250)
-    hashes = await pg.fetch("SELECT DISTINCT password_hash FROM user_accounts WHERE email LIKE $1",
-                            f"%@{SYNTHETIC_DOMAIN}")
+    hashes = await pg.fetch(
+        "SELECT DISTINCT password_hash FROM user_accounts WHERE email LIKE $1", f"%@{SYNTHETIC_DOMAIN}"
+    )
     assert len(hashes) == 1  # hashed once per run, shared by all
     sample = await pg.fetchval("SELECT password_hash FROM user_accounts WHERE email = $1", synthetic_email(123))
     assert await verify_password(password=SYNTHETIC_PASSWORD, password_hash=sample)
@@ -120,8 +132,12 @@ async def test_ctrl_c_keeps_whole_batches_and_a_rerun_completes(ops_environ, pg,
     total, batch = 30_000, 500
     env = {**ops_environ, "PATH": "/usr/bin:/bin"}
     process = await asyncio.create_subprocess_exec(
-        *cli_command("seed", "--users", str(total), "--batch-size", str(batch)), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=_interruptible)
+        *cli_command("seed", "--users", str(total), "--batch-size", str(batch)),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_interruptible,
+    )
     while b"users (" not in (line := await asyncio.wait_for(process.stderr.readline(), 60)):
         assert line, "seeding ended before reporting a batch"
     process.send_signal(signal.SIGINT)

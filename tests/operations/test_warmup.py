@@ -14,12 +14,18 @@ from tests.fixtures.environment import delete_prefixed_keys
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "manas360.cli", *args], env={**env, "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "manas360.cli", *args],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_warm_cache_loads_every_active_user_then_gated_requests_run_no_sql(
-        ops_environ, pg, redis_raw, monkeypatch):
+    ops_environ, pg, redis_raw, monkeypatch
+):
     environ = {**ops_environ, "REDIS_PREFIX": ops_environ["REDIS_PREFIX"] + "warm:"}
     settings = load_settings(environ)
     assert _cli("seed", "--users", "300", env=environ).returncode == 0
@@ -28,16 +34,19 @@ async def test_warm_cache_loads_every_active_user_then_gated_requests_run_no_sql
         result = _cli("warm-cache", "--batch-size", "128", env=environ)
         assert result.returncode == 0, result.stderr
         assert f"warm-cache: {active} users" in result.stdout
-        user_id = str(await pg.fetchval(
-            "SELECT id FROM user_accounts WHERE email = 'user000001@synthetic.manas360.test'"))
+        user_id = str(
+            await pg.fetchval("SELECT id FROM user_accounts WHERE email = 'user000001@synthetic.manas360.test'")
+        )
         tag = f"{settings.redis_prefix}{{u:{user_id}}}"
         context = await redis_raw.hgetall(f"{tag}:ctx")
         assert context["role"] in ("user", "subscriber", "admin") and context["plan"]
         assert 0 < await redis_raw.ttl(f"{tag}:ctx") and await redis_raw.exists(f"{tag}:revloaded")
 
         async with running_app(settings) as app, client_for(app) as client:
-            login = await client.post("/api/v1/auth/login", json={"email": "user000001@synthetic.manas360.test",
-                                                                   "password": SYNTHETIC_PASSWORD})
+            login = await client.post(
+                "/api/v1/auth/login",
+                json={"email": "user000001@synthetic.manas360.test", "password": SYNTHETIC_PASSWORD},
+            )
             assert login.status_code == 200, login.text
             headers = {"authorization": f"Bearer {login.json()['access_token']}"}
             await client.get("/api/v1/plans")  # the catalog is per worker: load it once

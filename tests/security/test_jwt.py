@@ -30,9 +30,17 @@ def b64(obj) -> str:
 
 def claims(**overrides) -> dict:
     base = {
-        "iss": "manas360", "aud": "manas360-api", "sub": U1, "sid": S1, "jti": J1,
-        "iat": int(NOW), "nbf": int(NOW), "exp": int(NOW) + TTL,
-        "auth_time": int(NOW) - 60, "amr": ["pwd"], "aal": 1,
+        "iss": "manas360",
+        "aud": "manas360-api",
+        "sub": U1,
+        "sid": S1,
+        "jti": J1,
+        "iat": int(NOW),
+        "nbf": int(NOW),
+        "exp": int(NOW) + TTL,
+        "auth_time": int(NOW) - 60,
+        "amr": ["pwd"],
+        "aal": 1,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -79,28 +87,32 @@ def test_extra_claims_cannot_override_registered_ones():
 
 
 def test_hand_signed_token_verifies():
-    assert make_codec().decode(hand_sign({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, claims()),
-                               now=NOW)["sub"] == U1
+    assert (
+        make_codec().decode(hand_sign({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, claims()), now=NOW)["sub"] == U1
+    )
 
 
-@pytest.mark.parametrize(("header", "payload"), [
-    ({"alg": "HS256", "kid": "k1"}, {}),  # no typ: not an access token (RFC 9068)
-    ({"alg": "HS256", "kid": "k1", "typ": "JWT"}, {}),
-    ({"alg": "HS256", "kid": "k1", "typ": "AT+JWT"}, {}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": None}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": int(NOW) + 1}),  # proved after it was issued
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": float(NOW)}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": True}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": None}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": 3}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": "2"}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": True}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": None}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": "pwd"}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": []}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": [1]}),
-    ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": ["pwd"] * 9}),
-])
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        ({"alg": "HS256", "kid": "k1"}, {}),  # no typ: not an access token (RFC 9068)
+        ({"alg": "HS256", "kid": "k1", "typ": "JWT"}, {}),
+        ({"alg": "HS256", "kid": "k1", "typ": "AT+JWT"}, {}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": None}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": int(NOW) + 1}),  # proved after it was issued
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": float(NOW)}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"auth_time": True}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": None}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": 3}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": "2"}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"aal": True}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": None}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": "pwd"}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": []}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": [1]}),
+        ({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}, {"amr": ["pwd"] * 9}),
+    ],
+)
 def test_a_token_not_typed_as_an_access_token_or_with_a_bad_assurance_is_invalid(header, payload):
     codec = make_codec()
     with pytest.raises(InvalidToken):
@@ -110,8 +122,9 @@ def test_a_token_not_typed_as_an_access_token_or_with_a_bad_assurance_is_invalid
 
 
 def test_verify_hands_out_auth_time_and_aal():
-    token, _ = make_codec().encode(user_id=U1, session_id=S1, now=NOW, auth_time=int(NOW) - 30,
-                                   amr=("pwd", "otp", "mfa"), aal=2)
+    token, _ = make_codec().encode(
+        user_id=U1, session_id=S1, now=NOW, auth_time=int(NOW) - 30, amr=("pwd", "otp", "mfa"), aal=2
+    )
     verified = make_codec().verify(token, now=NOW)
     assert (verified.auth_time, verified.aal) == (int(NOW) - 30, 2)
 
@@ -177,8 +190,18 @@ def test_badly_typed_claim_is_rejected(bad):
         make_codec().decode(sign(claims(**bad)), now=NOW)
 
 
-NOT_CANONICAL = ["0", "1' OR '1'='1", "u1", U1.upper(), U1.replace("-", ""), "{" + U1 + "}", f"urn:uuid:{U1}",
-                 " " + U1, U1 + "\n", U1[:-1] + "g"]
+NOT_CANONICAL = [
+    "0",
+    "1' OR '1'='1",
+    "u1",
+    U1.upper(),
+    U1.replace("-", ""),
+    "{" + U1 + "}",
+    f"urn:uuid:{U1}",
+    " " + U1,
+    U1 + "\n",
+    U1[:-1] + "g",
+]
 
 
 @pytest.mark.parametrize("name", ["sub", "sid", "jti"])
@@ -277,8 +300,11 @@ def test_a_byte_different_token_never_hits_the_cache():
     token, _ = codec.encode(user_id=U1, session_id=S1, now=NOW)
     codec.verify(token, now=NOW)
     header, payload, signature = token.split(".")
-    for tampered in (f"{header}.{payload}.{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}",
-                     f"{header}.{payload}x.{signature}", f" {token}"):
+    for tampered in (
+        f"{header}.{payload}.{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}",
+        f"{header}.{payload}x.{signature}",
+        f" {token}",
+    ):
         with pytest.raises(InvalidToken):
             codec.verify(tampered, now=NOW)
 
@@ -301,8 +327,7 @@ def test_cache_entries_are_compact():
     from manas360.settings import DEFAULT_TOKEN_CACHE_SIZE
 
     codec = make_codec(cache_size=DEFAULT_TOKEN_CACHE_SIZE)
-    tokens = [codec.encode(user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()), now=NOW)[0]
-              for _ in range(2000)]
+    tokens = [codec.encode(user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()), now=NOW)[0] for _ in range(2000)]
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
@@ -331,8 +356,20 @@ def test_cache_entries_are_untracked_by_the_cyclic_gc():
 
 @pytest.mark.parametrize(
     "garbage",
-    ["", "a.b", "x" * 5000, "x" * 9000, "é.é.é", "\ud800", "a.b.c", "...", "e30.e30.", "\x00.\x00.\x00",
-     b64([]) + ".e30.sig", b64({"alg": "HS256", "kid": "k1"}) + "." + b64([1]) + ".sig"],
+    [
+        "",
+        "a.b",
+        "x" * 5000,
+        "x" * 9000,
+        "é.é.é",
+        "\ud800",
+        "a.b.c",
+        "...",
+        "e30.e30.",
+        "\x00.\x00.\x00",
+        b64([]) + ".e30.sig",
+        b64({"alg": "HS256", "kid": "k1"}) + "." + b64([1]) + ".sig",
+    ],
 )
 def test_garbage_is_invalid_token(garbage):
     with pytest.raises(InvalidToken):

@@ -70,8 +70,9 @@ def test_a_rotated_data_key_opens_through_the_previous_keys_and_only_then(box_fo
     base = {"JWT_SECRET": "jwt-secret-" + "0123456789abcdef" * 2}
     old_key, new_key = "old-data-key-" + "0123456789abcdef" * 2, "new-data-key-" + "fedcba9876543210" * 2
     sealed = box_for(load_settings({**base, "MFA_ENCRYPTION_KEY": old_key})).seal(b"s", context=b"u")
-    rotated = box_for(load_settings({**base, "MFA_ENCRYPTION_KEY": new_key,
-                                     "MFA_ENCRYPTION_PREVIOUS_KEYS": f"2025:{old_key}"}))
+    rotated = box_for(
+        load_settings({**base, "MFA_ENCRYPTION_KEY": new_key, "MFA_ENCRYPTION_PREVIOUS_KEYS": f"2025:{old_key}"})
+    )
     opened = rotated.open(sealed, context=b"u")
     assert opened is not None and opened.plaintext == b"s" and opened.stale_key
     fresh = rotated.open(rotated.seal(b"s", context=b"u"), context=b"u")
@@ -80,11 +81,14 @@ def test_a_rotated_data_key_opens_through_the_previous_keys_and_only_then(box_fo
     assert forgotten.open(sealed, context=b"u") is None
 
 
-@pytest.mark.parametrize(("previous", "message"), [
-    ("no-key-id", "MFA_ENCRYPTION_PREVIOUS_KEYS must be 'kid:key,...'"),
-    (f"a:{'k' * 20}-tail-0123456789,a:{'q' * 20}-tail-0123456789", "repeats key id 'a'"),
-    ("a:short-previous-key", "MFA_ENCRYPTION_PREVIOUS_KEYS key for 'a' is shorter than 32 bytes"),
-])
+@pytest.mark.parametrize(
+    ("previous", "message"),
+    [
+        ("no-key-id", "MFA_ENCRYPTION_PREVIOUS_KEYS must be 'kid:key,...'"),
+        (f"a:{'k' * 20}-tail-0123456789,a:{'q' * 20}-tail-0123456789", "repeats key id 'a'"),
+        ("a:short-previous-key", "MFA_ENCRYPTION_PREVIOUS_KEYS key for 'a' is shorter than 32 bytes"),
+    ],
+)
 def test_malformed_previous_data_keys_are_refused_without_quoting_them(previous, message):
     with pytest.raises(SettingsError) as refused:
         load_settings({"JWT_SECRET": "j" * 40, "MFA_ENCRYPTION_PREVIOUS_KEYS": previous})

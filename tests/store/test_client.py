@@ -40,7 +40,7 @@ def recorded_scripts(store, monkeypatch):
         if str(args[0]).upper() in ("EVAL", "EVALSHA"):
             body = str(args[1])
             sha = hashlib.sha1(body.encode()).hexdigest() if args[0].upper() == "EVAL" else body
-            calls.append((names.get(sha, sha), [str(key) for key in args[3:3 + int(args[2])]]))
+            calls.append((names.get(sha, sha), [str(key) for key in args[3 : 3 + int(args[2])]]))
 
     def spy(cls, method: str, commands_of) -> None:
         original = getattr(cls, method)
@@ -70,21 +70,36 @@ def _unpacked(packed: bytes) -> list[str]:
 
 async def test_every_script_touches_exactly_one_slot(store, monkeypatch):
     user, other = str(uuid4()), str(uuid4())
-    revocations = Revocations(epoch_ms=1_000, epoch_ttl_ms=60_000, jtis={"j1": 60_000, "j2": 60_000},
-                              sessions={"s1": 60_000})
+    revocations = Revocations(
+        epoch_ms=1_000, epoch_ttl_ms=60_000, jtis={"j1": 60_000, "j2": 60_000}, sessions={"s1": 60_000}
+    )
     context = UserContext(role="subscriber", plan="free", plan_end_ms=0, status="active")
     with recorded_scripts(store, monkeypatch) as calls:
-        await check_request(store, user_id=user, session_id="s1", jti="j1", issued_ms=2_000,
-                            api_limit=100, api_window_s=60,
-                            client_limit=ClientLimit(key=store.keys.ip_rate("192.0.2.1", "global"), limit=10,
-                                                     window_s=60))
+        await check_request(
+            store,
+            user_id=user,
+            session_id="s1",
+            jti="j1",
+            issued_ms=2_000,
+            api_limit=100,
+            api_window_s=60,
+            client_limit=ClientLimit(key=store.keys.ip_rate("192.0.2.1", "global"), limit=10, window_s=60),
+        )
         await record_revocations(store, user_id=user, revocations=revocations)
-        await store_user_states(store, states=[UserFill(user, context, revocations),
-                                               UserFill(other, context, revocations)],
-                                context_ttl_s=60, loaded_ttl_ms=60_000)
+        await store_user_states(
+            store,
+            states=[UserFill(user, context, revocations), UserFill(other, context, revocations)],
+            context_ttl_s=60,
+            loaded_ttl_ms=60_000,
+        )
         await forget_user_context(store, user_id=user)
-        await record_failure(store, email=f"{uuid4().hex}@example.com", source="192.0.2.1", known=False,
-                             limits=Limits(threshold=5, account_threshold=50, window_s=60, lock_s=60))
+        await record_failure(
+            store,
+            email=f"{uuid4().hex}@example.com",
+            source="192.0.2.1",
+            known=False,
+            limits=Limits(threshold=5, account_threshold=50, window_s=60, lock_s=60),
+        )
         await hit(store, policy="global", key=store.keys.ip_rate("192.0.2.1", "global"), limit=10, window_s=60)
         await hit(store, policy="api", key=store.keys.user_rate(user, "api"), limit=10, window_s=60)
     assert {name for name, _ in calls} == set(SCRIPTS)
@@ -122,8 +137,9 @@ async def test_the_per_request_check_reads_a_version_kept_on_another_node(store)
     elsewhere = (u for u, node in zip(users, nodes, strict=True) if node != version_node)
     user = users[-1] if len(users) == 1 else next(elsewhere)
     version = await bump_catalog_version(store)
-    _, seen = await check_request(store, user_id=user, session_id="s", jti="j", issued_ms=1,
-                                  api_limit=100, api_window_s=60)
+    _, seen = await check_request(
+        store, user_id=user, session_id="s", jti="j", issued_ms=1, api_limit=100, api_window_s=60
+    )
     assert seen == version
 
 
@@ -136,8 +152,10 @@ async def test_ping_and_pool_stats_answer(store):
 
 
 def test_cluster_seeds_and_credentials_come_from_either_url_form():
-    for url in ("redis+cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2:7001",
-                "redis://app:p%40ss@10.0.0.1:7000/0,redis://10.0.0.2:7001/0"):
+    for url in (
+        "redis+cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2:7001",
+        "redis://app:p%40ss@10.0.0.1:7000/0,redis://10.0.0.2:7001/0",
+    ):
         config = parse_redis_url(url)
         assert config.cluster and config.hosts == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
         assert (config.username, config.password) == ("app", "p@ss")

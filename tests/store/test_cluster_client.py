@@ -27,9 +27,15 @@ async def open_cluster_store(redis_cluster):
 
 
 async def _burst(store, requests: int) -> list:
-    return await asyncio.gather(*(
-        check_request(store, user_id=str(uuid4()), session_id="s", jti="j", issued_ms=1, api_limit=10,
-                      api_window_s=60) for _ in range(requests)), return_exceptions=True)
+    return await asyncio.gather(
+        *(
+            check_request(
+                store, user_id=str(uuid4()), session_id="s", jti="j", issued_ms=1, api_limit=10, api_window_s=60
+            )
+            for _ in range(requests)
+        ),
+        return_exceptions=True,
+    )
 
 
 def _moved_replies(redis_cluster) -> int:

@@ -38,8 +38,9 @@ def _kill(cluster, node_name: str) -> None:
 async def _check(store, user_id: str):
     started = time.monotonic()
     try:
-        return await check_request(store, user_id=user_id, session_id="s", jti="j", issued_ms=1,
-                                   api_limit=100, api_window_s=60)
+        return await check_request(
+            store, user_id=user_id, session_id="s", jti="j", issued_ms=1, api_limit=100, api_window_s=60
+        )
     finally:
         assert time.monotonic() - started < 10  # fails fast: no timeout waited, no retry storm
 

@@ -19,15 +19,17 @@ CONTEXT = UserContext(role="subscriber", plan="premium", plan_end_ms=1_900_000_0
 
 
 async def _check(store, user_id: str, *, jti: str = "j", session_id: str = "s", issued_ms: int = 10_000):
-    check, _ = await check_request(store, user_id=user_id, session_id=session_id, jti=jti, issued_ms=issued_ms,
-                                   api_limit=100, api_window_s=60)
+    check, _ = await check_request(
+        store, user_id=user_id, session_id=session_id, jti=jti, issued_ms=issued_ms, api_limit=100, api_window_s=60
+    )
     return check
 
 
 async def test_a_stored_context_is_read_back_by_the_per_request_check_until_forgotten(store):
     user = str(uuid4())
-    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60,
-                            loaded_ttl_ms=60_000)
+    await store_user_states(
+        store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60, loaded_ttl_ms=60_000
+    )
     assert 0 < await store.redis.ttl(store.keys.user_context(user)) <= 60
     assert (await _check(store, user)).context == CONTEXT
     await forget_user_context(store, user_id=user)
@@ -36,8 +38,10 @@ async def test_a_stored_context_is_read_back_by_the_per_request_check_until_forg
 
 async def test_warming_writes_every_users_context_and_revocations_on_every_node(store):
     users = await user_ids_on_every_node(store, per_node=4)
-    revoked = {user: Revocations(jtis={"old": 60_000}, sessions={"gone": 60_000}, epoch_ms=5_000,
-                                 epoch_ttl_ms=60_000) for user in users[::2]}
+    revoked = {
+        user: Revocations(jtis={"old": 60_000}, sessions={"gone": 60_000}, epoch_ms=5_000, epoch_ttl_ms=60_000)
+        for user in users[::2]
+    }
     states = [UserFill(user, CONTEXT, revoked.get(user, Revocations())) for user in users]
     await store_user_states(store, states=states, context_ttl_s=60, loaded_ttl_ms=60_000)
     if store.cluster:
@@ -58,14 +62,16 @@ async def test_a_fill_that_read_before_an_invalidation_never_lands_after_it(stor
     seen = (await read_generations(store, user_ids=[user]))[user]  # the fill reads this first...
     await forget_user_context(store, user_id=user)  # ...then the admin's change commits and invalidates
     stale = UserContext(role="admin", plan="free", plan_end_ms=0, status="active")
-    await store_user_states(store, states=[UserFill(user, stale, Revocations(), seen)], context_ttl_s=60,
-                            loaded_ttl_ms=60_000)
+    await store_user_states(
+        store, states=[UserFill(user, stale, Revocations(), seen)], context_ttl_s=60, loaded_ttl_ms=60_000
+    )
     check = await _check(store, user)
     assert check.context is None and check.generation != seen
     # A fill that starts after the invalidation (it reads the new generation) lands.
     fresh = UserContext(role="user", plan="free", plan_end_ms=0, status="active")
-    await store_user_states(store, states=[UserFill(user, fresh, Revocations(), check.generation)],
-                            context_ttl_s=60, loaded_ttl_ms=60_000)
+    await store_user_states(
+        store, states=[UserFill(user, fresh, Revocations(), check.generation)], context_ttl_s=60, loaded_ttl_ms=60_000
+    )
     assert (await _check(store, user)).context == fresh
 
 
@@ -83,8 +89,7 @@ async def test_a_fill_after_redis_forgot_its_scripts_loads_them_and_lands(store)
     user = str(uuid4())
     revoked = Revocations(jtis={"old": 60_000}, epoch_ms=5_000, epoch_ttl_ms=60_000)
     await store.redis.script_flush()
-    await store_user_states(store, states=[UserFill(user, CONTEXT, revoked)], context_ttl_s=60,
-                            loaded_ttl_ms=60_000)
+    await store_user_states(store, states=[UserFill(user, CONTEXT, revoked)], context_ttl_s=60, loaded_ttl_ms=60_000)
     check = await _check(store, user)
     assert (check.loaded, check.context) == (True, CONTEXT)
     assert (await _check(store, user, jti="old")).revoked
@@ -94,8 +99,9 @@ async def test_the_packed_per_request_command_survives_redis_forgetting_its_scri
     """The single node's per-request EVALSHA is packed once per token and client and sent
     again as bytes; after SCRIPT FLUSH it falls back to EVAL and the next one finds it."""
     user = str(uuid4())
-    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60,
-                            loaded_ttl_ms=60_000)
+    await store_user_states(
+        store, states=[UserFill(user, CONTEXT, Revocations())], context_ttl_s=60, loaded_ttl_ms=60_000
+    )
     before = await _check(store, user)
     await store.redis.script_flush()
     for expected_remaining in (before.remaining - 1, before.remaining - 2):
@@ -109,8 +115,12 @@ async def test_packed_commands_are_per_token_and_bounded(store, monkeypatch):
     monkeypatch.setattr(client, "PREPARED_COMMANDS", 3)
     store.prepared.clear()
     user = str(uuid4())
-    await store_user_states(store, states=[UserFill(user, CONTEXT, Revocations(jtis={"j2": 60_000}))],
-                            context_ttl_s=60, loaded_ttl_ms=60_000)
+    await store_user_states(
+        store,
+        states=[UserFill(user, CONTEXT, Revocations(jtis={"j2": 60_000}))],
+        context_ttl_s=60,
+        loaded_ttl_ms=60_000,
+    )
     verdicts = [(await _check(store, user, jti=jti)).revoked for jti in ("j1", "j2", "j3", "j4", "j2", "j1")]
     assert verdicts == [False, True, False, False, True, False]  # each token its own keys
     assert len(store.prepared) <= 3 or store.cluster

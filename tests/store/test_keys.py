@@ -18,16 +18,33 @@ def _slots(*keys: str) -> set[int]:
 
 def test_a_users_keys_share_one_slot_and_users_spread_over_slots():
     keys = Keys("m360:")
-    per_user = [_slots(keys.user_context(u), keys.user_epoch(u), keys.revoked_jti(u, "j"), keys.revoked_session(u, "s"),
-                       keys.revocations_loaded(u), keys.user_rate(u, "api")) for u in (str(uuid4()) for _ in range(50))]
+    per_user = [
+        _slots(
+            keys.user_context(u),
+            keys.user_epoch(u),
+            keys.revoked_jti(u, "j"),
+            keys.revoked_session(u, "s"),
+            keys.revocations_loaded(u),
+            keys.user_rate(u, "api"),
+        )
+        for u in (str(uuid4()) for _ in range(50))
+    ]
     assert all(len(slots) == 1 for slots in per_user)
     assert len(set().union(*per_user)) > 40
 
 
 def test_login_and_address_keys_each_share_one_slot():
     keys = Keys("m360:")
-    assert len(_slots(keys.login_failures("a@example.com"), keys.login_lock("a@example.com"),
-                      keys.login_pending("a@example.com"))) == 1
+    assert (
+        len(
+            _slots(
+                keys.login_failures("a@example.com"),
+                keys.login_lock("a@example.com"),
+                keys.login_pending("a@example.com"),
+            )
+        )
+        == 1
+    )
     assert len(_slots(keys.ip_rate("192.0.2.1", "global"), keys.ip_rate("192.0.2.1", "auth", "POST/login"))) == 1
 
 

@@ -28,20 +28,23 @@ def _email() -> str:
 
 
 async def _fail(store, email, source, *, known=False, reservation=""):
-    return await record_failure(store, email=email, source=source, known=known, limits=LIMITS,
-                                reservation=reservation)
+    return await record_failure(store, email=email, source=source, known=known, limits=LIMITS, reservation=reservation)
 
 
 async def _reserve(store, email, source, name, *, known=False):
-    return await reserve_check(store, email=email, source=source, known=known, reservation=name, limits=LIMITS,
-                               ttl_s=30)
+    return await reserve_check(
+        store, email=email, source=source, known=known, reservation=name, limits=LIMITS, ttl_s=30
+    )
 
 
 async def test_a_source_locks_at_its_threshold_and_other_sources_stay_open(store):
     email = _email()
     verdicts = [await _fail(store, email, A) for _ in range(3)]
-    assert [(v.failures, v.locked_now, v.account_locked_now) for v in verdicts] == \
-        [(1, False, False), (2, False, False), (3, True, False)]
+    assert [(v.failures, v.locked_now, v.account_locked_now) for v in verdicts] == [
+        (1, False, False),
+        (2, False, False),
+        (3, True, False),
+    ]
     source_ms, account_ms = await lock_remaining_ms(store, email=email, source=A)
     assert 0 < source_ms <= 60_000 and account_ms == 0
     refusal = await _reserve(store, email, A, "late")

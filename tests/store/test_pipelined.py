@@ -39,9 +39,13 @@ async def test_concurrent_commands_share_one_write_and_keep_their_order(fast):
 
 
 async def test_errors_reach_only_their_caller(fast):
-    results = await asyncio.gather(fast.execute("PING"), fast.execute("NOSUCHCOMMAND"),
-                                   fast.execute("EVALSHA", "0" * 40, 0), fast.execute("PING"),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        fast.execute("PING"),
+        fast.execute("NOSUCHCOMMAND"),
+        fast.execute("EVALSHA", "0" * 40, 0),
+        fast.execute("PING"),
+        return_exceptions=True,
+    )
     assert results[0] == "PONG" and results[3] == "PONG"
     assert isinstance(results[1], ResponseError) and isinstance(results[2], NoScriptError)
 

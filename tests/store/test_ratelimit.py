@@ -56,6 +56,7 @@ async def _hits(store, *, key: str, limit: int, window_s: int, n: int, cost: int
 
 # exactness --------------------------------------------------------------------------------
 
+
 async def test_limit_admits_exactly_n_then_denies(store):
     verdicts = await _hits(store, key=_key(store), limit=5, window_s=HOUR, n=8)
     assert [v.allowed for v in verdicts] == [True] * 5 + [False] * 3
@@ -82,6 +83,7 @@ async def test_impossible_policy_is_refused(store, cost, limit, window_s):
 
 
 # denials ----------------------------------------------------------------------------------
+
 
 async def test_denied_check_does_not_count(store):
     key = _key(store)
@@ -138,6 +140,7 @@ async def test_admission_of_last_unit_reports_time_until_next_admission(store):
 
 # concurrency ------------------------------------------------------------------------------
 
+
 async def test_concurrent_hits_admit_exactly_the_limit(store):
     key = _key(store)
     verdicts = await asyncio.gather(
@@ -170,7 +173,14 @@ async def test_two_processes_share_one_limit(store, store_url):
     start_ms = await _server_ms(store) + 1500  # both processes start hitting at the same moment
     workers = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _WORKER, store_url, store.keys.prefix, key, str(start_ms), "150",
+            sys.executable,
+            "-c",
+            _WORKER,
+            store_url,
+            store.keys.prefix,
+            key,
+            str(start_ms),
+            "150",
             stdout=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
@@ -181,6 +191,7 @@ async def test_two_processes_share_one_limit(store, store_url):
 
 
 # sliding behaviour ------------------------------------------------------------------------
+
 
 async def test_window_edge_admits_no_second_burst(store):
     key, limit, window_s, window_ms = _key(store), 20, 2, 2000
@@ -218,11 +229,16 @@ async def test_key_expires_after_two_windows(store):
 
 # t never above the window (driven by the core's now_ms) -------------------------------
 
-_AT = script_core("ratelimit") + """
+_AT = (
+    script_core("ratelimit")
+    + """
 return ratelimit_hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
+)
 # The same check on a scratch copy of the state: what a request then would get, without it counting.
-_PROBE = script_core("ratelimit") + """
+_PROBE = (
+    script_core("ratelimit")
+    + """
 local state = redis.call('GET', KEYS[1])
 redis.call('DEL', KEYS[2])
 if state then redis.call('SET', KEYS[2], state) end
@@ -230,6 +246,7 @@ local reply = ratelimit_hit(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonum
 redis.call('DEL', KEYS[2])
 return reply
 """
+)
 _EPOCH_MS = 29_400_000 * 60_000  # a window edge for every window length used below
 
 
@@ -282,12 +299,14 @@ async def test_random_traces_t_is_within_the_window_and_admits(store):
             assert sum(1 for at in admitted if at > now_ms - window_ms) <= 2 * limit - 1
             if verdict.remaining >= cost:
                 continue
-            later = await _probe(store, keys, now_ms + verdict.reset_s * 1000, limit=limit, window_s=window_s,
-                                 cost=cost)
+            later = await _probe(
+                store, keys, now_ms + verdict.reset_s * 1000, limit=limit, window_s=window_s, cost=cost
+            )
             assert later.allowed, (limit, window_s, now_ms, cost, verdict)
             if verdict.reset_s > 1:
-                sooner = await _probe(store, keys, now_ms + (verdict.reset_s - 1) * 1000, limit=limit,
-                                      window_s=window_s, cost=cost)
+                sooner = await _probe(
+                    store, keys, now_ms + (verdict.reset_s - 1) * 1000, limit=limit, window_s=window_s, cost=cost
+                )
                 assert not sooner.allowed, (limit, window_s, now_ms, cost, verdict)
 
 
@@ -305,8 +324,9 @@ async def test_a_key_in_the_older_hash_form_is_honoured_then_replaced(store):
     """Keys written before the packed form (a deploy) keep their counts and their TTL."""
     keys, window_ms = _tagged_keys(store), 60_000
     index, now_ms = _EPOCH_MS // window_ms, _EPOCH_MS + 5_000
-    await store.redis.hset(keys[0], mapping={"w": index, "c": 4, "p": 0, "l": now_ms - 1_000,
-                                             "pl": index * window_ms - 1})
+    await store.redis.hset(
+        keys[0], mapping={"w": index, "c": 4, "p": 0, "l": now_ms - 1_000, "pl": index * window_ms - 1}
+    )
     await store.redis.pexpire(keys[0], 100_000)
     admitted = await _at(store, keys[0], now_ms, limit=5, window_s=60)
     assert admitted.allowed and admitted.remaining == 0
@@ -323,21 +343,30 @@ async def test_the_window_rolling_over_sets_the_ttl_and_carries_the_count(store)
         await _at(store, keys[0], _EPOCH_MS + offset, limit=5, window_s=60)
     await store.redis.pexpire(keys[0], 500_000)
     await _at(store, keys[0], _EPOCH_MS + window_ms + 1, limit=5, window_s=60)
-    assert await _state(store, keys[0]) == {"w": index + 1, "c": 1, "p": 3, "l": _EPOCH_MS + window_ms + 1,
-                                            "pl": _EPOCH_MS + 20}
+    assert await _state(store, keys[0]) == {
+        "w": index + 1,
+        "c": 1,
+        "p": 3,
+        "l": _EPOCH_MS + window_ms + 1,
+        "pl": _EPOCH_MS + 20,
+    }
     assert await store.redis.pttl(keys[0]) <= 2 * window_ms
 
 
 # reuse by a bigger script -----------------------------------------------------------------
 
+
 async def test_lua_core_runs_inside_another_script(store):
     user = uuid4().hex
     keys = [store.keys.user_rate(user, "api"), store.keys.user_rate(user, "burst")]
-    script = script_core("ratelimit") + """
+    script = (
+        script_core("ratelimit")
+        + """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 return {ratelimit_hit(KEYS[1], now_ms, 1, 3600000, 1), ratelimit_hit(KEYS[2], now_ms, 5, 3600000, 1)}
 """
+    )
     await store.redis.eval(script, 2, *keys)
     api, burst = await store.redis.eval(script, 2, *keys)
     assert not verdict_from_reply(policy="api", limit=1, window_s=HOUR, reply=api).allowed
@@ -345,6 +374,7 @@ return {ratelimit_hit(KEYS[1], now_ms, 1, 3600000, 1), ratelimit_hit(KEYS[2], no
 
 
 # headers ----------------------------------------------------------------------------------
+
 
 def _verdict(policy="global", *, allowed=True, limit=100, remaining=37, reset_s=412, window_s=900) -> Verdict:
     return Verdict(policy=policy, allowed=allowed, limit=limit, remaining=remaining, reset_s=reset_s, window_s=window_s)

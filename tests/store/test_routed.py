@@ -58,8 +58,9 @@ def slot_of_user(store, user_id: str) -> int:
 
 
 async def check(store, user_id: str):
-    return await check_request(store, user_id=user_id, session_id="s", jti="j", issued_ms=1,
-                               api_limit=1_000, api_window_s=60)
+    return await check_request(
+        store, user_id=user_id, session_id="s", jti="j", issued_ms=1, api_limit=1_000, api_window_s=60
+    )
 
 
 def test_the_slot_of_a_command_is_its_key_or_its_scripts_first_key():
@@ -95,7 +96,9 @@ async def test_concurrent_commands_share_one_write_per_node(redis_cluster):  # n
             transport = node._protocol._transport
             original = transport.write
             transport.write = lambda data, address=address, original=original: (
-                writes.__setitem__(address, writes.get(address, 0) + 1), original(data))[1]
+                writes.__setitem__(address, writes.get(address, 0) + 1),
+                original(data),
+            )[1]
         replies = await asyncio.gather(*(fast.execute("INCR", key) for key in keys for _ in range(50)))
         assert sorted(replies) == sorted(list(range(1, 51)) * len(keys))  # each caller got its own reply
         assert writes == {address: 1 for address in fast.primaries}  # 600 commands, one write per node
@@ -132,8 +135,9 @@ async def _finish_migration(cluster, slot: int, source: int, target: int) -> Non
     ids = await _node_ids(cluster)
     async with node_client(cluster, source) as node:
         while keys := await node.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            await node.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "AUTH", cluster.password,
-                                       "KEYS", *keys)
+            await node.execute_command(
+                "MIGRATE", "127.0.0.1", target, "", 0, 5000, "AUTH", cluster.password, "KEYS", *keys
+            )
     for port in (target, source, *(port for port in cluster.ports if port not in (source, target))):
         async with node_client(cluster, port) as node:
             await node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
@@ -254,10 +258,16 @@ def _add_replica(cluster, master_port: int) -> int:
     _wait(lambda: cluster.cli(port, "PING").strip() == "PONG", deadline, lambda: cluster.log(port))
     cluster.cli(port, "CLUSTER", "MEET", "127.0.0.1", str(master_port))
     master_id = cluster.cli(master_port, "CLUSTER", "MYID").strip()
-    _wait(lambda: cluster.cli(port, "CLUSTER", "REPLICATE", master_id).strip() == "OK", deadline,
-          lambda: cluster.cli(port, "CLUSTER", "NODES"))
-    _wait(lambda: "master_link_status:up" in cluster.cli(port, "INFO", "replication"), deadline,
-          lambda: cluster.cli(port, "INFO", "replication"))
+    _wait(
+        lambda: cluster.cli(port, "CLUSTER", "REPLICATE", master_id).strip() == "OK",
+        deadline,
+        lambda: cluster.cli(port, "CLUSTER", "NODES"),
+    )
+    _wait(
+        lambda: "master_link_status:up" in cluster.cli(port, "INFO", "replication"),
+        deadline,
+        lambda: cluster.cli(port, "INFO", "replication"),
+    )
     return port
 
 
@@ -267,9 +277,14 @@ def _promote(cluster, replica_port: int) -> None:
     assert cluster.cli(replica_port, "CLUSTER", "FAILOVER").strip() == "OK"
     replica_id = cluster.cli(replica_port, "CLUSTER", "MYID").strip()
     for port in cluster.ports:  # every node knows the new primary (gossip takes a moment)
-        _wait(lambda port=port: any(line.startswith(replica_id) and " master" in line.replace(",master", " master")
-                                    for line in cluster.cli(port, "CLUSTER", "NODES").splitlines()),
-              deadline, lambda port=port: cluster.cli(port, "CLUSTER", "NODES"))
+        _wait(
+            lambda port=port: any(
+                line.startswith(replica_id) and " master" in line.replace(",master", " master")
+                for line in cluster.cli(port, "CLUSTER", "NODES").splitlines()
+            ),
+            deadline,
+            lambda port=port: cluster.cli(port, "CLUSTER", "NODES"),
+        )
     cluster.wait_ok()
 
 

@@ -75,8 +75,7 @@ async def test_rediss_url_encrypts_the_pool_and_the_fast_connection(tls_server, 
         await close_store(store)
 
 
-async def test_rediss_url_against_a_plain_server_fails_and_never_sends_auth_in_clear(plain_server, certificates,
-                                                                                      admin):
+async def test_rediss_url_against_a_plain_server_fails_and_never_sends_auth_in_clear(plain_server, certificates, admin):
     auths_before = await _auth_calls(admin)
     url = f"rediss://{AUTH}127.0.0.1:{plain_server.port}/0?ssl_ca_certs={certificates.ca}"
     store = open_store(url=url, prefix=f"t{uuid4().hex[:6]}:", connect_timeout_s=0.5, socket_timeout_s=0.5)
@@ -106,9 +105,11 @@ async def test_a_certificate_from_another_ca_is_refused_by_both_paths(tls_server
 
 @pytest.mark.parametrize("form", ["path", "query", "unix"])
 async def test_pool_and_fast_connection_use_the_same_db_and_decoded_password(plain_server, admin, form):
-    url = {"path": f"redis://{AUTH}127.0.0.1:{plain_server.port}/3",
-           "query": f"redis://{AUTH}127.0.0.1:{plain_server.port}?db=3",
-           "unix": f"unix://{AUTH}{plain_server.unix_socket}?db=3"}[form]
+    url = {
+        "path": f"redis://{AUTH}127.0.0.1:{plain_server.port}/3",
+        "query": f"redis://{AUTH}127.0.0.1:{plain_server.port}?db=3",
+        "unix": f"unix://{AUTH}{plain_server.unix_socket}?db=3",
+    }[form]
     store = open_store(url=url, prefix=f"t{uuid4().hex[:6]}:")
     try:
         prefix = await _use_both_paths(store)
@@ -162,7 +163,11 @@ def test_tls_parameters_reach_the_pool_and_every_cluster_node(certificates):
     pool = single.pool_kwargs()
     assert pool["connection_class"].__name__ == "SSLConnection"
     assert (pool["password"], pool["db"], pool["ssl_ca_certs"], pool["ssl_check_hostname"]) == (
-        PASSWORD, 2, str(certificates.ca), False)
+        PASSWORD,
+        2,
+        str(certificates.ca),
+        False,
+    )
     cluster = parse_redis_url(f"rediss+cluster://{AUTH}a:1,b:2?ssl_ca_certs={certificates.ca}").cluster_kwargs()
     assert cluster["ssl"] is True and cluster["ssl_ca_certs"] == str(certificates.ca)
     assert cluster["password"] == PASSWORD
@@ -171,26 +176,29 @@ def test_tls_parameters_reach_the_pool_and_every_cluster_node(certificates):
     assert listed.cluster and listed.tls and listed.hosts == (("a", 1), ("b", 2))
 
 
-@pytest.mark.parametrize("url, fragment", [
-    ("localhost:6379", "must start with"),
-    ("http://127.0.0.1:6379", "must start with"),
-    ("redis://127.0.0.1:port/0", "malformed"),
-    ("redis://127.0.0.1:6379/zero", "database number"),
-    ("redis://127.0.0.1:6379/1?db=2", "twice"),
-    ("redis://127.0.0.1:6379?db=x", "malformed"),
-    ("redis://127.0.0.1:6379?socket_timeout=9", "not supported"),
-    ("redis://127.0.0.1:6379?ssl_cert_reqs=none", "not rediss"),
-    ("rediss://127.0.0.1:6379?ssl_ca_certs=/nonexistent/ca.pem", "does not exist"),
-    ("rediss://127.0.0.1:6379?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
-    ("redis://user@127.0.0.1:6379", "without a password"),
-    ("unix://", "socket path"),
-    ("rediss://a:1,redis://b:2", "mix schemes"),
-    ("redis://a:1/3,redis://b:2", "only database 0"),
-    ("redis://:s3cr3tA@a:1,redis://:s3cr3tB@b:2", "disagree on password"),
-    ("redis://:s3cr3t@127.0.0.1:port", "malformed"),
-    ("redis://:s3cr3t:x/y@127.0.0.1:6379", "malformed|database number"),  # unencoded ':' and '/'
-    ("redis://:a/s3cr3t@127.0.0.1:6379", "malformed|database number"),
-])
+@pytest.mark.parametrize(
+    "url, fragment",
+    [
+        ("localhost:6379", "must start with"),
+        ("http://127.0.0.1:6379", "must start with"),
+        ("redis://127.0.0.1:port/0", "malformed"),
+        ("redis://127.0.0.1:6379/zero", "database number"),
+        ("redis://127.0.0.1:6379/1?db=2", "twice"),
+        ("redis://127.0.0.1:6379?db=x", "malformed"),
+        ("redis://127.0.0.1:6379?socket_timeout=9", "not supported"),
+        ("redis://127.0.0.1:6379?ssl_cert_reqs=none", "not rediss"),
+        ("rediss://127.0.0.1:6379?ssl_ca_certs=/nonexistent/ca.pem", "does not exist"),
+        ("rediss://127.0.0.1:6379?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
+        ("redis://user@127.0.0.1:6379", "without a password"),
+        ("unix://", "socket path"),
+        ("rediss://a:1,redis://b:2", "mix schemes"),
+        ("redis://a:1/3,redis://b:2", "only database 0"),
+        ("redis://:s3cr3tA@a:1,redis://:s3cr3tB@b:2", "disagree on password"),
+        ("redis://:s3cr3t@127.0.0.1:port", "malformed"),
+        ("redis://:s3cr3t:x/y@127.0.0.1:6379", "malformed|database number"),  # unencoded ':' and '/'
+        ("redis://:a/s3cr3t@127.0.0.1:6379", "malformed|database number"),
+    ],
+)
 def test_unusable_urls_are_refused_in_one_line_without_the_password(url, fragment):
     with pytest.raises(ValueError, match=fragment) as refused:
         parse_redis_url(url)

@@ -9,12 +9,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 ROLES_SQL = (
     'SELECT r."name", r."privilege_level", array_remove(array_agg(p."name"), NULL) AS "permissions" '
     'FROM "roles" r LEFT JOIN "role_permissions" rp ON rp."role_id" = r."id" '
-    'LEFT JOIN "permissions" p ON p."id" = rp."permission_id" GROUP BY r."id"')
+    'LEFT JOIN "permissions" p ON p."id" = rp."permission_id" GROUP BY r."id"'
+)
 PLANS_SQL = (
     'SELECT s."name", s."display_name", s."tier", s."price_cents", '
     'array_remove(array_agg(f."name"), NULL) AS "features" '
     'FROM "subscription_plans" s LEFT JOIN "plan_features" pf ON pf."plan_id" = s."id" '
-    'LEFT JOIN "features" f ON f."id" = pf."feature_id" GROUP BY s."id" ORDER BY s."tier"')
+    'LEFT JOIN "features" f ON f."id" = pf."feature_id" GROUP BY s."id" ORDER BY s."tier"'
+)
 
 
 class RoleRow(NamedTuple):

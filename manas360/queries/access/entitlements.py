@@ -64,8 +64,7 @@ async def fetch_user_state(*, conn: BaseDBAsyncClient, user_id: str, horizon_s: 
     return UserStateRow(**rows[0]) if rows else None
 
 
-async def fetch_user_states(*, conn: BaseDBAsyncClient, user_ids: list[str],
-                            horizon_s: int) -> list[UserStateRow]:
+async def fetch_user_states(*, conn: BaseDBAsyncClient, user_ids: list[str], horizon_s: int) -> list[UserStateRow]:
     """USER_STATE_SQL rows of these users (deleted ones flagged `deleted`)."""
     return [UserStateRow(**row) for row in await conn.execute_query_dict(USER_STATES_BY_IDS_SQL, [user_ids, horizon_s])]
 
@@ -81,9 +80,11 @@ async def count_warm_candidates(*, conn: BaseDBAsyncClient, active_days: int | N
     return n
 
 
-async def warm_candidate_ids(*, conn: BaseDBAsyncClient, active_days: int | None, after_id: str,
-                             limit: int) -> list[str]:
+async def warm_candidate_ids(
+    *, conn: BaseDBAsyncClient, active_days: int | None, after_id: str, limit: int
+) -> list[str]:
     """The next `limit` candidate ids after `after_id`, in id order (a keyset page)."""
     rows = await conn.execute_query_dict(
-        CANDIDATE_IDS_SQL.format(where=_candidates(active_days), limit=int(limit)), [after_id])
+        CANDIDATE_IDS_SQL.format(where=_candidates(active_days), limit=int(limit)), [after_id]
+    )
     return [str(row["id"]) for row in rows]

@@ -19,24 +19,40 @@ class Mapping:
     item_col: str
 
 
-ROLE_PERMISSIONS = Mapping(owner_table="roles", link_table="role_permissions", owner_col="role_id",
-                           item_table="permissions", item_col="permission_id")
-PLAN_FEATURES = Mapping(owner_table="subscription_plans", link_table="plan_features", owner_col="plan_id",
-                        item_table="features", item_col="feature_id")
+ROLE_PERMISSIONS = Mapping(
+    owner_table="roles",
+    link_table="role_permissions",
+    owner_col="role_id",
+    item_table="permissions",
+    item_col="permission_id",
+)
+PLAN_FEATURES = Mapping(
+    owner_table="subscription_plans",
+    link_table="plan_features",
+    owner_col="plan_id",
+    item_table="features",
+    item_col="feature_id",
+)
 
 ROLE_LEVEL_SQL = 'SELECT "privilege_level" FROM "roles" WHERE "name" = $1'
 LOCK_OWNER_SQL = 'SELECT "id" FROM "{owner_table}" WHERE "name" = $1 FOR UPDATE'
 ITEMS_NAMED_SQL = 'SELECT "id", "name" FROM "{item_table}" WHERE "name" = ANY($1::text[])'
 LINKED_NAMES_SQL = (
     'SELECT i."name" FROM "{link_table}" l JOIN "{item_table}" i ON i."id" = l."{item_col}" '
-    'WHERE l."{owner_col}" = $1 ORDER BY i."name"')
+    'WHERE l."{owner_col}" = $1 ORDER BY i."name"'
+)
 UNLINK_ALL_SQL = 'DELETE FROM "{link_table}" WHERE "{owner_col}" = $1'
 LINK_SQL = 'INSERT INTO "{link_table}" ("{owner_col}", "{item_col}") SELECT $1, unnest($2::int[])'
 
 
 def _sql(template: str, mapping: Mapping) -> str:
-    return template.format(owner_table=mapping.owner_table, link_table=mapping.link_table,
-                           owner_col=mapping.owner_col, item_table=mapping.item_table, item_col=mapping.item_col)
+    return template.format(
+        owner_table=mapping.owner_table,
+        link_table=mapping.link_table,
+        owner_col=mapping.owner_col,
+        item_table=mapping.item_table,
+        item_col=mapping.item_col,
+    )
 
 
 async def role_level(*, conn: BaseDBAsyncClient, role: str) -> int | None:

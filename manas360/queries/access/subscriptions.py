@@ -23,11 +23,13 @@ IS_PAST_SQL = "SELECT $1::timestamptz <= now() AS past"
 CANCEL_ACTIVE_SQL = (
     'UPDATE "user_subscriptions" '
     'SET "status" = \'cancelled\', "ends_at" = LEAST(COALESCE("ends_at", now()), now()) '
-    'WHERE "user_id" = $1 AND "status" = \'active\' AND ("ends_at" IS NULL OR "ends_at" > now())')
+    'WHERE "user_id" = $1 AND "status" = \'active\' AND ("ends_at" IS NULL OR "ends_at" > now())'
+)
 START_SQL = (
     'INSERT INTO "user_subscriptions" ("id", "user_id", "plan_id", "status", "starts_at", "ends_at") '
     'SELECT gen_random_uuid(), $1, "id", \'active\', now(), $2 FROM "subscription_plans" WHERE "name" = $3 '
-    'RETURNING "id"')
+    'RETURNING "id"'
+)
 
 
 async def is_past(*, conn: BaseDBAsyncClient, moment: datetime) -> bool:

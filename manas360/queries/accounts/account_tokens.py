@@ -15,7 +15,8 @@ from manas360.queries.mail import outbox as outbox_queries
 
 INSERT_TOKEN_SQL = (
     'INSERT INTO "account_tokens" ("token_hash", "user_id", "purpose", "expires_at") '
-    'VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4)) RETURNING "id"')
+    'VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4)) RETURNING "id"'
+)
 
 _LIVE = """t."used_at" IS NULL AND t."expires_at" > clock_timestamp() AND NOT EXISTS (
         SELECT 1 FROM "user_accounts" u WHERE u."id" = t."user_id"
@@ -27,7 +28,8 @@ FIND_LIVE_SQL = f'SELECT t."user_id" FROM "account_tokens" t WHERE t."token_hash
 # others wait on its row lock, re-check `used_at` and match nothing.
 CONSUME_SQL = (
     'UPDATE "account_tokens" t SET "used_at" = clock_timestamp() WHERE t."token_hash" = $1 AND t."purpose" = $2 '
-    f'AND {_LIVE} RETURNING t."user_id", t."id"')
+    f'AND {_LIVE} RETURNING t."user_id", t."id"'
+)
 
 # The request for a link (a password reset; a verification resend by address), as one
 # statement whose work does not depend on whether the address belongs to an account that
@@ -74,11 +76,13 @@ LIVE_TOKENS_SQL = f"""
     SELECT t."id" FROM "account_tokens" t WHERE t."user_id" = $1 AND t."purpose" = $2 AND {_LIVE}
     ORDER BY t."created_at" DESC OFFSET $3"""
 DROP_TOKENS_SQL = (
-    f'UPDATE "account_tokens" SET "used_at" = clock_timestamp() WHERE "id" IN ({LIVE_TOKENS_SQL}) RETURNING "id"')
+    f'UPDATE "account_tokens" SET "used_at" = clock_timestamp() WHERE "id" IN ({LIVE_TOKENS_SQL}) RETURNING "id"'
+)
 
 MARK_VERIFIED_SQL = (
     'UPDATE "user_accounts" SET "email_verified_at" = COALESCE("email_verified_at", clock_timestamp()), '
-    '"updated_at" = now() WHERE "id" = $1 AND "deleted_at" IS NULL AND "status" = \'active\' RETURNING "id"')
+    '"updated_at" = now() WHERE "id" = $1 AND "deleted_at" IS NULL AND "status" = \'active\' RETURNING "id"'
+)
 
 IS_VERIFIED_SQL = 'SELECT "email_verified_at" IS NOT NULL AS "verified" FROM "user_accounts" WHERE "id" = $1'
 
@@ -120,13 +124,25 @@ class LinkRequest(NamedTuple):
     mail_id: int | None
 
 
-async def request_link(*, conn: BaseDBAsyncClient, email: str, purpose: str, token_hash: str, ttl_s: int,
-                       subject: str, sealed_body: bytes, hourly: int, live: int, verified_too: bool) -> LinkRequest:
+async def request_link(
+    *,
+    conn: BaseDBAsyncClient,
+    email: str,
+    purpose: str,
+    token_hash: str,
+    ttl_s: int,
+    subject: str,
+    sealed_body: bytes,
+    hourly: int,
+    live: int,
+    verified_too: bool,
+) -> LinkRequest:
     """REQUEST_LINK_SQL for the address: at most `hourly` such mails per account per hour and
     `live` live tokens; `verified_too` False skips verified addresses (a verification resend).
     The senders are woken whether or not a mail was queued: the same work either way."""
     rows = await conn.execute_query_dict(
-        REQUEST_LINK_SQL, [email, token_hash, ttl_s, purpose, subject, hourly, live - 1, verified_too, sealed_body])
+        REQUEST_LINK_SQL, [email, token_hash, ttl_s, purpose, subject, hourly, live - 1, verified_too, sealed_body]
+    )
     await outbox_queries.notify(conn=conn)
     row = rows[0]
     user_id = row["user_id"]

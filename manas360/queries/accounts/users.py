@@ -38,31 +38,35 @@ CREDENTIALS_SQL = """
     FROM "user_accounts" u WHERE {where} AND u."deleted_at" IS NULL"""
 CREDENTIALS_BY_EMAIL_SQL = CREDENTIALS_SQL.format(where='LOWER(u."email") = $1')
 CREDENTIALS_BY_ID_SQL = CREDENTIALS_SQL.format(where='u."id" = $1')
-LOCK_CREDENTIALS_SQL = CREDENTIALS_SQL.format(where='u."id" = $1') + ' FOR NO KEY UPDATE OF u'
+LOCK_CREDENTIALS_SQL = CREDENTIALS_SQL.format(where='u."id" = $1') + " FOR NO KEY UPDATE OF u"
 LOCK_USER_ROW_SQL = 'SELECT 1 FROM "user_accounts" WHERE "id" = $1 AND "deleted_at" IS NULL FOR NO KEY UPDATE'
 # A re-hash at a new cost keeps the version; a new password moves it. Both compare-and-set on
 # the version the check saw, so a re-hash never passes for a change, nor undoes one.
-REHASH_PASSWORD_SQL = (
-    'UPDATE "user_accounts" SET "password_hash" = $3 WHERE "id" = $1 AND "password_version" = $2')
+REHASH_PASSWORD_SQL = 'UPDATE "user_accounts" SET "password_hash" = $3 WHERE "id" = $1 AND "password_version" = $2'
 SET_PASSWORD_SQL = (
     'UPDATE "user_accounts" SET "password_hash" = $3, "password_version" = "password_version" + 1, '
-    '"updated_at" = now() WHERE "id" = $1 AND "password_version" = $2')
+    '"updated_at" = now() WHERE "id" = $1 AND "password_version" = $2'
+)
 INSERT_USER_SQL = (
     'INSERT INTO "user_accounts" ("id", "email", "password_hash", "display_name", "role_id") '
-    'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5')
+    'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5'
+)
 ROLE_PERMISSION_NAMES_SQL = (
     'SELECT pm."name" FROM "user_accounts" u JOIN "role_permissions" rp ON rp."role_id" = u."role_id" '
-    'JOIN "permissions" pm ON pm."id" = rp."permission_id" WHERE u."id" = $1 ORDER BY pm."name"')
+    'JOIN "permissions" pm ON pm."id" = rp."permission_id" WHERE u."id" = $1 ORDER BY pm."name"'
+)
 PLAN_FEATURE_NAMES_SQL = (
     'SELECT f."name" FROM "subscription_plans" p JOIN "plan_features" pf ON pf."plan_id" = p."id" '
-    'JOIN "features" f ON f."id" = pf."feature_id" WHERE p."name" = $1 ORDER BY f."name"')
+    'JOIN "features" f ON f."id" = pf."feature_id" WHERE p."name" = $1 ORDER BY f."name"'
+)
 UPDATE_DISPLAY_NAME_SQL = (
-    'UPDATE "user_accounts" SET "display_name" = $2, "updated_at" = now() '
-    'WHERE "id" = $1 AND "deleted_at" IS NULL')
+    'UPDATE "user_accounts" SET "display_name" = $2, "updated_at" = now() WHERE "id" = $1 AND "deleted_at" IS NULL'
+)
 MOVE_TOKEN_EPOCH_SQL = (
     'UPDATE "user_accounts" SET "tokens_valid_after" = '
     'GREATEST("tokens_valid_after", date_trunc(\'milliseconds\', clock_timestamp())), "updated_at" = now() '
-    'WHERE "id" = $1 RETURNING "tokens_valid_after"')
+    'WHERE "id" = $1 RETURNING "tokens_valid_after"'
+)
 TOUCH_LAST_LOGIN_SQL = 'UPDATE "user_accounts" SET "last_login_at" = $2 WHERE "id" = $1'
 
 
@@ -112,13 +116,24 @@ class Credentials(NamedTuple):
 
 
 def _credentials(row: dict[str, Any]) -> Credentials:
-    return Credentials(str(row["id"]), row["email"], row["password_hash"], row["password_version"], row["status"],
-                       row["email_verified"], row["mfa_enabled"], row["mfa_failures"], int(row["lock_ms"] or 0),
-                       int(row["source_lock_ms"] or 0), row["known_source"])
+    return Credentials(
+        str(row["id"]),
+        row["email"],
+        row["password_hash"],
+        row["password_version"],
+        row["status"],
+        row["email_verified"],
+        row["mfa_enabled"],
+        row["mfa_failures"],
+        int(row["lock_ms"] or 0),
+        int(row["source_lock_ms"] or 0),
+        row["known_source"],
+    )
 
 
-async def fetch_credentials(*, conn: BaseDBAsyncClient, source: str, known_source_s: int, email: str | None = None,
-                            user_id: str | None = None) -> Credentials | None:
+async def fetch_credentials(
+    *, conn: BaseDBAsyncClient, source: str, known_source_s: int, email: str | None = None, user_id: str | None = None
+) -> Credentials | None:
     """The live account's credentials by normalised address (or by id when `user_id` is given),
     as seen from `source`."""
     sql, value = (CREDENTIALS_BY_EMAIL_SQL, email) if user_id is None else (CREDENTIALS_BY_ID_SQL, user_id)
@@ -126,8 +141,9 @@ async def fetch_credentials(*, conn: BaseDBAsyncClient, source: str, known_sourc
     return _credentials(rows[0]) if rows else None
 
 
-async def lock_credentials(*, conn: BaseDBAsyncClient, user_id: str, source: str,
-                           known_source_s: int) -> Credentials | None:
+async def lock_credentials(
+    *, conn: BaseDBAsyncClient, user_id: str, source: str, known_source_s: int
+) -> Credentials | None:
     """Lock the user row (FOR NO KEY UPDATE) and read its credentials as they are now."""
     rows = await conn.execute_query_dict(LOCK_CREDENTIALS_SQL, [user_id, source, known_source_s])
     return _credentials(rows[0]) if rows else None
@@ -151,8 +167,9 @@ async def set_password(*, conn: BaseDBAsyncClient, user_id: str, version: int, n
     return bool(updated)
 
 
-async def insert_user(*, conn: BaseDBAsyncClient, user_id: str, email: str, password_hash: str, display_name: str,
-                      role: str) -> None:
+async def insert_user(
+    *, conn: BaseDBAsyncClient, user_id: str, email: str, password_hash: str, display_name: str, role: str
+) -> None:
     """Insert an account with `role` (IntegrityError from the unique index when the address is taken)."""
     await conn.execute_query(INSERT_USER_SQL, [user_id, email, password_hash, display_name, role])
 
@@ -187,8 +204,8 @@ async def touch_last_login(*, conn: BaseDBAsyncClient, user_id: str, now: dateti
 
 
 MOVE_CREDENTIAL_EPOCH_SQL = (
-    'UPDATE "user_accounts" SET "credential_epoch" = GREATEST("credential_epoch", clock_timestamp()) '
-    'WHERE "id" = $1')
+    'UPDATE "user_accounts" SET "credential_epoch" = GREATEST("credential_epoch", clock_timestamp()) WHERE "id" = $1'
+)
 
 
 async def move_credential_epoch(*, conn: BaseDBAsyncClient, user_id: str) -> None:

@@ -11,16 +11,19 @@ from manas360.queries.access.subscriptions import ACTIVE_PLAN_JOIN
 USERS_BY_ROLE_SQL = (
     'SELECT r."name", count(u."id") AS "n" FROM "roles" r '
     'LEFT JOIN "user_accounts" u ON u."role_id" = r."id" AND u."deleted_at" IS NULL '
-    'GROUP BY r."name", r."privilege_level" ORDER BY r."privilege_level"')
+    'GROUP BY r."name", r."privilege_level" ORDER BY r."privilege_level"'
+)
 USERS_BY_PLAN_SQL = (
     f'SELECT COALESCE(p."name", \'free\') AS "name", count(*) AS "n" FROM "user_accounts" u '
-    f'{ACTIVE_PLAN_JOIN} WHERE u."deleted_at" IS NULL GROUP BY 1')
+    f'{ACTIVE_PLAN_JOIN} WHERE u."deleted_at" IS NULL GROUP BY 1'
+)
 LOGINS_24H_SQL = (
     'SELECT count(*) FILTER (WHERE "success") AS "logins", count(*) FILTER (WHERE NOT "success") AS "failed" '
-    'FROM "login_attempts" WHERE "created_at" > now() - interval \'24 hours\'')
+    'FROM "login_attempts" WHERE "created_at" > now() - interval \'24 hours\''
+)
 ACTIONS_24H_SQL = (
-    'SELECT count(*) AS "n" FROM "audit_logs" WHERE "action" = $1 '
-    'AND "created_at" > now() - interval \'24 hours\'')
+    'SELECT count(*) AS "n" FROM "audit_logs" WHERE "action" = $1 AND "created_at" > now() - interval \'24 hours\''
+)
 PLAN_NAMES_SQL = 'SELECT "name" FROM "subscription_plans" ORDER BY "tier"'
 
 

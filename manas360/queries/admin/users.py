@@ -14,10 +14,12 @@ from manas360.queries.accounts.users import USER_SQL, UserRow
 FORCE_CUSTOM_PLAN_SQL = "SET LOCAL plan_cache_mode = force_custom_plan"
 USER_DETAIL_SQL = (
     f'SELECT u."locked_until", s."status", s."ends_at", s."starts_at" FROM "user_accounts" u '
-    f'{ACTIVE_PLAN_JOIN} WHERE u."id" = $1')
+    f'{ACTIVE_PLAN_JOIN} WHERE u."id" = $1'
+)
 SET_ROLE_SQL = (
     'UPDATE "user_accounts" SET "role_id" = (SELECT "id" FROM "roles" WHERE "name" = $2), '
-    '"updated_at" = now() WHERE "id" = $1')
+    '"updated_at" = now() WHERE "id" = $1'
+)
 SET_STATUS_SQL = 'UPDATE "user_accounts" SET "status" = $2, "updated_at" = now() WHERE "id" = $1'
 LOCK_USER_ROWS_SQL = 'SELECT 1 FROM "user_accounts" WHERE "id" = ANY($1::uuid[]) ORDER BY "id" FOR UPDATE'
 ACTING_SQL = (
@@ -26,7 +28,8 @@ ACTING_SQL = (
     'JOIN "roles" r ON r."id" = u."role_id" '
     'LEFT JOIN "role_permissions" rp ON rp."role_id" = r."id" '
     'LEFT JOIN "permissions" pm ON pm."id" = rp."permission_id" '
-    'WHERE u."id" = $1 GROUP BY r."privilege_level", u."status", u."deleted_at"')
+    'WHERE u."id" = $1 GROUP BY r."privilege_level", u."status", u."deleted_at"'
+)
 
 
 async def force_custom_plan(*, conn: BaseDBAsyncClient) -> None:
@@ -34,8 +37,9 @@ async def force_custom_plan(*, conn: BaseDBAsyncClient) -> None:
     await conn.execute_query(FORCE_CUSTOM_PLAN_SQL)
 
 
-async def list_users(*, conn: BaseDBAsyncClient, before: tuple[datetime, str] | None, contains: str | None,
-                     limit: int) -> list[UserRow]:
+async def list_users(
+    *, conn: BaseDBAsyncClient, before: tuple[datetime, str] | None, contains: str | None, limit: int
+) -> list[UserRow]:
     """USER_SQL rows newest first, (created_at, id) below `before` when given, whose lower-cased
     email or display name contains `contains` when given; at most `limit` rows."""
     filters: list[str] = []

@@ -11,13 +11,15 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 RECORD_ATTEMPT_SQL = (
     'INSERT INTO "login_attempts" ("email", "user_id", "success", "reason", "ip", "user_agent") '
-    'VALUES ($1, $2, $3, $4, $5, $6)')
+    "VALUES ($1, $2, $3, $4, $5, $6)"
+)
 SET_LOCKED_UNTIL_SQL = (
-    'UPDATE "user_accounts" SET "locked_until" = clock_timestamp() + make_interval(secs => $2) '
-    'WHERE "id" = $1')
+    'UPDATE "user_accounts" SET "locked_until" = clock_timestamp() + make_interval(secs => $2) WHERE "id" = $1'
+)
 CLEAR_LOCKED_UNTIL_SQL = (
     'UPDATE "user_accounts" SET "locked_until" = NULL, "mfa_failures" = 0, "updated_at" = now() WHERE "id" = $1 '
-    'RETURNING "email"')
+    'RETURNING "email"'
+)
 CLEAR_SOURCE_LOCKS_SQL = 'DELETE FROM "account_source_locks" WHERE "user_id" = $1'
 SET_SOURCE_LOCK_SQL = """
     INSERT INTO "account_source_locks" ("user_id", "source", "locked_until")
@@ -27,14 +29,16 @@ SOURCE_LOCKS_SQL = """
     SELECT "source", "locked_until" FROM "account_source_locks"
     WHERE "user_id" = $1 AND "locked_until" > clock_timestamp() ORDER BY "locked_until" DESC, "source\""""
 PRUNE_SOURCE_LOCKS_SQL = (
-    'DELETE FROM "account_source_locks" WHERE "user_id" = $1 AND "locked_until" <= clock_timestamp()')
+    'DELETE FROM "account_source_locks" WHERE "user_id" = $1 AND "locked_until" <= clock_timestamp()'
+)
 REMEMBER_SOURCE_SQL = """
     INSERT INTO "login_sources" ("user_id", "source") VALUES ($1, $2)
     ON CONFLICT ("user_id", "source") DO UPDATE SET "last_login_at" = clock_timestamp()"""
 
 
-async def record_attempt(*, conn: BaseDBAsyncClient, email: str, user_id: str | None, success: bool, reason: str,
-                         ip: str, user_agent: str) -> None:
+async def record_attempt(
+    *, conn: BaseDBAsyncClient, email: str, user_id: str | None, success: bool, reason: str, ip: str, user_agent: str
+) -> None:
     await conn.execute_query(RECORD_ATTEMPT_SQL, [email, user_id, success, reason, ip, user_agent])
 
 

@@ -26,8 +26,9 @@ class Secret:
     last_step: int | None
 
 
-LOCK_ACCOUNT_SQL = ('SELECT "email", "mfa_enabled" FROM "user_accounts" WHERE "id" = $1 AND "deleted_at" IS NULL '
-                'FOR NO KEY UPDATE')
+LOCK_ACCOUNT_SQL = (
+    'SELECT "email", "mfa_enabled" FROM "user_accounts" WHERE "id" = $1 AND "deleted_at" IS NULL FOR NO KEY UPDATE'
+)
 
 
 async def lock_account(*, conn: BaseDBAsyncClient, user_id: str) -> Account | None:
@@ -55,8 +56,10 @@ async def store_pending(*, conn: BaseDBAsyncClient, user_id: str, sealed: bytes)
     await conn.execute_query(STORE_PENDING_SQL, [user_id, sealed])
 
 
-GET_SECRET_SQL = ('SELECT "secret_sealed", "confirmed_at" IS NOT NULL AS "confirmed", "last_step" FROM "mfa_totp" '
-              'WHERE "user_id" = $1')
+GET_SECRET_SQL = (
+    'SELECT "secret_sealed", "confirmed_at" IS NOT NULL AS "confirmed", "last_step" FROM "mfa_totp" '
+    'WHERE "user_id" = $1'
+)
 
 
 async def get_secret(*, conn: BaseDBAsyncClient, user_id: str) -> Secret | None:
@@ -100,8 +103,9 @@ async def reseal(*, conn: BaseDBAsyncClient, user_id: str, sealed: bytes) -> Non
 
 
 DELETE_RECOVERY_CODES_SQL = 'DELETE FROM "mfa_recovery_codes" WHERE "user_id" = $1'
-INSERT_RECOVERY_CODES_SQL = ('INSERT INTO "mfa_recovery_codes" ("user_id", "code_hash") '
-                         'SELECT $1, h FROM unnest($2::bytea[]) AS h')
+INSERT_RECOVERY_CODES_SQL = (
+    'INSERT INTO "mfa_recovery_codes" ("user_id", "code_hash") SELECT $1, h FROM unnest($2::bytea[]) AS h'
+)
 
 
 async def replace_recovery_codes(*, conn: BaseDBAsyncClient, user_id: str, hashes: list[bytes]) -> None:
@@ -153,8 +157,7 @@ INSERT_TOKEN_SQL = """
     VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3), $4)"""
 
 
-async def insert_token(*, conn: BaseDBAsyncClient, user_id: str, token_hash: bytes, ttl_s: int,
-                       amr: list[str]) -> None:
+async def insert_token(*, conn: BaseDBAsyncClient, user_id: str, token_hash: bytes, ttl_s: int, amr: list[str]) -> None:
     """Store a new mfa_token's hash (and the first factor it stands for), expiring by the
     database's clock; the user's spent and expired ones are deleted on the way, so the table
     holds about one row per MFA user."""
@@ -202,7 +205,8 @@ async def use_token(*, conn: BaseDBAsyncClient, token_hash: bytes, user_id: str,
 # reservations), so concurrency never buys a check beyond the ceiling ($2).
 TAKE_CODE_ATTEMPT_SQL = (
     'UPDATE "user_accounts" SET "mfa_failures" = "mfa_failures" + 1 '
-    'WHERE "id" = $1 AND "mfa_failures" < $2 RETURNING "mfa_failures"')
+    'WHERE "id" = $1 AND "mfa_failures" < $2 RETURNING "mfa_failures"'
+)
 CLEAR_CODE_FAILURES_SQL = 'UPDATE "user_accounts" SET "mfa_failures" = 0 WHERE "id" = $1 AND "mfa_failures" <> 0'
 
 
@@ -217,8 +221,7 @@ async def clear_code_failures(*, conn: BaseDBAsyncClient, user_id: str) -> None:
     await conn.execute_query(CLEAR_CODE_FAILURES_SQL, [user_id])
 
 
-VOID_TOKENS_SQL = ('UPDATE "mfa_tokens" SET "used_at" = clock_timestamp() '
-               'WHERE "user_id" = $1 AND "used_at" IS NULL')
+VOID_TOKENS_SQL = 'UPDATE "mfa_tokens" SET "used_at" = clock_timestamp() WHERE "user_id" = $1 AND "used_at" IS NULL'
 
 
 async def void_tokens(*, conn: BaseDBAsyncClient, user_id: str) -> int:

@@ -15,7 +15,8 @@ CHANNEL = "outbox"
 
 INSERT_SQL = (
     'INSERT INTO "outbox" ("channel", "recipient", "subject", "payload_sealed", "kind", "user_id", "token_id", '
-    '"carries_token") VALUES ($1, $2, $3, $4, $5, $6, $7::bigint, $7::bigint IS NOT NULL) RETURNING "id"')
+    '"carries_token") VALUES ($1, $2, $3, $4, $5, $6, $7::bigint, $7::bigint IS NOT NULL) RETURNING "id"'
+)
 NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', '')"
 
 _PENDING = 'o."sent_at" IS NULL AND o."discarded_at" IS NULL AND o."dead_at" IS NULL'
@@ -49,15 +50,18 @@ RENEW_SQL = f"""
 # The body carries a live token: once delivered it is not kept.
 MARK_SENT_SQL = (
     'UPDATE "outbox" SET "sent_at" = clock_timestamp(), "body" = NULL, "payload_sealed" = NULL, '
-    '"last_error" = NULL WHERE "id" = $1 AND "lease_token" = $2 AND "sent_at" IS NULL RETURNING "id"')
+    '"last_error" = NULL WHERE "id" = $1 AND "lease_token" = $2 AND "sent_at" IS NULL RETURNING "id"'
+)
 
 MARK_FAILED_SQL = (
     'UPDATE "outbox" SET "last_error" = $3, "next_attempt_at" = clock_timestamp() + make_interval(secs => $4) '
-    'WHERE "id" = $1 AND "lease_token" = $2 AND "sent_at" IS NULL')
+    'WHERE "id" = $1 AND "lease_token" = $2 AND "sent_at" IS NULL'
+)
 
 DISCARD_SQL = (
     'UPDATE "outbox" SET "discarded_at" = clock_timestamp(), "body" = NULL, "payload_sealed" = NULL '
-    'WHERE "id" = $1 AND "lease_token" = $2 AND "sent_at" IS NULL AND "discarded_at" IS NULL')
+    'WHERE "id" = $1 AND "lease_token" = $2 AND "sent_at" IS NULL AND "discarded_at" IS NULL'
+)
 
 # A token used, voided or dropped: its mail, if not sent yet, is never sent and not kept.
 DISCARD_FOR_TOKENS_SQL = f"""
@@ -106,11 +110,21 @@ class Counts(NamedTuple):
     dead: int
 
 
-async def insert(*, conn: BaseDBAsyncClient, channel: str, recipient: str, subject: str, payload_sealed: bytes,
-                 kind: str, user_id: str | None, token_id: int | None) -> int:
+async def insert(
+    *,
+    conn: BaseDBAsyncClient,
+    channel: str,
+    recipient: str,
+    subject: str,
+    payload_sealed: bytes,
+    kind: str,
+    user_id: str | None,
+    token_id: int | None,
+) -> int:
     """Queue one row in the caller's transaction (and wake the senders at its commit); its id."""
-    rows = await conn.execute_query_dict(INSERT_SQL, [channel, recipient, subject, payload_sealed, kind, user_id,
-                                                      token_id])
+    rows = await conn.execute_query_dict(
+        INSERT_SQL, [channel, recipient, subject, payload_sealed, kind, user_id, token_id]
+    )
     await conn.execute_query(NOTIFY_SQL)
     row_id: int = rows[0]["id"]
     return row_id
@@ -121,13 +135,24 @@ async def notify(*, conn: BaseDBAsyncClient) -> None:
     await conn.execute_query(NOTIFY_SQL)
 
 
-async def claim_due(*, conn: BaseDBAsyncClient, limit: int, lease_s: float, lease_token: uuid.UUID,
-                    max_age_s: int) -> list[Claimed]:
+async def claim_due(
+    *, conn: BaseDBAsyncClient, limit: int, lease_s: float, lease_token: uuid.UUID, max_age_s: int
+) -> list[Claimed]:
     """Lease up to `limit` due, pending rows younger than `max_age_s` for this sender."""
     rows = await conn.execute_query_dict(CLAIM_DUE_SQL, [limit, lease_s, lease_token, max_age_s])
-    return [Claimed(row["id"], row["channel"], row["recipient"], row["subject"], row["body"],
-                    bytes(row["payload_sealed"]) if row["payload_sealed"] is not None else None, row["kind"],
-                    row["attempts"]) for row in rows]
+    return [
+        Claimed(
+            row["id"],
+            row["channel"],
+            row["recipient"],
+            row["subject"],
+            row["body"],
+            bytes(row["payload_sealed"]) if row["payload_sealed"] is not None else None,
+            row["kind"],
+            row["attempts"],
+        )
+        for row in rows
+    ]
 
 
 async def renew(*, conn: BaseDBAsyncClient, row_id: int, lease_token: uuid.UUID, lease_s: float) -> Renewed | None:
@@ -142,8 +167,9 @@ async def mark_sent(*, conn: BaseDBAsyncClient, row_id: int, lease_token: uuid.U
     return bool(await conn.execute_query_dict(MARK_SENT_SQL, [row_id, lease_token]))
 
 
-async def mark_failed(*, conn: BaseDBAsyncClient, row_id: int, lease_token: uuid.UUID, error: str,
-                      retry_in_s: float) -> None:
+async def mark_failed(
+    *, conn: BaseDBAsyncClient, row_id: int, lease_token: uuid.UUID, error: str, retry_in_s: float
+) -> None:
     """Record a failed attempt and when to try again (if the row is still this sender's)."""
     await conn.execute_query(MARK_FAILED_SQL, [row_id, lease_token, error[:500], retry_in_s])
 

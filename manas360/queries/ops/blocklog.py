@@ -17,7 +17,15 @@ SET blocked_count = l.blocked_count + EXCLUDED.blocked_count,
 """
 
 
-async def add_blocked(*, conn: BaseDBAsyncClient, policies: list[str], keys: list[str], window_starts: list[datetime],
-                      counts: list[int], first_at: list[datetime], last_at: list[datetime]) -> None:
+async def add_blocked(
+    *,
+    conn: BaseDBAsyncClient,
+    policies: list[str],
+    keys: list[str],
+    window_starts: list[datetime],
+    counts: list[int],
+    first_at: list[datetime],
+    last_at: list[datetime],
+) -> None:
     """Insert or add to one row per slot (the columns are parallel lists, sorted by slot)."""
     await conn.execute_query(UPSERT_SQL, [policies, keys, window_starts, counts, first_at, last_at])

@@ -19,7 +19,8 @@ CUTOFF_SQL = "SELECT now() - make_interval(days => $1)"
 DELETE_OLDER_SQL = (
     'WITH doomed AS (SELECT "id" FROM "{table}" WHERE "{column}" < $1 '
     'ORDER BY "{column}" LIMIT $2 FOR UPDATE SKIP LOCKED) '
-    'DELETE FROM "{table}" t USING doomed d WHERE t."id" = d."id"')
+    'DELETE FROM "{table}" t USING doomed d WHERE t."id" = d."id"'
+)
 
 
 async def try_job_lock(*, conn: asyncpg.Connection, key: str) -> bool:
@@ -71,8 +72,7 @@ async def cutoff(*, conn: asyncpg.Connection, days: int) -> datetime:
     return moment
 
 
-async def delete_older(*, conn: asyncpg.Connection, table: str, column: str, before: datetime,
-                       batch_size: int) -> int:
+async def delete_older(*, conn: asyncpg.Connection, table: str, column: str, before: datetime, batch_size: int) -> int:
     """Delete at most `batch_size` rows of `table` whose `column` is before `before` (oldest
     first, skipping locked rows); how many. `table` and `column` are names of ours."""
     status = await conn.execute(DELETE_OLDER_SQL.format(table=table, column=column), before, batch_size)

@@ -30,8 +30,8 @@ USERS_STAGE, SUBSCRIPTIONS_STAGE = "synthetic_users_stage", "synthetic_subscript
 USER_COLUMNS = ("id", "email", "display_name", "role_id", "created_at", "last_login_at")
 SUBSCRIPTION_COLUMNS = ("id", "user_id", "plan_id", "status", "starts_at", "ends_at")
 EXISTING_EMAILS_SQL = (
-    'SELECT LOWER("email") FROM "user_accounts" WHERE LOWER("email") = ANY($1::text[]) '
-    'AND "deleted_at" IS NULL')
+    'SELECT LOWER("email") FROM "user_accounts" WHERE LOWER("email") = ANY($1::text[]) AND "deleted_at" IS NULL'
+)
 # Subscriptions go in only for users this statement inserted: a user who already existed
 # keeps exactly the rows it has. The unique index is LOWER(email) among live rows.
 MERGE_SQL = """

@@ -63,8 +63,7 @@ async def load_catalog(*, db: Database, version: int) -> Catalog:
         version=version,
         role_levels={r.name: r.privilege_level for r in roles},
         role_permissions={r.name: frozenset(r.permissions) for r in roles},
-        plans={p.name: Plan(p.name, p.display_name, p.tier, p.price_cents, frozenset(p.features))
-               for p in plans},
+        plans={p.name: Plan(p.name, p.display_name, p.tier, p.price_cents, frozenset(p.features)) for p in plans},
     )
 
 

@@ -24,8 +24,15 @@ PERMISSIONS: dict[str, str] = {
 }
 
 _MEMBER = ["profile.read", "profile.write", "dashboard.read"]
-_ADMIN = _MEMBER + ["analytics.read", "users.read", "users.write", "roles.read", "roles.assign",
-                    "subscriptions.manage", "audit.read"]
+_ADMIN = _MEMBER + [
+    "analytics.read",
+    "users.read",
+    "users.write",
+    "roles.read",
+    "roles.assign",
+    "subscriptions.manage",
+    "audit.read",
+]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     "guest": ["profile.read"],
     "user": _MEMBER,

@@ -103,10 +103,20 @@ class Access(NamedTuple):
         return self.catalog.features_of(self.plan)
 
 
-async def authorize(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, catalog: CatalogHolder,
-                    clock: Clock, authorization_header: str | None, needs: Needs,
-                    on_rate: Callable[[Verdict, str], None], client_check: ClientCheck[RatePolicy] | None = None,
-                    check_client_alone: Callable[[], Awaitable[None]] | None = None) -> Access:
+async def authorize(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    catalog: CatalogHolder,
+    clock: Clock,
+    authorization_header: str | None,
+    needs: Needs,
+    on_rate: Callable[[Verdict, str], None],
+    client_check: ClientCheck[RatePolicy] | None = None,
+    check_client_alone: Callable[[], Awaitable[None]] | None = None,
+) -> Access:
     """Authenticate, load live entitlements in one round trip, gate; raise the API error.
 
     `client_check`: the per-IP limit, checked first in the same round trip (a request it
@@ -127,21 +137,37 @@ async def authorize(*, db: Database, settings: Settings, store: Store, codec: Ac
         client_policy = client_check.policy
         client_limit = ClientLimit(client_check.key, client_policy.limit, client_policy.window_s)
     check, version = await check_request(
-        store, user_id=principal.user_id, session_id=principal.session_id, jti=principal.jti,
-        issued_ms=principal.issued_ms, api_limit=policy.limit, api_window_s=policy.window_s,
-        client_limit=client_limit)
+        store,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        jti=principal.jti,
+        issued_ms=principal.issued_ms,
+        api_limit=policy.limit,
+        api_window_s=policy.window_s,
+        client_limit=client_limit,
+    )
     # Values built positionally: from keywords, a NamedTuple costs twice as much (every request).
     if check.client is not None and client_check is not None:
         client, client_policy = check.client, client_check.policy
-        on_rate(Verdict(client_policy.name, client.allowed, client_policy.limit, client.remaining, client.reset_s,
-                        client_policy.window_s), client_check.log_key)
+        on_rate(
+            Verdict(
+                client_policy.name,
+                client.allowed,
+                client_policy.limit,
+                client.remaining,
+                client.reset_s,
+                client_policy.window_s,
+            ),
+            client_check.log_key,
+        )
     context, revoked = check.context, check.revoked
     if context is not None and (check.loaded or revoked):
         ENTITLEMENT_HITS.inc()
     else:
         ENTITLEMENT_MISSES.inc()
-        state = await _load_user_state(db=db, settings=settings, store=store, clock=clock, user_id=principal.user_id,
-                                       generation=check.generation)
+        state = await _load_user_state(
+            db=db, settings=settings, store=store, clock=clock, user_id=principal.user_id, generation=check.generation
+        )
         context = state.context
         revoked = revoked or state.revokes(principal, issued_ms=principal.issued_ms)
     # A disabled account is told so even with a token that disabling revoked.
@@ -157,8 +183,9 @@ async def authorize(*, db: Database, settings: Settings, store: Store, codec: Ac
     # Time-bound rules use Redis's clock, read in the same round trip: one clock for every
     # worker, whatever each host's own says (the worker's only if Redis sent none).
     now_ms = check.now_ms or clock.now_ms()
-    access = Access(principal, context.role, current.level_of(context.role), _effective_plan(context, now_ms),
-                    current, rate)
+    access = Access(
+        principal, context.role, current.level_of(context.role), _effective_plan(context, now_ms), current, rate
+    )
     _gate(access, needs)
     if needs.admin and settings.admin_mfa_required:
         _admin_assurance(principal, needs=needs, settings=settings, now_ms=now_ms)
@@ -197,8 +224,9 @@ def _gate(access: Access, needs: Needs) -> None:
 _loading: dict[tuple[str, str], asyncio.Task[UserState | None]] = {}
 
 
-async def _load_user_state(*, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str,
-                           generation: str = NO_GENERATION) -> UserState:
+async def _load_user_state(
+    *, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str, generation: str = NO_GENERATION
+) -> UserState:
     """Cold cache: one query for context and revocations, written back (unless invalidated
     meanwhile: `generation` was read in the request's round trip, before PostgreSQL);
     single-flight per worker and generation, so a burst of requests for one cold user costs
@@ -210,7 +238,8 @@ async def _load_user_state(*, db: Database, settings: Settings, store: Store, cl
     pending = _loading.get(key)
     if pending is None:
         pending = asyncio.get_running_loop().create_task(
-            _read_and_fill(db=db, settings=settings, store=store, clock=clock, user_id=user_id, generation=generation))
+            _read_and_fill(db=db, settings=settings, store=store, clock=clock, user_id=user_id, generation=generation)
+        )
         _loading[key] = pending
         pending.add_done_callback(lambda _: _loading.pop(key, None))
     state = await asyncio.shield(pending)
@@ -219,15 +248,18 @@ async def _load_user_state(*, db: Database, settings: Settings, store: Store, cl
     return state
 
 
-async def _read_and_fill(*, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str,
-                         generation: str = NO_GENERATION) -> UserState | None:
-    row = await entitlement_queries.fetch_user_state(conn=db.connection, user_id=user_id,
-                                                     horizon_s=revocation_horizon_s(settings))
+async def _read_and_fill(
+    *, db: Database, settings: Settings, store: Store, clock: Clock, user_id: str, generation: str = NO_GENERATION
+) -> UserState | None:
+    row = await entitlement_queries.fetch_user_state(
+        conn=db.connection, user_id=user_id, horizon_s=revocation_horizon_s(settings)
+    )
     if row is None or row.deleted:
         return None
     state = state_from_row(row, settings=settings, clock=clock)
-    await store_user_states(store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S,
-                            loaded_ttl_ms=loaded_ttl_ms(settings))
+    await store_user_states(
+        store, states=[state.fill(generation)], context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings)
+    )
     return state
 
 
@@ -244,13 +276,11 @@ class UserState:
 
     def revokes(self, principal: Principal, *, issued_ms: int) -> bool:
         """Whether PostgreSQL's revocations kill this token (epoch, jti or session)."""
-        return (issued_ms <= self.epoch_ms or principal.jti in self.jtis
-                or principal.session_id in self.sessions)
+        return issued_ms <= self.epoch_ms or principal.jti in self.jtis or principal.session_id in self.sessions
 
     def fill(self, generation: str) -> UserFill:
         """This state as a cache write that lands only if `generation` is still current."""
-        return UserFill(user_id=self.user_id, context=self.context, revocations=self.revocations,
-                        generation=generation)
+        return UserFill(user_id=self.user_id, context=self.context, revocations=self.revocations, generation=generation)
 
 
 def state_from_row(row: UserStateRow, *, settings: Settings, clock: Clock) -> UserState:
@@ -259,11 +289,14 @@ def state_from_row(row: UserStateRow, *, settings: Settings, clock: Clock) -> Us
     sessions = dict(zip(row.sids or [], row.revoked_ms or [], strict=True))
     return UserState(
         user_id=str(row.id),
-        context=UserContext(role=row.role, plan=row.plan, plan_end_ms=row.plan_end_ms or 0,
-                            status=row.status),
-        epoch_ms=epoch_ms, jtis=jtis, sessions=sessions,
-        revocations=revocations_at(settings=settings, now_ms=to_ms(clock.now()), epoch_ms=epoch_ms,
-                                   sessions=sessions, jtis=jtis))
+        context=UserContext(role=row.role, plan=row.plan, plan_end_ms=row.plan_end_ms or 0, status=row.status),
+        epoch_ms=epoch_ms,
+        jtis=jtis,
+        sessions=sessions,
+        revocations=revocations_at(
+            settings=settings, now_ms=to_ms(clock.now()), epoch_ms=epoch_ms, sessions=sessions, jtis=jtis
+        ),
+    )
 
 
 def revocation_horizon_s(settings: Settings) -> int:
@@ -282,10 +315,17 @@ async def forget_user(*, store: Store, user_id: str) -> None:
     try:
         await run_to_completion(forget_user_context(store, user_id=user_id))
     except StoreUnavailable as exc:
-        logger.warning("could not drop the cached context of user {} ({!r}); retrying, and it expires "
-                       "within {} s regardless", user_id, exc, CONTEXT_TTL_S)
-        retry_in_background(lambda: forget_user_context(store, user_id=user_id),
-                            what=f"dropping the context of user {user_id}", for_s=CONTEXT_TTL_S)
+        logger.warning(
+            "could not drop the cached context of user {} ({!r}); retrying, and it expires within {} s regardless",
+            user_id,
+            exc,
+            CONTEXT_TTL_S,
+        )
+        retry_in_background(
+            lambda: forget_user_context(store, user_id=user_id),
+            what=f"dropping the context of user {user_id}",
+            for_s=CONTEXT_TTL_S,
+        )
 
 
 async def reference_changed(*, store: Store, catalog: CatalogHolder) -> Catalog:
@@ -295,8 +335,7 @@ async def reference_changed(*, store: Store, catalog: CatalogHolder) -> Catalog:
         await run_to_completion(bump_catalog_version(store))
     except StoreUnavailable as exc:
         logger.warning("could not publish a reference change ({!r}); retrying in the background", exc)
-        retry_in_background(lambda: bump_catalog_version(store), what="a reference-version bump",
-                            for_s=24 * 3600)
+        retry_in_background(lambda: bump_catalog_version(store), what="a reference-version bump", for_s=24 * 3600)
     return await catalog.reload()
 
 

@@ -34,8 +34,11 @@ def roles_view(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 def role_view(catalog: Catalog, name: str) -> dict[str, Any]:
-    return {"name": name, "privilege_level": catalog.level_of(name),
-            "permissions": sorted(catalog.permissions_of(name))}
+    return {
+        "name": name,
+        "privilege_level": catalog.level_of(name),
+        "permissions": sorted(catalog.permissions_of(name)),
+    }
 
 
 def plans_view(catalog: Catalog) -> list[dict[str, Any]]:
@@ -44,12 +47,18 @@ def plans_view(catalog: Catalog) -> list[dict[str, Any]]:
 
 def plan_view(catalog: Catalog, name: str) -> dict[str, Any]:
     plan = catalog.plans[name]
-    return {"name": plan.name, "display_name": plan.display_name, "tier": plan.tier,
-            "price_cents": plan.price_cents, "features": sorted(plan.features)}
+    return {
+        "name": plan.name,
+        "display_name": plan.display_name,
+        "tier": plan.tier,
+        "price_cents": plan.price_cents,
+        "features": sorted(plan.features),
+    }
 
 
-async def set_role_permissions(*, db: Database, store: Store, catalog: CatalogHolder, actor: Actor, role: str,
-                               permissions: list[str]) -> dict[str, Any]:
+async def set_role_permissions(
+    *, db: Database, store: Store, catalog: CatalogHolder, actor: Actor, role: str, permissions: list[str]
+) -> dict[str, Any]:
     """Replace the permissions of `role` under the escalation rule (audited), then tell
     every worker; returns the role as it is now.
 
@@ -61,22 +70,38 @@ async def set_role_permissions(*, db: Database, store: Store, catalog: CatalogHo
         level = await rbac_queries.role_level(conn=conn, role=role)
         if level is not None and not acting.privilege_level > level:
             raise PrivilegeEscalationPrevented("You can only change the permissions of roles below your own")
-        before = await _replace_mapping(conn, actor=actor, mapping=rbac_queries.ROLE_PERMISSIONS, owner=role,
-                                        items=permissions, field="permissions", action=ROLE_PERMISSIONS_CHANGED)
+        before = await _replace_mapping(
+            conn,
+            actor=actor,
+            mapping=rbac_queries.ROLE_PERMISSIONS,
+            owner=role,
+            items=permissions,
+            field="permissions",
+            action=ROLE_PERMISSIONS_CHANGED,
+        )
         granted = set(permissions) - set(before) - acting.permissions
         if granted:
             raise PrivilegeEscalationPrevented(
-                f"You cannot grant permissions you do not hold: {', '.join(sorted(granted))}")
+                f"You cannot grant permissions you do not hold: {', '.join(sorted(granted))}"
+            )
     return role_view(await reference_changed(store=store, catalog=catalog), role)
 
 
-async def set_plan_features(*, db: Database, store: Store, catalog: CatalogHolder, actor: Actor, plan: str,
-                            features: list[str]) -> dict[str, Any]:
+async def set_plan_features(
+    *, db: Database, store: Store, catalog: CatalogHolder, actor: Actor, plan: str, features: list[str]
+) -> dict[str, Any]:
     """Replace the features of `plan` (audited), then tell every worker; returns the plan."""
     async with db.transaction() as conn:
         await _lock_actor(conn, actor=actor, permission="plans.manage")
-        await _replace_mapping(conn, actor=actor, mapping=rbac_queries.PLAN_FEATURES, owner=plan, items=features,
-                               field="features", action=PLAN_FEATURES_CHANGED)
+        await _replace_mapping(
+            conn,
+            actor=actor,
+            mapping=rbac_queries.PLAN_FEATURES,
+            owner=plan,
+            items=features,
+            field="features",
+            action=PLAN_FEATURES_CHANGED,
+        )
     return plan_view(await reference_changed(store=store, catalog=catalog), plan)
 
 
@@ -85,8 +110,9 @@ async def _lock_actor(conn: BaseDBAsyncClient, *, actor: Actor, permission: str)
     return await lock_actor_and_target(conn, actor=actor, user_id=actor.user_id, permission=permission)
 
 
-async def _replace_mapping(conn: BaseDBAsyncClient, *, actor: Actor, mapping: Mapping, owner: str, items: list[str],
-                           field: str, action: str) -> list[str]:
+async def _replace_mapping(
+    conn: BaseDBAsyncClient, *, actor: Actor, mapping: Mapping, owner: str, items: list[str], field: str, action: str
+) -> list[str]:
     """Replace the owner's items inside the caller's transaction; the items before."""
     wanted = sorted(set(items))
     owner_id = await rbac_queries.lock_owner(conn=conn, mapping=mapping, owner=owner)
@@ -99,6 +125,13 @@ async def _replace_mapping(conn: BaseDBAsyncClient, *, actor: Actor, mapping: Ma
     before = await rbac_queries.linked_names(conn=conn, mapping=mapping, owner_id=owner_id)
     await rbac_queries.unlink_all(conn=conn, mapping=mapping, owner_id=owner_id)
     await rbac_queries.link(conn=conn, mapping=mapping, owner_id=owner_id, item_ids=[row.id for row in known])
-    await audit.record(conn, action=action, actor_id=actor.user_id, target_user_id=None, ip=actor.ip,
-                       before={"name": owner, field: before}, after={"name": owner, field: wanted})
+    await audit.record(
+        conn,
+        action=action,
+        actor_id=actor.user_id,
+        target_user_id=None,
+        ip=actor.ip,
+        before={"name": owner, field: before},
+        after={"name": owner, field: wanted},
+    )
     return before

@@ -45,8 +45,18 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-async def mail_link(*, db: Database, settings: Settings, email: str, purpose: str, draft: DraftFor, ttl_s: int,
-                    verified_too: bool, action: str, ip: str) -> LinkRequest:
+async def mail_link(
+    *,
+    db: Database,
+    settings: Settings,
+    email: str,
+    purpose: str,
+    draft: DraftFor,
+    ttl_s: int,
+    verified_too: bool,
+    action: str,
+    ip: str,
+) -> LinkRequest:
     """A new link of `purpose` mailed to a normalised address, when it belongs to an active
     account within its hourly allowance (and unverified, unless `verified_too`): one statement
     (manas360.queries.accounts.account_tokens.REQUEST_LINK_SQL) doing the same work for any address,
@@ -55,10 +65,24 @@ async def mail_link(*, db: Database, settings: Settings, email: str, purpose: st
     message = draft(token=token)
     sealed = seal(settings, recipient=email, body=message.body)  # stored addresses are normalised like `email`
     async with db.transaction() as conn:
-        done = await queries.request_link(conn=conn, email=email, purpose=purpose, token_hash=token_hash,
-                                          ttl_s=ttl_s, subject=message.subject, sealed_body=sealed,
-                                          hourly=settings.mail_per_account_hourly, live=MAX_LIVE,
-                                          verified_too=verified_too)
-        await audit.record(conn, action=action, actor_id=None, target_user_id=done.user_id, ip=ip,
-                           after={"email": email, "mailed": done.user_id is not None})
+        done = await queries.request_link(
+            conn=conn,
+            email=email,
+            purpose=purpose,
+            token_hash=token_hash,
+            ttl_s=ttl_s,
+            subject=message.subject,
+            sealed_body=sealed,
+            hourly=settings.mail_per_account_hourly,
+            live=MAX_LIVE,
+            verified_too=verified_too,
+        )
+        await audit.record(
+            conn,
+            action=action,
+            actor_id=None,
+            target_user_id=done.user_id,
+            ip=ip,
+            after={"email": email, "mailed": done.user_id is not None},
+        )
     return done

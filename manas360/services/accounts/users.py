@@ -34,6 +34,7 @@ _EMAIL_UNIQUE_INDEX = "uq_user_accounts_email_live"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _EMAIL = re.compile(rf"[a-z0-9!#$%&'*+/=?^_`{{|}}~.-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
@@ -50,9 +51,18 @@ class User:
     """Access tokens issued at or before this instant are dead (not part of the view)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "email": self.email, "display_name": self.display_name, "role": self.role,
-                "privilege_level": self.privilege_level, "plan": self.plan, "created_at": iso(self.created_at),
-                "status": self.status, "email_verified": self.email_verified, "mfa_enabled": self.mfa_enabled}
+        return {
+            "id": self.id,
+            "email": self.email,
+            "display_name": self.display_name,
+            "role": self.role,
+            "privilege_level": self.privilege_level,
+            "plan": self.plan,
+            "created_at": iso(self.created_at),
+            "status": self.status,
+            "email_verified": self.email_verified,
+            "mfa_enabled": self.mfa_enabled,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +73,12 @@ class Profile:
     subscription: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.user.as_dict(), "permissions": self.permissions, "features": self.features,
-                "subscription": self.subscription}
+        return {
+            **self.user.as_dict(),
+            "permissions": self.permissions,
+            "features": self.features,
+            "subscription": self.subscription,
+        }
 
 
 def normalize_email(raw: str) -> str:
@@ -90,10 +104,19 @@ def display_name_problem(name: str) -> str | None:
 
 
 def user_from_row(row: UserRow) -> User:
-    return User(id=str(row.id), email=row.email, display_name=row.display_name, role=row.role,
-                privilege_level=row.privilege_level, plan=row.plan, created_at=row.created_at,
-                status=row.status, email_verified=row.email_verified, mfa_enabled=row.mfa_enabled,
-                tokens_valid_after=row.tokens_valid_after)
+    return User(
+        id=str(row.id),
+        email=row.email,
+        display_name=row.display_name,
+        role=row.role,
+        privilege_level=row.privilege_level,
+        plan=row.plan,
+        created_at=row.created_at,
+        status=row.status,
+        email_verified=row.email_verified,
+        mfa_enabled=row.mfa_enabled,
+        tokens_valid_after=row.tokens_valid_after,
+    )
 
 
 async def get_user(*, conn: BaseDBAsyncClient, user_id: str) -> User | None:
@@ -111,18 +134,20 @@ async def get_held_user(conn: BaseDBAsyncClient, *, user_id: str) -> User:
     return user
 
 
-async def get_credentials(*, conn: BaseDBAsyncClient, source: str, known_source_s: int, email: str | None = None,
-                          user_id: str | None = None) -> Credentials | None:
+async def get_credentials(
+    *, conn: BaseDBAsyncClient, source: str, known_source_s: int, email: str | None = None, user_id: str | None = None
+) -> Credentials | None:
     """The live account with a normalised address (or an id) as seen from `source`, or None."""
-    return await user_queries.fetch_credentials(conn=conn, source=source, known_source_s=known_source_s,
-                                                email=email, user_id=user_id)
+    return await user_queries.fetch_credentials(
+        conn=conn, source=source, known_source_s=known_source_s, email=email, user_id=user_id
+    )
 
 
-async def lock_credentials(conn: BaseDBAsyncClient, *, user_id: str, source: str = "",
-                           known_source_s: int = 0) -> Credentials | None:
+async def lock_credentials(
+    conn: BaseDBAsyncClient, *, user_id: str, source: str = "", known_source_s: int = 0
+) -> Credentials | None:
     """Lock the user row (first in the lock order) and read its credentials as they are now."""
-    return await user_queries.lock_credentials(conn=conn, user_id=user_id, source=source,
-                                               known_source_s=known_source_s)
+    return await user_queries.lock_credentials(conn=conn, user_id=user_id, source=source, known_source_s=known_source_s)
 
 
 async def rehash_password(conn: BaseDBAsyncClient, *, user_id: str, version: int, new_hash: str) -> bool:
@@ -139,8 +164,14 @@ async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str
     """Insert an account with the default role; EmailTaken when the address is in use."""
     user_id = str(uuid.uuid4())
     try:
-        await user_queries.insert_user(conn=conn, user_id=user_id, email=email, password_hash=password_hash,
-                                       display_name=display_name, role=reference.DEFAULT_ROLE)
+        await user_queries.insert_user(
+            conn=conn,
+            user_id=user_id,
+            email=email,
+            password_hash=password_hash,
+            display_name=display_name,
+            role=reference.DEFAULT_ROLE,
+        )
     except IntegrityError as exc:
         # Two registrations racing for one address: the partial unique index decides.
         if getattr(exc.__cause__, "constraint_name", None) == _EMAIL_UNIQUE_INDEX:
@@ -157,8 +188,7 @@ async def get_profile(*, db: Database, user_id: str) -> Profile:
         raise NotFound()
     permissions = await user_queries.role_permission_names(conn=conn, user_id=user_id)
     features = await user_queries.plan_feature_names(conn=conn, plan=row.plan)
-    subscription = {"plan": row.plan, "status": row.subscription_status or "active",
-                    "ends_at": iso(row.ends_at)}
+    subscription = {"plan": row.plan, "status": row.subscription_status or "active", "ends_at": iso(row.ends_at)}
     return Profile(user=user_from_row(row), permissions=permissions, features=features, subscription=subscription)
 
 

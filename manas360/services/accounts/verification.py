@@ -41,20 +41,41 @@ from manas360.store import Store
 async def send_link(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, email: str, ip: str) -> None:
     """In the caller's transaction (user row locked or just created): store a new token and
     queue its mail, unless the account had its hourly allowance of verification mails."""
-    if await queries.mails_this_hour(conn=conn, user_id=user_id, kind=mail.EMAIL_VERIFICATION) \
-            >= settings.mail_per_account_hourly:
-        await audit.record(conn, action=audit.EMAIL_VERIFICATION_SENT, actor_id=user_id, target_user_id=user_id,
-                           ip=ip, after={"mail_id": None, "reason": "hourly_allowance"})
+    if (
+        await queries.mails_this_hour(conn=conn, user_id=user_id, kind=mail.EMAIL_VERIFICATION)
+        >= settings.mail_per_account_hourly
+    ):
+        await audit.record(
+            conn,
+            action=audit.EMAIL_VERIFICATION_SENT,
+            actor_id=user_id,
+            target_user_id=user_id,
+            ip=ip,
+            after={"mail_id": None, "reason": "hourly_allowance"},
+        )
         return
     token, token_hash = new_token()
     dropped = await queries.drop_beyond(conn=conn, user_id=user_id, purpose=EMAIL_VERIFICATION, keep=MAX_LIVE - 1)
     await outbox_queries.discard_for_tokens(conn=conn, token_ids=dropped)
-    token_id = await queries.insert_token(conn=conn, token_hash=token_hash, user_id=user_id,
-                                          purpose=EMAIL_VERIFICATION, ttl_s=settings.email_verify_ttl_s)
-    mail_id = await mail.queue(conn, settings=settings, recipient=email,
-                               draft=mail.email_verification(settings, token=token), user_id=user_id, token_id=token_id)
-    await audit.record(conn, action=audit.EMAIL_VERIFICATION_SENT, actor_id=user_id, target_user_id=user_id, ip=ip,
-                       after={"mail_id": mail_id, "dropped": len(dropped)})
+    token_id = await queries.insert_token(
+        conn=conn, token_hash=token_hash, user_id=user_id, purpose=EMAIL_VERIFICATION, ttl_s=settings.email_verify_ttl_s
+    )
+    mail_id = await mail.queue(
+        conn,
+        settings=settings,
+        recipient=email,
+        draft=mail.email_verification(settings, token=token),
+        user_id=user_id,
+        token_id=token_id,
+    )
+    await audit.record(
+        conn,
+        action=audit.EMAIL_VERIFICATION_SENT,
+        actor_id=user_id,
+        target_user_id=user_id,
+        ip=ip,
+        after={"mail_id": mail_id, "dropped": len(dropped)},
+    )
 
 
 async def resend(*, db: Database, settings: Settings, principal: Principal, client: Client) -> None:
@@ -71,9 +92,17 @@ async def resend(*, db: Database, settings: Settings, principal: Principal, clie
 async def resend_to(*, db: Database, settings: Settings, email: str, client: Client) -> None:
     """A new link to an unverified, active account's address, with no session; the same work
     and answer for any address."""
-    await mail_link(db=db, settings=settings, email=users.normalize_email(email), purpose=EMAIL_VERIFICATION,
-                    draft=partial(mail.email_verification, settings), ttl_s=settings.email_verify_ttl_s,
-                    verified_too=False, action=audit.EMAIL_VERIFICATION_SENT, ip=client.ip)
+    await mail_link(
+        db=db,
+        settings=settings,
+        email=users.normalize_email(email),
+        purpose=EMAIL_VERIFICATION,
+        draft=partial(mail.email_verification, settings),
+        ttl_s=settings.email_verify_ttl_s,
+        verified_too=False,
+        action=audit.EMAIL_VERIFICATION_SENT,
+        ip=client.ip,
+    )
 
 
 async def verify(*, db: Database, settings: Settings, store: Store, token: str, client: Client) -> User:
@@ -93,15 +122,30 @@ async def verify(*, db: Database, settings: Settings, store: Store, token: str, 
             raise InvalidToken()
         if not account.email_verified:
             had_mfa = await mfa_queries.turn_off(conn=conn, user_id=account.user_id)
-            revoked = await events.record(conn, settings=settings, user_id=account.user_id,
-                                          event=Event.MAILBOX_PROVEN, client=client, email=account.email)
-            await audit.record(conn, action=audit.EMAIL_VERIFIED, actor_id=account.user_id,
-                               target_user_id=account.user_id, ip=client.ip,
-                               after={"first_proof": True, "sessions_revoked": len(revoked.session_ids),
-                                      "mfa_removed": had_mfa})
+            revoked = await events.record(
+                conn,
+                settings=settings,
+                user_id=account.user_id,
+                event=Event.MAILBOX_PROVEN,
+                client=client,
+                email=account.email,
+            )
+            await audit.record(
+                conn,
+                action=audit.EMAIL_VERIFIED,
+                actor_id=account.user_id,
+                target_user_id=account.user_id,
+                ip=client.ip,
+                after={"first_proof": True, "sessions_revoked": len(revoked.session_ids), "mfa_removed": had_mfa},
+            )
         else:
-            await audit.record(conn, action=audit.EMAIL_VERIFIED, actor_id=account.user_id,
-                               target_user_id=account.user_id, ip=client.ip)
+            await audit.record(
+                conn,
+                action=audit.EMAIL_VERIFIED,
+                actor_id=account.user_id,
+                target_user_id=account.user_id,
+                ip=client.ip,
+            )
         user = await users.get_held_user(conn, user_id=account.user_id)
     if revoked is not None:
         await events.publish(settings=settings, store=store, revoked=revoked)

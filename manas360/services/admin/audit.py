@@ -54,21 +54,37 @@ MFA_RESET = "admin.mfa_reset"
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 
-async def record(conn: BaseDBAsyncClient, *, action: str, actor_id: str | None, target_user_id: str | None,
-                 ip: str = "", before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
+async def record(
+    conn: BaseDBAsyncClient,
+    *,
+    action: str,
+    actor_id: str | None,
+    target_user_id: str | None,
+    ip: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
     """Append one audit entry, tagged with the current request id."""
     request_id = request_id_var.get()
-    await audit_queries.insert_entry(conn=conn, actor_id=actor_id, target_user_id=target_user_id, action=action,
-                                     before=_dumps(before), after=_dumps(after), ip=ip[:64],
-                                     request_id="" if request_id == "-" else request_id[:64])
+    await audit_queries.insert_entry(
+        conn=conn,
+        actor_id=actor_id,
+        target_user_id=target_user_id,
+        action=action,
+        before=_dumps(before),
+        after=_dumps(after),
+        ip=ip[:64],
+        request_id="" if request_id == "-" else request_id[:64],
+    )
 
 
 def _dumps(value: dict[str, Any] | None) -> str | None:
     return orjson.dumps(value).decode() if value is not None else None
 
 
-async def list_entries(*, db: Database,
-                       limit: int, cursor: str | None, user_id: str | None, action: str | None) -> Listing:
+async def list_entries(
+    *, db: Database, limit: int, cursor: str | None, user_id: str | None, action: str | None
+) -> Listing:
     """Entries newest first, optionally for one target user and/or one action; the cursor
     is the last entry's id, so entries written while paging never shift a page."""
     before_id: int | None = None
@@ -85,17 +101,26 @@ async def list_entries(*, db: Database,
             target_user_id = str(uuid.UUID(user_id))
         except ValueError:
             raise ValidationError({"user_id": "must be a UUID"}) from None
-    rows = await audit_queries.list_entries(conn=db.connection, before_id=before_id,
-                                            target_user_id=target_user_id, action=action, limit=limit + 1)
+    rows = await audit_queries.list_entries(
+        conn=db.connection, before_id=before_id, target_user_id=target_user_id, action=action, limit=limit + 1
+    )
     items = [_entry(row) for row in rows[:limit]]
     next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
     return Listing(items=items, next_cursor=next_cursor)
 
 
 def _entry(row: Entry) -> dict[str, Any]:
-    return {"id": row.id, "actor_id": _str(row.actor_id), "target_user_id": _str(row.target_user_id),
-            "action": row.action, "before": _loads(row.before), "after": _loads(row.after), "ip": row.ip,
-            "request_id": row.request_id, "created_at": iso(row.created_at)}
+    return {
+        "id": row.id,
+        "actor_id": _str(row.actor_id),
+        "target_user_id": _str(row.target_user_id),
+        "action": row.action,
+        "before": _loads(row.before),
+        "after": _loads(row.after),
+        "ip": row.ip,
+        "request_id": row.request_id,
+        "created_at": iso(row.created_at),
+    }
 
 
 def _str(value: Any) -> str | None:

@@ -100,8 +100,7 @@ async def list_users(*, db: Database, limit: int, cursor: str | None, q: str | N
     if q:
         rows = await _search(db=db, before=before, contains=contains, limit=limit + 1)
     else:
-        rows = await admin_queries.list_users(conn=db.connection, before=before, contains=contains,
-                                              limit=limit + 1)
+        rows = await admin_queries.list_users(conn=db.connection, before=before, contains=contains, limit=limit + 1)
     page = [users.user_from_row(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
@@ -110,8 +109,9 @@ async def list_users(*, db: Database, limit: int, cursor: str | None, q: str | N
     return Listing(items=[user.as_dict() for user in page], next_cursor=next_cursor)
 
 
-async def _search(*, db: Database,
-                  before: tuple[datetime, str] | None, contains: str | None, limit: int) -> list[UserRow]:
+async def _search(
+    *, db: Database, before: tuple[datetime, str] | None, contains: str | None, limit: int
+) -> list[UserRow]:
     # The best plan depends on the pattern: the trigram indexes for a rare substring, the
     # (created_at, id) index for a common one. A reused generic plan cannot know which and
     # took 150 ms at 100,000 users; planning each search for its own pattern takes < 1 ms.
@@ -130,41 +130,63 @@ async def get_user_detail(*, db: Database, user_id: str) -> dict[str, Any]:
     conn = db.connection
     row = await admin_queries.user_detail(conn=conn, user_id=user.id)
     locks = await login_queries.source_locks(conn=conn, user_id=user.id)
-    subscription = {"plan": user.plan, "status": row.status or "active", "starts_at": iso(row.starts_at),
-                    "ends_at": iso(row.ends_at)}
+    subscription = {
+        "plan": user.plan,
+        "status": row.status or "active",
+        "starts_at": iso(row.starts_at),
+        "ends_at": iso(row.ends_at),
+    }
     locked_until = row.locked_until or (locks[0].locked_until if locks else None)
-    return {**user.as_dict(), "locked_until": iso(locked_until), "subscription": subscription,
-            "locks": [{"source": lock.source, "until": iso(lock.locked_until)} for lock in locks]}
+    return {
+        **user.as_dict(),
+        "locked_until": iso(locked_until),
+        "subscription": subscription,
+        "locks": [{"source": lock.source, "until": iso(lock.locked_until)} for lock in locks],
+    }
 
 
 async def change_role(*, db: Database, store: Store, actor: Actor, user_id: str, role: str) -> User:
     """Assign `role` under the escalation rule, checked against the actor's level as it is
     now (re-read under lock); audited; the user's cached context is dropped after commit."""
     async with db.transaction() as conn:
-        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id,
-                                                      permission="roles.assign")
+        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="roles.assign")
         new_level = await _role_level(conn, role)
         _check_escalation(actor=acting, target=target, new_level=new_level)
         await admin_queries.set_role(conn=conn, user_id=target.id, role=role)
-        await audit.record(conn, action=ROLE_CHANGED, actor_id=actor.user_id, target_user_id=target.id, ip=actor.ip,
-                           before={"role": target.role}, after={"role": role})
+        await audit.record(
+            conn,
+            action=ROLE_CHANGED,
+            actor_id=actor.user_id,
+            target_user_id=target.id,
+            ip=actor.ip,
+            before={"role": target.role},
+            after={"role": role},
+        )
         user = await _require_user(target.id, conn=conn)
     await forget_user(store=store, user_id=user.id)
     return user
 
 
-async def change_subscription(*, db: Database, store: Store, actor: Actor, user_id: str, plan: str,
-                              ends_at: datetime | None) -> User:
+async def change_subscription(
+    *, db: Database, store: Store, actor: Actor, user_id: str, plan: str, ends_at: datetime | None
+) -> User:
     """Put the user on `plan` from now (PostgreSQL's clock) until `ends_at` (open-ended when
     None); audited; returns the user as they are after the change."""
     async with db.transaction() as conn:
-        acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id,
-                                                      permission="subscriptions.manage")
+        acting, target = await lock_actor_and_target(
+            conn, actor=actor, user_id=user_id, permission="subscriptions.manage"
+        )
         _check_acts_below(actor=acting, target=target)
         await subscriptions.set_plan(conn, user_id=target.id, plan=plan, ends_at=ends_at)
-        await audit.record(conn, action=SUBSCRIPTION_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
-                           ip=actor.ip, before={"plan": target.plan},
-                           after={"plan": plan, "ends_at": iso(ends_at)})
+        await audit.record(
+            conn,
+            action=SUBSCRIPTION_CHANGED,
+            actor_id=actor.user_id,
+            target_user_id=target.id,
+            ip=actor.ip,
+            before={"plan": target.plan},
+            after={"plan": plan, "ends_at": iso(ends_at)},
+        )
         # Read in the same transaction: the new subscription starts at the transaction's
         # now() (set_plan), which is also the now() this read compares with.
         user = await _require_user(target.id, conn=conn)
@@ -172,8 +194,9 @@ async def change_subscription(*, db: Database, store: Store, actor: Actor, user_
     return user
 
 
-async def set_status(*, db: Database,
-                     settings: Settings, store: Store, actor: Actor, user_id: str, status: str) -> User:
+async def set_status(
+    *, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str, status: str
+) -> User:
     """Enable or disable an account (only below the actor's level). Disabling drops the
     cached context at once (the next request of any token answers AccountDisabled) and
     revokes every session and access token of the user."""
@@ -184,15 +207,34 @@ async def set_status(*, db: Database,
         _check_acts_below(actor=acting, target=target)
         if target.status != status:
             await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
-            await audit.record(conn, action=STATUS_CHANGED, actor_id=actor.user_id, target_user_id=target.id,
-                               ip=actor.ip, before={"status": target.status}, after={"status": status})
+            await audit.record(
+                conn,
+                action=STATUS_CHANGED,
+                actor_id=actor.user_id,
+                target_user_id=target.id,
+                ip=actor.ip,
+                before={"status": target.status},
+                after={"status": status},
+            )
         revoked = None
         if status == ACCOUNT_DISABLED:
             # A security event: every session, access token and one-time link dies with it.
-            revoked = await events.record(conn, settings=settings, user_id=target.id, event=Event.DISABLED,
-                                          client=Client(ip=actor.ip), email=target.email)
-            await audit.record(conn, action=audit.SESSIONS_REVOKED, actor_id=actor.user_id, target_user_id=target.id,
-                               ip=actor.ip, after={"sessions": len(revoked.session_ids)})
+            revoked = await events.record(
+                conn,
+                settings=settings,
+                user_id=target.id,
+                event=Event.DISABLED,
+                client=Client(ip=actor.ip),
+                email=target.email,
+            )
+            await audit.record(
+                conn,
+                action=audit.SESSIONS_REVOKED,
+                actor_id=actor.user_id,
+                target_user_id=target.id,
+                ip=actor.ip,
+                after={"sessions": len(revoked.session_ids)},
+            )
         user = await _require_user(target.id, conn=conn)
     await forget_user(store=store, user_id=user.id)
     if revoked is not None:
@@ -210,8 +252,9 @@ async def unlock(*, db: Database, settings: Settings, store: Store, actor: Actor
 async def revoke_sessions(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
     """Revoke every session and token of the user (only below the actor's level)."""
     target = await _authorize_on_target(db=db, actor=actor, user_id=user_id, permission="users.write")
-    await revoke_all_sessions(db=db, settings=settings, store=store, user_id=target.id, actor_id=actor.user_id,
-                              client=Client(ip=actor.ip))
+    await revoke_all_sessions(
+        db=db, settings=settings, store=store, user_id=target.id, actor_id=actor.user_id, client=Client(ip=actor.ip)
+    )
 
 
 async def reset_mfa(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:
@@ -221,8 +264,14 @@ async def reset_mfa(*, db: Database, settings: Settings, store: Store, actor: Ac
     async with db.transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
         _check_acts_below(actor=acting, target=target)
-        revoked = await mfa.reset(conn, settings=settings, user_id=target.id, email=target.email,
-                                  actor_id=actor.user_id, client=Client(ip=actor.ip))
+        revoked = await mfa.reset(
+            conn,
+            settings=settings,
+            user_id=target.id,
+            email=target.email,
+            actor_id=actor.user_id,
+            client=Client(ip=actor.ip),
+        )
     await events.publish(settings=settings, store=store, revoked=revoked)
 
 
@@ -249,8 +298,9 @@ async def _require_user(user_id: str, *, conn: BaseDBAsyncClient) -> User:
     return user
 
 
-async def lock_actor_and_target(conn: BaseDBAsyncClient, *, actor: Actor, user_id: str,
-                                permission: str) -> tuple[Acting, User]:
+async def lock_actor_and_target(
+    conn: BaseDBAsyncClient, *, actor: Actor, user_id: str, permission: str
+) -> tuple[Acting, User]:
     """Lock the actor's and the target's rows (in id order, as every writer does, so two
     administrators acting on each other queue instead of deadlocking), then read both.
 
@@ -264,8 +314,7 @@ async def lock_actor_and_target(conn: BaseDBAsyncClient, *, actor: Actor, user_i
         raise InsufficientPrivileges()
     if row.status != ACCOUNT_ACTIVE:
         raise AccountDisabled()
-    acting = Acting(user_id=actor.user_id, privilege_level=row.privilege_level,
-                    permissions=frozenset(row.permissions))
+    acting = Acting(user_id=actor.user_id, privilege_level=row.privilege_level, permissions=frozenset(row.permissions))
     if acting.privilege_level < reference.ADMIN_PRIVILEGE:
         raise InsufficientPrivileges()
     if permission not in acting.permissions:
@@ -295,4 +344,3 @@ def _check_acts_below(*, actor: Acting, target: User) -> None:
     if actor.user_id != target.id and actor.privilege_level > target.privilege_level:
         return
     raise PrivilegeEscalationPrevented("You can only act on users below your own privilege level")
-

@@ -101,8 +101,9 @@ def recovery_hash(code: str) -> bytes:
     return hashlib.sha256(compact(code).lower().encode()).digest()
 
 
-async def check_code(*, db: Database, box: SecretBox, clock: Clock, user_id: str, code: str,
-                     totp_only: bool = False) -> Match | None:
+async def check_code(
+    *, db: Database, box: SecretBox, clock: Clock, user_id: str, code: str, totp_only: bool = False
+) -> Match | None:
     """Whether `code` is right for the user's confirmed MFA, changing nothing: the check that
     the reservation guards. None when it is wrong (or cannot be right). `totp_only` refuses
     recovery codes (regenerating them takes a TOTP code)."""
@@ -120,8 +121,11 @@ async def check_code(*, db: Database, box: SecretBox, clock: Clock, user_id: str
     opened = box.open(secret.sealed, context=user_id.encode())
     if opened is None:
         metrics.MFA_FAILURES.labels("undecryptable").inc()
-        logger.warning("the TOTP secret of user {} opens with no configured key (MFA_ENCRYPTION_KEY changed?); "
-                       "refusing TOTP codes, recovery codes still work", user_id)
+        logger.warning(
+            "the TOTP secret of user {} opens with no configured key (MFA_ENCRYPTION_KEY changed?); "
+            "refusing TOTP codes, recovery codes still work",
+            user_id,
+        )
         return None
     step = totp_step(opened.plaintext.decode(), totp, clock.now())
     if step is None:
@@ -136,15 +140,25 @@ def seal(box: SecretBox, *, user_id: str, secret: str) -> bytes:
 
 
 @asynccontextmanager
-async def checked_code(*, db: Database,
-                       settings: Settings, store: Store, box: SecretBox, clock: Clock, account: Credentials,
-                       code: str, client: Client, flow: Flow, totp_only: bool = False) -> AsyncIterator[Match]:
+async def checked_code(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    box: SecretBox,
+    clock: Clock,
+    account: Credentials,
+    code: str,
+    client: Client,
+    flow: Flow,
+    totp_only: bool = False,
+) -> AsyncIterator[Match]:
     """A code checked like a password, for the body to spend in its transaction (`spend`):
     the account's code allowance and the lockout reservation taken first, a wrong code counted
     (401, or 423). A code spent meanwhile (Spent, raised by `spend`) counts as wrong."""
-    reservation = await password_check.reserve(db=db,
-                                               settings=settings, store=store, email=account.email, account=account,
-                                               client=client, flow=flow)
+    reservation = await password_check.reserve(
+        db=db, settings=settings, store=store, email=account.email, account=account, client=client, flow=flow
+    )
     try:
         # Counted as wrong until it proves right (`spend` clears it): concurrency never buys a
         # check beyond the ceiling. Taken after the reservation, so a refused one costs nothing.
@@ -156,29 +170,63 @@ async def checked_code(*, db: Database,
             raise AccountLocked(settings.lockout_duration_s, "Too many wrong codes: ask an administrator to unlock")
         match = await check_code(db=db, box=box, clock=clock, user_id=account.user_id, code=code, totp_only=totp_only)
         if match is None:
-            await _refuse(db=db,
-                          settings=settings, store=store, reservation=reservation, account=account, client=client,
-                          flow=flow, reason="wrong_code", in_a_row=in_a_row)
+            await _refuse(
+                db=db,
+                settings=settings,
+                store=store,
+                reservation=reservation,
+                account=account,
+                client=client,
+                flow=flow,
+                reason="wrong_code",
+                in_a_row=in_a_row,
+            )
         try:
             yield match
         except Spent:
-            await _refuse(db=db,
-                          settings=settings, store=store, reservation=reservation, account=account, client=client,
-                          flow=flow, reason="replay", in_a_row=in_a_row)
+            await _refuse(
+                db=db,
+                settings=settings,
+                store=store,
+                reservation=reservation,
+                account=account,
+                client=client,
+                flow=flow,
+                reason="replay",
+                in_a_row=in_a_row,
+            )
     finally:
         await lockout.release_check(store=store, reservation=reservation)
 
 
 @asynccontextmanager
-async def optional_code(*, db: Database,
-                        settings: Settings, store: Store, box: SecretBox, clock: Clock, account: Credentials,
-                        code: str | None, client: Client, flow: Flow) -> AsyncIterator[Match | None]:
+async def optional_code(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    box: SecretBox,
+    clock: Clock,
+    account: Credentials,
+    code: str | None,
+    client: Client,
+    flow: Flow,
+) -> AsyncIterator[Match | None]:
     """`checked_code` when a code was sent, else None (for flows where a code is optional)."""
     if code is None:
         yield None
         return
-    async with checked_code(db=db, settings=settings, store=store, box=box, clock=clock, account=account, code=code,
-                            client=client, flow=flow) as match:
+    async with checked_code(
+        db=db,
+        settings=settings,
+        store=store,
+        box=box,
+        clock=clock,
+        account=account,
+        code=code,
+        client=client,
+        flow=flow,
+    ) as match:
         yield match
 
 
@@ -191,19 +239,47 @@ async def spend(conn: BaseDBAsyncClient, *, user_id: str, match: Match) -> None:
         if match.resealed is not None:
             await queries.reseal(conn=conn, user_id=user_id, sealed=match.resealed)
     elif match.recovery_hash is None or not await queries.use_recovery_code(
-            conn=conn, user_id=user_id, code_hash=match.recovery_hash):
+        conn=conn, user_id=user_id, code_hash=match.recovery_hash
+    ):
         raise Spent()
     await queries.clear_code_failures(conn=conn, user_id=user_id)
 
 
-async def _refuse(*, db: Database, settings: Settings, store: Store, reservation: Reservation, account: Credentials,
-                  client: Client, flow: Flow, reason: str, in_a_row: int) -> NoReturn:
+async def _refuse(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    reservation: Reservation,
+    account: Credentials,
+    client: Client,
+    flow: Flow,
+    reason: str,
+    in_a_row: int,
+) -> NoReturn:
     """Count a wrong code like a failed login (may lock) and raise 401 (or 423); the owner is
     mailed at the NOTIFY_AT-th wrong code in a row."""
     metrics.MFA_FAILURES.labels(reason).inc()
     if in_a_row == NOTIFY_AT:
         async with db.transaction() as conn:
-            await notify(conn, settings=settings, user_id=account.user_id, email=account.email,
-                         notice="wrong_codes", client=client, when=await db_now(conn))
-    await password_check.reject(db=db, settings=settings, store=store, reservation=reservation, account=account,
-                                client=client, flow=flow, action=audit.MFA_FAILED, reason=reason, message="Wrong code")
+            await notify(
+                conn,
+                settings=settings,
+                user_id=account.user_id,
+                email=account.email,
+                notice="wrong_codes",
+                client=client,
+                when=await db_now(conn),
+            )
+    await password_check.reject(
+        db=db,
+        settings=settings,
+        store=store,
+        reservation=reservation,
+        account=account,
+        client=client,
+        flow=flow,
+        action=audit.MFA_FAILED,
+        reason=reason,
+        message="Wrong code",
+    )

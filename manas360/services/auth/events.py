@@ -52,8 +52,16 @@ class Event(StrEnum):
 
 KEEPS_THE_CALLER = frozenset({Event.MFA_ENABLED, Event.MFA_DISABLED, Event.RECOVERY_CODES_REGENERATED})
 """Events made from a session that stays: every other session is revoked, this one is not."""
-NOTIFIED = frozenset({Event.PASSWORD_CHANGED, Event.PASSWORD_RESET, Event.MFA_ENABLED, Event.MFA_DISABLED,
-                      Event.RECOVERY_CODES_REGENERATED, Event.ADMIN_MFA_RESET})
+NOTIFIED = frozenset(
+    {
+        Event.PASSWORD_CHANGED,
+        Event.PASSWORD_RESET,
+        Event.MFA_ENABLED,
+        Event.MFA_DISABLED,
+        Event.RECOVERY_CODES_REGENERATED,
+        Event.ADMIN_MFA_RESET,
+    }
+)
 """Events the owner is told of by mail (manas360.services.mail.messages.NOTICES)."""
 
 
@@ -68,8 +76,16 @@ class Revocation:
     """The access-token epoch, when every access token died (0: only `session_ids`)."""
 
 
-async def record(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, event: Event, client: Client,
-                 email: str, keep_session: str | None = None) -> Revocation:
+async def record(
+    conn: BaseDBAsyncClient,
+    *,
+    settings: Settings,
+    user_id: str,
+    event: Event,
+    client: Client,
+    email: str,
+    keep_session: str | None = None,
+) -> Revocation:
     """In the change's transaction, user row locked: void one-time tokens, revoke sessions
     (all, or all but `keep_session` for the events that keep the caller), queue the notice."""
     await user_queries.move_credential_epoch(conn=conn, user_id=user_id)
@@ -79,13 +95,20 @@ async def record(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, e
     session_ids = await sessions.revoke_user_sessions(conn, user_id=user_id, reason=event.value, now=now, keep=keep)
     moved = 0 if keep else epoch_ms(await user_queries.move_token_epoch(conn=conn, user_id=user_id))
     if event in NOTIFIED:
-        await notify(conn, settings=settings, user_id=user_id, email=email, notice=event.value, client=client,
-                     when=now)
+        await notify(conn, settings=settings, user_id=user_id, email=email, notice=event.value, client=client, when=now)
     return Revocation(user_id=user_id, now=now, session_ids=session_ids, epoch_ms=moved)
 
 
-async def notify(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, email: str, notice: str,
-                 client: Client, when: datetime) -> None:
+async def notify(
+    conn: BaseDBAsyncClient,
+    *,
+    settings: Settings,
+    user_id: str,
+    email: str,
+    notice: str,
+    client: Client,
+    when: datetime,
+) -> None:
     """Queue one security notice (a key of manas360.services.mail.messages.NOTICES) to the owner."""
     draft = mail.security_notice(settings, event=notice, when=when, ip=client.ip, user_agent=client.user_agent)
     await mail.queue(conn, settings=settings, recipient=email, draft=draft, user_id=user_id)
@@ -93,6 +116,13 @@ async def notify(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, e
 
 async def publish(*, settings: Settings, store: Store, revoked: Revocation) -> None:
     """Tell Redis what the committed event revoked (runs to completion if the client leaves)."""
-    await run_to_completion(revocation.publish(store, settings=settings, user_id=revoked.user_id,
-                                               now_ms=to_ms(revoked.now), epoch_ms=revoked.epoch_ms,
-                                               session_ids=revoked.session_ids))
+    await run_to_completion(
+        revocation.publish(
+            store,
+            settings=settings,
+            user_id=revoked.user_id,
+            now_ms=to_ms(revoked.now),
+            epoch_ms=revoked.epoch_ms,
+            session_ids=revoked.session_ids,
+        )
+    )

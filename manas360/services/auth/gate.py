@@ -116,8 +116,9 @@ class Decision:
         raise self.refusal if self.refusal is not None else MfaRequired()
 
 
-async def decide(*, settings: Settings, store: Store, account: Credentials, flow: Flow, proof: Proof,
-                 client: Client) -> Decision:
+async def decide(
+    *, settings: Settings, store: Store, account: Credentials, flow: Flow, proof: Proof, client: Client
+) -> Decision:
     """Whether `account` (read under its row lock, for the client's source) may have a session
     from `flow` with `proof`: the rules of the module docstring, in that order."""
     if account.status != ACCOUNT_ACTIVE:
@@ -135,15 +136,28 @@ async def decide(*, settings: Settings, store: Store, account: Credentials, flow
     return Decision(proof=proof)
 
 
-async def open_session(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, client: Client, flow: Flow,
-                       proof: Proof, now: datetime) -> tuple[str, str, Assurance]:
+async def open_session(
+    conn: BaseDBAsyncClient,
+    *,
+    settings: Settings,
+    user_id: str,
+    client: Client,
+    flow: Flow,
+    proof: Proof,
+    now: datetime,
+) -> tuple[str, str, Assurance]:
     """The session an admitted flow earns: (session id, refresh token, its assurance). After
     a completed login the client's source becomes a known source of the account (spared its
     account-wide lock for LOCKOUT_KNOWN_SOURCE_S)."""
     assurance = Assurance(auth_time=now, amr=proof.amr, aal=proof.aal)
     session_id, refresh_token = await sessions.open_session(
-        conn, user_id=user_id, client=client, refresh_ttl_s=min(settings.jwt_refresh_ttl, settings.session_max_age_s),
-        now=now, assurance=assurance)
+        conn,
+        user_id=user_id,
+        client=client,
+        refresh_ttl_s=min(settings.jwt_refresh_ttl, settings.session_max_age_s),
+        now=now,
+        assurance=assurance,
+    )
     await user_queries.touch_last_login(conn=conn, user_id=user_id, now=now)
     if flow in _LOGINS:
         await login_queries.remember_source(conn=conn, user_id=user_id, source=client.source)

@@ -69,8 +69,12 @@ class Reservation:
 
 
 def limits(settings: Settings) -> Limits:
-    return Limits(settings.lockout_threshold, settings.lockout_account_threshold, settings.lockout_window_s,
-                  settings.lockout_duration_s)
+    return Limits(
+        settings.lockout_threshold,
+        settings.lockout_account_threshold,
+        settings.lockout_window_s,
+        settings.lockout_duration_s,
+    )
 
 
 def lock_duration(*, settings: Settings) -> timedelta:
@@ -84,8 +88,9 @@ def database_lock_ms(account: Credentials | None) -> int:
     return max(account.source_lock_ms, 0 if account.known_source else account.lock_ms)
 
 
-async def reserve_check(*, settings: Settings, store: Store, email: str, account: Credentials | None,
-                        client: Client) -> Reservation:
+async def reserve_check(
+    *, settings: Settings, store: Store, email: str, account: Credentials | None, client: Client
+) -> Reservation:
     """Reserve one check of the email from the client's source; AccountLocked when locked, or
     when the checks in flight could already reach a threshold (then the check must not run)."""
     locked_ms = database_lock_ms(account)
@@ -93,9 +98,15 @@ async def reserve_check(*, settings: Settings, store: Store, email: str, account
         raise AccountLocked(math.ceil(locked_ms / 1000))
     known = account is not None and account.known_source
     reservation = Reservation(email=email, source=client.source, known=known, token=uuid.uuid4().hex)
-    refusal = await lockout_store.reserve_check(store, email=email, source=client.source, known=known,
-                                                reservation=reservation.token, limits=limits(settings),
-                                                ttl_s=RESERVATION_TTL_S)
+    refusal = await lockout_store.reserve_check(
+        store,
+        email=email,
+        source=client.source,
+        known=known,
+        reservation=reservation.token,
+        limits=limits(settings),
+        ttl_s=RESERVATION_TTL_S,
+    )
     if refusal is not None:
         raise AccountLocked(math.ceil(refusal.retry_ms / 1000))
     return reservation
@@ -107,16 +118,21 @@ async def release_check(*, store: Store, reservation: Reservation) -> None:
         return
     reservation.settled = True
     try:
-        await run_to_completion(lockout_store.release_check(store, email=reservation.email, source=reservation.source,
-                                                            reservation=reservation.token))
+        await run_to_completion(
+            lockout_store.release_check(
+                store, email=reservation.email, source=reservation.source, reservation=reservation.token
+            )
+        )
     except StoreUnavailable as exc:
         # Not worth a 503 (nor hiding the real answer): the reservation lapses by itself.
-        logger.warning("lockout reservation not released ({}); it lapses in {} s", type(exc).__name__,
-                       RESERVATION_TTL_S)
+        logger.warning(
+            "lockout reservation not released ({}); it lapses in {} s", type(exc).__name__, RESERVATION_TTL_S
+        )
 
 
-async def count_failure(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, reservation: Reservation,
-                        user_id: str | None) -> FailureVerdict:
+async def count_failure(
+    conn: BaseDBAsyncClient, *, settings: Settings, store: Store, reservation: Reservation, user_id: str | None
+) -> FailureVerdict:
     """Turn the reservation into a counted failure (atomic; may lock the source, the account).
 
     For a known account, under its row lock and in the caller's transaction, which also
@@ -125,14 +141,20 @@ async def count_failure(conn: BaseDBAsyncClient, *, settings: Settings, store: S
     """
     if user_id is not None:
         await sessions.lock_user(conn, user_id=user_id)
-    verdict = await lockout_store.record_failure(store, email=reservation.email, source=reservation.source,
-                                                 known=reservation.known, limits=limits(settings),
-                                                 reservation=reservation.token)
+    verdict = await lockout_store.record_failure(
+        store,
+        email=reservation.email,
+        source=reservation.source,
+        known=reservation.known,
+        limits=limits(settings),
+        reservation=reservation.token,
+    )
     reservation.settled = True
     if user_id is not None:
         if verdict.locked_now:
-            await login_queries.set_source_lock(conn=conn, user_id=user_id, source=reservation.source,
-                                                duration_s=settings.lockout_duration_s)
+            await login_queries.set_source_lock(
+                conn=conn, user_id=user_id, source=reservation.source, duration_s=settings.lockout_duration_s
+            )
         if verdict.account_locked_now:
             await login_queries.set_locked_until(conn=conn, user_id=user_id, duration_s=settings.lockout_duration_s)
     return verdict
@@ -162,8 +184,9 @@ async def clear_after_commit(*, settings: Settings, store: Store, email: str) ->
     await run_to_completion(lockout_store.clear(store, email=email, limits=limits(settings)))
 
 
-async def unlock_account(*, db: Database, settings: Settings, store: Store, user_id: str, actor_id: str | None = None,
-                         ip: str = "") -> None:
+async def unlock_account(
+    *, db: Database, settings: Settings, store: Store, user_id: str, actor_id: str | None = None, ip: str = ""
+) -> None:
     """Lift every lock of an account at once (an administrator, or the command line)."""
     async with db.transaction() as conn:
         # The row lock orders this after any failure being counted (see count_failure).

@@ -26,58 +26,101 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def login(*, db: Database,
-                settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str, password: str,
-                client: Client) -> TokenPair:
+async def login(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    email: str,
+    password: str,
+    client: Client,
+) -> TokenPair:
     """Exchange an email and password for a new session's token pair."""
     email = users.normalize_email(email)
-    account = await users.get_credentials(conn=db.connection, email=email, source=client.source,
-                                          known_source_s=settings.lockout_known_source_s)
-    async with password_check.checked_password(db=db, settings=settings, store=store, email=email, account=account,
-                                               password=password, client=client, flow=Flow.LOGIN) as checked:
+    account = await users.get_credentials(
+        conn=db.connection, email=email, source=client.source, known_source_s=settings.lockout_known_source_s
+    )
+    async with password_check.checked_password(
+        db=db,
+        settings=settings,
+        store=store,
+        email=email,
+        account=account,
+        password=password,
+        client=client,
+        flow=Flow.LOGIN,
+    ) as checked:
         new_hash = await password_check.upgraded_hash(settings=settings, account=checked, password=password)
         refusal: AppError | None = None
         async with db.transaction() as conn:
             try:
-                current = await password_check.confirm(conn, settings=settings, checked=checked, client=client,
-                                                       new_hash=new_hash)
+                current = await password_check.confirm(
+                    conn, settings=settings, checked=checked, client=client, new_hash=new_hash
+                )
             except InvalidCredentials as exc:  # the password changed since it was checked
                 refusal = exc
-                await password_check.record_attempt(conn, email=email, account=checked, client=client,
-                                                    reason="password_changed")
+                await password_check.record_attempt(
+                    conn, email=email, account=checked, client=client, reason="password_changed"
+                )
             else:
-                decision = await gate.decide(settings=settings, store=store, account=current, flow=Flow.LOGIN,
-                                             proof=gate.PASSWORD, client=client)
+                decision = await gate.decide(
+                    settings=settings, store=store, account=current, flow=Flow.LOGIN, proof=gate.PASSWORD, client=client
+                )
                 if decision.refusal is not None:
                     refusal = decision.refusal
-                    await password_check.record_attempt(conn, email=email, account=current, client=client,
-                                                        reason=_reason(refusal))
+                    await password_check.record_attempt(
+                        conn, email=email, account=current, client=client, reason=_reason(refusal)
+                    )
                 elif decision.needs_second_factor:
                     token = await mfa_challenge.issue(conn, user_id=current.user_id, amr=gate.PASSWORD.amr)
                     refusal = MfaRequired(mfa_token=token)
-                    await password_check.record_attempt(conn, email=email, account=current, client=client,
-                                                        reason="mfa_required")
-                    await audit.record(conn, action=audit.MFA_CHALLENGED, actor_id=None,
-                                       target_user_id=current.user_id, ip=client.ip)
+                    await password_check.record_attempt(
+                        conn, email=email, account=current, client=client, reason="mfa_required"
+                    )
+                    await audit.record(
+                        conn, action=audit.MFA_CHALLENGED, actor_id=None, target_user_id=current.user_id, ip=client.ip
+                    )
                 else:
                     session_id, refresh_token, assurance = await gate.open_session(
-                        conn, settings=settings, user_id=current.user_id, client=client, flow=Flow.LOGIN,
-                        proof=gate.PASSWORD, now=await db_now(conn))
-                    await password_check.record_attempt(conn, email=email, account=current, client=client,
-                                                        reason="ok", success=True)
-                    await audit.record(conn, action=audit.LOGIN, actor_id=current.user_id,
-                                       target_user_id=current.user_id, ip=client.ip,
-                                       after={"session_id": session_id})
+                        conn,
+                        settings=settings,
+                        user_id=current.user_id,
+                        client=client,
+                        flow=Flow.LOGIN,
+                        proof=gate.PASSWORD,
+                        now=await db_now(conn),
+                    )
+                    await password_check.record_attempt(
+                        conn, email=email, account=current, client=client, reason="ok", success=True
+                    )
+                    await audit.record(
+                        conn,
+                        action=audit.LOGIN,
+                        actor_id=current.user_id,
+                        target_user_id=current.user_id,
+                        ip=client.ip,
+                        after={"session_id": session_id},
+                    )
                     user = await users.get_held_user(conn, user_id=current.user_id)  # locked by confirm
     if refusal is not None:
         if isinstance(refusal, MfaRequired):
             metrics.LOGINS.labels("mfa_required").inc()
         raise refusal
     metrics.LOGINS.labels("success").inc()
-    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
-                      refresh_token=refresh_token, assurance=assurance)
+    return issue_pair(
+        settings=settings,
+        codec=codec,
+        clock=clock,
+        user=user,
+        session_id=session_id,
+        refresh_token=refresh_token,
+        assurance=assurance,
+    )
 
 
 def _reason(refusal: AppError) -> str:
     return {AccountLocked: "locked", AccountDisabled: "disabled", EmailNotVerified: "unverified"}.get(
-        type(refusal), "refused")
+        type(refusal), "refused"
+    )

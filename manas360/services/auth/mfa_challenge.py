@@ -30,6 +30,7 @@ def token_digest(token: str) -> bytes:
 async def issue(conn: BaseDBAsyncClient, *, user_id: str, amr: tuple[str, ...]) -> str:
     """A new mfa_token for the user, stored hashed in the caller's transaction."""
     token = secrets.token_urlsafe(32)
-    await queries.insert_token(conn=conn, user_id=user_id, token_hash=token_digest(token), ttl_s=MFA_TOKEN_TTL_S,
-                               amr=list(amr))
+    await queries.insert_token(
+        conn=conn, user_id=user_id, token_hash=token_digest(token), ttl_s=MFA_TOKEN_TTL_S, amr=list(amr)
+    )
     return token

@@ -71,10 +71,12 @@ async def setup(*, db: Database, settings: Settings, box: SecretBox, principal: 
         account = await _lock_for_step_up(conn, settings=settings, principal=principal)
         if account.mfa_enabled:
             raise MfaAlreadyEnabled()
-        await queries.store_pending(conn=conn, user_id=account.user_id,
-                                    sealed=codes.seal(box, user_id=account.user_id, secret=secret))
-        await audit.record(conn, action=audit.MFA_SETUP, actor_id=account.user_id, target_user_id=account.user_id,
-                           ip=client.ip)
+        await queries.store_pending(
+            conn=conn, user_id=account.user_id, sealed=codes.seal(box, user_id=account.user_id, secret=secret)
+        )
+        await audit.record(
+            conn, action=audit.MFA_SETUP, actor_id=account.user_id, target_user_id=account.user_id, ip=client.ip
+        )
     uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S).provisioning_uri(name=account.email, issuer_name=ISSUER)
     return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
 
@@ -82,14 +84,23 @@ async def setup(*, db: Database, settings: Settings, box: SecretBox, principal: 
 def qr_svg(text: str) -> str:
     """`text` as a QR code: a standalone SVG document, black modules on white, no XML declaration."""
     buffer = io.BytesIO()
-    segno.make(text, error="m").save(buffer, kind="svg", xmldecl=False, svgns=True, scale=4, border=4,
-                                     light="#fff", title="TOTP setup QR code")
+    segno.make(text, error="m").save(
+        buffer, kind="svg", xmldecl=False, svgns=True, scale=4, border=4, light="#fff", title="TOTP setup QR code"
+    )
     return buffer.getvalue().decode()
 
 
-async def confirm(*, db: Database,
-                  settings: Settings, store: Store, box: SecretBox, clock: Clock, principal: Principal, code: str,
-                  client: Client) -> list[str]:
+async def confirm(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    box: SecretBox,
+    clock: Clock,
+    principal: Principal,
+    code: str,
+    client: Client,
+) -> list[str]:
     """Turn MFA on with a current code of the pending secret; the ten recovery codes, shown once."""
     recovery = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
     revoked: Revocation | None = None
@@ -103,12 +114,25 @@ async def confirm(*, db: Database,
         step = codes.totp_step(opened.plaintext.decode(), totp, clock.now()) if opened and totp else None
         if step is not None:
             await queries.confirm(conn=conn, user_id=account.user_id, step=step)
-            await queries.replace_recovery_codes(conn=conn, user_id=account.user_id,
-                                                 hashes=[codes.recovery_hash(c) for c in recovery])
-            revoked = await events.record(conn, settings=settings, user_id=account.user_id, event=Event.MFA_ENABLED,
-                                          client=client, email=account.email, keep_session=principal.session_id)
-        await audit.record(conn, action=audit.MFA_ENABLED if step is not None else audit.MFA_CONFIRM_FAILED,
-                           actor_id=account.user_id, target_user_id=account.user_id, ip=client.ip)
+            await queries.replace_recovery_codes(
+                conn=conn, user_id=account.user_id, hashes=[codes.recovery_hash(c) for c in recovery]
+            )
+            revoked = await events.record(
+                conn,
+                settings=settings,
+                user_id=account.user_id,
+                event=Event.MFA_ENABLED,
+                client=client,
+                email=account.email,
+                keep_session=principal.session_id,
+            )
+        await audit.record(
+            conn,
+            action=audit.MFA_ENABLED if step is not None else audit.MFA_CONFIRM_FAILED,
+            actor_id=account.user_id,
+            target_user_id=account.user_id,
+            ip=client.ip,
+        )
     if revoked is None:
         metrics.MFA_FAILURES.labels("confirm").inc()
         raise InvalidCredentials("Wrong code")
@@ -116,54 +140,128 @@ async def confirm(*, db: Database,
     return recovery
 
 
-async def disable(*, db: Database, settings: Settings, store: Store, box: SecretBox, clock: Clock, principal: Principal,
-                  code: str, client: Client) -> None:
+async def disable(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    box: SecretBox,
+    clock: Clock,
+    principal: Principal,
+    code: str,
+    client: Client,
+) -> None:
     """Turn the caller's MFA off with a current TOTP code or an unused recovery code."""
     account = await _step_up(db=db, settings=settings, principal=principal, client=client)
-    async with codes.checked_code(db=db,
-                                  settings=settings, store=store, box=box, clock=clock, account=account, code=code,
-                                  client=client, flow=Flow.MFA_DISABLE) as match, db.transaction() as conn:
+    async with (
+        codes.checked_code(
+            db=db,
+            settings=settings,
+            store=store,
+            box=box,
+            clock=clock,
+            account=account,
+            code=code,
+            client=client,
+            flow=Flow.MFA_DISABLE,
+        ) as match,
+        db.transaction() as conn,
+    ):
         current = await _lock_for_step_up(conn, settings=settings, principal=principal)
         await codes.spend(conn, user_id=current.user_id, match=match)
         await queries.turn_off(conn=conn, user_id=current.user_id)
-        revoked = await events.record(conn, settings=settings, user_id=current.user_id, event=Event.MFA_DISABLED,
-                                      client=client, email=current.email, keep_session=principal.session_id)
-        await audit.record(conn, action=audit.MFA_DISABLED, actor_id=current.user_id, target_user_id=current.user_id,
-                           ip=client.ip, after={"factor": match.factor})
+        revoked = await events.record(
+            conn,
+            settings=settings,
+            user_id=current.user_id,
+            event=Event.MFA_DISABLED,
+            client=client,
+            email=current.email,
+            keep_session=principal.session_id,
+        )
+        await audit.record(
+            conn,
+            action=audit.MFA_DISABLED,
+            actor_id=current.user_id,
+            target_user_id=current.user_id,
+            ip=client.ip,
+            after={"factor": match.factor},
+        )
     await events.publish(settings=settings, store=store, revoked=revoked)
 
 
-async def regenerate_recovery_codes(*, db: Database, settings: Settings, store: Store, box: SecretBox, clock: Clock,
-                                    principal: Principal, code: str, client: Client) -> list[str]:
+async def regenerate_recovery_codes(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    box: SecretBox,
+    clock: Clock,
+    principal: Principal,
+    code: str,
+    client: Client,
+) -> list[str]:
     """Ten new recovery codes for a current TOTP code; the old ones stop working."""
     account = await _step_up(db=db, settings=settings, principal=principal, client=client)
     recovery = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    async with codes.checked_code(db=db,
-                                  settings=settings, store=store, box=box, clock=clock, account=account, code=code,
-                                  client=client, flow=Flow.RECOVERY_CODES, totp_only=True) as match, \
-            db.transaction() as conn:
+    async with (
+        codes.checked_code(
+            db=db,
+            settings=settings,
+            store=store,
+            box=box,
+            clock=clock,
+            account=account,
+            code=code,
+            client=client,
+            flow=Flow.RECOVERY_CODES,
+            totp_only=True,
+        ) as match,
+        db.transaction() as conn,
+    ):
         current = await _lock_for_step_up(conn, settings=settings, principal=principal)
         await codes.spend(conn, user_id=current.user_id, match=match)
-        await queries.replace_recovery_codes(conn=conn, user_id=current.user_id,
-                                             hashes=[codes.recovery_hash(c) for c in recovery])
-        revoked = await events.record(conn, settings=settings, user_id=current.user_id,
-                                      event=Event.RECOVERY_CODES_REGENERATED, client=client, email=current.email,
-                                      keep_session=principal.session_id)
-        await audit.record(conn, action=audit.MFA_RECOVERY_CODES, actor_id=current.user_id,
-                           target_user_id=current.user_id, ip=client.ip)
+        await queries.replace_recovery_codes(
+            conn=conn, user_id=current.user_id, hashes=[codes.recovery_hash(c) for c in recovery]
+        )
+        revoked = await events.record(
+            conn,
+            settings=settings,
+            user_id=current.user_id,
+            event=Event.RECOVERY_CODES_REGENERATED,
+            client=client,
+            email=current.email,
+            keep_session=principal.session_id,
+        )
+        await audit.record(
+            conn,
+            action=audit.MFA_RECOVERY_CODES,
+            actor_id=current.user_id,
+            target_user_id=current.user_id,
+            ip=client.ip,
+        )
     await events.publish(settings=settings, store=store, revoked=revoked)
     return recovery
 
 
-async def reset(conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, email: str, actor_id: str,
-                client: Client) -> Revocation:
+async def reset(
+    conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, email: str, actor_id: str, client: Client
+) -> Revocation:
     """An administrator turns a user's MFA off (in the caller's transaction, rules checked
     there): secret, recovery codes and outstanding mfa_tokens go, every session is revoked."""
     was_enabled = await queries.turn_off(conn=conn, user_id=user_id)
-    revoked = await events.record(conn, settings=settings, user_id=user_id, event=Event.ADMIN_MFA_RESET,
-                                  client=client, email=email)
-    await audit.record(conn, action=audit.MFA_RESET, actor_id=actor_id, target_user_id=user_id, ip=client.ip,
-                       before={"mfa_enabled": was_enabled}, after={"mfa_enabled": False})
+    revoked = await events.record(
+        conn, settings=settings, user_id=user_id, event=Event.ADMIN_MFA_RESET, client=client, email=email
+    )
+    await audit.record(
+        conn,
+        action=audit.MFA_RESET,
+        actor_id=actor_id,
+        target_user_id=user_id,
+        ip=client.ip,
+        before={"mfa_enabled": was_enabled},
+        after={"mfa_enabled": False},
+    )
     return revoked
 
 
@@ -171,8 +269,12 @@ async def _step_up(*, db: Database, settings: Settings, principal: Principal, cl
     """The caller's account, once step-up passes (checked again under the lock by the write)."""
     async with db.transaction() as conn:
         account = await _lock_for_step_up(conn, settings=settings, principal=principal)
-    found = await users.get_credentials(conn=db.connection, user_id=account.user_id, source=client.source,
-                                        known_source_s=settings.lockout_known_source_s)
+    found = await users.get_credentials(
+        conn=db.connection,
+        user_id=account.user_id,
+        source=client.source,
+        known_source_s=settings.lockout_known_source_s,
+    )
     if found is None or not found.mfa_enabled:
         raise InvalidCredentials("Wrong code")
     return found
@@ -183,11 +285,12 @@ async def _lock_for_step_up(conn: BaseDBAsyncClient, *, settings: Settings, prin
     account = await users.lock_credentials(conn, user_id=principal.user_id)
     if account is None:
         raise NotFound()
-    stepup.require_recent(settings=settings, principal=principal, mfa_enabled=account.mfa_enabled,
-                          now=await db_now(conn))
+    stepup.require_recent(
+        settings=settings, principal=principal, mfa_enabled=account.mfa_enabled, now=await db_now(conn)
+    )
     return account
 
 
 def _new_recovery_code() -> str:
     raw = b32encode(secrets.token_bytes(_RECOVERY_BYTES)).decode().lower()
-    return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))

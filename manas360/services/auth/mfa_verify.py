@@ -27,40 +27,94 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def verify(*, db: Database,
-                 settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, box: SecretBox,
-                 mfa_token: str, code: str, client: Client) -> TokenPair:
+async def verify(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    box: SecretBox,
+    mfa_token: str,
+    code: str,
+    client: Client,
+) -> TokenPair:
     """Complete a login with its mfa_token and a TOTP or recovery code: a new session's pair."""
     token_hash = token_digest(mfa_token)
     async with db.transaction() as conn:
         attempt = await mfa_queries.take_attempt(conn=conn, token_hash=token_hash, attempts=ATTEMPTS)
     account = None
     if attempt is not None:
-        account = await users.get_credentials(conn=db.connection, user_id=attempt.user_id, source=client.source,
-                                              known_source_s=settings.lockout_known_source_s)
+        account = await users.get_credentials(
+            conn=db.connection,
+            user_id=attempt.user_id,
+            source=client.source,
+            known_source_s=settings.lockout_known_source_s,
+        )
     if attempt is None or account is None:
         metrics.MFA_FAILURES.labels("bad_token").inc()
         raise InvalidToken()
-    async with codes.checked_code(db=db,
-                                  settings=settings, store=store, box=box, clock=clock, account=account, code=code,
-                                  client=client, flow=Flow.MFA_VERIFY) as match, db.transaction() as conn:
-        current = await users.lock_credentials(conn, user_id=account.user_id, source=client.source,
-                                               known_source_s=settings.lockout_known_source_s)
-        if current is None or not await mfa_queries.use_token(conn=conn, token_hash=token_hash,
-                                                              user_id=account.user_id, attempts=ATTEMPTS):
+    async with (
+        codes.checked_code(
+            db=db,
+            settings=settings,
+            store=store,
+            box=box,
+            clock=clock,
+            account=account,
+            code=code,
+            client=client,
+            flow=Flow.MFA_VERIFY,
+        ) as match,
+        db.transaction() as conn,
+    ):
+        current = await users.lock_credentials(
+            conn, user_id=account.user_id, source=client.source, known_source_s=settings.lockout_known_source_s
+        )
+        if current is None or not await mfa_queries.use_token(
+            conn=conn, token_hash=token_hash, user_id=account.user_id, attempts=ATTEMPTS
+        ):
             metrics.MFA_FAILURES.labels("bad_token").inc()
             raise InvalidToken()
-        proof = (await gate.decide(settings=settings, store=store, account=current, flow=Flow.MFA_VERIFY,
-                                   proof=Proof(first=attempt.amr, second=True), client=client)).enforce()
+        proof = (
+            await gate.decide(
+                settings=settings,
+                store=store,
+                account=current,
+                flow=Flow.MFA_VERIFY,
+                proof=Proof(first=attempt.amr, second=True),
+                client=client,
+            )
+        ).enforce()
         await codes.spend(conn, user_id=current.user_id, match=match)
         session_id, refresh_token, assurance = await gate.open_session(
-            conn, settings=settings, user_id=current.user_id, client=client, flow=Flow.MFA_VERIFY, proof=proof,
-            now=await db_now(conn))
-        await password_check.record_attempt(conn, email=current.email, account=current, client=client, reason="ok",
-                                            success=True)
-        await audit.record(conn, action=audit.MFA_VERIFIED, actor_id=current.user_id, target_user_id=current.user_id,
-                           ip=client.ip, after={"factor": match.factor, "session_id": session_id})
+            conn,
+            settings=settings,
+            user_id=current.user_id,
+            client=client,
+            flow=Flow.MFA_VERIFY,
+            proof=proof,
+            now=await db_now(conn),
+        )
+        await password_check.record_attempt(
+            conn, email=current.email, account=current, client=client, reason="ok", success=True
+        )
+        await audit.record(
+            conn,
+            action=audit.MFA_VERIFIED,
+            actor_id=current.user_id,
+            target_user_id=current.user_id,
+            ip=client.ip,
+            after={"factor": match.factor, "session_id": session_id},
+        )
         user = await users.get_held_user(conn, user_id=current.user_id)  # locked and confirmed live above
     metrics.LOGINS.labels("success").inc()
-    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
-                      refresh_token=refresh_token, assurance=assurance)
+    return issue_pair(
+        settings=settings,
+        codec=codec,
+        clock=clock,
+        user=user,
+        session_id=session_id,
+        refresh_token=refresh_token,
+        assurance=assurance,
+    )

@@ -30,49 +30,114 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def change_password(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock,
-                          box: SecretBox, principal: Principal, current_password: str, new_password: str,
-                          code: str | None, client: Client) -> TokenPair:
+async def change_password(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    box: SecretBox,
+    principal: Principal,
+    current_password: str,
+    new_password: str,
+    code: str | None,
+    client: Client,
+) -> TokenPair:
     """Set a new password, revoke every session (this one too), and open a new one."""
-    account = await users.get_credentials(conn=db.connection, user_id=principal.user_id, source=client.source,
-                                          known_source_s=settings.lockout_known_source_s)
+    account = await users.get_credentials(
+        conn=db.connection,
+        user_id=principal.user_id,
+        source=client.source,
+        known_source_s=settings.lockout_known_source_s,
+    )
     if account is None:
         raise InvalidCredentials()
-    carried = principal.aal >= 2 and stepup.is_fresh(settings=settings, principal=principal,
-                                                     now=await db_now(db.connection))
+    carried = principal.aal >= 2 and stepup.is_fresh(
+        settings=settings, principal=principal, now=await db_now(db.connection)
+    )
     if account.mfa_enabled and code is None and not carried:
         raise ReauthenticationRequired(max_age=settings.reauth_max_age_s, required_aal=2)
-    async with password_check.checked_password(db=db, settings=settings, store=store, email=account.email,
-                                               account=account, password=current_password, client=client,
-                                               flow=Flow.PASSWORD_CHANGE) as checked:
+    async with password_check.checked_password(
+        db=db,
+        settings=settings,
+        store=store,
+        email=account.email,
+        account=account,
+        password=current_password,
+        client=client,
+        flow=Flow.PASSWORD_CHANGE,
+    ) as checked:
         new_hash = await hash_password(password=new_password, cost=settings.bcrypt_cost)
-        async with codes.optional_code(db=db, settings=settings, store=store, box=box, clock=clock, account=checked,
-                                       code=code, client=client, flow=Flow.PASSWORD_CHANGE) as match, \
-                db.transaction() as conn:
+        async with (
+            codes.optional_code(
+                db=db,
+                settings=settings,
+                store=store,
+                box=box,
+                clock=clock,
+                account=checked,
+                code=code,
+                client=client,
+                flow=Flow.PASSWORD_CHANGE,
+            ) as match,
+            db.transaction() as conn,
+        ):
             # The caller's own revocation is the first refusal (TokenRevoked), then the check's.
             await sessions.lock_user(conn, user_id=principal.user_id)
             await sessions.ensure_caller_live(conn, principal=principal)
             current = await password_check.confirm(conn, settings=settings, checked=checked, client=client)
-            proof = (await gate.decide(settings=settings, store=store, account=current, flow=Flow.PASSWORD_CHANGE,
-                                       proof=Proof(first=(PWD,), second=match is not None or carried),
-                                       client=client)).enforce()
+            proof = (
+                await gate.decide(
+                    settings=settings,
+                    store=store,
+                    account=current,
+                    flow=Flow.PASSWORD_CHANGE,
+                    proof=Proof(first=(PWD,), second=match is not None or carried),
+                    client=client,
+                )
+            ).enforce()
             if match is not None:
                 await codes.spend(conn, user_id=current.user_id, match=match)
-            if not await users.set_password(conn, user_id=current.user_id, version=current.password_version,
-                                            new_hash=new_hash):
+            if not await users.set_password(
+                conn, user_id=current.user_id, version=current.password_version, new_hash=new_hash
+            ):
                 raise InvalidCredentials()
-            revoked = await events.record(conn, settings=settings, user_id=current.user_id,
-                                          event=Event.PASSWORD_CHANGED, client=client, email=current.email)
+            revoked = await events.record(
+                conn,
+                settings=settings,
+                user_id=current.user_id,
+                event=Event.PASSWORD_CHANGED,
+                client=client,
+                email=current.email,
+            )
             # Opened after the event's epoch, so the new session outlives it.
             session_id, refresh_token, assurance = await gate.open_session(
-                conn, settings=settings, user_id=current.user_id, client=client, flow=Flow.PASSWORD_CHANGE,
-                proof=proof, now=await db_now(conn))
-            await audit.record(conn, action=audit.PASSWORD_CHANGED, actor_id=current.user_id,
-                               target_user_id=current.user_id, ip=client.ip,
-                               after={"sessions_revoked": len(revoked.session_ids), "session_id": session_id})
+                conn,
+                settings=settings,
+                user_id=current.user_id,
+                client=client,
+                flow=Flow.PASSWORD_CHANGE,
+                proof=proof,
+                now=await db_now(conn),
+            )
+            await audit.record(
+                conn,
+                action=audit.PASSWORD_CHANGED,
+                actor_id=current.user_id,
+                target_user_id=current.user_id,
+                ip=client.ip,
+                after={"sessions_revoked": len(revoked.session_ids), "session_id": session_id},
+            )
             user = await users.get_held_user(conn, user_id=current.user_id)  # locked, confirmed live
     await events.publish(settings=settings, store=store, revoked=revoked)
     # issue_pair mints after the stored epoch, so the new session outlives the one that killed the others.
-    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
-                      refresh_token=refresh_token, assurance=assurance)
-
+    return issue_pair(
+        settings=settings,
+        codec=codec,
+        clock=clock,
+        user=user,
+        session_id=session_id,
+        refresh_token=refresh_token,
+        assurance=assurance,
+    )

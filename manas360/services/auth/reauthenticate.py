@@ -29,42 +29,98 @@ from manas360.settings import Settings
 from manas360.store import Store
 
 
-async def reauthenticate(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock,
-                         box: SecretBox, principal: Principal, password: str, code: str | None,
-                         client: Client) -> TokenPair:
+async def reauthenticate(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    box: SecretBox,
+    principal: Principal,
+    password: str,
+    code: str | None,
+    client: Client,
+) -> TokenPair:
     """A fresh `auth_time` (and `aal` 2 with a code) for the caller's session: a new pair."""
-    account = await users.get_credentials(conn=db.connection, user_id=principal.user_id, source=client.source,
-                                          known_source_s=settings.lockout_known_source_s)
+    account = await users.get_credentials(
+        conn=db.connection,
+        user_id=principal.user_id,
+        source=client.source,
+        known_source_s=settings.lockout_known_source_s,
+    )
     if account is None:
         raise InvalidCredentials()
-    async with password_check.checked_password(db=db, settings=settings, store=store, email=account.email,
-                                               account=account, password=password, client=client,
-                                               flow=Flow.REAUTHENTICATE) as checked, \
-            codes.optional_code(db=db, settings=settings, store=store, box=box, clock=clock, account=checked,
-                                code=code, client=client, flow=Flow.REAUTHENTICATE) as match, db.transaction() as conn:
+    async with (
+        password_check.checked_password(
+            db=db,
+            settings=settings,
+            store=store,
+            email=account.email,
+            account=account,
+            password=password,
+            client=client,
+            flow=Flow.REAUTHENTICATE,
+        ) as checked,
+        codes.optional_code(
+            db=db,
+            settings=settings,
+            store=store,
+            box=box,
+            clock=clock,
+            account=checked,
+            code=code,
+            client=client,
+            flow=Flow.REAUTHENTICATE,
+        ) as match,
+        db.transaction() as conn,
+    ):
         # The caller's own revocation is the first refusal (TokenRevoked), then the check's.
         await sessions.lock_user(conn, user_id=principal.user_id)
         await sessions.ensure_caller_live(conn, principal=principal)
         current = await password_check.confirm(conn, settings=settings, checked=checked, client=client)
-        proof = (await gate.decide(settings=settings, store=store, account=current, flow=Flow.REAUTHENTICATE,
-                                   proof=Proof(first=(PWD,), second=match is not None), client=client)).enforce()
+        proof = (
+            await gate.decide(
+                settings=settings,
+                store=store,
+                account=current,
+                flow=Flow.REAUTHENTICATE,
+                proof=Proof(first=(PWD,), second=match is not None),
+                client=client,
+            )
+        ).enforce()
         if match is not None:
             await codes.spend(conn, user_id=current.user_id, match=match)
         now = await db_now(conn)
         assurance = Assurance(auth_time=now, amr=proof.amr, aal=proof.aal)
-        await session_queries.set_assurance(conn=conn, session_id=principal.session_id, auth_time=now,
-                                            amr=list(proof.amr), aal=proof.aal)
+        await session_queries.set_assurance(
+            conn=conn, session_id=principal.session_id, auth_time=now, amr=list(proof.amr), aal=proof.aal
+        )
         session = await session_queries.lock_live_session(conn=conn, session_id=principal.session_id)
         if session is None:
             raise TokenRevoked()
-        expires_at = min(now + timedelta(seconds=settings.jwt_refresh_ttl),
-                         session.created_at + timedelta(seconds=settings.session_max_age_s))
+        expires_at = min(
+            now + timedelta(seconds=settings.jwt_refresh_ttl),
+            session.created_at + timedelta(seconds=settings.session_max_age_s),
+        )
         refresh_token = await sessions.replace_refresh_token(
-            conn, session_id=principal.session_id, user_id=current.user_id, now=now, expires_at=expires_at)
-        await audit.record(conn, action=audit.REAUTHENTICATED, actor_id=current.user_id,
-                           target_user_id=current.user_id, ip=client.ip,
-                           after={"session_id": principal.session_id, "aal": proof.aal})
+            conn, session_id=principal.session_id, user_id=current.user_id, now=now, expires_at=expires_at
+        )
+        await audit.record(
+            conn,
+            action=audit.REAUTHENTICATED,
+            actor_id=current.user_id,
+            target_user_id=current.user_id,
+            ip=client.ip,
+            after={"session_id": principal.session_id, "aal": proof.aal},
+        )
         user = await users.get_held_user(conn, user_id=current.user_id)
-    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=principal.session_id,
-                      refresh_token=refresh_token, assurance=assurance)
-
+    return issue_pair(
+        settings=settings,
+        codec=codec,
+        clock=clock,
+        user=user,
+        session_id=principal.session_id,
+        refresh_token=refresh_token,
+        assurance=assurance,
+    )

@@ -67,9 +67,16 @@ class _Presented:
     session: LockedSession
 
 
-async def refresh(*, db: Database,
-                  settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, refresh_token: str,
-                  client: Client) -> TokenPair:
+async def refresh(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    refresh_token: str,
+    client: Client,
+) -> TokenPair:
     """Exchange a refresh token for a new pair (rotation), or its grace successor again."""
     async with db.transaction() as conn:
         token = await _lock_and_read(conn, token_hash=hash_refresh_token(refresh_token))
@@ -81,11 +88,13 @@ async def refresh(*, db: Database,
             raise InvalidToken()
         successor: str | None
         if token.rotated_at is None:
-            successor = await _rotate(conn, settings=settings, token=token, parent=refresh_token, now=now,
-                                      session_ends=session_ends)
+            successor = await _rotate(
+                conn, settings=settings, token=token, parent=refresh_token, now=now, session_ends=session_ends
+            )
         else:
-            successor = await _grace_successor(conn, settings=settings, token=token, rotated_at=token.rotated_at,
-                                               parent=refresh_token, now=now)
+            successor = await _grace_successor(
+                conn, settings=settings, token=token, rotated_at=token.rotated_at, parent=refresh_token, now=now
+            )
         if successor is not None:
             assurance = await _admit(conn, settings=settings, store=store, token=token, client=client, now=now)
             await session_queries.touch_session(conn=conn, session_id=token.session_id, now=now)
@@ -98,27 +107,54 @@ async def refresh(*, db: Database,
         else:
             email = await _revoke_for_reuse(conn, token=token, client=client, now=now)
             if email is not None:
-                await notify(conn, settings=settings, user_id=token.user_id, email=email,
-                             notice="refresh_token_reused", client=client, when=now)
+                await notify(
+                    conn,
+                    settings=settings,
+                    user_id=token.user_id,
+                    email=email,
+                    notice="refresh_token_reused",
+                    client=client,
+                    when=now,
+                )
     if successor is None:
-        await run_to_completion(revocation.publish(store, settings=settings, user_id=token.user_id,
-                                                   now_ms=to_ms(now), session_ids=[token.session_id]))
+        await run_to_completion(
+            revocation.publish(
+                store, settings=settings, user_id=token.user_id, now_ms=to_ms(now), session_ids=[token.session_id]
+            )
+        )
         raise TokenReuseDetected()
-    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=token.session_id,
-                      refresh_token=successor, assurance=assurance)
+    return issue_pair(
+        settings=settings,
+        codec=codec,
+        clock=clock,
+        user=user,
+        session_id=token.session_id,
+        refresh_token=successor,
+        assurance=assurance,
+    )
 
 
-async def _admit(conn: BaseDBAsyncClient, *, settings: Settings, store: Store, token: _Presented, client: Client,
-                 now: datetime) -> Assurance:
+async def _admit(
+    conn: BaseDBAsyncClient, *, settings: Settings, store: Store, token: _Presented, client: Client, now: datetime
+) -> Assurance:
     """The gate for a rotation; the assurance the new access token carries (aal decayed)."""
     # Inside the rotation's transaction, as it always ran.
-    account = await users.get_credentials(conn=conn, user_id=token.user_id, source=client.source,
-                                          known_source_s=settings.lockout_known_source_s)
+    account = await users.get_credentials(
+        conn=conn, user_id=token.user_id, source=client.source, known_source_s=settings.lockout_known_source_s
+    )
     if account is None:
         raise InvalidToken()
     session = token.session
-    (await gate.decide(settings=settings, store=store, account=account, flow=Flow.REFRESH,
-                       proof=Proof(first=session.amr), client=client)).enforce()
+    (
+        await gate.decide(
+            settings=settings,
+            store=store,
+            account=account,
+            flow=Flow.REFRESH,
+            proof=Proof(first=session.amr),
+            client=client,
+        )
+    ).enforce()
     recent = now - session.auth_time <= timedelta(seconds=settings.aal2_max_age_s)
     return Assurance(auth_time=session.auth_time, amr=session.amr, aal=session.aal if recent else 1)
 
@@ -139,9 +175,15 @@ async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presen
     row = await session_queries.fetch_token(conn=conn, token_hash=token_hash)
     if row is None:
         return None
-    return _Presented(token_id=row.id, session_id=str(row.session_id), user_id=str(row.user_id),
-                      expires_at=row.expires_at, rotated_at=row.rotated_at, revoked_at=row.revoked_at,
-                      session=session)
+    return _Presented(
+        token_id=row.id,
+        session_id=str(row.session_id),
+        user_id=str(row.user_id),
+        expires_at=row.expires_at,
+        rotated_at=row.rotated_at,
+        revoked_at=row.revoked_at,
+        session=session,
+    )
 
 
 def _refuse_disabled(status: str) -> None:
@@ -149,22 +191,37 @@ def _refuse_disabled(status: str) -> None:
         raise AccountDisabled()
 
 
-async def _rotate(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, parent: str,
-                  now: datetime, session_ends: datetime) -> str:
+async def _rotate(
+    conn: BaseDBAsyncClient,
+    *,
+    settings: Settings,
+    token: _Presented,
+    parent: str,
+    now: datetime,
+    session_ends: datetime,
+) -> str:
     """Mark the token rotated and store its one successor; return the successor."""
     child_id = uuid.uuid4()
     successor = derive_successor(key=successor_keys(settings)[0], parent=parent, child_id=child_id)
     expires_at = min(now + timedelta(seconds=settings.jwt_refresh_ttl), session_ends)
     await session_queries.mark_rotated(conn=conn, token_id=token.token_id, now=now)
     await session_queries.insert_successor_token(
-        conn=conn, token_id=str(child_id), session_id=token.session_id, user_id=token.user_id,
-        token_hash=hash_refresh_token(successor), parent_id=token.token_id, now=now, expires_at=expires_at)
+        conn=conn,
+        token_id=str(child_id),
+        session_id=token.session_id,
+        user_id=token.user_id,
+        token_hash=hash_refresh_token(successor),
+        parent_id=token.token_id,
+        now=now,
+        expires_at=expires_at,
+    )
     await session_queries.extend_session(conn=conn, session_id=token.session_id, expires_at=expires_at)
     return successor
 
 
-async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, rotated_at: datetime,
-                           parent: str, now: datetime) -> str | None:
+async def _grace_successor(
+    conn: BaseDBAsyncClient, *, settings: Settings, token: _Presented, rotated_at: datetime, parent: str, now: datetime
+) -> str | None:
     """The successor again, if within the grace and it is still the live token; else None (reuse).
 
     `rotated_at` is the token's own rotation time (set: only a rotated token comes here)."""
@@ -181,13 +238,18 @@ async def _grace_successor(conn: BaseDBAsyncClient, *, settings: Settings, token
     return None
 
 
-async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, token: _Presented, client: Client,
-                            now: datetime) -> str | None:
+async def _revoke_for_reuse(conn: BaseDBAsyncClient, *, token: _Presented, client: Client, now: datetime) -> str | None:
     """Revoke the whole session: refresh tokens now, access tokens via the session denylist.
     The owner's address, for the notice (None when the account is gone)."""
     await sessions.revoke_session(conn, session_id=token.session_id, user_id=token.user_id, reason="reuse", now=now)
-    await audit.record(conn, action=audit.REFRESH_REUSE, actor_id=None, target_user_id=token.user_id, ip=client.ip,
-                       after={"session_id": token.session_id, "token_id": str(token.token_id)})
+    await audit.record(
+        conn,
+        action=audit.REFRESH_REUSE,
+        actor_id=None,
+        target_user_id=token.user_id,
+        ip=client.ip,
+        after={"session_id": token.session_id, "token_id": str(token.token_id)},
+    )
     metrics.REFRESH_REUSE.inc()
     user = await users.get_user(user_id=token.user_id, conn=conn)
     return user.email if user is not None else None

@@ -34,8 +34,18 @@ class Registration:
     """The first session's pair; None when the email must be verified before any session."""
 
 
-async def register(*, db: Database, settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, email: str,
-                   password: str, display_name: str, client: Client) -> Registration:
+async def register(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    email: str,
+    password: str,
+    display_name: str,
+    client: Client,
+) -> Registration:
     """Create an account and, if the gate admits it, its first session."""
     email = users.normalize_email(email)
     problem = users.email_problem(email)
@@ -43,27 +53,51 @@ async def register(*, db: Database, settings: Settings, store: Store, codec: Acc
         raise ValidationError({"email": problem})
     password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
     async with db.transaction() as conn:
-        user_id = await users.insert_user(conn, email=email, password_hash=password_hash,
-                                          display_name=display_name.strip())
+        user_id = await users.insert_user(
+            conn, email=email, password_hash=password_hash, display_name=display_name.strip()
+        )
         account = await users.lock_credentials(conn, user_id=user_id, source=client.source)
         if account is None:
             raise RuntimeError(f"user {user_id} is not readable in the transaction that created it")
-        decision = await gate.decide(settings=settings, store=store, account=account, flow=Flow.REGISTER,
-                                     proof=gate.PASSWORD, client=client)
+        decision = await gate.decide(
+            settings=settings, store=store, account=account, flow=Flow.REGISTER, proof=gate.PASSWORD, client=client
+        )
         session = None
         if decision.admitted:
-            session = await gate.open_session(conn, settings=settings, user_id=user_id, client=client,
-                                              flow=Flow.REGISTER, proof=decision.enforce(), now=await db_now(conn))
+            session = await gate.open_session(
+                conn,
+                settings=settings,
+                user_id=user_id,
+                client=client,
+                flow=Flow.REGISTER,
+                proof=decision.enforce(),
+                now=await db_now(conn),
+            )
         elif not isinstance(decision.refusal, EmailNotVerified):
             decision.enforce()
-        await audit.record(conn, action=audit.REGISTER, actor_id=user_id, target_user_id=user_id, ip=client.ip,
-                           after={"email": email, "session_id": session[0] if session else None})
+        await audit.record(
+            conn,
+            action=audit.REGISTER,
+            actor_id=user_id,
+            target_user_id=user_id,
+            ip=client.ip,
+            after={"email": email, "session_id": session[0] if session else None},
+        )
         # The verification mail commits with the account, or neither exists.
         await verification.send_link(conn, settings=settings, user_id=user_id, email=email, ip=client.ip)
         user = await users.get_held_user(conn, user_id=user_id)  # inserted above
     if session is None:
         return Registration(user=user, pair=None)
     session_id, refresh_token, assurance = session
-    return Registration(user=user, pair=issue_pair(settings=settings, codec=codec, clock=clock, user=user,
-                                                   session_id=session_id, refresh_token=refresh_token,
-                                                   assurance=assurance))
+    return Registration(
+        user=user,
+        pair=issue_pair(
+            settings=settings,
+            codec=codec,
+            clock=clock,
+            user=user,
+            session_id=session_id,
+            refresh_token=refresh_token,
+            assurance=assurance,
+        ),
+    )

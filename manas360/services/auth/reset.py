@@ -52,37 +52,70 @@ from manas360.store import Store
 async def request_reset(*, db: Database, settings: Settings, email: str, client: Client) -> None:
     """Queue a reset mail if the address is an active account's (within its hourly allowance);
     the same work either way."""
-    await mail_link(db=db, settings=settings, email=users.normalize_email(email), purpose=PASSWORD_RESET,
-                    draft=partial(mail.password_reset, settings), ttl_s=settings.password_reset_ttl_s,
-                    verified_too=True, action=audit.PASSWORD_RESET_REQUESTED, ip=client.ip)
+    await mail_link(
+        db=db,
+        settings=settings,
+        email=users.normalize_email(email),
+        purpose=PASSWORD_RESET,
+        draft=partial(mail.password_reset, settings),
+        ttl_s=settings.password_reset_ttl_s,
+        verified_too=True,
+        action=audit.PASSWORD_RESET_REQUESTED,
+        ip=client.ip,
+    )
 
 
-async def confirm_reset(*, db: Database,
-                        settings: Settings, store: Store, codec: AccessTokenCodec, clock: Clock, box: SecretBox,
-                        token: str, new_password: str, code: str | None, client: Client) -> TokenPair:
+async def confirm_reset(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    box: SecretBox,
+    token: str,
+    new_password: str,
+    code: str | None,
+    client: Client,
+) -> TokenPair:
     """Use up a reset link: new password, no lock, every session revoked, a new session's pair."""
     token_hash = hash_token(token)
     # Checked before bcrypt, so a made-up token costs no hashing.
     user_id = await queries.find_live(conn=db.connection, token_hash=token_hash, purpose=PASSWORD_RESET)
     account = None
     if user_id is not None:
-        account = await users.get_credentials(conn=db.connection, user_id=user_id, source=client.source,
-                                              known_source_s=settings.lockout_known_source_s)
+        account = await users.get_credentials(
+            conn=db.connection, user_id=user_id, source=client.source, known_source_s=settings.lockout_known_source_s
+        )
     if user_id is None or account is None:
         raise InvalidToken()
     second_factor_owed = account.mfa_enabled and account.email_verified
     if second_factor_owed and code is None:
         raise MfaRequired()
     new_hash = await hash_password(password=new_password, cost=settings.bcrypt_cost)
-    async with codes.optional_code(db=db, settings=settings, store=store, box=box, clock=clock, account=account,
-                                   code=code if second_factor_owed else None, client=client,
-                                   flow=Flow.PASSWORD_RESET) as match, db.transaction() as conn:
+    async with (
+        codes.optional_code(
+            db=db,
+            settings=settings,
+            store=store,
+            box=box,
+            clock=clock,
+            account=account,
+            code=code if second_factor_owed else None,
+            client=client,
+            flow=Flow.PASSWORD_RESET,
+        ) as match,
+        db.transaction() as conn,
+    ):
         # The user row first, then the token: the lock order of every writer (an event voiding
         # this token takes them in the same order, so the two queue, never deadlock).
-        current = await users.lock_credentials(conn, user_id=user_id, source=client.source,
-                                               known_source_s=settings.lockout_known_source_s)
-        if current is None or await queries.consume(conn=conn, token_hash=token_hash,
-                                                     purpose=PASSWORD_RESET) != user_id:
+        current = await users.lock_credentials(
+            conn, user_id=user_id, source=client.source, known_source_s=settings.lockout_known_source_s
+        )
+        if (
+            current is None
+            or await queries.consume(conn=conn, token_hash=token_hash, purpose=PASSWORD_RESET) != user_id
+        ):
             raise InvalidToken()  # used, voided or expired meanwhile: another confirm won
         first_proof = not current.email_verified
         if first_proof:
@@ -90,23 +123,55 @@ async def confirm_reset(*, db: Database,
             await mfa_queries.turn_off(conn=conn, user_id=user_id)
             await queries.mark_verified(conn=conn, user_id=user_id)
             current = current._replace(mfa_enabled=False, email_verified=True)
-        proof = (await gate.decide(settings=settings, store=store, account=current, flow=Flow.PASSWORD_RESET,
-                                   proof=Proof(first=(EMAIL,), second=match is not None), client=client)).enforce()
+        proof = (
+            await gate.decide(
+                settings=settings,
+                store=store,
+                account=current,
+                flow=Flow.PASSWORD_RESET,
+                proof=Proof(first=(EMAIL,), second=match is not None),
+                client=client,
+            )
+        ).enforce()
         if match is not None:
             await codes.spend(conn, user_id=user_id, match=match)
         await users.set_password(conn, user_id=user_id, version=current.password_version, new_hash=new_hash)
         email = await lockout.clear_locks(conn, settings=settings, store=store, user_id=user_id)
-        revoked = await events.record(conn, settings=settings, user_id=user_id, event=Event.PASSWORD_RESET,
-                                      client=client, email=current.email)
+        revoked = await events.record(
+            conn, settings=settings, user_id=user_id, event=Event.PASSWORD_RESET, client=client, email=current.email
+        )
         session_id, refresh_token, assurance = await gate.open_session(  # stamped after the epoch it outlives
-            conn, settings=settings, user_id=user_id, client=client, flow=Flow.PASSWORD_RESET, proof=proof,
-            now=await db_now(conn))
-        await audit.record(conn, action=audit.PASSWORD_RESET, actor_id=user_id, target_user_id=user_id, ip=client.ip,
-                           after={"sessions_revoked": len(revoked.session_ids), "session_id": session_id,
-                                  "was_locked": lockout.database_lock_ms(current) > 0, "first_proof": first_proof,
-                                  "second_factor": match.factor if match is not None else None})
+            conn,
+            settings=settings,
+            user_id=user_id,
+            client=client,
+            flow=Flow.PASSWORD_RESET,
+            proof=proof,
+            now=await db_now(conn),
+        )
+        await audit.record(
+            conn,
+            action=audit.PASSWORD_RESET,
+            actor_id=user_id,
+            target_user_id=user_id,
+            ip=client.ip,
+            after={
+                "sessions_revoked": len(revoked.session_ids),
+                "session_id": session_id,
+                "was_locked": lockout.database_lock_ms(current) > 0,
+                "first_proof": first_proof,
+                "second_factor": match.factor if match is not None else None,
+            },
+        )
         user = await users.get_held_user(conn, user_id=user_id)
     await lockout.clear_after_commit(settings=settings, store=store, email=email)
     await events.publish(settings=settings, store=store, revoked=revoked)
-    return issue_pair(settings=settings, codec=codec, clock=clock, user=user, session_id=session_id,
-                      refresh_token=refresh_token, assurance=assurance)
+    return issue_pair(
+        settings=settings,
+        codec=codec,
+        clock=clock,
+        user=user,
+        session_id=session_id,
+        refresh_token=refresh_token,
+        assurance=assurance,
+    )

@@ -28,8 +28,14 @@ SKEW_MARGIN_S = 60
 LOADED_TTL_S = 300
 
 
-def revocations_at(*, settings: Settings, now_ms: int, epoch_ms: int = 0,
-                   sessions: dict[str, int] | None = None, jtis: dict[str, int] | None = None) -> Revocations:
+def revocations_at(
+    *,
+    settings: Settings,
+    now_ms: int,
+    epoch_ms: int = 0,
+    sessions: dict[str, int] | None = None,
+    jtis: dict[str, int] | None = None,
+) -> Revocations:
     """Revocations with their remaining lifetimes at `now_ms`.
 
     `sessions` maps a session id to when it was revoked (ms), `jtis` a jti to its token's
@@ -40,19 +46,30 @@ def revocations_at(*, settings: Settings, now_ms: int, epoch_ms: int = 0,
         epoch_ms=epoch_ms,
         epoch_ttl_ms=max(0, epoch_ms + life_ms - now_ms) if epoch_ms else 0,
         jtis={jti: exp_ms - now_ms + 1000 for jti, exp_ms in (jtis or {}).items() if exp_ms > now_ms},
-        sessions={sid: at_ms + life_ms - now_ms for sid, at_ms in (sessions or {}).items()
-                  if at_ms + life_ms > now_ms},
+        sessions={sid: at_ms + life_ms - now_ms for sid, at_ms in (sessions or {}).items() if at_ms + life_ms > now_ms},
     )
 
 
-async def publish(store: Store, *, settings: Settings, user_id: str, now_ms: int, epoch_ms: int = 0,
-                  session_ids: Iterable[str] = (), jtis: dict[str, int] | None = None) -> None:
+async def publish(
+    store: Store,
+    *,
+    settings: Settings,
+    user_id: str,
+    now_ms: int,
+    epoch_ms: int = 0,
+    session_ids: Iterable[str] = (),
+    jtis: dict[str, int] | None = None,
+) -> None:
     """Write committed revocations to Redis; on failure schedule a repair and re-raise (503)."""
-    revocations = revocations_at(settings=settings, now_ms=now_ms, epoch_ms=epoch_ms,
-                                 sessions={sid: now_ms for sid in session_ids}, jtis=jtis)
+    revocations = revocations_at(
+        settings=settings, now_ms=now_ms, epoch_ms=epoch_ms, sessions={sid: now_ms for sid in session_ids}, jtis=jtis
+    )
     try:
         await record_revocations(store, user_id=user_id, revocations=revocations)
     except StoreUnavailable:
-        retry_in_background(lambda: record_revocations(store, user_id=user_id, revocations=revocations),
-                            what=f"revocations of user {user_id}", for_s=LOADED_TTL_S)
+        retry_in_background(
+            lambda: record_revocations(store, user_id=user_id, revocations=revocations),
+            what=f"revocations of user {user_id}",
+            for_s=LOADED_TTL_S,
+        )
         raise

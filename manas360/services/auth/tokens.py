@@ -59,15 +59,25 @@ class TokenPair:
     user: User
 
     def as_dict(self) -> dict[str, Any]:
-        return {"access_token": self.access_token, "refresh_token": self.refresh_token, "token_type": "Bearer",
-                "expires_in": self.expires_in, "user": self.user.as_dict()}
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "user": self.user.as_dict(),
+        }
 
 
 def build_codec(settings: Settings) -> AccessTokenCodec:
     """The worker's access-token codec: current key signs, every configured key verifies."""
     keyset = KeySet(current_kid=settings.jwt_key_id, keys=settings.verification_keys)
-    return AccessTokenCodec(keyset=keyset, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                            ttl_s=settings.jwt_access_ttl, cache_size=settings.token_cache_size)
+    return AccessTokenCodec(
+        keyset=keyset,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_s=settings.jwt_access_ttl,
+        cache_size=settings.token_cache_size,
+    )
 
 
 def new_refresh_token() -> str:
@@ -80,8 +90,10 @@ def hash_refresh_token(token: str) -> str:
 
 def successor_keys(settings: Settings) -> list[bytes]:
     """Successor keys, current first; previous JWT keys keep a grace retry working across a key rotation."""
-    return [hmac.new(secret.encode("utf-8"), _SUCCESSOR_CONTEXT, hashlib.sha256).digest()
-            for secret in settings.verification_keys.values()]
+    return [
+        hmac.new(secret.encode("utf-8"), _SUCCESSOR_CONTEXT, hashlib.sha256).digest()
+        for secret in settings.verification_keys.values()
+    ]
 
 
 def derive_successor(*, key: bytes, parent: str, child_id: uuid.UUID) -> str:
@@ -90,15 +102,28 @@ def derive_successor(*, key: bytes, parent: str, child_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def mint_access_token(*, codec: AccessTokenCodec, clock: Clock, user_id: str, session_id: str,
-                      assurance: Assurance, not_before_ms: int = 0) -> str:
+def mint_access_token(
+    *,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    user_id: str,
+    session_id: str,
+    assurance: Assurance,
+    not_before_ms: int = 0,
+) -> str:
     """Sign an access token issued now, or at `not_before_ms` if the clock is behind it (never
     before its own `auth_time`)."""
     auth_time_s = to_ms(assurance.auth_time) // 1000
     issued_ms = max(to_ms(clock.now()), not_before_ms, auth_time_s * 1000)
-    token, _ = codec.encode(user_id=user_id, session_id=session_id, now=issued_ms / 1000,
-                            extra={"iat_ms": issued_ms}, auth_time=auth_time_s, amr=assurance.amr,
-                            aal=assurance.aal)
+    token, _ = codec.encode(
+        user_id=user_id,
+        session_id=session_id,
+        now=issued_ms / 1000,
+        extra={"iat_ms": issued_ms},
+        auth_time=auth_time_s,
+        amr=assurance.amr,
+        aal=assurance.aal,
+    )
     return token
 
 
@@ -107,8 +132,17 @@ def issued_ms(claims: dict[str, Any]) -> int:
     return token_issued_ms(claims)
 
 
-def issue_pair(*, settings: Settings, codec: AccessTokenCodec, clock: Clock, user: User, session_id: str,
-               refresh_token: str, assurance: Assurance, not_before_ms: int = 0) -> TokenPair:
+def issue_pair(
+    *,
+    settings: Settings,
+    codec: AccessTokenCodec,
+    clock: Clock,
+    user: User,
+    session_id: str,
+    refresh_token: str,
+    assurance: Assurance,
+    not_before_ms: int = 0,
+) -> TokenPair:
     """A fresh access token for the session, with the given refresh token and user.
 
     The token is issued after the user's STORED epoch (`tokens_valid_after`, written by
@@ -116,7 +150,14 @@ def issue_pair(*, settings: Settings, codec: AccessTokenCodec, clock: Clock, use
     a token that is born revoked.
     """
     not_before_ms = max(not_before_ms, epoch_ms(user.tokens_valid_after) + 1)
-    access_token = mint_access_token(codec=codec, clock=clock, user_id=user.id, session_id=session_id,
-                                     assurance=assurance, not_before_ms=not_before_ms)
-    return TokenPair(access_token=access_token, refresh_token=refresh_token,
-                     expires_in=settings.jwt_access_ttl, user=user)
+    access_token = mint_access_token(
+        codec=codec,
+        clock=clock,
+        user_id=user.id,
+        session_id=session_id,
+        assurance=assurance,
+        not_before_ms=not_before_ms,
+    )
+    return TokenPair(
+        access_token=access_token, refresh_token=refresh_token, expires_in=settings.jwt_access_ttl, user=user
+    )

@@ -44,15 +44,15 @@ NOTICES = {
     "mfa_enabled": "Two-step sign-in (an authenticator app) was turned on for your MANAS360 account.",
     "mfa_disabled": "Two-step sign-in was turned off for your MANAS360 account.",
     "recovery_codes_regenerated": "New recovery codes were made for your MANAS360 account; the old ones no "
-                                  "longer work.",
+    "longer work.",
     "admin_mfa_reset": "An administrator turned two-step sign-in off for your MANAS360 account and signed it "
-                       "out everywhere.",
+    "out everywhere.",
     "refresh_token_reused": "A sign-in of your MANAS360 account was used from two places at once, so it was "
-                            "signed out. Someone may have copied it.",
+    "signed out. Someone may have copied it.",
     "account_locked": "Many wrong passwords or codes were tried for your MANAS360 account, so sign-in is paused "
-                      "everywhere for a while, except where you signed in recently.",
+    "everywhere for a while, except where you signed in recently.",
     "wrong_codes": "Several wrong two-step codes were entered after the right password of your MANAS360 account: "
-                   "someone may know your password.",
+    "someone may know your password.",
 }
 """The security notices, by event: what the owner is told happened."""
 
@@ -77,7 +77,8 @@ def security_notice(settings: Settings, *, event: str, when: datetime, ip: str, 
         f"From: {ip or 'unknown address'}\n"
         f"Device: {user_agent or 'unknown'}\n\n"
         "If this was you, there is nothing to do. If it was not, reset your password now at "
-        f"{settings.public_base_url.rstrip('/')}/reset-password and review your sessions.\n")
+        f"{settings.public_base_url.rstrip('/')}/reset-password and review your sessions.\n"
+    )
     return Draft(subject=NOTICE_SUBJECT, body=body, kind=SECURITY_NOTICE)
 
 
@@ -87,7 +88,8 @@ def password_reset(settings: Settings, *, token: str) -> Draft:
         "Someone (hopefully you) asked to reset the password of your MANAS360 account.\n\n"
         f"To choose a new password, open this link within {minutes} minutes:\n\n"
         f"{link(settings, path='reset-password', token=token)}\n\n"
-        "The link works once. If you did not ask for it, ignore this mail: your password stays as it is.\n")
+        "The link works once. If you did not ask for it, ignore this mail: your password stays as it is.\n"
+    )
     return Draft(subject="Reset your MANAS360 password", body=body, kind=PASSWORD_RESET)
 
 
@@ -98,7 +100,8 @@ def email_verification(settings: Settings, *, token: str) -> Draft:
         "Please confirm that this address belongs to your MANAS360 account.\n\n"
         f"Open this link within {validity}:\n\n"
         f"{link(settings, path='verify-email', token=token)}\n\n"
-        "If you did not create an account, ignore this mail.\n")
+        "If you did not create an account, ignore this mail.\n"
+    )
     return Draft(subject="Confirm your email address", body=body, kind=EMAIL_VERIFICATION)
 
 
@@ -123,10 +126,24 @@ def open_body(settings: Settings, *, recipient: str, sealed: bytes) -> Opened | 
     return payload_box(settings).open(sealed, context=recipient.encode())
 
 
-async def queue(conn: BaseDBAsyncClient, *, settings: Settings, recipient: str, draft: Draft, user_id: str | None,
-                token_id: int | None = None) -> int:
+async def queue(
+    conn: BaseDBAsyncClient,
+    *,
+    settings: Settings,
+    recipient: str,
+    draft: Draft,
+    user_id: str | None,
+    token_id: int | None = None,
+) -> int:
     """Put a mail in the outbox within the caller's transaction, sealed; its id. `token_id`:
     the one-time token the mail carries (the mail dies with it)."""
-    return await queries.insert(conn=conn, channel=CHANNEL, recipient=recipient, subject=draft.subject,
-                                payload_sealed=seal(settings, recipient=recipient, body=draft.body), kind=draft.kind,
-                                user_id=user_id, token_id=token_id)
+    return await queries.insert(
+        conn=conn,
+        channel=CHANNEL,
+        recipient=recipient,
+        subject=draft.subject,
+        payload_sealed=seal(settings, recipient=recipient, body=draft.body),
+        kind=draft.kind,
+        user_id=user_id,
+        token_id=token_id,
+    )

@@ -160,17 +160,22 @@ class Outbox:
             return 0
         conn = self.db.connection
         lease_token = uuid.uuid4()
-        rows = await queries.claim_due(conn=conn, limit=BATCH_SIZE, lease_s=lease_s(self.settings),
-                                       lease_token=lease_token, max_age_s=self.settings.outbox_max_age_s)
+        rows = await queries.claim_due(
+            conn=conn,
+            limit=BATCH_SIZE,
+            lease_s=lease_s(self.settings),
+            lease_token=lease_token,
+            max_age_s=self.settings.outbox_max_age_s,
+        )
         for row in rows:
             if self._stopping:
                 break  # the rest return to the queue when their claim lease ends
             await self._deliver(conn, row, lease_token)
-        for kind in await queries.mark_dead(conn=conn, max_age_s=self.settings.outbox_max_age_s,
-                                            limit=DEAD_PER_ROUND):
+        for kind in await queries.mark_dead(conn=conn, max_age_s=self.settings.outbox_max_age_s, limit=DEAD_PER_ROUND):
             metrics.OUTBOX_DEAD.labels(kind).inc()
-            logger.error("outbox row ({}) given up after {} s undelivered: a dead letter", kind,
-                         self.settings.outbox_max_age_s)
+            logger.error(
+                "outbox row ({}) given up after {} s undelivered: a dead letter", kind, self.settings.outbox_max_age_s
+            )
         counts = await queries.counts(conn=conn, channel=mail.CHANNEL)
         metrics.OUTBOX_ROWS.labels("pending").set(counts.pending)
         metrics.OUTBOX_ROWS.labels("dead").set(counts.dead)
@@ -178,8 +183,7 @@ class Outbox:
 
     async def _deliver(self, conn: Any, row: Claimed, lease_token: uuid.UUID) -> None:
         assert self.transport is not None
-        renewed = await queries.renew(conn=conn, row_id=row.id, lease_token=lease_token,
-                                      lease_s=lease_s(self.settings))
+        renewed = await queries.renew(conn=conn, row_id=row.id, lease_token=lease_token, lease_s=lease_s(self.settings))
         if renewed is None:
             logger.info("mail {} ({}) is another sender's now; skipped", row.id, row.kind)
             return
@@ -190,8 +194,13 @@ class Outbox:
             return
         body = self._body(row)
         if body is None:
-            await self._failed(conn, row, lease_token, attempts=renewed.attempts,
-                               error="no configured key opens the sealed body (MFA_ENCRYPTION_KEY changed?)")
+            await self._failed(
+                conn,
+                row,
+                lease_token,
+                attempts=renewed.attempts,
+                error="no configured key opens the sealed body (MFA_ENCRYPTION_KEY changed?)",
+            )
             return
         mail_out = OutgoingMail(id=row.id, recipient=row.recipient, subject=row.subject, body=body, kind=row.kind)
         try:
@@ -199,8 +208,7 @@ class Outbox:
         # Whatever the transport raised (refused connection, TLS failure, an SMTP error
         # reply, a timeout), the mail stays queued and is tried again later.
         except Exception as exc:
-            await self._failed(conn, row, lease_token, attempts=renewed.attempts,
-                               error=f"{type(exc).__name__}: {exc}")
+            await self._failed(conn, row, lease_token, attempts=renewed.attempts, error=f"{type(exc).__name__}: {exc}")
             return
         if not await queries.mark_sent(conn=conn, row_id=row.id, lease_token=lease_token):
             # Only if this process stalled past its lease mid-delivery: never on a slow server.
@@ -217,12 +225,19 @@ class Outbox:
 
     async def _failed(self, conn: Any, row: Claimed, lease_token: uuid.UUID, *, attempts: int, error: str) -> None:
         retry_in = backoff_s(attempts=attempts, max_s=self.settings.mail_retry_max_s)
-        await queries.mark_failed(conn=conn, row_id=row.id, lease_token=lease_token, error=error[:500],
-                                  retry_in_s=retry_in)
+        await queries.mark_failed(
+            conn=conn, row_id=row.id, lease_token=lease_token, error=error[:500], retry_in_s=retry_in
+        )
         self._last_failed = True
         metrics.MAIL_FAILURES.labels(row.kind).inc()
-        logger.warning("mail {} ({}) not delivered, attempt {}: {}; next attempt in {:.0f} s", row.id, row.kind,
-                       attempts, error, retry_in)
+        logger.warning(
+            "mail {} ({}) not delivered, attempt {}: {}; next attempt in {:.0f} s",
+            row.id,
+            row.kind,
+            attempts,
+            error,
+            retry_in,
+        )
 
     async def _listen(self) -> None:
         """Wake on every NOTIFY of a queued row; reopen the connection when it drops."""
@@ -240,8 +255,7 @@ class Outbox:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL down or restarting: the poll goes on meanwhile
-                logger.debug("outbox LISTEN connection failed ({}); reopening in {:.0f} s", type(exc).__name__,
-                             pause)
+                logger.debug("outbox LISTEN connection failed ({}); reopening in {:.0f} s", type(exc).__name__, pause)
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):

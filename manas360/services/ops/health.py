@@ -71,8 +71,9 @@ Readiness = tuple[dict[str, str], dict[str, float]]
 
 async def readiness(*, db: Database, store: Store) -> Readiness:
     """Query both stores now (uncached: see ReadinessCache for what the endpoints use)."""
-    (database, database_ms), (redis, redis_ms) = await asyncio.gather(_timed(check_database(db=db)),
-                                                                      _timed(check_redis(store)))
+    (database, database_ms), (redis, redis_ms) = await asyncio.gather(
+        _timed(check_database(db=db)), _timed(check_redis(store))
+    )
     return {"database": database, "redis": redis}, {"database": database_ms, "redis": redis_ms}
 
 
@@ -123,8 +124,7 @@ class ReadinessCache:
 async def outbox_counts(*, db: Database) -> dict[str, int] | None:
     """The outbox's pending rows and dead letters, or None when the count fails (bounded)."""
     try:
-        counts = await asyncio.wait_for(
-            outbox_queries.counts(conn=db.connection, channel="mail"), CHECK_TIMEOUT_S)
+        counts = await asyncio.wait_for(outbox_queries.counts(conn=db.connection, channel="mail"), CHECK_TIMEOUT_S)
     except Exception:  # a slow or failing database is /health's `database` field's to report
         return None
     return {"pending": counts.pending, "dead": counts.dead}

@@ -18,8 +18,15 @@ from manas360 import db
 from manas360.queries.ops import maintenance as maintenance_queries
 from manas360.settings import Settings
 
-JOBS = ("cleanup-tokens", "archive-audit", "prune-login-attempts", "prune-rate-limit-logs", "prune-mail",
-        "prune-account-tokens", "refresh-views")  # the order of `all`
+JOBS = (
+    "cleanup-tokens",
+    "archive-audit",
+    "prune-login-attempts",
+    "prune-rate-limit-logs",
+    "prune-mail",
+    "prune-account-tokens",
+    "refresh-views",
+)  # the order of `all`
 DEFAULT_AUDIT_DAYS = 90
 DEFAULT_LOGIN_ATTEMPT_DAYS = 30
 DEFAULT_RATE_LIMIT_LOG_DAYS = 14
@@ -48,19 +55,27 @@ async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A raw connection for maintenance work, closed at exit."""
     # run_job sets the statement timeout per job: bounded for the batched ones, none for
     # the concurrent view refresh (one statement that legitimately runs long).
-    conn = await db.connect(settings, server_settings={
-        "application_name": "manas360-maintenance", "statement_timeout": "0"})
+    conn = await db.connect(
+        settings, server_settings={"application_name": "manas360-maintenance", "statement_timeout": "0"}
+    )
     try:
         yield conn
     finally:
         await conn.close(timeout=5)
 
 
-async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAULT_AUDIT_DAYS,
-                  login_attempt_days: int = DEFAULT_LOGIN_ATTEMPT_DAYS,
-                  rate_limit_log_days: int = DEFAULT_RATE_LIMIT_LOG_DAYS, mail_days: int = DEFAULT_MAIL_DAYS,
-                  account_token_days: int = DEFAULT_ACCOUNT_TOKEN_DAYS, batch_size: int = DEFAULT_BATCH_SIZE,
-                  on_batch: OnBatch | None = None) -> JobResult:
+async def run_job(
+    *,
+    conn: asyncpg.Connection,
+    job: str,
+    audit_days: int = DEFAULT_AUDIT_DAYS,
+    login_attempt_days: int = DEFAULT_LOGIN_ATTEMPT_DAYS,
+    rate_limit_log_days: int = DEFAULT_RATE_LIMIT_LOG_DAYS,
+    mail_days: int = DEFAULT_MAIL_DAYS,
+    account_token_days: int = DEFAULT_ACCOUNT_TOKEN_DAYS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: OnBatch | None = None,
+) -> JobResult:
     """Run one job by its command-line name, unless another run of it holds its lock."""
     started = time.monotonic()
     # Cron can start a job while the previous run of it is still going (a slow refresh on
@@ -79,16 +94,19 @@ async def run_job(*, conn: asyncpg.Connection, job: str, audit_days: int = DEFAU
         elif job == "archive-audit":
             result = await archive_audit(conn=conn, days=audit_days, batch_size=batch_size, on_batch=on_batch)
         elif job == "prune-login-attempts":
-            result = await prune_login_attempts(conn=conn, days=login_attempt_days, batch_size=batch_size,
-                                                on_batch=on_batch)
+            result = await prune_login_attempts(
+                conn=conn, days=login_attempt_days, batch_size=batch_size, on_batch=on_batch
+            )
         elif job == "prune-rate-limit-logs":
-            result = await prune_rate_limit_logs(conn=conn, days=rate_limit_log_days, batch_size=batch_size,
-                                                 on_batch=on_batch)
+            result = await prune_rate_limit_logs(
+                conn=conn, days=rate_limit_log_days, batch_size=batch_size, on_batch=on_batch
+            )
         elif job == "prune-mail":
             result = await prune_mail(conn=conn, days=mail_days, batch_size=batch_size, on_batch=on_batch)
         elif job == "prune-account-tokens":
-            result = await prune_account_tokens(conn=conn, days=account_token_days, batch_size=batch_size,
-                                                on_batch=on_batch)
+            result = await prune_account_tokens(
+                conn=conn, days=account_token_days, batch_size=batch_size, on_batch=on_batch
+            )
         else:
             raise ValueError(f"unknown maintenance job {job!r}")
     finally:
@@ -104,13 +122,13 @@ async def refresh_views(*, conn: asyncpg.Connection) -> JobResult:
     return JobResult(job="refresh-views", counts=counts, batches=1)
 
 
-async def cleanup_tokens(*, conn: asyncpg.Connection, batch_size: int = DEFAULT_BATCH_SIZE,
-                         on_batch: OnBatch | None = None) -> JobResult:
+async def cleanup_tokens(
+    *, conn: asyncpg.Connection, batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None
+) -> JobResult:
     """Delete expired refresh tokens, expired sessions (with their tokens) and expired
     revoked-jti rows, at most `batch_size` of each per transaction, until none is left."""
     _check(days=0, batch_size=batch_size)
-    counts = {"expired refresh tokens deleted": 0, "expired sessions deleted": 0,
-              "expired revoked-jti rows deleted": 0}
+    counts = {"expired refresh tokens deleted": 0, "expired sessions deleted": 0, "expired revoked-jti rows deleted": 0}
 
     async def step() -> int:
         row = await maintenance_queries.cleanup_expired_tokens(conn=conn, batch_size=batch_size)
@@ -123,8 +141,13 @@ async def cleanup_tokens(*, conn: asyncpg.Connection, batch_size: int = DEFAULT_
     return JobResult(job="cleanup-tokens", counts=counts, batches=batches)
 
 
-async def archive_audit(*, conn: asyncpg.Connection, days: int = DEFAULT_AUDIT_DAYS,
-                        batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+async def archive_audit(
+    *,
+    conn: asyncpg.Connection,
+    days: int = DEFAULT_AUDIT_DAYS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: OnBatch | None = None,
+) -> JobResult:
     """Move audit rows older than `days` to audit_logs_archive, `batch_size` rows per transaction."""
     _check(days=days, batch_size=batch_size)
 
@@ -132,30 +155,52 @@ async def archive_audit(*, conn: asyncpg.Connection, days: int = DEFAULT_AUDIT_D
         return await maintenance_queries.archive_audit(conn=conn, days=days, batch_size=batch_size)
 
     moved, batches = await _in_batches(step, on_batch)
-    return JobResult(job="archive-audit", counts={f"audit rows older than {days} days archived": moved},
-                     batches=batches)
+    return JobResult(
+        job="archive-audit", counts={f"audit rows older than {days} days archived": moved}, batches=batches
+    )
 
 
-async def prune_login_attempts(*, conn: asyncpg.Connection, days: int = DEFAULT_LOGIN_ATTEMPT_DAYS,
-                               batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+async def prune_login_attempts(
+    *,
+    conn: asyncpg.Connection,
+    days: int = DEFAULT_LOGIN_ATTEMPT_DAYS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: OnBatch | None = None,
+) -> JobResult:
     """Delete login attempts older than `days`, `batch_size` rows per transaction."""
-    deleted, batches = await _delete_older(conn=conn, table="login_attempts", column="created_at", days=days,
-                                           batch_size=batch_size, on_batch=on_batch)
-    return JobResult(job="prune-login-attempts", counts={f"login attempts older than {days} days deleted": deleted},
-                     batches=batches)
+    deleted, batches = await _delete_older(
+        conn=conn, table="login_attempts", column="created_at", days=days, batch_size=batch_size, on_batch=on_batch
+    )
+    return JobResult(
+        job="prune-login-attempts", counts={f"login attempts older than {days} days deleted": deleted}, batches=batches
+    )
 
 
-async def prune_rate_limit_logs(*, conn: asyncpg.Connection, days: int = DEFAULT_RATE_LIMIT_LOG_DAYS,
-                                batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+async def prune_rate_limit_logs(
+    *,
+    conn: asyncpg.Connection,
+    days: int = DEFAULT_RATE_LIMIT_LOG_DAYS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: OnBatch | None = None,
+) -> JobResult:
     """Delete rate-limit block rows whose window started more than `days` ago."""
-    deleted, batches = await _delete_older(conn=conn, table="rate_limit_logs", column="window_start", days=days,
-                                           batch_size=batch_size, on_batch=on_batch)
-    return JobResult(job="prune-rate-limit-logs",
-                     counts={f"rate-limit log rows older than {days} days deleted": deleted}, batches=batches)
+    deleted, batches = await _delete_older(
+        conn=conn, table="rate_limit_logs", column="window_start", days=days, batch_size=batch_size, on_batch=on_batch
+    )
+    return JobResult(
+        job="prune-rate-limit-logs",
+        counts={f"rate-limit log rows older than {days} days deleted": deleted},
+        batches=batches,
+    )
 
 
-async def prune_mail(*, conn: asyncpg.Connection, days: int = DEFAULT_MAIL_DAYS,
-                     batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+async def prune_mail(
+    *,
+    conn: asyncpg.Connection,
+    days: int = DEFAULT_MAIL_DAYS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: OnBatch | None = None,
+) -> JobResult:
     """Discard waiting mails whose link is no longer live (used, voided, expired), then delete
     outbox rows delivered, discarded or given up more than `days` ago. Mail still worth
     sending is never deleted."""
@@ -166,8 +211,9 @@ async def prune_mail(*, conn: asyncpg.Connection, days: int = DEFAULT_MAIL_DAYS,
 
     counts, batches = {}, 0
     for column, what in (("sent_at", "delivered"), ("discarded_at", "discarded"), ("dead_at", "given up")):
-        deleted, more = await _delete_older(conn=conn, table="outbox", column=column, days=days,
-                                            batch_size=batch_size, on_batch=on_batch)
+        deleted, more = await _delete_older(
+            conn=conn, table="outbox", column=column, days=days, batch_size=batch_size, on_batch=on_batch
+        )
         counts[f"mails {what} more than {days} days ago deleted"] = deleted
         batches += more
     discarded, more = await _in_batches(discard, on_batch)
@@ -175,25 +221,36 @@ async def prune_mail(*, conn: asyncpg.Connection, days: int = DEFAULT_MAIL_DAYS,
     return JobResult(job="prune-mail", counts=counts, batches=batches + more)
 
 
-async def prune_account_tokens(*, conn: asyncpg.Connection, days: int = DEFAULT_ACCOUNT_TOKEN_DAYS,
-                               batch_size: int = DEFAULT_BATCH_SIZE, on_batch: OnBatch | None = None) -> JobResult:
+async def prune_account_tokens(
+    *,
+    conn: asyncpg.Connection,
+    days: int = DEFAULT_ACCOUNT_TOKEN_DAYS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: OnBatch | None = None,
+) -> JobResult:
     """Delete reset and verification tokens that expired more than `days` ago (used or not)."""
-    deleted, batches = await _delete_older(conn=conn, table="account_tokens", column="expires_at", days=days,
-                                           batch_size=batch_size, on_batch=on_batch)
-    return JobResult(job="prune-account-tokens",
-                     counts={f"account tokens expired more than {days} days ago deleted": deleted}, batches=batches)
+    deleted, batches = await _delete_older(
+        conn=conn, table="account_tokens", column="expires_at", days=days, batch_size=batch_size, on_batch=on_batch
+    )
+    return JobResult(
+        job="prune-account-tokens",
+        counts={f"account tokens expired more than {days} days ago deleted": deleted},
+        batches=batches,
+    )
 
 
-async def _delete_older(*, conn: asyncpg.Connection, table: str, column: str, days: int, batch_size: int,
-                        on_batch: OnBatch | None) -> tuple[int, int]:
+async def _delete_older(
+    *, conn: asyncpg.Connection, table: str, column: str, days: int, batch_size: int, on_batch: OnBatch | None
+) -> tuple[int, int]:
     """Delete rows of `table` whose `column` is older than `days`, in batches (by an index
     on `column`); the cutoff is fixed once, so the loop ends while new rows keep arriving."""
     _check(days=days, batch_size=batch_size)
     cutoff = await maintenance_queries.cutoff(conn=conn, days=days)
 
     async def step() -> int:
-        return await maintenance_queries.delete_older(conn=conn, table=table, column=column, before=cutoff,
-                                                      batch_size=batch_size)
+        return await maintenance_queries.delete_older(
+            conn=conn, table=table, column=column, before=cutoff, batch_size=batch_size
+        )
 
     return await _in_batches(step, on_batch)
 

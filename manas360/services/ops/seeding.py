@@ -68,8 +68,15 @@ class SeedReport:
     superadmin: SuperadminOutcome | None = None  # None: not configured
 
 
-async def seed(*, db: Database, settings: Settings, store: Store, email: str = "", password: str = "",
-               promote_existing: bool = False) -> SeedReport:
+async def seed(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    email: str = "",
+    password: str = "",
+    promote_existing: bool = False,
+) -> SeedReport:
     """Reference data, then the superadmin `email` (if given), in one transaction under the seed lock.
 
     See `seed_superadmin` for what happens to an existing account.
@@ -78,15 +85,23 @@ async def seed(*, db: Database, settings: Settings, store: Store, email: str = "
         await _take_seed_lock(conn)
         report = await _seed_reference(conn)
         if email:
-            report.superadmin = await _seed_superadmin(conn, db=db, settings=settings, store=store, email=email,
-                                                       password=password, promote_existing=promote_existing)
+            report.superadmin = await _seed_superadmin(
+                conn,
+                db=db,
+                settings=settings,
+                store=store,
+                email=email,
+                password=password,
+                promote_existing=promote_existing,
+            )
     if report.superadmin is not None:
         report.superadmin = await _after_commit(store=store, outcome=report.superadmin)
     return report
 
 
-async def seed_superadmin(*, db: Database, settings: Settings, store: Store, email: str, password: str,
-                          promote_existing: bool = False) -> SuperadminOutcome:
+async def seed_superadmin(
+    *, db: Database, settings: Settings, store: Store, email: str, password: str, promote_existing: bool = False
+) -> SuperadminOutcome:
     """Create the superadmin `email`, or bring an existing one to `password` (and unlock it).
 
     An existing account of another role is refused unless `promote_existing`. Whenever its
@@ -94,8 +109,15 @@ async def seed_superadmin(*, db: Database, settings: Settings, store: Store, ema
     """
     async with db.transaction() as conn:
         await _take_seed_lock(conn)
-        outcome = await _seed_superadmin(conn, db=db, settings=settings, store=store, email=email, password=password,
-                                         promote_existing=promote_existing)
+        outcome = await _seed_superadmin(
+            conn,
+            db=db,
+            settings=settings,
+            store=store,
+            email=email,
+            password=password,
+            promote_existing=promote_existing,
+        )
     return await _after_commit(store=store, outcome=outcome)
 
 
@@ -109,19 +131,23 @@ async def _seed_reference(conn: BaseDBAsyncClient) -> SeedReport:
     for role, level in reference.ROLES.items():
         report.roles += await seeding_queries.insert_role(conn=conn, name=role, privilege_level=level)
     for permission, description in reference.PERMISSIONS.items():
-        report.permissions += await seeding_queries.insert_permission(conn=conn, name=permission,
-                                                                      description=description)
+        report.permissions += await seeding_queries.insert_permission(
+            conn=conn, name=permission, description=description
+        )
     for plan, (display_name, tier, price_cents) in reference.PLANS.items():
-        report.plans += await seeding_queries.insert_plan(conn=conn, name=plan, display_name=display_name, tier=tier,
-                                                          price_cents=price_cents)
+        report.plans += await seeding_queries.insert_plan(
+            conn=conn, name=plan, display_name=display_name, tier=tier, price_cents=price_cents
+        )
     for feature, (_, description) in reference.FEATURES.items():
         report.features += await seeding_queries.insert_feature(conn=conn, name=feature, description=description)
     for role, permissions in reference.ROLE_PERMISSIONS.items():
         report.role_permissions += await seeding_queries.map_if_unmapped(
-            conn=conn, mapping=ROLE_PERMISSIONS, owner=role, items=permissions)
+            conn=conn, mapping=ROLE_PERMISSIONS, owner=role, items=permissions
+        )
     for plan in reference.PLANS:
         report.plan_features += await seeding_queries.map_if_unmapped(
-            conn=conn, mapping=PLAN_FEATURES, owner=plan, items=reference.plan_features(plan))
+            conn=conn, mapping=PLAN_FEATURES, owner=plan, items=reference.plan_features(plan)
+        )
     return report
 
 
@@ -129,14 +155,28 @@ class SeedError(Exception):
     """Seeding the superadmin failed; the message is safe to print (no password, no hash)."""
 
 
-async def _seed_superadmin(conn: BaseDBAsyncClient, *, db: Database,
-                           settings: Settings, store: Store, email: str, password: str,
-                           promote_existing: bool) -> SuperadminOutcome:
+async def _seed_superadmin(
+    conn: BaseDBAsyncClient,
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    email: str,
+    password: str,
+    promote_existing: bool,
+) -> SuperadminOutcome:
     if not password:
         raise SeedError("the superadmin needs a password (SUPERADMIN_PASSWORD)")
     try:
-        return await _write_superadmin(conn, db=db, settings=settings, store=store, email=users.normalize_email(email),
-                                       password=password, promote_existing=promote_existing)
+        return await _write_superadmin(
+            conn,
+            db=db,
+            settings=settings,
+            store=store,
+            email=users.normalize_email(email),
+            password=password,
+            promote_existing=promote_existing,
+        )
     except IntegrityError as exc:
         # PostgreSQL's DETAIL of a NOT NULL or CHECK violation repeats the whole failing row,
         # password hash included: keep only the message and drop the chained exception.
@@ -149,21 +189,38 @@ def _without_detail(exc: IntegrityError) -> str:
     return f"{type(cause).__name__}: {message.splitlines()[0]}"
 
 
-async def _write_superadmin(conn: BaseDBAsyncClient, *, db: Database,
-                            settings: Settings, store: Store, email: str, password: str,
-                            promote_existing: bool) -> SuperadminOutcome:
+async def _write_superadmin(
+    conn: BaseDBAsyncClient,
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    email: str,
+    password: str,
+    promote_existing: bool,
+) -> SuperadminOutcome:
     account = await _lock_account(conn, email=email)
     if account is None:
         password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
         # DO NOTHING, never DO UPDATE: an account registered meanwhile falls through to the
         # rules below instead of being silently taken over.
         created_id = await seeding_queries.insert_superadmin(
-            conn=conn, user_id=str(uuid.uuid4()), email=email, password_hash=password_hash,
-            display_name="Superadmin", role=reference.SUPERADMIN_ROLE)
+            conn=conn,
+            user_id=str(uuid.uuid4()),
+            email=email,
+            password_hash=password_hash,
+            display_name="Superadmin",
+            role=reference.SUPERADMIN_ROLE,
+        )
         if created_id is not None:
             user_id = created_id
-            await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
-                               after={"email": email, "role": reference.SUPERADMIN_ROLE, "created": True})
+            await audit.record(
+                conn,
+                action=audit.SUPERADMIN_SEEDED,
+                actor_id=None,
+                target_user_id=user_id,
+                after={"email": email, "role": reference.SUPERADMIN_ROLE, "created": True},
+            )
             return SuperadminOutcome(email=email, status="created", user_id=user_id)
         account = await _lock_account(conn, email=email)
         if account is None:
@@ -174,18 +231,31 @@ async def _write_superadmin(conn: BaseDBAsyncClient, *, db: Database,
     if role != reference.SUPERADMIN_ROLE and not promote_existing:
         return SuperadminOutcome(email=email, status="refused", previous_role=role, user_id=user_id)
     same_password = await verify_password(password=password, password_hash=account.password_hash)
-    changes = tuple(change for change, changed in (
-        (f"promoted from {role}", role != reference.SUPERADMIN_ROLE),
-        ("password changed", not same_password),
-        ("unlocked", account.locked_until is not None)) if changed)
+    changes = tuple(
+        change
+        for change, changed in (
+            (f"promoted from {role}", role != reference.SUPERADMIN_ROLE),
+            ("password changed", not same_password),
+            ("unlocked", account.locked_until is not None),
+        )
+        if changed
+    )
     if not changes:
         return SuperadminOutcome(email=email, status="unchanged", previous_role=role, user_id=user_id)
-    password_hash = account.password_hash if same_password else \
-        await hash_password(password=password, cost=settings.bcrypt_cost)
-    await seeding_queries.update_superadmin(conn=conn, user_id=user_id, password_hash=password_hash,
-                                            role=reference.SUPERADMIN_ROLE)
-    await audit.record(conn, action=audit.SUPERADMIN_SEEDED, actor_id=None, target_user_id=user_id,
-                       before={"role": role}, after={"role": reference.SUPERADMIN_ROLE, "changes": list(changes)})
+    password_hash = (
+        account.password_hash if same_password else await hash_password(password=password, cost=settings.bcrypt_cost)
+    )
+    await seeding_queries.update_superadmin(
+        conn=conn, user_id=user_id, password_hash=password_hash, role=reference.SUPERADMIN_ROLE
+    )
+    await audit.record(
+        conn,
+        action=audit.SUPERADMIN_SEEDED,
+        actor_id=None,
+        target_user_id=user_id,
+        before={"role": role},
+        after={"role": reference.SUPERADMIN_ROLE, "changes": list(changes)},
+    )
     outcome = SuperadminOutcome(email=email, status="updated", previous_role=role, changes=changes, user_id=user_id)
     if role == reference.SUPERADMIN_ROLE and same_password:
         return outcome  # only unlocked: every token issued so far was issued to this same owner
@@ -206,18 +276,19 @@ async def _lock_account(conn: BaseDBAsyncClient, *, email: str) -> _Account | No
     row = await seeding_queries.lock_account_by_email(conn=conn, email=email)
     if row is None:
         return None
-    return _Account(user_id=str(row.id), password_hash=row.password_hash, role=row.role,
-                    locked_until=row.locked_until)
+    return _Account(user_id=str(row.id), password_hash=row.password_hash, role=row.role, locked_until=row.locked_until)
 
 
-async def _revoke_sessions(*, db: Database,
-                           settings: Settings, store: Store, outcome: SuperadminOutcome) -> SuperadminOutcome:
+async def _revoke_sessions(
+    *, db: Database, settings: Settings, store: Store, outcome: SuperadminOutcome
+) -> SuperadminOutcome:
     """Revoke every session of the account inside the seed's transaction (a savepoint), so
     the change and the revocation commit together; Redis hears of it before the commit,
     which at worst logs the account out if the commit then fails."""
     try:
-        await revoke_all_sessions(db=db, settings=settings, store=store, user_id=outcome.user_id, actor_id=None,
-                                  client=SEED_CLIENT)
+        await revoke_all_sessions(
+            db=db, settings=settings, store=store, user_id=outcome.user_id, actor_id=None, client=SEED_CLIENT
+        )
     except StoreUnavailable as exc:
         return replace(outcome, sessions_revoked=True, cache_error=_one_line(exc))
     return replace(outcome, sessions_revoked=True)

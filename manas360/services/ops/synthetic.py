@@ -34,7 +34,11 @@ DEFAULT_BATCH_SIZE = 10_000
 ADMIN_EVERY = 200  # user 200, 400, ... is an admin: 0.5%, deterministic
 # Share (per mille) of users by the plan they have or had; "free" users have no row.
 PLAN_MIX: tuple[tuple[str, int], ...] = (
-    ("free", 650), ("basic", 150), ("premium", 110), ("professional", 60), ("enterprise", 30),
+    ("free", 650),
+    ("basic", 150),
+    ("premium", 110),
+    ("professional", 60),
+    ("enterprise", 30),
 )
 # Of users on a paid plan (percent): the subscription is active, expired or cancelled.
 ACTIVE_PCT, EXPIRED_PCT = 75, 15  # the remaining 10% cancelled
@@ -112,8 +116,9 @@ def synthetic_profile(index: int) -> SyntheticProfile:
         last_login = min(created_ago, 90 * _DAY_S + (h >> 12) % (275 * _DAY_S))
     else:
         last_login = None
-    return SyntheticProfile(role=role, created_ago_s=created_ago, last_login_ago_s=last_login,
-                            subscriptions=subscriptions)
+    return SyntheticProfile(
+        role=role, created_ago_s=created_ago, last_login_ago_s=last_login, subscriptions=subscriptions
+    )
 
 
 def _scramble(index: int) -> int:
@@ -145,24 +150,39 @@ def _subscriptions(*, plan: str, roll: int, created_ago: int) -> tuple[Synthetic
     return (SyntheticSubscription(plan, status, starts_ago, -(starts_ago // 2 + _DAY_S)),)
 
 
-async def seed_synthetic_users(*, settings: Settings, count: int, batch_size: int | None = None,
-                               on_batch: Callable[[SyntheticReport], None] | None = None) -> SyntheticReport:
+async def seed_synthetic_users(
+    *,
+    settings: Settings,
+    count: int,
+    batch_size: int | None = None,
+    on_batch: Callable[[SyntheticReport], None] | None = None,
+) -> SyntheticReport:
     """Make sure synthetic users 1..`count` exist; `on_batch` sees the report after each commit."""
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     if count < 0 or batch_size < 1:
         raise ValueError("count must be >= 0 and batch_size >= 1")
     report = SyntheticReport(requested=count)
     password_hash = await hash_password(password=SYNTHETIC_PASSWORD, cost=settings.bcrypt_cost)
-    conn = await db.connect(settings, server_settings={
-        "application_name": "manas360-seed", "statement_timeout": str(settings.db_statement_timeout)})
+    conn = await db.connect(
+        settings,
+        server_settings={"application_name": "manas360-seed", "statement_timeout": str(settings.db_statement_timeout)},
+    )
     try:
         role_ids, plan_ids = await _reference_ids(conn)
         await synthetic_queries.create_stage_tables(conn=conn)
         now = datetime.now(UTC)
         for first in range(1, count + 1, batch_size):
             last = min(first + batch_size - 1, count)
-            await _seed_batch(conn, first=first, last=last, now=now, password_hash=password_hash,
-                              role_ids=role_ids, plan_ids=plan_ids, report=report)
+            await _seed_batch(
+                conn,
+                first=first,
+                last=last,
+                now=now,
+                password_hash=password_hash,
+                role_ids=role_ids,
+                plan_ids=plan_ids,
+                report=report,
+            )
             if on_batch is not None:
                 on_batch(report)
         if report.created:
@@ -182,15 +202,25 @@ async def _reference_ids(conn: asyncpg.Connection) -> tuple[dict[str, int], dict
     return roles, plans
 
 
-async def _seed_batch(conn: asyncpg.Connection, *, first: int, last: int, now: datetime, password_hash: str,
-                      role_ids: dict[str, int], plan_ids: dict[str, int], report: SyntheticReport) -> None:
+async def _seed_batch(
+    conn: asyncpg.Connection,
+    *,
+    first: int,
+    last: int,
+    now: datetime,
+    password_hash: str,
+    role_ids: dict[str, int],
+    plan_ids: dict[str, int],
+    report: SyntheticReport,
+) -> None:
     emails = [synthetic_email(i) for i in range(first, last + 1)]
     async with conn.transaction():
         existing = await synthetic_queries.existing_emails(conn=conn, emails=emails)
         created = subscriptions = 0
         if len(existing) < len(emails):
-            users, subs = _rows(first=first, emails=emails, existing=existing, now=now,
-                                role_ids=role_ids, plan_ids=plan_ids)
+            users, subs = _rows(
+                first=first, emails=emails, existing=existing, now=now, role_ids=role_ids, plan_ids=plan_ids
+            )
             await synthetic_queries.stage_users(conn=conn, records=users)
             if subs:
                 await synthetic_queries.stage_subscriptions(conn=conn, records=subs)
@@ -202,8 +232,15 @@ async def _seed_batch(conn: asyncpg.Connection, *, first: int, last: int, now: d
     report.batches += 1
 
 
-def _rows(*, first: int, emails: list[str], existing: set[str], now: datetime,
-          role_ids: dict[str, int], plan_ids: dict[str, int]) -> tuple[list[UserRecord], list[SubscriptionRecord]]:
+def _rows(
+    *,
+    first: int,
+    emails: list[str],
+    existing: set[str],
+    now: datetime,
+    role_ids: dict[str, int],
+    plan_ids: dict[str, int],
+) -> tuple[list[UserRecord], list[SubscriptionRecord]]:
     users: list[UserRecord] = []
     subs: list[SubscriptionRecord] = []
     for index, email in enumerate(emails, start=first):
@@ -212,9 +249,25 @@ def _rows(*, first: int, emails: list[str], existing: set[str], now: datetime,
         profile = synthetic_profile(index)
         user_id = uuid.uuid4()
         last_login = None if profile.last_login_ago_s is None else now - timedelta(seconds=profile.last_login_ago_s)
-        users.append((user_id, email, f"Synthetic User {index}", role_ids[profile.role],
-                      now - timedelta(seconds=profile.created_ago_s), last_login))
+        users.append(
+            (
+                user_id,
+                email,
+                f"Synthetic User {index}",
+                role_ids[profile.role],
+                now - timedelta(seconds=profile.created_ago_s),
+                last_login,
+            )
+        )
         for sub in profile.subscriptions:
-            subs.append((uuid.uuid4(), user_id, plan_ids[sub.plan], sub.status,
-                         now - timedelta(seconds=sub.starts_ago_s), now + timedelta(seconds=sub.ends_in_s)))
+            subs.append(
+                (
+                    uuid.uuid4(),
+                    user_id,
+                    plan_ids[sub.plan],
+                    sub.status,
+                    now - timedelta(seconds=sub.starts_ago_s),
+                    now + timedelta(seconds=sub.ends_in_s),
+                )
+            )
     return users, subs

@@ -45,8 +45,16 @@ async def count_candidates(*, db: Database, active_days: int | None) -> int:
     return await entitlement_queries.count_warm_candidates(conn=db.connection, active_days=active_days)
 
 
-async def warm_cache(*, db: Database, settings: Settings, store: Store, clock: Clock, active_days: int | None = None,
-                     batch_size: int = 2000, on_batch: Callable[[int], None] = lambda done: None) -> WarmReport:
+async def warm_cache(
+    *,
+    db: Database,
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    active_days: int | None = None,
+    batch_size: int = 2000,
+    on_batch: Callable[[int], None] = lambda done: None,
+) -> WarmReport:
     """Warm every candidate user; `on_batch(done)` after each batch."""
     started = time.monotonic()
     report = WarmReport()
@@ -54,20 +62,25 @@ async def warm_cache(*, db: Database, settings: Settings, store: Store, clock: C
     last_id = "00000000-0000-0000-0000-000000000000"
     conn = db.connection
     while True:
-        user_ids = await entitlement_queries.warm_candidate_ids(conn=conn, active_days=active_days, after_id=last_id,
-                                                                limit=batch_size)
+        user_ids = await entitlement_queries.warm_candidate_ids(
+            conn=conn, active_days=active_days, after_id=last_id, limit=batch_size
+        )
         if not user_ids:
             break
         generations = await read_generations(store, user_ids=user_ids)  # before PostgreSQL: see the module doc
-        rows = await entitlement_queries.fetch_user_states(conn=conn, user_ids=user_ids,
-                                                           horizon_s=revocation_horizon_s(settings))
+        rows = await entitlement_queries.fetch_user_states(
+            conn=conn, user_ids=user_ids, horizon_s=revocation_horizon_s(settings)
+        )
         states = [state_from_row(row, settings=settings, clock=clock) for row in rows if not row.deleted]
-        await store_user_states(store, states=[state.fill(generations[state.user_id]) for state in states],
-                                context_ttl_s=CONTEXT_TTL_S, loaded_ttl_ms=loaded_ttl_ms(settings))
+        await store_user_states(
+            store,
+            states=[state.fill(generations[state.user_id]) for state in states],
+            context_ttl_s=CONTEXT_TTL_S,
+            loaded_ttl_ms=loaded_ttl_ms(settings),
+        )
         last_id = user_ids[-1]
         report.users += len(states)
         report.batches += 1
         on_batch(report.users)
     report.elapsed_s = time.monotonic() - started
     return report
-
