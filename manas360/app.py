@@ -6,7 +6,7 @@ import asyncio
 import gc
 import os
 
-from sanic import Sanic
+from sanic import Request, Sanic
 from sanic_ext.extensions.http.extension import HTTPExtension
 
 from manas360.access_log import access_logger
