@@ -28,9 +28,15 @@ def create_app(settings: Settings | None = None, *, name: str = "manas360") -> A
     """Build the Sanic app. Nothing connects here: pools open in the server listeners."""
     settings = settings or load_settings()
     configure_logging(settings)
+    # request_class: sanic types the parameter as its base Request, not generic in the context.
+    request_class: type[Request] = AppRequest  # type: ignore[assignment]
     app = Sanic(
-        name, configure_logging=False, error_handler=EnvelopeErrorHandler(), ctx=AppContext(), request_class=AppRequest
-    )  # type: ignore[arg-type]  # sanic types it as the base Request
+        name,
+        configure_logging=False,
+        error_handler=EnvelopeErrorHandler(),
+        ctx=AppContext(),
+        request_class=request_class,
+    )
     app.config.update(
         REQUEST_MAX_SIZE=settings.max_body_bytes,
         REQUEST_MAX_HEADER_SIZE=8192,

@@ -316,7 +316,8 @@ class Settings(BaseSettings):
         shown="empty (`config/ratelimits.toml`)",
         description=(
             "the rate-limit policy table: per policy its key (ip, ip+route, user), the routes it applies to, limit, "
-            "window and fail-open; `RATE_LIMIT_<NAME>` still overrides limit and window ([`docs/edge.md`](docs/edge.md))"
+            "window and fail-open; `RATE_LIMIT_<NAME>` still overrides limit and window "
+            "([`docs/edge.md`](docs/edge.md))"
         ),
     )
     # /32 at the shortest: an RIR's smallest allocation to a provider; shorter would give

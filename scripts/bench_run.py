@@ -588,7 +588,8 @@ def render(r: dict, *, args, cost: int) -> str:
                 f"{pop['size']:,} distinct users' tokens, {pop['route']}: req/s · p99 · ratio to bare (same rounds) "
                 "· p99 ratio · token cache hit rate",
                 f"{pop['run']['rps']:,.0f} · {pop['run']['p99']:.2f} ms · "
-                f"**{pop['run']['rps'] / pop['bare']['rps']:.2f}** · **{pop['run']['p99'] / pop['bare']['p99']:.2f}** · "
+                f"**{pop['run']['rps'] / pop['bare']['rps']:.2f}** · "
+                f"**{pop['run']['p99'] / pop['bare']['p99']:.2f}** · "
                 f"{pop['hit_rate']:.1%}" + (f" ({pop['errors']} errors)" if pop["errors"] else ""),
             )
             for pop in r["populations"]
