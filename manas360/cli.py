@@ -52,13 +52,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="manas360", description=__doc__.splitlines()[0])
+    from manas360 import __version__
+    from manas360.cli_users import add_users_command
+
+    parser = _Parser(prog="manas360", description=__doc__.splitlines()[0], epilog=CONFIGURATION_EPILOG)
+    parser.add_argument("--version", action="version", version=f"manas360 {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     serve = sub.add_parser("serve", help="serve the API with the configured workers")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=_port)
-    serve.add_argument("--workers", type=_workers)
+    serve.add_argument("--host", help="address to listen on (default: the HOST setting, 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default: the PORT setting, 8000)")
+    serve.add_argument("--workers", type=_workers,
+                       help="worker processes, 1..256 (default: the WORKERS setting, 2)")
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations (idempotent)")
@@ -72,9 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                     f"{PROMOTE_FLAG} is given.")
     seed.add_argument(PROMOTE_FLAG, action="store_true",
                       help="make SUPERADMIN_EMAIL superadmin even if it is an existing account of another role "
-                           "(its password is set to SUPERADMIN_PASSWORD and its sessions are revoked)")
+                           "(its password is set to SUPERADMIN_PASSWORD and its sessions are revoked; default: off)")
     seed.add_argument("--users", type=_count, default=0, metavar="N",
-                      help="also make sure synthetic users 1..N exist (staging and load tests)")
+                      help="also make sure synthetic users 1..N exist (staging and load tests; default 0: none)")
     seed.add_argument("--batch-size", type=_positive, metavar="B",
                       help="synthetic users per transaction (default 10000)")
     seed.set_defaults(func=_seed)
@@ -84,24 +90,31 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_parser("refresh-views", help="refresh the materialized views concurrently")
     jobs.add_parser("cleanup-tokens", help="delete expired refresh tokens, sessions and revoked-jti rows")
     archive = jobs.add_parser("archive-audit", help="move audit rows older than --days to audit_logs_archive")
-    archive.add_argument("--days", dest="audit_days", type=_count, help="default 90")
+    archive.add_argument("--days", dest="audit_days", type=_count, help="keep this many days of audit (default 90)")
     tokens = jobs.choices["cleanup-tokens"]
     prune = jobs.add_parser("prune-login-attempts", help="delete login attempts older than --days")
-    prune.add_argument("--days", dest="login_attempt_days", type=_count, help="default 30")
+    prune.add_argument("--days", dest="login_attempt_days", type=_count,
+                       help="keep this many days of login attempts (default 30)")
     blocks = jobs.add_parser("prune-rate-limit-logs", help="delete rate-limit block rows older than --days")
-    blocks.add_argument("--days", dest="rate_limit_log_days", type=_count, help="default 14")
+    blocks.add_argument("--days", dest="rate_limit_log_days", type=_count,
+                        help="keep this many days of block rows (default 14)")
     mails = jobs.add_parser("prune-mail", help="discard waiting mail whose link died; delete outbox mail delivered, "
                                                "discarded or given up more than --days ago")
-    mails.add_argument("--days", dest="mail_days", type=_count, help="default 30")
+    mails.add_argument("--days", dest="mail_days", type=_count,
+                       help="keep this many days of finished mail (default 30)")
     account_tokens = jobs.add_parser("prune-account-tokens",
                                      help="delete reset/verification tokens expired more than --days ago")
-    account_tokens.add_argument("--days", dest="account_token_days", type=_count, help="default 7")
+    account_tokens.add_argument("--days", dest="account_token_days", type=_count,
+                                help="keep tokens expired fewer than this many days (default 7)")
     every = jobs.add_parser("all", help="every job above, with their defaults")
-    every.add_argument("--audit-days", dest="audit_days", type=_count, help="default 90")
-    every.add_argument("--login-attempt-days", dest="login_attempt_days", type=_count, help="default 30")
-    every.add_argument("--rate-limit-log-days", dest="rate_limit_log_days", type=_count, help="default 14")
-    every.add_argument("--mail-days", dest="mail_days", type=_count, help="default 30")
-    every.add_argument("--account-token-days", dest="account_token_days", type=_count, help="default 7")
+    every.add_argument("--audit-days", dest="audit_days", type=_count, help="archive-audit's --days (default 90)")
+    every.add_argument("--login-attempt-days", dest="login_attempt_days", type=_count,
+                       help="prune-login-attempts' --days (default 30)")
+    every.add_argument("--rate-limit-log-days", dest="rate_limit_log_days", type=_count,
+                       help="prune-rate-limit-logs' --days (default 14)")
+    every.add_argument("--mail-days", dest="mail_days", type=_count, help="prune-mail's --days (default 30)")
+    every.add_argument("--account-token-days", dest="account_token_days", type=_count,
+                       help="prune-account-tokens' --days (default 7)")
     for job in (tokens, archive, prune, blocks, mails, account_tokens, every):
         job.add_argument("--batch-size", type=_positive, help="rows per transaction (default 5000)")
     maintenance.set_defaults(func=_maintenance)
@@ -109,9 +122,27 @@ def _parser() -> argparse.ArgumentParser:
     warm = sub.add_parser("warm-cache", help="load active users' contexts into Redis (safe while serving)")
     warm.add_argument("--active-days", type=_count, default=None,
                       help="only users who logged in within this many days (default: every active user)")
-    warm.add_argument("--batch-size", type=_positive, default=2000)
+    warm.add_argument("--batch-size", type=_positive, default=2000,
+                      help="users loaded per PostgreSQL query and Redis pipeline (default 2000)")
     warm.set_defaults(func=_warm_cache)
+
+    add_users_command(sub, run=_run, epilog=CONFIGURATION_EPILOG, formatter=argparse.HelpFormatter)
+    _every_parser_says_where_configuration_comes_from(parser)
     return parser
+
+
+CONFIGURATION_EPILOG = (
+    "Configuration comes from the environment: every setting of the README's Configuration table "
+    "(DATABASE_URL, REDIS_URL, JWT_SECRET, ...) by its name, each secret also as NAME_FILE (a file holding "
+    "it), over an optional .env file (ENV_FILE, default ./.env); `python -m manas360.settings` lists them.")
+
+
+def _every_parser_says_where_configuration_comes_from(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.epilog = child.epilog or CONFIGURATION_EPILOG
+                _every_parser_says_where_configuration_comes_from(child)
 
 
 class _Parser(argparse.ArgumentParser):
