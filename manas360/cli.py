@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations (idempotent)")
+    migrate.add_argument("--wait", type=_count, default=0, metavar="S",
+                         help="wait up to S seconds for PostgreSQL to accept connections, for a migration that "
+                              "starts beside the database (compose, a Kubernetes Job; default 0: no wait)")
     migrate.set_defaults(func=_migrate)
 
     seed = sub.add_parser(
@@ -224,11 +227,33 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.db import migrate
 
     async def work() -> int:
+        if args.wait:
+            await _wait_for_postgres(settings, seconds=args.wait)
         applied = await migrate(settings)
         print(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "database is up to date")
         return 0
 
     return _run(settings, work, needs_schema=False)
+
+
+async def _wait_for_postgres(settings: Settings, *, seconds: float) -> None:
+    """Until PostgreSQL accepts a connection (refused, unresolvable or starting up: try again),
+    at most `seconds`; then the last failure is the command's."""
+    import asyncpg
+
+    from manas360.db import connect
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            conn = await connect(settings, database="postgres", timeout=min(5.0, seconds))
+        except (TimeoutError, OSError, asyncpg.CannotConnectNowError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            await conn.close()
+            return
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
