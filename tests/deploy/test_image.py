@@ -48,7 +48,8 @@ def test_the_image_migrates_seeds_and_serves_as_a_user_that_is_not_root(image, c
         result = podman("run", "--rm", *configured["args"], image["name"], command, check=False, timeout=120)
         assert result.returncode == 0, result.stderr
     started = time.monotonic()
-    podman("run", "-d", "--name", name, *configured["args"], image["name"])
+    # --read-only: the root filesystem as Kubernetes runs it (deploy/k8s); /tmp is a tmpfs.
+    podman("run", "-d", "--read-only", "--name", name, *configured["args"], image["name"])
     try:
         ready_s = _wait_ready(configured["url"], name)
         print(f"\ncontainer ready {ready_s:.1f}s after `podman run`")
