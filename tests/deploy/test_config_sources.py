@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from manas360.config_sources import resolve
@@ -54,3 +56,18 @@ def test_the_environment_wins_over_the_env_file_variable_by_variable(tmp_path, m
     monkeypatch.setenv("ENV_FILE", str(tmp_path / "absent"))
     with pytest.raises(SettingsError, match="ENV_FILE: .*absent does not exist"):
         load_settings()
+
+
+def test_env_example_names_only_settings_and_loads_once_its_secrets_are_set(tmp_path):
+    from manas360.config_sources import read_env_file
+    from manas360.settings import Settings
+    from tests.fixtures.server import ROOT
+
+    example = read_env_file({"ENV_FILE": str(ROOT / ".env.example")})
+    compose_only = {"POSTGRES_PASSWORD"}
+    assert set(example) - compose_only <= {name.upper() for name in Settings.model_fields}
+    environ = {name: value for name, value in example.items() if name not in compose_only}
+    settings = load_settings({**environ, "JWT_SECRET": secrets.token_urlsafe(48),
+                              "MFA_ENCRYPTION_KEY": secrets.token_urlsafe(48),
+                              "SUPERADMIN_PASSWORD": secrets.token_urlsafe(24)})
+    assert settings.is_production and settings.mail_from == "MANAS360 <no-reply@example.com>"
