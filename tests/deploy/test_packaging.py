@@ -32,3 +32,12 @@ def test_the_wheel_builds_quietly_with_complete_metadata(tmp_path):
     links = re.findall(r"\]\(([^)\s]+)\)", description)
     assert links and all(link.startswith(("https://", "http://", "#")) for link in links), links
     assert f"]({urls['Repository']}/blob/main/docs/operations.md" in description
+
+
+def test_the_image_and_manifests_carry_the_package_version():
+    from manas360 import __version__
+
+    assert f"ARG VERSION={__version__}\n" in (ROOT / "Containerfile").read_text()
+    for manifest in (ROOT / "deploy" / "k8s").glob("*.yaml"):
+        for image in re.findall(r"image: (\S+)", manifest.read_text()):
+            assert image == f"manas360:{__version__}", (manifest.name, image)
