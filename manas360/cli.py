@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="port to listen on (default: the PORT setting, 8000)")
     serve.add_argument("--workers", type=_workers,
                        help="worker processes, 1..256 (default: the WORKERS setting, 2)")
+    serve.add_argument("--wait", type=_count, default=0, metavar="S", help=WAIT_HELP)
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations (idempotent)")
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="also make sure synthetic users 1..N exist (staging and load tests; default 0: none)")
     seed.add_argument("--batch-size", type=_positive, metavar="B",
                       help="synthetic users per transaction (default 10000)")
+    seed.add_argument("--wait", type=_count, default=0, metavar="S", help=WAIT_HELP)
     seed.set_defaults(func=_seed)
 
     maintenance = sub.add_parser("maintenance", help="run a maintenance job (idempotent; for cron)")
@@ -133,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     _every_parser_says_where_configuration_comes_from(parser)
     return parser
 
+
+WAIT_HELP = ("first wait up to S seconds for PostgreSQL to answer with every migration applied (a migrate "
+             "running beside it: compose, Kubernetes), then go on; default 0: no wait")
 
 CONFIGURATION_EPILOG = (
     "Configuration comes from the environment: every setting of the README's Configuration table "
@@ -268,6 +273,12 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
               + (" (--promote-existing-superadmin needs them)" if args.promote_existing_superadmin else ""),
               file=sys.stderr)
         return EXIT_CONFIG
+    if args.wait:
+        try:
+            _wait_until_migrated(settings, seconds=args.wait)
+        except KeyboardInterrupt:
+            print("manas360: interrupted", file=sys.stderr)
+            return 130
 
     async def work() -> int:
         store = open_configured_store(settings)
@@ -433,8 +444,29 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
+def _wait_until_migrated(settings: Settings, *, seconds: float) -> None:
+    """seed and serve --wait: until the database exists, answers and has every migration
+    applied, at most `seconds` (a SIGTERM ends the wait); then the command goes on and reports
+    whatever is still wrong in its usual one line."""
+    from manas360.db import check_schema
+    from manas360.early_stop import early_stop_requested
+
+    deadline = time.monotonic() + seconds
+    while not early_stop_requested():
+        try:
+            asyncio.run(check_schema(settings))
+            return
+        except Exception:  # not there yet: unreachable, starting up, missing or behind
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.5)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.server import serve
+
+    if args.wait:
+        _wait_until_migrated(settings, seconds=args.wait)
 
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
 
