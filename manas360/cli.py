@@ -1,4 +1,4 @@
-"""The `manas360` command: serve, migrate, seed, warm-cache, maintenance, keys.
+"""The `manas360` command: serve, migrate, seed, warm-cache, maintenance, users, keys.
 
 Every subcommand but `keys generate` loads and validates settings first; a bad or unsafe setting is one line
 on stderr and exit status 2, an unreachable store exit status 1 — never a traceback.
@@ -56,16 +56,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="manas360", description=__doc__.splitlines()[0])
+    from manas360 import __version__
+    from manas360.cli_users import add_users_command
+
+    parser = _Parser(prog="manas360", description=__doc__.splitlines()[0], epilog=CONFIGURATION_EPILOG)
+    parser.add_argument(
+        "--version", action="version", version=f"manas360 {__version__}", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     serve = sub.add_parser("serve", help="serve the API with the configured workers")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=_port)
-    serve.add_argument("--workers", type=_workers)
+    serve.add_argument("--host", help="address to listen on (default: the HOST setting, 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default: the PORT setting, 8000)")
+    serve.add_argument("--workers", type=_workers, help="worker processes, 1..256 (default: the WORKERS setting, 2)")
+    serve.add_argument("--wait", type=_count, default=0, metavar="S", help=WAIT_HELP)
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations (idempotent)")
+    migrate.add_argument(
+        "--wait",
+        type=_count,
+        default=0,
+        metavar="S",
+        help="wait up to S seconds for PostgreSQL to accept connections, for a migration that "
+        "starts beside the database (compose, a Kubernetes Job; default 0: no wait)",
+    )
     migrate.set_defaults(func=_migrate)
 
     seed = sub.add_parser(
@@ -80,18 +95,19 @@ def _parser() -> argparse.ArgumentParser:
         PROMOTE_FLAG,
         action="store_true",
         help="make SUPERADMIN_EMAIL superadmin even if it is an existing account of another role "
-        "(its password is set to SUPERADMIN_PASSWORD and its sessions are revoked)",
+        "(its password is set to SUPERADMIN_PASSWORD and its sessions are revoked; default: off)",
     )
     seed.add_argument(
         "--users",
         type=_count,
         default=0,
         metavar="N",
-        help="also make sure synthetic users 1..N exist (staging and load tests)",
+        help="also make sure synthetic users 1..N exist (staging and load tests; default 0: none)",
     )
     seed.add_argument(
         "--batch-size", type=_positive, metavar="B", help="synthetic users per transaction (default 10000)"
     )
+    seed.add_argument("--wait", type=_count, default=0, metavar="S", help=WAIT_HELP)
     seed.set_defaults(func=_seed)
 
     maintenance = sub.add_parser("maintenance", help="run a maintenance job (idempotent; for cron)")
@@ -99,28 +115,48 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_parser("refresh-views", help="refresh the materialized views concurrently")
     jobs.add_parser("cleanup-tokens", help="delete expired refresh tokens, sessions and revoked-jti rows")
     archive = jobs.add_parser("archive-audit", help="move audit rows older than --days to audit_logs_archive")
-    archive.add_argument("--days", dest="audit_days", type=_count, help="default 90")
+    archive.add_argument("--days", dest="audit_days", type=_count, help="keep this many days of audit (default 90)")
     tokens = jobs.choices["cleanup-tokens"]
     prune = jobs.add_parser("prune-login-attempts", help="delete login attempts older than --days")
-    prune.add_argument("--days", dest="login_attempt_days", type=_count, help="default 30")
+    prune.add_argument(
+        "--days", dest="login_attempt_days", type=_count, help="keep this many days of login attempts (default 30)"
+    )
     blocks = jobs.add_parser("prune-rate-limit-logs", help="delete rate-limit block rows older than --days")
-    blocks.add_argument("--days", dest="rate_limit_log_days", type=_count, help="default 14")
+    blocks.add_argument(
+        "--days", dest="rate_limit_log_days", type=_count, help="keep this many days of block rows (default 14)"
+    )
     mails = jobs.add_parser(
         "prune-mail",
         help="discard waiting mail whose link died; delete outbox mail delivered, "
         "discarded or given up more than --days ago",
     )
-    mails.add_argument("--days", dest="mail_days", type=_count, help="default 30")
+    mails.add_argument(
+        "--days", dest="mail_days", type=_count, help="keep this many days of finished mail (default 30)"
+    )
     account_tokens = jobs.add_parser(
         "prune-account-tokens", help="delete reset/verification tokens expired more than --days ago"
     )
-    account_tokens.add_argument("--days", dest="account_token_days", type=_count, help="default 7")
+    account_tokens.add_argument(
+        "--days",
+        dest="account_token_days",
+        type=_count,
+        help="keep tokens expired fewer than this many days (default 7)",
+    )
     every = jobs.add_parser("all", help="every job above, with their defaults")
-    every.add_argument("--audit-days", dest="audit_days", type=_count, help="default 90")
-    every.add_argument("--login-attempt-days", dest="login_attempt_days", type=_count, help="default 30")
-    every.add_argument("--rate-limit-log-days", dest="rate_limit_log_days", type=_count, help="default 14")
-    every.add_argument("--mail-days", dest="mail_days", type=_count, help="default 30")
-    every.add_argument("--account-token-days", dest="account_token_days", type=_count, help="default 7")
+    every.add_argument("--audit-days", dest="audit_days", type=_count, help="archive-audit's --days (default 90)")
+    every.add_argument(
+        "--login-attempt-days", dest="login_attempt_days", type=_count, help="prune-login-attempts' --days (default 30)"
+    )
+    every.add_argument(
+        "--rate-limit-log-days",
+        dest="rate_limit_log_days",
+        type=_count,
+        help="prune-rate-limit-logs' --days (default 14)",
+    )
+    every.add_argument("--mail-days", dest="mail_days", type=_count, help="prune-mail's --days (default 30)")
+    every.add_argument(
+        "--account-token-days", dest="account_token_days", type=_count, help="prune-account-tokens' --days (default 7)"
+    )
     for job in (tokens, archive, prune, blocks, mails, account_tokens, every):
         job.add_argument("--batch-size", type=_positive, help="rows per transaction (default 5000)")
     maintenance.set_defaults(func=_maintenance)
@@ -132,8 +168,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="only users who logged in within this many days (default: every active user)",
     )
-    warm.add_argument("--batch-size", type=_positive, default=2000)
+    warm.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=2000,
+        help="users loaded per PostgreSQL query and Redis pipeline (default 2000)",
+    )
     warm.set_defaults(func=_warm_cache)
+
+    add_users_command(sub, run=_run, epilog=CONFIGURATION_EPILOG, formatter=argparse.HelpFormatter)
 
     keys = sub.add_parser("keys", help="signing keys for JWT_PRIVATE_KEYS")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="<action>")
@@ -147,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         help="EdDSA (Ed25519) or ES256 (ECDSA P-256); it must match JWT_ALGORITHM (default EdDSA)",
     )
     generate.add_argument("--kid", help="the key id tokens will name (default: <algorithm>-<date>-<random>)")
+    _every_parser_says_where_configuration_comes_from(parser)
     return parser
 
 
@@ -158,6 +202,26 @@ def _generate_key(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(json.dumps(element))
     return 0
+
+
+WAIT_HELP = (
+    "first wait up to S seconds for PostgreSQL to answer with every migration applied (a migrate "
+    "running beside it: compose, Kubernetes), then go on; default 0: no wait"
+)
+
+CONFIGURATION_EPILOG = (
+    "Configuration comes from the environment: every setting of the README's Configuration table "
+    "(DATABASE_URL, REDIS_URL, JWT_SECRET, ...) by its name, each secret also as NAME_FILE (a file holding "
+    "it), over an optional .env file (ENV_FILE, default ./.env); `python -m manas360.settings` lists them."
+)
+
+
+def _every_parser_says_where_configuration_comes_from(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.epilog = child.epilog or CONFIGURATION_EPILOG
+                _every_parser_says_where_configuration_comes_from(child)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -239,11 +303,33 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.db import migrate
 
     async def work() -> int:
+        if args.wait:
+            await _wait_for_postgres(settings, seconds=args.wait)
         applied = await migrate(settings)
         print(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "database is up to date")
         return 0
 
     return _run(settings, work, needs_schema=False)
+
+
+async def _wait_for_postgres(settings: Settings, *, seconds: float) -> None:
+    """Until PostgreSQL accepts a connection (refused, unresolvable or starting up: try again),
+    at most `seconds`; then the last failure is the command's."""
+    import asyncpg
+
+    from manas360.db import connect
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            conn = await connect(settings, database="postgres", timeout=min(5.0, seconds))
+        except (TimeoutError, OSError, asyncpg.CannotConnectNowError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            await conn.close()
+            return
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
@@ -260,6 +346,12 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    if args.wait:
+        try:
+            _wait_until_migrated(settings, seconds=args.wait)
+        except KeyboardInterrupt:
+            print("manas360: interrupted", file=sys.stderr)
+            return 130
 
     async def work() -> int:
         store = open_configured_store(settings)
@@ -463,8 +555,29 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
+def _wait_until_migrated(settings: Settings, *, seconds: float) -> None:
+    """seed and serve --wait: until the database exists, answers and has every migration
+    applied, at most `seconds` (a SIGTERM ends the wait); then the command goes on and reports
+    whatever is still wrong in its usual one line."""
+    from manas360.db import check_schema
+    from manas360.early_stop import early_stop_requested
+
+    deadline = time.monotonic() + seconds
+    while not early_stop_requested():
+        try:
+            asyncio.run(check_schema(settings))
+            return
+        except Exception:  # not there yet: unreachable, starting up, missing or behind
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.5)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from manas360.server import serve
+
+    if args.wait:
+        _wait_until_migrated(settings, seconds=args.wait)
 
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
 

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from manas360.config_sources import ConfigSourceError, resolve
 from manas360.database_url import DatabaseURL, parse_database_url
 from manas360.rate_policies import REQUIRED_POLICIES, RatePolicy, RateTableError, read_rate_table
 from manas360.security.signing import SigningKey
@@ -524,7 +525,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the environment: no .env file, no secrets directory."""
+        """Keyword arguments, then the environment (which load_settings has merged with the .env
+        file and the X_FILE secrets, manas360.config_sources)."""
         return init_settings, _EnvironSource(settings_cls)
 
     @field_validator("jwt_secret")
@@ -650,12 +652,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     Outside production an empty JWT_SECRET becomes a random secret, exported to os.environ
     so that worker processes spawned later verify each other's tokens.
     """
-    with _reading(os.environ if environ is None else environ):
+    try:  # the .env file (for the process's own environment only) and X_FILE secrets
+        source = resolve(
+            os.environ if environ is None else environ, secrets=SECRET_FIELDS + _URL_FIELDS, dotenv=environ is None
+        )
+    except ConfigSourceError as exc:
+        raise SettingsError(str(exc)) from None
+    with _reading(source):
         try:
             settings = Settings()
         except ValidationError as exc:
             raise SettingsError(_one_line(exc)) from None
-    if environ is None and not os.environ.get("JWT_SECRET", "").strip():
+    if environ is None and not source.get("JWT_SECRET", "").strip():
         os.environ["JWT_SECRET"] = settings.jwt_secret.get_secret_value()
     return settings
 

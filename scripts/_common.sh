@@ -24,7 +24,10 @@ ensure_venv() {  # ensure_venv [extras]: the locked dependencies, then the proje
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
     # Exactly the locked versions, each checked against its hash (scripts/lock refreshes them).
     "$VENV/bin/python" -m pip install -q --require-hashes -r "$lock" || die "pip install of $lock failed"
-    "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" || die "pip install of the project failed"
+    # setuptools tells every editable install that a folder named like the package may shadow
+    # it (an InformationOnly warning, ten lines on stderr): nothing to act on, so not shown.
+    PYTHONWARNINGS="ignore:Editable installation" \
+      "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" || die "pip install of the project failed"
     touch "$stamp"
   fi
 }
@@ -53,7 +56,10 @@ start_local_postgres() {
   bin=$(pg_bin) || die "PostgreSQL is not reachable and no server binaries are installed: apt-get install postgresql"
   mkdir -p "$LOCAL"
   if [ "$(id -u)" = 0 ]; then  # initdb refuses to run as root
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    if ! id postgres >/dev/null 2>&1; then
+      say "creating the system user 'postgres' (no home, no login) to run the project-local PostgreSQL: initdb refuses to run as root"
+      useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    fi
     run_as=(runuser -u postgres --)
     mkdir -p "$data" "$LOCAL/pgsock" && chown postgres "$data" "$LOCAL/pgsock"
   fi

@@ -245,10 +245,11 @@ async def regenerate_recovery_codes(
 
 
 async def reset(
-    conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, email: str, actor_id: str, client: Client
+    conn: BaseDBAsyncClient, *, settings: Settings, user_id: str, email: str, actor_id: str | None, client: Client
 ) -> Revocation:
     """An administrator turns a user's MFA off (in the caller's transaction, rules checked
-    there): secret, recovery codes and outstanding mfa_tokens go, every session is revoked."""
+    there; no actor_id: the command line): secret, recovery codes and outstanding mfa_tokens go,
+    every session is revoked."""
     was_enabled = await queries.turn_off(conn=conn, user_id=user_id)
     revoked = await events.record(
         conn, settings=settings, user_id=user_id, event=Event.ADMIN_MFA_RESET, client=client, email=email
