@@ -159,7 +159,7 @@ def test_query_modules_say_what_they_cover_and_take_keyword_arguments(name):
 # never one above. Each layer is a set of module prefixes (the longest matching prefix
 # wins); what matches none of them is `foundation`.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("wiring", ("manas360.app", "manas360.server", "manas360.cli", "manas360.openapi")),
+    ("wiring", ("manas360.app", "manas360.server", "manas360.cli", "manas360.cli_users", "manas360.openapi")),
     ("blueprints", ("manas360.blueprints",)),
     ("http", ("manas360.http", "manas360.access_log")),
     ("container", ("manas360.container",)),
