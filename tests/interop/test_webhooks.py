@@ -201,6 +201,8 @@ async def test_an_event_undelivered_past_its_age_is_a_dead_letter_and_the_next_g
         "AND channel = 'webhook' AND sent_at IS NULL",
         account.id,
     )
+    # Until the sender has given it up: an attempt already under way fails, as it would have.
+    await eventually(lambda: _dead_webhooks(pg, account.id), what="the event given up")
     receiver.fail.discard(account.id)
     login_again = await hooks.post(f"{API}/auth/login", json={"email": account.email, "password": PASSWORD})
     assert (
@@ -218,6 +220,16 @@ async def test_an_event_undelivered_past_its_age_is_a_dead_letter_and_the_next_g
         == 1
     )
     assert (await hooks.get("/health")).json()["webhooks"]["dead"] >= 1
+
+
+async def _dead_webhooks(pg, user_id: str) -> bool:
+    return (
+        await pg.fetchval(
+            "SELECT count(*) FROM outbox WHERE user_id = $1 AND channel = 'webhook' AND dead_at IS NOT NULL",
+            user_id,
+        )
+        > 0
+    )
 
 
 async def _pending_webhooks(pg, user_id: str) -> bool:
