@@ -18,7 +18,6 @@ from manas360.security.secretbox import SecretBox
 from manas360.services.access.catalog import CatalogHolder
 from manas360.services.auth.mfa_enrolment import build_secret_box
 from manas360.services.auth.tokens import build_codec
-from manas360.services.integration import webhooks
 from manas360.services.integration.webhooks import build_webhook_courier
 from manas360.services.mail.outbox import Outbox, build_mail_courier
 from manas360.settings import Settings
@@ -54,5 +53,5 @@ def build_collaborators(settings: Settings) -> Collaborators:
         clock=Clock(),
         secret_box=build_secret_box(settings),
         outbox=Outbox(settings=settings, courier=build_mail_courier(settings), db=db),
-        webhooks=Outbox(settings=settings, courier=build_webhook_courier(settings), db=db, channel=webhooks.CHANNEL),
+        webhooks=Outbox(settings=settings, courier=build_webhook_courier(settings), db=db),
     )

@@ -25,7 +25,7 @@ import orjson
 from standardwebhooks.webhooks import Webhook
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360 import __version__
+from manas360 import __version__, metrics
 from manas360.clock import db_now, iso
 from manas360.queries.mail import outbox as outbox_queries
 from manas360.queries.mail.outbox import Claimed, Dead
@@ -38,8 +38,7 @@ CHANNEL = "webhook"
 UserEvent = Literal["user.created", "user.updated"]
 USER_CREATED: UserEvent = "user.created"
 USER_UPDATED: UserEvent = "user.updated"
-USER_DELETED, SESSION_REVOKED = "user.deleted", "session.revoked"
-EVENTS = (USER_CREATED, USER_UPDATED, USER_DELETED, SESSION_REVOKED)
+SESSION_REVOKED = "session.revoked"
 DEAD_LETTER = "webhook.dead_letter"
 """The audit action of an event given up after WEBHOOK_MAX_AGE_S."""
 
@@ -103,6 +102,7 @@ class WebhookCourier:
     channel = CHANNEL
     name = "http"
     in_order = True
+    sent, failures, rows = metrics.WEBHOOKS_SENT, metrics.WEBHOOK_FAILURES, metrics.WEBHOOK_ROWS
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.webhook_url

@@ -36,9 +36,10 @@ import asyncio
 import contextlib
 import sys
 import uuid
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from loguru import logger
+from prometheus_client import Counter, Gauge
 
 from manas360 import metrics
 from manas360.db import Database
@@ -47,9 +48,6 @@ from manas360.queries.mail.outbox import Claimed, Dead
 from manas360.services.mail import messages as mail
 from manas360.settings import Settings
 from manas360.smtp import ConsoleTransport, MailTransport, OutgoingMail, SmtpTransport
-
-if TYPE_CHECKING:
-    pass
 
 BATCH_SIZE = 20
 ROUND_RETRY_MAX_S = 30.0
@@ -96,6 +94,12 @@ class Courier(Protocol):
     """Deliver each user's rows one at a time, oldest first, each numbered (`seq`)."""
     max_age_s: int
     send_timeout_s: float
+    sent: Counter
+    """Deliveries by kind."""
+    failures: Counter
+    """Failed attempts by kind."""
+    rows: Gauge
+    """This channel's pending rows and dead letters, as the sender last counted them."""
 
     async def deliver(self, row: Claimed, payload: bytes, *, seq: int | None) -> None:
         """Deliver or raise (any exception is a failed attempt, retried later)."""
@@ -112,6 +116,7 @@ class MailCourier:
 
     channel = mail.CHANNEL
     in_order = False
+    sent, failures, rows = metrics.MAILS_SENT, metrics.MAIL_FAILURES, metrics.OUTBOX_ROWS
 
     def __init__(self, settings: Settings, transport: MailTransport) -> None:
         self.transport = transport
@@ -139,13 +144,10 @@ def build_mail_courier(settings: Settings) -> MailCourier | None:
 class Outbox:
     """One worker's sender for one channel; building it does no I/O."""
 
-    def __init__(
-        self, *, settings: Settings, courier: Courier | None, db: Database, channel: str = mail.CHANNEL
-    ) -> None:
+    def __init__(self, *, settings: Settings, courier: Courier | None, db: Database) -> None:
         self.settings = settings
         self.db = db
         self.courier = courier
-        self.channel = courier.channel if courier is not None else channel
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_failed = False
@@ -194,6 +196,8 @@ class Outbox:
 
     async def run(self) -> None:
         """Deliver rounds until stopped; a round that fails (PostgreSQL down) is retried."""
+        assert self.courier is not None  # started only with one
+        channel = self.courier.channel
         failed_rounds = 0
         while not self._stopping:
             pause = self.settings.mail_poll_s
@@ -206,9 +210,7 @@ class Outbox:
             except Exception as exc:
                 failed_rounds += 1
                 pause = min(max(ROUND_RETRY_MAX_S, pause), pause * 2 ** min(failed_rounds - 1, 10))
-                logger.warning(
-                    "{} sender round failed ({}); retrying in {:.1f} s", self.channel, type(exc).__name__, pause
-                )
+                logger.warning("{} sender round failed ({}); retrying in {:.1f} s", channel, type(exc).__name__, pause)
                 claimed = 0
             if claimed >= BATCH_SIZE or self._stopping:
                 continue
@@ -249,9 +251,8 @@ class Outbox:
             )
             await courier.gave_up(conn, dead)
         counts = await queries.counts(conn=conn, channel=courier.channel)
-        gauge = metrics.OUTBOX_ROWS if courier.channel == mail.CHANNEL else metrics.WEBHOOK_ROWS
-        gauge.labels("pending").set(counts.pending)
-        gauge.labels("dead").set(counts.dead)
+        courier.rows.labels("pending").set(counts.pending)
+        courier.rows.labels("dead").set(counts.dead)
         return len(rows)
 
     async def _deliver(self, conn: Any, courier: Courier, row: Claimed, lease_token: uuid.UUID) -> None:
@@ -274,6 +275,7 @@ class Outbox:
         if payload is None:
             await self._failed(
                 conn,
+                courier,
                 row,
                 lease_token,
                 attempts=renewed.attempts,
@@ -285,14 +287,15 @@ class Outbox:
         # Whatever the courier raised (refused connection, TLS failure, an error reply, a
         # timeout), the row stays queued and is tried again later.
         except Exception as exc:
-            await self._failed(conn, row, lease_token, attempts=renewed.attempts, error=f"{type(exc).__name__}: {exc}")
+            await self._failed(
+                conn, courier, row, lease_token, attempts=renewed.attempts, error=f"{type(exc).__name__}: {exc}"
+            )
             return
         if not await queries.mark_sent(conn=conn, row_id=row.id, lease_token=lease_token):
             # Only if this process stalled past its lease mid-delivery: never on a slow receiver.
             logger.warning("outbox row {} ({}) was delivered after this sender's lease ran out", row.id, row.kind)
         self._last_failed = False
-        sent = metrics.MAILS_SENT if courier.channel == mail.CHANNEL else metrics.WEBHOOKS_SENT
-        sent.labels(row.kind).inc()
+        courier.sent.labels(row.kind).inc()
         logger.info("outbox row {} ({}) delivered after {} attempt(s)", row.id, row.kind, renewed.attempts)
 
     def _payload(self, row: Claimed) -> bytes | None:
@@ -301,14 +304,15 @@ class Outbox:
         opened = mail.open_body(self.settings, recipient=row.recipient, sealed=row.payload_sealed)
         return opened.plaintext if opened is not None else None
 
-    async def _failed(self, conn: Any, row: Claimed, lease_token: uuid.UUID, *, attempts: int, error: str) -> None:
+    async def _failed(
+        self, conn: Any, courier: Courier, row: Claimed, lease_token: uuid.UUID, *, attempts: int, error: str
+    ) -> None:
         retry_in = backoff_s(attempts=attempts, max_s=self.settings.mail_retry_max_s)
         await queries.mark_failed(
             conn=conn, row_id=row.id, lease_token=lease_token, error=error[:500], retry_in_s=retry_in
         )
         self._last_failed = True
-        failures = metrics.MAIL_FAILURES if self.channel == mail.CHANNEL else metrics.WEBHOOK_FAILURES
-        failures.labels(row.kind).inc()
+        courier.failures.labels(row.kind).inc()
         logger.warning(
             "outbox row {} ({}) not delivered, attempt {}: {}; next attempt in {:.0f} s",
             row.id,
