@@ -28,18 +28,20 @@ from scripts.bench_run import (
     GATED_LUA,
     PREMIUM_ROUTE,
     PY,
-    ROOT,
     Processes,
     _drop,
     _premium_emails,
     _recreate,
     _user_ids,
     bench_env,
+    cpu_model,
     free_port,
     log,
     log_in,
     mint_tokens,
+    publish,
     run_cli,
+    start_bare,
     start_redis,
     wait_http,
     wrk,
@@ -90,26 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         run_cli("seed", env=env)
         run_cli("seed", "--users", str(args.users), env=env)
         run_cli("warm-cache", env=env)
-        procs.start(
-            [
-                PY,
-                "-m",
-                "sanic",
-                "scripts.bench_bare:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(bare_port),
-                "--workers",
-                str(args.workers),
-                "--no-access-logs",
-                "--no-motd",
-            ],
-            env=env,
-            log_path=tmp / "bare.log",
-        )
-        bare_url = f"http://127.0.0.1:{bare_port}/"
+        bare_url = start_bare(procs, env=env, port=bare_port, workers=args.workers, log_path=tmp / "bare.log")
         wait_http(bare_url, log_path=tmp / "bare.log")
         servers: dict[str, tuple[str, dict[str, str]]] = {}
         for algorithm in ALGORITHMS:
@@ -182,12 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_drop(admin_dsn, database))
         shutil.rmtree(tmp, ignore_errors=True)
 
-    table = render(results, args=args)
-    print(table)
-    if not args.no_append:
-        with open(ROOT / "BENCHMARKS.md", "a") as out:
-            out.write("\n" + table + "\n")
-        log("appended to BENCHMARKS.md")
+    publish(render(results, args=args), append=not args.no_append)
     return 0
 
 
@@ -196,14 +174,7 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def render(results: dict[str, dict[str, list[dict[str, float]]]], *, args: argparse.Namespace) -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     cores = os.cpu_count() or 1
     bare = results["bare"]
     rows = [

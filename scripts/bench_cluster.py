@@ -27,14 +27,15 @@ import httpx
 from scripts.bench_run import (
     GATED_LUA,
     PY,
-    ROOT,
     SYNTHETIC_PASSWORD,
     Processes,
     _drop,
     _premium_emails,
     bench_env,
+    cpu_model,
     free_port,
     log,
+    publish,
     run_cli,
     start_redis,
     wait_http,
@@ -135,12 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_drop(admin_dsn, database))
         shutil.rmtree(tmp, ignore_errors=True)
 
-    table = render(results, args=args)
-    print(table)
-    if not args.no_append:
-        with open(ROOT / "BENCHMARKS.md", "a") as out:
-            out.write("\n" + table + "\n")
-        log("appended to BENCHMARKS.md")
+    publish(render(results, args=args), append=not args.no_append)
     return 0
 
 
@@ -174,14 +170,7 @@ def render(r: dict, *, args: argparse.Namespace) -> str:
         ("non-2xx or socket errors (both)", f"{errors}"),
         ("load average (1/5/15 min) before · after", f"{r['load_before']} · {r['load_after']}"),
     ]
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = (
         f"### {now} — cluster vs single node: {os.cpu_count()} cores ({cpu}), Python "

@@ -96,6 +96,47 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+def start_bare(procs: Processes, *, env: dict[str, str], port: int, workers: int, log_path: Path) -> str:
+    """The baseline: bare Sanic's JSON endpoint (scripts/bench_bare.py) with `workers`; its URL."""
+    procs.start(
+        [
+            PY,
+            "-m",
+            "sanic",
+            "scripts.bench_bare:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-logs",
+            "--no-motd",
+        ],
+        env=env,
+        log_path=log_path,
+    )
+    return f"http://127.0.0.1:{port}/"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the heading of a results table."""
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor()
+    )
+
+
+def publish(table: str, *, append: bool) -> None:
+    """Print a results table and (unless --no-append) append it to BENCHMARKS.md."""
+    print(table)
+    if append:
+        with open(ROOT / "BENCHMARKS.md", "a") as out:
+            out.write("\n" + table + "\n")
+        log("appended to BENCHMARKS.md")
+
+
 def wait_http(url: str, *, log_path: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -317,26 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         run_cli("seed", env=env)
         run_cli("seed", "--users", str(args.small_users), env=env)
         serve = procs.start([PY, "-m", "manas360.cli", "serve"], env=env, log_path=tmp / "serve.log")
-        procs.start(
-            [
-                PY,
-                "-m",
-                "sanic",
-                "scripts.bench_bare:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(bare_port),
-                "--workers",
-                str(args.workers),
-                "--no-access-logs",
-                "--no-motd",
-            ],
-            env=env,
-            log_path=tmp / "bare.log",
-        )
-        app_url, bare_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{bare_port}/"
+        bare_url = start_bare(procs, env=env, port=bare_port, workers=args.workers, log_path=tmp / "bare.log")
+        app_url = f"http://127.0.0.1:{app_port}"
         wait_http(app_url + "/health/ready", log_path=tmp / "serve.log")
         wait_http(bare_url, log_path=tmp / "bare.log")
 
@@ -433,12 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_drop(admin_dsn, database))
         shutil.rmtree(tmp, ignore_errors=True)
 
-    table = render(results, args=args, cost=cost)
-    print(table)
-    if not args.no_append:
-        with open(ROOT / "BENCHMARKS.md", "a") as out:
-            out.write("\n" + table + "\n")
-        log("appended to BENCHMARKS.md")
+    publish(render(results, args=args, cost=cost), append=not args.no_append)
     return 0
 
 
@@ -557,14 +575,7 @@ async def _drop(admin_dsn: str, database: str) -> None:
 
 def render(r: dict, *, args, cost: int) -> str:
     bare, gated = r["bare"], r["gated"]
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     cores = os.cpu_count() or 1
     bound = cores / r["verify_s"]
     logins = r["logins"]["rps"]
