@@ -109,7 +109,7 @@ async def _unauthorized_count(client) -> float:
     return INTROSPECTIONS.labels("unauthorized")._value.get()
 
 
-# Every way a token dies (API.md's revocation list and the account states), each as the
+# Every way a token dies (the contract's revocation list, docs/api.md, and the account states), each as the
 # action that kills it: the dead token must be inactive on the very next call, with the
 # cache warm (it answered active just before).
 async def _logout(client, account, **_):
