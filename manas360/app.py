@@ -143,10 +143,11 @@ def _add_listeners(app: App, settings: Settings) -> None:
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import admin, auth, docs, integration, me, mfa, ops, plans, product, recovery
+    from manas360.blueprints import account, admin, auth, docs, integration, me, mfa, ops, plans, product, recovery
 
     app.blueprint(ops.bp)
     app.blueprint(docs.bp)
+    app.blueprint(account.bp)
     app.blueprint(integration.keys_bp)
     app.blueprint(
         Blueprint.group(
