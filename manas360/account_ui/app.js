@@ -672,7 +672,7 @@ function wire() {
   $("reauth-passkey").addEventListener("click", async () => {
     $("reauth-problem").textContent = "";
     try {
-      const { challenge_id, options } = await api("POST", "/auth/passkeys/reauthenticate/options", { body: {} });
+      const { challenge_id, options } = await api("POST", "/auth/passkeys/reauthenticate/options");
       const credential = await getCredential(options);
       await reauthenticate({ challenge_id, credential });
     } catch (error) {

@@ -99,6 +99,20 @@ async def test_the_html_loads_only_its_own_files_and_nothing_inline(client):
     assert "history.replaceState" in script
 
 
+async def test_every_input_has_a_label_and_the_errors_a_live_region(client):
+    page = _Page()
+    page.feed((await client.get("/account")).text)
+    labelled = {attrs.get("for") for tag, attrs in page.tags if tag == "label"}
+    inputs = [attrs for tag, attrs in page.tags if tag in ("input", "select", "textarea")]
+    assert len(inputs) >= 20
+    unlabelled = [attrs.get("id") for attrs in inputs if attrs.get("id") not in labelled]
+    assert unlabelled == []
+    ids = [attrs["id"] for _, attrs in page.tags if attrs.get("id")]
+    assert len(ids) == len(set(ids)), "duplicate ids"
+    regions = {attrs.get("id"): attrs for _, attrs in page.tags if attrs.get("role") in ("alert", "status")}
+    assert regions["problem"]["aria-live"] == "assertive" and regions["notice"]["aria-live"] == "polite"
+
+
 async def test_anything_else_under_account_is_the_envelopes_404(client):
     for path in ("/account/index.html", "/account/app.js.map", "/account/..%2Fapp.py", "/account/x/y"):
         response = await client.get(path)

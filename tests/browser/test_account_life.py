@@ -29,6 +29,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.common.virtual_authenticator import Protocol, Transport, VirtualAuthenticatorOptions
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -287,12 +288,11 @@ async def test_a_whole_account_life_in_a_real_browser(live, browser, smtp, pg, t
     page.wait_visible("signed-out")
     page.step("logged-out")
     page.fill("login-email", email)
-    page.fill("login-password", PASSWORD)
-    page.click("login-submit")
+    page.fill("login-password", PASSWORD + Keys.ENTER)  # the keyboard alone submits
     page.wait_visible("mfa-form")
+    assert browser.switch_to.active_element == page.el("mfa-code")  # focus moved to the code
     page.step("second-step-asked")
-    page.fill("mfa-code", totp.code())
-    page.click("mfa-submit")
+    page.fill("mfa-code", totp.code() + Keys.ENTER)
     page.wait_visible("signed-in")
     page.step("logged-in-with-totp")
 
@@ -372,4 +372,12 @@ async def test_a_whole_account_life_in_a_real_browser(live, browser, smtp, pg, t
     assert (await account_row(pg, email))["status"] == "pending_deletion"
     page.step("deletion-scheduled")
 
-    assert len(list(shots.glob("*.png"))) == len(page.steps) == 18
+    # The deletion mail's cancel link lands on a page that changes nothing until a click.
+    link = await link_in_mail(smtp, email, origin, "/cancel-deletion")
+    page.open(link)
+    assert browser.current_url == f"{origin}/cancel-deletion"
+    assert page.visible("landing") and page.visible("landing-password-row")
+    assert (await account_row(pg, email))["status"] == "pending_deletion"
+    page.step("cancel-deletion-landing")
+
+    assert len(list(shots.glob("*.png"))) == len(page.steps) == 19
