@@ -16,7 +16,6 @@ from sanic.response import HTTPResponse
 
 from manas360.blueprints.bodies import Email, StrictBody
 from manas360.blueprints.guard import authenticated, client
-from manas360.edge import rate_limited
 from manas360.errors import NotFound
 from manas360.http.bodies import parse_body, read_json_object, validate
 from manas360.http.deps import deps
@@ -43,11 +42,11 @@ PasskeyName = Field(min_length=1, max_length=64, description="A name to tell thi
 ChallengeId = Field(min_length=1, max_length=128, description="From the matching options call")
 
 
-class RegisterOptionsBody(StrictBody):
+class PasskeyRegisterOptionsBody(StrictBody):
     name: str | None = Field(None, min_length=1, max_length=64, description="The name the new passkey will get")
 
 
-class RegisterBody(StrictBody):
+class PasskeyRegisterBody(StrictBody):
     challenge_id: str = ChallengeId
     credential: dict[str, Any] = Field(
         description="`RegistrationResponseJSON`: what `navigator.credentials.create()` returned, as "
@@ -56,17 +55,17 @@ class RegisterBody(StrictBody):
     name: str | None = Field(None, min_length=1, max_length=64, description="Overrides the name given to the options")
 
 
-class RenameBody(StrictBody):
+class PasskeyRenameBody(StrictBody):
     name: str = PasskeyName
 
 
-class LoginOptionsBody(StrictBody):
+class PasskeyLoginOptionsBody(StrictBody):
     email: Email | None = Field(
         None, description="Ask for this account's passkeys; without it, the authenticator offers its own (discoverable)"
     )
 
 
-class LoginBody(StrictBody):
+class PasskeyLoginBody(StrictBody):
     challenge_id: str = ChallengeId
     credential: dict[str, Any] = Field(
         description="`AuthenticationResponseJSON`: what `navigator.credentials.get()` returned, as "
@@ -91,7 +90,7 @@ def _ceremony(ceremony: passkeys.Ceremony) -> HTTPResponse:
     id="auth_passkey_register_options",
     tag="passkeys",
     secured=True,
-    body=RegisterOptionsBody,
+    body=PasskeyRegisterOptionsBody,
     responses={200: PasskeyCeremony},
     errors={403: ("ReauthenticationRequired", "EmailNotVerified"), 409: ("PasskeyLimitReached",)},
     summary="Start adding a passkey",
@@ -102,7 +101,7 @@ def _ceremony(ceremony: passkeys.Ceremony) -> HTTPResponse:
 )
 @authenticated()
 async def register_options(request: AppRequest) -> HTTPResponse:
-    body, app = _optional_body(request, RegisterOptionsBody), deps(request)
+    body, app = _optional_body(request, PasskeyRegisterOptionsBody), deps(request)
     ceremony = await passkeys.register_options(
         db=app.db, settings=app.settings, principal=request.ctx.principal, name=body.name, client=client(request)
     )
@@ -114,7 +113,7 @@ async def register_options(request: AppRequest) -> HTTPResponse:
     id="auth_passkey_register",
     tag="passkeys",
     secured=True,
-    body=RegisterBody,
+    body=PasskeyRegisterBody,
     responses={201: Passkey},
     errors={
         401: ("InvalidCredentials", "InvalidToken"),
@@ -129,7 +128,7 @@ async def register_options(request: AppRequest) -> HTTPResponse:
 )
 @authenticated()
 async def register(request: AppRequest) -> HTTPResponse:
-    body, app = parse_body(request, RegisterBody), deps(request)
+    body, app = parse_body(request, PasskeyRegisterBody), deps(request)
     passkey = await passkeys.register(
         db=app.db,
         settings=app.settings,
@@ -163,7 +162,7 @@ async def list_passkeys(request: AppRequest) -> HTTPResponse:
     tag="passkeys",
     secured=True,
     path=PasskeyPath,
-    body=RenameBody,
+    body=PasskeyRenameBody,
     responses={200: Passkey},
     errors={404: ("NotFound",)},
     summary="Rename a passkey",
@@ -171,7 +170,7 @@ async def list_passkeys(request: AppRequest) -> HTTPResponse:
 )
 @authenticated()
 async def rename(request: AppRequest, passkey_id: str) -> HTTPResponse:
-    body = parse_body(request, RenameBody)
+    body = parse_body(request, PasskeyRenameBody)
     passkey = await passkeys.rename(
         db=deps(request).db,
         principal=request.ctx.principal,
@@ -213,7 +212,7 @@ async def remove(request: AppRequest, passkey_id: str) -> HTTPResponse:
 @operation(
     id="auth_passkey_login_options",
     tag="passkeys",
-    body=LoginOptionsBody,
+    body=PasskeyLoginOptionsBody,
     responses={200: PasskeyCeremony},
     errors={429: ("RateLimited",)},
     summary="Start signing in with a passkey",
@@ -224,9 +223,8 @@ async def remove(request: AppRequest, passkey_id: str) -> HTTPResponse:
     "time) after the same work, so the answer tells nothing about the account. Under the "
     "`passkey_options` rate limit (60 per 15 minutes per client address).",
 )
-@rate_limited("passkey_options")
 async def login_options(request: AppRequest) -> HTTPResponse:
-    body, app = _optional_body(request, LoginOptionsBody), deps(request)
+    body, app = _optional_body(request, PasskeyLoginOptionsBody), deps(request)
     return _ceremony(await passkeys.login_options(db=app.db, settings=app.settings, email=body.email))
 
 
@@ -234,7 +232,7 @@ async def login_options(request: AppRequest) -> HTTPResponse:
 @operation(
     id="auth_passkey_login",
     tag="passkeys",
-    body=LoginBody,
+    body=PasskeyLoginBody,
     responses={200: TokenPair},
     errors={
         401: ("InvalidCredentials", "InvalidToken"),
@@ -253,7 +251,7 @@ async def login_options(request: AppRequest) -> HTTPResponse:
     "password login. Under the `auth` rate limit.",
 )
 async def login(request: AppRequest) -> HTTPResponse:
-    body, app = parse_body(request, LoginBody), deps(request)
+    body, app = parse_body(request, PasskeyLoginBody), deps(request)
     pair = await passkey_login.login(
         db=app.db,
         settings=app.settings,

@@ -19,7 +19,6 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from webauthn import verify_authentication_response
 from webauthn.authentication.verify_authentication_response import VerifiedAuthentication
 from webauthn.helpers import parse_authentication_credential_json
-from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import AuthenticationCredential
 
 from manas360 import metrics
@@ -34,7 +33,7 @@ from manas360.services.accounts import users
 from manas360.services.admin import audit
 from manas360.services.auth import gate, mfa_challenge, password_check, reauthenticate, sessions
 from manas360.services.auth.gate import Flow
-from manas360.services.auth.passkeys import LOGIN, REAUTHENTICATE, take_challenge, user_handle
+from manas360.services.auth.passkeys import LOGIN, REAUTHENTICATE, UNVERIFIED, checked, take_challenge, user_handle
 from manas360.services.auth.principal import Principal
 from manas360.services.auth.sessions import Client
 from manas360.services.auth.tokens import TokenPair, issue_pair
@@ -141,7 +140,7 @@ async def reauthenticate_with_passkey(
     )
     stored, verified = await _verify(db=db, settings=settings, challenge=challenge, credential=credential)
     if stored.user_id != principal.user_id:
-        raise InvalidCredentials("The passkey could not be verified")
+        raise InvalidCredentials(UNVERIFIED)
     refusal: AppError | None = None
     async with db.transaction() as conn:
         # The caller's own revocation is the first refusal (TokenRevoked), then the check's.
@@ -184,29 +183,24 @@ async def _verify(
     """The stored passkey the assertion names, and py_webauthn's verdict on it (the counter is
     judged later, under the lock); InvalidCredentials for anything that does not verify."""
     party = settings.webauthn
-    try:
-        parsed: AuthenticationCredential = parse_authentication_credential_json(credential)
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
-        raise InvalidCredentials("The passkey could not be verified") from exc
+    parsed: AuthenticationCredential = checked(lambda: parse_authentication_credential_json(credential))
     stored = await queries.find_credential(conn=db.connection, credential_id=parsed.raw_id)
     if stored is None:
         metrics.PASSKEY_FAILURES.labels("unknown_credential").inc()
-        raise InvalidCredentials("The passkey could not be verified")
-    handle = parsed.response.user_handle
+        raise InvalidCredentials(UNVERIFIED)
     try:
-        if handle is not None and handle != user_handle(stored.user_id):
-            raise InvalidCredentials("The passkey could not be verified")
-        verified = verify_authentication_response(
-            credential=parsed,
-            expected_challenge=challenge.challenge,
-            expected_rp_id=party.rp_id,
-            expected_origin=list(party.origins),
-            credential_public_key=stored.public_key,
-            credential_current_sign_count=0,  # judged under the lock (_counter_refusal), and audited
+        if parsed.response.user_handle not in (None, user_handle(stored.user_id)):
+            raise InvalidCredentials(UNVERIFIED)  # the passkey of one account, claimed for another
+        verified = checked(
+            lambda: verify_authentication_response(
+                credential=parsed,
+                expected_challenge=challenge.challenge,
+                expected_rp_id=party.rp_id,
+                expected_origin=list(party.origins),
+                credential_public_key=stored.public_key,
+                credential_current_sign_count=0,  # judged under the lock (_counter_refusal), and audited
+            )
         )
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
-        metrics.PASSKEY_FAILURES.labels("assertion").inc()
-        raise InvalidCredentials("The passkey could not be verified") from exc
     except InvalidCredentials:
         metrics.PASSKEY_FAILURES.labels("assertion").inc()
         raise
@@ -223,7 +217,7 @@ async def _lock(
         conn, user_id=stored.user_id, source=client.source, known_source_s=settings.lockout_known_source_s
     )
     if current is None:
-        raise InvalidCredentials("The passkey could not be verified")
+        raise InvalidCredentials(UNVERIFIED)
     if await queries.challenge_outlived(conn=conn, user_id=stored.user_id, created_at=challenge.created_at):
         raise InvalidToken()
     return current
@@ -236,7 +230,7 @@ async def _counter_refusal(
     not move forward although the authenticator keeps one: two authenticators hold one key."""
     current = await queries.lock_sign_count(conn=conn, passkey_id=stored.id, user_id=stored.user_id)
     if current is None:
-        return InvalidCredentials("The passkey could not be verified")  # removed meanwhile
+        return InvalidCredentials(UNVERIFIED)  # removed meanwhile
     new = verified.new_sign_count
     if (new > 0 or current > 0) and new <= current:
         metrics.PASSKEY_FAILURES.labels("counter").inc()
@@ -249,7 +243,7 @@ async def _counter_refusal(
             before={"sign_count": current},
             after={"passkey_id": stored.id, "sign_count": new},
         )
-        return InvalidCredentials("The passkey could not be verified")
+        return InvalidCredentials(UNVERIFIED)
     return None
 
 

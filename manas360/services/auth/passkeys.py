@@ -22,14 +22,14 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from webauthn import generate_authentication_options, generate_registration_options, verify_registration_response
 from webauthn.helpers import options_to_json_dict
-from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     AuthenticatorTransport,
@@ -63,6 +63,8 @@ _CHALLENGE_BYTES = 32
 _DECOY_PURPOSE = b"manas360 passkey decoy credential ids v1"
 _DECOY_ID_BYTES = 32
 _KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
+UNVERIFIED = "The passkey could not be verified"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,16 @@ class Ceremony:
 
     challenge_id: str
     options: dict[str, Any]
+
+
+def checked(verify: Callable[[], T]) -> T:
+    """Run one of py_webauthn's parses or checks on what the client sent: whatever it raises
+    (its own errors, or base64, CBOR, struct and key errors on malformed bytes) is the
+    client's bytes failing to verify, 401 InvalidCredentials, never a 500."""
+    try:
+        return verify()
+    except Exception as exc:  # noqa: BLE001 -- the library raises many types for hostile input
+        raise InvalidCredentials(UNVERIFIED) from exc
 
 
 def handle_digest(challenge_id: str) -> bytes:
@@ -169,15 +181,14 @@ async def register(
     async with db.transaction() as conn:  # refused before the challenge is spent (checked again below)
         await _lock_for_registration(conn, settings=settings, principal=principal)
     challenge = await take_challenge(db=db, challenge_id=challenge_id, purpose=REGISTER, user_id=principal.user_id)
-    try:
-        verified = verify_registration_response(
+    verified = checked(
+        lambda: verify_registration_response(
             credential=credential,
             expected_challenge=challenge.challenge,
             expected_rp_id=party.rp_id,
             expected_origin=list(party.origins),
         )
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
-        raise InvalidCredentials("The passkey could not be verified") from exc
+    )
     transports = credential.get("response", {}).get("transports") if isinstance(credential, dict) else None
     kept_transports = [t for t in transports if t in _KNOWN_TRANSPORTS][:8] if isinstance(transports, list) else []
     async with db.transaction() as conn:
