@@ -146,3 +146,37 @@ async def test_rename_and_someone_elses_passkey_is_not_found(client, holder):
     ):
         assert (response.status_code, response.json()["error"]) == (404, "NotFound")
     assert (await client.get(PASSKEYS, headers=account.headers)).json()["items"][0]["name"] == "Work laptop"
+
+
+async def test_a_register_challenge_is_its_accounts_alone_and_a_credential_is_registered_once(
+    client, pg, settings, holder
+):
+    account, authenticator, _ = holder
+    other = await register(client)
+    await verify_email(pg, other)
+    theirs = await register_options(client, other)
+    stolen = await client.post(
+        REGISTER,
+        headers=account.headers,
+        json={
+            "challenge_id": theirs["challenge_id"],
+            "credential": authenticator_for(settings).create(theirs["options"]),
+        },
+    )
+    assert (stolen.status_code, stolen.json()["error"]) == (401, "InvalidToken")
+    # The same authenticator answering again with a credential id it already registered (a
+    # replayed registration, or a crafted one naming someone's credential id).
+    ceremony = await register_options(client, other)
+    replayed = authenticator_for(settings)
+    credential = replayed.create(ceremony["options"])
+    ((credential_id, _),) = replayed.credentials.items()
+    await pg.execute(
+        "UPDATE webauthn_credentials SET credential_id = $1 WHERE user_id = $2",
+        credential_id,
+        account.id,
+    )
+    refused = await client.post(
+        REGISTER, headers=other.headers, json={"challenge_id": ceremony["challenge_id"], "credential": credential}
+    )
+    assert (refused.status_code, refused.json()["error"]) == (401, "InvalidCredentials")
+    assert await pg.fetchval("SELECT count(*) FROM webauthn_credentials WHERE user_id = $1", other.id) == 0

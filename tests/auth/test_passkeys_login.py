@@ -3,6 +3,7 @@ the locks, security events and the account's other flows."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -507,3 +508,24 @@ async def test_a_passkey_session_is_an_ordinary_one(client, holder):
     refreshed = await client.post(f"{API}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert refreshed.status_code == 200
     assert (_claims(refreshed.json())["amr"], _claims(refreshed.json())["aal"]) == (["hwk", "user", "mfa"], 2)
+
+
+@pytest.mark.parametrize("shared", ["one challenge", "one counter value"])
+async def test_two_racing_sign_ins_let_exactly_one_in(client, pg, holder, shared):
+    """Two requests at once with one challenge (spent by a compare-and-set), or with two
+    challenges signed at the same counter value (judged under the passkey's row lock)."""
+    account, authenticator = holder
+    first = await login_options(client)
+    second = first if shared == "one challenge" else await login_options(client)
+    count = authenticator.credentials[next(iter(authenticator.credentials))].sign_count + 1
+    bodies = [
+        {
+            "challenge_id": ceremony["challenge_id"],
+            "credential": authenticator.get(ceremony["options"], sign_count=count),
+        }
+        for ceremony in (first, second)
+    ]
+    before = await _sessions(pg, account.id)
+    answers = await asyncio.gather(*(client.post(LOGIN, json=body) for body in bodies))
+    assert sorted(a.status_code for a in answers) == [200, 401]
+    assert await _sessions(pg, account.id) == before + 1
