@@ -40,6 +40,13 @@ from manas360.services.auth.tokens import TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 
+_REFUSALS = {
+    "AccountLocked": "passkey_locked",
+    "AccountDisabled": "passkey_disabled",
+    "EmailNotVerified": "passkey_unverified",
+}
+"""login_attempts reasons of a passkey the gate refused."""
+
 
 async def login(
     *,
@@ -70,14 +77,18 @@ async def login(
             if decision.refusal is not None:
                 refusal = decision.refusal
                 await password_check.record_attempt(
-                    conn, email=current.email, account=current, client=client, reason=f"passkey_{refusal.code}"
+                    conn,
+                    email=current.email,
+                    account=current,
+                    client=client,
+                    reason=_REFUSALS.get(refusal.code, "passkey_refused"),
                 )
             elif decision.needs_second_factor:
                 await _mark_used(conn, stored=stored, verified=verified)
                 token = await mfa_challenge.issue(conn, user_id=current.user_id, amr=proof.amr)
                 refusal = MfaRequired(mfa_token=token)
                 await password_check.record_attempt(
-                    conn, email=current.email, account=current, client=client, reason="mfa_required"
+                    conn, email=current.email, account=current, client=client, reason="passkey_mfa_required"
                 )
                 await audit.record(
                     conn, action=audit.MFA_CHALLENGED, actor_id=None, target_user_id=current.user_id, ip=client.ip
