@@ -5,7 +5,8 @@ The password is checked like a login's (counted toward the lockout), and a `code
 live and the gate must admit the flow: with MFA on a code is required (403 MfaRequired
 otherwise, nothing changes). The same session gets a fresh `auth_time` and the proof's
 `amr`/`aal` (2 with a code), and a fresh pair: the new access token carries them, and the
-session's earlier refresh tokens are replaced by the new one.
+session's earlier refresh tokens are replaced by the new one (`renew`, which the passkey
+re-authentication, manas360.services.auth.passkey_login, shares).
 """
 
 from __future__ import annotations
