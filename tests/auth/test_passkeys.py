@@ -80,6 +80,12 @@ async def test_login_with_an_email_lists_its_passkeys_and_the_options_exclude_th
     (credential_id,) = authenticator.credentials
     ceremony = await login_options(client, account.email.upper())
     assert [unb64url(c["id"]) for c in ceremony["options"]["allowCredentials"]] == [credential_id]
+    # Ids only, like the decoys an unknown address gets (its transports would tell them apart).
+    assert ceremony["options"]["allowCredentials"] == [
+        {"id": ceremony["options"]["allowCredentials"][0]["id"], "type": "public-key"}
+    ]
+    decoys = (await login_options(client, "nobody-" + account.email))["options"]["allowCredentials"]
+    assert all(set(entry) == {"id", "type"} for entry in decoys)
     assert ceremony["options"]["userVerification"] == "preferred"
     answer = await client.post(
         LOGIN, json={"challenge_id": ceremony["challenge_id"], "credential": authenticator.get(ceremony["options"])}

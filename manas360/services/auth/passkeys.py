@@ -124,13 +124,19 @@ async def take_challenge(*, db: Database, challenge_id: str, purpose: str, user_
     return challenge
 
 
-def _descriptors(credentials: list[tuple[bytes, list[str]]]) -> list[PublicKeyCredentialDescriptor]:
+def _descriptors(
+    credentials: list[tuple[bytes, list[str]]], *, transports: bool = True
+) -> list[PublicKeyCredentialDescriptor]:
+    """Credential descriptors; without `transports` (an anonymous sign-in's allow list), ids
+    only, so real entries look like the decoys."""
     return [
         PublicKeyCredentialDescriptor(
             id=credential_id,
-            transports=[AuthenticatorTransport(t) for t in transports if t in _KNOWN_TRANSPORTS] or None,
+            transports=([AuthenticatorTransport(t) for t in kept if t in _KNOWN_TRANSPORTS] or None)
+            if transports
+            else None,
         )
-        for credential_id, transports in credentials
+        for credential_id, kept in credentials
     ]
 
 
@@ -291,7 +297,7 @@ async def login_options(*, db: Database, settings: Settings, email: str | None) 
         if email is not None:
             email = users.normalize_email(email)
             user_id, existing = await queries.credential_ids_by_email(conn=conn, email=email)
-            allow = _descriptors(existing) if existing else _decoys(settings, email)
+            allow = _descriptors(existing, transports=False) if existing else _decoys(settings, email)
         challenge_id, challenge = await new_challenge(conn, purpose=LOGIN, user_id=user_id)
     options = generate_authentication_options(
         rp_id=settings.webauthn.rp_id,
