@@ -5,8 +5,9 @@
   it said of itself at registration (transports, AAGUID, backup eligibility and state, whether
   it verified the user) and the owner's name for it. Removed with the account (cascade).
 - `webauthn_challenges`: a ceremony in flight: the random challenge, its purpose (`register`,
-  `login`, `reauthenticate`), the user it is bound to (none for a discoverable login), the
-  handle a client sends back (`challenge_id`, stored only as its SHA-256) and, for a
+  `login`, `reauthenticate`), the user it is bound to (none for a discoverable login, nor for
+  a login asked for an unknown address: `for_email` says it was asked for one, so only that
+  account's passkey may answer it, and for an unknown address none), the handle a client sends back (`challenge_id`, stored only as its SHA-256) and, for a
   registration, the name asked for. Single use, expiring by the database's clock, and dead once
   the account's credential epoch moves past its creation, like every one-time token.
 Rows are read and written in SQL (manas360.queries.auth.passkeys); the models snapshot below
@@ -44,6 +45,7 @@ async def upgrade(db: BaseDBAsyncClient) -> str:
             "user_id" UUID REFERENCES "user_accounts" ("id") ON DELETE CASCADE,
             "challenge" BYTEA NOT NULL,
             "name" VARCHAR(64),
+            "for_email" BOOLEAN NOT NULL DEFAULT FALSE,
             "created_at" TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
             "expires_at" TIMESTAMPTZ NOT NULL,
             "used_at" TIMESTAMPTZ,

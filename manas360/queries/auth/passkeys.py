@@ -40,6 +40,8 @@ class Challenge(NamedTuple):
     user_id: str | None
     challenge: bytes
     name: str | None
+    for_email: bool
+    """Asked for an email's passkeys: only the passkey of `user_id` (none when unknown) may answer."""
     created_at: datetime
 
 
@@ -206,8 +208,9 @@ PRUNE_CHALLENGES_SQL = """
     DELETE FROM "webauthn_challenges" WHERE "id" IN (
         SELECT "id" FROM "webauthn_challenges" WHERE "expires_at" < clock_timestamp() ORDER BY "expires_at" LIMIT 16)"""
 INSERT_CHALLENGE_SQL = """
-    INSERT INTO "webauthn_challenges" ("handle_hash", "purpose", "user_id", "challenge", "name", "expires_at")
-    VALUES ($1, $2, $3, $4, $5, clock_timestamp() + make_interval(secs => $6))"""
+    INSERT INTO "webauthn_challenges" ("handle_hash", "purpose", "user_id", "challenge", "name", "for_email",
+        "expires_at")
+    VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp() + make_interval(secs => $7))"""
 
 
 async def insert_challenge(
@@ -219,11 +222,12 @@ async def insert_challenge(
     challenge: bytes,
     name: str | None,
     ttl_s: int,
+    for_email: bool = False,
 ) -> None:
     """Store a new challenge, expiring by the database's clock; a few expired ones go on the
     way (a bounded delete: each insert removes more than it adds once the table has any)."""
     await conn.execute_query(PRUNE_CHALLENGES_SQL, [])
-    await conn.execute_query(INSERT_CHALLENGE_SQL, [handle_hash, purpose, user_id, challenge, name, ttl_s])
+    await conn.execute_query(INSERT_CHALLENGE_SQL, [handle_hash, purpose, user_id, challenge, name, for_email, ttl_s])
 
 
 # Taken once: unused, unexpired, of the purpose asked, and (when bound to a user) created after
@@ -235,7 +239,7 @@ TAKE_CHALLENGE_SQL = """
         SELECT 1 FROM "user_accounts" u WHERE u."id" = c."user_id"
           AND (u."deleted_at" IS NOT NULL
                OR (u."credential_epoch" IS NOT NULL AND c."created_at" <= u."credential_epoch")))
-    RETURNING c."id", c."purpose", c."user_id", c."challenge", c."name", c."created_at\""""
+    RETURNING c."id", c."purpose", c."user_id", c."challenge", c."name", c."for_email", c."created_at\""""
 
 
 async def take_challenge(*, conn: BaseDBAsyncClient, handle_hash: bytes, purpose: str) -> Challenge | None:
@@ -251,6 +255,7 @@ async def take_challenge(*, conn: BaseDBAsyncClient, handle_hash: bytes, purpose
         str(row["user_id"]) if row["user_id"] is not None else None,
         bytes(row["challenge"]),
         row["name"],
+        row["for_email"],
         row["created_at"],
     )
 

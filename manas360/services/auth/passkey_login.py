@@ -63,8 +63,10 @@ async def login(
     the authenticator did not verify the user and the account has MFA on."""
     challenge = await take_challenge(db=db, challenge_id=challenge_id, purpose=LOGIN)
     stored, verified = await _verify(db=db, settings=settings, challenge=challenge, credential=credential)
-    if challenge.user_id is not None and challenge.user_id != stored.user_id:
-        raise InvalidToken()  # options asked for another account's passkeys
+    if challenge.for_email and challenge.user_id != stored.user_id:
+        # Options asked for another address's passkeys, or an unknown one's (the same answer:
+        # one's own passkey does not tell which addresses have accounts).
+        raise InvalidToken()
     proof = gate.passkey_proof(user_verified=verified.user_verified)
     refusal: AppError | None = None
     async with db.transaction() as conn:

@@ -97,7 +97,7 @@ def user_handle(user_id: str) -> bytes:
 
 
 async def new_challenge(
-    conn: BaseDBAsyncClient, *, purpose: str, user_id: str | None, name: str | None = None
+    conn: BaseDBAsyncClient, *, purpose: str, user_id: str | None, name: str | None = None, for_email: bool = False
 ) -> tuple[str, bytes]:
     """(challenge_id, challenge) of a new ceremony, stored in the caller's transaction."""
     challenge_id, challenge = secrets.token_urlsafe(32), secrets.token_bytes(_CHALLENGE_BYTES)
@@ -109,6 +109,7 @@ async def new_challenge(
         challenge=challenge,
         name=name,
         ttl_s=CHALLENGE_TTL_S,
+        for_email=for_email,
     )
     return challenge_id, challenge
 
@@ -298,7 +299,7 @@ async def login_options(*, db: Database, settings: Settings, email: str | None) 
             email = users.normalize_email(email)
             user_id, existing = await queries.credential_ids_by_email(conn=conn, email=email)
             allow = _descriptors(existing, transports=False) if existing else _decoys(settings, email)
-        challenge_id, challenge = await new_challenge(conn, purpose=LOGIN, user_id=user_id)
+        challenge_id, challenge = await new_challenge(conn, purpose=LOGIN, user_id=user_id, for_email=email is not None)
     options = generate_authentication_options(
         rp_id=settings.webauthn.rp_id,
         challenge=challenge,
