@@ -186,3 +186,36 @@ async def test_a_register_challenge_is_its_accounts_alone_and_a_credential_is_re
     )
     assert (refused.status_code, refused.json()["error"]) == (401, "InvalidCredentials")
     assert await pg.fetchval("SELECT count(*) FROM webauthn_credentials WHERE user_id = $1", other.id) == 0
+
+
+REGISTRATION_REFUSALS = [
+    ("wrong origin", {"origin": "https://evil.example"}, (401, "InvalidCredentials")),
+    ("wrong RP ID", {"rp_id": "evil.example"}, (401, "InvalidCredentials")),
+    ("user not present", {"user_present": False}, (401, "InvalidCredentials")),
+    (
+        "another challenge signed",
+        {"challenge": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+        (401, "InvalidCredentials"),
+    ),
+    ("challenge used twice", {}, (401, "InvalidToken")),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "tamper", "answer"), REGISTRATION_REFUSALS, ids=[row[0] for row in REGISTRATION_REFUSALS]
+)
+async def test_a_registration_that_does_not_verify_keeps_nothing(client, pg, settings, name, tamper, answer):
+    account = await register(client)
+    await verify_email(pg, account)
+    ceremony = await register_options(client, account)
+    body = {
+        "challenge_id": ceremony["challenge_id"],
+        "credential": authenticator_for(settings).create(ceremony["options"], **tamper),
+    }
+    if name == "challenge used twice":
+        assert (await client.post(REGISTER, headers=account.headers, json=body)).status_code == 201
+        body["credential"] = authenticator_for(settings).create(ceremony["options"])
+    refused = await client.post(REGISTER, headers=account.headers, json=body)
+    assert (refused.status_code, refused.json()["error"]) == answer, refused.text
+    kept = await pg.fetchval("SELECT count(*) FROM webauthn_credentials WHERE user_id = $1", account.id)
+    assert kept == (1 if name == "challenge used twice" else 0)
