@@ -29,7 +29,7 @@ from tests.auth.passkey_helpers import (
 )
 from tests.fixtures.accounts import API, PASSWORD, bearer, login, register
 from tests.fixtures.app import client_for, running_app
-from tests.fixtures.authenticator import unb64url
+from tests.fixtures.authenticator import Authenticator, unb64url
 from tests.fixtures.outbox import mail_bodies
 
 REAUTHENTICATE = f"{API}/auth/reauthenticate"
@@ -131,8 +131,8 @@ async def _unknown_id(client, pg, account, authenticator, ceremony):
     return await client.post(LOGIN, json={"challenge_id": secrets.token_urlsafe(32), "credential": credential})
 
 
-async def _unregistered_credential(client, pg, account, authenticator, ceremony, settings=None):
-    stranger = authenticator_for(load_settings({}))
+async def _unregistered_credential(client, pg, account, authenticator, ceremony):
+    stranger = Authenticator(origin=authenticator.origin, rp_id=authenticator.rp_id)
     stranger.create(
         {
             "rp": {"id": authenticator.rp_id},
@@ -141,7 +141,6 @@ async def _unregistered_credential(client, pg, account, authenticator, ceremony,
             "pubKeyCredParams": [{"alg": -7, "type": "public-key"}],
         }
     )
-    stranger.origin, stranger.rp_id = authenticator.origin, authenticator.rp_id
     credential = stranger.get({**ceremony["options"], "allowCredentials": []})
     return await client.post(LOGIN, json={"challenge_id": ceremony["challenge_id"], "credential": credential})
 
@@ -181,8 +180,7 @@ async def test_a_sign_in_that_does_not_verify_is_refused_and_opens_no_session(cl
 async def test_a_login_challenge_cannot_register_a_passkey(client, holder):
     account, authenticator = holder
     ceremony = await login_options(client)
-    other = authenticator_for(load_settings({}))
-    other.origin, other.rp_id = authenticator.origin, authenticator.rp_id
+    other = Authenticator(origin=authenticator.origin, rp_id=authenticator.rp_id)
     options = (await register_options(client, account))["options"]
     credential = other.create({**options, "challenge": ceremony["options"]["challenge"]})
     refused = await client.post(
@@ -257,8 +255,7 @@ async def test_a_security_event_kills_every_outstanding_challenge(client, holder
     )
     assert _error(refused) == (401, "InvalidToken")
     fresh = await login(client, account)
-    other = authenticator_for(load_settings({}))
-    other.origin, other.rp_id = authenticator.origin, authenticator.rp_id
+    other = Authenticator(origin=authenticator.origin, rp_id=authenticator.rp_id)
     late = await client.post(
         REGISTER,
         headers=fresh.headers,
