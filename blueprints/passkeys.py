@@ -8,9 +8,9 @@ passkey assertion (blueprints/auth.py).
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from sanic import Blueprint
 from sanic.response import HTTPResponse
 
@@ -38,12 +38,22 @@ _CHALLENGE_TEXT = (
     "ceremony or account, or older than the account's latest security event."
 )
 
-PasskeyName = Field(min_length=1, max_length=64, description="A name to tell this passkey from the others")
+
+def _name(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# Trimmed, 1 to 64 printable characters (the column's width).
+PasskeyName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_name)
+]
 ChallengeId = Field(min_length=1, max_length=128, description="From the matching options call")
 
 
 class PasskeyRegisterOptionsBody(StrictBody):
-    name: str | None = Field(None, min_length=1, max_length=64, description="The name the new passkey will get")
+    name: PasskeyName | None = Field(None, description="The name the new passkey will get (default `Passkey`)")
 
 
 class PasskeyRegisterBody(StrictBody):
@@ -52,11 +62,11 @@ class PasskeyRegisterBody(StrictBody):
         description="`RegistrationResponseJSON`: what `navigator.credentials.create()` returned, as "
         "`PublicKeyCredential.toJSON()` gives it (binary fields base64url)"
     )
-    name: str | None = Field(None, min_length=1, max_length=64, description="Overrides the name given to the options")
+    name: PasskeyName | None = Field(None, description="Overrides the name given to the options")
 
 
 class PasskeyRenameBody(StrictBody):
-    name: str = PasskeyName
+    name: PasskeyName = Field(description="A name to tell this passkey from the others")
 
 
 class PasskeyLoginOptionsBody(StrictBody):

@@ -142,8 +142,11 @@ async def test_the_eleventh_passkey_is_refused(client, pg, settings):
 
 async def test_rename_and_someone_elses_passkey_is_not_found(client, holder):
     account, _, passkey = holder
-    renamed = await client.patch(f"{PASSKEYS}/{passkey['id']}", headers=account.headers, json={"name": "Work laptop"})
+    renamed = await client.patch(f"{PASSKEYS}/{passkey['id']}", headers=account.headers, json={"name": " Work laptop "})
     assert renamed.status_code == 200 and renamed.json()["name"] == "Work laptop"
+    for bad in ("   ", "x" * 65, "tab\there", 7):
+        refused = await client.patch(f"{PASSKEYS}/{passkey['id']}", headers=account.headers, json={"name": bad})
+        assert (refused.status_code, refused.json()["error"]) == (422, "ValidationError"), bad
     other = await register(client)
     for response in (
         await client.patch(f"{PASSKEYS}/{passkey['id']}", headers=other.headers, json={"name": "mine"}),
