@@ -143,7 +143,7 @@ def _add_listeners(app: App, settings: Settings) -> None:
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import admin, auth, docs, integration, me, mfa, ops, plans, product, recovery
+    from manas360.blueprints import admin, auth, docs, integration, me, mfa, ops, passkeys, plans, product, recovery
 
     app.blueprint(ops.bp)
     app.blueprint(docs.bp)
@@ -153,6 +153,7 @@ def _add_blueprints(app: App) -> None:
             auth.bp,
             recovery.bp,
             mfa.bp,
+            passkeys.bp,
             integration.bp,
             me.bp,
             plans.bp,

@@ -124,6 +124,10 @@ class MfaAlreadyEnabled(AppError):
     status, code, message = 409, "MfaAlreadyEnabled", "Multi-factor authentication is already on"
 
 
+class PasskeyLimitReached(AppError):
+    status, code, message = 409, "PasskeyLimitReached", "This account already holds the most passkeys it may"
+
+
 class PayloadTooLarge(AppError):
     status, code, message = 413, "PayloadTooLarge", "Request body too large"
 

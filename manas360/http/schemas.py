@@ -413,3 +413,29 @@ def envelope_model(body: dict[str, Any]) -> type[ErrorEnvelope]:
 def user_fields(user: object) -> dict[str, Any]:
     """The `<User>` fields of a service's user (manas360.services.accounts.users.User)."""
     return {name: getattr(user, name) for name in User.model_fields}
+
+
+class Passkey(ApiModel):
+    """One of the caller's passkeys."""
+
+    id: str = Field(description="The passkey's id (UUID) in this service (not the authenticator's credential id)")
+    name: str = Field(description="The owner's name for it")
+    created_at: Timestamp
+    last_used_at: Timestamp | None = Field(description="Its latest sign-in or re-authentication; null before any")
+    backed_up: bool = Field(description="The authenticator reported it synced or backed up (a multi-device passkey)")
+
+
+class PasskeyList(ApiModel):
+    items: list[Passkey]
+
+
+class PasskeyCeremony(ApiModel):
+    """The start of a WebAuthn ceremony: hand `options` to the browser (after decoding its
+    base64url fields: `PublicKeyCredential.parseCreationOptionsFromJSON` /
+    `parseRequestOptionsFromJSON`), then send its answer back with `challenge_id`."""
+
+    challenge_id: str = Field(description="Single use, valid 300 s, bound to this ceremony's purpose and user")
+    options: dict[str, Any] = Field(
+        description="`PublicKeyCredentialCreationOptionsJSON` (registration) or "
+        "`PublicKeyCredentialRequestOptionsJSON` (sign-in, re-authentication); binary fields base64url"
+    )

@@ -50,6 +50,11 @@ MFA_FAILED = "auth.mfa_failed"
 MFA_DISABLED = "auth.mfa_disabled"
 MFA_RECOVERY_CODES = "auth.mfa_recovery_codes_regenerated"
 MFA_RESET = "admin.mfa_reset"
+PASSKEY_ADDED = "auth.passkey_added"
+PASSKEY_RENAMED = "auth.passkey_renamed"
+PASSKEY_REMOVED = "auth.passkey_removed"
+PASSKEY_COUNTER_REGRESSED = "auth.passkey_counter_regressed"
+"""A passkey's signature counter went backwards (a cloned authenticator): the login was refused."""
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 

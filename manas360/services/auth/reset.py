@@ -33,6 +33,7 @@ from manas360.db import Database
 from manas360.errors import InvalidToken, MfaRequired
 from manas360.queries.accounts import account_tokens as queries
 from manas360.queries.auth import mfa as mfa_queries
+from manas360.queries.auth import passkeys as passkey_queries
 from manas360.security.jwt import AccessTokenCodec
 from manas360.security.passwords import hash_password
 from manas360.security.secretbox import SecretBox
@@ -121,6 +122,7 @@ async def confirm_reset(
         if first_proof:
             # Pre-hijacking: factors set up before anyone proved the address go with this proof.
             await mfa_queries.turn_off(conn=conn, user_id=user_id)
+            await passkey_queries.delete_all(conn=conn, user_id=user_id)
             await queries.mark_verified(conn=conn, user_id=user_id)
             current = current._replace(mfa_enabled=False, email_verified=True)
         proof = (

@@ -45,6 +45,8 @@ NOTICES = {
     "mfa_disabled": "Two-step sign-in was turned off for your MANAS360 account.",
     "recovery_codes_regenerated": "New recovery codes were made for your MANAS360 account; the old ones no "
     "longer work.",
+    "passkey_added": "A passkey was added to your MANAS360 account.",
+    "passkey_removed": "A passkey was removed from your MANAS360 account and its other sessions were signed out.",
     "admin_mfa_reset": "An administrator turned two-step sign-in off for your MANAS360 account and signed it "
     "out everywhere.",
     "refresh_token_reused": "A sign-in of your MANAS360 account was used from two places at once, so it was "
