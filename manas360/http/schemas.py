@@ -60,7 +60,7 @@ class User(ApiModel):
     privilege_level: int = Field(description="The role's level, 0..100")
     plan: str = Field(description="The plan of the active subscription; `free` when none is active")
     created_at: Timestamp
-    status: Literal["active", "disabled"]
+    status: Literal["active", "disabled", "pending_deletion"]
     email_verified: bool
     mfa_enabled: bool
 
@@ -339,6 +339,12 @@ class Introspection(ApiModel):
 
 class Accepted(ApiModel):
     """`{}`: the request is taken; what follows arrives by mail."""
+
+
+class DeletionScheduled(ApiModel):
+    """The account is `pending_deletion` until `deletion_at`; then it is erased."""
+
+    deletion_at: Timestamp = Field(description="When `manas360 maintenance purge-deleted` may erase the account")
 
 
 class Upgrade(ApiModel):

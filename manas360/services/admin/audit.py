@@ -50,6 +50,14 @@ MFA_FAILED = "auth.mfa_failed"
 MFA_DISABLED = "auth.mfa_disabled"
 MFA_RECOVERY_CODES = "auth.mfa_recovery_codes_regenerated"
 MFA_RESET = "admin.mfa_reset"
+DELETION_SCHEDULED = "account.deletion_scheduled"
+DELETION_CANCELLED = "account.deletion_cancelled"
+ACCOUNT_PURGED = "account.purged"
+EMAIL_CHANGE_REQUESTED = "account.email_change_requested"
+EMAIL_CHANGED = "account.email_changed"
+EMAIL_CHANGE_CANCELLED = "account.email_change_cancelled"
+EMAIL_CHANGE_REVERTED = "account.email_change_reverted"
+DATA_EXPORTED = "account.data_exported"
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 

@@ -48,11 +48,18 @@ class Event(StrEnum):
     MFA_ENABLED = "mfa_enabled"
     MFA_DISABLED = "mfa_disabled"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    DELETION_SCHEDULED = "deletion_scheduled"
+    """By the owner or an administrator: every session goes; the owner's mail is the caller's (it
+    carries the cancel link, which no event voids)."""
+    EMAIL_CHANGED = "email_changed"
+    EMAIL_CHANGE_REVERTED = "email_change_reverted"
     MAILBOX_PROVEN = "mailbox_proven"
     """The first proof of the address: factors and sessions made before it go (pre-hijacking)."""
 
 
-KEEPS_THE_CALLER = frozenset({Event.MFA_ENABLED, Event.MFA_DISABLED, Event.RECOVERY_CODES_REGENERATED})
+KEEPS_THE_CALLER = frozenset(
+    {Event.MFA_ENABLED, Event.MFA_DISABLED, Event.RECOVERY_CODES_REGENERATED, Event.EMAIL_CHANGED}
+)
 """Events made from a session that stays: every other session is revoked, this one is not."""
 NOTIFIED = frozenset(
     {

@@ -36,6 +36,10 @@ _KEY_PURPOSE = b"manas360 outbox payload v1"
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFICATION = "email_verification"
 SECURITY_NOTICE = "security_notice"
+DELETION_SCHEDULED = "deletion_scheduled"
+EMAIL_CHANGE_CONFIRM = "email_change_confirm"
+EMAIL_CHANGE_NOTICE = "email_change_notice"
+EMAIL_TAKEN_NOTICE = "email_taken_notice"
 NOTICE_SUBJECT = "Account security"
 
 NOTICES = {
@@ -53,6 +57,11 @@ NOTICES = {
     "everywhere for a while, except where you signed in recently.",
     "wrong_codes": "Several wrong two-step codes were entered after the right password of your MANAS360 account: "
     "someone may know your password.",
+    "deletion_cancelled": "The deletion of your MANAS360 account was cancelled; the account is back.",
+    "email_changed": "The address of your MANAS360 account was changed.",
+    "email_change_reverted": "A change of the address of your MANAS360 account was undone: the account is back at "
+    "this address, signed out everywhere. A link to choose a new password follows in a separate mail.",
+    "data_exported": "A copy of everything MANAS360 holds about your account was downloaded.",
 }
 """The security notices, by event: what the owner is told happened."""
 
@@ -80,6 +89,29 @@ def security_notice(settings: Settings, *, event: str, when: datetime, ip: str, 
         f"{settings.public_base_url.rstrip('/')}/reset-password and review your sessions.\n"
     )
     return Draft(subject=NOTICE_SUBJECT, body=body, kind=SECURITY_NOTICE)
+
+
+def deletion_scheduled(
+    settings: Settings, *, token: str | None, deletion_at: datetime, when: datetime, ip: str, user_agent: str
+) -> Draft:
+    """The notice that the account will be erased at `deletion_at`; with the cancel link when the
+    owner scheduled it (an administrator's deletion only an administrator cancels)."""
+    day = deletion_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if token is not None:
+        undo = (
+            "To keep your account, open this link before then (you will need your password):\n\n"
+            f"{link(settings, path='cancel-deletion', token=token)}\n\n"
+        )
+    else:
+        undo = "An administrator scheduled it; contact support to keep the account.\n\n"
+    body = (
+        f"Your MANAS360 account is scheduled for deletion. On {day} everything held about it is erased.\n\n"
+        f"{undo}"
+        f"When: {when.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}\n"
+        f"From: {ip or 'unknown address'}\n"
+        f"Device: {user_agent or 'unknown'}\n"
+    )
+    return Draft(subject=NOTICE_SUBJECT, body=body, kind=DELETION_SCHEDULED)
 
 
 def password_reset(settings: Settings, *, token: str) -> Draft:
