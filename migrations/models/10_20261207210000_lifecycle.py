@@ -66,11 +66,39 @@ async def upgrade(db: BaseDBAsyncClient) -> str:
         );
         COMMENT ON TABLE "erasure_ledger" IS 'Purged account ids; replayed after a restore (docs/operations.md)';
         CREATE INDEX IF NOT EXISTS "idx_erasure_ledger_unexported" ON "erasure_ledger" ("erased_at")
-            WHERE "exported_at" IS NULL;"""
+            WHERE "exported_at" IS NULL;
+
+        -- What the purge finds by address or key rather than by user id.
+        CREATE INDEX IF NOT EXISTS "idx_outbox_recipient" ON "outbox" (LOWER("recipient")) WHERE "channel" = 'mail';
+        CREATE INDEX IF NOT EXISTS "idx_rate_limit_logs_key" ON "rate_limit_logs" ("key");
+        CREATE INDEX IF NOT EXISTS "idx_audit_logs_unattributed_email" ON "audit_logs" (LOWER("after" ->> 'email'))
+            WHERE "target_user_id" IS NULL;
+        CREATE INDEX IF NOT EXISTS "idx_audit_logs_archive_target" ON "audit_logs_archive" ("target_user_id");
+        CREATE INDEX IF NOT EXISTS "idx_audit_logs_archive_actor" ON "audit_logs_archive" ("actor_id")
+            WHERE "actor_id" IS NOT NULL;
+
+        -- An audit document without the personal values of one person: the keys that name
+        -- or locate someone, and any value that contains their address or display name.
+        CREATE OR REPLACE FUNCTION erase_personal(doc JSONB, email TEXT, name TEXT) RETURNS JSONB
+        LANGUAGE sql IMMUTABLE AS $$
+            SELECT CASE WHEN doc IS NULL OR jsonb_typeof(doc) <> 'object' THEN doc ELSE COALESCE((
+                SELECT jsonb_object_agg(e.k, e.v) FROM jsonb_each(doc) AS e(k, v)
+                WHERE e.k <> ALL (ARRAY['email', 'new_email', 'old_email', 'display_name', 'ip', 'user_agent',
+                                        'recipient'])
+                  AND position(lower(email) IN lower(e.v::text)) = 0
+                  AND (length(coalesce(name, '')) < 3 OR position(lower(name) IN lower(e.v::text)) = 0)),
+                '{}'::jsonb) END
+        $$;"""
 
 
 async def downgrade(db: BaseDBAsyncClient) -> str:
     return """
+        DROP FUNCTION IF EXISTS erase_personal(JSONB, TEXT, TEXT);
+        DROP INDEX IF EXISTS "idx_audit_logs_archive_actor";
+        DROP INDEX IF EXISTS "idx_audit_logs_archive_target";
+        DROP INDEX IF EXISTS "idx_audit_logs_unattributed_email";
+        DROP INDEX IF EXISTS "idx_rate_limit_logs_key";
+        DROP INDEX IF EXISTS "idx_outbox_recipient";
         DROP TABLE IF EXISTS "erasure_ledger";
         DROP TABLE IF EXISTS "email_changes";
         DROP INDEX IF EXISTS "uq_user_accounts_deletion_cancel";

@@ -1,0 +1,60 @@
+"""Erasing an account's keys (`maintenance purge-deleted`): its context, generation, token
+epoch, revocation marker and denylist entries, its `api` counter, and the lockout keys of its
+address (failures, locks, reservations, per-source entries). What is not named here holds no
+personal value and expires on its own TTL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from manas360.store.client import Store
+
+USER_POLICIES = ("api",)
+SOURCE_SUFFIXES = ("fail", "lock", "pending")
+"""The per-source keys under a login identity's source stem (store/lockout.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """One account, as the purge found it: what its keys are named after."""
+
+    user_id: str
+    email: str
+    session_ids: list[str] = field(default_factory=list)
+    jtis: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+def key_names(store: Store, account: Erased) -> list[str]:
+    keys = store.keys
+    user_id, email = account.user_id, account.email
+    names = [
+        keys.user_context(user_id),
+        keys.user_generation(user_id),
+        keys.user_epoch(user_id),
+        keys.revocations_loaded(user_id),
+        *(keys.user_rate(user_id, policy) for policy in USER_POLICIES),
+        *(keys.revoked_session(user_id, session_id) for session_id in account.session_ids),
+        *(keys.revoked_jti(user_id, jti) for jti in account.jtis),
+        keys.login_failures(email),
+        keys.login_lock(email),
+        keys.login_pending(email),
+        keys.login_cleared(email),
+    ]
+    for source in account.sources:
+        stem = keys.login_source(email, source)
+        names.extend([stem, *(f"{stem}:{suffix}" for suffix in SOURCE_SUFFIXES)])
+    return names
+
+
+async def erase_accounts(store: Store, *, accounts: list[Erased]) -> int:
+    """UNLINK every key of these accounts (one command per key: any slot, any topology); how
+    many existed."""
+    names = [name for account in accounts for name in key_names(store, account)]
+    if not names:
+        return 0
+    async with store.redis.pipeline(transaction=False) as pipe:  # raises StoreUnavailable (RedisError)
+        for name in names:
+            pipe.unlink(name)
+        results = await pipe.execute()
+    return sum(int(n) for n in results)
