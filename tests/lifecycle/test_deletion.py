@@ -13,8 +13,6 @@ from manas360.edge.policies import GUARDED_MARK
 from tests.fixtures.accounts import API, PASSWORD, bearer, register
 from tests.fixtures.outbox import mail_bodies
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 def _cancel_token(body: str) -> str:
     match = re.search(r"/cancel-deletion#token=([A-Za-z0-9_-]+)", body)

@@ -26,8 +26,6 @@ from tests.fixtures.accounts import API, PASSWORD, register
 from tests.fixtures.environment import REDIS_URL
 from tests.fixtures.outbox import mail_bodies
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
 
 # Where an erased account's id may still appear, and why: the tombstone, the audit trail

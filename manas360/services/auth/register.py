@@ -15,6 +15,7 @@ from manas360.clock import Clock, db_now
 from manas360.db import Database
 from manas360.errors import EmailNotVerified, ValidationError
 from manas360.security.jwt import AccessTokenCodec
+from manas360.security.password_rules import password_problem
 from manas360.security.passwords import hash_password
 from manas360.services.accounts import users, verification
 from manas360.services.accounts.users import User
@@ -52,6 +53,9 @@ async def register(
     problem = users.email_problem(email)
     if problem:
         raise ValidationError({"email": problem})
+    refused = password_problem(password, email=email)
+    if refused:
+        raise ValidationError({"password": refused})
     password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
     async with db.transaction() as conn:
         user_id = await users.insert_user(
