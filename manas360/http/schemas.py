@@ -341,6 +341,10 @@ class Accepted(ApiModel):
     """`{}`: the request is taken; what follows arrives by mail."""
 
 
+class EmailChangeCancelled(ApiModel):
+    """`{}`: the change is void, or reverted (see the operation)."""
+
+
 class DeletionScheduled(ApiModel):
     """The account is `pending_deletion` until `deletion_at`; then it is erased."""
 

@@ -36,6 +36,12 @@ async def upgrade(db: BaseDBAsyncClient) -> str:
         CREATE UNIQUE INDEX IF NOT EXISTS "uq_user_accounts_deletion_cancel" ON "user_accounts" ("deletion_cancel_hash")
             WHERE "deletion_cancel_hash" IS NOT NULL;
 
+        -- The confirm link of an email change is a one-time token like a reset link: voided by
+        -- every security event, its waiting mail discarded with it.
+        ALTER TABLE "account_tokens" DROP CONSTRAINT IF EXISTS "ck_account_tokens_purpose";
+        ALTER TABLE "account_tokens" ADD CONSTRAINT "ck_account_tokens_purpose"
+            CHECK ("purpose" IN ('password_reset', 'email_verification', 'email_change'));
+
         CREATE TABLE IF NOT EXISTS "email_changes" (
             "id" BIGSERIAL PRIMARY KEY,
             "user_id" UUID NOT NULL REFERENCES "user_accounts" ("id") ON DELETE CASCADE,
@@ -101,6 +107,10 @@ async def downgrade(db: BaseDBAsyncClient) -> str:
         DROP INDEX IF EXISTS "idx_outbox_recipient";
         DROP TABLE IF EXISTS "erasure_ledger";
         DROP TABLE IF EXISTS "email_changes";
+        DELETE FROM "account_tokens" WHERE "purpose" = 'email_change';
+        ALTER TABLE "account_tokens" DROP CONSTRAINT IF EXISTS "ck_account_tokens_purpose";
+        ALTER TABLE "account_tokens" ADD CONSTRAINT "ck_account_tokens_purpose"
+            CHECK ("purpose" IN ('password_reset', 'email_verification'));
         DROP INDEX IF EXISTS "uq_user_accounts_deletion_cancel";
         DROP INDEX IF EXISTS "idx_user_accounts_deletion_due";
         ALTER TABLE "user_accounts" DROP CONSTRAINT IF EXISTS "ck_user_accounts_deletion";

@@ -103,13 +103,20 @@ INSERT_EMAIL_CHANGE_SQL = """
             clock_timestamp() + make_interval(secs => $6 + $8))
     RETURNING "id\""""
 
-# A confirm link is live while unconfirmed, uncancelled, unexpired and newer than the
-# account's credential epoch (a security event kills it).
+# The change a confirm link (already consumed as an account token: live, unused, not voided)
+# belongs to, if it is still open.
 FIND_CONFIRM_SQL = """
-    SELECT c."id", c."user_id", c."new_email" FROM "email_changes" c JOIN "user_accounts" u ON u."id" = c."user_id"
+    SELECT c."id", c."user_id", c."new_email" FROM "email_changes" c
     WHERE c."confirm_hash" = $1 AND c."confirmed_at" IS NULL AND c."cancelled_at" IS NULL
-      AND c."confirm_expires_at" > clock_timestamp()
-      AND (u."credential_epoch" IS NULL OR c."requested_at" > u."credential_epoch")"""
+      AND c."confirm_expires_at" > clock_timestamp()"""
+
+MAILS_TO_RECIPIENT_SQL = """
+    SELECT count(*) AS "mails" FROM "outbox" WHERE "channel" = 'mail' AND LOWER("recipient") = $1
+    AND "created_at" > clock_timestamp() - interval '1 hour'"""
+
+RESERVED_SQL = """
+    SELECT EXISTS (SELECT 1 FROM "email_changes" WHERE LOWER("old_email") = $1 AND "confirmed_at" IS NOT NULL
+                   AND "reverted_at" IS NULL AND "revert_until" > clock_timestamp()) AS "reserved\""""
 
 MARK_CONFIRMED_SQL = """
     UPDATE "email_changes" SET "confirmed_at" = clock_timestamp(),
@@ -122,7 +129,8 @@ SET_EMAIL_SQL = """
 
 # The cancel link: valid for the change's life (no security event voids it).
 FIND_CANCEL_SQL = """
-    SELECT "id", "user_id", "old_email", "new_email", "requested_at", "password_version", "confirmed_at"
+    SELECT "id", "user_id", "old_email", "new_email", "requested_at", "password_version", "confirmed_at",
+        "confirm_hash"
     FROM "email_changes" WHERE "cancel_hash" = $1 AND "cancelled_at" IS NULL AND "reverted_at" IS NULL
       AND "cancel_expires_at" > clock_timestamp()
       AND ("confirmed_at" IS NULL OR "revert_until" > clock_timestamp())"""
@@ -169,12 +177,25 @@ class Cancel(NamedTuple):
     requested_at: datetime
     password_version: int
     confirmed: bool
+    confirm_hash: str
 
 
 async def address_taken(*, conn: BaseDBAsyncClient, email: str, user_id: str) -> bool:
     """Whether another account holds (or has reserved) the normalised address."""
     rows = await conn.execute_query_dict(ADDRESS_TAKEN_SQL, [email, user_id])
     return bool(rows[0]["taken"])
+
+
+async def mails_to_recipient_this_hour(*, conn: BaseDBAsyncClient, email: str) -> int:
+    """Mails queued to this (normalised) address in the last hour, whatever the account."""
+    rows = await conn.execute_query_dict(MAILS_TO_RECIPIENT_SQL, [email])
+    return int(rows[0]["mails"])
+
+
+async def address_reserved(*, conn: BaseDBAsyncClient, email: str) -> bool:
+    """Whether the address is an old one kept for the account that left it (its revert window)."""
+    rows = await conn.execute_query_dict(RESERVED_SQL, [email])
+    return bool(rows[0]["reserved"])
 
 
 async def revert_window_open(*, conn: BaseDBAsyncClient, user_id: str) -> bool:
@@ -237,6 +258,7 @@ async def find_cancel(*, conn: BaseDBAsyncClient, cancel_hash: str) -> Cancel | 
         row["requested_at"],
         row["password_version"],
         row["confirmed_at"] is not None,
+        row["confirm_hash"],
     )
 
 

@@ -114,6 +114,46 @@ def deletion_scheduled(
     return Draft(subject=NOTICE_SUBJECT, body=body, kind=DELETION_SCHEDULED)
 
 
+def email_change_confirm(settings: Settings, *, token: str) -> Draft:
+    """To the new address: the link that confirms it (signed in as the account)."""
+    minutes = settings.email_change_ttl_s // 60
+    body = (
+        "Someone (hopefully you) asked to move a MANAS360 account to this address.\n\n"
+        f"To confirm, open this link within {minutes} minutes, signed in to that account:\n\n"
+        f"{link(settings, path='confirm-email', token=token)}\n\n"
+        "If it was not you, ignore this mail: nothing changes.\n"
+    )
+    return Draft(subject="Confirm your new email address", body=body, kind=EMAIL_CHANGE_CONFIRM)
+
+
+def email_change_notice(
+    settings: Settings, *, token: str, new_email: str, when: datetime, ip: str, user_agent: str
+) -> Draft:
+    """To the old address: the change was asked for, and the link that cancels or reverts it."""
+    days = max(1, settings.email_change_revert_s // 86400)
+    body = (
+        f"Someone asked to change the address of your MANAS360 account to {new_email}.\n\n"
+        f"When: {when.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}\n"
+        f"From: {ip or 'unknown address'}\n"
+        f"Device: {user_agent or 'unknown'}\n\n"
+        f"If it was not you, open this link (it works for {days} days, even after the change is confirmed): "
+        "it stops the change, or gives the account back to this address, signs it out everywhere and "
+        "removes what was added since:\n\n"
+        f"{link(settings, path='cancel-email-change', token=token)}\n"
+    )
+    return Draft(subject=NOTICE_SUBJECT, body=body, kind=EMAIL_CHANGE_NOTICE)
+
+
+def email_taken_notice(settings: Settings) -> Draft:
+    """To an address another account asked to move to, when an account already uses it."""
+    body = (
+        "Someone asked to move a MANAS360 account to this address, but this address already belongs to an "
+        "account, so nothing was changed.\n\n"
+        "If it was you, sign in with this address instead. Otherwise there is nothing to do.\n"
+    )
+    return Draft(subject=NOTICE_SUBJECT, body=body, kind=EMAIL_TAKEN_NOTICE)
+
+
 def password_reset(settings: Settings, *, token: str) -> Draft:
     minutes = settings.password_reset_ttl_s // 60
     body = (
