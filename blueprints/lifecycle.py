@@ -13,10 +13,10 @@ from manas360.clock import iso
 from manas360.http.bodies import parse_body
 from manas360.http.deps import deps
 from manas360.http.operations import operation
-from manas360.http.responses import model_response
+from manas360.http.responses import json_response, model_response
 from manas360.http.sanic_types import AppRequest
-from manas360.http.schemas import Accepted, DeletionScheduled, EmailChangeCancelled, TokenPair, User
-from manas360.services.accounts import deletion, email_change
+from manas360.http.schemas import Accepted, DataExport, DeletionScheduled, EmailChangeCancelled, TokenPair, User
+from manas360.services.accounts import deletion, email_change, export
 
 bp = Blueprint("lifecycle", url_prefix="/me")
 auth_bp = Blueprint("lifecycle_auth", url_prefix="/auth")
@@ -120,6 +120,33 @@ async def cancel_email_change(request: AppRequest) -> HTTPResponse:
         db=app.db, settings=app.settings, store=app.store, client=client(request), token=body.token
     )
     return model_response(EmailChangeCancelled())
+
+
+@bp.get("/export")
+@operation(
+    id="me_export",
+    tag="me",
+    secured=True,
+    responses={200: DataExport},
+    errors={403: ("ReauthenticationRequired",), 404: ("NotFound",), 429: ("RateLimited",)},
+    summary="Download everything held about me",
+    description="Step-up (403 `ReauthenticationRequired` otherwise). A JSON attachment (`Content-Disposition: "
+    "attachment`) with every record held about the caller, table by table: profile, role and plan history, "
+    "subscriptions, sessions (IP and user agent), passkeys (names, dates), MFA state (never a secret), "
+    "login attempts, mails sent (subjects and dates), email changes, audit entries about them (other people "
+    "shown by role, never by identity). Never a password hash, token hash or secret. The owner is mailed. At "
+    "most 3 per account per 24 hours: 429 `RateLimited` with `retry_after`.",
+)
+@authenticated()
+async def export_me(request: AppRequest) -> HTTPResponse:
+    app = deps(request)
+    document = await export.export(
+        db=app.db, settings=app.settings, principal=request.ctx.principal, client=client(request)
+    )
+    day = document["generated_at"][:10]
+    return json_response(
+        document, headers={"content-disposition": f'attachment; filename="manas360-export-{day}.json"'}
+    )
 
 
 @bp.delete("")

@@ -345,6 +345,19 @@ class EmailChangeCancelled(ApiModel):
     """`{}`: the change is void, or reverted (see the operation)."""
 
 
+class DataExport(ApiModel):
+    """Every record held about the caller, by table (`records`: table name -> rows)."""
+
+    generated_at: Timestamp
+    user_id: UserId
+    records: dict[str, list[dict[str, Any]]] = Field(
+        description="Each table that holds records about the caller, with its rows: profile (`user_accounts`), "
+        "subscriptions (plan history), sessions (IP, user agent), refresh tokens and one-time links (dates only), "
+        "MFA state (dates only), login attempts, mails (subjects, dates), email changes, audit entries (other "
+        "people by role)"
+    )
+
+
 class DeletionScheduled(ApiModel):
     """The account is `pending_deletion` until `deletion_at`; then it is erased."""
 
