@@ -4,6 +4,7 @@ the one gate) or an administrator does; an administrator's deletion mails no lin
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -120,3 +121,25 @@ async def test_pending_deletion_answers_every_authenticated_route(app, client, p
         answers[(method, path)] = (response.status_code, response.json().get("error"))
     wrong = {k: v for k, v in answers.items() if v != (403, "AccountPendingDeletion")}
     assert not wrong
+
+
+async def test_a_login_racing_the_deletion_leaves_no_live_session(client, pg):
+    """Whichever commits first, the account ends pending with no session alive: a login that
+    won is revoked by the deletion; one that lost is refused by the gate."""
+    outcomes = set()
+    for _ in range(4):
+        account = await register(client)
+        login, deleted = await asyncio.gather(
+            client.post(f"{API}/auth/login", json={"email": account.email, "password": PASSWORD}),
+            client.delete(f"{API}/me", headers=account.headers),
+        )
+        assert deleted.status_code == 202, deleted.text
+        live = await pg.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", account.id)
+        assert live == 0
+        if login.status_code == 200:
+            me = await client.get(f"{API}/me", headers=bearer(login.json()["access_token"]))
+            assert (me.status_code, me.json()["error"]) == (403, "AccountPendingDeletion")
+        else:
+            assert (login.status_code, login.json()["error"]) == (403, "AccountPendingDeletion")
+        outcomes.add(login.status_code)
+    assert outcomes <= {200, 403}
