@@ -224,3 +224,21 @@ async def replay_erasures(
     if counts["accounts erased again"]:
         await maintenance_queries.refresh_materialized_views(conn=conn)
     return JobResult(job=REPLAY_JOB, counts=counts, batches=batches, elapsed_s=time.monotonic() - started)
+
+
+async def replay_before_serving(settings: Settings) -> JobResult | None:
+    """`manas360 serve`, before any worker starts: replay the ledger file (None when
+    ERASURE_LEDGER_PATH is unset), so a database restored from an older backup never serves an
+    account that was erased after the backup was taken."""
+    if not settings.erasure_ledger_path:
+        return None
+    from manas360.configured_store import open_configured_store
+    from manas360.services.ops.maintenance import connect
+    from manas360.store import close_store
+
+    store = open_configured_store(settings)
+    try:
+        async with connect(settings) as conn:
+            return await replay_erasures(conn=conn, settings=settings, store=store)
+    finally:
+        await close_store(store)
