@@ -10,7 +10,7 @@ other people by role, never by id: the actor's current role (or `system` when no
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -99,12 +99,19 @@ EXPORTS_TODAY_SQL = """
       AND "created_at" > clock_timestamp() - interval '1 day'"""
 
 
-async def records(*, conn: BaseDBAsyncClient, user_id: str, email: str) -> dict[str, list[dict[str, Any]]]:
-    """Every RECORDS_SQL statement's rows, by table name."""
-    return {
-        table: [dict(row) for row in await conn.execute_query_dict(sql, [user_id, email])]
+class TableRecords(NamedTuple):
+    """One table's rows about the user: column names, and each row's values in that order."""
+
+    table: str
+    rows: list[tuple[tuple[str, object], ...]]
+
+
+async def records(*, conn: BaseDBAsyncClient, user_id: str, email: str) -> list[TableRecords]:
+    """Every RECORDS_SQL statement's rows, table by table."""
+    return [
+        TableRecords(table, [tuple(row.items()) for row in await conn.execute_query_dict(sql, [user_id, email])])
         for table, sql in RECORDS_SQL.items()
-    }
+    ]
 
 
 async def exports_today(*, conn: BaseDBAsyncClient, user_id: str, action: str) -> tuple[int, float]:

@@ -141,6 +141,14 @@ class Exportable(NamedTuple):
     erased_at: datetime
 
 
+NOW_SQL = "SELECT clock_timestamp()"
+
+
+async def database_now(*, conn: asyncpg.Connection) -> datetime:
+    now: datetime = await conn.fetchval(NOW_SQL)
+    return now
+
+
 async def pick_due(*, conn: asyncpg.Connection, limit: int) -> list[Due]:
     """Lock up to `limit` accounts whose grace is over (re-checked under the lock)."""
     rows = await conn.fetch(PICK_DUE_SQL, limit)

@@ -55,7 +55,8 @@ async def export(*, db: Database, settings: Settings, principal: VerifiedToken, 
             client=client,
             when=now,
         )
-    return {"generated_at": iso(now), "user_id": account.user_id, "records": _plain(records)}
+    by_table = {each.table: [dict(row) for row in each.rows] for each in records}
+    return {"generated_at": iso(now), "user_id": account.user_id, "records": _plain(by_table)}
 
 
 def _plain(value: Any) -> Any:

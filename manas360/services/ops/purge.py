@@ -134,7 +134,7 @@ async def _erase(
 
 
 async def _queue_deleted(*, conn: asyncpg.Connection, settings: Settings, user_ids: list[str]) -> None:
-    now = (await conn.fetchval("SELECT clock_timestamp()")).isoformat()
+    now = (await queries.database_now(conn=conn)).isoformat()
     message_ids = [f"msg_{uuid.uuid4().hex}" for _ in user_ids]
     payloads = [
         mail.seal(
