@@ -12,6 +12,7 @@ import pytest
 
 from manas360.edge.policies import GUARDED_MARK
 from tests.fixtures.accounts import API, PASSWORD, bearer, register
+from tests.fixtures.counting import counting
 from tests.fixtures.outbox import mail_bodies
 
 
@@ -143,3 +144,17 @@ async def test_a_login_racing_the_deletion_leaves_no_live_session(client, pg):
             assert (login.status_code, login.json()["error"]) == (403, "AccountPendingDeletion")
         outcomes.add(login.status_code)
     assert outcomes <= {200, 403}
+
+
+async def test_pending_deletion_is_answered_from_the_cache_with_no_sql_and_one_round_trip(client, monkeypatch):
+    """The status rides in the cached user context, as `disabled` does: a warm refusal costs
+    what a warm admission costs."""
+    account = await register(client)
+    await _delete(client, account)
+    first = await client.get(f"{API}/me", headers=account.headers)  # the cache is filled (pending)
+    assert first.json()["error"] == "AccountPendingDeletion"
+    with counting(monkeypatch) as counts:
+        for _ in range(3):
+            response = await client.get(f"{API}/dashboard", headers=account.headers)
+            assert (response.status_code, response.json()["error"]) == (403, "AccountPendingDeletion")
+    assert counts == {"sql": 0, "redis": 3}
