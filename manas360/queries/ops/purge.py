@@ -77,12 +77,15 @@ SCRUB_AUDIT_SQLS = tuple(
     sql
     for table in ("audit_logs", "audit_logs_archive")
     for sql in (
+        # About them (and what they did to themselves: each row written once).
         f"""UPDATE "{table}" a SET "before" = erase_personal(a."before", b."email", b."name"),
-                "after" = erase_personal(a."after", b."email", b."name")
+                "after" = erase_personal(a."after", b."email", b."name"),
+                "ip" = CASE WHEN a."actor_id" = b."id" THEN '' ELSE a."ip" END
             FROM {_BATCH} WHERE a."target_user_id" = b."id\"""",
+        # What they did to others, or to no one in particular: their values and address go.
         f"""UPDATE "{table}" a SET "before" = erase_personal(a."before", b."email", b."name"),
                 "after" = erase_personal(a."after", b."email", b."name"), "ip" = ''
-            FROM {_BATCH} WHERE a."actor_id" = b."id\"""",
+            FROM {_BATCH} WHERE a."actor_id" = b."id" AND a."target_user_id" IS DISTINCT FROM b."id\"""",
         f"""UPDATE "{table}" a SET "after" = erase_personal(a."after", b."email", b."name")
             FROM {_BATCH} WHERE a."target_user_id" IS NULL AND LOWER(a."after" ->> 'email') = b."email\"""",
     )
