@@ -146,3 +146,11 @@ async def test_cancel_racing_confirm_ends_one_way(client, pg, settings):
         else:
             assert confirmed.json()["error"] == "InvalidToken"
             assert row["cancelled_at"] is not None and row["confirmed_at"] is None
+
+
+async def test_at_most_three_mails_an_hour_to_one_address_whoever_asks(client, pg):
+    target = unique_email("flooded")
+    askers = [await register(client) for _ in range(5)]
+    for asker in askers:
+        assert (await _request(client, asker, target)).json() == {}
+    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE lower(recipient) = $1", target) == 3

@@ -197,3 +197,47 @@ async def test_purge_and_a_cancel_at_the_grace_boundary_end_one_way(app, client,
                 await conn.close()
             assert await pg.fetchval("SELECT deleted_at FROM user_accounts WHERE id = $1", account.id) is not None
     assert result.skipped is False
+
+
+async def _pending_past_grace(client, pg) -> str:
+    account = await register(client)
+    assert (await client.delete(f"{API}/me", headers=account.headers)).status_code == 202
+    await pg.execute(
+        "UPDATE user_accounts SET deletion_at = clock_timestamp() - interval '1 second' WHERE id = $1", account.id
+    )
+    return account.id
+
+
+async def test_an_interrupted_run_keeps_its_batches_and_the_next_finishes_and_tells_the_webhooks(
+    app, client, pg, settings, database
+):
+    ids = [await _pending_past_grace(client, pg) for _ in range(3)]
+    job_settings = load_settings(
+        {**_environ(settings), "WEBHOOK_URL": "http://127.0.0.1:9/hook", "WEBHOOK_SECRET": "whsec_" + "A" * 44}
+    )
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(rows, total):
+        raise Stop
+
+    conn = await _raw(database)
+    try:
+        with pytest.raises(Stop):
+            await purge.purge_deleted(
+                conn=conn, settings=job_settings, store=app.ctx.deps.store, batch_size=1, on_batch=stop_after_first
+            )
+        erased = await pg.fetchval(
+            "SELECT count(*) FROM user_accounts WHERE id = ANY($1) AND deleted_at IS NOT NULL", ids
+        )
+        assert erased == 1  # the finished batch stays
+        result = await purge.purge_deleted(conn=conn, settings=job_settings, store=app.ctx.deps.store, batch_size=1)
+    finally:
+        await conn.close()
+    assert result.counts["accounts erased"] >= 2
+    assert await pg.fetchval("SELECT count(*) FROM user_accounts WHERE id = ANY($1) AND deleted_at IS NULL", ids) == 0
+    events = await pg.fetch(
+        "SELECT user_id FROM outbox WHERE channel = 'webhook' AND kind = 'user.deleted' AND user_id = ANY($1)", ids
+    )
+    assert sorted(str(e["user_id"]) for e in events) == sorted(ids)
