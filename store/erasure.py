@@ -64,7 +64,7 @@ async def erase_accounts(store: Store, *, accounts: list[Erased]) -> int:
         return 0
     async with store.redis.pipeline(transaction=False) as pipe:
         for group in groups:
-            pipe.unlink(*group)
+            pipe.execute_command("UNLINK", *group)  # a cluster pipeline's unlink() takes one key
         results = await pipe.execute()
     return sum(int(n) for n in results)
 
