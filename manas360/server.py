@@ -82,6 +82,10 @@ async def _replay_erasures(settings: Settings) -> list[str]:
     """Erase again what ERASURE_LEDGER_PATH lists (a database restored from an older backup)."""
     from manas360.services.ops.purge import replay_before_serving
 
+    if settings.is_production and not settings.erasure_ledger_path:
+        logger.warning(
+            "ERASURE_LEDGER_PATH is unset: restoring a backup taken before a purge would bring those accounts back"
+        )
     try:
         replayed = await replay_before_serving(settings)
     except Exception as exc:  # a database error, an unreadable ledger file
