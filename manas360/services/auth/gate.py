@@ -1,7 +1,7 @@
 """The one gate into an account: every flow that can end in a session calls `decide`.
 
 A flow (register, login, the MFA step, a password-reset confirm, a refresh, a password
-change, a re-authentication; passkeys and mailed links later) collects what the user proved
+change, a re-authentication, a deletion cancel; passkeys later) collects what the user proved
 (`Proof`) and asks here, once, under the user's row lock, whether a session may be issued
 and at which assurance. The rules live only here:
 
