@@ -186,6 +186,15 @@ async def address_taken(*, conn: BaseDBAsyncClient, email: str, user_id: str) ->
     return bool(rows[0]["taken"])
 
 
+LOCK_ADDRESS_SQL = "SELECT pg_advisory_xact_lock(hashtext('manas360.address:' || $1))"
+
+
+async def lock_address(*, conn: BaseDBAsyncClient, email: str) -> None:
+    """Serialise, until the transaction ends, every writer that takes or reserves this address
+    (a registration, an email change's confirm), so a reservation is never raced past."""
+    await conn.execute_query(LOCK_ADDRESS_SQL, [email])
+
+
 async def mails_to_recipient_this_hour(*, conn: BaseDBAsyncClient, email: str) -> int:
     """Mails queued to this (normalised) address in the last hour, whatever the account."""
     rows = await conn.execute_query_dict(MAILS_TO_RECIPIENT_SQL, [email])

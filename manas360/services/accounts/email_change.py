@@ -149,6 +149,8 @@ async def confirm_change(
             change = await queries.find_confirm(conn=conn, confirm_hash=token_hash)
             if change is None:
                 raise InvalidToken()
+            for address in sorted({account.email, change.new_email}):  # one order: no deadlock
+                await queries.lock_address(conn=conn, email=address)
             if await queries.address_taken(conn=conn, email=change.new_email, user_id=account.user_id):
                 raise EmailTaken()
             await token_queries.consume(conn=conn, token_hash=token_hash, purpose=EMAIL_CHANGE)

@@ -59,6 +59,7 @@ async def register(
         raise ValidationError({"password": refused})
     password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
     async with db.transaction() as conn:
+        await lifecycle_queries.lock_address(conn=conn, email=email)
         if await lifecycle_queries.address_reserved(conn=conn, email=email):
             raise EmailTaken()  # an old address its account may still take back (an email change's window)
         user_id = await users.insert_user(
