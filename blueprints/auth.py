@@ -106,7 +106,9 @@ class ReauthenticateBody(StrictBody):
     summary="Create an account",
     description="Opens an account with role `user` on the free plan, mails a link to verify the address, and "
     "signs it in. Emails are NFKC-normalised, trimmed and lower-cased, and must be ASCII; passwords "
-    "are 10 to 128 characters. Unknown fields are refused with 422. 409 `EmailTaken` when the address "
+    "are 10 to 128 characters and neither a common password, nor containing the service's name or the "
+    "email's local part (4+ characters): 422 with `fields.password` saying which. Unknown fields are "
+    "refused with 422. 409 `EmailTaken` when the address "
     f"is in use. {_TOKEN_PAIR} With REQUIRE_VERIFIED_EMAIL on, no session is opened until the address "
     "is verified: the answer is `{user, verification_required: true}` with no tokens.",
 )
@@ -140,7 +142,7 @@ async def sign_up(request: AppRequest) -> HTTPResponse:
     responses=_PAIR,
     errors={
         401: ("InvalidCredentials",),
-        403: ("AccountDisabled", "EmailNotVerified", "MfaRequired"),
+        403: ("AccountDisabled", "AccountPendingDeletion", "EmailNotVerified", "MfaRequired"),
         423: ("AccountLocked",),
     },
     summary="Sign in with email and password",
@@ -174,7 +176,10 @@ async def sign_in(request: AppRequest) -> HTTPResponse:
     tag="auth",
     body=RefreshBody,
     responses=_PAIR,
-    errors={401: ("InvalidToken", "TokenReuseDetected", "TokenRevoked"), 403: ("AccountDisabled", "EmailNotVerified")},
+    errors={
+        401: ("InvalidToken", "TokenReuseDetected", "TokenRevoked"),
+        403: ("AccountDisabled", "AccountPendingDeletion", "EmailNotVerified"),
+    },
     summary="Trade a refresh token for a new pair",
     description="Refresh tokens are single use: each call returns a successor. Presenting the same token "
     "again within the reuse grace returns the same successor; any later reuse revokes the whole "
@@ -249,7 +254,9 @@ async def logout_all(request: AppRequest) -> HTTPResponse:
     "one). With MFA on it also needs `code` (a TOTP or recovery code, counted the same way) unless the "
     "token has `aal` 2 and a fresh `auth_time`; otherwise 403 `ReauthenticationRequired` and nothing "
     "changes. Revokes every session, this one included, voids every outstanding one-time link, mails "
-    f"the owner, and returns the pair of a new session, the only live one. {_TOKEN_PAIR}",
+    "the owner, and returns the pair of a new session, the only live one. A new password that is common, "
+    "contains the service's name or the email's local part is 422 (`fields.password` says which), checked "
+    f"before the current one (no lockout attempt spent). {_TOKEN_PAIR}",
 )
 @authenticated()
 async def change_password(request: AppRequest) -> HTTPResponse:

@@ -410,6 +410,35 @@ class Settings(BaseSettings):
             "password and a refresh answer 403 `EmailNotVerified`"
         ),
     )
+    email_change_ttl_s: int = _setting(
+        3600,
+        ge=60,
+        description="how long the confirmation link of an email change (to the new address) is valid, seconds",
+    )
+    email_change_revert_s: int = _setting(
+        604800,
+        ge=60,
+        description=(
+            "after a confirmed email change, how long the cancel link mailed to the old address reverts it (and the "
+            "old address stays reserved for the account), seconds"
+        ),
+    )
+    account_deletion_grace_s: int = _setting(
+        604800,
+        ge=0,
+        description=(
+            "how long a scheduled deletion waits (status `pending_deletion`, cancellable) before "
+            "`manas360 maintenance purge-deleted` erases the account, seconds"
+        ),
+    )
+    erasure_ledger_path: str = _setting(
+        "",
+        description=(
+            "a file outside the database's backups where every purged account id is appended; a restore from "
+            "backup replays it before serving (`manas360 maintenance replay-erasures`); empty: only the database's "
+            "own ledger"
+        ),
+    )
     mail_per_account_hourly: int = _setting(
         3,
         ge=1,

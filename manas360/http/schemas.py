@@ -60,7 +60,7 @@ class User(ApiModel):
     privilege_level: int = Field(description="The role's level, 0..100")
     plan: str = Field(description="The plan of the active subscription; `free` when none is active")
     created_at: Timestamp
-    status: Literal["active", "disabled"]
+    status: Literal["active", "disabled", "pending_deletion"]
     email_verified: bool
     mfa_enabled: bool
 
@@ -339,6 +339,29 @@ class Introspection(ApiModel):
 
 class Accepted(ApiModel):
     """`{}`: the request is taken; what follows arrives by mail."""
+
+
+class EmailChangeCancelled(ApiModel):
+    """`{}`: the change is void, or reverted (see the operation)."""
+
+
+class DataExport(ApiModel):
+    """Every record held about the caller, by table (`records`: table name -> rows)."""
+
+    generated_at: Timestamp
+    user_id: UserId
+    records: dict[str, list[dict[str, Any]]] = Field(
+        description="Each table that holds records about the caller, with its rows: profile (`user_accounts`), "
+        "subscriptions (plan history), sessions (IP, user agent), refresh tokens and one-time links (dates only), "
+        "MFA state (dates only), login attempts, mails (subjects, dates), email changes, audit entries (other "
+        "people by role)"
+    )
+
+
+class DeletionScheduled(ApiModel):
+    """The account is `pending_deletion` until `deletion_at`; then it is erased."""
+
+    deletion_at: Timestamp = Field(description="When `manas360 maintenance purge-deleted` may erase the account")
 
 
 class Upgrade(ApiModel):

@@ -2,9 +2,10 @@
 
 One table: each row is a flow (register, login, the MFA step, a reset confirm, a refresh, a
 password change, a re-authentication, a passkey login or step-up with and without user
-verification) presenting the RIGHT credentials of an account in one
+verification, a deletion cancel) presenting the RIGHT credentials of an account in one
 state (active, disabled, unverified with REQUIRE_VERIFIED_EMAIL on, locked for this source,
-locked account-wide, MFA on without and with a second factor presented), and says the exact
+locked account-wide, MFA on without and with a second factor presented, pending deletion),
+and says the exact
 answer and whether a new session row exists afterwards. A new flow or state is one row.
 
 States are set in PostgreSQL (and the user's cached context dropped), the way an operator's
@@ -34,6 +35,7 @@ WRONG = "definitely wrong"
 ACTIVE, DISABLED, UNVERIFIED = "active", "disabled", "unverified (required)"
 SOURCE_LOCKED, ACCOUNT_LOCKED = "locked for this source", "locked account-wide"
 MFA_WITHOUT, MFA_WITH = "MFA on, no second factor", "MFA on, a second factor"
+PENDING = "pending deletion"
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Case:
     reset_token: str | None = None
     authenticator: Authenticator | None = None
     """The account's passkey, for the passkey flows."""
+    cancel_token: str | None = None
     offsets: list[int] = field(default_factory=lambda: [-1])
 
     def code(self) -> str:
@@ -96,6 +99,21 @@ async def _arrange(client, pg, app, state: str, flow: str) -> Case:
         await pg.execute(
             "UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1", account.id
         )
+    if state == PENDING:
+        await pg.execute(
+            "UPDATE user_accounts SET status_before_deletion = status, status = 'pending_deletion', "
+            "deletion_at = now() + interval '1 day' WHERE id = $1",
+            account.id,
+        )
+    if flow == "deletion_cancel":  # scheduled over whatever state the account is in
+        case.cancel_token = secrets.token_urlsafe(32)
+        await pg.execute(
+            "UPDATE user_accounts SET status_before_deletion = status, status = 'pending_deletion', "
+            "deletion_requested_at = now(), deletion_at = now() + interval '1 day', deletion_cancel_hash = $2 "
+            "WHERE id = $1",
+            account.id,
+            hashlib.sha256(case.cancel_token.encode()).hexdigest(),
+        )
     await forget_user(store=app.ctx.deps.store, user_id=account.id)
     return case
 
@@ -142,6 +160,10 @@ async def _run(client, flow: str, case: Case, *, with_code: bool):
             f"{API}/auth/reauthenticate",
             headers=account.headers,
             json={"challenge_id": ceremony["challenge_id"], "credential": case.authenticator.get(ceremony["options"])},
+        )
+    if flow == "deletion_cancel":
+        return await client.post(
+            f"{API}/auth/account-deletion/cancel", json={"token": case.cancel_token, "password": PASSWORD, **code}
         )
     raise AssertionError(flow)
 
@@ -213,6 +235,22 @@ MATRIX = [
     ("passkey step-up no UV", SOURCE_LOCKED, (423, "AccountLocked"), NO_SESSION),
     ("passkey step-up no UV", ACCOUNT_LOCKED, (423, "AccountLocked"), NO_SESSION),
     ("passkey step-up no UV", MFA_WITHOUT, (403, "MfaRequired"), NO_SESSION),
+    ("deletion_cancel", ACTIVE, (200, None), OK),  # the status before comes back, with a new session
+    ("deletion_cancel", DISABLED, (403, "AccountDisabled"), NO_SESSION),  # the status before is refused
+    ("deletion_cancel", UNVERIFIED, (403, "EmailNotVerified"), NO_SESSION),
+    ("deletion_cancel", SOURCE_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("deletion_cancel", ACCOUNT_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("deletion_cancel", MFA_WITHOUT, (403, "MfaRequired"), NO_SESSION),
+    ("deletion_cancel", MFA_WITH, (200, None), OK),
+    ("login", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("mfa_verify", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("password_reset", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("refresh", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("password_change", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("reauthenticate", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("passkey login", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),  # no lock spares it, no status
+    ("passkey login no UV", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("passkey step-up", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
 ]
 
 

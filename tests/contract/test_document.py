@@ -50,6 +50,8 @@ def test_every_route_but_the_docs_is_an_operation(app):
 # assertion) answer 401 too.
 PUBLIC_401 = (
     "/api/v1/auth/login",
+    "/api/v1/auth/account-deletion/cancel",
+    "/api/v1/auth/email-change/cancel",
     "/api/v1/auth/refresh",
     "/api/v1/auth/mfa/verify",
     "/api/v1/auth/password-reset/confirm",

@@ -27,6 +27,10 @@ def test_the_shipped_table_matches_the_contract():
         ("POST", "/api/v1/auth/verify-email/resend"),
         ("POST", "/api/v1/auth/reauthenticate"),
         ("POST", "/api/v1/auth/passkeys/login"),
+        ("POST", "/api/v1/me/email"),
+        ("POST", "/api/v1/auth/email-change/confirm"),
+        ("POST", "/api/v1/auth/email-change/cancel"),
+        ("POST", "/api/v1/auth/account-deletion/cancel"),
     )
     # Every auth route costs a bcrypt: without Redis to count them they answer 503.
     assert policies["global"].fail_open and not policies["auth"].fail_open and not policies["api"].fail_open

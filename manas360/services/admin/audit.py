@@ -55,6 +55,14 @@ PASSKEY_RENAMED = "auth.passkey_renamed"
 PASSKEY_REMOVED = "auth.passkey_removed"
 PASSKEY_COUNTER_REGRESSED = "auth.passkey_counter_regressed"
 """A passkey's signature counter went backwards (a cloned authenticator): the login was refused."""
+DELETION_SCHEDULED = "account.deletion_scheduled"
+DELETION_CANCELLED = "account.deletion_cancelled"
+ACCOUNT_PURGED = "account.purged"
+EMAIL_CHANGE_REQUESTED = "account.email_change_requested"
+EMAIL_CHANGED = "account.email_changed"
+EMAIL_CHANGE_CANCELLED = "account.email_change_cancelled"
+EMAIL_CHANGE_REVERTED = "account.email_change_reverted"
+DATA_EXPORTED = "account.data_exported"
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 

@@ -49,12 +49,23 @@ class Event(StrEnum):
     MFA_DISABLED = "mfa_disabled"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     PASSKEY_REMOVED = "passkey_removed"
+    DELETION_SCHEDULED = "deletion_scheduled"
+    """By the owner or an administrator: every session goes; the owner's mail is the caller's (it
+    carries the cancel link, which no event voids)."""
+    EMAIL_CHANGED = "email_changed"
+    EMAIL_CHANGE_REVERTED = "email_change_reverted"
     MAILBOX_PROVEN = "mailbox_proven"
     """The first proof of the address: factors and sessions made before it go (pre-hijacking)."""
 
 
 KEEPS_THE_CALLER = frozenset(
-    {Event.MFA_ENABLED, Event.MFA_DISABLED, Event.RECOVERY_CODES_REGENERATED, Event.PASSKEY_REMOVED}
+    {
+        Event.MFA_ENABLED,
+        Event.MFA_DISABLED,
+        Event.RECOVERY_CODES_REGENERATED,
+        Event.PASSKEY_REMOVED,
+        Event.EMAIL_CHANGED,
+    }
 )
 """Events made from a session that stays: every other session is revoked, this one is not."""
 NOTIFIED = frozenset(

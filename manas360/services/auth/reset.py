@@ -30,11 +30,12 @@ from functools import partial
 
 from manas360.clock import Clock, db_now
 from manas360.db import Database
-from manas360.errors import InvalidToken, MfaRequired
+from manas360.errors import InvalidToken, MfaRequired, ValidationError
 from manas360.queries.accounts import account_tokens as queries
 from manas360.queries.auth import mfa as mfa_queries
 from manas360.queries.auth import passkeys as passkey_queries
 from manas360.security.jwt import AccessTokenCodec
+from manas360.security.password_rules import password_problem
 from manas360.security.passwords import hash_password
 from manas360.security.secretbox import SecretBox
 from manas360.services.accounts import users
@@ -90,6 +91,9 @@ async def confirm_reset(
         )
     if user_id is None or account is None:
         raise InvalidToken()
+    refused = password_problem(new_password, email=account.email)
+    if refused:  # the link stays usable
+        raise ValidationError({"password": refused, "new_password": refused})
     second_factor_owed = account.mfa_enabled and account.email_verified
     if second_factor_owed and code is None:
         raise MfaRequired()
