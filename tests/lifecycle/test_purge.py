@@ -21,6 +21,7 @@ from manas360.queries.ops import purge as purge_queries
 from manas360.services.ops import purge
 from manas360.settings import load_settings
 from tests.auth.mfa_helpers import enable
+from tests.auth.passkey_helpers import authenticator_for, enrol, register_options, verify_email
 from tests.fixtures import environment
 from tests.fixtures.accounts import API, PASSWORD, register
 from tests.fixtures.environment import REDIS_URL
@@ -47,8 +48,8 @@ async def _raw(database: str) -> asyncpg.Connection:
     return await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
 
 
-async def _make_a_full_account(client, pg, superadmin_headers) -> tuple[str, str, str]:
-    """An account with a record in as many tables as the API can put one: sessions, MFA,
+async def _make_a_full_account(client, pg, settings, superadmin_headers) -> tuple[str, str, str]:
+    """An account with a record in as many tables as the API can put one: sessions, MFA, passkeys,
     failed logins, mails, audit before/after values, a plan, a role change; then deleted."""
     name = f"Erasable {uuid.uuid4().hex[:10]}"
     account = await register(client, display_name=name)
@@ -62,6 +63,10 @@ async def _make_a_full_account(client, pg, superadmin_headers) -> tuple[str, str
     ):
         r = await client.put(f"{API}/admin{path}", json=body, headers=superadmin_headers)
         assert r.status_code == 200, r.text
+    # A passkey named after its owner (names are personal too), and a ceremony left in flight.
+    await verify_email(pg, account)
+    await enrol(client, account, authenticator_for(settings), name=f"{name}'s phone")
+    await register_options(client, account, name=name)
     await enable(client, account)
     r = await client.delete(f"{API}/me", headers=account.headers)
     assert r.status_code == 202, r.text
@@ -110,7 +115,7 @@ async def _redis_text(prefix: str) -> str:
 async def test_purge_erases_every_personal_value_and_frees_the_address(
     app, client, pg, settings, database, redis_raw, superadmin_headers, tmp_path
 ):
-    user_id, email, name = await _make_a_full_account(client, pg, superadmin_headers)
+    user_id, email, name = await _make_a_full_account(client, pg, settings, superadmin_headers)
     ledger = tmp_path / "erasures.ledger"
     job_settings = load_settings({**_environ(settings), "ERASURE_LEDGER_PATH": str(ledger)})
     conn = await _raw(database)
