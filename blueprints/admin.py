@@ -80,7 +80,7 @@ class SubscriptionBody(StrictBody):
 
 
 class StatusBody(StrictBody):
-    status: Literal["active", "disabled"]
+    status: Literal["active", "disabled", "pending_deletion"]
 
 
 class PermissionsBody(StrictBody):
@@ -194,10 +194,14 @@ async def change_subscription(request: AppRequest, user_id: str) -> HTTPResponse
     body=StatusBody,
     responses={200: User},
     errors=_WRITE,
-    summary="Enable or disable an account",
+    summary="Enable or disable an account, or schedule or cancel its deletion",
     description="`disabled` revokes every session of the user at once; their login with the right "
     "password, any refresh and any authenticated request then answer 403 "
     "`AccountDisabled`. `active` lets them log in again (old tokens stay revoked). "
+    "`pending_deletion` schedules the account's erasure after `ACCOUNT_DELETION_GRACE_S` (every session "
+    "revoked; the owner is told, with no cancel link: only an administrator cancels it) and every request "
+    "of theirs answers 403 `AccountPendingDeletion`; a pending deletion is cancelled by setting the status "
+    "it had before (any other status is 422). "
     "Only on users below your level (403 `PrivilegeEscalationPrevented`). Needs "
     "`users.write`.",
 )

@@ -7,8 +7,9 @@ client never reaches a service, let alone the database.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from sanic import Blueprint
 from sanic.response import HTTPResponse
 
@@ -30,7 +31,16 @@ from manas360.http.operations import operation
 from manas360.http.responses import model_response
 from manas360.http.sanic_types import AppRequest
 from manas360.http.schemas import Registration, Session, SessionList, TokenPair, VerificationRequired, user_fields
-from manas360.services.auth import login, password_change, reauthenticate, refresh, register, sessions, signout
+from manas360.services.auth import (
+    login,
+    passkey_login,
+    password_change,
+    reauthenticate,
+    refresh,
+    register,
+    sessions,
+    signout,
+)
 
 bp = Blueprint("auth", url_prefix="/auth")
 _TOKEN_PAIR = "A token pair: `access_token`, `refresh_token`, `token_type`, `expires_in` and `user`."
@@ -61,10 +71,29 @@ class PasswordBody(StrictBody):
 
 
 class ReauthenticateBody(StrictBody):
-    password: Password
+    """Either `{password, code?}` or a passkey assertion `{challenge_id, credential}`."""
+
+    password: Password | None = None
     code: Code | None = Field(
         None, description="A TOTP or recovery code: the new token has `aal` 2 (required with MFA on)"
     )
+    challenge_id: str | None = Field(
+        None, min_length=1, max_length=128, description="From POST /auth/passkeys/reauthenticate/options"
+    )
+    credential: dict[str, Any] | None = Field(
+        None, description="`AuthenticationResponseJSON` of one of the caller's passkeys (with `challenge_id`)"
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ReauthenticateBody:
+        passkey = self.challenge_id is not None or self.credential is not None
+        if passkey and (self.password is not None or self.code is not None):
+            raise ValueError("send either password (and code) or challenge_id and credential, not both")
+        if passkey and (self.challenge_id is None or self.credential is None):
+            raise ValueError("a passkey re-authentication needs both challenge_id and credential")
+        if not passkey and self.password is None:
+            raise ValueError("password (or a passkey's challenge_id and credential) is required")
+        return self
 
 
 @bp.post("/register")
@@ -77,7 +106,9 @@ class ReauthenticateBody(StrictBody):
     summary="Create an account",
     description="Opens an account with role `user` on the free plan, mails a link to verify the address, and "
     "signs it in. Emails are NFKC-normalised, trimmed and lower-cased, and must be ASCII; passwords "
-    "are 10 to 128 characters. Unknown fields are refused with 422. 409 `EmailTaken` when the address "
+    "are 10 to 128 characters and neither a common password, nor containing the service's name or the "
+    "email's local part (4+ characters): 422 with `fields.password` saying which. Unknown fields are "
+    "refused with 422. 409 `EmailTaken` when the address "
     f"is in use. {_TOKEN_PAIR} With REQUIRE_VERIFIED_EMAIL on, no session is opened until the address "
     "is verified: the answer is `{user, verification_required: true}` with no tokens.",
 )
@@ -111,7 +142,7 @@ async def sign_up(request: AppRequest) -> HTTPResponse:
     responses=_PAIR,
     errors={
         401: ("InvalidCredentials",),
-        403: ("AccountDisabled", "EmailNotVerified", "MfaRequired"),
+        403: ("AccountDisabled", "AccountPendingDeletion", "EmailNotVerified", "MfaRequired"),
         423: ("AccountLocked",),
     },
     summary="Sign in with email and password",
@@ -145,7 +176,10 @@ async def sign_in(request: AppRequest) -> HTTPResponse:
     tag="auth",
     body=RefreshBody,
     responses=_PAIR,
-    errors={401: ("InvalidToken", "TokenReuseDetected", "TokenRevoked"), 403: ("AccountDisabled", "EmailNotVerified")},
+    errors={
+        401: ("InvalidToken", "TokenReuseDetected", "TokenRevoked"),
+        403: ("AccountDisabled", "AccountPendingDeletion", "EmailNotVerified"),
+    },
     summary="Trade a refresh token for a new pair",
     description="Refresh tokens are single use: each call returns a successor. Presenting the same token "
     "again within the reuse grace returns the same successor; any later reuse revokes the whole "
@@ -220,7 +254,9 @@ async def logout_all(request: AppRequest) -> HTTPResponse:
     "one). With MFA on it also needs `code` (a TOTP or recovery code, counted the same way) unless the "
     "token has `aal` 2 and a fresh `auth_time`; otherwise 403 `ReauthenticationRequired` and nothing "
     "changes. Revokes every session, this one included, voids every outstanding one-time link, mails "
-    f"the owner, and returns the pair of a new session, the only live one. {_TOKEN_PAIR}",
+    "the owner, and returns the pair of a new session, the only live one. A new password that is common, "
+    "contains the service's name or the email's local part is 422 (`fields.password` says which), checked "
+    f"before the current one (no lockout attempt spent). {_TOKEN_PAIR}",
 )
 @authenticated()
 async def change_password(request: AppRequest) -> HTTPResponse:
@@ -248,18 +284,40 @@ async def change_password(request: AppRequest) -> HTTPResponse:
     body=ReauthenticateBody,
     responses=_PAIR,
     secured=True,
-    errors={401: ("InvalidCredentials",), 403: ("MfaRequired",), 423: ("AccountLocked",)},
+    errors={
+        401: ("InvalidCredentials", "InvalidToken"),
+        403: ("MfaRequired", "AccountDisabled", "EmailNotVerified"),
+        423: ("AccountLocked",),
+    },
     summary="Prove it is you again (step-up)",
-    description="Sensitive changes (MFA setup, confirm and disable, new recovery codes) need a credential "
-    "presented within REAUTH_MAX_AGE_S and, with MFA on, `aal` 2; otherwise they answer 403 "
+    description="Sensitive changes (MFA setup, confirm and disable, new recovery codes, adding or removing a "
+    "passkey) need a credential presented within REAUTH_MAX_AGE_S and, with MFA on, `aal` 2; otherwise they answer 403 "
     "`ReauthenticationRequired`. This takes the password, and a TOTP or recovery `code` (required with "
     "MFA on: 403 `MfaRequired` without one), and returns a fresh pair for the same session with a new "
     "`auth_time` (`aal` 2 with a code). Wrong input counts toward the lockout like a failed login. "
+    "Instead of the password it takes a passkey assertion `{challenge_id, credential}` (options from POST "
+    "/auth/passkeys/reauthenticate/options): `aal` 2 when the authenticator verified the user (with MFA on, "
+    "one that did not is 403 `MfaRequired`); a passkey that does not verify is 401 `InvalidCredentials`, "
+    "counted toward no lockout, and a dead challenge 401 `InvalidToken`. "
     f"Under the `auth` rate limit. {_TOKEN_PAIR}",
 )
 @authenticated()
 async def step_up(request: AppRequest) -> HTTPResponse:
     body, app = parse_body(request, ReauthenticateBody), deps(request)
+    if body.challenge_id is not None and body.credential is not None:
+        pair = await passkey_login.reauthenticate_with_passkey(
+            db=app.db,
+            settings=app.settings,
+            store=app.store,
+            codec=app.codec,
+            clock=app.clock,
+            principal=request.ctx.principal,
+            challenge_id=body.challenge_id,
+            credential=body.credential,
+            client=client(request),
+        )
+        return model_response(TokenPair.model_validate(pair, from_attributes=True))
+    assert body.password is not None  # the body's validator
     pair = await reauthenticate.reauthenticate(
         db=deps(request).db,
         settings=app.settings,

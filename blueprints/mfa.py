@@ -98,7 +98,7 @@ async def confirm(request: AppRequest) -> HTTPResponse:
     responses={200: TokenPair},
     errors={
         401: ("InvalidCredentials", "InvalidToken"),
-        403: ("AccountDisabled", "EmailNotVerified"),
+        403: ("AccountDisabled", "AccountPendingDeletion", "EmailNotVerified"),
         423: ("AccountLocked",),
     },
     summary="Complete a login with a second factor",

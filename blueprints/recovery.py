@@ -77,7 +77,7 @@ async def request_password_reset(request: AppRequest) -> HTTPResponse:
     responses={200: TokenPair},
     errors={
         401: ("InvalidToken", "InvalidCredentials"),
-        403: ("AccountDisabled", "MfaRequired"),
+        403: ("AccountDisabled", "AccountPendingDeletion", "MfaRequired"),
         423: ("AccountLocked",),
     },
     summary="Set a new password with a reset token",
@@ -89,7 +89,9 @@ async def request_password_reset(request: AppRequest) -> HTTPResponse:
     "session, voids every other one-time link, mails the owner, and returns the token pair of a new "
     "session, the only live one (`amr` [email], plus otp with a code; `aal` 1). On an address never "
     "verified it is the first proof of the mailbox: it is marked verified and a TOTP set up before is "
-    "removed. 401 `InvalidToken` for an unknown, expired, used or voided token; of two concurrent "
+    "removed. A new password that is common, contains the service's name or the email's local part is 422 "
+    "(`fields.password` says which; the link stays usable). 401 `InvalidToken` for an unknown, expired, "
+    "used or voided token; of two concurrent "
     "confirms of one token exactly one succeeds. Under the `auth` rate limit.",
 )
 async def confirm_password_reset(request: AppRequest) -> HTTPResponse:

@@ -143,7 +143,21 @@ def _add_listeners(app: App, settings: Settings) -> None:
 def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
-    from manas360.blueprints import account, admin, auth, docs, integration, me, mfa, ops, plans, product, recovery
+    from manas360.blueprints import (
+        account,
+        admin,
+        auth,
+        docs,
+        integration,
+        lifecycle,
+        me,
+        mfa,
+        ops,
+        passkeys,
+        plans,
+        product,
+        recovery,
+    )
 
     app.blueprint(ops.bp)
     app.blueprint(docs.bp)
@@ -154,8 +168,11 @@ def _add_blueprints(app: App) -> None:
             auth.bp,
             recovery.bp,
             mfa.bp,
+            passkeys.bp,
             integration.bp,
             me.bp,
+            lifecycle.bp,
+            lifecycle.auth_bp,
             plans.bp,
             product.bp,
             admin.bp,

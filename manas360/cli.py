@@ -142,7 +142,15 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         help="keep tokens expired fewer than this many days (default 7)",
     )
-    every = jobs.add_parser("all", help="every job above, with their defaults")
+    purge = jobs.add_parser(
+        "purge-deleted",
+        help="erase the accounts whose deletion grace is over (every personal value; the email becomes free)",
+    )
+    replay = jobs.add_parser(
+        "replay-erasures",
+        help="after a restore from backup: erase again every account ERASURE_LEDGER_PATH lists (serve does it too)",
+    )
+    every = jobs.add_parser("all", help="every job above but replay-erasures, with their defaults")
     every.add_argument("--audit-days", dest="audit_days", type=_count, help="archive-audit's --days (default 90)")
     every.add_argument(
         "--login-attempt-days", dest="login_attempt_days", type=_count, help="prune-login-attempts' --days (default 30)"
@@ -159,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     for job in (tokens, archive, prune, blocks, mails, account_tokens, every):
         job.add_argument("--batch-size", type=_positive, help="rows per transaction (default 5000)")
+    for job in (purge, replay):
+        job.add_argument("--batch-size", type=_positive, help="accounts per transaction (default 1000)")
     maintenance.set_defaults(func=_maintenance)
 
     warm = sub.add_parser("warm-cache", help="load active users' contexts into Redis (safe while serving)")
@@ -532,12 +542,18 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
         return lambda rows, total: print(f"{job}: batch of {rows}, {total} so far", flush=True)
 
     async def work() -> int:
+        from manas360.configured_store import open_configured_store
+        from manas360.store import close_store
+
         failed = 0
+        store = open_configured_store(settings)
         try:
             async with maintenance.connect(settings) as conn:
                 for job in names:
                     try:
-                        result = await maintenance.run_job(conn=conn, job=job, on_batch=on_batch(job), **options)
+                        result = await maintenance.run_job(
+                            conn=conn, job=job, on_batch=on_batch(job), settings=settings, store=store, **options
+                        )
                     except asyncpg.PostgresError as exc:
                         print(f"manas360: maintenance {job} failed: {_one_line(exc)}", file=sys.stderr)
                         failed += 1
@@ -550,6 +566,8 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
         except asyncpg.PostgresError as exc:  # e.g. the database does not exist
             print(f"manas360: maintenance failed: {_one_line(exc)}", file=sys.stderr)
             return EXIT_FAILED
+        finally:
+            await close_store(store)
         return EXIT_FAILED if failed else 0
 
     return _run(settings, work)

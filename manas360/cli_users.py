@@ -25,6 +25,9 @@ ACTIONS: dict[str, str] = {
     "reset-mfa": "turn the account's MFA off (secret, recovery codes); revokes every session; mails the owner",
     "set-role": "give the account ROLE (guest, user, subscriber, admin, superadmin); its cached context is dropped",
     "set-plan": "put the account on PLAN from now (free ends the paid one); its cached context is dropped",
+    "schedule-deletion": "schedule the account's erasure after ACCOUNT_DELETION_GRACE_S (status pending_deletion, "
+    "every session revoked, the owner told; only an operator or administrator cancels it)",
+    "cancel-deletion": "cancel a pending deletion: the account gets back the status it had",
 }
 
 
@@ -32,7 +35,7 @@ def add_users_command(sub: Any, *, run: Run, epilog: str, formatter: type[argpar
     users = sub.add_parser(
         "users",
         help="an operator's changes to one account: show, unlock, disable, enable, revoke-sessions, "
-        "reset-mfa, set-role, set-plan",
+        "reset-mfa, set-role, set-plan, schedule-deletion, cancel-deletion",
         description="Act on one account by its email address, with the same effects as the admin API (committed "
         "in PostgreSQL, audited with the request id `cli`, then every worker's cache told). No API "
         "token needed: whoever runs this holds the database credentials. Exit 1 when no account has "
@@ -106,6 +109,12 @@ def _users(settings: Settings, args: argparse.Namespace, run: Run) -> int:
             if args.action == "reset-mfa":
                 await operator.reset_mfa(db=db, settings=settings, store=store, email=email)
                 return f"{email}: MFA off; every session revoked"
+            if args.action == "schedule-deletion":
+                when = await operator.schedule_deletion(db=db, settings=settings, store=store, email=email)
+                return f"{email}: pending_deletion until {when.isoformat()}; every session and token revoked"
+            if args.action == "cancel-deletion":
+                restored = await operator.cancel_deletion(db=db, settings=settings, store=store, email=email)
+                return f"{email}: {restored}"
             if args.action == "set-role":
                 user = await operator.set_role(db=db, settings=settings, store=store, email=email, role=args.role)
                 return f"{email}: role {user.role}"

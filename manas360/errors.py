@@ -72,6 +72,16 @@ class AccountDisabled(AppError):
     status, code, message = 403, "AccountDisabled", "This account has been disabled"
 
 
+class AccountPendingDeletion(AppError):
+    status, code, message = 403, "AccountPendingDeletion", "This account is scheduled for deletion"
+
+
+def status_refusal(status: str) -> AppError:
+    """What a request of an account that is not `active` is told: its deletion is pending, or it
+    is disabled."""
+    return AccountPendingDeletion() if status == "pending_deletion" else AccountDisabled()
+
+
 class EmailNotVerified(AppError):
     status, code, message = 403, "EmailNotVerified", "Confirm your email address before signing in"
 
@@ -122,6 +132,14 @@ class EmailTaken(AppError):
 
 class MfaAlreadyEnabled(AppError):
     status, code, message = 409, "MfaAlreadyEnabled", "Multi-factor authentication is already on"
+
+
+class PasskeyLimitReached(AppError):
+    status, code, message = 409, "PasskeyLimitReached", "This account already holds the most passkeys it may"
+
+
+class EmailChangePending(AppError):
+    status, code, message = 409, "EmailChangePending", "A recent change of address can still be reverted"
 
 
 class PayloadTooLarge(AppError):

@@ -42,6 +42,11 @@ LOGINS = Counter("manas360_logins_total", "Login attempts by outcome", ["outcome
 LOCKOUTS = Counter("manas360_lockouts_total", "Accounts (or unknown emails) locked after repeated failures")
 REFRESH_REUSE = Counter("manas360_refresh_reuse_detected_total", "Rotated refresh tokens presented again")
 MFA_FAILURES = Counter("manas360_mfa_failures_total", "Second-factor checks refused, by reason", ["reason"])
+PASSKEY_FAILURES = Counter(
+    "manas360_passkey_failures_total",
+    "Passkey assertions refused, by reason (`unknown_credential`, `assertion`, `counter`)",
+    ["reason"],
+)
 INTROSPECTIONS = Counter(
     "manas360_introspections_total", "Introspection calls by answer (`unauthorized`: no valid service key)", ["result"]
 )

@@ -12,9 +12,10 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
-ACCOUNT_ACTIVE, ACCOUNT_DISABLED = "active", "disabled"
-ACCOUNT_STATUSES = (ACCOUNT_ACTIVE, ACCOUNT_DISABLED)
-"""`UserAccount.status`: only an active account may log in, refresh or pass the guard."""
+ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_PENDING_DELETION = "active", "disabled", "pending_deletion"
+ACCOUNT_STATUSES = (ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_PENDING_DELETION)
+"""`UserAccount.status`: only an active account may log in, refresh or pass the guard; a
+pending deletion waits ACCOUNT_DELETION_GRACE_S for `maintenance purge-deleted`."""
 
 
 class Role(Model):

@@ -73,7 +73,26 @@ async def _preflight(settings: Settings) -> list[str]:
             problems.append(f"cannot reach Redis at {settings.redis.where}")
     finally:
         await close_store(store)
+    if not problems:
+        problems.extend(await _replay_erasures(settings))
     return problems
+
+
+async def _replay_erasures(settings: Settings) -> list[str]:
+    """Erase again what ERASURE_LEDGER_PATH lists (a database restored from an older backup)."""
+    from manas360.services.ops.purge import replay_before_serving
+
+    if settings.is_production and not settings.erasure_ledger_path:
+        logger.warning(
+            "ERASURE_LEDGER_PATH is unset: restoring a backup taken before a purge would bring those accounts back"
+        )
+    try:
+        replayed = await replay_before_serving(settings)
+    except Exception as exc:  # a database error, an unreadable ledger file
+        return [f"cannot replay the erasure ledger {settings.erasure_ledger_path}: {exc}"]
+    if replayed is not None and replayed.counts["accounts erased again"]:
+        logger.warning("erased again {} account(s) the erasure ledger lists", replayed.counts["accounts erased again"])
+    return []
 
 
 def serve(

@@ -38,6 +38,7 @@ from manas360.security.signing import SigningKey
 from manas360.settings_checks import (
     MIN_SECRET_BYTES,
     IPNetwork,
+    WebAuthnParty,
     check_every_environment,
     check_mail,
     check_production,
@@ -47,6 +48,7 @@ from manas360.settings_checks import (
     parse_previous_data_keys,
     parse_signing_keys,
     parse_url,
+    parse_webauthn,
     parse_webhook,
     split_csv,
 )
@@ -408,6 +410,35 @@ class Settings(BaseSettings):
             "password and a refresh answer 403 `EmailNotVerified`"
         ),
     )
+    email_change_ttl_s: int = _setting(
+        3600,
+        ge=60,
+        description="how long the confirmation link of an email change (to the new address) is valid, seconds",
+    )
+    email_change_revert_s: int = _setting(
+        604800,
+        ge=60,
+        description=(
+            "after a confirmed email change, how long the cancel link mailed to the old address reverts it (and the "
+            "old address stays reserved for the account), seconds"
+        ),
+    )
+    account_deletion_grace_s: int = _setting(
+        604800,
+        ge=0,
+        description=(
+            "how long a scheduled deletion waits (status `pending_deletion`, cancellable) before "
+            "`manas360 maintenance purge-deleted` erases the account, seconds"
+        ),
+    )
+    erasure_ledger_path: str = _setting(
+        "",
+        description=(
+            "a file outside the database's backups where every purged account id is appended; a restore from "
+            "backup replays it before serving (`manas360 maintenance replay-erasures`); empty: only the database's "
+            "own ledger"
+        ),
+    )
     mail_per_account_hourly: int = _setting(
         3,
         ge=1,
@@ -485,6 +516,26 @@ class Settings(BaseSettings):
         description=("the longest one delivery may take; a slower receiver counts as failed and is retried"),
     )
 
+    webauthn_rp_id: str = _setting(
+        "",
+        shown="host of `PUBLIC_BASE_URL`",
+        description=(
+            "the passkeys' relying party id: a host name, the origins' host or a registrable suffix of it "
+            "(production refuses anything else); passkeys made under one id do not work under another"
+        ),
+    )
+    webauthn_rp_name: str = _setting(
+        "MANAS360", min_length=1, max_length=64, description="the relying party's name authenticators show"
+    )
+    webauthn_origins: str = _setting(
+        "",
+        shown="`PUBLIC_BASE_URL`",
+        description=(
+            "comma-separated origins (`scheme://host[:port]`) accepted in a passkey's `clientDataJSON`; "
+            "https only in production"
+        ),
+    )
+
     log_level: str = _setting(
         "INFO", description=("`TRACE`, `DEBUG`, `INFO`, `SUCCESS`, `WARNING`, `ERROR` or `CRITICAL`")
     )
@@ -513,6 +564,7 @@ class Settings(BaseSettings):
     _signing_keys: tuple[SigningKey, ...] = PrivateAttr(())
     _introspection_keys: dict[str, bytes] = PrivateAttr(default_factory=dict)
     _webhook_secrets: tuple[bytes, ...] = PrivateAttr(())
+    _webauthn: WebAuthnParty = PrivateAttr()
     _rate_policies: dict[str, RatePolicy] = PrivateAttr(default_factory=dict)
     _rate_exempt_paths: tuple[str, ...] = PrivateAttr(())
 
@@ -553,6 +605,7 @@ class Settings(BaseSettings):
         self._rate_policies, self._rate_exempt_paths = _read_rate_table(self, _environ())
         if self.is_production:
             check_production(self)
+        self._webauthn = parse_webauthn(self)  # after PUBLIC_BASE_URL's own refusals: its default comes from it
         return self
 
     @property
@@ -591,6 +644,11 @@ class Settings(BaseSettings):
     def introspection_keys_by_name(self) -> dict[str, bytes]:
         """INTROSPECTION_KEYS, parsed: service name -> key."""
         return self._introspection_keys
+
+    @property
+    def webauthn(self) -> WebAuthnParty:
+        """The passkeys' relying party: WEBAUTHN_RP_ID, WEBAUTHN_RP_NAME and WEBAUTHN_ORIGINS, defaults applied."""
+        return self._webauthn
 
     @property
     def webhook_secrets(self) -> tuple[bytes, ...]:

@@ -9,7 +9,7 @@ import base64
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from manas360.security.signing import KeyConfigError, SigningKey, parse_private_keys
@@ -318,6 +318,49 @@ def parse_webhook(s: Settings) -> tuple[bytes, ...]:
         )
         decoded_secrets.append(decoded)
     return tuple(decoded_secrets)
+
+
+class WebAuthnParty(NamedTuple):
+    """The passkeys' relying party, defaults applied (manas360.services.auth.passkeys)."""
+
+    rp_id: str
+    rp_name: str
+    origins: tuple[str, ...]
+
+
+def parse_webauthn(s: Settings) -> WebAuthnParty:
+    """WEBAUTHN_RP_ID (default: the host of PUBLIC_BASE_URL), WEBAUTHN_RP_NAME and
+    WEBAUTHN_ORIGINS (default: PUBLIC_BASE_URL's origin). Every origin is an http(s) origin and
+    the id a bare host name; production also wants https origins whose host is the id or ends
+    in `.<id>`, with a dotted id unless it is the host itself (a browser refuses a passkey whose
+    RP ID is not the page's host or a registrable suffix of it: such settings would only fail
+    at the first ceremony)."""
+    base = urlsplit(s.public_base_url)
+    origins = split_csv(s.webauthn_origins) or (f"{base.scheme}://{base.netloc}",)
+    rp_id = s.webauthn_rp_id.strip().lower() or (base.hostname or "")
+    _require(
+        bool(rp_id) and re.fullmatch(r"[a-z0-9.-]+|\[?[0-9a-f:.]+\]?", rp_id) is not None and rp_id.strip(".") == rp_id,
+        "WEBAUTHN_RP_ID must be a host name (no scheme, port or path)",
+    )
+    for origin in origins:
+        parts = urlsplit(origin)
+        _require(
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not parts.path
+            and not parts.query
+            and not parts.fragment,
+            f"WEBAUTHN_ORIGINS entry {origin!r} is not an http(s) origin (scheme://host[:port])",
+        )
+        if s.is_production:
+            _require(parts.scheme == "https", f"WEBAUTHN_ORIGINS entry {origin!r} must be https:// in production")
+            host = (parts.hostname or "").lower()
+            _require(
+                host == rp_id or (host.endswith("." + rp_id) and "." in rp_id),
+                f"WEBAUTHN_RP_ID {rp_id!r} is neither the host of WEBAUTHN_ORIGINS entry {origin!r} nor a "
+                "registrable suffix of it",
+            )
+    return WebAuthnParty(rp_id=rp_id, rp_name=s.webauthn_rp_name, origins=tuple(o.rstrip("/") for o in origins))
 
 
 def parse_networks(value: str, *, name: str) -> tuple[IPNetwork, ...]:

@@ -37,6 +37,7 @@ with `fields`, `upgrade`, `retry_after` or `mfa_token` where they help; each res
 `Authorization: Bearer <token>`. Times are ISO-8601 with an explicit UTC offset."""
 TAGS = [
     {"name": "auth", "description": "Accounts, sign-in, tokens and sessions (`/api/v1/auth`)"},
+    {"name": "passkeys", "description": "Passkeys (WebAuthn): adding, removing, signing in (`/api/v1/auth/passkeys`)"},
     {"name": "me", "description": "The caller's own profile (`/api/v1/me`)"},
     {"name": "plans", "description": "The public price list (`/api/v1/plans`)"},
     {"name": "product", "description": "The gated product surfaces"},

@@ -32,7 +32,7 @@ ALWAYS = (400, 408, 413, 431, 500, 503)
 CODES: dict[int, tuple[str, ...]] = {
     400: ("BadRequest",),
     401: ("Unauthorized", "InvalidToken", "TokenExpired", "TokenRevoked"),
-    403: ("AccountDisabled",),
+    403: ("AccountDisabled", "AccountPendingDeletion"),
     404: ("NotFound",),
     408: ("RequestTimeout",),
     413: ("PayloadTooLarge",),

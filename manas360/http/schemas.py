@@ -60,7 +60,7 @@ class User(ApiModel):
     privilege_level: int = Field(description="The role's level, 0..100")
     plan: str = Field(description="The plan of the active subscription; `free` when none is active")
     created_at: Timestamp
-    status: Literal["active", "disabled"]
+    status: Literal["active", "disabled", "pending_deletion"]
     email_verified: bool
     mfa_enabled: bool
 
@@ -341,6 +341,29 @@ class Accepted(ApiModel):
     """`{}`: the request is taken; what follows arrives by mail."""
 
 
+class EmailChangeCancelled(ApiModel):
+    """`{}`: the change is void, or reverted (see the operation)."""
+
+
+class DataExport(ApiModel):
+    """Every record held about the caller, by table (`records`: table name -> rows)."""
+
+    generated_at: Timestamp
+    user_id: UserId
+    records: dict[str, list[dict[str, Any]]] = Field(
+        description="Each table that holds records about the caller, with its rows: profile (`user_accounts`), "
+        "subscriptions (plan history), sessions (IP, user agent), refresh tokens and one-time links (dates only), "
+        "MFA state (dates only), login attempts, mails (subjects, dates), email changes, audit entries (other "
+        "people by role)"
+    )
+
+
+class DeletionScheduled(ApiModel):
+    """The account is `pending_deletion` until `deletion_at`; then it is erased."""
+
+    deletion_at: Timestamp = Field(description="When `manas360 maintenance purge-deleted` may erase the account")
+
+
 class Upgrade(ApiModel):
     plan: str = Field(description="The cheapest plan that has the feature")
     price_cents: int
@@ -413,3 +436,29 @@ def envelope_model(body: dict[str, Any]) -> type[ErrorEnvelope]:
 def user_fields(user: object) -> dict[str, Any]:
     """The `<User>` fields of a service's user (manas360.services.accounts.users.User)."""
     return {name: getattr(user, name) for name in User.model_fields}
+
+
+class Passkey(ApiModel):
+    """One of the caller's passkeys."""
+
+    id: str = Field(description="The passkey's id (UUID) in this service (not the authenticator's credential id)")
+    name: str = Field(description="The owner's name for it")
+    created_at: Timestamp
+    last_used_at: Timestamp | None = Field(description="Its latest sign-in or re-authentication; null before any")
+    backed_up: bool = Field(description="The authenticator reported it synced or backed up (a multi-device passkey)")
+
+
+class PasskeyList(ApiModel):
+    items: list[Passkey]
+
+
+class PasskeyCeremony(ApiModel):
+    """The start of a WebAuthn ceremony: hand `options` to the browser (after decoding its
+    base64url fields: `PublicKeyCredential.parseCreationOptionsFromJSON` /
+    `parseRequestOptionsFromJSON`), then send its answer back with `challenge_id`."""
+
+    challenge_id: str = Field(description="Single use, valid 300 s, bound to this ceremony's purpose and user")
+    options: dict[str, Any] = Field(
+        description="`PublicKeyCredentialCreationOptionsJSON` (registration) or "
+        "`PublicKeyCredentialRequestOptionsJSON` (sign-in, re-authentication); binary fields base64url"
+    )

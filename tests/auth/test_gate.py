@@ -1,9 +1,11 @@
 """The one gate into an account, held against every flow that can end in a session.
 
 One table: each row is a flow (register, login, the MFA step, a reset confirm, a refresh, a
-password change, a re-authentication) presenting the RIGHT credentials of an account in one
+password change, a re-authentication, a passkey login or step-up with and without user
+verification, a deletion cancel) presenting the RIGHT credentials of an account in one
 state (active, disabled, unverified with REQUIRE_VERIFIED_EMAIL on, locked for this source,
-locked account-wide, MFA on without and with a second factor presented), and says the exact
+locked account-wide, MFA on without and with a second factor presented, pending deletion),
+and says the exact
 answer and whether a new session row exists afterwards. A new flow or state is one row.
 
 States are set in PostgreSQL (and the user's cached context dropped), the way an operator's
@@ -21,8 +23,11 @@ import pytest
 from manas360.services.access.entitlements import forget_user
 from manas360.settings import load_settings
 from tests.auth.mfa_helpers import CONFIRM, SETUP, code_at
+from tests.auth.passkey_helpers import LOGIN as PASSKEY_LOGIN
+from tests.auth.passkey_helpers import REAUTH_OPTIONS, authenticator_for, enrol, login_options
 from tests.fixtures.accounts import API, PASSWORD, Account, bearer, register
 from tests.fixtures.app import client_for, running_app
+from tests.fixtures.authenticator import Authenticator
 
 NEW_PASSWORD = "an entirely new passphrase"
 WRONG = "definitely wrong"
@@ -30,6 +35,7 @@ WRONG = "definitely wrong"
 ACTIVE, DISABLED, UNVERIFIED = "active", "disabled", "unverified (required)"
 SOURCE_LOCKED, ACCOUNT_LOCKED = "locked for this source", "locked account-wide"
 MFA_WITHOUT, MFA_WITH = "MFA on, no second factor", "MFA on, a second factor"
+PENDING = "pending deletion"
 
 
 @dataclass
@@ -39,6 +45,9 @@ class Case:
     """The TOTP secret when MFA is on."""
     mfa_token: str | None = None
     reset_token: str | None = None
+    authenticator: Authenticator | None = None
+    """The account's passkey, for the passkey flows."""
+    cancel_token: str | None = None
     offsets: list[int] = field(default_factory=lambda: [-1])
 
     def code(self) -> str:
@@ -56,9 +65,13 @@ async def strict_app(environ, database, redis_raw):
 async def _arrange(client, pg, app, state: str, flow: str) -> Case:
     """A fresh account (its session S0 the caller's) in `state`, ready for `flow`."""
     account = await register(client)
-    if state != UNVERIFIED:
-        await pg.execute("UPDATE user_accounts SET email_verified_at = now() WHERE id = $1", account.id)
+    await pg.execute("UPDATE user_accounts SET email_verified_at = now() WHERE id = $1", account.id)
     case = Case(account)
+    if flow.startswith("passkey"):  # enrolled while verified, fresh and at MFA off: a passkey of the owner's
+        case.authenticator = authenticator_for(app.ctx.deps.settings, user_verified="no UV" not in flow)
+        await enrol(client, account, case.authenticator)
+    if state == UNVERIFIED:
+        await pg.execute("UPDATE user_accounts SET email_verified_at = NULL WHERE id = $1", account.id)
     if state in (MFA_WITHOUT, MFA_WITH) or flow == "mfa_verify":
         setup = await client.post(SETUP, headers=account.headers)
         case.secret = setup.json()["secret"]
@@ -85,6 +98,21 @@ async def _arrange(client, pg, app, state: str, flow: str) -> Case:
     elif state == ACCOUNT_LOCKED:  # set from elsewhere; this source never completed a login of it
         await pg.execute(
             "UPDATE user_accounts SET locked_until = now() + interval '15 minutes' WHERE id = $1", account.id
+        )
+    if state == PENDING:
+        await pg.execute(
+            "UPDATE user_accounts SET status_before_deletion = status, status = 'pending_deletion', "
+            "deletion_at = now() + interval '1 day' WHERE id = $1",
+            account.id,
+        )
+    if flow == "deletion_cancel":  # scheduled over whatever state the account is in
+        case.cancel_token = secrets.token_urlsafe(32)
+        await pg.execute(
+            "UPDATE user_accounts SET status_before_deletion = status, status = 'pending_deletion', "
+            "deletion_requested_at = now(), deletion_at = now() + interval '1 day', deletion_cancel_hash = $2 "
+            "WHERE id = $1",
+            account.id,
+            hashlib.sha256(case.cancel_token.encode()).hexdigest(),
         )
     await forget_user(store=app.ctx.deps.store, user_id=account.id)
     return case
@@ -114,6 +142,28 @@ async def _run(client, flow: str, case: Case, *, with_code: bool):
     if flow == "reauthenticate":
         return await client.post(
             f"{API}/auth/reauthenticate", headers=account.headers, json={"password": PASSWORD, **code}
+        )
+    if flow.startswith("passkey login"):
+        assert case.authenticator is not None
+        ceremony = await login_options(client)
+        return await client.post(
+            PASSKEY_LOGIN,
+            json={"challenge_id": ceremony["challenge_id"], "credential": case.authenticator.get(ceremony["options"])},
+        )
+    if flow.startswith("passkey step-up"):
+        assert case.authenticator is not None
+        options = await client.post(REAUTH_OPTIONS, headers=account.headers)
+        if options.status_code != 200:  # a disabled account's token is refused before any ceremony
+            return options
+        ceremony = options.json()
+        return await client.post(
+            f"{API}/auth/reauthenticate",
+            headers=account.headers,
+            json={"challenge_id": ceremony["challenge_id"], "credential": case.authenticator.get(ceremony["options"])},
+        )
+    if flow == "deletion_cancel":
+        return await client.post(
+            f"{API}/auth/account-deletion/cancel", json={"token": case.cancel_token, "password": PASSWORD, **code}
         )
     raise AssertionError(flow)
 
@@ -161,6 +211,46 @@ MATRIX = [
     ("reauthenticate", ACCOUNT_LOCKED, (423, "AccountLocked"), NO_SESSION),
     ("reauthenticate", MFA_WITHOUT, (403, "MfaRequired"), NO_SESSION),
     ("reauthenticate", MFA_WITH, (200, None), NO_SESSION),
+    # A passkey that verified the user is a complete login, spared every lock; one that did not
+    # is a first factor, held to the locks and to the second factor like a password.
+    ("passkey login", ACTIVE, (200, None), OK),
+    ("passkey login", DISABLED, (403, "AccountDisabled"), NO_SESSION),
+    ("passkey login", UNVERIFIED, (403, "EmailNotVerified"), NO_SESSION),
+    ("passkey login", SOURCE_LOCKED, (200, None), OK),
+    ("passkey login", ACCOUNT_LOCKED, (200, None), OK),
+    ("passkey login", MFA_WITHOUT, (200, None), OK),
+    ("passkey login no UV", ACTIVE, (200, None), OK),
+    ("passkey login no UV", DISABLED, (403, "AccountDisabled"), NO_SESSION),
+    ("passkey login no UV", UNVERIFIED, (403, "EmailNotVerified"), NO_SESSION),
+    ("passkey login no UV", SOURCE_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("passkey login no UV", ACCOUNT_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("passkey login no UV", MFA_WITHOUT, (403, "MfaRequired"), NO_SESSION),
+    ("passkey step-up", ACTIVE, (200, None), NO_SESSION),  # the same session, a fresh auth_time
+    ("passkey step-up", DISABLED, (403, "AccountDisabled"), NO_SESSION),
+    ("passkey step-up", UNVERIFIED, (403, "EmailNotVerified"), NO_SESSION),
+    ("passkey step-up", SOURCE_LOCKED, (200, None), NO_SESSION),
+    ("passkey step-up", ACCOUNT_LOCKED, (200, None), NO_SESSION),
+    ("passkey step-up", MFA_WITHOUT, (200, None), NO_SESSION),
+    ("passkey step-up no UV", ACTIVE, (200, None), NO_SESSION),
+    ("passkey step-up no UV", SOURCE_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("passkey step-up no UV", ACCOUNT_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("passkey step-up no UV", MFA_WITHOUT, (403, "MfaRequired"), NO_SESSION),
+    ("deletion_cancel", ACTIVE, (200, None), OK),  # the status before comes back, with a new session
+    ("deletion_cancel", DISABLED, (403, "AccountDisabled"), NO_SESSION),  # the status before is refused
+    ("deletion_cancel", UNVERIFIED, (403, "EmailNotVerified"), NO_SESSION),
+    ("deletion_cancel", SOURCE_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("deletion_cancel", ACCOUNT_LOCKED, (423, "AccountLocked"), NO_SESSION),
+    ("deletion_cancel", MFA_WITHOUT, (403, "MfaRequired"), NO_SESSION),
+    ("deletion_cancel", MFA_WITH, (200, None), OK),
+    ("login", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("mfa_verify", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("password_reset", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("refresh", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("password_change", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("reauthenticate", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("passkey login", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),  # no lock spares it, no status
+    ("passkey login no UV", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
+    ("passkey step-up", PENDING, (403, "AccountPendingDeletion"), NO_SESSION),
 ]
 
 

@@ -50,13 +50,17 @@ def test_every_route_but_the_docs_and_the_account_page_is_an_operation(app):
 
 
 # Public operations that still answer 401 (a wrong password, code or token in the body).
-# Public routes whose credential is in the body (a password, a refresh, mfa or mailed token) answer 401 too.
+# Public routes whose credential is in the body (a password, a refresh, mfa or mailed token, a passkey
+# assertion) answer 401 too.
 PUBLIC_401 = (
     "/api/v1/auth/login",
+    "/api/v1/auth/account-deletion/cancel",
+    "/api/v1/auth/email-change/cancel",
     "/api/v1/auth/refresh",
     "/api/v1/auth/mfa/verify",
     "/api/v1/auth/password-reset/confirm",
     "/api/v1/auth/verify-email",
+    "/api/v1/auth/passkeys/login",
 )
 
 

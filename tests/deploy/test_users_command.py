@@ -75,6 +75,20 @@ def test_disable_answers_403_on_the_next_request_and_enable_lets_the_user_back(e
     assert login(http, email).status_code == 200
 
 
+def test_schedule_deletion_refuses_every_request_and_cancel_deletion_brings_the_account_back(environ, http):
+    email, headers = account(http)
+    assert http.get(f"{API}/me", headers=headers).status_code == 200  # cached on the workers now
+    assert ok(environ, "schedule-deletion", email).startswith(f"{email}: pending_deletion until ")
+    for _ in range(4):  # whichever worker answers
+        response = http.get(f"{API}/me", headers=headers)
+        assert (response.status_code, response.json()["error"]) == (403, "AccountPendingDeletion")
+    assert login(http, email).json()["error"] == "AccountPendingDeletion"
+    refused = users(environ, "enable", email)  # only cancel-deletion leaves pending_deletion
+    assert refused.returncode == 1 and "cancel-deletion" in refused.stderr
+    assert ok(environ, "cancel-deletion", email).strip() == f"{email}: active"
+    assert login(http, email).status_code == 200
+
+
 def test_revoke_sessions_and_reset_mfa_end_every_session(environ, http, database):
     for command in ("revoke-sessions", "reset-mfa"):
         email, headers = account(http)

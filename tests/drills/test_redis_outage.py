@@ -27,6 +27,7 @@ from tests.drills.helpers import (
 )
 from tests.drills.traffic import Traffic, outcome_of
 from tests.fixtures.accounts import API, PASSWORD
+from tests.fixtures.environment import SERVICE_KEY
 from tests.fixtures.server import clients_per_worker
 from tests.fixtures.services import wait_until
 
@@ -38,6 +39,12 @@ FROZEN_ANSWER_BOUND_S = 4 * REDIS_TIMEOUT_S + 1.5
 """A frozen Redis costs a request at most four timeouts (login, measured ~4 s before the
 `auth` policy failed closed): the global limiter's check (fails open), then the auth
 limiter's (fails closed: 503, or at once while the limiter's breaker is open)."""
+
+
+def introspect(http: httpx.Client, token: str) -> httpx.Response:
+    return http.post(
+        f"{API}/auth/introspect", json={"token": token}, headers={"authorization": f"Bearer {SERVICE_KEY}"}
+    )
 
 
 def test_redis_killed_and_restarted_empty_fails_closed_then_recovers_without_forgetting(
@@ -65,6 +72,8 @@ def test_redis_killed_and_restarted_empty_fails_closed_then_recovers_without_for
             during = [outcome_of(lambda w=w: w.get(DASHBOARD, headers=warm.headers)) for w in workers for _ in range(3)]
             during += [outcome_of(lambda w=w: w.get(f"{API}/me", headers=warm.headers)) for w in workers]
             during += [outcome_of(lambda w=w: login(w, warm.email)) for w in workers]
+            # Another service asking about a token gets "try again", never a guess either way.
+            during += [outcome_of(lambda w=w: introspect(w, warm.pair["access_token"])) for w in workers]
             plans = [w.get(f"{API}/plans").status_code for w in workers]
 
             restarted_at = time.monotonic()
@@ -97,6 +106,8 @@ def test_redis_killed_and_restarted_empty_fails_closed_then_recovers_without_for
             assert answer(worker.post(f"{API}/auth/refresh", json={"refresh_token": revoked.refresh_token}))[0] == 401
             assert answer(login(worker, locked.email, PASSWORD)) == (423, "AccountLocked")
             assert answer(worker.get(DASHBOARD, headers=warm.headers)) == (200, "")
+            assert introspect(worker, revoked.pair["access_token"]).json() == {"active": False}
+            assert introspect(worker, warm.pair["access_token"]).json()["active"] is True
 
     latencies = sorted(o.elapsed for o in outage)
     report(

@@ -47,7 +47,7 @@ ROWS = [
     ("404 under docs", None, "GET", "/docs/assets/no-such-file.js", None, 404, NO_STORE),
     ("404 docs oauth2 page", None, "GET", "/docs/oauth2-redirect.html", None, 404, NO_STORE),
     ("405 from sanic on plans", None, "POST", "/api/v1/plans", None, 405, NO_STORE),
-    ("405 from sanic on me", "user", "DELETE", "/api/v1/me", None, 405, NO_STORE),
+    ("405 from sanic on me", "user", "PUT", "/api/v1/me", None, 405, NO_STORE),
     ("422", None, "POST", "/api/v1/auth/register", BAD_BODY, 422, NO_STORE),
     ("500", None, "GET", "/probe/crash", None, 500, NO_STORE),
     ("429 on plans", "exhausted", "GET", "/api/v1/plans", None, 429, NO_STORE),

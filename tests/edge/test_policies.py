@@ -14,8 +14,10 @@ def test_the_shipped_table_matches_the_contract():
     assert {name: (p.limit, p.window_s, p.key, p.applies) for name, p in policies.items()} == {
         "global": (100, 900, "ip", "every-request"),
         "auth": (5, 900, "ip+route", "routes"),
+        "passkey_options": (60, 900, "ip", "routes"),
         "api": (1000, 3600, "user", "authenticated"),
     }
+    assert policies["passkey_options"].routes == (("POST", "/api/v1/auth/passkeys/login/options"),)
     assert policies["auth"].routes == (
         ("POST", "/api/v1/auth/login"),
         ("POST", "/api/v1/auth/register"),
@@ -24,6 +26,11 @@ def test_the_shipped_table_matches_the_contract():
         ("POST", "/api/v1/auth/password-reset/confirm"),
         ("POST", "/api/v1/auth/verify-email/resend"),
         ("POST", "/api/v1/auth/reauthenticate"),
+        ("POST", "/api/v1/auth/passkeys/login"),
+        ("POST", "/api/v1/me/email"),
+        ("POST", "/api/v1/auth/email-change/confirm"),
+        ("POST", "/api/v1/auth/email-change/cancel"),
+        ("POST", "/api/v1/auth/account-deletion/cancel"),
     )
     # Every auth route costs a bcrypt: without Redis to count them they answer 503.
     assert policies["global"].fail_open and not policies["auth"].fail_open and not policies["api"].fail_open

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
@@ -135,17 +136,19 @@ async def test_email_is_unique_case_insensitively_among_live_accounts(database, 
 
 async def test_sql_functions_do_their_work(database, settings):
     conn = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
+    old, new = f"test.old.{uuid.uuid4().hex[:8]}", f"test.new.{uuid.uuid4().hex[:8]}"
     try:
+        # Actions of this test's own: the run's database is shared with other tests' audit rows.
         await conn.execute(
-            "INSERT INTO audit_logs (action, created_at) VALUES ('old', now() - interval '40 days'), ('new', now())"
+            "INSERT INTO audit_logs (action, created_at) VALUES ($1, now() - interval '40 days'), ($2, now())", old, new
         )
         assert await conn.fetchval("SELECT cleanup_old_audit_logs(30)") == 1
-        assert await conn.fetchval("SELECT count(*) FROM audit_logs_archive WHERE action='old'") == 1
-        assert await conn.fetchval("SELECT count(*) FROM audit_logs WHERE action='old'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM audit_logs_archive WHERE action = $1", old) == 1
+        assert await conn.fetchval("SELECT count(*) FROM audit_logs WHERE action = $1", old) == 0
         await conn.execute("SELECT refresh_materialized_views()")
         row = await conn.fetchrow("SELECT * FROM cleanup_expired_tokens()")
         assert set(row.keys()) == {"refresh_tokens", "sessions", "revoked_access_tokens"}
     finally:
-        await conn.execute("DELETE FROM audit_logs WHERE action IN ('old', 'new')")
-        await conn.execute("DELETE FROM audit_logs_archive WHERE action = 'old'")
+        await conn.execute("DELETE FROM audit_logs WHERE action = ANY($1::text[])", [old, new])
+        await conn.execute("DELETE FROM audit_logs_archive WHERE action = $1", old)
         await conn.close()

@@ -32,8 +32,10 @@ def test_defaults_match_the_configuration_contract():
     assert {n: (p.limit, p.window_s) for n, p in s.rate_policies.items()} == {
         "global": (100, 900),
         "auth": (5, 900),
+        "passkey_options": (60, 900),
         "api": (1000, 3600),
     }
+    assert s.webauthn == ("127.0.0.1", "MANAS360", ("http://127.0.0.1:8000",))
     assert s.rate_limit_ipv6_prefix == 64
     assert (s.db_pool_min, s.db_pool_max, s.db_statement_timeout, s.db_slow_query_ms) == (2, 20, 30000, 500)
     assert s.log_level == "INFO" and s.access_log is False
@@ -105,6 +107,11 @@ def test_environment_overrides_every_kind_of_value():
         ({"DB_SLOW_QUERY_MS": "-1"}, "DB_SLOW_QUERY_MS"),
         ({"DB_SLOW_QUERY_MS": "fast"}, "DB_SLOW_QUERY_MS"),
         ({"ACCESS_LOG": "1", "LOG_LEVEL": "WARNING"}, "ACCESS_LOG needs LOG_LEVEL INFO"),
+        ({"WEBAUTHN_ORIGINS": "https://app.example.com/login"}, "^WEBAUTHN_ORIGINS entry .* is not an http"),
+        ({"WEBAUTHN_ORIGINS": "app.example.com"}, "^WEBAUTHN_ORIGINS entry 'app.example.com' is not an http"),
+        ({"WEBAUTHN_RP_ID": "https://app.example.com"}, "^WEBAUTHN_RP_ID must be a host name"),
+        ({"WEBAUTHN_RP_ID": "example.com:443"}, "^WEBAUTHN_RP_ID must be a host name"),
+        ({"WEBAUTHN_RP_NAME": ""}, "WEBAUTHN_RP_NAME"),
     ],
 )
 def test_invalid_or_unsafe_values_are_refused(environ, fragment):
@@ -293,6 +300,21 @@ def test_production_accepts_a_safe_configuration():
         ),
         ({"REDIS_URL": "redis+cluster://127.0.0.1:7000,10.0.0.7:7001"}, "^REDIS_URL reaches 10.0.0.7 without TLS"),
         ({"REDIS_URL": "redis://cache.internal:6379/0", "ALLOW_INSECURE_TRANSPORT": "false"}, "^REDIS_URL reaches"),
+        (
+            {"WEBAUTHN_ORIGINS": "http://app.example.com"},
+            "^WEBAUTHN_ORIGINS entry 'http://app.example.com' must be https",
+        ),
+        (
+            {"WEBAUTHN_ORIGINS": "https://app.example.com,http://localhost:8000"},
+            "^WEBAUTHN_ORIGINS entry 'http://localhost:8000' must be https",
+        ),
+        ({"WEBAUTHN_RP_ID": "other.example"}, "^WEBAUTHN_RP_ID 'other.example' is neither the host of"),
+        ({"WEBAUTHN_RP_ID": "com"}, "^WEBAUTHN_RP_ID 'com' is neither the host of .* nor a registrable suffix"),
+        ({"WEBAUTHN_RP_ID": "pp.example.com"}, "^WEBAUTHN_RP_ID 'pp.example.com' is neither"),
+        (
+            {"WEBAUTHN_ORIGINS": "https://app.example.com,https://evil.example.net"},
+            "^WEBAUTHN_RP_ID 'app.example.com' is neither the host of WEBAUTHN_ORIGINS entry 'https://evil",
+        ),
     ],
 )
 def test_production_refuses_each_unsafe_setting_in_one_line_naming_it(environ, fragment):
@@ -304,6 +326,28 @@ def test_production_refuses_each_unsafe_setting_in_one_line_naming_it(environ, f
         value = {**PRODUCTION, **environ}.get(name)
         assert not value or value not in message, "a refusal never quotes a secret"
     assert "secret@" not in message and "mailer:" not in message
+
+
+@pytest.mark.parametrize(
+    ("environ", "party"),
+    [
+        ({}, ("app.example.com", "MANAS360", ("https://app.example.com",))),
+        (
+            {"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://app.example.com,https://example.com"},
+            ("example.com", "MANAS360", ("https://app.example.com", "https://example.com")),
+        ),
+        (
+            {
+                "WEBAUTHN_RP_ID": "App.Example.com",
+                "WEBAUTHN_RP_NAME": "Manas 360",
+                "WEBAUTHN_ORIGINS": " https://app.example.com:8443 ",
+            },
+            ("app.example.com", "Manas 360", ("https://app.example.com:8443",)),
+        ),
+    ],
+)
+def test_production_accepts_a_passkey_party_on_the_origins_host_or_a_registrable_suffix(environ, party):
+    assert load_settings({**PRODUCTION, **environ}).webauthn == party
 
 
 def test_production_refuses_at_the_command_line_in_one_line_exit_2():

@@ -12,10 +12,14 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from manas360.services.admin import operator
 from manas360.settings import load_settings
+from tests.auth import mfa_helpers as mfa
 from tests.fixtures.accounts import API, PASSWORD, bearer, login, register
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.gates import eventually
+from tests.fixtures.outbox import mail_bodies
+from tests.fixtures.smtp import TOKEN
 from tests.fixtures.webhooks import Receiver, new_secret
 
 NEW_PASSWORD = "a passphrase for the hooks"
@@ -268,3 +272,121 @@ async def test_a_tampered_or_replayed_delivery_fails_the_published_verification(
 async def test_nothing_is_recorded_without_a_webhook_url(client, pg):
     account = await register(client)  # the run's shared app: no WEBHOOK_URL
     assert await pg.fetchval("SELECT count(*) FROM outbox WHERE user_id = $1 AND channel = 'webhook'", account.id) == 0
+
+
+# Every path that changes what another service may hold about a user, and the events it must
+# queue after `user.created`: (type, session_ids — a list of the named sessions, "all" or
+# None —, reason). One row per path, so a path that forgets its event fails here by name.
+async def _other_session(hooks, account, _):
+    other = await login(hooks, account)
+    return {"other": _sid(other), "other_account": other}
+
+
+async def _delete_session(hooks, account, ctx):
+    response = await hooks.delete(f"{API}/auth/sessions/{ctx['other']}", headers=account.headers)
+    assert response.status_code == 204, response.text
+
+
+async def _reuse_refresh(hooks, account, ctx):
+    first = await hooks.post(f"{API}/auth/refresh", json={"refresh_token": account.pair["refresh_token"]})
+    second = await hooks.post(f"{API}/auth/refresh", json={"refresh_token": first.json()["refresh_token"]})
+    assert second.status_code == 200, second.text
+    # The grandparent is reuse whatever the grace: the whole session goes.
+    reused = await hooks.post(f"{API}/auth/refresh", json={"refresh_token": account.pair["refresh_token"]})
+    assert reused.json()["error"] == "TokenReuseDetected"
+    ctx["own"] = _sid(account)
+
+
+async def _logout_all(hooks, account, ctx):
+    assert (await hooks.post(f"{API}/auth/logout-all", headers=account.headers)).status_code == 204
+
+
+async def _admin_revoke(hooks, account, ctx):
+    response = await hooks.post(f"{API}/admin/users/{account.id}/revoke-sessions", headers=ctx["admin"])
+    assert response.status_code == 204, response.text
+
+
+async def _admin_plan(hooks, account, ctx):
+    response = await hooks.put(
+        f"{API}/admin/users/{account.id}/subscription", headers=ctx["admin"], json={"plan": "premium"}
+    )
+    assert response.status_code == 200, response.text
+
+
+async def _mfa_on_then_admin_reset(hooks, account, ctx):
+    await mfa.enable(hooks, account)
+    response = await hooks.post(f"{API}/admin/users/{account.id}/mfa/reset", headers=ctx["admin"])
+    assert response.status_code == 204, response.text
+
+
+async def _password_reset(hooks, account, ctx):
+    assert (await hooks.post(f"{API}/auth/password-reset", json={"email": account.email})).status_code == 202
+    settings = ctx["app"].ctx.deps.settings
+    [body] = await mail_bodies(ctx["pg"], settings, user_id=account.id, kind="password_reset")
+    token = TOKEN.search(body).group(1)
+    confirmed = await hooks.post(
+        f"{API}/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+
+async def _operator_disable(hooks, account, ctx):
+    deps = ctx["app"].ctx.deps
+    await operator.set_status(
+        db=deps.db, settings=deps.settings, store=deps.store, email=account.email, status="disabled"
+    )
+
+
+async def _operator_role(hooks, account, ctx):
+    deps = ctx["app"].ctx.deps
+    await operator.set_role(
+        db=deps.db, settings=deps.settings, store=deps.store, email=account.email, role="subscriber"
+    )
+
+
+WEBHOOK_PATHS = {
+    "session deleted": (_other_session, _delete_session, [("session.revoked", ["other"], "deleted")]),
+    "refresh token reused": (None, _reuse_refresh, [("session.revoked", ["own"], "reuse")]),
+    "logout-all": (None, _logout_all, [("session.revoked", "all", "logout_all")]),
+    "admin revokes sessions": (None, _admin_revoke, [("session.revoked", "all", "admin")]),
+    "admin changes the plan": (None, _admin_plan, [("user.updated", None, None)]),
+    "MFA on, then an admin resets it": (
+        _other_session,
+        _mfa_on_then_admin_reset,
+        [("session.revoked", ["other"], "mfa_enabled"), ("session.revoked", "all", "admin_mfa_reset")],
+    ),
+    "password reset": (None, _password_reset, [("session.revoked", "all", "password_reset")]),
+    "operator disables": (
+        None,
+        _operator_disable,
+        [("user.updated", None, None), ("session.revoked", "all", "disabled")],
+    ),
+    "operator sets the role": (None, _operator_role, [("user.updated", None, None)]),
+}
+
+
+@pytest.mark.parametrize("path", list(WEBHOOK_PATHS))
+async def test_each_path_queues_its_events(path, hooks, receiver, hooked_app, superadmin_headers, pg):
+    prepare, act, expected = WEBHOOK_PATHS[path]
+    account = await register(hooks)
+    await _events(receiver, account.id, 1)
+    ctx = {"admin": superadmin_headers, "app": hooked_app, "pg": pg}
+    if prepare is not None:
+        ctx.update(await prepare(hooks, account, ctx))
+    await act(hooks, account, ctx)
+    events = await _events(receiver, account.id, 1 + len(expected))
+    await asyncio.sleep(0.3)  # nothing more, and nothing twice, arrives
+    events = receiver.events_of(account.id)
+    want = [
+        (kind, [ctx[name] for name in sids] if isinstance(sids, list) else sids, why) for kind, sids, why in expected
+    ]
+    got = [(e["type"], e["data"].get("session_ids"), e["data"].get("reason")) for e in events[1:]]
+    assert got == want
+    assert [e["data"]["seq"] for e in events] == list(range(1, len(events) + 1))
+    # A `user.*` event carries the state after the change, as committed.
+    current = await hooks.get(f"{API}/admin/users/{account.id}", headers=superadmin_headers)
+    for event in events[1:]:
+        if event["type"] == "user.updated":
+            assert {k: event["data"]["user"][k] for k in ("role", "plan", "status")} == {
+                k: current.json()[k] for k in ("role", "plan", "status")
+            }

@@ -9,9 +9,9 @@ beyond) and MAIL_PER_ACCOUNT_HOURLY verification mails go to an account per hour
 by address answers the same, after the same work, for unknown, verified and capped ones.
 
 The first proof of the mailbox ends any pre-hijacking: an account someone registered with
-another person's address, and armed with a TOTP secret or sessions before the owner proved
+another person's address, and armed with a TOTP secret, passkeys or sessions before the owner proved
 it, loses them when the owner verifies (the security event MAILBOX_PROVEN revokes every
-session and voids every one-time link; the second factor goes). Verifying issues no session.
+session and voids every one-time link; the second factor and every passkey go). Verifying issues no session.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from manas360.db import Database
 from manas360.errors import InvalidToken
 from manas360.queries.accounts import account_tokens as queries
 from manas360.queries.auth import mfa as mfa_queries
+from manas360.queries.auth import passkeys as passkey_queries
 from manas360.queries.mail import outbox as outbox_queries
 from manas360.services.accounts import users
 from manas360.services.accounts.account_tokens import EMAIL_VERIFICATION, MAX_LIVE, hash_token, mail_link, new_token
@@ -122,6 +123,7 @@ async def verify(*, db: Database, settings: Settings, store: Store, token: str, 
             raise InvalidToken()
         if not account.email_verified:
             had_mfa = await mfa_queries.turn_off(conn=conn, user_id=account.user_id)
+            passkeys_removed = await passkey_queries.delete_all(conn=conn, user_id=account.user_id)
             revoked = await events.record(
                 conn,
                 settings=settings,
@@ -136,7 +138,12 @@ async def verify(*, db: Database, settings: Settings, store: Store, token: str, 
                 actor_id=account.user_id,
                 target_user_id=account.user_id,
                 ip=client.ip,
-                after={"first_proof": True, "sessions_revoked": len(revoked.session_ids), "mfa_removed": had_mfa},
+                after={
+                    "first_proof": True,
+                    "sessions_revoked": len(revoked.session_ids),
+                    "mfa_removed": had_mfa,
+                    "passkeys_removed": passkeys_removed,
+                },
             )
         else:
             await audit.record(

@@ -19,11 +19,13 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from manas360.clock import iso
 from manas360.db import Database
 from manas360.errors import NotFound, ValidationError
-from manas360.models import ACCOUNT_DISABLED
+from manas360.models import ACCOUNT_DISABLED, ACCOUNT_PENDING_DELETION
 from manas360.queries.access import rbac as rbac_queries
+from manas360.queries.accounts import lifecycle as lifecycle_queries
 from manas360.queries.admin import users as admin_queries
 from manas360.services.access import subscriptions
 from manas360.services.access.entitlements import forget_user
+from manas360.services.accounts import deletion
 from manas360.services.accounts.users import User, get_credentials, get_user, normalize_email
 from manas360.services.admin import audit
 from manas360.services.admin.users import ROLE_CHANGED, STATUS_CHANGED, SUBSCRIPTION_CHANGED, get_user_detail
@@ -84,6 +86,8 @@ async def set_status(*, db: Database, settings: Settings, store: Store, email: s
     revoked: Revocation | None = None
     async with db.transaction() as conn:
         target = await _lock(conn, user_id)
+        if target.status == ACCOUNT_PENDING_DELETION:
+            raise ValidationError({"status": "the account's deletion is pending: cancel-deletion first"})
         if target.status != status:
             await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
             await audit.record(
@@ -163,6 +167,42 @@ async def set_plan(
         user = await _lock(conn, user_id)
     await forget_user(store=store, user_id=user.id)
     return user
+
+
+async def schedule_deletion(*, db: Database, settings: Settings, store: Store, email: str) -> datetime:
+    """As an administrator's PUT status `pending_deletion`: every session revoked, the owner told
+    (no cancel link: only an operator or administrator cancels); when it will be purged."""
+    user_id = await find_user_id(db=db, email=email)
+    async with db.transaction() as conn:
+        target = await _lock(conn, user_id)
+        if target.status == ACCOUNT_PENDING_DELETION:
+            raise ValidationError({"status": "the account's deletion is already pending"})
+        deletion_at, revoked = await deletion.schedule(
+            conn, settings=settings, user_id=target.id, email=target.email, actor_id=None, client=_OPERATOR, cancel=None
+        )
+    await deletion.after_schedule(settings=settings, store=store, user_id=user_id, revoked=revoked)
+    return deletion_at
+
+
+async def cancel_deletion(*, db: Database, settings: Settings, store: Store, email: str) -> str:
+    """Back to the status before the deletion was scheduled; that status."""
+    user_id = await find_user_id(db=db, email=email)
+    async with db.transaction() as conn:
+        await _lock(conn, user_id)
+        restored = await lifecycle_queries.cancel_deletion(conn=conn, user_id=user_id, cancel_hash=None)
+        if restored is None:
+            raise ValidationError({"status": "no deletion of this account is pending"})
+        await audit.record(
+            conn,
+            action=audit.DELETION_CANCELLED,
+            actor_id=None,
+            target_user_id=user_id,
+            before={"status": ACCOUNT_PENDING_DELETION},
+            after={"status": restored},
+        )
+        await webhooks.user_changed(conn, settings=settings, user_id=user_id, event=webhooks.USER_UPDATED)
+    await forget_user(store=store, user_id=user_id)
+    return restored
 
 
 async def _lock(conn: BaseDBAsyncClient, user_id: str) -> User:

@@ -39,20 +39,21 @@ from manas360.errors import (
     PrivilegeEscalationPrevented,
     ValidationError,
 )
-from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_STATUSES
+from manas360.models import ACCOUNT_ACTIVE, ACCOUNT_DISABLED, ACCOUNT_PENDING_DELETION, ACCOUNT_STATUSES
 from manas360.queries.access import rbac as rbac_queries
+from manas360.queries.accounts import lifecycle as lifecycle_queries
 from manas360.queries.accounts.users import UserRow
 from manas360.queries.admin import users as admin_queries
 from manas360.queries.auth import login as login_queries
 from manas360.services.access import catalog_defaults as reference
 from manas360.services.access import subscriptions
 from manas360.services.access.entitlements import forget_user
-from manas360.services.accounts import users
+from manas360.services.accounts import deletion, users
 from manas360.services.accounts.users import User, get_user
 from manas360.services.admin import audit
 from manas360.services.auth import events
 from manas360.services.auth import mfa_enrolment as mfa
-from manas360.services.auth.events import Event
+from manas360.services.auth.events import Event, Revocation
 from manas360.services.auth.lockout import unlock_account
 from manas360.services.auth.sessions import Client
 from manas360.services.auth.signout import revoke_all_sessions
@@ -200,50 +201,105 @@ async def change_subscription(
 async def set_status(
     *, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str, status: str
 ) -> User:
-    """Enable or disable an account (only below the actor's level). Disabling drops the
-    cached context at once (the next request of any token answers AccountDisabled) and
-    revokes every session and access token of the user."""
+    """Enable or disable an account, schedule its deletion or cancel one (only below the
+    actor's level). Transitions: active and disabled both ways; either to pending_deletion
+    (no cancel link is mailed: only an administrator cancels it); pending_deletion back to the
+    status it had before. Disabling and scheduling drop the cached context at once (the next
+    request of any token answers AccountDisabled / AccountPendingDeletion) and revoke every
+    session and access token of the user."""
     if status not in ACCOUNT_STATUSES:
         raise ValidationError({"status": f"must be one of {', '.join(ACCOUNT_STATUSES)}"})
     async with db.transaction() as conn:
         acting, target = await lock_actor_and_target(conn, actor=actor, user_id=user_id, permission="users.write")
         _check_acts_below(actor=acting, target=target)
-        if target.status != status:
-            await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
-            await audit.record(
-                conn,
-                action=STATUS_CHANGED,
-                actor_id=actor.user_id,
-                target_user_id=target.id,
-                ip=actor.ip,
-                before={"status": target.status},
-                after={"status": status},
-            )
-            await webhooks.user_changed(conn, settings=settings, user_id=target.id, event=webhooks.USER_UPDATED)
-        revoked = None
-        if status == ACCOUNT_DISABLED:
-            # A security event: every session, access token and one-time link dies with it.
-            revoked = await events.record(
-                conn,
-                settings=settings,
-                user_id=target.id,
-                event=Event.DISABLED,
-                client=Client(ip=actor.ip),
-                email=target.email,
-            )
-            await audit.record(
-                conn,
-                action=audit.SESSIONS_REVOKED,
-                actor_id=actor.user_id,
-                target_user_id=target.id,
-                ip=actor.ip,
-                after={"sessions": len(revoked.session_ids)},
-            )
-        user = await _require_user(target.id, conn=conn)
-    await forget_user(store=store, user_id=user.id)
-    if revoked is not None:
-        await events.publish(settings=settings, store=store, revoked=revoked)
+        if status == ACCOUNT_PENDING_DELETION or target.status == ACCOUNT_PENDING_DELETION:
+            user, revoked = await _deletion_status(conn, settings=settings, actor=actor, target=target, status=status)
+        else:
+            user, revoked = await _enable_or_disable(conn, settings=settings, actor=actor, target=target, status=status)
+    await deletion.after_schedule(settings=settings, store=store, user_id=user.id, revoked=revoked)
     return user
+
+
+async def _enable_or_disable(
+    conn: BaseDBAsyncClient, *, settings: Settings, actor: Actor, target: User, status: str
+) -> tuple[User, Revocation | None]:
+    """Active and disabled, both ways; disabling is a security event."""
+    if target.status != status:
+        await admin_queries.set_status(conn=conn, user_id=target.id, status=status)
+        await audit.record(
+            conn,
+            action=STATUS_CHANGED,
+            actor_id=actor.user_id,
+            target_user_id=target.id,
+            ip=actor.ip,
+            before={"status": target.status},
+            after={"status": status},
+        )
+        await webhooks.user_changed(conn, settings=settings, user_id=target.id, event=webhooks.USER_UPDATED)
+    revoked = None
+    if status == ACCOUNT_DISABLED:
+        # A security event: every session, access token and one-time link dies with it.
+        revoked = await events.record(
+            conn,
+            settings=settings,
+            user_id=target.id,
+            event=Event.DISABLED,
+            client=Client(ip=actor.ip),
+            email=target.email,
+        )
+        await audit.record(
+            conn,
+            action=audit.SESSIONS_REVOKED,
+            actor_id=actor.user_id,
+            target_user_id=target.id,
+            ip=actor.ip,
+            after={"sessions": len(revoked.session_ids)},
+        )
+    return await _require_user(target.id, conn=conn), revoked
+
+
+async def _deletion_status(
+    conn: BaseDBAsyncClient, *, settings: Settings, actor: Actor, target: User, status: str
+) -> tuple[User, Revocation | None]:
+    """Schedule a deletion (no cancel link), or cancel one back to the status it had before."""
+    if status == target.status:
+        return target, None
+    if status == ACCOUNT_PENDING_DELETION:
+        _, revoked = await deletion.schedule(
+            conn,
+            settings=settings,
+            user_id=target.id,
+            email=target.email,
+            actor_id=actor.user_id,
+            client=Client(ip=actor.ip),
+            cancel=None,
+        )
+        await audit.record(
+            conn,
+            action=STATUS_CHANGED,
+            actor_id=actor.user_id,
+            target_user_id=target.id,
+            ip=actor.ip,
+            before={"status": target.status},
+            after={"status": status},
+        )
+        return await _require_user(target.id, conn=conn), revoked
+    state = await lifecycle_queries.deletion_state(conn=conn, user_id=target.id)
+    before = (state.status_before if state is not None else None) or ACCOUNT_ACTIVE
+    if status != before:
+        raise ValidationError({"status": f"a pending deletion returns to the status before it: {before}"})
+    await lifecycle_queries.cancel_deletion(conn=conn, user_id=target.id, cancel_hash=None)
+    await audit.record(
+        conn,
+        action=audit.DELETION_CANCELLED,
+        actor_id=actor.user_id,
+        target_user_id=target.id,
+        ip=actor.ip,
+        before={"status": ACCOUNT_PENDING_DELETION},
+        after={"status": before},
+    )
+    await webhooks.user_changed(conn, settings=settings, user_id=target.id, event=webhooks.USER_UPDATED)
+    return await _require_user(target.id, conn=conn), None
 
 
 async def unlock(*, db: Database, settings: Settings, store: Store, actor: Actor, user_id: str) -> None:

@@ -2,14 +2,14 @@
 
 Every listed event (a password change or reset, logout-all, an administrator's revoke,
 disable or MFA reset, MFA on or off, recovery codes regenerated, the first proof of the
-mailbox; passkey removal and email change as they arrive) calls `record` in the transaction
+mailbox, a passkey removed; email change as it arrives) calls `record` in the transaction
 of the change, with the user row locked. In that same transaction it:
 
 - moves the account's credential epoch: every one-time token created before it (password
   reset, email verification, `mfa_token`) is dead, whoever holds it, and a mail still
   waiting to carry one is discarded;
 - revokes sessions: all of them, or all but the session that made the change (MFA on or
-  off, recovery codes): `keep`. "All" also moves the access-token epoch, so every access
+  off, recovery codes, a passkey removed): `keep`. "All" also moves the access-token epoch, so every access
   token issued until now dies at once; "all but one" revokes the others by session id;
 - queues the owner's notice (to the address the account has now, before any change of it);
 - queues the `session.revoked` webhook event (manas360.services.integration.webhooks).
@@ -48,11 +48,25 @@ class Event(StrEnum):
     MFA_ENABLED = "mfa_enabled"
     MFA_DISABLED = "mfa_disabled"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    PASSKEY_REMOVED = "passkey_removed"
+    DELETION_SCHEDULED = "deletion_scheduled"
+    """By the owner or an administrator: every session goes; the owner's mail is the caller's (it
+    carries the cancel link, which no event voids)."""
+    EMAIL_CHANGED = "email_changed"
+    EMAIL_CHANGE_REVERTED = "email_change_reverted"
     MAILBOX_PROVEN = "mailbox_proven"
     """The first proof of the address: factors and sessions made before it go (pre-hijacking)."""
 
 
-KEEPS_THE_CALLER = frozenset({Event.MFA_ENABLED, Event.MFA_DISABLED, Event.RECOVERY_CODES_REGENERATED})
+KEEPS_THE_CALLER = frozenset(
+    {
+        Event.MFA_ENABLED,
+        Event.MFA_DISABLED,
+        Event.RECOVERY_CODES_REGENERATED,
+        Event.PASSKEY_REMOVED,
+        Event.EMAIL_CHANGED,
+    }
+)
 """Events made from a session that stays: every other session is revoked, this one is not."""
 NOTIFIED = frozenset(
     {
@@ -62,6 +76,7 @@ NOTIFIED = frozenset(
         Event.MFA_DISABLED,
         Event.RECOVERY_CODES_REGENERATED,
         Event.ADMIN_MFA_RESET,
+        Event.PASSKEY_REMOVED,
     }
 )
 """Events the owner is told of by mail (manas360.services.mail.messages.NOTICES)."""

@@ -1,15 +1,17 @@
 """The one gate into an account: every flow that can end in a session calls `decide`.
 
 A flow (register, login, the MFA step, a password-reset confirm, a refresh, a password
-change, a re-authentication; passkeys and mailed links later) collects what the user proved
+change, a re-authentication, a passkey login, a deletion cancel) collects what the user proved
 (`Proof`) and asks here, once, under the user's row lock, whether a session may be issued
 and at which assurance. The rules live only here:
 
-1. the account is `active` (else 403 AccountDisabled);
+1. the account is `active` (else 403 AccountDisabled, or AccountPendingDeletion);
 2. its email is verified when REQUIRE_VERIFIED_EMAIL is on (else 403 EmailNotVerified);
 3. the client's source is not locked out of it, per source or account-wide (else 423);
    a refresh presents no credential and is not subject to locks, nor is a reset confirm
-   of an account without MFA (the mailbox proves the owner, and the reset clears the locks);
+   of an account without MFA (the mailbox proves the owner, and the reset clears the locks),
+   nor a passkey that verified the user (locks hold back guessing, and a passkey's signature
+   cannot be guessed: nobody can keep its owner out by failing passwords);
 4. with MFA on, a second factor was presented in this flow (else 403 MfaRequired: the
    login continues with an `mfa_token`, other flows ask for a `code`). A reset link proves
    a mailbox, never a second factor; a refresh and a registration carry none of their own.
@@ -27,7 +29,7 @@ from enum import StrEnum
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, MfaRequired
+from manas360.errors import AccountLocked, AppError, EmailNotVerified, MfaRequired, status_refusal
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.accounts import users as user_queries
 from manas360.queries.accounts.users import Credentials
@@ -50,16 +52,19 @@ class Flow(StrEnum):
     REFRESH = "refresh"
     PASSWORD_CHANGE = "password_change"
     REAUTHENTICATE = "reauthenticate"
+    PASSKEY_LOGIN = "passkey_login"
+    DELETION_CANCEL = "deletion_cancel"
+    """The mailed link and the password bring a pending account back (its status restored first)."""
     # Credential checks that end in a change, not a session (counted and audited under their name).
     MFA_DISABLE = "mfa_disable"
     RECOVERY_CODES = "mfa_recovery_codes"
 
 
 _PRESENTS_NO_CREDENTIAL = frozenset({Flow.REGISTER, Flow.REFRESH})
-_LOGINS = frozenset({Flow.LOGIN, Flow.MFA_VERIFY, Flow.PASSWORD_RESET})
-"""Flows that complete a login: their source becomes a known source of the account."""
 """Flows the lock and second-factor rules do not apply to: a new account has neither, and a
 refresh continues a session the gate already admitted (its own factors)."""
+_LOGINS = frozenset({Flow.LOGIN, Flow.MFA_VERIFY, Flow.PASSWORD_RESET, Flow.PASSKEY_LOGIN, Flow.DELETION_CANCEL})
+"""Flows that complete a login: their source becomes a known source of the account."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,14 @@ class Proof:
 
 PASSWORD = Proof(first=(PWD,))
 PASSWORD_AND_CODE = Proof(first=(PWD,), second=True)
+PASSKEY = Proof(first=(HWK,))
+"""A passkey whose authenticator did not verify the user: a first factor."""
+PASSKEY_VERIFIED = Proof(first=(HWK, USER))
+"""A passkey whose authenticator verified the user (PIN, biometrics): a complete login."""
+
+
+def passkey_proof(*, user_verified: bool) -> Proof:
+    return PASSKEY_VERIFIED if user_verified else PASSKEY
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +135,14 @@ async def decide(
     """Whether `account` (read under its row lock, for the client's source) may have a session
     from `flow` with `proof`: the rules of the module docstring, in that order."""
     if account.status != ACCOUNT_ACTIVE:
-        return Decision(refusal=AccountDisabled())
+        return Decision(refusal=status_refusal(account.status))
     if settings.require_verified_email and not account.email_verified:
         return Decision(refusal=EmailNotVerified())
     checks_credentials = flow not in _PRESENTS_NO_CREDENTIAL
-    if checks_credentials and not (flow is Flow.PASSWORD_RESET and not account.mfa_enabled):
+    spared_locks = (flow is Flow.PASSWORD_RESET and not account.mfa_enabled) or (
+        HWK in proof.first and USER in proof.first
+    )
+    if checks_credentials and not spared_locks:
         try:
             await lockout.ensure_unlocked(store=store, account=account, client=client)
         except AccountLocked as exc:

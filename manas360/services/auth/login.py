@@ -14,7 +14,15 @@ from __future__ import annotations
 from manas360 import metrics
 from manas360.clock import Clock, db_now
 from manas360.db import Database
-from manas360.errors import AccountDisabled, AccountLocked, AppError, EmailNotVerified, InvalidCredentials, MfaRequired
+from manas360.errors import (
+    AccountDisabled,
+    AccountLocked,
+    AccountPendingDeletion,
+    AppError,
+    EmailNotVerified,
+    InvalidCredentials,
+    MfaRequired,
+)
 from manas360.security.jwt import AccessTokenCodec
 from manas360.services.accounts import users
 from manas360.services.admin import audit
@@ -121,6 +129,9 @@ async def login(
 
 
 def _reason(refusal: AppError) -> str:
-    return {AccountLocked: "locked", AccountDisabled: "disabled", EmailNotVerified: "unverified"}.get(
-        type(refusal), "refused"
-    )
+    return {
+        AccountLocked: "locked",
+        AccountDisabled: "disabled",
+        AccountPendingDeletion: "pending_deletion",
+        EmailNotVerified: "unverified",
+    }.get(type(refusal), "refused")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from manas360.clock import Clock, db_now
 from manas360.db import Database
-from manas360.errors import InvalidCredentials, ReauthenticationRequired
+from manas360.errors import InvalidCredentials, ReauthenticationRequired, ValidationError
 from manas360.security.jwt import AccessTokenCodec
+from manas360.security.password_rules import password_problem
 from manas360.security.passwords import hash_password
 from manas360.security.secretbox import SecretBox
 from manas360.services.accounts import users
@@ -53,6 +54,9 @@ async def change_password(
     )
     if account is None:
         raise InvalidCredentials()
+    refused = password_problem(new_password, email=account.email)
+    if refused:  # before the current password is checked: a refusal costs no lockout attempt
+        raise ValidationError({"password": refused, "new_password": refused})
     carried = principal.aal >= 2 and stepup.is_fresh(
         settings=settings, principal=principal, now=await db_now(db.connection)
     )

@@ -5,12 +5,15 @@ The password is checked like a login's (counted toward the lockout), and a `code
 live and the gate must admit the flow: with MFA on a code is required (403 MfaRequired
 otherwise, nothing changes). The same session gets a fresh `auth_time` and the proof's
 `amr`/`aal` (2 with a code), and a fresh pair: the new access token carries them, and the
-session's earlier refresh tokens are replaced by the new one.
+session's earlier refresh tokens are replaced by the new one (`renew`, which the passkey
+re-authentication, manas360.services.auth.passkey_login, shares).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360.clock import Clock, db_now
 from manas360.db import Database
@@ -91,29 +94,7 @@ async def reauthenticate(
         ).enforce()
         if match is not None:
             await codes.spend(conn, user_id=current.user_id, match=match)
-        now = await db_now(conn)
-        assurance = Assurance(auth_time=now, amr=proof.amr, aal=proof.aal)
-        await session_queries.set_assurance(
-            conn=conn, session_id=principal.session_id, auth_time=now, amr=list(proof.amr), aal=proof.aal
-        )
-        session = await session_queries.lock_live_session(conn=conn, session_id=principal.session_id)
-        if session is None:
-            raise TokenRevoked()
-        expires_at = min(
-            now + timedelta(seconds=settings.jwt_refresh_ttl),
-            session.created_at + timedelta(seconds=settings.session_max_age_s),
-        )
-        refresh_token = await sessions.replace_refresh_token(
-            conn, session_id=principal.session_id, user_id=current.user_id, now=now, expires_at=expires_at
-        )
-        await audit.record(
-            conn,
-            action=audit.REAUTHENTICATED,
-            actor_id=current.user_id,
-            target_user_id=current.user_id,
-            ip=client.ip,
-            after={"session_id": principal.session_id, "aal": proof.aal},
-        )
+        refresh_token, assurance = await renew(conn, settings=settings, principal=principal, proof=proof, client=client)
         user = await users.get_held_user(conn, user_id=current.user_id)
     return issue_pair(
         settings=settings,
@@ -124,3 +105,41 @@ async def reauthenticate(
         refresh_token=refresh_token,
         assurance=assurance,
     )
+
+
+async def renew(
+    conn: BaseDBAsyncClient,
+    *,
+    settings: Settings,
+    principal: Principal,
+    proof: Proof,
+    client: Client,
+    factor: str | None = None,
+) -> tuple[str, Assurance]:
+    """Under the user row lock, once the gate admitted `proof`: the caller's session gets a
+    fresh `auth_time` and the proof's assurance, and a new refresh token replacing its earlier
+    ones; audited. (The password and the passkey re-authentications share it.)"""
+    now = await db_now(conn)
+    assurance = Assurance(auth_time=now, amr=proof.amr, aal=proof.aal)
+    await session_queries.set_assurance(
+        conn=conn, session_id=principal.session_id, auth_time=now, amr=list(proof.amr), aal=proof.aal
+    )
+    session = await session_queries.lock_live_session(conn=conn, session_id=principal.session_id)
+    if session is None:
+        raise TokenRevoked()
+    expires_at = min(
+        now + timedelta(seconds=settings.jwt_refresh_ttl),
+        session.created_at + timedelta(seconds=settings.session_max_age_s),
+    )
+    refresh_token = await sessions.replace_refresh_token(
+        conn, session_id=principal.session_id, user_id=principal.user_id, now=now, expires_at=expires_at
+    )
+    await audit.record(
+        conn,
+        action=audit.REAUTHENTICATED,
+        actor_id=principal.user_id,
+        target_user_id=principal.user_id,
+        ip=client.ip,
+        after={"session_id": principal.session_id, "aal": proof.aal, **({"factor": factor} if factor else {})},
+    )
+    return refresh_token, assurance

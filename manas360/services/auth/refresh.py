@@ -33,7 +33,7 @@ from manas360 import metrics
 from manas360.after_commit import run_to_completion
 from manas360.clock import Clock, db_now, to_ms
 from manas360.db import Database
-from manas360.errors import AccountDisabled, InvalidToken, TokenReuseDetected
+from manas360.errors import InvalidToken, TokenReuseDetected, status_refusal
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.auth import sessions as session_queries
 from manas360.queries.auth.sessions import LockedSession
@@ -162,7 +162,7 @@ async def _admit(
 async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presented | None:
     """Lock the token's live session, then read the token (after the lock: its latest state).
 
-    AccountDisabled for any token of a disabled account, live session or not.
+    AccountDisabled (AccountPendingDeletion) for any token of such an account, live session or not.
     """
     found = await session_queries.token_session(conn=conn, token_hash=token_hash)
     if found is None:
@@ -188,7 +188,7 @@ async def _lock_and_read(conn: BaseDBAsyncClient, *, token_hash: str) -> _Presen
 
 def _refuse_disabled(status: str) -> None:
     if status != ACCOUNT_ACTIVE:
-        raise AccountDisabled()
+        raise status_refusal(status)
 
 
 async def _rotate(

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from manas360.clock import Clock, db_now
 from manas360.db import Database
-from manas360.errors import EmailNotVerified, ValidationError
+from manas360.errors import EmailNotVerified, EmailTaken, ValidationError
+from manas360.queries.accounts import lifecycle as lifecycle_queries
 from manas360.security.jwt import AccessTokenCodec
+from manas360.security.password_rules import password_problem
 from manas360.security.passwords import hash_password
 from manas360.services.accounts import users, verification
 from manas360.services.accounts.users import User
@@ -52,8 +54,14 @@ async def register(
     problem = users.email_problem(email)
     if problem:
         raise ValidationError({"email": problem})
+    refused = password_problem(password, email=email)
+    if refused:
+        raise ValidationError({"password": refused})
     password_hash = await hash_password(password=password, cost=settings.bcrypt_cost)
     async with db.transaction() as conn:
+        await lifecycle_queries.lock_address(conn=conn, email=email)
+        if await lifecycle_queries.address_reserved(conn=conn, email=email):
+            raise EmailTaken()  # an old address its account may still take back (an email change's window)
         user_id = await users.insert_user(
             conn, email=email, password_hash=password_hash, display_name=display_name.strip()
         )

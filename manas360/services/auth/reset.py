@@ -30,10 +30,12 @@ from functools import partial
 
 from manas360.clock import Clock, db_now
 from manas360.db import Database
-from manas360.errors import InvalidToken, MfaRequired
+from manas360.errors import InvalidToken, MfaRequired, ValidationError
 from manas360.queries.accounts import account_tokens as queries
 from manas360.queries.auth import mfa as mfa_queries
+from manas360.queries.auth import passkeys as passkey_queries
 from manas360.security.jwt import AccessTokenCodec
+from manas360.security.password_rules import password_problem
 from manas360.security.passwords import hash_password
 from manas360.security.secretbox import SecretBox
 from manas360.services.accounts import users
@@ -89,6 +91,9 @@ async def confirm_reset(
         )
     if user_id is None or account is None:
         raise InvalidToken()
+    refused = password_problem(new_password, email=account.email)
+    if refused:  # the link stays usable
+        raise ValidationError({"password": refused, "new_password": refused})
     second_factor_owed = account.mfa_enabled and account.email_verified
     if second_factor_owed and code is None:
         raise MfaRequired()
@@ -121,6 +126,7 @@ async def confirm_reset(
         if first_proof:
             # Pre-hijacking: factors set up before anyone proved the address go with this proof.
             await mfa_queries.turn_off(conn=conn, user_id=user_id)
+            await passkey_queries.delete_all(conn=conn, user_id=user_id)
             await queries.mark_verified(conn=conn, user_id=user_id)
             current = current._replace(mfa_enabled=False, email_verified=True)
         proof = (

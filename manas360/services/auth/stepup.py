@@ -1,13 +1,13 @@
 """Step-up: sensitive changes need a credential presented recently in this session.
 
-MFA setup, confirm and disable, recovery-code regeneration (and, as they arrive, passkey
-registration and removal, an email change, the data export, deleting the account) require
+MFA setup, confirm and disable, recovery-code regeneration, passkey registration and
+removal (and, as they arrive, an email change, the data export, deleting the account) require
 the access token's `auth_time` within REAUTH_MAX_AGE_S and, when the account has MFA on,
 `aal` 2; otherwise 403 ReauthenticationRequired (with `max_age` and `required_aal`) and
 nothing changes. Both values come from the verified token: no extra round trip. The age is
 measured on the database's clock, the clock that stamped `auth_time`.
-POST /auth/reauthenticate (manas360.services.auth.reauthenticate) gives the session a
-fresh `auth_time`.
+POST /auth/reauthenticate (manas360.services.auth.reauthenticate, or with a passkey
+manas360.services.auth.passkey_login) gives the session a fresh `auth_time`.
 """
 
 from __future__ import annotations

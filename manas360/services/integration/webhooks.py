@@ -38,6 +38,8 @@ CHANNEL = "webhook"
 UserEvent = Literal["user.created", "user.updated"]
 USER_CREATED: UserEvent = "user.created"
 USER_UPDATED: UserEvent = "user.updated"
+USER_DELETED = "user.deleted"
+"""Queued by the purge when an account's erasure commits: `data` holds only `user_id`."""
 SESSION_REVOKED = "session.revoked"
 DEAD_LETTER = "webhook.dead_letter"
 """The audit action of an event given up after WEBHOOK_MAX_AGE_S."""

@@ -36,6 +36,10 @@ _KEY_PURPOSE = b"manas360 outbox payload v1"
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFICATION = "email_verification"
 SECURITY_NOTICE = "security_notice"
+DELETION_SCHEDULED = "deletion_scheduled"
+EMAIL_CHANGE_CONFIRM = "email_change_confirm"
+EMAIL_CHANGE_NOTICE = "email_change_notice"
+EMAIL_TAKEN_NOTICE = "email_taken_notice"
 NOTICE_SUBJECT = "Account security"
 
 NOTICES = {
@@ -45,6 +49,8 @@ NOTICES = {
     "mfa_disabled": "Two-step sign-in was turned off for your MANAS360 account.",
     "recovery_codes_regenerated": "New recovery codes were made for your MANAS360 account; the old ones no "
     "longer work.",
+    "passkey_added": "A passkey was added to your MANAS360 account.",
+    "passkey_removed": "A passkey was removed from your MANAS360 account and its other sessions were signed out.",
     "admin_mfa_reset": "An administrator turned two-step sign-in off for your MANAS360 account and signed it "
     "out everywhere.",
     "refresh_token_reused": "A sign-in of your MANAS360 account was used from two places at once, so it was "
@@ -53,6 +59,11 @@ NOTICES = {
     "everywhere for a while, except where you signed in recently.",
     "wrong_codes": "Several wrong two-step codes were entered after the right password of your MANAS360 account: "
     "someone may know your password.",
+    "deletion_cancelled": "The deletion of your MANAS360 account was cancelled; the account is back.",
+    "email_changed": "The address of your MANAS360 account was changed.",
+    "email_change_reverted": "A change of the address of your MANAS360 account was undone: the account is back at "
+    "this address, signed out everywhere. A link to choose a new password follows in a separate mail.",
+    "data_exported": "A copy of everything MANAS360 holds about your account was downloaded.",
 }
 """The security notices, by event: what the owner is told happened."""
 
@@ -80,6 +91,69 @@ def security_notice(settings: Settings, *, event: str, when: datetime, ip: str, 
         f"{settings.public_base_url.rstrip('/')}/reset-password and review your sessions.\n"
     )
     return Draft(subject=NOTICE_SUBJECT, body=body, kind=SECURITY_NOTICE)
+
+
+def deletion_scheduled(
+    settings: Settings, *, token: str | None, deletion_at: datetime, when: datetime, ip: str, user_agent: str
+) -> Draft:
+    """The notice that the account will be erased at `deletion_at`; with the cancel link when the
+    owner scheduled it (an administrator's deletion only an administrator cancels)."""
+    day = deletion_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if token is not None:
+        undo = (
+            "To keep your account, open this link before then (you will need your password):\n\n"
+            f"{link(settings, path='cancel-deletion', token=token)}\n\n"
+        )
+    else:
+        undo = "An administrator scheduled it; contact support to keep the account.\n\n"
+    body = (
+        f"Your MANAS360 account is scheduled for deletion. On {day} everything held about it is erased.\n\n"
+        f"{undo}"
+        f"When: {when.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}\n"
+        f"From: {ip or 'unknown address'}\n"
+        f"Device: {user_agent or 'unknown'}\n"
+    )
+    return Draft(subject=NOTICE_SUBJECT, body=body, kind=DELETION_SCHEDULED)
+
+
+def email_change_confirm(settings: Settings, *, token: str) -> Draft:
+    """To the new address: the link that confirms it (signed in as the account)."""
+    minutes = settings.email_change_ttl_s // 60
+    body = (
+        "Someone (hopefully you) asked to move a MANAS360 account to this address.\n\n"
+        f"To confirm, open this link within {minutes} minutes, signed in to that account:\n\n"
+        f"{link(settings, path='confirm-email', token=token)}\n\n"
+        "If it was not you, ignore this mail: nothing changes.\n"
+    )
+    return Draft(subject="Confirm your new email address", body=body, kind=EMAIL_CHANGE_CONFIRM)
+
+
+def email_change_notice(
+    settings: Settings, *, token: str, new_email: str, when: datetime, ip: str, user_agent: str
+) -> Draft:
+    """To the old address: the change was asked for, and the link that cancels or reverts it."""
+    days = max(1, settings.email_change_revert_s // 86400)
+    body = (
+        f"Someone asked to change the address of your MANAS360 account to {new_email}.\n\n"
+        f"When: {when.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}\n"
+        f"From: {ip or 'unknown address'}\n"
+        f"Device: {user_agent or 'unknown'}\n\n"
+        f"If it was not you, open this link (it works for {days} days, even after the change is confirmed): "
+        "it stops the change, or gives the account back to this address, signs it out everywhere and "
+        "removes what was added since:\n\n"
+        f"{link(settings, path='cancel-email-change', token=token)}\n"
+    )
+    return Draft(subject=NOTICE_SUBJECT, body=body, kind=EMAIL_CHANGE_NOTICE)
+
+
+def email_taken_notice(settings: Settings) -> Draft:
+    """To an address another account asked to move to, when an account already uses it."""
+    body = (
+        "Someone asked to move a MANAS360 account to this address, but this address already belongs to an "
+        "account, so nothing was changed.\n\n"
+        "If it was you, sign in with this address instead. Otherwise there is nothing to do.\n"
+    )
+    return Draft(subject=NOTICE_SUBJECT, body=body, kind=EMAIL_TAKEN_NOTICE)
 
 
 def password_reset(settings: Settings, *, token: str) -> Draft:

@@ -17,6 +17,7 @@ import asyncpg
 from manas360 import db
 from manas360.queries.ops import maintenance as maintenance_queries
 from manas360.settings import Settings
+from manas360.store import Store
 
 JOBS = (
     "cleanup-tokens",
@@ -25,6 +26,7 @@ JOBS = (
     "prune-rate-limit-logs",
     "prune-mail",
     "prune-account-tokens",
+    "purge-deleted",
     "refresh-views",
 )  # the order of `all`
 DEFAULT_AUDIT_DAYS = 90
@@ -75,8 +77,11 @@ async def run_job(
     account_token_days: int = DEFAULT_ACCOUNT_TOKEN_DAYS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: OnBatch | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
 ) -> JobResult:
-    """Run one job by its command-line name, unless another run of it holds its lock."""
+    """Run one job by its command-line name, unless another run of it holds its lock.
+    `purge-deleted` and `replay-erasures` need `settings` (and `store`, to erase Redis keys)."""
     started = time.monotonic()
     # Cron can start a job while the previous run of it is still going (a slow refresh on
     # a big table): the second one steps aside rather than queueing behind the first.
@@ -103,6 +108,19 @@ async def run_job(
             )
         elif job == "prune-mail":
             result = await prune_mail(conn=conn, days=mail_days, batch_size=batch_size, on_batch=on_batch)
+        elif job in ("purge-deleted", "replay-erasures"):
+            from manas360.services.ops import purge  # it builds on this module's JobResult
+
+            if settings is None:
+                raise ValueError(f"maintenance {job} needs the settings")
+            run = purge.purge_deleted if job == "purge-deleted" else purge.replay_erasures
+            result = await run(
+                conn=conn,
+                settings=settings,
+                store=store,
+                batch_size=purge.DEFAULT_BATCH_SIZE if batch_size == DEFAULT_BATCH_SIZE else batch_size,
+                on_batch=on_batch,
+            )
         elif job == "prune-account-tokens":
             result = await prune_account_tokens(
                 conn=conn, days=account_token_days, batch_size=batch_size, on_batch=on_batch
