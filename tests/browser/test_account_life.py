@@ -6,7 +6,7 @@ register -> verify the email from the mailed link -> turn TOTP on (the secret re
 page) -> log out -> log in with password and TOTP -> add (and rename) a passkey -> log out ->
 log in with the passkey alone -> revoke another session (made by an API login) -> reset the
 password from the mailed link (the page asks for the second factor) -> remove the passkey
-(the page steps up, with the passkey) -> delete the account -> open the deletion mail's
+(the page steps up, with the passkey) -> download the export -> delete the account -> open the deletion mail's
 cancel link (nothing happens before a click).
 
 After every step: a screenshot under a temporary folder (its path is printed), no error in
@@ -87,7 +87,12 @@ async def live(environ, database, redis_raw, pg, smtp, tmp_path_factory) -> Any:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
+def downloads(tmp_path_factory) -> Path:
+    return Path(tmp_path_factory.mktemp("account-page-downloads"))
+
+
+@pytest.fixture(scope="module")
+def browser(downloads) -> Iterator[WebDriver]:
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     # Missing is a failure, not a skip: scripts/test.sh installs both (Debian packages).
     assert chromium and chromedriver, "the browser test needs `apt-get install chromium chromium-driver`"
@@ -105,6 +110,9 @@ def browser() -> Iterator[WebDriver]:
         "--disable-default-apps",
     ):
         options.add_argument(argument)
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     try:
@@ -233,7 +241,7 @@ async def account_row(pg: Any, email: str) -> Any:
     return await pg.fetchrow("SELECT status, email_verified_at, mfa_enabled FROM user_accounts WHERE email = $1", email)
 
 
-async def test_a_whole_account_life_in_a_real_browser(live, browser, smtp, pg, tmp_path_factory):
+async def test_a_whole_account_life_in_a_real_browser(live, browser, downloads, smtp, pg, tmp_path_factory):
     server, origin = live
     assert isinstance(server, ServerProcess)
     shots = tmp_path_factory.mktemp("account-page-screenshots")
@@ -371,7 +379,15 @@ async def test_a_whole_account_life_in_a_real_browser(live, browser, smtp, pg, t
     assert page.rows("passkeys") == [] and not page.visible("reauth")
     page.step("passkey-removed")
 
-    # Delete the account (the step-up just made is still fresh).
+    # Download the export (the step-up just made is still fresh): a JSON file about this account.
+    page.click("export")
+    page.wait_notice("downloaded")
+    page.wait(lambda: [p for p in downloads.glob("*.json")], "the export downloaded")
+    (exported,) = downloads.glob("*.json")
+    page.wait(lambda: email in exported.read_text(errors="replace"), "the export written")
+    page.step("exported")
+
+    # Delete the account (the step-up is still fresh).
     page.click("delete-sure")
     page.click("delete-submit")
     page.wait_notice("will be deleted")
@@ -387,4 +403,4 @@ async def test_a_whole_account_life_in_a_real_browser(live, browser, smtp, pg, t
     assert (await account_row(pg, email))["status"] == "pending_deletion"
     page.step("cancel-deletion-landing")
 
-    assert len(list(shots.glob("*.png"))) == len(page.steps) == 20
+    assert len(list(shots.glob("*.png"))) == len(page.steps) == 21
