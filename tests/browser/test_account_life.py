@@ -6,8 +6,8 @@ register -> verify the email from the mailed link -> turn TOTP on (the secret re
 page) -> log out -> log in with password and TOTP -> add (and rename) a passkey -> log out ->
 log in with the passkey alone -> revoke another session (made by an API login) -> reset the
 password from the mailed link (the page asks for the second factor) -> remove the passkey
-(the page steps up, with the passkey) -> download the export -> delete the account -> open the deletion mail's
-cancel link (nothing happens before a click).
+(the page steps up, with the passkey) -> download the export -> delete the account -> open
+the deletion mail's cancel link (nothing happens before a click).
 
 After every step: a screenshot under a temporary folder (its path is printed), no error in
 the browser's console beyond the API answers the page expects and handles, and no request
