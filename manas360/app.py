@@ -144,6 +144,7 @@ def _add_blueprints(app: App) -> None:
     from sanic import Blueprint
 
     from manas360.blueprints import (
+        account,
         admin,
         auth,
         docs,
@@ -160,6 +161,7 @@ def _add_blueprints(app: App) -> None:
 
     app.blueprint(ops.bp)
     app.blueprint(docs.bp)
+    app.blueprint(account.bp)
     app.blueprint(integration.keys_bp)
     app.blueprint(
         Blueprint.group(

@@ -13,5 +13,12 @@ if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; } \
     || die "the clock-skew drill needs libfaketime: apt-get install faketime"
 fi
+# The account page's browser test drives Debian's Chromium through chromedriver
+# (tests/browser/test_account_life.py).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  say "installing chromium and chromium-driver (Debian packages) for the browser test"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || die "the browser test needs Chromium: apt-get install chromium chromium-driver"
+fi
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$@"

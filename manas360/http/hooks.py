@@ -33,6 +33,19 @@ DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# The account page (blueprints/account.py) loads exactly its own script, stylesheet and icon
+# and talks only to this service: no inline script or style, no 'unsafe-*', no data: URLs
+# (the TOTP QR code is rebuilt as DOM nodes from the API's SVG text).
+ACCOUNT_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# The page and the landing paths of the mailed links (`{PUBLIC_BASE_URL}/reset-password#token=...`);
+# its files are under /account/. Never cached: the page's answers hold a person's account.
+ACCOUNT_PAGES = frozenset(
+    {"/account", "/reset-password", "/verify-email", "/confirm-email", "/cancel-email-change", "/cancel-deletion"}
+)
+ACCOUNT_FILES_PREFIX = "/account/"
 HSTS = "max-age=63072000; includeSubDomains"
 # The only responses a cache may keep (HTTP contract): the public price list and the
 # signing keys when they succeed, and /docs* (whose assets set their own max-age). Every
@@ -43,14 +56,15 @@ NO_STORE = {"Cache-Control": "no-store"}
 AccessLogger = Callable[[AppRequest, BaseHTTPResponse], None]
 
 
-def security_headers(settings: Settings, *, docs: bool) -> dict[str, str]:
-    """The headers every response carries (besides X-Request-ID), built once."""
+def security_headers(settings: Settings, *, docs: bool, csp: str | None = None) -> dict[str, str]:
+    """The headers every response carries (besides X-Request-ID), built once; `csp` overrides
+    the policy (the account page's)."""
     headers = {
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
         "Referrer-Policy": "no-referrer",
         "Cross-Origin-Resource-Policy": "same-origin",
-        "Content-Security-Policy": DOCS_CSP if docs else API_CSP,
+        "Content-Security-Policy": csp or (DOCS_CSP if docs else API_CSP),
     }
     if settings.hsts:
         headers["Strict-Transport-Security"] = HSTS
@@ -66,12 +80,13 @@ def install_hooks(
     blocked_paths: frozenset[str],
     access_log: AccessLogger | None,
 ) -> None:
-    # Four constant sets, built and encoded once: per request the hook only picks one.
+    # Five constant sets, built and encoded once: per request the hook only picks one.
     # The cacheable ones carry no Cache-Control, so a handler's own (a docs asset's) stands.
     api_headers = security_headers(settings, docs=False)
     docs_headers = security_headers(settings, docs=True)
     api_cacheable, docs_cacheable = _constants(api_headers), _constants(docs_headers)
     api_no_store, docs_no_store = _constants({**api_headers, **NO_STORE}), _constants({**docs_headers, **NO_STORE})
+    account_no_store = _constants({**security_headers(settings, docs=False, csp=ACCOUNT_CSP), **NO_STORE})
 
     @app.middleware("request", priority=100)
     async def on_request(request: AppRequest) -> None:
@@ -89,6 +104,8 @@ def install_hooks(
         path = request.path
         if path.startswith("/docs"):
             constants = docs_cacheable if response.status < 400 else docs_no_store
+        elif path in ACCOUNT_PAGES or path.startswith(ACCOUNT_FILES_PREFIX):
+            constants = account_no_store
         else:  # the hot path (an authenticated GET): one set lookup, then no-store
             constants = api_cacheable if path in CACHEABLE_PATHS and response.status < 400 else api_no_store
         if type(response) is ApiResponse:  # ours: the constants go out pre-encoded

@@ -26,6 +26,8 @@ def test_the_wheel_builds_quietly_with_complete_metadata(tmp_path):
         names = archive.namelist()
         metadata = Parser().parsestr(archive.read(next(n for n in names if n.endswith("METADATA"))).decode())
     assert {"manas360/docs_ui/index.html", "manas360/docs_ui/init.js"} <= set(names)
+    account_page = {f"manas360/account_ui/{name}" for name in ("index.html", "app.js", "app.css", "icon.svg")}
+    assert account_page <= set(names)
     assert metadata["License-Expression"] == "LicenseRef-Proprietary"
     urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL"))
     assert {"Homepage", "Repository", "Documentation", "Issues"} <= set(urls)
