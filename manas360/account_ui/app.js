@@ -231,10 +231,13 @@ async function signIn(pair) {
 
 function signOut() {
   state.pair = null;
+  // Nothing of the account stays in the page, not even hidden: a shared computer's next user
+  // finds no address, session list, passkey or recovery code in it.
+  for (const id of ["profile-email", "profile-name", "profile-verified", "profile-mfa", "totp-secret"]) $(id).textContent = "";
+  for (const id of ["sessions", "passkeys", "recovery-codes", "totp-qr"]) $(id).replaceChildren();
+  for (const form of $("signed-in").querySelectorAll("form")) form.reset();
   $("recovery-codes-box").hidden = true;
   $("totp-pending").hidden = true;
-  $("totp-qr").replaceChildren();
-  $("totp-secret").textContent = "";
   showView();
 }
 
@@ -461,6 +464,7 @@ async function landingAction() {
     message = `Your email address is now ${user.email}.`;
     finishLanding();
     renderProfile(user);
+    await loadAccount(); // the confirm signed the other sessions out: list what is left
   } else if (path === "/cancel-email-change") {
     await api("POST", "/auth/email-change/cancel", { body: { token }, auth: false });
     message = "The email change is cancelled. If it had already happened, the old address is back, every session is signed out and a password reset link is on its way to it.";
