@@ -46,14 +46,7 @@ async def request_deletion(
 ) -> datetime:
     """DELETE /me: step-up, then schedule; when the account will be erased."""
     async with db.transaction() as conn:
-        account = await users.lock_credentials(
-            conn, user_id=principal.user_id, source=client.source, known_source_s=settings.lockout_known_source_s
-        )
-        if account is None:
-            raise NotFound()
-        stepup.require_recent(
-            settings=settings, principal=principal, mfa_enabled=account.mfa_enabled, now=await db_now(conn)
-        )
+        account = (await stepup.lock_caller(conn, settings=settings, principal=principal, source=client.source)).account
         token, token_hash = new_token()
         deletion_at, revoked = await schedule(
             conn,

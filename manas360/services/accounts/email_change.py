@@ -31,9 +31,8 @@ from functools import partial
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
-from manas360.clock import db_now
 from manas360.db import Database
-from manas360.errors import EmailChangePending, EmailTaken, InvalidToken, NotFound, ValidationError
+from manas360.errors import EmailChangePending, EmailTaken, InvalidToken, ValidationError
 from manas360.queries.accounts import account_tokens as token_queries
 from manas360.queries.accounts import lifecycle as queries
 from manas360.queries.accounts import users as user_queries
@@ -63,13 +62,7 @@ async def request_change(
 ) -> None:
     """POST /me/email: step-up, then mail the new address (or tell it it is taken) and the old one."""
     async with db.transaction() as conn:
-        account = await users.lock_credentials(
-            conn, user_id=principal.user_id, source=client.source, known_source_s=settings.lockout_known_source_s
-        )
-        if account is None:
-            raise NotFound()
-        now = await db_now(conn)
-        stepup.require_recent(settings=settings, principal=principal, mfa_enabled=account.mfa_enabled, now=now)
+        account, now = await stepup.lock_caller(conn, settings=settings, principal=principal, source=client.source)
         if new_email == account.email:
             raise ValidationError({"new_email": "is already the address of this account"})
         if await queries.revert_window_open(conn=conn, user_id=account.user_id):

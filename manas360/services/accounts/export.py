@@ -14,12 +14,11 @@ import math
 from datetime import datetime
 from typing import Any
 
-from manas360.clock import db_now, iso
+from manas360.clock import iso
 from manas360.db import Database
-from manas360.errors import NotFound, RateLimited
+from manas360.errors import RateLimited
 from manas360.queries.accounts import export as queries
 from manas360.security.jwt import VerifiedToken
-from manas360.services.accounts import users
 from manas360.services.admin import audit
 from manas360.services.auth import events, stepup
 from manas360.services.auth.sessions import Client
@@ -32,13 +31,7 @@ async def export(*, db: Database, settings: Settings, principal: VerifiedToken, 
     """The caller's records, as one JSON-ready document."""
     async with db.transaction() as conn:
         # The row lock makes the daily count exact under concurrent requests.
-        account = await users.lock_credentials(
-            conn, user_id=principal.user_id, source=client.source, known_source_s=settings.lockout_known_source_s
-        )
-        if account is None:
-            raise NotFound()
-        now = await db_now(conn)
-        stepup.require_recent(settings=settings, principal=principal, mfa_enabled=account.mfa_enabled, now=now)
+        account, now = await stepup.lock_caller(conn, settings=settings, principal=principal, source=client.source)
         done, wait_s = await queries.exports_today(conn=conn, user_id=account.user_id, action=audit.DATA_EXPORTED)
         if done >= EXPORTS_PER_DAY:
             raise RateLimited(retry_after=math.ceil(wait_s), message="At most 3 exports a day")

@@ -28,9 +28,9 @@ import segno
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from manas360 import metrics
-from manas360.clock import Clock, db_now
+from manas360.clock import Clock
 from manas360.db import Database
-from manas360.errors import InvalidCredentials, MfaAlreadyEnabled, NotFound
+from manas360.errors import InvalidCredentials, MfaAlreadyEnabled
 from manas360.queries.accounts.users import Credentials
 from manas360.queries.auth import mfa as queries
 from manas360.security.secretbox import SecretBox, derive_key
@@ -68,7 +68,7 @@ async def setup(*, db: Database, settings: Settings, box: SecretBox, principal: 
     """A new pending secret for the caller (replacing a pending one); MfaAlreadyEnabled when on."""
     secret = pyotp.random_base32()  # 160 bits, the length RFC 4226 recommends
     async with db.transaction() as conn:
-        account = await _lock_for_step_up(conn, settings=settings, principal=principal)
+        account = (await stepup.lock_caller(conn, settings=settings, principal=principal)).account
         if account.mfa_enabled:
             raise MfaAlreadyEnabled()
         await queries.store_pending(
@@ -105,7 +105,7 @@ async def confirm(
     recovery = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
     revoked: Revocation | None = None
     async with db.transaction() as conn:
-        account = await _lock_for_step_up(conn, settings=settings, principal=principal)
+        account = (await stepup.lock_caller(conn, settings=settings, principal=principal)).account
         if account.mfa_enabled:
             raise MfaAlreadyEnabled()
         pending = await queries.get_secret(conn=conn, user_id=account.user_id)
@@ -167,7 +167,7 @@ async def disable(
         ) as match,
         db.transaction() as conn,
     ):
-        current = await _lock_for_step_up(conn, settings=settings, principal=principal)
+        current = (await stepup.lock_caller(conn, settings=settings, principal=principal)).account
         await codes.spend(conn, user_id=current.user_id, match=match)
         await queries.turn_off(conn=conn, user_id=current.user_id)
         revoked = await events.record(
@@ -219,7 +219,7 @@ async def regenerate_recovery_codes(
         ) as match,
         db.transaction() as conn,
     ):
-        current = await _lock_for_step_up(conn, settings=settings, principal=principal)
+        current = (await stepup.lock_caller(conn, settings=settings, principal=principal)).account
         await codes.spend(conn, user_id=current.user_id, match=match)
         await queries.replace_recovery_codes(
             conn=conn, user_id=current.user_id, hashes=[codes.recovery_hash(c) for c in recovery]
@@ -269,7 +269,7 @@ async def reset(
 async def _step_up(*, db: Database, settings: Settings, principal: Principal, client: Client) -> Credentials:
     """The caller's account, once step-up passes (checked again under the lock by the write)."""
     async with db.transaction() as conn:
-        account = await _lock_for_step_up(conn, settings=settings, principal=principal)
+        account = (await stepup.lock_caller(conn, settings=settings, principal=principal)).account
     found = await users.get_credentials(
         conn=db.connection,
         user_id=account.user_id,
@@ -279,17 +279,6 @@ async def _step_up(*, db: Database, settings: Settings, principal: Principal, cl
     if found is None or not found.mfa_enabled:
         raise InvalidCredentials("Wrong code")
     return found
-
-
-async def _lock_for_step_up(conn: BaseDBAsyncClient, *, settings: Settings, principal: Principal) -> Credentials:
-    """Lock the caller's row (first in the lock order) and require a recent credential."""
-    account = await users.lock_credentials(conn, user_id=principal.user_id)
-    if account is None:
-        raise NotFound()
-    stepup.require_recent(
-        settings=settings, principal=principal, mfa_enabled=account.mfa_enabled, now=await db_now(conn)
-    )
-    return account
 
 
 def _new_recovery_code() -> str:

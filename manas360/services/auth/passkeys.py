@@ -264,7 +264,7 @@ async def remove(
     """Remove one of the caller's passkeys (step-up): a security event that keeps the caller's
     session and revokes the others; NotFound for anyone else's."""
     async with db.transaction() as conn:
-        account = await _lock_for_step_up(conn, settings=settings, principal=principal)
+        account = (await stepup.lock_caller(conn, settings=settings, principal=principal)).account
         if await queries.delete(conn=conn, user_id=account.user_id, passkey_id=passkey_id) is None:
             raise NotFound()
         revoked = await events.record(
@@ -345,18 +345,7 @@ def _decoys(settings: Settings, email: str) -> list[PublicKeyCredentialDescripto
 
 
 async def _lock_for_registration(conn: BaseDBAsyncClient, *, settings: Settings, principal: Principal) -> Credentials:
-    account = await _lock_for_step_up(conn, settings=settings, principal=principal)
+    account = (await stepup.lock_caller(conn, settings=settings, principal=principal)).account
     if not account.email_verified:
         raise EmailNotVerified("Verify your email address before adding a passkey")
-    return account
-
-
-async def _lock_for_step_up(conn: BaseDBAsyncClient, *, settings: Settings, principal: Principal) -> Credentials:
-    """Lock the caller's row (first in the lock order) and require a recent credential."""
-    account = await users.lock_credentials(conn, user_id=principal.user_id)
-    if account is None:
-        raise NotFound()
-    stepup.require_recent(
-        settings=settings, principal=principal, mfa_enabled=account.mfa_enabled, now=await db_now(conn)
-    )
     return account

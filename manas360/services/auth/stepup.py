@@ -1,7 +1,7 @@
 """Step-up: sensitive changes need a credential presented recently in this session.
 
 MFA setup, confirm and disable, recovery-code regeneration, passkey registration and
-removal (and, as they arrive, an email change, the data export, deleting the account) require
+removal an email change, the data export and deleting the account require
 the access token's `auth_time` within REAUTH_MAX_AGE_S and, when the account has MFA on,
 `aal` 2; otherwise 403 ReauthenticationRequired (with `max_age` and `required_aal`) and
 nothing changes. Both values come from the verified token: no extra round trip. The age is
@@ -13,9 +13,14 @@ manas360.services.auth.passkey_login) gives the session a fresh `auth_time`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
-from manas360.clock import to_ms
-from manas360.errors import ReauthenticationRequired
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from manas360.clock import db_now, to_ms
+from manas360.errors import NotFound, ReauthenticationRequired
+from manas360.queries.accounts import users as user_queries
+from manas360.queries.accounts.users import Credentials
 from manas360.security.jwt import VerifiedToken
 from manas360.settings import Settings
 
@@ -32,3 +37,29 @@ def require_recent(*, settings: Settings, principal: VerifiedToken, mfa_enabled:
     required_aal = 2 if mfa_enabled else 1
     if principal.aal < required_aal or not is_fresh(settings=settings, principal=principal, now=now):
         raise ReauthenticationRequired(max_age=settings.reauth_max_age_s, required_aal=required_aal)
+
+
+class SteppedUp(NamedTuple):
+    account: Credentials
+    """The caller's credentials, read under their row lock."""
+    now: datetime
+    """The database's clock, which judged the step-up."""
+
+
+async def lock_caller(
+    conn: BaseDBAsyncClient, *, settings: Settings, principal: VerifiedToken, source: str = ""
+) -> SteppedUp:
+    """The first step of every step-up operation, in its transaction: lock the caller's row
+    (first in the lock order), read their credentials (with `source`'s lock state when given)
+    and require a recent credential (`require_recent`); NotFound when the account is gone."""
+    account = await user_queries.lock_credentials(
+        conn=conn,
+        user_id=principal.user_id,
+        source=source,
+        known_source_s=settings.lockout_known_source_s if source else 0,
+    )
+    if account is None:
+        raise NotFound()
+    now = await db_now(conn)
+    require_recent(settings=settings, principal=principal, mfa_enabled=account.mfa_enabled, now=now)
+    return SteppedUp(account=account, now=now)
