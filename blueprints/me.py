@@ -35,7 +35,9 @@ class ProfileBody(StrictBody):
 )
 @authenticated()
 async def show(request: AppRequest) -> HTTPResponse:
-    profile = await users.get_profile(db=deps(request).db, user_id=request.ctx.principal.user_id)
+    profile = await users.get_profile(
+        db=deps(request).db, user_id=request.ctx.principal.user_id, catalog=request.ctx.access.catalog
+    )
     return model_response(
         Me.model_validate(
             {

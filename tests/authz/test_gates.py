@@ -83,11 +83,14 @@ async def test_a_role_permission_change_applies_to_holders_next_request(client, 
         )
         assert response.status_code == 200 and "dashboard.read" not in response.json()["permissions"]
         assert (await client.get(f"{API}/dashboard", headers=member.headers)).status_code == 403
+        # /me tells the same story on the same next request (no copy of its own).
+        assert "dashboard.read" not in (await client.get(f"{API}/me", headers=member.headers)).json()["permissions"]
     finally:
         await client.put(
             f"{API}/admin/roles/user/permissions", json={"permissions": original}, headers=superadmin.headers
         )
     assert (await client.get(f"{API}/dashboard", headers=member.headers)).status_code == 200
+    assert (await client.get(f"{API}/me", headers=member.headers)).json()["permissions"] == sorted(original)
 
 
 async def test_a_plan_feature_change_applies_to_subscribers_next_request(client, member, superadmin):
@@ -103,6 +106,7 @@ async def test_a_plan_feature_change_applies_to_subscribers_next_request(client,
         )
         assert response.status_code == 200 and "premium_dashboard" in response.json()["features"]
         assert (await client.get(f"{API}/premium/dashboard", headers=member.headers)).status_code == 200
+        assert "premium_dashboard" in (await client.get(f"{API}/me", headers=member.headers)).json()["features"]
         public = (await client.get(f"{API}/plans")).json()["items"]
         assert "premium_dashboard" in next(p for p in public if p["name"] == "basic")["features"]
     finally:

@@ -51,14 +51,6 @@ INSERT_USER_SQL = (
     'INSERT INTO "user_accounts" ("id", "email", "password_hash", "display_name", "role_id") '
     'SELECT $1, $2, $3, $4, "id" FROM "roles" WHERE "name" = $5'
 )
-ROLE_PERMISSION_NAMES_SQL = (
-    'SELECT pm."name" FROM "user_accounts" u JOIN "role_permissions" rp ON rp."role_id" = u."role_id" '
-    'JOIN "permissions" pm ON pm."id" = rp."permission_id" WHERE u."id" = $1 ORDER BY pm."name"'
-)
-PLAN_FEATURE_NAMES_SQL = (
-    'SELECT f."name" FROM "subscription_plans" p JOIN "plan_features" pf ON pf."plan_id" = p."id" '
-    'JOIN "features" f ON f."id" = pf."feature_id" WHERE p."name" = $1 ORDER BY f."name"'
-)
 UPDATE_DISPLAY_NAME_SQL = (
     'UPDATE "user_accounts" SET "display_name" = $2, "updated_at" = now() WHERE "id" = $1 AND "deleted_at" IS NULL'
 )
@@ -172,18 +164,6 @@ async def insert_user(
 ) -> None:
     """Insert an account with `role` (IntegrityError from the unique index when the address is taken)."""
     await conn.execute_query(INSERT_USER_SQL, [user_id, email, password_hash, display_name, role])
-
-
-async def role_permission_names(*, conn: BaseDBAsyncClient, user_id: str) -> list[str]:
-    """The permissions of the user's role, sorted."""
-    rows = await conn.execute_query_dict(ROLE_PERMISSION_NAMES_SQL, [user_id])
-    return [row["name"] for row in rows]
-
-
-async def plan_feature_names(*, conn: BaseDBAsyncClient, plan: str) -> list[str]:
-    """The features of a plan, sorted."""
-    rows = await conn.execute_query_dict(PLAN_FEATURE_NAMES_SQL, [plan])
-    return [row["name"] for row in rows]
 
 
 async def update_display_name(*, conn: BaseDBAsyncClient, user_id: str, display_name: str) -> bool:

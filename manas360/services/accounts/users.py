@@ -27,6 +27,7 @@ from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.accounts import users as user_queries
 from manas360.queries.accounts.users import Credentials, UserRow
 from manas360.services.access import catalog_defaults as reference
+from manas360.services.access.catalog import Catalog
 
 MAX_EMAIL_CHARS = 254
 MAX_DISPLAY_NAME_CHARS = 100
@@ -180,14 +181,16 @@ async def insert_user(conn: BaseDBAsyncClient, *, email: str, password_hash: str
     return user_id
 
 
-async def get_profile(*, db: Database, user_id: str) -> Profile:
-    """The caller as GET /me shows them: user, permissions, features and subscription."""
-    conn = db.connection
-    row = await user_queries.fetch_user(conn=conn, user_id=user_id)
+async def get_profile(*, db: Database, user_id: str, catalog: Catalog) -> Profile:
+    """The caller as GET /me shows them: user, permissions, features and subscription. One
+    statement: the permissions of the role and the features of the plan the row names come
+    from the live reference catalog the guard has already checked (the same versioned copy
+    every gated route judges by), not from two more queries."""
+    row = await user_queries.fetch_user(conn=db.connection, user_id=user_id)
     if row is None:
         raise NotFound()
-    permissions = await user_queries.role_permission_names(conn=conn, user_id=user_id)
-    features = await user_queries.plan_feature_names(conn=conn, plan=row.plan)
+    permissions = sorted(catalog.permissions_of(row.role))
+    features = sorted(catalog.features_of(row.plan))
     subscription = {"plan": row.plan, "status": row.subscription_status or "active", "ends_at": iso(row.ends_at)}
     return Profile(user=user_from_row(row), permissions=permissions, features=features, subscription=subscription)
 
