@@ -125,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"{args.rounds} alternated rounds: bare, then each algorithm (64 tokens, then fresh tokens)")
         for round_number in range(args.rounds):
+            # Bare is driven by the same wrk script (and tokens) as the gated runs: the script's
+            # per-request cost lands on the cores the servers share.
+            same_script = {"script": lua, "env": {"BENCH_TOKENS": str(next(iter(steady.values())))}}
             results["bare"].setdefault("steady", []).append(
-                wrk(bare_url, seconds=args.duration, connections=args.connections)
+                wrk(bare_url, seconds=args.duration, connections=args.connections, **same_script)
             )
             for algorithm, (url, server_env) in servers.items():
                 results[algorithm].setdefault("steady", []).append(
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
             results["bare"].setdefault("fresh", []).append(
-                wrk(bare_url, seconds=args.fresh_duration, connections=args.connections)
+                wrk(bare_url, seconds=args.fresh_duration, connections=args.connections, **same_script)
             )
     except BaseException:
         for log_path in sorted(tmp.glob("*.log")):

@@ -1,0 +1,752 @@
+"""scripts/bench --mixed: a realistic mix over a seeded population, ramped, with the seed's load-test columns.
+
+One run, on this machine: a fresh PostgreSQL database seeded with `--users` synthetic users
+(`manas360 seed --users`, every plan represented) and warmed (`manas360 warm-cache`), a
+private Redis (or, with `--cluster`, a private three-master Redis Cluster), the real
+`manas360 serve` with the configured workers and rate limits raised so they count but never
+block, and wrk on loopback driving a mix of requests (MIX below) from every user's token:
+
+- each wrk thread holds one connection, so a response is the answer to the request that
+  thread sent last: a refresh's new refresh token replaces the one it spent (rotation, as a
+  client does), and every answer is counted per kind;
+- the access tokens are minted for every user with the service's key (what a logged-in
+  population presents); the refresh tokens belong to real sessions opened through the
+  service's own gate in-process (logging 100,000 users in with bcrypt would take hours),
+  fresh ones for every wrk run;
+- the load ramps up (`--ramp` connection counts, `--stage` seconds each), then holds the
+  last for `--steady` seconds: the measured phase. A `--soak MINUTES` run holds it that long
+  with `manas360 maintenance all` running every minute beside it and samples every worker's
+  RSS (the slope is reported) and Redis's key count.
+
+Reported, like the seed's table: average, p95 and p99 latency, error rate, req/s, SQL
+statements per request (transactions of the database / requests), CPU and RSS of every
+process (workers, Sanic's main process, each Redis node, PostgreSQL's backends, wrk itself),
+Redis and PostgreSQL memory at the end; then refresh and login throughput per busy core, each
+measured alone. Printed and appended to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from scripts.bench_run import (
+    PY,
+    SYNTHETIC_PASSWORD,
+    Processes,
+    _drop,
+    bench_env,
+    cpu_model,
+    free_port,
+    log,
+    pg_counter,
+    publish,
+    run_cli,
+    start_redis,
+    wait_http,
+)
+
+MIX = (
+    # kind, share of requests, what a client of the platform does
+    ("gated", 0.40, "GET /api/v1/premium/dashboard (premium users) or /api/v1/dashboard"),
+    ("me", 0.32, "GET /api/v1/me"),
+    ("plans", 0.10, "GET /api/v1/plans (public)"),
+    ("sessions", 0.03, "GET /api/v1/auth/sessions"),
+    ("refresh", 0.12, "POST /api/v1/auth/refresh (rotation)"),
+    ("admin", 0.0295, "GET /api/v1/admin/users?limit=20&q=<5 characters of an address> (superadmin)"),
+    ("login", 0.0005, "POST /api/v1/auth/login (bcrypt at BCRYPT_COST)"),
+)
+KINDS = [kind for kind, _, _ in MIX]
+
+MIXED_LUA = r"""
+-- One connection per thread: response() answers the request this thread sent last.
+local access, premium, refresh, emails = {}, {}, {}, {}
+local admin = ""
+local last = ""
+local function lines(path, into)
+  for line in io.lines(path) do into[#into + 1] = line end
+end
+local threads = tonumber(os.getenv("BENCH_THREADS"))
+local counter = 0
+local all_threads = {}
+function setup(thread)  -- in wrk's main state, once per thread before any starts
+  counter = counter + 1
+  thread:set("thread_id", counter)  -- a global of that thread's own state
+  all_threads[#all_threads + 1] = thread
+end
+KINDS
+function init(args)
+  thread_id = thread_id or 1
+  local address = tonumber(tostring({}):match("0x(%x+)") or "0", 16)
+  math.randomseed(os.time() + address % 1000003)
+  lines(os.getenv("BENCH_ACCESS"), access)
+  lines(os.getenv("BENCH_PREMIUM"), premium)
+  lines(os.getenv("BENCH_EMAILS"), emails)
+  local all = {}
+  lines(os.getenv("BENCH_REFRESH"), all)
+  for i = thread_id, #all, threads do refresh[#refresh + 1] = all[i] end  -- this thread's own
+  for line in io.lines(os.getenv("BENCH_ADMIN")) do admin = line end
+  for _, kind in ipairs(kinds) do _G["n_" .. kind] = 0; _G["e_" .. kind] = 0 end
+end
+local slot = 0
+local only = os.getenv("BENCH_ONLY")
+local function pick()
+  if only and only ~= "" then return only end
+  local r, acc = math.random(), 0
+  for i, kind in ipairs(kinds) do
+    acc = acc + shares[i]
+    if r < acc then return kind end
+  end
+  return kinds[1]
+end
+local function bearer(token) return {["Authorization"] = "Bearer " .. token} end
+request = function()
+  last = pick()
+  if last == "gated" then
+    if math.random() < 0.5 then
+      return wrk.format("GET", "/api/v1/premium/dashboard", bearer(premium[math.random(#premium)]))
+    end
+    return wrk.format("GET", "/api/v1/dashboard", bearer(access[math.random(#access)]))
+  elseif last == "me" then
+    return wrk.format("GET", "/api/v1/me", bearer(access[math.random(#access)]))
+  elseif last == "plans" then
+    return wrk.format("GET", "/api/v1/plans")
+  elseif last == "sessions" then
+    return wrk.format("GET", "/api/v1/auth/sessions", bearer(access[math.random(#access)]))
+  elseif last == "refresh" and #refresh > 0 then
+    slot = slot % #refresh + 1
+    return wrk.format("POST", "/api/v1/auth/refresh", {["Content-Type"] = "application/json"},
+      '{"refresh_token":"' .. refresh[slot] .. '"}')
+  elseif last == "admin" then
+    -- an administrator looks someone up: five characters of a real address
+    local email = emails[math.random(#emails)]
+    local at = math.random(math.max(1, email:find("@") - 5))
+    return wrk.format("GET", "/api/v1/admin/users?limit=20&q=" .. email:sub(at, at + 4), bearer(admin))
+  elseif last == "login" then
+    return wrk.format("POST", "/api/v1/auth/login", {["Content-Type"] = "application/json"},
+      '{"email":"' .. emails[math.random(#emails)] .. '","password":"PASSWORD"}')
+  end
+  last = "plans"
+  return wrk.format("GET", "/api/v1/plans")
+end
+response = function(status, headers, body)
+  _G["n_" .. last] = _G["n_" .. last] + 1
+  if status >= 400 then
+    _G["e_" .. last] = _G["e_" .. last] + 1
+    if not _G["s_" .. last] then _G["s_" .. last] = status .. " " .. body:sub(1, 100):gsub("\n", " ") end
+  end
+  if last == "refresh" and status == 200 then
+    local new = body:match('"refresh_token"%s*:%s*"([^"]+)"')
+    if new then refresh[slot] = new end
+  end
+end
+done = function(summary, latency, requests)
+  local s = summary.errors
+  io.write(string.format("MIXED total %d %d %.0f %.3f %.3f %.3f %.3f %d\n", summary.requests, summary.duration,
+    latency.mean, latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max,
+    s.connect + s.read + s.write + s.timeout))
+  for _, kind in ipairs(kinds) do
+    local n, e = 0, 0
+    for _, thread in ipairs(all_threads) do
+      n = n + thread:get("n_" .. kind); e = e + thread:get("e_" .. kind)
+    end
+    io.write(string.format("MIXED kind %s %d %d\n", kind, n, e))
+    for _, thread in ipairs(all_threads) do
+      local sample = thread:get("s_" .. kind)
+      if sample then io.write(string.format("MIXED sample %s %s\n", kind, sample)); break end
+    end
+  end
+end
+""".replace("PASSWORD", SYNTHETIC_PASSWORD).replace(
+    "KINDS",
+    "kinds = {"
+    + ", ".join(f'"{k}"' for k in KINDS)
+    + "}\nshares = {"
+    + ", ".join(str(share) for _, share, _ in MIX)
+    + "}",
+)
+
+SINGLE_LUA = r"""
+-- One kind alone (refresh or login), one connection per thread, for per-core throughput.
+local items, slot, threads = {}, 0, tonumber(os.getenv("BENCH_THREADS"))
+local counter = 0
+function setup(thread) counter = counter + 1; thread:set("thread_id", counter) end
+function init(args)
+  thread_id = thread_id or 1
+  local all = {}
+  for line in io.lines(os.getenv("BENCH_ITEMS")) do all[#all + 1] = line end
+  for i = thread_id, #all, threads do items[#items + 1] = all[i] end
+end
+request = function()
+  slot = slot % #items + 1
+  if os.getenv("BENCH_KIND") == "login" then
+    return wrk.format("POST", "/api/v1/auth/login", {["Content-Type"] = "application/json"},
+      '{"email":"' .. items[slot] .. '","password":"PASSWORD"}')
+  end
+  return wrk.format("POST", "/api/v1/auth/refresh", {["Content-Type"] = "application/json"},
+    '{"refresh_token":"' .. items[slot] .. '"}')
+end
+response = function(status, headers, body)
+  if status == 200 and os.getenv("BENCH_KIND") ~= "login" then
+    local new = body:match('"refresh_token"%s*:%s*"([^"]+)"')
+    if new then items[slot] = new end
+  end
+end
+""".replace("PASSWORD", SYNTHETIC_PASSWORD)
+
+
+# --- processes and their CPU / memory --------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Watched:
+    """The processes whose CPU and memory the report lists, by role."""
+
+    roles: dict[str, list[int]] = field(default_factory=dict)
+
+    def cpu_ticks(self) -> dict[str, int]:
+        return {role: sum(_ticks(pid) for pid in pids) for role, pids in self.roles.items()}
+
+    def rss_mib(self) -> dict[str, float]:
+        return {role: sum(_rss_kib(pid) for pid in pids) / 1024 for role, pids in self.roles.items()}
+
+
+def _ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) if match else 0
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(child) for child in out]
+
+
+def _service_processes(serve: subprocess.Popen) -> dict[str, list[int]]:
+    """Sanic's main process (and its state manager) and each worker, by role."""
+    roles: dict[str, list[int]] = {"serve main": [serve.pid]}
+    workers = []
+    for child in _children(serve.pid):
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            workers.append(child)
+        else:
+            roles["serve main"].append(child)
+    for number, pid in enumerate(sorted(workers), 1):
+        roles[f"worker {number}"] = [pid]
+    return roles
+
+
+def _postgres_backends(database: str) -> list[int]:
+    """PostgreSQL's processes that serve the bench: the postmaster, its background processes
+    and the backends connected to the bench database (not other databases' backends)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        client_backend = re.match(r"postgres: \S+: \S+ \S+ ", cmdline)  # "postgres: 15/main: user db host ..."
+        if "bin/postgres " in cmdline or (cmdline.startswith("postgres: ") and not client_backend):
+            pids.append(int(entry.name))
+        elif client_backend and f" {database} " in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+# --- the population --------------------------------------------------------------------------
+
+
+async def _population(dsn: str) -> tuple[list[str], list[str], list[str], str]:
+    """Every user id; the premium ones; some emails; the superadmin's id."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        users = [str(row["id"]) for row in await conn.fetch("SELECT id FROM user_accounts ORDER BY id")]
+        premium = [
+            str(row["id"])
+            for row in await conn.fetch(
+                "SELECT u.id FROM user_accounts u JOIN user_subscriptions s ON s.user_id = u.id "
+                "JOIN subscription_plans p ON p.id = s.plan_id WHERE s.status = 'active' AND p.tier >= 2 "
+                "AND (s.ends_at IS NULL OR s.ends_at > now() + interval '1 hour')"
+            )
+        ]
+        emails = [row["email"] for row in await conn.fetch("SELECT email FROM user_accounts ORDER BY id LIMIT 2000")]
+        admin = await conn.fetchval(
+            "SELECT u.id FROM user_accounts u JOIN roles r ON r.id = u.role_id WHERE r.name = 'superadmin' LIMIT 1"
+        )
+        return users, premium, emails, str(admin)
+    finally:
+        await conn.close()
+
+
+async def _open_sessions(env: dict[str, str], user_ids: list[str]) -> list[str]:
+    """Real sessions (one per user) opened through the gate's own session step; their refresh tokens."""
+    from manas360.clock import db_now
+    from manas360.db import orm
+    from manas360.services.auth import gate
+    from manas360.services.auth.sessions import Client
+    from manas360.settings import load_settings
+
+    settings = load_settings(env)
+    client = Client(ip="127.0.0.1", user_agent="bench", source="127.0.0.1")
+    tokens = []
+    async with orm(settings) as db:
+        for start in range(0, len(user_ids), 500):
+            async with db.transaction() as conn:
+                now = await db_now(conn)
+                for user_id in user_ids[start : start + 500]:
+                    _, refresh_token, _ = await gate.open_session(
+                        conn,
+                        settings=settings,
+                        user_id=user_id,
+                        client=client,
+                        flow=gate.Flow.LOGIN,
+                        proof=gate.PASSWORD,
+                        now=now,
+                    )
+                    tokens.append(refresh_token)
+    return tokens
+
+
+def _mint(env: dict[str, str], user_ids: list[str], *, aal: int = 1) -> list[str]:
+    from manas360.services.auth.tokens import build_codec
+    from manas360.settings import load_settings
+
+    codec = build_codec(load_settings(env))
+    now = time.time()
+    return [codec.encode(user_id=user_id, session_id=str(uuid.uuid4()), now=now, aal=aal)[0] for user_id in user_ids]
+
+
+# --- running wrk -----------------------------------------------------------------------------
+
+
+def _wrk(
+    url: str, *, seconds: int, connections: int, script: Path, env: dict[str, str], watched: Watched | None = None
+) -> dict[str, object]:
+    """One wrk run (threads = connections); its MIXED lines parsed, and the CPU each watched
+    role used meanwhile (wrk's own included)."""
+    command = ["wrk", f"-t{connections}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
+    before = watched.cpu_ticks() if watched else {}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*command, url],
+        env={**os.environ, **env, "BENCH_THREADS": str(connections)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    wrk_ticks = 0
+    while process.poll() is None:
+        wrk_ticks = max(wrk_ticks, _ticks(process.pid))
+        time.sleep(0.2)
+    out = process.stdout.read() if process.stdout else ""
+    elapsed = time.monotonic() - started
+    result: dict[str, object] = {"out": out, "seconds": elapsed}
+    if watched:
+        after = watched.cpu_ticks()
+        cpu = {role: (after[role] - before.get(role, 0)) / CLK_TCK / elapsed for role in after}
+        cpu["wrk"] = wrk_ticks / CLK_TCK / elapsed
+        result["cpu"] = cpu
+    total = re.search(r"MIXED total (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
+    if total:
+        requests, duration_us, mean, p50, p95, p99, top, socket_errors = total.groups()
+        result.update(
+            requests=int(requests),
+            rps=int(requests) / (int(duration_us) / 1e6),
+            avg_ms=float(mean) / 1000,
+            p50_ms=float(p50) / 1000,
+            p95_ms=float(p95) / 1000,
+            p99_ms=float(p99) / 1000,
+            max_ms=float(top) / 1000,
+            socket_errors=int(socket_errors),
+            kinds={kind: (int(n), int(e)) for kind, n, e in re.findall(r"MIXED kind (\w+) (\d+) (\d+)", out)},
+            samples=dict(re.findall(r"MIXED sample (\w+) (.*)", out)),
+        )
+    else:
+        requests = re.search(r"(\d+) requests in", out)
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        result.update(
+            requests=int(requests.group(1)) if requests else 0,
+            rps=float(rps.group(1)) if rps else 0.0,
+            non2xx=int(bad.group(1)) if bad else 0,
+        )
+    return result
+
+
+def _redis_info(ports: list[int], password: str | None, section: str, field_name: str) -> int:
+    total = 0
+    for port in ports:
+        env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
+        info = subprocess.run(
+            ["redis-cli", "-p", str(port), "info", section], capture_output=True, text=True, env=env
+        ).stdout
+        match = re.search(rf"{field_name}:(\d+)", info)
+        total += int(match.group(1)) if match else 0
+    return total
+
+
+def _redis_keys(ports: list[int], password: str | None) -> int:
+    total = 0
+    for port in ports:
+        env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
+        out = subprocess.run(["redis-cli", "-p", str(port), "dbsize"], capture_output=True, text=True, env=env).stdout
+        total += int(out.strip() or 0)
+    return total
+
+
+def _slope_mib_per_min(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB) samples, in MiB per minute."""
+    if len(samples) < 2:
+        return 0.0
+    xs, ys = [s[0] for s in samples], [s[1] for s in samples]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench --mixed", description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--sessions", type=int, default=5_000, help="real sessions whose refresh tokens rotate")
+    parser.add_argument("--ramp", default="8,16,32", help="connection counts of the ramp's stages")
+    parser.add_argument("--stage", type=int, default=15, help="seconds per ramp stage")
+    parser.add_argument("--connections", type=int, default=64, help="connections of the measured phase")
+    parser.add_argument("--steady", type=int, default=120, help="seconds of the measured phase")
+    parser.add_argument("--soak", type=float, default=0, help="minutes: hold the mix with maintenance beside it")
+    parser.add_argument("--alone", type=int, default=10, help="seconds of the refresh-only and login-only runs")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
+    parser.add_argument("--cluster", action="store_true", help="on a private three-master Redis Cluster")
+    parser.add_argument("--no-append", action="store_true", help="print, do not append to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    base_url = os.environ.get("TEST_DATABASE_URL", "postgres://root@127.0.0.1:5432")
+    database = "manas360_bench_mixed"
+    admin_dsn = base_url.replace("postgres://", "postgresql://", 1) + "/postgres"
+    dsn = f"{base_url.replace('postgres://', 'postgresql://', 1)}/{database}"
+    tmp = Path(tempfile.mkdtemp(prefix="manas360-bench-mixed-"))
+    procs = Processes()
+    redis_port, app_port = free_port(), free_port()
+    env = {
+        **bench_env(base_url=base_url, database=database, redis_port=redis_port, workers=args.workers),
+        "PORT": str(app_port),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+    }
+    results: dict[str, object] = {"load_before": os.getloadavg()}
+    with ExitStack() as stack:
+        try:
+            asyncio.run(_drop(admin_dsn, database))
+            redis_password = None
+            if args.cluster:
+                from tests.fixtures.redis_cluster import start_redis_cluster
+
+                cluster = stack.enter_context(start_redis_cluster())
+                env["REDIS_URL"], redis_ports, redis_password = cluster.url, cluster.ports, cluster.password
+                redis_pids = [process.pid for process in cluster.processes]
+            else:
+                start_redis(procs, port=redis_port, tmp=tmp, env=env)
+                redis_ports, redis_pids = [redis_port], [procs.running[-1].pid]
+            log(f"migrating, seeding {args.users:,} users, warming")
+            run_cli("migrate", env=env)
+            run_cli(
+                "seed",
+                env={**env, "SUPERADMIN_EMAIL": "root@bench.example", "SUPERADMIN_PASSWORD": secrets.token_urlsafe(18)},
+            )
+            seeded_started = time.monotonic()
+            run_cli("seed", "--users", str(args.users), env=env)
+            results["seed_s"] = time.monotonic() - seeded_started
+            run_cli("warm-cache", env=env)
+            users, premium, emails, admin_id = asyncio.run(_population(dsn))
+            log(f"{len(users):,} users ({len(premium):,} premium): minting tokens, opening {args.sessions:,} sessions")
+            files = {
+                "BENCH_ACCESS": "\n".join(_mint(env, users)),
+                "BENCH_PREMIUM": "\n".join(_mint(env, premium)),
+                "BENCH_EMAILS": "\n".join(emails),
+                "BENCH_ADMIN": _mint(env, [admin_id], aal=2)[0],
+            }
+            lua_env = {}
+            for name, text in files.items():
+                path = tmp / name.lower()
+                path.write_text(text + "\n")
+                lua_env[name] = str(path)
+            mixed = tmp / "mixed.lua"
+            mixed.write_text(MIXED_LUA)
+            opened = [0]
+
+            def fresh(count: int) -> dict[str, str]:
+                """lua_env with refresh tokens of `count` sessions never rotated yet: every wrk
+                run starts from its own (a run that started from tokens the last one rotated
+                would present spent tokens: reuse, the session revoked)."""
+                start = opened[0] % len(users)
+                opened[0] += count
+                chosen = (users[start:] + users[:start])[:count]
+                path = tmp / f"refresh-{opened[0]}"
+                path.write_text("\n".join(asyncio.run(_open_sessions(env, chosen))) + "\n")
+                return {**lua_env, "BENCH_REFRESH": str(path)}
+
+            serve = procs.start([PY, "-m", "manas360.cli", "serve"], env=env, log_path=tmp / "serve.log")
+            url = f"http://127.0.0.1:{app_port}"
+            wait_http(url + "/health/ready", log_path=tmp / "serve.log")
+            time.sleep(1)  # every worker has started
+            watched = Watched({**_service_processes(serve)})
+            for number, pid in enumerate(redis_pids, 1):
+                watched.roles[f"redis {number}" if len(redis_pids) > 1 else "redis"] = [pid]
+            watched.roles["postgresql"] = _postgres_backends(database)
+
+            stages = []
+            for connections in (int(c) for c in args.ramp.split(",") if c.strip()):
+                log(f"ramp: {connections} connections for {args.stage}s")
+                stages.append(
+                    (
+                        connections,
+                        _wrk(url, seconds=args.stage, connections=connections, script=mixed, env=fresh(1_000)),
+                    )
+                )
+            results["stages"] = stages
+            watched.roles["postgresql"] = _postgres_backends(database)  # the pool's backends are open now
+            log(f"measured phase: {args.connections} connections for {args.steady}s")
+            steady_env = fresh(args.sessions)
+            sql_before = asyncio.run(pg_counter(admin_dsn, database))
+            steady = _wrk(
+                url, seconds=args.steady, connections=args.connections, script=mixed, env=steady_env, watched=watched
+            )
+            sql_after = asyncio.run(pg_counter(admin_dsn, database))
+            steady["sql_per_request"] = (sql_after - sql_before) / max(int(steady["requests"]), 1)
+            steady["rss"] = watched.rss_mib()
+            results["steady"] = steady
+            sql_by_kind = {}
+            for kind in KINDS:
+                if kind == "login":
+                    continue
+                before = asyncio.run(pg_counter(admin_dsn, database))
+                alone = _wrk(url, seconds=3, connections=8, script=mixed, env={**fresh(500), "BENCH_ONLY": kind})
+                after = asyncio.run(pg_counter(admin_dsn, database))
+                sql_by_kind[kind] = (after - before) / max(int(alone["requests"]), 1)
+            results["sql_by_kind"] = sql_by_kind
+            results["redis_memory"] = _redis_info(redis_ports, redis_password, "memory", "used_memory")
+            results["redis_keys"] = _redis_keys(redis_ports, redis_password)
+            results["pg_size"] = asyncio.run(_pg_size(admin_dsn, database))
+
+            if args.soak:
+                results["soak"] = _soak(
+                    args,
+                    url=url,
+                    mixed=mixed,
+                    lua_env=fresh(args.sessions),
+                    env=env,
+                    watched=watched,
+                    redis=(redis_ports, redis_password),
+                )
+
+            log("refresh alone, then login alone, for per-core throughput")
+            refresh_file = fresh(2_000)["BENCH_REFRESH"]
+            single = tmp / "single.lua"
+            single.write_text(SINGLE_LUA)
+            results["refresh_alone"] = _wrk(
+                url,
+                seconds=args.alone,
+                connections=16,
+                script=single,
+                watched=watched,
+                env={"BENCH_ITEMS": refresh_file, "BENCH_KIND": "refresh"},
+            )
+            results["login_alone"] = _wrk(
+                url,
+                seconds=args.alone,
+                connections=8,
+                script=single,
+                watched=watched,
+                env={"BENCH_ITEMS": lua_env["BENCH_EMAILS"], "BENCH_KIND": "login"},
+            )
+            results["load_after"] = os.getloadavg()
+        finally:
+            procs.stop_all()
+            asyncio.run(_drop(admin_dsn, database))
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    publish(render(results, args=args), append=not args.no_append)
+    return 0
+
+
+async def _pg_size(admin_dsn: str, database: str) -> int:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size($1)", database))
+    finally:
+        await conn.close()
+
+
+def _soak(
+    args, *, url: str, mixed: Path, lua_env: dict[str, str], env: dict[str, str], watched: Watched, redis
+) -> dict:
+    """The mix held for --soak minutes, `manas360 maintenance all` every minute beside it; RSS
+    of every worker and Redis's key count sampled every 30 s."""
+    seconds = int(args.soak * 60)
+    log(f"soak: {args.connections} connections for {seconds}s, maintenance every 60 s")
+    keys_before = _redis_keys(*redis)
+    load = subprocess.Popen(
+        [
+            "wrk",
+            f"-t{args.connections}",
+            f"-c{args.connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(mixed),
+            url,
+        ],
+        env={**os.environ, **lua_env, "BENCH_THREADS": str(args.connections)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started = time.monotonic()
+    samples: dict[str, list[tuple[float, float]]] = {}
+    maintenance_runs, maintenance_failures, next_maintenance = 0, 0, started + 30
+    keys = [(0.0, float(keys_before))]
+    while load.poll() is None:
+        now = time.monotonic() - started
+        for role, mib in watched.rss_mib().items():
+            if role.startswith("worker"):
+                samples.setdefault(role, []).append((now, mib))
+        keys.append((now, float(_redis_keys(*redis))))
+        if time.monotonic() >= next_maintenance:
+            done = subprocess.run([PY, "-m", "manas360.cli", "maintenance", "all"], env=env, capture_output=True)
+            maintenance_runs += 1
+            maintenance_failures += done.returncode != 0
+            next_maintenance += 60
+        time.sleep(max(0.0, 30 - (time.monotonic() - started - now)))
+    out = load.stdout.read() if load.stdout else ""
+    kinds = {kind: (int(n), int(e)) for kind, n, e in re.findall(r"MIXED kind (\w+) (\d+) (\d+)", out)}
+    total = re.search(r"MIXED total (\d+) (\d+)", out)
+    return {
+        "seconds": seconds,
+        "requests": int(total.group(1)) if total else 0,
+        "errors": sum(e for _, e in kinds.values()),
+        "slopes": {role: _slope_mib_per_min(points) for role, points in samples.items()},
+        "rss_first_last": {role: (points[0][1], points[-1][1]) for role, points in samples.items()},
+        "keys_before": keys_before,
+        "keys_after": int(keys[-1][1]),
+        "keys_max": int(max(k for _, k in keys)),
+        "maintenance": (maintenance_runs, maintenance_failures),
+    }
+
+
+def render(r: dict, *, args: argparse.Namespace) -> str:
+    steady = r["steady"]
+    kinds = steady["kinds"]
+    total_errors = sum(e for _, e in kinds.values()) + steady["socket_errors"]
+    cpu, rss = steady["cpu"], steady["rss"]
+    cores = os.cpu_count() or 1
+    busy = sum(cpu.values())
+
+    def per_core(run: dict) -> str:
+        used = sum(v for k, v in run["cpu"].items() if k != "wrk")
+        return (
+            f"{run['rps']:,.1f} req/s with {used:.2f} cores busy (service, Redis, PostgreSQL) "
+            f"= **{run['rps'] / used:,.1f} per core**"
+        )
+
+    rows = [
+        ("mix (share of requests)", ", ".join(f"{kind} {share:.2%}".replace(".00%", "%") for kind, share, _ in MIX)),
+        (
+            "ramp (connections: req/s · p99)",
+            " → ".join(f"{c}: {s['rps']:,.0f} · {s['p99_ms']:.1f} ms" for c, s in r["stages"]),
+        ),
+        ("average latency", f"{steady['avg_ms']:.1f} ms"),
+        ("p95 · p99 latency", f"{steady['p95_ms']:.1f} ms · {steady['p99_ms']:.1f} ms"),
+        (
+            "error rate (HTTP ≥ 400 or socket errors)",
+            f"{total_errors / max(steady['requests'], 1):.3%} ({total_errors} of {steady['requests']:,})",
+        ),
+        ("requests/s", f"**{steady['rps']:,.0f}**"),
+        ("SQL statements (transactions) per request", f"{steady['sql_per_request']:.3f}"),
+        (
+            "… per request of each kind alone (3 s each, warm)",
+            ", ".join(f"{kind} {value:.2f}" for kind, value in r["sql_by_kind"].items()),
+        ),
+        (
+            "requests per kind (errors)",
+            ", ".join(f"{k} {n:,} ({e})" for k, (n, e) in kinds.items()),
+        ),
+        *[(f"first error of {kind}", f"`{sample}`") for kind, sample in steady.get("samples", {}).items()],
+        (
+            f"CPU, cores busy of {cores} (per process)",
+            f"{busy:.2f} in all: " + ", ".join(f"{role} {value:.2f}" for role, value in cpu.items()),
+        ),
+        ("RSS at the end (per process)", ", ".join(f"{role} {mib:.0f} MiB" for role, mib in rss.items())),
+        (
+            "Redis at the end: used_memory · keys",
+            f"{r['redis_memory'] / 2**20:.0f} MiB · {r['redis_keys']:,} keys",
+        ),
+        ("PostgreSQL database size at the end", f"{r['pg_size'] / 2**20:.0f} MiB"),
+        ("refresh alone (-c16)", per_core(r["refresh_alone"])),
+        ("password login alone (-c8)", per_core(r["login_alone"])),
+    ]
+    if "soak" in r:
+        soak = r["soak"]
+        rows += [
+            (
+                f"soak: {soak['seconds'] / 60:.0f} min, maintenance all every minute ({soak['maintenance'][0]} runs, "
+                f"{soak['maintenance'][1]} failed)",
+                f"{soak['requests']:,} requests, {soak['errors']} errors",
+            ),
+            (
+                "soak: worker RSS first → last · slope",
+                ", ".join(
+                    f"{role} {first:.0f} → {last:.0f} MiB · {soak['slopes'][role]:+.2f} MiB/min"
+                    for role, (first, last) in soak["rss_first_last"].items()
+                ),
+            ),
+            (
+                "soak: Redis keys before · max · after",
+                f"{soak['keys_before']:,} · {soak['keys_max']:,} · {soak['keys_after']:,}",
+            ),
+        ]
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    where = "3-master Redis Cluster" if args.cluster else "single Redis"
+    head = (
+        f"### {now} — mixed workload, {where}: {args.users:,} users, {cores} cores ({cpu_model()}), "
+        f"Python {platform.python_version()}, {args.workers} workers, wrk one connection per thread, "
+        f"{args.connections} connections for {args.steady}s after the ramp; load average before "
+        f"{r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}\n\n"
+        "| measure | result |\n|---|---|\n"
+    )
+    return head + "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
