@@ -19,11 +19,13 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
+from scripts.bench_procs import Watched, service_processes
 from scripts.bench_run import (
     GATED_LUA,
     PY,
@@ -95,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             run_cli("migrate", env=env)
             run_cli("seed", env=env)
             run_cli("seed", "--users", "1000", env=env)
+            redis_pid = procs.running[-1].pid
             servers = {"single": (single_port, env["REDIS_URL"]), "cluster": (cluster_port, cluster.url)}
+            serves = {}
             for name, (port, redis_url) in servers.items():
-                procs.start(
+                serves[name] = procs.start(
                     [PY, "-m", "manas360.cli", "serve"],
                     log_path=tmp / f"serve-{name}.log",
                     env={
@@ -109,6 +113,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for name, (port, _) in servers.items():
                 wait_http(f"http://127.0.0.1:{port}/health/ready", log_path=tmp / f"serve-{name}.log")
+            time.sleep(1)  # every worker has started
+            # Each server's runs are watched with its own Redis: the single node, or the three masters.
+            watched = {
+                "single": Watched({**service_processes(serves["single"]), "redis": [redis_pid]}),
+                "cluster": Watched(
+                    {
+                        **service_processes(serves["cluster"]),
+                        **{f"redis {n}": [p.pid] for n, p in enumerate(cluster.processes, 1)},
+                    }
+                ),
+            }
 
             emails = asyncio.run(_premium_emails(f"{base_url.replace('postgres://', 'postgresql://', 1)}/{database}"))
             log(f"logging in {len(emails)} premium users")
@@ -120,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
 
             def gated(name: str, seconds: int = args.duration) -> dict[str, float]:
                 url = f"http://127.0.0.1:{servers[name][0]}/api/v1/premium/dashboard"
-                return wrk(url, seconds=seconds, connections=args.connections, script=gated_lua, env=lua_env)
+                return wrk(
+                    url,
+                    seconds=seconds,
+                    connections=args.connections,
+                    script=gated_lua,
+                    env=lua_env,
+                    watched=watched[name],
+                )
 
             for name in servers:  # warm-up: caches filled, connections open, slot map loaded
                 gated(name, seconds=2)
@@ -138,6 +160,17 @@ def main(argv: list[str] | None = None) -> int:
 
     publish(render(results, args=args), append=not args.no_append)
     return 0
+
+
+def _cpu_per_request(runs: list[dict]) -> dict[str, float]:
+    """Microseconds of CPU each role spent per request, averaged over the rounds; "all" first.
+    Sanic's main processes (idle) are left out, workers and Redis nodes summed by kind too."""
+    per_round = [{role: 1e6 * cores / run["rps"] for role, cores in run["cpu"].items()} for run in runs]
+    roles = [role for role in per_round[0] if "serve main" not in role]
+    mean = {role: statistics.fmean(r[role] for r in per_round) for role in roles}
+    workers = sum(us for role, us in mean.items() if role.startswith("worker"))
+    redis = sum(us for role, us in mean.items() if role.startswith("redis"))
+    return {"all": sum(mean.values()), "workers": workers, "redis (all nodes)": redis, **mean}
 
 
 def render(r: dict, *, args: argparse.Namespace) -> str:
@@ -167,6 +200,14 @@ def render(r: dict, *, args: argparse.Namespace) -> str:
             "req/s per round, single · cluster",
             " · ".join(f"{s['rps']:,.0f}/{c['rps']:,.0f}" for s, c in zip(single, cluster, strict=True)),
         ),
+        *[
+            (
+                f"{name}: CPU per request (µs, mean of rounds) · cores busy",
+                ", ".join(f"{role} {us:.0f}" for role, us in _cpu_per_request(rs).items())
+                + f" · {sum(statistics.fmean(run['cpu'][role] for run in rs) for role in rs[0]['cpu']):.2f}",
+            )
+            for name, rs in runs.items()
+        ],
         ("non-2xx or socket errors (both)", f"{errors}"),
         ("load average (1/5/15 min) before · after", f"{r['load_before']} · {r['load_after']}"),
     ]

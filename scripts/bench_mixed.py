@@ -34,19 +34,25 @@ import platform
 import re
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
+from scripts.bench_procs import (
+    Watched,
+    postgres_backends,
+    redis_info,
+    redis_keys,
+    run_watched,
+    service_processes,
+    slope_per_min,
+)
 from scripts.bench_run import (
     PY,
     SYNTHETIC_PASSWORD,
@@ -56,11 +62,13 @@ from scripts.bench_run import (
     cpu_model,
     free_port,
     log,
+    mint_tokens,
     pg_counter,
     publish,
     run_cli,
     start_redis,
     wait_http,
+    wrk_summary,
 )
 
 MIX = (
@@ -212,79 +220,6 @@ end
 """.replace("PASSWORD", SYNTHETIC_PASSWORD)
 
 
-# --- processes and their CPU / memory --------------------------------------------------------
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Watched:
-    """The processes whose CPU and memory the report lists, by role."""
-
-    roles: dict[str, list[int]] = field(default_factory=dict)
-
-    def cpu_ticks(self) -> dict[str, int]:
-        return {role: sum(_ticks(pid) for pid in pids) for role, pids in self.roles.items()}
-
-    def rss_mib(self) -> dict[str, float]:
-        return {role: sum(_rss_kib(pid) for pid in pids) / 1024 for role, pids in self.roles.items()}
-
-
-def _ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(match.group(1)) if match else 0
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(child) for child in out]
-
-
-def _service_processes(serve: subprocess.Popen) -> dict[str, list[int]]:
-    """Sanic's main process (and its state manager) and each worker, by role."""
-    roles: dict[str, list[int]] = {"serve main": [serve.pid]}
-    workers = []
-    for child in _children(serve.pid):
-        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-            workers.append(child)
-        else:
-            roles["serve main"].append(child)
-    for number, pid in enumerate(sorted(workers), 1):
-        roles[f"worker {number}"] = [pid]
-    return roles
-
-
-def _postgres_backends(database: str) -> list[int]:
-    """PostgreSQL's processes that serve the bench: the postmaster, its background processes
-    and the backends connected to the bench database (not other databases' backends)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        client_backend = re.match(r"postgres: \S+: \S+ \S+ ", cmdline)  # "postgres: 15/main: user db host ..."
-        if "bin/postgres " in cmdline or (cmdline.startswith("postgres: ") and not client_backend):
-            pids.append(int(entry.name))
-        elif client_backend and f" {database} " in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 # --- the population --------------------------------------------------------------------------
 
 
@@ -339,100 +274,34 @@ async def _open_sessions(env: dict[str, str], user_ids: list[str]) -> list[str]:
     return tokens
 
 
-def _mint(env: dict[str, str], user_ids: list[str], *, aal: int = 1) -> list[str]:
-    from manas360.services.auth.tokens import build_codec
-    from manas360.settings import load_settings
-
-    codec = build_codec(load_settings(env))
-    now = time.time()
-    return [codec.encode(user_id=user_id, session_id=str(uuid.uuid4()), now=now, aal=aal)[0] for user_id in user_ids]
-
-
 # --- running wrk -----------------------------------------------------------------------------
 
 
 def _wrk(
     url: str, *, seconds: int, connections: int, script: Path, env: dict[str, str], watched: Watched | None = None
 ) -> dict[str, object]:
-    """One wrk run (threads = connections); its MIXED lines parsed, and the CPU each watched
-    role used meanwhile (wrk's own included)."""
+    """One wrk run (threads = connections); its MIXED lines parsed, and the cores each watched
+    role kept busy meanwhile (wrk's own included)."""
     command = ["wrk", f"-t{connections}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
-    before = watched.cpu_ticks() if watched else {}
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [*command, url],
-        env={**os.environ, **env, "BENCH_THREADS": str(connections)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    wrk_ticks = 0
-    while process.poll() is None:
-        wrk_ticks = max(wrk_ticks, _ticks(process.pid))
-        time.sleep(0.2)
-    out = process.stdout.read() if process.stdout else ""
-    elapsed = time.monotonic() - started
-    result: dict[str, object] = {"out": out, "seconds": elapsed}
-    if watched:
-        after = watched.cpu_ticks()
-        cpu = {role: (after[role] - before.get(role, 0)) / CLK_TCK / elapsed for role in after}
-        cpu["wrk"] = wrk_ticks / CLK_TCK / elapsed
-        result["cpu"] = cpu
+    out, cpu = run_watched([*command, url], env={**env, "BENCH_THREADS": str(connections)}, watched=watched)
+    result: dict[str, object] = {"out": out, **({"cpu": cpu} if watched else {})}
     total = re.search(r"MIXED total (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
-    if total:
-        requests, duration_us, mean, p50, p95, p99, top, socket_errors = total.groups()
-        result.update(
-            requests=int(requests),
-            rps=int(requests) / (int(duration_us) / 1e6),
-            avg_ms=float(mean) / 1000,
-            p50_ms=float(p50) / 1000,
-            p95_ms=float(p95) / 1000,
-            p99_ms=float(p99) / 1000,
-            max_ms=float(top) / 1000,
-            socket_errors=int(socket_errors),
-            kinds={kind: (int(n), int(e)) for kind, n, e in re.findall(r"MIXED kind (\w+) (\d+) (\d+)", out)},
-            samples=dict(re.findall(r"MIXED sample (\w+) (.*)", out)),
-        )
-    else:
-        requests = re.search(r"(\d+) requests in", out)
-        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        result.update(
-            requests=int(requests.group(1)) if requests else 0,
-            rps=float(rps.group(1)) if rps else 0.0,
-            non2xx=int(bad.group(1)) if bad else 0,
-        )
-    return result
-
-
-def _redis_info(ports: list[int], password: str | None, section: str, field_name: str) -> int:
-    total = 0
-    for port in ports:
-        env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
-        info = subprocess.run(
-            ["redis-cli", "-p", str(port), "info", section], capture_output=True, text=True, env=env
-        ).stdout
-        match = re.search(rf"{field_name}:(\d+)", info)
-        total += int(match.group(1)) if match else 0
-    return total
-
-
-def _redis_keys(ports: list[int], password: str | None) -> int:
-    total = 0
-    for port in ports:
-        env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
-        out = subprocess.run(["redis-cli", "-p", str(port), "dbsize"], capture_output=True, text=True, env=env).stdout
-        total += int(out.strip() or 0)
-    return total
-
-
-def _slope_mib_per_min(samples: list[tuple[float, float]]) -> float:
-    """Least-squares slope of (seconds, MiB) samples, in MiB per minute."""
-    if len(samples) < 2:
-        return 0.0
-    xs, ys = [s[0] for s in samples], [s[1] for s in samples]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+    if total is None:  # a script without the MIXED report: wrk's own summary
+        return {**result, **wrk_summary(out)}
+    requests, duration_us, mean, p50, p95, p99, top, socket_errors = total.groups()
+    return {
+        **result,
+        "requests": int(requests),
+        "rps": int(requests) / (int(duration_us) / 1e6),
+        "avg_ms": float(mean) / 1000,
+        "p50_ms": float(p50) / 1000,
+        "p95_ms": float(p95) / 1000,
+        "p99_ms": float(p99) / 1000,
+        "max_ms": float(top) / 1000,
+        "socket_errors": int(socket_errors),
+        "kinds": {kind: (int(n), int(e)) for kind, n, e in re.findall(r"MIXED kind (\w+) (\d+) (\d+)", out)},
+        "samples": dict(re.findall(r"MIXED sample (\w+) (.*)", out)),
+    }
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -492,10 +361,10 @@ def main(argv: list[str] | None = None) -> int:
             users, premium, emails, admin_id = asyncio.run(_population(dsn))
             log(f"{len(users):,} users ({len(premium):,} premium): minting tokens, opening {args.sessions:,} sessions")
             files = {
-                "BENCH_ACCESS": "\n".join(_mint(env, users)),
-                "BENCH_PREMIUM": "\n".join(_mint(env, premium)),
+                "BENCH_ACCESS": "\n".join(mint_tokens(env, users)),
+                "BENCH_PREMIUM": "\n".join(mint_tokens(env, premium)),
                 "BENCH_EMAILS": "\n".join(emails),
-                "BENCH_ADMIN": _mint(env, [admin_id], aal=2)[0],
+                "BENCH_ADMIN": mint_tokens(env, [admin_id], aal=2)[0],
             }
             lua_env = {}
             for name, text in files.items():
@@ -521,10 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             url = f"http://127.0.0.1:{app_port}"
             wait_http(url + "/health/ready", log_path=tmp / "serve.log")
             time.sleep(1)  # every worker has started
-            watched = Watched({**_service_processes(serve)})
+            watched = Watched(service_processes(serve))
             for number, pid in enumerate(redis_pids, 1):
                 watched.roles[f"redis {number}" if len(redis_pids) > 1 else "redis"] = [pid]
-            watched.roles["postgresql"] = _postgres_backends(database)
+            watched.roles["postgresql"] = postgres_backends(database)
 
             stages = []
             for connections in (int(c) for c in args.ramp.split(",") if c.strip()):
@@ -536,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
             results["stages"] = stages
-            watched.roles["postgresql"] = _postgres_backends(database)  # the pool's backends are open now
+            watched.roles["postgresql"] = postgres_backends(database)  # the pool's backends are open now
             log(f"measured phase: {args.connections} connections for {args.steady}s")
             steady_env = fresh(args.sessions)
             sql_before = asyncio.run(pg_counter(admin_dsn, database))
@@ -556,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                 after = asyncio.run(pg_counter(admin_dsn, database))
                 sql_by_kind[kind] = (after - before) / max(int(alone["requests"]), 1)
             results["sql_by_kind"] = sql_by_kind
-            results["redis_memory"] = _redis_info(redis_ports, redis_password, "memory", "used_memory")
-            results["redis_keys"] = _redis_keys(redis_ports, redis_password)
+            results["redis_memory"] = redis_info(redis_ports, "memory", "used_memory", password=redis_password)
+            results["redis_keys"] = redis_keys(redis_ports, password=redis_password)
             results["pg_size"] = asyncio.run(_pg_size(admin_dsn, database))
 
             if args.soak:
@@ -616,7 +485,7 @@ def _soak(
     of every worker and Redis's key count sampled every 30 s."""
     seconds = int(args.soak * 60)
     log(f"soak: {args.connections} connections for {seconds}s, maintenance every 60 s")
-    keys_before = _redis_keys(*redis)
+    keys_before = redis_keys(redis[0], password=redis[1])
     load = subprocess.Popen(
         [
             "wrk",
@@ -642,7 +511,7 @@ def _soak(
         for role, mib in watched.rss_mib().items():
             if role.startswith("worker"):
                 samples.setdefault(role, []).append((now, mib))
-        keys.append((now, float(_redis_keys(*redis))))
+        keys.append((now, float(redis_keys(redis[0], password=redis[1]))))
         if time.monotonic() >= next_maintenance:
             done = subprocess.run([PY, "-m", "manas360.cli", "maintenance", "all"], env=env, capture_output=True)
             maintenance_runs += 1
@@ -656,7 +525,7 @@ def _soak(
         "seconds": seconds,
         "requests": int(total.group(1)) if total else 0,
         "errors": sum(e for _, e in kinds.values()),
-        "slopes": {role: _slope_mib_per_min(points) for role, points in samples.items()},
+        "slopes": {role: slope_per_min(points) for role, points in samples.items()},
         "rss_first_last": {role: (points[0][1], points[-1][1]) for role, points in samples.items()},
         "keys_before": keys_before,
         "keys_after": int(keys[-1][1]),

@@ -22,11 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+
+from scripts.bench_procs import Watched, postgres_backends, redis_cli, redis_info, run_watched, service_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -157,23 +161,41 @@ def run_cli(*args: str, env: dict[str, str]) -> str:
 
 
 def wrk(
-    url: str, *, seconds: int, connections: int, script: Path | None = None, env: dict[str, str] | None = None
-) -> dict[str, float]:
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    script: Path | None = None,
+    env: dict[str, str] | None = None,
+    watched: Watched | None = None,
+) -> dict[str, Any]:
+    """One wrk run (two threads, latency percentiles); with `watched`, the cores each watched
+    role (and wrk) kept busy meanwhile, under "cpu"."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         command[1:1] = ["-s", str(script)]
-    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    out, cpu = run_watched(command, env=env or {}, watched=watched)
+    return {
+        **wrk_summary(out),
+        "p50": _latency(out, "50%"),
+        "p99": _latency(out, "99%"),
+        **({"cpu": cpu} if watched else {}),
+    }
+
+
+def wrk_summary(out: str) -> dict[str, Any]:
+    """Requests, req/s, non-2xx responses and socket errors from wrk's own summary."""
+    requests = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if requests is None or rps is None:
+        raise SystemExit(f"bench: wrk printed no summary:\n{out[-2000:]}")
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
-        "rps": rps,
-        "requests": total,
+        "rps": float(rps.group(1)),
+        "requests": int(requests.group(1)),
         "non2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": sum(map(int, errors.groups())) if errors else 0,
-        "p50": _latency(out, "50%"),
-        "p99": _latency(out, "99%"),
     }
 
 
@@ -201,29 +223,10 @@ def redis_calls(port: int) -> tuple[int, int]:
     version is read inside the script since 2026-11-26; before, a GET beside it). Redis
     counts a script's own commands under their names too, so only EVALSHA/EVAL are counted
     as sent; runs before that date counted the GET as well (EVALSHA × 2 + GET = 3.00)."""
-    info = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True).stdout
-    calls = {name: int(n) for name, n in re.findall(r"cmdstat_(\w+):calls=(\d+)", info)}
+    stats = redis_cli(port, "info", "commandstats")
+    calls = {name: int(n) for name, n in re.findall(r"cmdstat_(\w+):calls=(\d+)", stats)}
     sent = sum(calls.get(name, 0) for name in ("evalsha", "eval"))
     return sent, sum(calls.values())
-
-
-def redis_memory(port: int) -> int:
-    info = subprocess.run(["redis-cli", "-p", str(port), "info", "memory"], capture_output=True, text=True).stdout
-    return int(re.search(r"used_memory:(\d+)", info).group(1))
-
-
-def worker_peak_rss_mib(serve: subprocess.Popen) -> list[float]:
-    children = subprocess.run(["pgrep", "-P", str(serve.pid)], capture_output=True, text=True).stdout.split()
-    peaks = []
-    for pid in children:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        match = re.search(r"VmHWM:\s+(\d+) kB", status)
-        if match and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():  # the workers
-            peaks.append(int(match.group(1)) / 1024)
-    return sorted(peaks)
 
 
 def bcrypt_verify_s(cost: int) -> float:
@@ -251,10 +254,9 @@ def log_in(url: str, emails: list[str]) -> list[str]:
     return asyncio.run(all_of_them())
 
 
-def mint_tokens(env: dict[str, str], user_ids: list[str]) -> list[str]:
+def mint_tokens(env: dict[str, str], user_ids: list[str], *, aal: int = 1) -> list[str]:
     """Access tokens for `user_ids`, signed with the service's own key (JWT_SECRET of `env`),
     each with a session id of its own: what a population of logged-in users presents."""
-    import uuid
 
     from manas360.services.auth.tokens import build_codec
     from manas360.settings import load_settings
@@ -262,16 +264,22 @@ def mint_tokens(env: dict[str, str], user_ids: list[str]) -> list[str]:
     codec = build_codec(load_settings(env))
     now_ms = int(time.time() * 1000)
     return [
-        codec.encode(user_id=user_id, session_id=str(uuid.uuid4()), now=now_ms / 1000, extra={"iat_ms": now_ms})[0]
+        codec.encode(
+            user_id=user_id, session_id=str(uuid.uuid4()), now=now_ms / 1000, extra={"iat_ms": now_ms}, aal=aal
+        )[0]
         for user_id in user_ids
     ]
 
 
-def token_cache_counts(url: str) -> tuple[float, float]:
-    """(hits, misses) of the verified-token cache over every worker, from /metrics."""
+def cache_counts(url: str) -> dict[str, float]:
+    """Hits and misses of the verified-token cache and of the user contexts in Redis, over
+    every worker, from /metrics ("token hit", "token miss", "context hit", "context miss")."""
     text = httpx.get(url + "/metrics", timeout=10).text
-    found = dict(re.findall(r'^manas360_token_cache_total\{result="(hit|miss)"\} ([\d.e+]+)$', text, re.M))
-    return float(found.get("hit", 0)), float(found.get("miss", 0))
+    counts = {}
+    for name, metric in (("token", "manas360_token_cache_total"), ("context", "manas360_entitlement_cache_total")):
+        found = dict(re.findall(rf'^{metric}\{{result="(hit|miss)"\}} ([\d.e+]+)$', text, re.M))
+        counts[f"{name} hit"], counts[f"{name} miss"] = float(found.get("hit", 0)), float(found.get("miss", 0))
+    return counts
 
 
 def bench_env(*, base_url: str, database: str, redis_port: int, workers: int) -> dict[str, str]:
@@ -353,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_recreate(admin_dsn, database))
         start_redis(procs, port=redis_port, tmp=tmp, env=env)
+        redis_pid = procs.running[-1].pid
         log("migrating and seeding")
         run_cli("migrate", env=env)
         run_cli("seed", env=env)
@@ -362,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         app_url = f"http://127.0.0.1:{app_port}"
         wait_http(app_url + "/health/ready", log_path=tmp / "serve.log")
         wait_http(bare_url, log_path=tmp / "bare.log")
+        time.sleep(1)  # every worker has started
+        watched = Watched(service_processes(serve))
+        watched.roles["redis"] = [redis_pid]
 
         emails = asyncio.run(_premium_emails(f"{base_url.replace('postgres://', 'postgresql://', 1)}/{database}"))
         log(f"logging in {len(emails)} premium users")
@@ -397,13 +409,13 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"seeding to {args.users} users and warming")
         run_cli("seed", "--users", str(args.users), env=env)
-        subprocess.run(["redis-cli", "-p", str(redis_port), "flushdb"], capture_output=True)
-        flushed = redis_memory(redis_port)
+        redis_cli(redis_port, "flushdb")
+        flushed = redis_info([redis_port], "memory", "used_memory")
         warm_started = time.monotonic()
         warm_out = run_cli("warm-cache", env=env)
         results["warm_s"] = time.monotonic() - warm_started
         warmed = int(re.search(r"warm-cache: (\d+) users", warm_out).group(1))
-        results["redis_bytes_per_user"] = (redis_memory(redis_port) - flushed) / warmed
+        results["redis_bytes_per_user"] = (redis_info([redis_port], "memory", "used_memory") - flushed) / warmed
         results["warmed"] = warmed
         gated(seconds=2)
         results["large"] = against_bare()
@@ -430,18 +442,16 @@ def main(argv: list[str] | None = None) -> int:
         results["sql_per_request"] = (sql_after - sql_before) / gated_requests
         results["redis_sent"] = (redis_after[0] - redis_before[0]) / gated_requests
         results["redis_executed"] = (redis_after[1] - redis_before[1]) / gated_requests
+        watched.roles["postgresql"] = postgres_backends(database)  # the pools' backends are open now
         results["populations"] = population_runs(
-            args,
-            env=env,
-            tmp=tmp,
-            app_url=app_url,
-            bare_url=bare_url,
-            database_dsn=f"{base_url.replace('postgres://', 'postgresql://', 1)}/{database}",
+            args, env=env, tmp=tmp, app_url=app_url, bare_url=bare_url, database=database, watched=watched
         )
 
         log("logins")
         results["verify_s"] = bcrypt_verify_s(cost)
-        results["logins"] = wrk(app_url, seconds=args.duration, connections=8, script=login_lua, env=lua_env)
+        results["logins"] = wrk(
+            app_url, seconds=args.duration, connections=8, script=login_lua, env=lua_env, watched=watched
+        )
         log("gated GET alone and beside a login storm (-c32)")
         results["gated_c32"] = gated(connections=32)
         with tempfile.TemporaryFile() as sink:
@@ -454,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
             results["gated_storm"] = gated(connections=32)
             storm.wait()
-        results["rss"] = worker_peak_rss_mib(serve)
+        results["rss"] = [mib for role, mib in watched.peak_rss_mib().items() if role.startswith("worker")]
     finally:
         procs.stop_all()
         asyncio.run(_drop(admin_dsn, database))
@@ -470,15 +480,25 @@ PREMIUM_ROUTE, MEMBER_ROUTE = "/api/v1/premium/dashboard", "/api/v1/dashboard"
 
 
 def population_runs(
-    args, *, env: dict[str, str], tmp: Path, app_url: str, bare_url: str, database_dsn: str
+    args, *, env: dict[str, str], tmp: Path, app_url: str, bare_url: str, database: str, watched: Watched
 ) -> list[dict[str, object]]:
     """Each population: that many distinct users' tokens (minted with the service's key),
-    cycled by wrk, alternated with bare round by round; the cache hit rate from /metrics.
+    cycled by wrk, alternated with bare round by round; the hit rates of the verified-token
+    cache and of the user contexts in Redis (from /metrics), the SQL per request, and the
+    cores each process kept busy.
 
     The premium-gated GET needs users whose plan has the feature: about 15% of synthetic
     users. A population larger than those is run on the permission-gated GET
-    (`/api/v1/dashboard`, every member may), which takes the same path through the guard."""
+    (`/api/v1/dashboard`, every member may), which takes the same path through the guard.
+
+    A population that has been using the service has its users' contexts in Redis, for
+    CONTEXT_TTL_S after each was loaded: the cache is warmed (`manas360 warm-cache`) before
+    each population, and its runs (the warm-up below plus the rounds) end within that time.
+    Without it, the 100,000-user run met contexts an earlier phase had loaded more than 300 s
+    before, and measured PostgreSQL reloading each of them (1,903 req/s, 2026-12-07)."""
     sizes = [int(size) for size in args.populations.split(",") if size.strip()]
+    database_dsn = env["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+    admin_dsn = database_dsn.rsplit("/", 1)[0] + "/postgres"
     results = []
     for size in sizes:
         premium = asyncio.run(_user_ids(database_dsn, size, premium=True))
@@ -487,45 +507,62 @@ def population_runs(
             if len(premium) >= size
             else (MEMBER_ROUTE, asyncio.run(_user_ids(database_dsn, size, premium=False)))
         )
-        log(f"population of {len(ids):,} users on {route}: minting tokens, {args.rounds} alternated rounds")
+        log(f"population of {len(ids):,} users on {route}: minting tokens, warming, {args.rounds} alternated rounds")
         tokens_path = tmp / f"tokens-{size}"
         tokens_path.write_text("\n".join(mint_tokens(env, ids)) + "\n")
         script = tmp / "population.lua"
         script.write_text(POPULATION_LUA)
         lua_env = {"BENCH_TOKENS": str(tokens_path)}
+        run_cli("warm-cache", env=env)
         # A real population's tokens were seen before: warm until (nearly) every worker's cache
         # holds them all, or for at most WARM_LIMIT_S (the hit rate then says how far it got).
         warm_until = time.monotonic() + WARM_LIMIT_S
         while time.monotonic() < warm_until:
-            hits, misses = token_cache_counts(app_url)
+            before = cache_counts(app_url)
             wrk(app_url + route, seconds=4, connections=args.connections, script=script, env=lua_env)
             time.sleep(1.2)  # every worker publishes its counts within a second
-            new_hits, new_misses = token_cache_counts(app_url)
-            if new_misses - misses <= 0.01 * (new_hits - hits + new_misses - misses):
+            after = cache_counts(app_url)
+            hits, misses = after["token hit"] - before["token hit"], after["token miss"] - before["token miss"]
+            if misses <= 0.01 * (hits + misses):
                 break
         bare_runs, runs = [], []
-        hits_before, misses_before = token_cache_counts(app_url)
+        counts_before = cache_counts(app_url)
+        sql_before = asyncio.run(pg_counter(admin_dsn, database))
         for _ in range(args.rounds):
             bare_runs.append(
                 wrk(bare_url, seconds=args.duration, connections=args.connections, script=script, env=lua_env)
             )
             runs.append(
-                wrk(app_url + route, seconds=args.duration, connections=args.connections, script=script, env=lua_env)
+                wrk(
+                    app_url + route,
+                    seconds=args.duration,
+                    connections=args.connections,
+                    script=script,
+                    env=lua_env,
+                    watched=watched,
+                )
             )
-        time.sleep(1.5)  # every worker publishes its counts within a second
-        hits_after, misses_after = token_cache_counts(app_url)
-        hits, misses = hits_after - hits_before, misses_after - misses_before
+        sql_after = asyncio.run(pg_counter(admin_dsn, database))  # waits past the metrics' publishing second too
+        counts = {name: value - counts_before[name] for name, value in cache_counts(app_url).items()}
+        requests = sum(run["requests"] for run in runs)
         results.append(
             {
                 "size": len(ids),
                 "route": route,
                 "bare": _median_run(bare_runs),
                 "run": _median_run(runs),
-                "errors": sum(r["non2xx"] + r["socket_errors"] for r in runs),
-                "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+                "errors": sum(run["non2xx"] + run["socket_errors"] for run in runs),
+                "token_hit_rate": _rate(counts["token hit"], counts["token miss"]),
+                "context_hit_rate": _rate(counts["context hit"], counts["context miss"]),
+                "sql_per_request": (sql_after - sql_before) / max(requests, 1),
+                "cpu": {role: statistics.fmean(run["cpu"][role] for run in runs) for role in runs[0]["cpu"]},
             }
         )
     return results
+
+
+def _rate(hits: float, misses: float) -> float:
+    return hits / (hits + misses) if hits + misses else 0.0
 
 
 async def _user_ids(dsn: str, limit: int, *, premium: bool) -> list[str]:
@@ -579,6 +616,33 @@ async def _drop(admin_dsn: str, database: str) -> None:
         await conn.close()
 
 
+def _population_rows(pop: dict) -> list[tuple[str, str]]:
+    run, bare = pop["run"], pop["bare"]
+    per_request = {role: 1e6 * cores / run["rps"] for role, cores in pop["cpu"].items()}
+    return [
+        (
+            f"{pop['size']:,} distinct users' tokens, {pop['route']}: req/s · p99 · ratio to bare (same rounds) "
+            "· p99 ratio",
+            f"{run['rps']:,.0f} · {run['p99']:.2f} ms · **{run['rps'] / bare['rps']:.2f}** · "
+            f"**{run['p99'] / bare['p99']:.2f}**" + (f" ({pop['errors']} errors)" if pop["errors"] else ""),
+        ),
+        (
+            f"… {pop['size']:,} users: hit rates (verified-token cache · user context in Redis) · SQL per request",
+            f"{pop['token_hit_rate']:.1%} · {pop['context_hit_rate']:.1%} · {pop['sql_per_request']:.4f}",
+        ),
+        (
+            f"… {pop['size']:,} users: CPU per request (µs) · cores busy",
+            ", ".join(f"{role} {us:.0f}" for role, us in per_request.items() if us >= 0.5) + f" · {_cores(pop['cpu'])}",
+        ),
+    ]
+
+
+def _cores(cpu: dict[str, float]) -> str:
+    """Cores busy in all and by role (roles under 0.005 left out)."""
+    busy = ", ".join(f"{role} {cores:.2f}" for role, cores in cpu.items() if cores >= 0.005)
+    return f"{sum(cpu.values()):.2f} ({busy})"
+
+
 def render(r: dict, *, args, cost: int) -> str:
     bare, gated = r["bare"], r["gated"]
     cpu = cpu_model()
@@ -603,17 +667,7 @@ def render(r: dict, *, args, cost: int) -> str:
             "middleware only: /health/live req/s · its ratio to bare (both static requests)",
             f"{r['live']['rps']:,.0f} · **{r['live']['rps'] / r['bare_static']['rps']:.2f}**",
         ),
-        *[
-            (
-                f"{pop['size']:,} distinct users' tokens, {pop['route']}: req/s · p99 · ratio to bare (same rounds) "
-                "· p99 ratio · token cache hit rate",
-                f"{pop['run']['rps']:,.0f} · {pop['run']['p99']:.2f} ms · "
-                f"**{pop['run']['rps'] / pop['bare']['rps']:.2f}** · "
-                f"**{pop['run']['p99'] / pop['bare']['p99']:.2f}** · "
-                f"{pop['hit_rate']:.1%}" + (f" ({pop['errors']} errors)" if pop["errors"] else ""),
-            )
-            for pop in r["populations"]
-        ],
+        *[row for pop in r["populations"] for row in _population_rows(pop)],
         ("SQL statements per gated request", f"{r['sql_per_request']:.4f}"),
         (
             "Redis commands per gated request: sent by the service (EVALSHA) · executed incl. inside scripts",
@@ -621,7 +675,7 @@ def render(r: dict, *, args, cost: int) -> str:
         ),
         (
             f"logins/s (BCRYPT_COST={cost}, wrk -c8) vs bound {cores} cores / {r['verify_s'] * 1000:.0f} ms verify",
-            f"{logins:.1f} vs {bound:.1f} = **{logins / bound:.0%}**",
+            f"{logins:.1f} vs {bound:.1f} = **{logins / bound:.0%}**; cores busy: {_cores(r['logins']['cpu'])}",
         ),
         (
             "gated p99 alone · beside a login storm (-c32)",
