@@ -14,6 +14,7 @@ after the demotion dropped the entry.
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -299,30 +300,50 @@ def request_check_from_reply(reply: list[Any], *, client_checked: bool) -> Reque
     )
 
 
-async def store_user_states(store: Store, *, states: list[UserFill], context_ttl_s: int, loaded_ttl_ms: int) -> None:
+async def store_user_states(
+    store: Store, *, states: list[UserFill], context_ttl_s: int, loaded_ttl_ms: int, ttl_spread: float = 0.0
+) -> None:
     """Write users' contexts and complete revocation copies in one pipeline: one user on a
     cache miss, a batch when warming.
+
+    `ttl_spread` (0 to 1): each user's two TTLs are cut by the same random share of up to
+    this much. A warm-up writes many users within seconds; with full TTLs they would all
+    expire within the same seconds too, and every one of their next requests would reload
+    from PostgreSQL at once. Shorter is always safe: the TTLs bound how long an entry may
+    outlive a lost invalidation, and an entry gone early only costs its user one query.
 
     Each context goes through fill.lua (written only if the user's generation is still the
     one the writer saw before reading PostgreSQL). Most users have no revocations, so their
     "loaded" marker is a plain SET; the rest go through revocations.lua. Revocations are
     only ever added, so writing them from an older read is harmless.
     """
+    ttls = _spread_ttls(len(states), context_ttl_s=context_ttl_s, loaded_ttl_ms=loaded_ttl_ms, spread=ttl_spread)
     try:
-        await _write_states(store, states=states, context_ttl_s=context_ttl_s, loaded_ttl_ms=loaded_ttl_ms)
+        await _write_states(store, states=states, ttls=ttls)
     except NoScriptError:
         # Redis restarted or flushed its scripts: load them and write again (every write
         # here is idempotent). Loading up front would cost every cache miss a round trip.
         await store.load_script(_FILL)
         await store.load_script(REVOCATIONS_SCRIPT)
-        await _write_states(store, states=states, context_ttl_s=context_ttl_s, loaded_ttl_ms=loaded_ttl_ms)
+        await _write_states(store, states=states, ttls=ttls)
 
 
-async def _write_states(store: Store, *, states: list[UserFill], context_ttl_s: int, loaded_ttl_ms: int) -> None:
+def _spread_ttls(count: int, *, context_ttl_s: int, loaded_ttl_ms: int, spread: float) -> list[tuple[int, int]]:
+    """(context TTL in s, loaded-marker TTL in ms) for each of `count` users: the full TTLs,
+    or each pair cut by one random share of up to `spread`."""
+    if not 0.0 <= spread < 1.0:
+        raise ValueError(f"ttl_spread must be in [0, 1), not {spread}")
+    if not spread:
+        return [(context_ttl_s, loaded_ttl_ms)] * count
+    scales = (1.0 - spread * random.random() for _ in range(count))
+    return [(max(1, int(context_ttl_s * scale)), max(1, int(loaded_ttl_ms * scale))) for scale in scales]
+
+
+async def _write_states(store: Store, *, states: list[UserFill], ttls: list[tuple[int, int]]) -> None:
     keys = store.keys
     # On a cluster, redis-py splits the pipeline by node and sends the parts concurrently.
     async with store.redis.pipeline(transaction=False) as pipe:
-        for state in states:
+        for state, (context_ttl_s, loaded_ttl_ms) in zip(states, ttls, strict=True):
             user_id, context, revocations = state.user_id, state.context, state.revocations
             store.queue_script(
                 pipe,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from manas360.services.access.entitlements import CONTEXT_TTL_S, loaded_ttl_ms
 from manas360.services.ops.synthetic import SYNTHETIC_PASSWORD
+from manas360.services.ops.warmup import WARM_TTL_SPREAD
 from manas360.settings import load_settings
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.counting import counting
@@ -41,6 +43,7 @@ async def test_warm_cache_loads_every_active_user_then_gated_requests_run_no_sql
         context = await redis_raw.hgetall(f"{tag}:ctx")
         assert context["role"] in ("user", "subscriber", "admin") and context["plan"]
         assert 0 < await redis_raw.ttl(f"{tag}:ctx") and await redis_raw.exists(f"{tag}:revloaded")
+        await _assert_ttls_spread(redis_raw, prefix=settings.redis_prefix, settings=settings, users=active)
 
         async with running_app(settings) as app, client_for(app) as client:
             login = await client.post(
@@ -56,6 +59,18 @@ async def test_warm_cache_loads_every_active_user_then_gated_requests_run_no_sql
             assert counts["sql"] == 0
     finally:
         await delete_prefixed_keys(redis_raw, settings.redis_prefix)
+
+
+async def _assert_ttls_spread(redis_raw, *, prefix: str, settings, users: int) -> None:
+    """Warmed users do not all expire together: every TTL within its bound and no shorter than
+    the spread allows, and the users' TTLs spread over most of that range."""
+    for suffix, bound_ms in ((":ctx", CONTEXT_TTL_S * 1000), (":revloaded", loaded_ttl_ms(settings))):
+        keys = [key async for key in redis_raw.scan_iter(match=f"{prefix}{{u:*}}{suffix}", count=1000)]
+        assert len(keys) == users
+        ttls = [await redis_raw.pttl(key) for key in keys]
+        lowest = (1 - WARM_TTL_SPREAD) * bound_ms - 30_000  # the warm-up's own run time, generously
+        assert all(lowest <= ttl <= bound_ms for ttl in ttls), (suffix, min(ttls), max(ttls))
+        assert max(ttls) - min(ttls) >= 0.6 * WARM_TTL_SPREAD * bound_ms, (suffix, min(ttls), max(ttls))
 
 
 def test_warm_cache_with_redis_down_is_one_line_exit_1(ops_environ):
