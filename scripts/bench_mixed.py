@@ -41,8 +41,10 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 
 from scripts.bench_procs import (
     Watched,
@@ -59,6 +61,7 @@ from scripts.bench_run import (
     Processes,
     _drop,
     bench_env,
+    cache_counts,
     cpu_model,
     free_port,
     log,
@@ -285,12 +288,18 @@ def _wrk(
     command = ["wrk", f"-t{connections}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
     out, cpu = run_watched([*command, url], env={**env, "BENCH_THREADS": str(connections)}, watched=watched)
     result: dict[str, object] = {"out": out, **({"cpu": cpu} if watched else {})}
+    report = _mixed_report(out)
+    return {**result, **(report if report else wrk_summary(out))}  # wrk's own summary without MIXED lines
+
+
+def _mixed_report(out: str) -> dict[str, Any]:
+    """What MIXED_LUA's done() printed: totals, latency percentiles, counts per kind (empty
+    when the script printed none)."""
     total = re.search(r"MIXED total (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
-    if total is None:  # a script without the MIXED report: wrk's own summary
-        return {**result, **wrk_summary(out)}
+    if total is None:
+        return {}
     requests, duration_us, mean, p50, p95, p99, top, socket_errors = total.groups()
     return {
-        **result,
         "requests": int(requests),
         "rps": int(requests) / (int(duration_us) / 1e6),
         "avg_ms": float(mean) / 1000,
@@ -333,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         **bench_env(base_url=base_url, database=database, redis_port=redis_port, workers=args.workers),
         "PORT": str(app_port),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+        "METRICS_ALLOWED_CIDRS": "127.0.0.1/32",
     }
     results: dict[str, object] = {"load_before": os.getloadavg()}
     with ExitStack() as stack:
@@ -438,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                     env=env,
                     watched=watched,
                     redis=(redis_ports, redis_password),
+                    database=database,
                 )
 
             log("refresh alone, then login alone, for per-core throughput")
@@ -479,25 +490,28 @@ async def _pg_size(admin_dsn: str, database: str) -> int:
 
 
 def _soak(
-    args, *, url: str, mixed: Path, lua_env: dict[str, str], env: dict[str, str], watched: Watched, redis
+    args,
+    *,
+    url: str,
+    mixed: Path,
+    lua_env: dict[str, str],
+    env: dict[str, str],
+    watched: Watched,
+    redis: tuple[list[int], str | None],
+    database: str,
 ) -> dict:
     """The mix held for --soak minutes, `manas360 maintenance all` every minute beside it; RSS
-    of every worker and Redis's key count sampled every 30 s."""
+    of every worker, Redis's key count and the verified-token cache's size sampled every 30 s;
+    SQL per request and the user contexts' hit rate over the whole soak."""
     seconds = int(args.soak * 60)
     log(f"soak: {args.connections} connections for {seconds}s, maintenance every 60 s")
-    keys_before = redis_keys(redis[0], password=redis[1])
+    ports, password = redis
+    keys_before = redis_keys(ports, password=password)
+    admin_dsn = env["DATABASE_URL"].replace("postgres://", "postgresql://", 1).rsplit("/", 1)[0] + "/postgres"
+    sql_before, counts_before = asyncio.run(pg_counter(admin_dsn, database)), cache_counts(url)
+    command = ["wrk", f"-t{args.connections}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "10s"]
     load = subprocess.Popen(
-        [
-            "wrk",
-            f"-t{args.connections}",
-            f"-c{args.connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(mixed),
-            url,
-        ],
+        [*command, "-s", str(mixed), url],
         env={**os.environ, **lua_env, "BENCH_THREADS": str(args.connections)},
         stdout=subprocess.PIPE,
         text=True,
@@ -511,7 +525,8 @@ def _soak(
         for role, mib in watched.rss_mib().items():
             if role.startswith("worker"):
                 samples.setdefault(role, []).append((now, mib))
-        keys.append((now, float(redis_keys(redis[0], password=redis[1]))))
+        samples.setdefault("token cache entries", []).append((now, _token_cache_entries(url)))
+        keys.append((now, float(redis_keys(ports, password=password))))
         if time.monotonic() >= next_maintenance:
             done = subprocess.run([PY, "-m", "manas360.cli", "maintenance", "all"], env=env, capture_output=True)
             maintenance_runs += 1
@@ -519,19 +534,67 @@ def _soak(
             next_maintenance += 60
         time.sleep(max(0.0, 30 - (time.monotonic() - started - now)))
     out = load.stdout.read() if load.stdout else ""
-    kinds = {kind: (int(n), int(e)) for kind, n, e in re.findall(r"MIXED kind (\w+) (\d+) (\d+)", out)}
-    total = re.search(r"MIXED total (\d+) (\d+)", out)
+    report = _mixed_report(out)
+    sql_after = asyncio.run(pg_counter(admin_dsn, database))  # also waits for the metrics' publishing second
+    counts = {name: value - counts_before[name] for name, value in cache_counts(url).items()}
+    half = seconds / 2
     return {
+        **report,
         "seconds": seconds,
-        "requests": int(total.group(1)) if total else 0,
-        "errors": sum(e for _, e in kinds.values()),
+        "errors": sum(e for _, e in report.get("kinds", {}).values()) + report.get("socket_errors", 0),
+        "sql_per_request": (sql_after - sql_before) / max(report.get("requests", 0), 1),
+        "context_hit_rate": counts["context hit"] / max(counts["context hit"] + counts["context miss"], 1),
         "slopes": {role: slope_per_min(points) for role, points in samples.items()},
-        "rss_first_last": {role: (points[0][1], points[-1][1]) for role, points in samples.items()},
+        "second_half_slopes": {
+            role: slope_per_min([p for p in points if p[0] >= half]) for role, points in samples.items()
+        },
+        "first_last": {role: (points[0][1], points[-1][1]) for role, points in samples.items()},
         "keys_before": keys_before,
         "keys_after": int(keys[-1][1]),
         "keys_max": int(max(k for _, k in keys)),
         "maintenance": (maintenance_runs, maintenance_failures),
     }
+
+
+def _token_cache_entries(url: str) -> float:
+    """Verified tokens cached, summed over the workers (/metrics)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = re.search(r"^manas360_token_cache_entries ([\d.e+]+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _soak_rows(soak: dict) -> list[tuple[str, str]]:
+    runs, failed = soak["maintenance"]
+    workers = [role for role in soak["first_last"] if role.startswith("worker")]
+    entries_first, entries_last = soak["first_last"]["token cache entries"]
+    return [
+        (
+            f"soak: {soak['seconds'] / 60:.0f} min, `maintenance all` every minute ({runs} runs, {failed} failed)",
+            f"{soak['requests']:,} requests ({soak['rps']:,.0f}/s), {soak['errors']} errors; "
+            f"avg {soak['avg_ms']:.1f} ms, p95 {soak['p95_ms']:.1f} ms, p99 {soak['p99_ms']:.1f} ms",
+        ),
+        (
+            "soak: SQL (transactions) per request · user contexts found in Redis",
+            f"{soak['sql_per_request']:.3f} · {soak['context_hit_rate']:.1%}",
+        ),
+        (
+            "soak: worker RSS first → last · slope (whole soak) · slope (second half)",
+            ", ".join(
+                f"{role} {soak['first_last'][role][0]:.0f} → {soak['first_last'][role][1]:.0f} MiB · "
+                f"{soak['slopes'][role]:+.2f} · {soak['second_half_slopes'][role]:+.2f} MiB/min"
+                for role in workers
+            ),
+        ),
+        (
+            "soak: verified tokens cached (all workers) first → last · slope (second half)",
+            f"{entries_first:,.0f} → {entries_last:,.0f} · "
+            f"{soak['second_half_slopes']['token cache entries']:+,.0f} per min",
+        ),
+        (
+            "soak: Redis keys before · max · after",
+            f"{soak['keys_before']:,} · {soak['keys_max']:,} · {soak['keys_after']:,}",
+        ),
+    ]
 
 
 def render(r: dict, *, args: argparse.Namespace) -> str:
@@ -586,25 +649,7 @@ def render(r: dict, *, args: argparse.Namespace) -> str:
         ("password login alone (-c8)", per_core(r["login_alone"])),
     ]
     if "soak" in r:
-        soak = r["soak"]
-        rows += [
-            (
-                f"soak: {soak['seconds'] / 60:.0f} min, maintenance all every minute ({soak['maintenance'][0]} runs, "
-                f"{soak['maintenance'][1]} failed)",
-                f"{soak['requests']:,} requests, {soak['errors']} errors",
-            ),
-            (
-                "soak: worker RSS first → last · slope",
-                ", ".join(
-                    f"{role} {first:.0f} → {last:.0f} MiB · {soak['slopes'][role]:+.2f} MiB/min"
-                    for role, (first, last) in soak["rss_first_last"].items()
-                ),
-            ),
-            (
-                "soak: Redis keys before · max · after",
-                f"{soak['keys_before']:,} · {soak['keys_max']:,} · {soak['keys_after']:,}",
-            ),
-        ]
+        rows += _soak_rows(r["soak"])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = "3-master Redis Cluster" if args.cluster else "single Redis"
     head = (
