@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -325,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64, help="connections of the measured phase")
     parser.add_argument("--steady", type=int, default=120, help="seconds of the measured phase")
     parser.add_argument("--soak", type=float, default=0, help="minutes: hold the mix with maintenance beside it")
+    parser.add_argument(
+        "--soak-segment", type=int, default=SOAK_SEGMENT_S, help="seconds per soak run of wrk (fresh tokens each)"
+    )
     parser.add_argument("--alone", type=int, default=10, help="seconds of the refresh-only and login-only runs")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
     parser.add_argument("--cluster", action="store_true", help="on a private three-master Redis Cluster")
@@ -370,17 +374,21 @@ def main(argv: list[str] | None = None) -> int:
             run_cli("warm-cache", env=env)
             users, premium, emails, admin_id = asyncio.run(_population(dsn))
             log(f"{len(users):,} users ({len(premium):,} premium): minting tokens, opening {args.sessions:,} sessions")
-            files = {
-                "BENCH_ACCESS": "\n".join(mint_tokens(env, users)),
-                "BENCH_PREMIUM": "\n".join(mint_tokens(env, premium)),
-                "BENCH_EMAILS": "\n".join(emails),
-                "BENCH_ADMIN": mint_tokens(env, [admin_id], aal=2)[0],
-            }
-            lua_env = {}
-            for name, text in files.items():
-                path = tmp / name.lower()
-                path.write_text(text + "\n")
-                lua_env[name] = str(path)
+
+            def access_tokens(tag: str) -> dict[str, str]:
+                """Files of access tokens minted now for every user and the admin (they live
+                JWT_ACCESS_TTL, 15 minutes by default, as a client's do before it refreshes)."""
+                files = {
+                    "BENCH_ACCESS": "\n".join(mint_tokens(env, users)),
+                    "BENCH_PREMIUM": "\n".join(mint_tokens(env, premium)),
+                    "BENCH_ADMIN": mint_tokens(env, [admin_id], aal=2)[0],
+                }
+                for name, text in files.items():
+                    (tmp / f"{name.lower()}-{tag}").write_text(text + "\n")
+                return {name: str(tmp / f"{name.lower()}-{tag}") for name in files}
+
+            (tmp / "emails").write_text("\n".join(emails) + "\n")
+            lua_env = {**access_tokens("start"), "BENCH_EMAILS": str(tmp / "emails")}
             mixed = tmp / "mixed.lua"
             mixed.write_text(MIXED_LUA)
             opened = [0]
@@ -440,11 +448,12 @@ def main(argv: list[str] | None = None) -> int:
             results["pg_size"] = asyncio.run(_pg_size(admin_dsn, database))
 
             if args.soak:
+                segments = iter(range(1, 1_000))
                 results["soak"] = _soak(
                     args,
                     url=url,
                     mixed=mixed,
-                    lua_env=fresh(args.sessions),
+                    next_env=lambda: {**fresh(args.sessions), **access_tokens(f"soak{next(segments)}")},
                     env=env,
                     watched=watched,
                     redis=(redis_ports, redis_password),
@@ -489,60 +498,86 @@ async def _pg_size(admin_dsn: str, database: str) -> int:
         await conn.close()
 
 
+SOAK_SEGMENT_S = 600
+"""A soak runs as wrk runs of at most this long, each with access tokens and sessions minted
+just before it: shorter than an access token's 15 minutes, as clients refresh (the first soak
+of 30 minutes kept its tokens past their expiry and measured 401s)."""
+
+
 def _soak(
     args,
     *,
     url: str,
     mixed: Path,
-    lua_env: dict[str, str],
+    next_env: Callable[[], dict[str, str]],
     env: dict[str, str],
     watched: Watched,
     redis: tuple[list[int], str | None],
     database: str,
 ) -> dict:
-    """The mix held for --soak minutes, `manas360 maintenance all` every minute beside it; RSS
-    of every worker, Redis's key count and the verified-token cache's size sampled every 30 s;
-    SQL per request and the user contexts' hit rate over the whole soak."""
+    """The mix held for --soak minutes (in segments of SOAK_SEGMENT_S, each with fresh tokens
+    from `next_env`), `manas360 maintenance all` every minute beside it; RSS of every worker,
+    Redis's key count and the verified-token cache's size sampled every 30 s; SQL per request
+    and the user contexts' hit rate over the whole soak."""
     seconds = int(args.soak * 60)
     log(f"soak: {args.connections} connections for {seconds}s, maintenance every 60 s")
     ports, password = redis
     keys_before = redis_keys(ports, password=password)
     admin_dsn = env["DATABASE_URL"].replace("postgres://", "postgresql://", 1).rsplit("/", 1)[0] + "/postgres"
     sql_before, counts_before = asyncio.run(pg_counter(admin_dsn, database)), cache_counts(url)
-    command = ["wrk", f"-t{args.connections}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "10s"]
-    load = subprocess.Popen(
-        [*command, "-s", str(mixed), url],
-        env={**os.environ, **lua_env, "BENCH_THREADS": str(args.connections)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     started = time.monotonic()
     samples: dict[str, list[tuple[float, float]]] = {}
     maintenance_runs, maintenance_failures, next_maintenance = 0, 0, started + 30
     keys = [(0.0, float(keys_before))]
-    while load.poll() is None:
-        now = time.monotonic() - started
-        for role, mib in watched.rss_mib().items():
-            if role.startswith("worker"):
-                samples.setdefault(role, []).append((now, mib))
-        samples.setdefault("token cache entries", []).append((now, _token_cache_entries(url)))
-        keys.append((now, float(redis_keys(ports, password=password))))
-        if time.monotonic() >= next_maintenance:
-            done = subprocess.run([PY, "-m", "manas360.cli", "maintenance", "all"], env=env, capture_output=True)
-            maintenance_runs += 1
-            maintenance_failures += done.returncode != 0
-            next_maintenance += 60
-        time.sleep(max(0.0, 30 - (time.monotonic() - started - now)))
-    out = load.stdout.read() if load.stdout else ""
-    report = _mixed_report(out)
+    reports = []
+    while (left := seconds - (time.monotonic() - started)) > 1:
+        segment = int(min(left, args.soak_segment))
+        command = ["wrk", f"-t{args.connections}", f"-c{args.connections}", f"-d{segment}s", "--timeout", "10s"]
+        load = subprocess.Popen(
+            [*command, "-s", str(mixed), url],
+            env={**os.environ, **next_env(), "BENCH_THREADS": str(args.connections)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        while load.poll() is None:
+            now = time.monotonic() - started
+            for role, mib in watched.rss_mib().items():
+                if role.startswith("worker"):
+                    samples.setdefault(role, []).append((now, mib))
+            samples.setdefault("token cache entries", []).append((now, _token_cache_entries(url)))
+            keys.append((now, float(redis_keys(ports, password=password))))
+            if time.monotonic() >= next_maintenance:
+                done = subprocess.run([PY, "-m", "manas360.cli", "maintenance", "all"], env=env, capture_output=True)
+                maintenance_runs += 1
+                maintenance_failures += done.returncode != 0
+                next_maintenance += 60
+            while load.poll() is None and time.monotonic() - started - now < 30:
+                time.sleep(0.5)
+        out = load.stdout.read() if load.stdout else ""
+        report = _mixed_report(out)
+        if not report:
+            raise SystemExit(f"bench: a soak run of wrk printed no report:\n{out[-2000:]}")
+        reports.append(report)
     sql_after = asyncio.run(pg_counter(admin_dsn, database))  # also waits for the metrics' publishing second
     counts = {name: value - counts_before[name] for name, value in cache_counts(url).items()}
+    requests = sum(report["requests"] for report in reports)
+    kinds: dict[str, tuple[int, int]] = {}
+    for report in reports:
+        for kind, (n, e) in report["kinds"].items():
+            kinds[kind] = (kinds.get(kind, (0, 0))[0] + n, kinds.get(kind, (0, 0))[1] + e)
     half = seconds / 2
     return {
-        **report,
         "seconds": seconds,
-        "errors": sum(e for _, e in report.get("kinds", {}).values()) + report.get("socket_errors", 0),
-        "sql_per_request": (sql_after - sql_before) / max(report.get("requests", 0), 1),
+        "segments": len(reports),
+        "requests": requests,
+        "rps": requests / (time.monotonic() - started),
+        "avg_ms": sum(report["avg_ms"] * report["requests"] for report in reports) / max(requests, 1),
+        "p95_ms": max(report["p95_ms"] for report in reports),  # the worst segment's
+        "p99_ms": max(report["p99_ms"] for report in reports),
+        "kinds": kinds,
+        "samples": {kind: sample for report in reports for kind, sample in report["samples"].items()},
+        "errors": sum(e for _, e in kinds.values()) + sum(report["socket_errors"] for report in reports),
+        "sql_per_request": (sql_after - sql_before) / max(requests, 1),
         "context_hit_rate": counts["context hit"] / max(counts["context hit"] + counts["context miss"], 1),
         "slopes": {role: slope_per_min(points) for role, points in samples.items()},
         "second_half_slopes": {
@@ -570,9 +605,12 @@ def _soak_rows(soak: dict) -> list[tuple[str, str]]:
     return [
         (
             f"soak: {soak['seconds'] / 60:.0f} min, `maintenance all` every minute ({runs} runs, {failed} failed)",
-            f"{soak['requests']:,} requests ({soak['rps']:,.0f}/s), {soak['errors']} errors; "
-            f"avg {soak['avg_ms']:.1f} ms, p95 {soak['p95_ms']:.1f} ms, p99 {soak['p99_ms']:.1f} ms",
+            f"{soak['requests']:,} requests ({soak['rps']:,.0f}/s) in {soak['segments']} wrk runs with fresh tokens, "
+            f"{soak['errors']:,} errors; avg {soak['avg_ms']:.1f} ms, worst run's p95 {soak['p95_ms']:.1f} ms, "
+            f"p99 {soak['p99_ms']:.1f} ms",
         ),
+        ("soak: requests per kind (errors)", ", ".join(f"{k} {n:,} ({e:,})" for k, (n, e) in soak["kinds"].items())),
+        *[(f"soak: first error of {kind}", f"`{sample}`") for kind, sample in soak["samples"].items()],
         (
             "soak: SQL (transactions) per request · user contexts found in Redis",
             f"{soak['sql_per_request']:.3f} · {soak['context_hit_rate']:.1%}",
