@@ -32,7 +32,7 @@ from manas360.services.auth import codes, events, gate, password_check, stepup
 from manas360.services.auth.events import Event, Revocation
 from manas360.services.auth.gate import Flow
 from manas360.services.auth.sessions import Client
-from manas360.services.auth.tokens import TokenPair, issue_pair
+from manas360.services.auth.tokens import TokenPair
 from manas360.services.integration import webhooks
 from manas360.services.mail import messages as mail
 from manas360.settings import Settings
@@ -185,17 +185,15 @@ async def cancel_by_owner(
         ).enforce()  # a refusal rolls the cancel back: nothing changes
         if match is not None:
             await codes.spend(conn, user_id=user_id, match=match)
-        now = await db_now(conn)
-        session_id, refresh_token, assurance = await gate.open_session(
-            conn, settings=settings, user_id=user_id, client=client, flow=Flow.DELETION_CANCEL, proof=admitted, now=now
-        )
-        await audit.record(
+        admission = await gate.admit(
             conn,
+            settings=settings,
+            user_id=user_id,
+            client=client,
+            flow=Flow.DELETION_CANCEL,
+            proof=admitted,
             action=audit.DELETION_CANCELLED,
-            actor_id=user_id,
-            target_user_id=user_id,
-            ip=client.ip,
-            after={"status": restored, "session_id": session_id},
+            details={"status": restored},
         )
         await events.notify(
             conn,
@@ -204,17 +202,8 @@ async def cancel_by_owner(
             email=current.email,
             notice="deletion_cancelled",
             client=client,
-            when=now,
+            when=await db_now(conn),
         )
         await webhooks.user_changed(conn, settings=settings, user_id=user_id, event=webhooks.USER_UPDATED)
-        user = await users.get_held_user(conn, user_id=user_id)
     await forget_user(store=store, user_id=user_id)
-    return issue_pair(
-        settings=settings,
-        codec=codec,
-        clock=clock,
-        user=user,
-        session_id=session_id,
-        refresh_token=refresh_token,
-        assurance=assurance,
-    )
+    return admission.issue(settings=settings, codec=codec, clock=clock)

@@ -26,17 +26,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from manas360.clock import Clock, db_now
 from manas360.errors import AccountLocked, AppError, EmailNotVerified, MfaRequired, status_refusal
 from manas360.models import ACCOUNT_ACTIVE
 from manas360.queries.accounts import users as user_queries
 from manas360.queries.accounts.users import Credentials
 from manas360.queries.auth import login as login_queries
+from manas360.security.jwt import AccessTokenCodec
+from manas360.services.accounts import users
+from manas360.services.accounts.users import User
+from manas360.services.admin import audit
 from manas360.services.auth import lockout, sessions
 from manas360.services.auth.sessions import Client
-from manas360.services.auth.tokens import Assurance
+from manas360.services.auth.tokens import Assurance, TokenPair, issue_pair
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -178,3 +184,54 @@ async def open_session(
     if flow in _LOGINS:
         await login_queries.remember_source(conn=conn, user_id=user_id, source=client.source)
     return session_id, refresh_token, assurance
+
+
+class Admission(NamedTuple):
+    """A session an admitted flow opened, and its user as the flow's transaction left them:
+    `issue` mints the token pair once that transaction has committed."""
+
+    user: User
+    session_id: str
+    refresh_token: str
+    assurance: Assurance
+
+    def issue(self, *, settings: Settings, codec: AccessTokenCodec, clock: Clock) -> TokenPair:
+        return issue_pair(
+            settings=settings,
+            codec=codec,
+            clock=clock,
+            user=self.user,
+            session_id=self.session_id,
+            refresh_token=self.refresh_token,
+            assurance=self.assurance,
+        )
+
+
+async def admit(
+    conn: BaseDBAsyncClient,
+    *,
+    settings: Settings,
+    user_id: str,
+    client: Client,
+    flow: Flow,
+    proof: Proof,
+    action: str,
+    details: dict[str, Any] | None = None,
+) -> Admission:
+    """What every flow does once `decide` has admitted it, in the flow's transaction and under
+    its lock on the user's row: open the session (stamped with the database's clock now, after
+    any epoch the flow moved, so it outlives the sessions the flow revoked), audit it as
+    `action` with its session id and `details`, and read the user back for the tokens."""
+    session_id, refresh_token, assurance = await open_session(
+        conn, settings=settings, user_id=user_id, client=client, flow=flow, proof=proof, now=await db_now(conn)
+    )
+    await audit.record(
+        conn,
+        action=action,
+        actor_id=user_id,
+        target_user_id=user_id,
+        ip=client.ip,
+        after={"session_id": session_id, **(details or {})},
+    )
+    user = await users.get_held_user(conn, user_id=user_id)
+    return Admission(user, session_id, refresh_token, assurance)

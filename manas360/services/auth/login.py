@@ -12,7 +12,7 @@ attempt is recorded in login_attempts; an outdated bcrypt cost is upgraded on th
 from __future__ import annotations
 
 from manas360 import metrics
-from manas360.clock import Clock, db_now
+from manas360.clock import Clock
 from manas360.db import Database
 from manas360.errors import (
     AccountDisabled,
@@ -29,7 +29,7 @@ from manas360.services.admin import audit
 from manas360.services.auth import gate, mfa_challenge, password_check
 from manas360.services.auth.gate import Flow
 from manas360.services.auth.sessions import Client
-from manas360.services.auth.tokens import TokenPair, issue_pair
+from manas360.services.auth.tokens import TokenPair
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -91,41 +91,24 @@ async def login(
                         conn, action=audit.MFA_CHALLENGED, actor_id=None, target_user_id=current.user_id, ip=client.ip
                     )
                 else:
-                    session_id, refresh_token, assurance = await gate.open_session(
+                    await password_check.record_attempt(
+                        conn, email=email, account=current, client=client, reason="ok", success=True
+                    )
+                    admitted = await gate.admit(  # the user's row is locked by confirm
                         conn,
                         settings=settings,
                         user_id=current.user_id,
                         client=client,
                         flow=Flow.LOGIN,
                         proof=gate.PASSWORD,
-                        now=await db_now(conn),
-                    )
-                    await password_check.record_attempt(
-                        conn, email=email, account=current, client=client, reason="ok", success=True
-                    )
-                    await audit.record(
-                        conn,
                         action=audit.LOGIN,
-                        actor_id=current.user_id,
-                        target_user_id=current.user_id,
-                        ip=client.ip,
-                        after={"session_id": session_id},
                     )
-                    user = await users.get_held_user(conn, user_id=current.user_id)  # locked by confirm
     if refusal is not None:
         if isinstance(refusal, MfaRequired):
             metrics.LOGINS.labels("mfa_required").inc()
         raise refusal
     metrics.LOGINS.labels("success").inc()
-    return issue_pair(
-        settings=settings,
-        codec=codec,
-        clock=clock,
-        user=user,
-        session_id=session_id,
-        refresh_token=refresh_token,
-        assurance=assurance,
-    )
+    return admitted.issue(settings=settings, codec=codec, clock=clock)
 
 
 def _reason(refusal: AppError) -> str:

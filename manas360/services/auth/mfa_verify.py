@@ -10,7 +10,7 @@ and the session opens with the assurance of both factors.
 from __future__ import annotations
 
 from manas360 import metrics
-from manas360.clock import Clock, db_now
+from manas360.clock import Clock
 from manas360.db import Database
 from manas360.errors import InvalidToken
 from manas360.queries.auth import mfa as mfa_queries
@@ -22,7 +22,7 @@ from manas360.services.auth import codes, gate, password_check
 from manas360.services.auth.gate import Flow, Proof
 from manas360.services.auth.mfa_challenge import ATTEMPTS, token_digest
 from manas360.services.auth.sessions import Client
-from manas360.services.auth.tokens import TokenPair, issue_pair
+from manas360.services.auth.tokens import TokenPair
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -87,34 +87,18 @@ async def verify(
             )
         ).enforce()
         await codes.spend(conn, user_id=current.user_id, match=match)
-        session_id, refresh_token, assurance = await gate.open_session(
+        await password_check.record_attempt(
+            conn, email=current.email, account=current, client=client, reason="ok", success=True
+        )
+        admitted = await gate.admit(
             conn,
             settings=settings,
             user_id=current.user_id,
             client=client,
             flow=Flow.MFA_VERIFY,
             proof=proof,
-            now=await db_now(conn),
-        )
-        await password_check.record_attempt(
-            conn, email=current.email, account=current, client=client, reason="ok", success=True
-        )
-        await audit.record(
-            conn,
             action=audit.MFA_VERIFIED,
-            actor_id=current.user_id,
-            target_user_id=current.user_id,
-            ip=client.ip,
-            after={"factor": match.factor, "session_id": session_id},
+            details={"factor": match.factor},
         )
-        user = await users.get_held_user(conn, user_id=current.user_id)  # locked and confirmed live above
     metrics.LOGINS.labels("success").inc()
-    return issue_pair(
-        settings=settings,
-        codec=codec,
-        clock=clock,
-        user=user,
-        session_id=session_id,
-        refresh_token=refresh_token,
-        assurance=assurance,
-    )
+    return admitted.issue(settings=settings, codec=codec, clock=clock)

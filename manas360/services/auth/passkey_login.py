@@ -22,7 +22,7 @@ from webauthn.helpers import parse_authentication_credential_json
 from webauthn.helpers.structs import AuthenticationCredential
 
 from manas360 import metrics
-from manas360.clock import Clock, db_now
+from manas360.clock import Clock
 from manas360.db import Database
 from manas360.errors import AppError, InvalidCredentials, InvalidToken, MfaRequired
 from manas360.queries.accounts.users import Credentials
@@ -97,41 +97,25 @@ async def login(
                 )
             else:
                 await _mark_used(conn, stored=stored, verified=verified)
-                session_id, refresh_token, assurance = await gate.open_session(
+                await password_check.record_attempt(
+                    conn, email=current.email, account=current, client=client, reason="passkey", success=True
+                )
+                admitted = await gate.admit(
                     conn,
                     settings=settings,
                     user_id=current.user_id,
                     client=client,
                     flow=Flow.PASSKEY_LOGIN,
                     proof=proof,
-                    now=await db_now(conn),
-                )
-                await password_check.record_attempt(
-                    conn, email=current.email, account=current, client=client, reason="passkey", success=True
-                )
-                await audit.record(
-                    conn,
                     action=audit.LOGIN,
-                    actor_id=current.user_id,
-                    target_user_id=current.user_id,
-                    ip=client.ip,
-                    after={"session_id": session_id, "passkey_id": stored.id, "aal": proof.aal},
+                    details={"passkey_id": stored.id, "aal": proof.aal},
                 )
-                user = await users.get_held_user(conn, user_id=current.user_id)
     if refusal is not None:
         if isinstance(refusal, MfaRequired):
             metrics.LOGINS.labels("mfa_required").inc()
         raise refusal
     metrics.LOGINS.labels("success").inc()
-    return issue_pair(
-        settings=settings,
-        codec=codec,
-        clock=clock,
-        user=user,
-        session_id=session_id,
-        refresh_token=refresh_token,
-        assurance=assurance,
-    )
+    return admitted.issue(settings=settings, codec=codec, clock=clock)
 
 
 async def reauthenticate_with_passkey(

@@ -26,7 +26,7 @@ from manas360.services.auth.events import Event
 from manas360.services.auth.gate import PWD, Flow, Proof
 from manas360.services.auth.principal import Principal
 from manas360.services.auth.sessions import Client
-from manas360.services.auth.tokens import TokenPair, issue_pair
+from manas360.services.auth.tokens import TokenPair
 from manas360.settings import Settings
 from manas360.store import Store
 
@@ -115,33 +115,16 @@ async def change_password(
                 client=client,
                 email=current.email,
             )
-            # Opened after the event's epoch, so the new session outlives it.
-            session_id, refresh_token, assurance = await gate.open_session(
+            admitted = await gate.admit(  # after the event's epoch: the new session outlives it
                 conn,
                 settings=settings,
                 user_id=current.user_id,
                 client=client,
                 flow=Flow.PASSWORD_CHANGE,
                 proof=proof,
-                now=await db_now(conn),
-            )
-            await audit.record(
-                conn,
                 action=audit.PASSWORD_CHANGED,
-                actor_id=current.user_id,
-                target_user_id=current.user_id,
-                ip=client.ip,
-                after={"sessions_revoked": len(revoked.session_ids), "session_id": session_id},
+                details={"sessions_revoked": len(revoked.session_ids)},
             )
-            user = await users.get_held_user(conn, user_id=current.user_id)  # locked, confirmed live
     await events.publish(settings=settings, store=store, revoked=revoked)
-    # issue_pair mints after the stored epoch, so the new session outlives the one that killed the others.
-    return issue_pair(
-        settings=settings,
-        codec=codec,
-        clock=clock,
-        user=user,
-        session_id=session_id,
-        refresh_token=refresh_token,
-        assurance=assurance,
-    )
+    # The pair is minted after the stored epoch, so the new session outlives the one that killed the others.
+    return admitted.issue(settings=settings, codec=codec, clock=clock)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from manas360.clock import Clock, db_now
+from manas360.clock import Clock
 from manas360.db import Database
 from manas360.errors import InvalidToken, MfaRequired, ValidationError
 from manas360.queries.accounts import account_tokens as queries
@@ -45,7 +45,7 @@ from manas360.services.auth import codes, events, gate, lockout
 from manas360.services.auth.events import Event
 from manas360.services.auth.gate import EMAIL, Flow, Proof
 from manas360.services.auth.sessions import Client
-from manas360.services.auth.tokens import TokenPair, issue_pair
+from manas360.services.auth.tokens import TokenPair
 from manas360.services.mail import messages as mail
 from manas360.settings import Settings
 from manas360.store import Store
@@ -146,38 +146,21 @@ async def confirm_reset(
         revoked = await events.record(
             conn, settings=settings, user_id=user_id, event=Event.PASSWORD_RESET, client=client, email=current.email
         )
-        session_id, refresh_token, assurance = await gate.open_session(  # stamped after the epoch it outlives
+        admitted = await gate.admit(  # after the epoch the reset moved: the new session outlives it
             conn,
             settings=settings,
             user_id=user_id,
             client=client,
             flow=Flow.PASSWORD_RESET,
             proof=proof,
-            now=await db_now(conn),
-        )
-        await audit.record(
-            conn,
             action=audit.PASSWORD_RESET,
-            actor_id=user_id,
-            target_user_id=user_id,
-            ip=client.ip,
-            after={
+            details={
                 "sessions_revoked": len(revoked.session_ids),
-                "session_id": session_id,
                 "was_locked": lockout.database_lock_ms(current) > 0,
                 "first_proof": first_proof,
                 "second_factor": match.factor if match is not None else None,
             },
         )
-        user = await users.get_held_user(conn, user_id=user_id)
     await lockout.clear_after_commit(settings=settings, store=store, email=email)
     await events.publish(settings=settings, store=store, revoked=revoked)
-    return issue_pair(
-        settings=settings,
-        codec=codec,
-        clock=clock,
-        user=user,
-        session_id=session_id,
-        refresh_token=refresh_token,
-        assurance=assurance,
-    )
+    return admitted.issue(settings=settings, codec=codec, clock=clock)
