@@ -109,3 +109,27 @@ def test_a_cronjob_for_every_maintenance_job_with_arguments_the_command_accepts(
     assert [command[0] for command in commands] == ["migrate", "seed"]
     for command in commands:
         parser.parse_args(command)
+
+
+# The commands that write or replay ERASURE_LEDGER_PATH: a pod running one of them without the
+# ledger's volume would append to a file its container loses, or replay an empty one.
+LEDGER_COMMANDS = {("serve",), ("maintenance", "purge-deleted"), ("maintenance", "replay-erasures")}
+
+
+def test_every_pod_that_writes_or_replays_the_erasure_ledger_mounts_its_shared_volume():
+    ledger = _by_kind("ConfigMap")[0]["data"]["ERASURE_LEDGER_PATH"]
+    claims = {claim["metadata"]["name"]: claim for claim in _by_kind("PersistentVolumeClaim")}
+    checked = set()
+    for name, spec in _pod_specs():
+        volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            command = tuple(container["args"][:2]) if container["args"][0] == "maintenance" else (container["args"][0],)
+            if command not in LEDGER_COMMANDS:
+                continue
+            checked.add(command)
+            mounts = [m for m in container["volumeMounts"] if ledger.startswith(m["mountPath"].rstrip("/") + "/")]
+            assert len(mounts) == 1 and not mounts[0].get("readOnly"), (name, command)
+            claim = claims[volumes[mounts[0]["name"]]["persistentVolumeClaim"]["claimName"]]
+            # The API pods and the CronJob run on any node, at the same time.
+            assert claim["spec"]["accessModes"] == ["ReadWriteMany"], name
+    assert checked == {("serve",), ("maintenance", "purge-deleted")}  # replay-erasures is run by hand

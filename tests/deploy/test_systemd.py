@@ -57,3 +57,16 @@ def test_a_timer_for_every_maintenance_job():
     assert timers == set(jobs.choices) - {"all", "replay-erasures"}
     service = (UNITS / "manas360.service").read_text()
     assert "TimeoutStopSec=25" in service and "KillSignal=SIGTERM" in service
+
+
+def test_the_api_and_the_maintenance_jobs_share_one_erasure_ledger_they_may_write():
+    # purge-deleted appends to it and serve replays it: the same file, in the units' own state
+    # directory (the only writable place under ProtectSystem=strict besides the private /tmp).
+    settings = {}
+    for name in ("manas360.service", "manas360-maintenance@.service"):
+        lines = (UNITS / name).read_text().splitlines()
+        ledger = next(line.split("=", 2)[2] for line in lines if line.startswith("Environment=ERASURE_LEDGER_PATH="))
+        assert "StateDirectory=manas360" in lines and "ProtectSystem=strict" in lines, name
+        assert ledger.startswith("/var/lib/manas360/"), name
+        settings[name] = ledger
+    assert len(set(settings.values())) == 1
