@@ -84,6 +84,9 @@ def test_compose_up_serves_and_down_cleans_up(image, store_images, tmp_path):
         ).stdout
         assert any("migrate" in line and "Exited (0)" in line for line in states.splitlines()), states
         assert any("seed" in line and "Exited (0)" in line for line in states.splitlines()), states
+        # The erasure ledger's volume is there and the service's user may append to it.
+        api = next(line.split()[0] for line in states.splitlines() if "api" in line.split()[0])
+        podman.podman("exec", api, "python3", "-c", "import os; open(os.environ['ERASURE_LEDGER_PATH'], 'a').close()")
     finally:
         down = compose("down", "-v")
     assert down.returncode == 0, down.stderr[-3000:]
