@@ -152,9 +152,11 @@ async def turn_off(*, conn: BaseDBAsyncClient, user_id: str) -> bool:
 
 PRUNE_TOKENS_SQL = """
     DELETE FROM "mfa_tokens" WHERE "user_id" = $1 AND ("used_at" IS NOT NULL OR "expires_at" <= clock_timestamp())"""
+# One reading of the clock for both times: its lifetime is exactly the TTL (two readings, the
+# column default's and this one's, made it a microsecond longer now and then).
 INSERT_TOKEN_SQL = """
-    INSERT INTO "mfa_tokens" ("token_hash", "user_id", "expires_at", "amr")
-    VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3), $4)"""
+    INSERT INTO "mfa_tokens" ("token_hash", "user_id", "created_at", "expires_at", "amr")
+    SELECT $1, $2, clock.now, clock.now + make_interval(secs => $3), $4 FROM (SELECT clock_timestamp() AS now) clock"""
 
 
 async def insert_token(*, conn: BaseDBAsyncClient, user_id: str, token_hash: bytes, ttl_s: int, amr: list[str]) -> None:
