@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from scripts.bench_procs import Watched, service_processes
+from scripts.bench_procs import Watched, mean_cores, service_processes
 from scripts.bench_run import (
     GATED_LUA,
     PY,
@@ -204,7 +204,7 @@ def render(r: dict, *, args: argparse.Namespace) -> str:
             (
                 f"{name}: CPU per request (µs, mean of rounds) · cores busy",
                 ", ".join(f"{role} {us:.0f}" for role, us in _cpu_per_request(rs).items())
-                + f" · {sum(statistics.fmean(run['cpu'][role] for run in rs) for role in rs[0]['cpu']):.2f}",
+                + f" · {sum(mean_cores(rs).values()):.2f}",
             )
             for name, rs in runs.items()
         ],

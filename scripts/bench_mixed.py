@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import re
@@ -45,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 
 from scripts.bench_procs import (
     Watched,
@@ -383,9 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                     "BENCH_PREMIUM": "\n".join(mint_tokens(env, premium)),
                     "BENCH_ADMIN": mint_tokens(env, [admin_id], aal=2)[0],
                 }
+                paths = {name: tmp / f"{name.lower()}-{tag}" for name in files}
                 for name, text in files.items():
-                    (tmp / f"{name.lower()}-{tag}").write_text(text + "\n")
-                return {name: str(tmp / f"{name.lower()}-{tag}") for name in files}
+                    paths[name].write_text(text + "\n")
+                return {name: str(path) for name, path in paths.items()}
 
             (tmp / "emails").write_text("\n".join(emails) + "\n")
             lua_env = {**access_tokens("start"), "BENCH_EMAILS": str(tmp / "emails")}
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             results["pg_size"] = asyncio.run(_pg_size(admin_dsn, database))
 
             if args.soak:
-                segments = iter(range(1, 1_000))
+                segments = itertools.count(1)
                 results["soak"] = _soak(
                     args,
                     url=url,
@@ -457,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                     env=env,
                     watched=watched,
                     redis=(redis_ports, redis_password),
+                    admin_dsn=admin_dsn,
                     database=database,
                 )
 
@@ -513,6 +515,7 @@ def _soak(
     env: dict[str, str],
     watched: Watched,
     redis: tuple[list[int], str | None],
+    admin_dsn: str,
     database: str,
 ) -> dict:
     """The mix held for --soak minutes (in segments of SOAK_SEGMENT_S, each with fresh tokens
@@ -523,7 +526,6 @@ def _soak(
     log(f"soak: {args.connections} connections for {seconds}s, maintenance every 60 s")
     ports, password = redis
     keys_before = redis_keys(ports, password=password)
-    admin_dsn = env["DATABASE_URL"].replace("postgres://", "postgresql://", 1).rsplit("/", 1)[0] + "/postgres"
     sql_before, counts_before = asyncio.run(pg_counter(admin_dsn, database)), cache_counts(url)
     started = time.monotonic()
     samples: dict[str, list[tuple[float, float]]] = {}
@@ -544,7 +546,7 @@ def _soak(
             for role, mib in watched.rss_mib().items():
                 if role.startswith("worker"):
                     samples.setdefault(role, []).append((now, mib))
-            samples.setdefault("token cache entries", []).append((now, _token_cache_entries(url)))
+            samples.setdefault("token cache entries", []).append((now, cache_counts(url)["token entries"]))
             keys.append((now, float(redis_keys(ports, password=password))))
             if time.monotonic() >= next_maintenance:
                 done = subprocess.run([PY, "-m", "manas360.cli", "maintenance", "all"], env=env, capture_output=True)
@@ -589,13 +591,6 @@ def _soak(
         "keys_max": int(max(k for _, k in keys)),
         "maintenance": (maintenance_runs, maintenance_failures),
     }
-
-
-def _token_cache_entries(url: str) -> float:
-    """Verified tokens cached, summed over the workers (/metrics)."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-    found = re.search(r"^manas360_token_cache_entries ([\d.e+]+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def _soak_rows(soak: dict) -> list[tuple[str, str]]:

@@ -126,6 +126,11 @@ def redis_keys(ports: list[int], *, password: str | None = None) -> int:
     return sum(int(redis_cli(port, "dbsize", password=password).strip() or 0) for port in ports)
 
 
+def mean_cores(runs: list[dict]) -> dict[str, float]:
+    """Cores each role kept busy, averaged over wrk runs made with `watched` (their "cpu")."""
+    return {role: statistics.fmean(run["cpu"][role] for run in runs) for role in runs[0]["cpu"]}
+
+
 def slope_per_min(samples: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) samples, per minute."""
     if len(samples) < 2:

@@ -30,7 +30,15 @@ from typing import Any
 import asyncpg
 import httpx
 
-from scripts.bench_procs import Watched, postgres_backends, redis_cli, redis_info, run_watched, service_processes
+from scripts.bench_procs import (
+    Watched,
+    mean_cores,
+    postgres_backends,
+    redis_cli,
+    redis_info,
+    run_watched,
+    service_processes,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -273,12 +281,15 @@ def mint_tokens(env: dict[str, str], user_ids: list[str], *, aal: int = 1) -> li
 
 def cache_counts(url: str) -> dict[str, float]:
     """Hits and misses of the verified-token cache and of the user contexts in Redis, over
-    every worker, from /metrics ("token hit", "token miss", "context hit", "context miss")."""
+    every worker, from /metrics ("token hit", "token miss", "context hit", "context miss"),
+    and the verified tokens cached ("token entries")."""
     text = httpx.get(url + "/metrics", timeout=10).text
     counts = {}
     for name, metric in (("token", "manas360_token_cache_total"), ("context", "manas360_entitlement_cache_total")):
         found = dict(re.findall(rf'^{metric}\{{result="(hit|miss)"\}} ([\d.e+]+)$', text, re.M))
         counts[f"{name} hit"], counts[f"{name} miss"] = float(found.get("hit", 0)), float(found.get("miss", 0))
+    entries = re.search(r"^manas360_token_cache_entries ([\d.e+]+)$", text, re.M)
+    counts["token entries"] = float(entries.group(1)) if entries else 0.0
     return counts
 
 
@@ -444,7 +455,14 @@ def main(argv: list[str] | None = None) -> int:
         results["redis_executed"] = (redis_after[1] - redis_before[1]) / gated_requests
         watched.roles["postgresql"] = postgres_backends(database)  # the pools' backends are open now
         results["populations"] = population_runs(
-            args, env=env, tmp=tmp, app_url=app_url, bare_url=bare_url, database=database, watched=watched
+            args,
+            env=env,
+            tmp=tmp,
+            app_url=app_url,
+            bare_url=bare_url,
+            admin_dsn=admin_dsn,
+            database=database,
+            watched=watched,
         )
 
         log("logins")
@@ -480,7 +498,15 @@ PREMIUM_ROUTE, MEMBER_ROUTE = "/api/v1/premium/dashboard", "/api/v1/dashboard"
 
 
 def population_runs(
-    args, *, env: dict[str, str], tmp: Path, app_url: str, bare_url: str, database: str, watched: Watched
+    args,
+    *,
+    env: dict[str, str],
+    tmp: Path,
+    app_url: str,
+    bare_url: str,
+    admin_dsn: str,
+    database: str,
+    watched: Watched,
 ) -> list[dict[str, object]]:
     """Each population: that many distinct users' tokens (minted with the service's key),
     cycled by wrk, alternated with bare round by round; the hit rates of the verified-token
@@ -497,8 +523,7 @@ def population_runs(
     Without it, the 100,000-user run met contexts an earlier phase had loaded more than 300 s
     before, and measured PostgreSQL reloading each of them (1,903 req/s, 2026-12-07)."""
     sizes = [int(size) for size in args.populations.split(",") if size.strip()]
-    database_dsn = env["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
-    admin_dsn = database_dsn.rsplit("/", 1)[0] + "/postgres"
+    database_dsn = f"{admin_dsn.rsplit('/', 1)[0]}/{database}"
     results = []
     for size in sizes:
         premium = asyncio.run(_user_ids(database_dsn, size, premium=True))
@@ -555,7 +580,7 @@ def population_runs(
                 "token_hit_rate": _rate(counts["token hit"], counts["token miss"]),
                 "context_hit_rate": _rate(counts["context hit"], counts["context miss"]),
                 "sql_per_request": (sql_after - sql_before) / max(requests, 1),
-                "cpu": {role: statistics.fmean(run["cpu"][role] for run in runs) for role in runs[0]["cpu"]},
+                "cpu": mean_cores(runs),
             }
         )
     return results
